@@ -1,0 +1,683 @@
+"""`titan-runtime`: start a cluster, submit work, watch it, inspect it.
+
+Client commands find the master through --address / TITAN_ADDRESS (TITAN_HOST/TITAN_PORT),
+default 127.0.0.1:9090, and authenticate with --token / TITAN_TOKEN or the `token` file in the
+data dir (--data-dir / TITAN_DATA_DIR, default ~/.titan). Errors print one line saying what was
+wrong and what to do, and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from titan_runtime import config
+from titan_runtime.client.errors import TitanError
+from titan_runtime.client.job import TitanJob
+from titan_runtime.client.records import JobRecord, LogLine
+from titan_runtime.client.sync import TitanClient
+from titan_runtime.core.model import TAG_PATTERN
+from titan_runtime.version import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_TIMEOUT = 124
+EXIT_CANCELLED = 130
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"titan-runtime: error: {message}", err=True)
+    sys.exit(code)
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn SDK and configuration errors into one line on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (TitanError, config.ConfigError) as exc:
+            fail(str(exc))
+        except TimeoutError as exc:
+            fail(str(exc), EXIT_TIMEOUT)
+        except KeyboardInterrupt:
+            sys.exit(EXIT_CANCELLED)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def client_options(fn: F) -> F:
+    """--address, --token and --data-dir, resolved into a TitanClient passed as `client`."""
+
+    @click.option(
+        "--address",
+        envvar="TITAN_ADDRESS",
+        help="Master HOST:PORT [env TITAN_ADDRESS; default 127.0.0.1:9090].",
+    )
+    @click.option(
+        "--token", envvar="TITAN_TOKEN", help="Cluster token [env TITAN_TOKEN; default: DATA_DIR/token]."
+    )
+    @click.option(
+        "--data-dir",
+        envvar="TITAN_DATA_DIR",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Where the token file is [env TITAN_DATA_DIR; default ~/.titan].",
+    )
+    @functools.wraps(fn)
+    @friendly_errors
+    def wrapper(
+        *args: Any, address: str | None, token: str | None, data_dir: Path | None, **kwargs: Any
+    ) -> Any:
+        if address:
+            config.split_host_port(address)
+        with TitanClient(
+            address=address, token=token, data_dir=str(data_dir) if data_dir else None
+        ) as client:
+            return fn(*args, client=client, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_tags(value: str | None) -> list[str]:
+    tags = [t.strip() for t in (value or "").split(",") if t.strip()]
+    for tag in tags:
+        if not TAG_PATTERN.match(tag):
+            raise click.BadParameter(f"invalid tag {tag!r}: use letters, digits, '_', '-', '.' or ':'")
+    return tags
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def exit_code_of(job: JobRecord) -> int:
+    """The exit code `submit --wait` returns for a finished job."""
+    if job.state == "SUCCEEDED":
+        return 0
+    if job.state == "CANCELLED":
+        return EXIT_CANCELLED
+    last = job.attempts[-1] if job.attempts else None
+    if last is not None and last.reason.startswith("timed out"):
+        return EXIT_TIMEOUT
+    if job.exit_code is not None and job.exit_code > 0:
+        return min(job.exit_code, 255)
+    if last is not None and last.signal:
+        try:
+            return 128 + signal.Signals[last.signal].value
+        except KeyError:
+            return 1
+    return 1
+
+
+def fmt_time(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def fmt_duration(job: JobRecord) -> str:
+    if not job.started_at:
+        return "-"
+    end = job.ended_at or time.time()
+    return f"{end - job.started_at:.2f}s"
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*headers, box=None, header_style="bold", pad_edge=False)
+    for row in rows:
+        table.add_row(*row)
+    Console(soft_wrap=True).print(table)
+
+
+def echo_line(line: LogLine) -> None:
+    click.echo(str(line), err=line.stream == "stderr")
+
+
+# ====================================================================== the command group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="titan-runtime")
+def cli() -> None:
+    """Titan: run scripts, commands and DAGs on a cluster of capability-tagged workers.
+
+    \b
+    Start a local cluster:   titan-runtime up
+    Run a script on it:      titan-runtime submit --wait hello.py
+    Run a command:           titan-runtime submit --follow -- echo hi
+    See what happened:       titan-runtime status ID; titan-runtime logs ID
+    """
+
+
+# ---------------------------------------------------------------------- cluster processes
+
+
+def _data_dir_option(fn: F) -> F:
+    return click.option(
+        "--data-dir",
+        envvar="TITAN_DATA_DIR",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="State, logs, artifacts and the token [env TITAN_DATA_DIR; default ~/.titan].",
+    )(fn)
+
+
+@cli.command()
+@click.option(
+    "--port", default=config.DEFAULT_PORT, show_default=True, help="Port of the master (0: any free port)."
+)
+@click.option(
+    "--bind", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for other hosts)."
+)
+@_data_dir_option
+@click.option("--workers", "n_workers", default=2, show_default=True, help="Local workers to start.")
+@click.option("--worker-tags", default="", help="Tags of the local workers, comma-separated (e.g. GPU,ssd).")
+@click.option("--slots", type=int, default=None, help="Slots per worker [default: its CPU count].")
+@click.option("--store", type=click.Choice(["sqlite", "memory"]), default="sqlite", show_default=True)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@friendly_errors
+def up(
+    port: int,
+    bind: str,
+    data_dir: Path | None,
+    n_workers: int,
+    worker_tags: str,
+    slots: int | None,
+    store: str,
+    verbose: bool,
+) -> None:
+    """Start a master and local workers; Ctrl-C (or SIGTERM) stops them all."""
+    from titan_runtime.local import ClusterStartError, LocalCluster
+
+    setup_logging(verbose)
+    if n_workers < 0:
+        raise click.BadParameter("must be 0 or more", param_hint="--workers")
+    if slots is not None and slots < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--slots")
+    tags = parse_tags(worker_tags)
+    directory = config.writable_dir(config.data_dir(data_dir))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    cluster = LocalCluster(
+        directory, bind=bind, port=port, workers=n_workers, worker_tags=tags, slots=slots, store=store
+    )
+    try:
+        cluster.start()
+    except ClusterStartError as exc:
+        fail(str(exc))
+    try:
+        click.echo(f"Titan {__version__} is up: master at {cluster.address}, {n_workers} local worker(s).")
+        click.echo(f"Token: {cluster.token_path} (clients on this machine read it from there)")
+        click.echo("Try: titan-runtime submit --wait -- echo hello    Stop with Ctrl-C.")
+        sys.stdout.flush()
+        stop.wait()
+        click.echo("Stopping: workers first, then the master...", err=True)
+    finally:
+        cluster.stop()
+    click.echo("Stopped.", err=True)
+
+
+@cli.command()
+@click.option(
+    "--port", default=config.DEFAULT_PORT, show_default=True, help="Port to listen on (0: any free port)."
+)
+@click.option(
+    "--bind", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for other hosts)."
+)
+@_data_dir_option
+@click.option("--store", type=click.Choice(["sqlite", "memory"]), default="sqlite", show_default=True)
+@click.option(
+    "--heartbeat-interval", default=1.0, show_default=True, help="Seconds between worker heartbeats."
+)
+@click.option(
+    "--lease-timeout", default=10.0, show_default=True, help="Seconds of silence before a worker is dead."
+)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@friendly_errors
+def master(
+    port: int,
+    bind: str,
+    data_dir: Path | None,
+    store: str,
+    heartbeat_interval: float,
+    lease_timeout: float,
+    verbose: bool,
+) -> None:
+    """Run the master (control plane) in the foreground."""
+    from titan_runtime.master.server import MasterConfig, MasterServer
+
+    setup_logging(verbose)
+    cfg = MasterConfig(
+        data_dir=config.data_dir(data_dir),
+        bind=bind,
+        port=port,
+        store=store,
+        heartbeat_interval=heartbeat_interval,
+        lease_timeout=lease_timeout,
+    )
+
+    async def serve() -> None:
+        server = MasterServer(cfg)
+        await server.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.stopped.set)
+        await server.stopped.wait()
+        await server.stop()
+
+    asyncio.run(serve())
+
+
+@cli.command()
+@click.option("--master", "master_address", required=True, help="The master's HOST:PORT.")
+@click.option(
+    "--tags", default="", help="Capabilities, comma-separated (GPU is added when nvidia-smi finds one)."
+)
+@click.option("--slots", type=int, default=None, help="Jobs run at once [default: CPU count].")
+@click.option(
+    "--token", envvar="TITAN_TOKEN", help="Cluster token [env TITAN_TOKEN; default: DATA_DIR/token]."
+)
+@click.option("--name", default=None, help="Worker name [default: host name].")
+@_data_dir_option
+@click.option(
+    "--work-dir", type=click.Path(file_okay=False, path_type=Path), help="Workspaces, spool and cache."
+)
+@click.option("--kill-grace", default=10.0, show_default=True, help="Seconds from SIGTERM to SIGKILL.")
+@click.option("--keep-workspaces", is_flag=True, help="Keep each attempt's workspace after it ends.")
+@click.option("--exit-with-parent", type=int, default=0, hidden=True)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@friendly_errors
+def worker(
+    master_address: str,
+    tags: str,
+    slots: int | None,
+    token: str | None,
+    name: str | None,
+    data_dir: Path | None,
+    work_dir: Path | None,
+    kill_grace: float,
+    keep_workspaces: bool,
+    exit_with_parent: int,
+    verbose: bool,
+) -> None:
+    """Run a worker that dials out to the master and runs what it is assigned."""
+    from titan_runtime.worker import capabilities
+    from titan_runtime.worker.agent import WorkerConfig, run_worker
+    from titan_runtime.worker.agent import exit_with_parent as arm_parent_death
+
+    setup_logging(verbose)
+    if exit_with_parent:
+        arm_parent_death(exit_with_parent)
+    config.split_host_port(master_address)
+    if slots is not None and slots < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--slots")
+    resolved_token = config.token(token, data_dir)
+    if not resolved_token:
+        fail(
+            f"no token: pass --token or set TITAN_TOKEN (the master keeps it in {config.data_dir(data_dir)}/token "
+            "on its host)"
+        )
+    worker_name = name or capabilities.hostname()
+    directory = work_dir or config.data_dir(data_dir) / "workers" / worker_name
+    config.writable_dir(directory, "work dir")
+    cfg = WorkerConfig(
+        master=master_address,
+        token=resolved_token or "",
+        name=worker_name,
+        work_dir=directory,
+        tags=frozenset(parse_tags(tags)),
+        slots=slots or capabilities.cpu_count(),
+        kill_grace=kill_grace,
+        keep_workspaces=keep_workspaces,
+    )
+    sys.exit(asyncio.run(run_worker(cfg)))
+
+
+# ---------------------------------------------------------------------- jobs
+
+
+class _SubmitCommand(click.Command):
+    """Tells `submit FILE ARGS` from `submit -- CMD ARGS`: command mode when `--` comes before any positional."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {
+            o for p in self.params if isinstance(p, click.Option) and not p.is_flag for o in p.opts
+        }
+        command_mode = False
+        skip = False
+        for token in args:
+            if skip:
+                skip = False
+                continue
+            if token == "--":
+                command_mode = True
+                break
+            if token in takes_value:
+                skip = True
+            elif not token.startswith("-") or token == "-":
+                break
+        ctx.meta["command_mode"] = command_mode
+        return super().parse_args(ctx, args)
+
+
+def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--env")
+        env[key] = value
+    return env
+
+
+@cli.command(cls=_SubmitCommand, context_settings={"allow_interspersed_args": False})
+@click.option("--tag", "tags", multiple=True, help="Run only on workers with this tag (repeatable).")
+@click.option("--priority", default=1, show_default=True, help="Higher runs first.")
+@click.option(
+    "--timeout", type=float, default=None, help="Kill the job (and its children) after this many seconds."
+)
+@click.option("--env", "env_pairs", multiple=True, help="Environment variable KEY=VALUE (repeatable).")
+@click.option("--retries", type=int, default=None, help="Retries after a failed attempt.")
+@click.option("--id", "job_id", default=None, help="Job id [default: the script or program name].")
+@click.option("--node", default=None, help="Run on this worker (name or id).")
+@click.option("--wait", is_flag=True, help="Wait for the end; exit with the job's exit code.")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Stream the output while it runs; exit with the job's exit code."
+)
+@click.argument("program", nargs=1, required=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@client_options
+@click.pass_context
+def submit(
+    ctx: click.Context,
+    client: TitanClient,
+    tags: tuple[str, ...],
+    priority: int,
+    timeout: float | None,
+    env_pairs: tuple[str, ...],
+    retries: int | None,
+    job_id: str | None,
+    node: str | None,
+    wait: bool,
+    follow: bool,
+    program: str | None,
+    args: tuple[str, ...],
+) -> None:
+    """Run a script (FILE [ARGS...]) or a command (-- CMD [ARGS...]) on a worker; print its id.
+
+    \b
+    .py files run with the worker's Python (unbuffered), .sh with bash, other files directly.
+    Exit codes with --wait/--follow: the job's own; 124 on timeout; 130 when cancelled;
+    128+N when killed by signal N; 1 when it could not run (lost, could not start).
+    """
+    if program is None:
+        fail("nothing to run: give a script (submit FILE [ARGS]) or a command (submit -- CMD [ARGS])", 2)
+    if ctx.meta.get("command_mode"):
+        if not program.strip():
+            fail("empty command: give the program to run after --", 2)
+        job = TitanJob(job_id=job_id, command=[program, *args])
+    else:
+        path = Path(program)
+        if not path.is_file():
+            fail(
+                f"script {program} does not exist; to run a command instead, put it after --: submit -- {program}",
+                2,
+            )
+        job = TitanJob(job_id=job_id, filename=str(path), args=list(args))
+    for tag in tags:
+        parse_tags(tag)
+    job.tags = list(tags)
+    job.priority = priority
+    job.timeout = timeout
+    job.env = _parse_env(env_pairs)
+    job.retries = retries
+    job.node = node
+    run_id = client.submit_job(job)
+    click.echo(run_id, err=follow)
+    if not (wait or follow):
+        return
+    try:
+        if follow:
+            for line in client.follow_logs(run_id):
+                echo_line(line)
+        record = client.wait(run_id)
+    except KeyboardInterrupt:
+        click.echo(f"\nStill running; cancel it with: titan-runtime cancel {run_id}", err=True)
+        sys.exit(EXIT_CANCELLED)
+    code = exit_code_of(record)
+    if code:
+        click.echo(f"titan-runtime: job {record.ref} {record.state}: {record.reason}", err=True)
+    sys.exit(code)
+
+
+@cli.command()
+@click.argument("job")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@client_options
+def status(client: TitanClient, job: str, as_json: bool) -> None:
+    """Show a job's state (JOB is the id submit printed, or RUN/JOB)."""
+    record = client.get_job(job)
+    if as_json:
+        click.echo(json.dumps(record.to_dict(), indent=2))
+        return
+    rows = [
+        ["job", record.ref],
+        ["state", record.state],
+        ["reason", record.reason or "-"],
+        ["attempt", str(record.attempt)],
+        ["worker", f"{record.worker_name} ({record.worker_id})" if record.worker_id else "-"],
+        ["exit code", "-" if record.exit_code is None else str(record.exit_code)],
+        ["created", fmt_time(record.created_at)],
+        ["started", fmt_time(record.started_at)],
+        ["ended", fmt_time(record.ended_at)],
+        ["duration", fmt_duration(record)],
+    ]
+    for key, value in rows:
+        click.echo(f"{key:<10} {value}")
+
+
+@cli.command()
+@click.argument("job")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the job ends.")
+@click.option("--attempt", type=int, default=None, help="Attempt number [default: the latest].")
+@client_options
+def logs(client: TitanClient, job: str, follow: bool, attempt: int | None) -> None:
+    """Print a job's output (stdout lines to stdout, stderr lines to stderr)."""
+    try:
+        lines = client.follow_logs(job, attempt=attempt) if follow else client.read_logs(job, attempt=attempt)
+        for line in lines:
+            echo_line(line)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_CANCELLED)
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Return once the processes are gone.")
+@client_options
+def cancel(client: TitanClient, ref: str, wait: bool) -> None:
+    """Cancel a job (and what depends on it) or a whole run; its process trees get SIGTERM, then SIGKILL."""
+    cancelled = client.cancel(ref, wait=wait)
+    if not cancelled:
+        click.echo(f"{ref}: nothing to cancel (already finished)")
+    for item in cancelled:
+        click.echo(f"cancelled {item}")
+
+
+@cli.command()
+@click.argument("job")
+@client_options
+def result(client: TitanClient, job: str) -> None:
+    """Print a job's result (the JSON it passed to task.set_result)."""
+    value = client.get_result(job)
+    if value is None and not client.get_job(job).has_result:
+        fail(f"{job} has no result (it did not call task.set_result)")
+    click.echo(json.dumps(value, indent=2))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@client_options
+def workers(client: TitanClient, as_json: bool) -> None:
+    """List the workers the master knows."""
+    records = client.list_workers()
+    if as_json:
+        click.echo(json.dumps([w.to_dict() for w in records], indent=2))
+        return
+    if not records:
+        click.echo("No workers. Start one with: titan-runtime worker --master HOST:PORT")
+        return
+    now = time.time()
+    print_table(
+        ["NAME", "ID", "STATE", "HOST", "PID", "TAGS", "RUNNING", "CPU%", "MEM%", "SEEN"],
+        [
+            [
+                w.name,
+                w.id,
+                w.state,
+                w.host,
+                str(w.pid),
+                ",".join(w.tags) or "-",
+                f"{w.running}/{w.slots}",
+                f"{w.cpu_percent:.0f}",
+                f"{w.memory_percent:.0f}",
+                f"{max(0.0, now - w.last_heartbeat):.0f}s ago",
+            ]
+            for w in records
+        ],
+    )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--limit", default=50, show_default=True, help="Most recent runs to show (0: all).")
+@client_options
+def runs(client: TitanClient, as_json: bool, limit: int) -> None:
+    """List runs, newest first."""
+    records = client.list_runs(limit)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in records], indent=2))
+        return
+    print_table(
+        ["RUN", "NAME", "STATE", "JOBS", "CREATED"],
+        [
+            [
+                r.id,
+                r.name,
+                r.state,
+                " ".join(f"{k}={v}" for k, v in sorted(r.counts.items())),
+                fmt_time(r.created_at),
+            ]
+            for r in records
+        ],
+    )
+
+
+# ---------------------------------------------------------------------- KV
+
+
+@cli.group()
+def kv() -> None:
+    """The cluster's durable key-value store (values and sets of UTF-8 text)."""
+
+
+@kv.command("put")
+@click.argument("key")
+@click.argument("value")
+@client_options
+def kv_put(client: TitanClient, key: str, value: str) -> None:
+    """Set KEY to VALUE."""
+    client.store_put(key, value)
+
+
+@kv.command("get")
+@click.argument("key")
+@client_options
+def kv_get(client: TitanClient, key: str) -> None:
+    """Print KEY's value; exit 1 when it has none."""
+    value = client.store_get(key)
+    if value is None:
+        fail(f"no value for key {key!r}")
+    click.echo(value)
+
+
+@kv.command("delete")
+@click.argument("key")
+@client_options
+def kv_delete(client: TitanClient, key: str) -> None:
+    """Delete KEY (its value and its set); prints 1 if it existed, else 0."""
+    click.echo("1" if client.store_delete(key) else "0")
+
+
+@kv.command("incr")
+@click.argument("key")
+@click.argument("amount", type=int, default=1)
+@client_options
+def kv_incr(client: TitanClient, key: str, amount: int) -> None:
+    """Atomically add AMOUNT (default 1) to KEY's integer value; print the new value."""
+    click.echo(str(client.store_incr(key, amount)))
+
+
+@kv.command("sadd")
+@click.argument("key")
+@click.argument("member")
+@client_options
+def kv_sadd(client: TitanClient, key: str, member: str) -> None:
+    """Add MEMBER to the set KEY; prints 1 if it was new, else 0."""
+    click.echo("1" if client.store_sadd(key, member) else "0")
+
+
+@kv.command("srem")
+@click.argument("key")
+@click.argument("member")
+@client_options
+def kv_srem(client: TitanClient, key: str, member: str) -> None:
+    """Remove MEMBER from the set KEY; prints 1 if it was there, else 0."""
+    click.echo("1" if client.store_srem(key, member) else "0")
+
+
+@kv.command("smembers")
+@click.argument("key")
+@client_options
+def kv_smembers(client: TitanClient, key: str) -> None:
+    """Print the members of the set KEY, one per line, sorted."""
+    for member in sorted(client.store_smembers(key)):
+        click.echo(member)
+
+
+# ---------------------------------------------------------------------- demo
+
+
+@cli.command(hidden=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@friendly_errors
+def demo(data_dir: Path | None) -> None:
+    """Start a throwaway cluster, run the example pipeline, show what happened, stop (make demo)."""
+    from titan_runtime.demo import run_demo
+
+    sys.exit(run_demo(data_dir))
+
+
+def main() -> None:
+    cli(prog_name="titan-runtime")
+
+
+if __name__ == "__main__":
+    main()

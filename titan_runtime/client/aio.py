@@ -1,0 +1,173 @@
+"""`AsyncTitanClient`: the SDK for code that runs inside an asyncio event loop (Airflow triggers, services)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from titan_runtime import config
+from titan_runtime.client import ops
+from titan_runtime.client.errors import error_from_rpc
+from titan_runtime.client.job import TitanJob
+from titan_runtime.client.records import JobRecord, LogLine, RunRecord, WorkerRecord, parse_log_chunk
+from titan_runtime.client.sync import CHANNEL_OPTIONS
+from titan_runtime.proto import titan_pb2 as pb
+from titan_runtime.proto import titan_pb2_grpc as rpc
+
+T = TypeVar("T")
+
+
+class AsyncTitanClient:
+    """The same calls as `TitanClient`, as coroutines. Create it inside the event loop that uses it."""
+
+    def __init__(
+        self, address: str | None = None, token: str | None = None, data_dir: str | None = None
+    ) -> None:
+        self.address = config.address(address)
+        self._token = config.token(token, data_dir)
+        self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
+        self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._stub = rpc.TitanStub(self._channel)
+        self._uploads: dict[tuple[str, int, int], str] = {}
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncTitanClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _run(self, op: ops.Op[T]) -> T:
+        try:
+            call = next(op)
+            while True:
+                call = op.send(await self._invoke(call))
+        except StopIteration as stop:
+            return stop.value
+
+    async def _invoke(self, call: ops.Call) -> Any:
+        try:
+            return await getattr(self._stub, call.method)(
+                call.request, metadata=self._metadata, timeout=call.timeout
+            )
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self.address) from None
+
+    async def _stream(self, method: str, request: Any) -> AsyncIterator[Any]:
+        try:
+            async for item in getattr(self._stub, method)(request, metadata=self._metadata):
+                yield item
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self.address) from None
+
+    async def submit_job(
+        self, job: TitanJob, run_id: str | None = None, base_dir: str | Path | None = None
+    ) -> str:
+        response = await self._run(
+            ops.submit_run(
+                [job], name=job.id, run_id=run_id or "", base_dir=_path(base_dir), uploads=self._uploads
+            )
+        )
+        return response.run_id
+
+    async def submit_dag(
+        self,
+        name: str,
+        jobs: Sequence[TitanJob],
+        agent_run_id: str | None = None,
+        *,
+        run_id: str | None = None,
+        labels: dict[str, str] | None = None,
+        base_dir: str | Path | None = None,
+    ) -> str:
+        response = await self._run(
+            ops.submit_run(
+                list(jobs),
+                name=name,
+                run_id=run_id or "",
+                labels=labels,
+                agent_run_id=agent_run_id or "",
+                base_dir=_path(base_dir),
+                uploads=self._uploads,
+            )
+        )
+        return response.run_id
+
+    async def get_job(self, job_id: str) -> JobRecord:
+        return await self._run(ops.get_job(job_id))
+
+    async def get_job_status(self, job_id: str) -> str:
+        return (await self.get_job(job_id)).state
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:
+        return await self._run(ops.wait_job(job_id, timeout))
+
+    async def cancel(self, job_or_run_id: str, wait: bool = False, timeout: float = 30.0) -> list[str]:
+        return await self._run(ops.cancel(job_or_run_id, wait, timeout))
+
+    async def get_result(self, job_id: str) -> Any:
+        text = await self._run(ops.get_result(job_id))
+        return None if text is None else json.loads(text)
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        return await self._run(ops.get_run(run_id))
+
+    async def wait_run(self, run_id: str, timeout: float | None = None) -> RunRecord:
+        return await self._run(ops.wait_run(run_id, timeout))
+
+    async def list_runs(self, limit: int = 0, agent_run_id: str | None = None) -> list[RunRecord]:
+        return await self._run(ops.list_runs(limit, agent_run_id or ""))
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        return await self._run(ops.list_workers())
+
+    async def follow_logs(
+        self, job_id: str, offset: int = 0, attempt: int | None = None
+    ) -> AsyncIterator[LogLine]:
+        request = pb.ReadLogsRequest(ref=job_id, attempt=attempt or 0, offset=offset, follow=True)
+        async for chunk in self._stream("ReadLogs", request):
+            for line in parse_log_chunk(chunk):
+                yield line
+
+    async def read_logs(self, job_id: str, attempt: int | None = None, offset: int = 0) -> list[LogLine]:
+        request = pb.ReadLogsRequest(ref=job_id, attempt=attempt or 0, offset=offset, follow=False)
+        return [line async for chunk in self._stream("ReadLogs", request) for line in parse_log_chunk(chunk)]
+
+    async def fetch_logs(self, job_id: str, attempt: int | None = None) -> str:
+        return "".join(line + "\n" for line in await self.read_logs(job_id, attempt))
+
+    async def store_put(self, key: str, value: Any) -> None:
+        await self._run(ops.kv("put", key, ops.as_text(value)))
+
+    async def store_get(self, key: str) -> str | None:
+        response = await self._run(ops.kv("get", key))
+        return response.value if response.found else None
+
+    async def store_delete(self, key: str) -> bool:
+        return (await self._run(ops.kv("delete", key))).changed
+
+    async def store_incr(self, key: str, amount: int = 1) -> int:
+        return await self._run(ops.kv_incr(key, amount))
+
+    async def store_cas(self, key: str, expected: Any, value: Any) -> bool:
+        exp = None if expected is None else ops.as_text(expected)
+        return (await self._run(ops.kv("cas", key, ops.as_text(value), expected=exp))).changed
+
+    async def store_sadd(self, key: str, member: Any) -> bool:
+        return (await self._run(ops.kv("sadd", key, ops.as_text(member, "member")))).changed
+
+    async def store_srem(self, key: str, member: Any) -> bool:
+        return (await self._run(ops.kv("srem", key, ops.as_text(member, "member")))).changed
+
+    async def store_smembers(self, key: str) -> set[str]:
+        return set((await self._run(ops.kv("smembers", key))).members)
+
+
+def _path(value: str | Path | None) -> Path | None:
+    return Path(value) if value is not None else None

@@ -1,0 +1,61 @@
+"""Exceptions the SDK raises. Every failure is an exception with a sentence a user can act on."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class TitanError(Exception):
+    """Base class of every Titan SDK error."""
+
+
+class TitanConnectionError(TitanError, ConnectionError):
+    """The master could not be reached; the message names the address tried."""
+
+
+class Unauthenticated(TitanError, PermissionError):
+    """The master refused the token (missing or wrong)."""
+
+
+class PermissionDenied(TitanError, PermissionError):
+    """The token is valid but may not do this (a job's credential acting on another run)."""
+
+
+class JobNotFound(TitanError, LookupError):
+    """No job or run by that reference."""
+
+
+class InvalidJob(TitanError, ValueError):
+    """The master (or the SDK before sending) refused a job or run definition, or a bad argument."""
+
+
+class Conflict(TitanError):
+    """The request does not fit the current state (incr on a non-integer value, a missing artifact)."""
+
+
+def error_from_rpc(exc: grpc.RpcError, address: str) -> TitanError:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = (exc.details() if hasattr(exc, "details") else "") or str(exc)
+    if (
+        code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        and "connect" in details.lower()
+    ):
+        return TitanConnectionError(
+            f"cannot reach the Titan master at {address}: is it running? "
+            "(start one with `titan-runtime up`, or set --address / TITAN_ADDRESS)"
+        )
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return TitanConnectionError(f"the Titan master at {address} is unavailable: {details}")
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return Unauthenticated(details)
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return PermissionDenied(details)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return JobNotFound(details)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidJob(details)
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return Conflict(details)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return TitanConnectionError(f"the Titan master at {address} did not answer in time: {details}")
+    return TitanError(f"{code.name if code else 'error'}: {details}")

@@ -1,0 +1,141 @@
+"""`TitanJob`: the original Titan's job vocabulary, plus what it lacked (commands, env, timeouts, retries).
+
+`a >> b` makes `a` a parent of `b`; `[a, b] >> c` and `a >> [b, c]` work as in Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from titan_runtime.client.errors import InvalidJob
+
+
+@dataclass(eq=False)
+class TitanJob:
+    """One unit of work: a script file or a command, and where and how to run it.
+
+    The first twelve parameters are the original Titan's, in its order: `delay` is in
+    milliseconds there (YAML's `delay` is in seconds), `requirement` is a worker tag ("GENERAL":
+    any worker), `affinity=True` runs the job on the worker that ran its (first) parent.
+    """
+
+    job_id: str | None = None
+    filename: str | None = None
+    job_type: str = "RUN_PAYLOAD"
+    args: str | list[str] | None = None
+    parents: list[str | TitanJob] | None = None
+    port: int = 0
+    is_archive: bool = False
+    priority: int = 1
+    delay: float = 0
+    affinity: bool | str = False
+    requirement: str = "GENERAL"
+    hitl_message: str | None = None
+    max_wait_seconds: int = 172800
+    # Beyond the original:
+    command: list[str] | None = field(default=None, kw_only=True)
+    env: dict[str, str] | None = field(default=None, kw_only=True)
+    timeout: float | None = field(default=None, kw_only=True)
+    tags: list[str] | None = field(default=None, kw_only=True)
+    retries: int | dict[str, Any] | None = field(default=None, kw_only=True)
+    node: str | None = field(default=None, kw_only=True)
+    labels: dict[str, str] | None = field(default=None, kw_only=True)
+    slots: int = field(default=1, kw_only=True)
+
+    # ------------------------------------------------------------------ DAG builder
+
+    def _add_parent(self, parent: TitanJob) -> None:
+        self.parents = list(self.parents or [])
+        if parent.id not in self.parent_ids:
+            self.parents.append(parent)
+
+    def __rshift__(self, other: TitanJob | list[TitanJob]) -> TitanJob | list[TitanJob]:
+        for child in other if isinstance(other, list) else [other]:
+            child._add_parent(self)
+        return other
+
+    def __rrshift__(self, other: list[TitanJob]) -> TitanJob:
+        for parent in other:
+            self._add_parent(parent)
+        return self
+
+    # ------------------------------------------------------------------ normalised views
+
+    @property
+    def id(self) -> str:
+        if self.job_id:
+            return self.job_id
+        base = os.path.basename(self.filename) if self.filename else (self.command or ["job"])[0]
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.splitext(os.path.basename(base))[0]).lstrip(".-")
+        return stem or "job"
+
+    @property
+    def parent_ids(self) -> list[str]:
+        return [p.id if isinstance(p, TitanJob) else str(p) for p in self.parents or []]
+
+    @property
+    def arg_list(self) -> list[str]:
+        if self.args is None or self.args == "":
+            return []
+        if isinstance(self.args, str):
+            return shlex.split(self.args)
+        return [str(a) for a in self.args]
+
+    @property
+    def tag_list(self) -> list[str]:
+        tags = [t for t in (self.tags or []) if t]
+        if self.requirement and self.requirement != "GENERAL" and self.requirement not in tags:
+            tags.insert(0, self.requirement)
+        return tags
+
+    @property
+    def affinity_mode(self) -> str:
+        if self.affinity is True:
+            return "hard"
+        if self.affinity in (False, None, ""):
+            return ""
+        mode = str(self.affinity).lower()
+        if mode in ("true", "hard"):
+            return "hard"
+        if mode == "soft":
+            return "soft"
+        raise InvalidJob(
+            f"job {self.id}: affinity must be true, false, 'soft' or 'hard', not {self.affinity!r}"
+        )
+
+    def retry_policy(self) -> dict[str, Any] | None:
+        """The retries setting as RetryPolicy fields. An int means that many retries after the first attempt."""
+        r = self.retries
+        if r is None:
+            return None
+        if isinstance(r, bool) or not isinstance(r, (int, dict)):
+            raise InvalidJob(f"job {self.id}: retries must be a number or a mapping, not {r!r}")
+        if isinstance(r, int):
+            if r < 0:
+                raise InvalidJob(f"job {self.id}: retries must be zero or more")
+            return {"attempts": r + 1}
+        policy: dict[str, Any] = {}
+        unknown = set(r) - {"attempts", "backoff", "max_lost"}
+        if unknown:
+            raise InvalidJob(
+                f"job {self.id}: unknown retries key(s) {sorted(unknown)}; use attempts, backoff, max_lost"
+            )
+        if "attempts" in r:
+            policy["attempts"] = int(r["attempts"])
+        if "max_lost" in r:
+            policy["max_lost"] = int(r["max_lost"])
+        backoff = r.get("backoff")
+        if isinstance(backoff, (int, float)) and not isinstance(backoff, bool):
+            policy["backoff_initial"] = float(backoff)
+        elif isinstance(backoff, dict):
+            for key in backoff:
+                if key not in ("initial", "factor", "max"):
+                    raise InvalidJob(f"job {self.id}: unknown backoff key {key!r}; use initial, factor, max")
+                policy[f"backoff_{key}"] = float(backoff[key])
+        elif backoff is not None:
+            raise InvalidJob(f"job {self.id}: backoff must be seconds or {{initial, factor, max}}")
+        return policy

@@ -1,0 +1,226 @@
+"""Client operations written once, run by both the blocking and the asyncio client.
+
+Each operation is a generator that yields `Call`s (an RPC to make) and receives their responses;
+`TitanClient` drives it with blocking stubs, `AsyncTitanClient` with awaits. This keeps the two
+clients identical in behaviour without writing every method twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from titan_runtime.client.errors import Conflict, InvalidJob
+from titan_runtime.client.job import TitanJob
+from titan_runtime.client.records import JobRecord, RunRecord, WorkerRecord
+from titan_runtime.proto import titan_pb2 as pb
+
+T = TypeVar("T")
+UPLOAD_CHUNK = 1024 * 1024
+#: One long-poll on the master; a longer wait is several of them.
+WAIT_SLICE = 30.0
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    request: Any
+    timeout: float | None = 30.0
+
+
+Op = Generator[Call, Any, T]
+
+
+# ------------------------------------------------------------------ artifacts
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(UPLOAD_CHUNK), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def _chunks(path: Path, artifact_hash: str) -> Iterator[pb.ArtifactChunk]:
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        first = True
+        while True:
+            data = fh.read(UPLOAD_CHUNK)
+            if not data and not first:
+                return
+            yield pb.ArtifactChunk(hash=artifact_hash if first else "", size=size if first else 0, data=data)
+            first = False
+            if not data:
+                return
+
+
+def upload(path: Path, known: dict[tuple[str, int, int], str] | None = None) -> Op[str]:
+    """Make sure the master has the file's content; return its hash. Uploads only when missing."""
+    stat = path.stat()
+    cache_key = (str(path), stat.st_size, stat.st_mtime_ns)
+    artifact_hash = known.get(cache_key) if known is not None else None
+    if artifact_hash is None:
+        artifact_hash = file_hash(path)
+    if known is not None:
+        known[cache_key] = artifact_hash
+    present = yield Call("HasArtifact", pb.ArtifactRef(hash=artifact_hash))
+    if not present.present:
+        ref = yield Call("PutArtifact", _chunks(path, artifact_hash), timeout=None)
+        artifact_hash = ref.hash
+    return artifact_hash
+
+
+# ------------------------------------------------------------------ jobs and runs
+
+
+def job_spec(job: TitanJob, base_dir: Path, uploads: dict[tuple[str, int, int], str]) -> Op[pb.JobSpec]:
+    """Turn a TitanJob into the wire spec, uploading its script when needed."""
+    if job.hitl_message:
+        raise InvalidJob(f"job {job.id}: approval gates (hitl_message) are not supported by this Titan yet")
+    if job.job_type not in ("RUN_PAYLOAD", "SERVICE"):
+        raise InvalidJob(f"job {job.id}: job_type must be 'RUN_PAYLOAD' or 'SERVICE', not {job.job_type!r}")
+    if job.filename and job.command:
+        raise InvalidJob(f"job {job.id}: give either filename or command, not both")
+    if job.command is not None and (not job.command or not str(job.command[0]).strip()):
+        raise InvalidJob(f"job {job.id}: the command is empty; give the program to run and its arguments")
+    spec = pb.JobSpec(
+        id=job.id,
+        kind="service" if job.job_type == "SERVICE" else "batch",
+        args=job.arg_list,
+        env={str(k): str(v) for k, v in (job.env or {}).items()},
+        tags=job.tag_list,
+        priority=int(job.priority),
+        timeout=float(job.timeout or 0),
+        delay=float(job.delay or 0) / 1000.0,
+        parents=job.parent_ids,
+        affinity=job.affinity_mode,
+        node=job.node or "",
+        labels={str(k): str(v) for k, v in (job.labels or {}).items()},
+        slots=int(job.slots or 1),
+    )
+    policy = job.retry_policy()
+    if policy is not None:
+        spec.retries.CopyFrom(pb.RetryPolicy(**policy))
+    if job.command:
+        spec.command.extend(str(c) for c in job.command)
+    elif job.filename:
+        path = (base_dir / os.path.expanduser(job.filename)).resolve()
+        if not path.is_file():
+            raise InvalidJob(f"job {job.id}: script {path} does not exist (or is not a file)")
+        spec.script_name = path.name
+        spec.script_hash = yield from upload(path, uploads)
+    else:
+        raise InvalidJob(f"job {job.id}: nothing to run; give a script filename or a command")
+    return spec
+
+
+def submit_run(
+    jobs: Sequence[TitanJob],
+    name: str = "",
+    run_id: str = "",
+    labels: dict[str, str] | None = None,
+    agent_run_id: str = "",
+    base_dir: Path | None = None,
+    uploads: dict[tuple[str, int, int], str] | None = None,
+) -> Op[pb.SubmitRunResponse]:
+    base = base_dir or Path.cwd()
+    known = uploads if uploads is not None else {}
+    specs = []
+    for job in jobs:
+        if not isinstance(job, TitanJob):
+            raise InvalidJob(f"expected TitanJob objects, got {type(job).__name__}")
+        specs.append((yield from job_spec(job, base, known)))
+    request = pb.SubmitRunRequest(
+        run_id=run_id, name=name, labels=labels or {}, agent_run_id=agent_run_id or "", jobs=specs
+    )
+    return (yield Call("SubmitRun", request, timeout=120.0))
+
+
+def get_job(ref: str) -> Op[JobRecord]:
+    return JobRecord.from_pb((yield Call("GetJob", pb.JobRef(ref=ref))))
+
+
+def get_run(run_id: str) -> Op[RunRecord]:
+    return RunRecord.from_pb((yield Call("GetRun", pb.RunRef(run_id=run_id))))
+
+
+def list_runs(limit: int = 0, agent_run_id: str = "") -> Op[list[RunRecord]]:
+    response = yield Call("ListRuns", pb.ListRunsRequest(limit=limit, agent_run_id=agent_run_id))
+    return [RunRecord.from_pb(r) for r in response.runs]
+
+
+def wait_job(ref: str, timeout: float | None) -> Op[JobRecord]:
+    """Long-poll until the job is terminal; TimeoutError if `timeout` seconds pass first."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        remaining = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - time.monotonic())
+        info = yield Call(
+            "WaitJob", pb.WaitRequest(ref=ref, timeout=max(remaining, 0.0)), timeout=remaining + 30
+        )
+        record = JobRecord.from_pb(info)
+        if record.terminal:
+            return record
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"job {record.ref} is still {record.state} after {timeout:g}s")
+
+
+def wait_run(run_id: str, timeout: float | None) -> Op[RunRecord]:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        remaining = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - time.monotonic())
+        info = yield Call(
+            "WaitRun", pb.WaitRequest(ref=run_id, timeout=max(remaining, 0.0)), timeout=remaining + 30
+        )
+        record = RunRecord.from_pb(info)
+        if record.terminal:
+            return record
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"run {run_id} is still {record.state} after {timeout:g}s")
+
+
+def cancel(ref: str, wait: bool = False, timeout: float = 30.0) -> Op[list[str]]:
+    request = pb.CancelRequest(ref=ref, wait=wait, timeout=timeout)
+    response = yield Call("Cancel", request, timeout=timeout + 30)
+    return list(response.cancelled)
+
+
+def get_result(ref: str) -> Op[str | None]:
+    response = yield Call("GetResult", pb.JobRef(ref=ref))
+    return response.json if response.has_result else None
+
+
+def list_workers() -> Op[list[WorkerRecord]]:
+    response = yield Call("ListWorkers", pb.Empty())
+    return [WorkerRecord.from_pb(w) for w in response.workers]
+
+
+# ------------------------------------------------------------------ KV
+
+
+def kv(op: str, key: str, value: str = "", expected: str | None = None, delta: int = 0) -> Op[pb.KvResponse]:
+    if not isinstance(key, str) or not key:
+        raise InvalidJob("KV keys must be non-empty strings")
+    request = pb.KvRequest(op=op, key=key, value=value, delta=delta)
+    if expected is not None:
+        request.expected = expected
+    return (yield Call("Kv", request))
+
+
+def kv_incr(key: str, amount: int) -> Op[int]:
+    return (yield from kv("incr", key, delta=int(amount))).number
+
+
+def as_text(value: Any, what: str = "value") -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Conflict(f"the KV {what} must be UTF-8 text") from None
+    return value if isinstance(value, str) else str(value)

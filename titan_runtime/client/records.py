@@ -1,0 +1,247 @@
+"""What the SDK returns: plain dataclasses built from the wire, with `to_dict()` for JSON output."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from titan_runtime.proto import titan_pb2 as pb
+
+TERMINAL_JOB_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "UPSTREAM_FAILED", "SKIPPED"})
+TERMINAL_RUN_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+
+#: The original Titan's status words, and what Titan calls them now.
+ORIGINAL_STATUS_WORDS = {
+    "PENDING": "PENDING (waiting for parents or a delay) or READY (queued for a worker)",
+    "RUNNING": "ASSIGNED or RUNNING",
+    "COMPLETED": "SUCCEEDED",
+    "FAILED": "FAILED or UPSTREAM_FAILED",
+    "DEAD": "FAILED with a reason starting 'lost' (its worker died more often than retries.max_lost allows)",
+    "CANCELLED": "CANCELLED",
+}
+
+
+@dataclass
+class AttemptRecord:
+    number: int
+    id: str
+    worker_id: str
+    state: str
+    exit_code: int | None
+    signal: str
+    reason: str
+    assigned_at: float
+    started_at: float
+    ended_at: float
+    pid: int
+    log_size: int
+
+    @classmethod
+    def from_pb(cls, a: pb.AttemptInfo) -> AttemptRecord:
+        return cls(
+            number=a.number,
+            id=a.id,
+            worker_id=a.worker_id,
+            state=a.state,
+            exit_code=a.exit_code if a.HasField("exit_code") else None,
+            signal=a.signal,
+            reason=a.reason,
+            assigned_at=a.assigned_at,
+            started_at=a.started_at,
+            ended_at=a.ended_at,
+            pid=a.pid,
+            log_size=a.log_size,
+        )
+
+
+@dataclass
+class JobRecord:
+    id: str
+    run_id: str
+    state: str
+    reason: str
+    attempt: int
+    worker_id: str
+    worker_name: str
+    exit_code: int | None
+    created_at: float
+    ready_at: float
+    started_at: float
+    ended_at: float
+    has_result: bool
+    tags: list[str] = field(default_factory=list)
+    priority: int = 1
+    parents: list[str] = field(default_factory=list)
+    attempts: list[AttemptRecord] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.run_id}/{self.id}"
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_JOB_STATES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "SUCCEEDED"
+
+    @property
+    def duration(self) -> float | None:
+        if not self.started_at:
+            return None
+        return (self.ended_at or 0.0) - self.started_at if self.ended_at else None
+
+    @classmethod
+    def from_pb(cls, j: pb.JobInfo) -> JobRecord:
+        return cls(
+            id=j.id,
+            run_id=j.run_id,
+            state=j.state,
+            reason=j.reason,
+            attempt=j.attempt,
+            worker_id=j.worker_id,
+            worker_name=j.worker_name,
+            exit_code=j.exit_code if j.HasField("exit_code") else None,
+            created_at=j.created_at,
+            ready_at=j.ready_at,
+            started_at=j.started_at,
+            ended_at=j.ended_at,
+            has_result=j.has_result,
+            tags=list(j.spec.tags),
+            priority=j.spec.priority,
+            parents=list(j.spec.parents),
+            attempts=[AttemptRecord.from_pb(a) for a in j.attempts],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ref"] = self.ref
+        return data
+
+
+@dataclass
+class RunRecord:
+    id: str
+    name: str
+    state: str
+    reason: str
+    labels: dict[str, str]
+    agent_run_id: str
+    created_at: float
+    ended_at: float
+    counts: dict[str, int]
+    jobs: list[JobRecord] = field(default_factory=list)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_RUN_STATES
+
+    @classmethod
+    def from_pb(cls, r: pb.RunInfo) -> RunRecord:
+        return cls(
+            id=r.id,
+            name=r.name,
+            state=r.state,
+            reason=r.reason,
+            labels=dict(r.labels),
+            agent_run_id=r.agent_run_id,
+            created_at=r.created_at,
+            ended_at=r.ended_at,
+            counts=dict(r.counts),
+            jobs=[JobRecord.from_pb(j) for j in r.jobs],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class WorkerRecord:
+    id: str
+    name: str
+    host: str
+    pid: int
+    tags: list[str]
+    slots: int
+    running: int
+    cpu_percent: float
+    memory_percent: float
+    last_heartbeat: float
+    state: str
+    cpu_count: int
+    memory_bytes: int
+    gpus: list[str]
+    version: str
+    registered_at: float
+
+    @classmethod
+    def from_pb(cls, w: pb.WorkerInfo) -> WorkerRecord:
+        return cls(
+            id=w.id,
+            name=w.name,
+            host=w.host,
+            pid=w.pid,
+            tags=list(w.tags),
+            slots=w.slots,
+            running=w.running,
+            cpu_percent=w.cpu_percent,
+            memory_percent=w.memory_percent,
+            last_heartbeat=w.last_heartbeat,
+            state=w.state,
+            cpu_count=w.cpu_count,
+            memory_bytes=w.memory_bytes,
+            gpus=list(w.gpus),
+            version=w.version,
+            registered_at=w.registered_at,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LogLine(str):
+    """One line of a job's output: a str (the text) that also knows where it came from."""
+
+    stream: str  # "stdout" or "stderr"
+    timestamp: float  # seconds since the epoch, from the worker's clock
+    offset: int  # byte offset of the record in the attempt's log (resume with offset=)
+    next_offset: int  # offset of the record after this one
+    attempt: int
+
+    def __new__(
+        cls, text: str, stream: str, timestamp: float, offset: int, next_offset: int, attempt: int
+    ) -> LogLine:
+        line = super().__new__(cls, text)
+        line.stream = stream
+        line.timestamp = timestamp
+        line.offset = offset
+        line.next_offset = next_offset
+        line.attempt = attempt
+        return line
+
+
+def parse_log_chunk(chunk: pb.LogChunk) -> list[LogLine]:
+    """Split a chunk of whole records into lines."""
+    lines = []
+    offset = chunk.offset
+    for record in chunk.data.split(b"\n")[:-1]:
+        size = len(record) + 1
+        stamp, _, rest = record.partition(b" ")
+        stream, _, text = rest.partition(b" ")
+        try:
+            timestamp = int(stamp) / 1000.0
+        except ValueError:
+            timestamp = 0.0
+        lines.append(
+            LogLine(
+                text.decode("utf-8", errors="replace"),
+                "stderr" if stream == b"E" else "stdout",
+                timestamp,
+                offset,
+                offset + size,
+                chunk.attempt,
+            )
+        )
+        offset += size
+    return lines

@@ -1,0 +1,200 @@
+"""`TitanClient`: the blocking Python SDK."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from titan_runtime import config
+from titan_runtime.client import ops
+from titan_runtime.client.errors import error_from_rpc
+from titan_runtime.client.job import TitanJob
+from titan_runtime.client.records import JobRecord, LogLine, RunRecord, WorkerRecord, parse_log_chunk
+from titan_runtime.proto import titan_pb2 as pb
+from titan_runtime.proto import titan_pb2_grpc as rpc
+
+T = TypeVar("T")
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+
+class TitanClient:
+    """Talks to a Titan master. Address and token follow the usual resolution order
+    (argument, TITAN_ADDRESS / TITAN_HOST+TITAN_PORT, TITAN_TOKEN, the data dir's token file).
+
+    Every method raises on failure (`TitanConnectionError`, `JobNotFound`, `InvalidJob`,
+    `Unauthenticated`, ...); none returns an error status string.
+    """
+
+    def __init__(
+        self, address: str | None = None, token: str | None = None, data_dir: str | None = None
+    ) -> None:
+        self.address = config.address(address)
+        self._token = config.token(token, data_dir)
+        self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
+        self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._stub = rpc.TitanStub(self._channel)
+        self._uploads: dict[tuple[str, int, int], str] = {}
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> TitanClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ driver
+
+    def _run(self, op: ops.Op[T]) -> T:
+        try:
+            call = next(op)
+            while True:
+                call = op.send(self._invoke(call))
+        except StopIteration as stop:
+            return stop.value
+
+    def _invoke(self, call: ops.Call) -> Any:
+        try:
+            return getattr(self._stub, call.method)(
+                call.request, metadata=self._metadata, timeout=call.timeout
+            )
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self.address) from None
+
+    def _stream(self, method: str, request: Any) -> Iterator[Any]:
+        try:
+            yield from getattr(self._stub, method)(request, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self.address) from None
+
+    # ------------------------------------------------------------------ jobs
+
+    def submit_job(self, job: TitanJob, run_id: str | None = None, base_dir: str | Path | None = None) -> str:
+        """Submit one job (a run of one job) and return its id, which every job call accepts."""
+        response = self._run(
+            ops.submit_run(
+                [job], name=job.id, run_id=run_id or "", base_dir=_path(base_dir), uploads=self._uploads
+            )
+        )
+        return response.run_id
+
+    def submit_dag(
+        self,
+        name: str,
+        jobs: Sequence[TitanJob],
+        agent_run_id: str | None = None,
+        *,
+        run_id: str | None = None,
+        labels: dict[str, str] | None = None,
+        base_dir: str | Path | None = None,
+    ) -> str:
+        """Submit jobs as one run (a DAG through their parents) and return the run id."""
+        response = self._run(
+            ops.submit_run(
+                list(jobs),
+                name=name,
+                run_id=run_id or "",
+                labels=labels,
+                agent_run_id=agent_run_id or "",
+                base_dir=_path(base_dir),
+                uploads=self._uploads,
+            )
+        )
+        return response.run_id
+
+    def get_job(self, job_id: str) -> JobRecord:
+        """The full record of a job: state, reason, attempts, exit code, worker."""
+        return self._run(ops.get_job(job_id))
+
+    def get_job_status(self, job_id: str) -> str:
+        """The job's state word (SUCCEEDED, FAILED, RUNNING, ...)."""
+        return self.get_job(job_id).state
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:
+        """Block until the job has ended (whatever the outcome); TimeoutError after `timeout` seconds."""
+        return self._run(ops.wait_job(job_id, timeout))
+
+    def cancel(self, job_or_run_id: str, wait: bool = False, timeout: float = 30.0) -> list[str]:
+        """Cancel a job (and its descendants) or a whole run; with wait=True, return once its processes are gone."""
+        return self._run(ops.cancel(job_or_run_id, wait, timeout))
+
+    def get_result(self, job_id: str) -> Any:
+        """The job's result (what it passed to task.set_result), or None."""
+        text = self._run(ops.get_result(job_id))
+        return None if text is None else json.loads(text)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return self._run(ops.get_run(run_id))
+
+    def wait_run(self, run_id: str, timeout: float | None = None) -> RunRecord:
+        return self._run(ops.wait_run(run_id, timeout))
+
+    def list_runs(self, limit: int = 0, agent_run_id: str | None = None) -> list[RunRecord]:
+        return self._run(ops.list_runs(limit, agent_run_id or ""))
+
+    def list_workers(self) -> list[WorkerRecord]:
+        return self._run(ops.list_workers())
+
+    # ------------------------------------------------------------------ logs
+
+    def follow_logs(self, job_id: str, offset: int = 0, attempt: int | None = None) -> Iterator[LogLine]:
+        """Yield the job's output lines as they are printed, from byte `offset`, until the job ends.
+
+        Without `attempt`, follows the latest attempt and then any retry after it.
+        """
+        request = pb.ReadLogsRequest(ref=job_id, attempt=attempt or 0, offset=offset, follow=True)
+        for chunk in self._stream("ReadLogs", request):
+            yield from parse_log_chunk(chunk)
+
+    def read_logs(self, job_id: str, attempt: int | None = None, offset: int = 0) -> list[LogLine]:
+        """Every line logged so far by one attempt (default: the latest)."""
+        request = pb.ReadLogsRequest(ref=job_id, attempt=attempt or 0, offset=offset, follow=False)
+        return [line for chunk in self._stream("ReadLogs", request) for line in parse_log_chunk(chunk)]
+
+    def fetch_logs(self, job_id: str, attempt: int | None = None) -> str:
+        """The whole output of one attempt (default: the latest) as text, never truncated."""
+        lines = self.read_logs(job_id, attempt)
+        return "".join(line + "\n" for line in lines)
+
+    # ------------------------------------------------------------------ KV
+
+    def store_put(self, key: str, value: Any) -> None:
+        self._run(ops.kv("put", key, ops.as_text(value)))
+
+    def store_get(self, key: str) -> str | None:
+        response = self._run(ops.kv("get", key))
+        return response.value if response.found else None
+
+    def store_delete(self, key: str) -> bool:
+        return self._run(ops.kv("delete", key)).changed
+
+    def store_incr(self, key: str, amount: int = 1) -> int:
+        return self._run(ops.kv_incr(key, amount))
+
+    def store_cas(self, key: str, expected: Any, value: Any) -> bool:
+        """Set `key` to `value` only if it holds `expected` (None: only if absent). True if it was set."""
+        exp = None if expected is None else ops.as_text(expected)
+        return self._run(ops.kv("cas", key, ops.as_text(value), expected=exp)).changed
+
+    def store_sadd(self, key: str, member: Any) -> bool:
+        """Add to a set; True if the member was new (== 1 for code written for the original)."""
+        return self._run(ops.kv("sadd", key, ops.as_text(member, "member"))).changed
+
+    def store_srem(self, key: str, member: Any) -> bool:
+        return self._run(ops.kv("srem", key, ops.as_text(member, "member"))).changed
+
+    def store_smembers(self, key: str) -> set[str]:
+        return set(self._run(ops.kv("smembers", key)).members)
+
+
+def _path(value: str | Path | None) -> Path | None:
+    return Path(value) if value is not None else None

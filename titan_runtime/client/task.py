@@ -1,0 +1,123 @@
+"""The running job's view of Titan: `from titan_runtime import task`.
+
+Inside a job the worker sets TITAN_RUN_ID, TITAN_JOB_ID, TITAN_ATTEMPT, TITAN_ADDRESS, a
+credential scoped to the job's run in TITAN_TOKEN, and TITAN_RESULT_FILE. These helpers read
+them, so a job's code needs no configuration to talk to the master.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from titan_runtime.client.errors import TitanError
+from titan_runtime.client.sync import TitanClient
+
+MAX_RESULT_BYTES = 1024 * 1024
+
+
+class NotInJob(TitanError):
+    """A task.* helper was called outside a Titan job."""
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    run_id: str
+    job_id: str
+    attempt: int
+    attempt_id: str
+    worker: str
+    workspace: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.run_id}/{self.job_id}"
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise NotInJob(f"{name} is not set: task.* helpers work only inside a job that Titan runs")
+    return value
+
+
+def current() -> TaskContext:
+    """Which run, job and attempt this process is."""
+    return TaskContext(
+        run_id=_env("TITAN_RUN_ID"),
+        job_id=_env("TITAN_JOB_ID"),
+        attempt=int(_env("TITAN_ATTEMPT")),
+        attempt_id=os.environ.get("TITAN_ATTEMPT_ID", ""),
+        worker=os.environ.get("TITAN_WORKER_NAME", ""),
+        workspace=os.environ.get("TITAN_WORKSPACE", os.getcwd()),
+    )
+
+
+def in_job() -> bool:
+    return bool(os.environ.get("TITAN_RUN_ID") and os.environ.get("TITAN_JOB_ID"))
+
+
+def set_result(value: Any) -> None:
+    """Record this job's result (JSON-serialisable, at most 1 MB); children and clients can read it."""
+    text = json.dumps(value)
+    if len(text.encode()) > MAX_RESULT_BYTES:
+        raise ValueError(
+            f"result of {len(text.encode())} bytes is over the 1 MB limit; "
+            "publish large data as an artifact and return its name"
+        )
+    path = _env("TITAN_RESULT_FILE")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+_client: TitanClient | None = None
+
+
+def client() -> TitanClient:
+    """A TitanClient authenticated as this job (scoped to its run)."""
+    global _client
+    if _client is None:
+        _env("TITAN_ADDRESS")
+        _client = TitanClient()
+    return _client
+
+
+def result_of(job_id: str) -> Any:
+    """The result of another job of this run (by its id in the run)."""
+    return client().get_result(f"{current().run_id}/{job_id}")
+
+
+def store_put(key: str, value: Any) -> None:
+    client().store_put(key, value)
+
+
+def store_get(key: str) -> str | None:
+    return client().store_get(key)
+
+
+def store_incr(key: str, amount: int = 1) -> int:
+    return client().store_incr(key, amount)
+
+
+def store_cas(key: str, expected: Any, value: Any) -> bool:
+    return client().store_cas(key, expected, value)
+
+
+def store_sadd(key: str, member: Any) -> bool:
+    return client().store_sadd(key, member)
+
+
+def store_srem(key: str, member: Any) -> bool:
+    return client().store_srem(key, member)
+
+
+def store_smembers(key: str) -> set[str]:
+    return client().store_smembers(key)
+
+
+def store_delete(key: str) -> bool:
+    return client().store_delete(key)

@@ -1,0 +1,74 @@
+"""Where to find the master and how to prove who we are: one resolution order everywhere.
+
+Address: explicit argument, else TITAN_ADDRESS, else TITAN_HOST/TITAN_PORT, else 127.0.0.1:9090.
+Token: explicit argument, else TITAN_TOKEN, else the file `token` in the data dir
+(explicit, else TITAN_DATA_DIR, else ~/.titan).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9090
+
+
+class ConfigError(Exception):
+    """Bad configuration; the message says what to change."""
+
+
+def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    raw = explicit or os.environ.get("TITAN_DATA_DIR") or "~/.titan"
+    return Path(raw).expanduser()
+
+
+def address(explicit: str | None = None) -> str:
+    if explicit:
+        return explicit
+    if os.environ.get("TITAN_ADDRESS"):
+        return os.environ["TITAN_ADDRESS"]
+    host = os.environ.get("TITAN_HOST") or DEFAULT_HOST
+    port = os.environ.get("TITAN_PORT") or str(DEFAULT_PORT)
+    return join_host_port(host, int(port))
+
+
+def token(explicit: str | None = None, data_dir_path: str | os.PathLike[str] | None = None) -> str | None:
+    if explicit:
+        return explicit
+    if os.environ.get("TITAN_TOKEN"):
+        return os.environ["TITAN_TOKEN"]
+    path = data_dir(data_dir_path) / "token"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def join_host_port(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def split_host_port(addr: str) -> tuple[str, int]:
+    """Parse HOST:PORT (IPv6 as [::1]:PORT); raise ConfigError with an example when malformed."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"invalid address {addr!r}: expected HOST:PORT, for example 127.0.0.1:9090")
+    return host.strip("[]"), int(port)
+
+
+def writable_dir(path: Path, what: str = "data dir") -> Path:
+    """Create `path` if needed and prove we can write in it, or raise ConfigError saying so."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"the {what} {path} cannot be written ({exc.strerror or exc}); "
+            "choose another with --data-dir or fix its permissions"
+        ) from None
+    return path

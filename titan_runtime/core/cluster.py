@@ -1,0 +1,791 @@
+"""The control plane's state machine: events in, effects out, no I/O.
+
+`ClusterState` owns every run, job, attempt and worker the master knows. The master feeds it
+events (a submission, a worker's hello, an attempt's exit, the passing of time) and carries out
+the effects it emits (send this assignment, cancel that attempt) only after `take_changes()`
+has been written to the store. Everything that decides something lives here, so it is tested
+without processes, sockets or clocks (`now` is always passed in).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from titan_runtime.core.dag import check_graph
+from titan_runtime.core.effects import (
+    AckFinished,
+    Assign,
+    AttemptExit,
+    CancelAttempt,
+    Changes,
+    DisconnectWorker,
+    Effect,
+    Note,
+    Welcome,
+    WorkerHello,
+)
+from titan_runtime.core.model import (
+    Attempt,
+    AttemptState,
+    InvalidSpec,
+    Job,
+    JobSpec,
+    JobState,
+    Run,
+    RunState,
+    Worker,
+    WorkerState,
+)
+from titan_runtime.core.scheduler import ReadyQueues, Requirement
+
+
+class NotFound(KeyError):
+    """An unknown run or job reference; str() is a sentence a user can act on."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "not found"
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    heartbeat_interval: float = 1.0
+    lease_timeout: float = 10.0  # a worker silent this long is declared dead
+
+
+def describe_exit(exit: AttemptExit) -> str:
+    """The reason a user reads for an attempt's end."""
+    if exit.reason:
+        return exit.reason
+    if exit.outcome == "succeeded":
+        return ""
+    if exit.signal:
+        return f"killed by {exit.signal}"
+    if exit.exit_code is not None:
+        return f"exit code {exit.exit_code}"
+    return exit.outcome
+
+
+_FAILED_STATES = (JobState.FAILED, JobState.UPSTREAM_FAILED)
+
+
+class ClusterState:
+    def __init__(self, config: ClusterConfig | None = None, new_id: Callable[[], str] | None = None) -> None:
+        self.config = config or ClusterConfig()
+        counter = itertools.count(1)
+        self._new_id = new_id or (lambda: f"a{next(counter)}")
+        self.runs: dict[str, Run] = {}
+        self.workers: dict[str, Worker] = {}
+        self.queues = ReadyQueues()
+        self._attempts: dict[str, tuple[Job, Attempt]] = {}
+        self._runs_by_job_id: dict[str, list[str]] = {}
+        self._timers: list[tuple[float, int, tuple[str, str]]] = []
+        self._timer_seq = itertools.count()
+        self._job_order = itertools.count()
+        self._run_seq = 0
+        self._effects: list[Effect] = []
+        self._dirty_runs: set[str] = set()
+        self._dirty_jobs: set[tuple[str, str]] = set()
+        self._dirty_attempts: set[str] = set()
+        self._dirty_workers: set[str] = set()
+        self._ended_attempts: set[str] = set()
+        self._dispatch_needed = False
+
+    # ------------------------------------------------------------------ queries
+
+    def run(self, run_id: str) -> Run:
+        run = self.runs.get(run_id)
+        if run is None:
+            raise NotFound(f"no run {run_id!r}: list runs with `titan-runtime runs`")
+        return run
+
+    def resolve(self, ref: str) -> Job:
+        """Find a job by "RUN/JOB", by the id of a run of one job, or by a bare job id (latest run)."""
+        if "/" in ref:
+            run_id, _, job_id = ref.partition("/")
+            run = self.run(run_id)
+            job = run.jobs.get(job_id)
+            if job is None:
+                raise NotFound(
+                    f"run {run_id} has no job {job_id!r}; its jobs: {', '.join(list(run.jobs)[:20])}"
+                )
+            return job
+        run = self.runs.get(ref)
+        if run is not None:
+            if len(run.jobs) == 1:
+                return next(iter(run.jobs.values()))
+            raise NotFound(f"{ref} is a run of {len(run.jobs)} jobs; address one of them as {ref}/JOB")
+        run_ids = self._runs_by_job_id.get(ref)
+        if run_ids:
+            return self.runs[run_ids[-1]].jobs[ref]
+        raise NotFound(f"no job {ref!r}: use the id that submit printed, or RUN/JOB for a job in a run")
+
+    def attempt(self, attempt_id: str) -> tuple[Job, Attempt] | None:
+        return self._attempts.get(attempt_id)
+
+    def waiting_reason(self, job: Job) -> str:
+        """Why a READY job has not started yet, in words."""
+        requirement = self.queues.requirement_of(job.key)
+        if requirement is None:
+            return job.reason
+        live = [w for w in self.workers.values() if w.schedulable]
+        if not any(requirement.admits(w) for w in live):
+            if requirement.node:
+                name = (
+                    self.workers[requirement.node].name
+                    if requirement.node in self.workers
+                    else requirement.node
+                )
+                return f"waiting for worker {name}"
+            return f"waiting for a worker with {requirement.describe()}"
+        if not any(requirement.admits(w) and w.slots >= job.spec.slots for w in live):
+            return f"waiting for a worker with {job.spec.slots} slots and {requirement.describe()}"
+        ahead = self.queues.position(job.key)
+        return f"waiting for a free slot ({ahead} queued ahead)" if ahead else "waiting for a free slot"
+
+    def next_deadline(self) -> float | None:
+        """When `tick` next has something to do, or None."""
+        deadlines = [self._timers[0][0]] if self._timers else []
+        lease = self.config.lease_timeout
+        deadlines.extend(
+            w.last_heartbeat + lease
+            for w in self.workers.values()
+            if w.state in (WorkerState.ALIVE, WorkerState.DRAINING, WorkerState.UNKNOWN)
+        )
+        return min(deadlines) if deadlines else None
+
+    # ------------------------------------------------------------------ outputs
+
+    def take_effects(self) -> list[Effect]:
+        effects, self._effects = self._effects, []
+        return effects
+
+    def take_changes(self) -> Changes:
+        changes = Changes(
+            runs=[self.runs[r].to_row() for r in self._dirty_runs],
+            jobs=[self.runs[r].jobs[j].to_row() for r, j in self._dirty_jobs],
+            attempts=[self._attempts[a][1].to_row() for a in self._dirty_attempts],
+            workers=[self.workers[w].to_row() for w in self._dirty_workers],
+            job_keys=self._dirty_jobs,
+            run_ids=self._dirty_runs,
+            ended_attempts=self._ended_attempts,
+        )
+        self._dirty_runs, self._dirty_jobs, self._dirty_attempts = set(), set(), set()
+        self._dirty_workers, self._ended_attempts = set(), set()
+        return changes
+
+    # ------------------------------------------------------------------ events: clients
+
+    def submit_run(
+        self,
+        run_id: str,
+        name: str,
+        specs: Sequence[JobSpec],
+        now: float,
+        labels: dict[str, str] | None = None,
+        agent_run_id: str = "",
+    ) -> tuple[Run, bool]:
+        """Accept a run, or return the existing one when `run_id` was already submitted.
+
+        Returns (run, existed). Raises InvalidSpec before changing anything.
+        """
+        existing = self.runs.get(run_id)
+        if existing is not None:
+            same = set(existing.jobs) == {s.id for s in specs} and all(
+                existing.jobs[s.id].spec == s for s in specs
+            )
+            if not same:
+                raise InvalidSpec(
+                    f"run id {run_id!r} already exists with other jobs; submit under a new run id"
+                )
+            return existing, True
+        if not specs:
+            raise InvalidSpec("a run needs at least one job")
+        self._validate_new_jobs(specs, existing=())
+        self._run_seq += 1
+        run = Run(
+            id=run_id,
+            name=name or run_id,
+            labels=dict(labels or {}),
+            agent_run_id=agent_run_id,
+            created_at=now,
+            seq=self._run_seq,
+        )
+        self.runs[run_id] = run
+        self._dirty_runs.add(run_id)
+        self._add_jobs(run, specs, now)
+        self._settle(now)
+        return run, False
+
+    def add_jobs(self, run_id: str, specs: Sequence[JobSpec], now: float) -> list[Job]:
+        """Extend a running run. New jobs may depend on any job of the run."""
+        run = self.run(run_id)
+        if run.state is not RunState.RUNNING:
+            raise InvalidSpec(
+                f"run {run_id} has ended ({run.state.value}); jobs can only be added to a running run"
+            )
+        if not specs:
+            raise InvalidSpec("no jobs to add")
+        self._validate_new_jobs(specs, existing=run.jobs)
+        jobs = self._add_jobs(run, specs, now)
+        self._settle(now)
+        return jobs
+
+    def cancel(self, ref: str, now: float, reason: str = "cancelled by user") -> list[str]:
+        """Cancel a whole run (by run id) or one job and its descendants. Returns the cancelled refs."""
+        run = self.runs.get(ref)
+        jobs = list(run.jobs.values()) if run is not None else [self.resolve(ref)]
+        cancelled: list[str] = []
+        for job in jobs:
+            cancelled.extend(self._cancel_job(job, now, reason))
+        self._settle(now)
+        return cancelled
+
+    # ------------------------------------------------------------------ events: workers
+
+    def worker_connected(self, hello: WorkerHello, now: float) -> Welcome:
+        worker = self.workers.get(hello.worker_id)
+        if worker is None:
+            worker = Worker(id=hello.worker_id, name=hello.name, registered_at=now)
+            self.workers[worker.id] = worker
+        elif worker.state is WorkerState.DEAD:
+            self._effects.append(
+                Note(f"worker {worker.name} ({worker.id}) came back after being declared dead")
+            )
+        worker.name = hello.name
+        worker.host = hello.host
+        worker.pid = hello.pid
+        worker.tags = hello.tags
+        worker.slots = max(1, hello.slots)
+        worker.cpu_count = hello.cpu_count
+        worker.memory_bytes = hello.memory_bytes
+        worker.gpus = hello.gpus
+        worker.version = hello.version
+        worker.state = WorkerState.DRAINING if hello.draining else WorkerState.ALIVE
+        worker.last_heartbeat = now
+        self._dirty_workers.add(worker.id)
+
+        superseded: list[str] = []
+        adopted: dict[str, int] = {}
+        held_ids = set()
+        for held in hello.held:
+            held_ids.add(held.attempt_id)
+            found = self._attempts.get(held.attempt_id)
+            if found is None:
+                superseded.append(held.attempt_id)
+                self._effects.append(
+                    Note(f"worker {worker.name} holds unknown attempt {held.attempt_id}: superseded")
+                )
+                continue
+            job, attempt = found
+            current = (
+                attempt.worker_id == worker.id
+                and not attempt.state.terminal
+                and not job.state.terminal
+                and job.current is attempt
+            )
+            if not current:
+                superseded.append(held.attempt_id)
+                if not attempt.state.terminal:
+                    # The job ended without it (cancelled while the worker was away).
+                    self._close_attempt(
+                        job, attempt, AttemptState.CANCELLED, now, reason=job.reason or "cancelled"
+                    )
+                self._effects.append(
+                    Note(
+                        f"attempt {attempt.id} of {job.ref} on worker {worker.name} is superseded; telling it to stop"
+                    )
+                )
+                continue
+            adopted[attempt.id] = held.log_size
+            if attempt.id not in worker.attempts:
+                worker.attempts.add(attempt.id)
+                worker.used_slots += job.spec.slots
+            if held.exit is not None:
+                self._finish(job, attempt, held.exit, now)
+                self._effects.append(AckFinished(worker.id, attempt.id))
+            else:
+                self._mark_running(job, attempt, held.pid, held.started_at or now, now)
+
+        # What we believe this worker holds but it does not: never received, or lost with a restart.
+        for attempt_id in list(worker.attempts):
+            if attempt_id in held_ids:
+                continue
+            job, attempt = self._attempts[attempt_id]
+            if attempt.state is AttemptState.ASSIGNED:
+                self._lose(job, attempt, now, "assigned but never started; requeued", counted=False)
+            else:
+                self._lose(job, attempt, now, f"worker {worker.name} restarted without it")
+        self._dispatch_needed = True
+        self._settle(now)
+        return Welcome(superseded=tuple(superseded), log_offsets=adopted)
+
+    def worker_disconnected(self, worker_id: str, now: float, reason: str) -> None:
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.state is WorkerState.DEAD:
+            return
+        worker.state = WorkerState.DEAD
+        self._dirty_workers.add(worker_id)
+        self._effects.append(Note(f"worker {worker.name} ({worker_id}) declared dead: {reason}"))
+        for attempt_id in sorted(worker.attempts):
+            job, attempt = self._attempts[attempt_id]
+            self._lose(job, attempt, now, f"worker {worker.name} {reason}")
+        # Jobs pinned to it by hard affinity can never run now.
+        for key in self.queues.queued():
+            requirement = self.queues.requirement_of(key)
+            if requirement is not None and requirement.node == worker_id:
+                job = self.runs[key[0]].jobs[key[1]]
+                if job.spec.affinity == "hard":
+                    self._fail(job, now, f"affinity: worker {worker.name} that ran its parent is gone")
+        self._settle(now)
+
+    def set_draining(self, worker_id: str, now: float) -> None:
+        worker = self.workers.get(worker_id)
+        if worker is not None and worker.state is WorkerState.ALIVE:
+            worker.state = WorkerState.DRAINING
+            self._dirty_workers.add(worker_id)
+
+    def heartbeat(
+        self, worker_id: str, now: float, cpu_percent: float = 0.0, memory_percent: float = 0.0
+    ) -> None:
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.state is WorkerState.DEAD:
+            return
+        worker.last_heartbeat = now
+        worker.cpu_percent = cpu_percent
+        worker.memory_percent = memory_percent
+
+    def attempt_started(
+        self, worker_id: str, attempt_id: str, pid: int, started_at: float, now: float
+    ) -> None:
+        found = self._attempts.get(attempt_id)
+        if found is None or found[1].worker_id != worker_id:
+            self._effects.append(
+                Note(f"rejected start report for unknown attempt {attempt_id} from {worker_id}")
+            )
+            self._effects.append(CancelAttempt(worker_id, attempt_id, "unknown attempt"))
+            return
+        job, attempt = found
+        if attempt.state.terminal:
+            self._effects.append(
+                Note(f"rejected start report for attempt {attempt_id}: it is {attempt.state.value}")
+            )
+            self._effects.append(CancelAttempt(worker_id, attempt_id, f"superseded ({attempt.state.value})"))
+            return
+        self._mark_running(job, attempt, pid, started_at or now, now)
+        self._settle(now)
+
+    def attempt_finished(self, worker_id: str, attempt_id: str, exit: AttemptExit, now: float) -> None:
+        # The worker may forget the attempt once this is committed, whatever we decide about it.
+        self._effects.append(AckFinished(worker_id, attempt_id))
+        found = self._attempts.get(attempt_id)
+        if found is None:
+            self._effects.append(Note(f"rejected result of unknown attempt {attempt_id} from {worker_id}"))
+            return
+        job, attempt = found
+        if attempt.worker_id != worker_id:
+            self._effects.append(
+                Note(
+                    f"rejected result of attempt {attempt_id} from {worker_id}: it was assigned to {attempt.worker_id}"
+                )
+            )
+            return
+        if attempt.state.terminal:
+            self._effects.append(
+                Note(
+                    f"rejected late result of attempt {attempt_id} ({job.ref}, attempt {attempt.number}): "
+                    f"it was already {attempt.state.value}"
+                )
+            )
+            return
+        self._finish(job, attempt, exit, now)
+        self._settle(now)
+
+    def tick(self, now: float) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            due, _, key = heapq.heappop(self._timers)
+            run = self.runs.get(key[0])
+            job = run.jobs.get(key[1]) if run else None
+            if (
+                job is not None
+                and job.state is JobState.PENDING
+                and job.waiting_on == 0
+                and job.not_before == due
+            ):
+                self._make_ready(job, now)
+        lease = self.config.lease_timeout
+        for worker in list(self.workers.values()):
+            if worker.state is WorkerState.DEAD or now - worker.last_heartbeat < lease:
+                continue
+            if worker.state is WorkerState.UNKNOWN:
+                reason = f"did not reconnect within {lease:g}s of the master restarting"
+            else:
+                reason = f"sent no heartbeat for {lease:g}s"
+                self._effects.append(DisconnectWorker(worker.id, reason))
+            self.worker_disconnected(worker.id, now, reason)
+        self._settle(now)
+
+    # ------------------------------------------------------------------ recovery
+
+    def restore(
+        self,
+        runs: Iterable[dict[str, Any]],
+        jobs: Iterable[dict[str, Any]],
+        attempts: Iterable[dict[str, Any]],
+        workers: Iterable[dict[str, Any]],
+        now: float,
+    ) -> None:
+        """Rebuild from the store after a master (re)start.
+
+        Workers not known dead become UNKNOWN: they keep their attempts for one lease, to
+        reconnect and report what they hold. Nothing terminal is touched.
+        """
+        for row in runs:
+            run = Run.from_row(row)
+            self.runs[run.id] = run
+            self._run_seq = max(self._run_seq, run.seq)
+        for row in jobs:
+            job = Job.from_row(row)
+            job.order = next(self._job_order)
+            run = self.runs[job.run_id]
+            run.jobs[job.id] = job
+            self._runs_by_job_id.setdefault(job.id, []).append(run.id)
+            if not job.state.terminal:
+                run.unfinished += 1
+        for row in sorted(attempts, key=lambda r: (r["run_id"], r["job_id"], r["number"])):
+            attempt = Attempt.from_row(row)
+            job = self.runs[attempt.run_id].jobs[attempt.job_id]
+            job.attempts.append(attempt)
+            self._attempts[attempt.id] = (job, attempt)
+        for row in workers:
+            worker = Worker.from_row(row)
+            if worker.state is not WorkerState.DEAD:
+                worker.state = WorkerState.UNKNOWN
+                worker.last_heartbeat = now
+            self.workers[worker.id] = worker
+        for index in self._runs_by_job_id.values():
+            index.sort(key=lambda run_id: self.runs[run_id].seq)
+        for run in self.runs.values():
+            for job in run.jobs.values():
+                for parent_id in job.spec.parents:
+                    parent = run.jobs[parent_id]
+                    parent.children.append(job.id)
+                    if parent.state is not JobState.SUCCEEDED:
+                        job.waiting_on += 1
+        for job, attempt in list(self._attempts.values()):
+            if attempt.state.terminal:
+                continue
+            worker = self.workers.get(attempt.worker_id)
+            if worker is not None and worker.state is WorkerState.UNKNOWN:
+                worker.attempts.add(attempt.id)
+                worker.used_slots += job.spec.slots
+            else:
+                self._lose(job, attempt, now, "its worker was gone when the master restarted")
+        for run in sorted(self.runs.values(), key=lambda r: r.seq):
+            for job in run.jobs.values():
+                if job.state is JobState.READY:
+                    self._make_ready(job, now, keep_ready_at=True)
+                elif job.state is JobState.PENDING and job.waiting_on == 0:
+                    if job.not_before > now:
+                        self._push_timer(job)
+                    else:
+                        self._make_ready(job, now)
+            self._maybe_finish_run(run, now)
+        self._dispatch_needed = True
+        self._settle(now)
+
+    # ------------------------------------------------------------------ transitions
+
+    def _validate_new_jobs(self, specs: Sequence[JobSpec], existing: Iterable[str]) -> None:
+        seen: set[str] = set()
+        for spec in specs:
+            spec.validate()
+            if spec.id in seen:
+                raise InvalidSpec(f"duplicate job id {spec.id!r}: job ids must be unique within a run")
+            seen.add(spec.id)
+        check_graph({s.id: list(s.parents) for s in specs}, existing)
+
+    def _add_jobs(self, run: Run, specs: Sequence[JobSpec], now: float) -> list[Job]:
+        new: list[Job] = []
+        for spec in specs:
+            job = Job(run_id=run.id, spec=spec, created_at=now, order=next(self._job_order))
+            run.jobs[spec.id] = job
+            run.unfinished += 1
+            self._runs_by_job_id.setdefault(spec.id, []).append(run.id)
+            self._dirty_jobs.add(job.key)
+            new.append(job)
+        for job in new:
+            for parent_id in job.spec.parents:
+                parent = run.jobs[parent_id]
+                parent.children.append(job.id)
+                if parent.state is not JobState.SUCCEEDED:
+                    job.waiting_on += 1
+        for job in new:
+            if job.state is not JobState.PENDING:
+                continue
+            blocked = [run.jobs[p] for p in job.spec.parents if run.jobs[p].state.terminal]
+            blocked = [p for p in blocked if p.state is not JobState.SUCCEEDED]
+            if blocked:
+                self._end_descendants(
+                    job,
+                    JobState.UPSTREAM_FAILED,
+                    f"upstream job {blocked[0].id} is {blocked[0].state.value}",
+                    now,
+                    True,
+                )
+            elif job.waiting_on == 0:
+                self._parents_done(job, now)
+        return new
+
+    def _parents_done(self, job: Job, now: float) -> None:
+        if job.spec.delay > 0:
+            job.not_before = now + job.spec.delay
+            job.reason = f"delayed {job.spec.delay:g}s after becoming ready"
+            self._dirty_jobs.add(job.key)
+            self._push_timer(job)
+        else:
+            self._make_ready(job, now)
+
+    def _push_timer(self, job: Job) -> None:
+        heapq.heappush(self._timers, (job.not_before, next(self._timer_seq), job.key))
+
+    def _make_ready(self, job: Job, now: float, keep_ready_at: bool = False) -> None:
+        run = self.runs[job.run_id]
+        node, prefer = job.spec.node, ""
+        if job.spec.affinity:
+            parent = run.jobs[job.spec.parents[0]]
+            if job.spec.affinity == "hard":
+                worker = self.workers.get(parent.worker_id)
+                if worker is None or worker.state is WorkerState.DEAD:
+                    name = worker.name if worker else parent.worker_id or "?"
+                    self._fail(job, now, f"affinity: worker {name} that ran parent {parent.id} is gone")
+                    return
+                node = parent.worker_id
+            else:
+                prefer = parent.worker_id
+        job.state = JobState.READY
+        job.not_before = 0.0
+        if not keep_ready_at or not job.ready_at:
+            job.ready_at = now
+        if job.reason.startswith("delayed"):
+            job.reason = ""
+        self.queues.push(
+            job.key,
+            Requirement(job.spec.tags, node),
+            job.spec.priority,
+            slots=job.spec.slots,
+            prefer=prefer,
+            avoid=job.avoid,
+            order=job.order,
+        )
+        self._dirty_jobs.add(job.key)
+        self._dispatch_needed = True
+
+    def _mark_running(self, job: Job, attempt: Attempt, pid: int, started_at: float, now: float) -> None:
+        attempt.state = AttemptState.RUNNING
+        attempt.pid = pid
+        attempt.started_at = started_at
+        self._dirty_attempts.add(attempt.id)
+        if job.current is attempt and not job.state.terminal:
+            job.state = JobState.RUNNING
+            job.reason = ""
+            if not job.started_at:
+                job.started_at = started_at
+            self._dirty_jobs.add(job.key)
+
+    def _release(self, attempt: Attempt, slots: int) -> None:
+        worker = self.workers.get(attempt.worker_id)
+        if worker is not None and attempt.id in worker.attempts:
+            worker.attempts.discard(attempt.id)
+            worker.used_slots -= slots
+            self._dispatch_needed = True
+
+    def _close_attempt(
+        self,
+        job: Job,
+        attempt: Attempt,
+        state: AttemptState,
+        now: float,
+        reason: str = "",
+        exit: AttemptExit | None = None,
+    ) -> None:
+        self._release(attempt, job.spec.slots)
+        attempt.state = state
+        attempt.ended_at = (exit.ended_at if exit and exit.ended_at else 0.0) or now
+        attempt.reason = reason
+        if exit is not None:
+            attempt.exit_code = exit.exit_code
+            attempt.signal = exit.signal
+            attempt.log_size = exit.log_size
+        self._dirty_attempts.add(attempt.id)
+        self._ended_attempts.add(attempt.id)
+
+    def _finish(self, job: Job, attempt: Attempt, exit: AttemptExit, now: float) -> None:
+        reason = describe_exit(exit)
+        if job.state.terminal:
+            # Cancelled (or otherwise ended) while it ran: record how the process went, nothing more.
+            self._close_attempt(job, attempt, AttemptState.CANCELLED, now, reason or job.reason, exit)
+            return
+        if exit.outcome == "succeeded":
+            self._close_attempt(job, attempt, AttemptState.SUCCEEDED, now, "", exit)
+            job.exit_code = exit.exit_code
+            job.result = exit.result
+            self._succeed(job, now)
+            return
+        if exit.outcome == "cancelled":
+            # The worker gave it back (drain deadline): run it again elsewhere, not a failure.
+            self._close_attempt(
+                job, attempt, AttemptState.CANCELLED, now, reason or "handed back by its worker", exit
+            )
+            job.avoid = attempt.worker_id
+            self._make_ready(job, now)
+            job.reason = f"attempt {attempt.number} was handed back by its worker; requeued"
+            return
+        self._close_attempt(job, attempt, AttemptState.FAILED, now, reason, exit)
+        job.exit_code = exit.exit_code
+        job.failures += 1
+        self._dirty_jobs.add(job.key)
+        policy = job.spec.retries
+        if job.failures < policy.attempts:
+            wait = policy.backoff(job.failures)
+            job.avoid = attempt.worker_id
+            self._retry(job, now, wait, f"attempt {attempt.number} failed ({reason})")
+        else:
+            suffix = f" after {job.failures} attempts" if job.failures > 1 else ""
+            self._fail(job, now, f"{reason}{suffix}")
+
+    def _retry(self, job: Job, now: float, wait: float, why: str) -> None:
+        if wait > 0:
+            job.state = JobState.PENDING
+            job.not_before = now + wait
+            job.reason = f"{why}; retrying in {wait:g}s"
+            self._dirty_jobs.add(job.key)
+            self._push_timer(job)
+        else:
+            self._make_ready(job, now)
+            job.reason = f"{why}; retrying"
+
+    def _lose(self, job: Job, attempt: Attempt, now: float, reason: str, counted: bool = True) -> None:
+        """The attempt's worker is gone (or never got it): retry elsewhere, counted apart from failures."""
+        self._close_attempt(job, attempt, AttemptState.LOST, now, f"lost: {reason}")
+        if job.state.terminal or job.current is not attempt:
+            return
+        job.avoid = attempt.worker_id
+        if counted:
+            job.lost += 1
+        self._dirty_jobs.add(job.key)
+        if job.lost > job.spec.retries.max_lost:
+            self._fail(
+                job,
+                now,
+                f"lost {job.lost} times (limit retries.max_lost={job.spec.retries.max_lost}); last: {reason}",
+            )
+        else:
+            self._retry(job, now, 0.0, f"attempt {attempt.number} lost ({reason})")
+
+    def _succeed(self, job: Job, now: float) -> None:
+        run = self.runs[job.run_id]
+        self._end_job(job, JobState.SUCCEEDED, now, "")
+        for child_id in job.children:
+            child = run.jobs[child_id]
+            child.waiting_on -= 1
+            if child.state is JobState.PENDING and child.waiting_on == 0:
+                self._parents_done(child, now)
+        self._maybe_finish_run(run, now)
+
+    def _fail(self, job: Job, now: float, reason: str) -> None:
+        self._end_job(job, JobState.FAILED, now, reason)
+        self._end_descendants(job, JobState.UPSTREAM_FAILED, f"upstream job {job.id} failed", now)
+        self._maybe_finish_run(self.runs[job.run_id], now)
+
+    def _cancel_job(self, job: Job, now: float, reason: str) -> list[str]:
+        if job.state.terminal:
+            return []
+        attempt = job.current
+        if attempt is not None and not attempt.state.terminal:
+            worker = self.workers.get(attempt.worker_id)
+            if worker is not None and worker.state is not WorkerState.DEAD:
+                self._effects.append(CancelAttempt(attempt.worker_id, attempt.id, reason))
+            else:
+                self._close_attempt(job, attempt, AttemptState.CANCELLED, now, reason)
+        self._end_job(job, JobState.CANCELLED, now, reason)
+        cancelled = [
+            job.ref,
+            *self._end_descendants(job, JobState.CANCELLED, f"upstream job {job.id} was cancelled", now),
+        ]
+        self._maybe_finish_run(self.runs[job.run_id], now)
+        return cancelled
+
+    def _end_job(self, job: Job, state: JobState, now: float, reason: str) -> None:
+        self.queues.remove(job.key)
+        job.state = state
+        job.reason = reason
+        job.ended_at = now
+        job.not_before = 0.0
+        self.runs[job.run_id].unfinished -= 1
+        self._dirty_jobs.add(job.key)
+
+    def _end_descendants(
+        self, job: Job, state: JobState, reason: str, now: float, include_self: bool = False
+    ) -> list[str]:
+        """End every unfinished descendant of `job` (and `job` itself with include_self) unrun."""
+        run = self.runs[job.run_id]
+        ended: list[str] = []
+        stack = [job] if include_self else [run.jobs[c] for c in job.children]
+        seen: set[str] = set()
+        while stack:
+            current = stack.pop()
+            if current.id in seen or current.state.terminal:
+                continue
+            seen.add(current.id)
+            self._end_job(current, state, now, reason)
+            ended.append(current.ref)
+            stack.extend(run.jobs[c] for c in current.children)
+        return ended
+
+    def _maybe_finish_run(self, run: Run, now: float) -> None:
+        if run.unfinished > 0 or run.state is not RunState.RUNNING:
+            return
+        jobs = list(run.jobs.values())
+        failed = [j for j in jobs if j.state is JobState.FAILED]
+        if failed or any(j.state in _FAILED_STATES for j in jobs):
+            run.state = RunState.FAILED
+            first = failed[0] if failed else next(j for j in jobs if j.state in _FAILED_STATES)
+            run.reason = f"job {first.id} {first.state.value.lower()}: {first.reason}".rstrip(": ")
+        elif any(j.state is JobState.CANCELLED for j in jobs):
+            run.state = RunState.CANCELLED
+            run.reason = next(j.reason for j in jobs if j.state is JobState.CANCELLED)
+        else:
+            run.state = RunState.SUCCEEDED
+            run.reason = ""
+        run.ended_at = now
+        self._dirty_runs.add(run.id)
+
+    def _settle(self, now: float) -> None:
+        """Place ready jobs on free slots; called at the end of every event."""
+        if not self._dispatch_needed:
+            return
+        self._dispatch_needed = False
+        for key, worker in self.queues.place(self.workers.values()):
+            job = self.runs[key[0]].jobs[key[1]]
+            attempt = Attempt(
+                id=self._new_id(),
+                run_id=job.run_id,
+                job_id=job.id,
+                number=len(job.attempts) + 1,
+                worker_id=worker.id,
+                assigned_at=now,
+            )
+            job.attempts.append(attempt)
+            job.state = JobState.ASSIGNED
+            job.worker_id = worker.id
+            job.avoid = ""
+            worker.attempts.add(attempt.id)
+            worker.used_slots += job.spec.slots
+            self._attempts[attempt.id] = (job, attempt)
+            self._dirty_jobs.add(job.key)
+            self._dirty_attempts.add(attempt.id)
+            self._effects.append(Assign(worker.id, attempt.id, job.run_id, job.id, attempt.number, job.spec))

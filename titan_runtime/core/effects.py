@@ -1,0 +1,120 @@
+"""What the cluster state machine asks the outside world to do, and what it is told.
+
+Inputs arrive as plain values (a worker's hello, an attempt's exit); outputs are effects the
+master carries out *after* the state they depend on has been committed to the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from titan_runtime.core.model import JobSpec
+
+# ---------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class AttemptExit:
+    """How an attempt ended, as its worker saw it."""
+
+    outcome: str  # succeeded | failed | timeout | cancelled | error
+    exit_code: int | None = None
+    signal: str = ""
+    reason: str = ""
+    result: str | None = None  # JSON text
+    log_size: int = 0
+    ended_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class HeldAttempt:
+    """An attempt a (re)connecting worker still holds: running, or finished and not yet acknowledged."""
+
+    attempt_id: str
+    pid: int = 0
+    started_at: float = 0.0
+    exit: AttemptExit | None = None
+    log_size: int = 0
+
+
+@dataclass(frozen=True)
+class WorkerHello:
+    worker_id: str
+    name: str
+    host: str = ""
+    pid: int = 0
+    tags: frozenset[str] = frozenset()
+    slots: int = 1
+    cpu_count: int = 0
+    memory_bytes: int = 0
+    gpus: tuple[str, ...] = ()
+    version: str = ""
+    held: tuple[HeldAttempt, ...] = ()
+    draining: bool = False
+
+
+# ---------------------------------------------------------------- outputs
+
+
+@dataclass(frozen=True)
+class Assign:
+    worker_id: str
+    attempt_id: str
+    run_id: str
+    job_id: str
+    number: int
+    spec: JobSpec
+
+
+@dataclass(frozen=True)
+class CancelAttempt:
+    worker_id: str
+    attempt_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class AckFinished:
+    worker_id: str
+    attempt_id: str
+
+
+@dataclass(frozen=True)
+class DisconnectWorker:
+    worker_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something an operator should be able to find in the master's log."""
+
+    message: str
+
+
+Effect = Assign | CancelAttempt | AckFinished | DisconnectWorker | Note
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """The answer to a worker's hello."""
+
+    superseded: tuple[str, ...] = ()  # held attempts the worker must kill and forget
+    log_offsets: dict[str, int] = field(default_factory=dict)  # bytes of each adopted log already held
+
+
+@dataclass
+class Changes:
+    """Snapshot rows to persist in one transaction, and what they touched."""
+
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    workers: list[dict[str, Any]] = field(default_factory=list)
+    job_keys: set[tuple[str, str]] = field(default_factory=set)
+    run_ids: set[str] = field(default_factory=set)
+    ended_attempts: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.runs or self.jobs or self.attempts or self.workers)

@@ -1,0 +1,388 @@
+"""The records the control plane reasons about: runs, jobs, attempts and workers.
+
+Plain dataclasses, no I/O. The master keeps one instance of each in memory (the source of truth
+for decisions) and the store persists snapshots of them; `to_row`/`from_row` define that
+snapshot so every backend stores exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+
+class RunState(str, Enum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class JobState(str, Enum):
+    PENDING = "PENDING"  # waiting for parents, a delay or a retry backoff
+    READY = "READY"  # queued for a worker
+    ASSIGNED = "ASSIGNED"  # sent to a worker, not yet started
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    UPSTREAM_FAILED = "UPSTREAM_FAILED"
+    SKIPPED = "SKIPPED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL_JOB_STATES
+
+
+_TERMINAL_JOB_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.UPSTREAM_FAILED, JobState.SKIPPED}
+)
+
+
+class AttemptState(str, Enum):
+    ASSIGNED = "ASSIGNED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    LOST = "LOST"  # its worker died or became unreachable
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (AttemptState.ASSIGNED, AttemptState.RUNNING)
+
+
+class WorkerState(str, Enum):
+    ALIVE = "ALIVE"
+    DRAINING = "DRAINING"
+    # Known from the store after a master restart, not yet reconnected: its attempts are kept
+    # until its lease runs out.
+    UNKNOWN = "UNKNOWN"
+    DEAD = "DEAD"
+
+
+# Ids travel in "RUN/JOB" references, file paths and environment variable names: keep them tame.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,63}$")
+
+#: The original Titan's "any worker" requirement.
+GENERAL = "GENERAL"
+
+
+class InvalidSpec(ValueError):
+    """A job or run definition that cannot be accepted; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 1
+    backoff_initial: float = 1.0
+    backoff_factor: float = 2.0
+    backoff_max: float = 60.0
+    max_lost: int = 3
+
+    def backoff(self, failures: int) -> float:
+        """Seconds to wait before the next attempt after `failures` failed attempts."""
+        if failures <= 0:
+            return 0.0
+        return min(self.backoff_max, self.backoff_initial * self.backoff_factor ** (failures - 1))
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the user asked for. Immutable once accepted."""
+
+    id: str
+    kind: str = "batch"
+    script_name: str = ""
+    script_hash: str = ""
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    tags: frozenset[str] = frozenset()
+    priority: int = 1
+    timeout: float = 0.0
+    delay: float = 0.0
+    parents: tuple[str, ...] = ()
+    retries: RetryPolicy = RetryPolicy()
+    affinity: str = ""
+    node: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    slots: int = 1
+    project_hash: str = ""
+    workdir: str = ""
+
+    def validate(self) -> None:
+        """Raise InvalidSpec naming the first problem with this job on its own."""
+        if not ID_PATTERN.match(self.id):
+            raise InvalidSpec(
+                f"invalid job id {self.id!r}: use 1-128 letters, digits, '_', '-' or '.', not starting with '-' or '.'"
+            )
+        if self.kind not in ("batch", "service"):
+            raise InvalidSpec(f"job {self.id}: unknown kind {self.kind!r}; use 'batch' or 'service'")
+        has_script = bool(self.script_hash)
+        if has_script == bool(self.command) and not self.project_hash:
+            if has_script:
+                raise InvalidSpec(f"job {self.id}: give either a script or a command, not both")
+            raise InvalidSpec(f"job {self.id}: nothing to run; give a script file or a non-empty command")
+        if self.command and not self.command[0]:
+            raise InvalidSpec(f"job {self.id}: the command's program is an empty string")
+        for tag in self.tags:
+            if not TAG_PATTERN.match(tag):
+                raise InvalidSpec(
+                    f"job {self.id}: invalid tag {tag!r}: use 1-64 letters, digits, '_', '-', '.' or ':'"
+                )
+        if self.timeout < 0 or self.delay < 0:
+            raise InvalidSpec(f"job {self.id}: timeout and delay must be zero or positive seconds")
+        if self.slots < 1:
+            raise InvalidSpec(f"job {self.id}: slots must be at least 1")
+        if self.retries.attempts < 1:
+            raise InvalidSpec(
+                f"job {self.id}: retries.attempts must be at least 1 (it counts the first attempt)"
+            )
+        if (
+            self.retries.backoff_initial < 0
+            or self.retries.backoff_factor < 1
+            or self.retries.backoff_max < 0
+        ):
+            raise InvalidSpec(f"job {self.id}: retry backoff needs initial >= 0, factor >= 1 and max >= 0")
+        if self.affinity not in ("", "soft", "hard"):
+            raise InvalidSpec(f"job {self.id}: affinity must be 'soft' or 'hard' (true means hard)")
+        if self.affinity and not self.parents:
+            raise InvalidSpec(f"job {self.id}: affinity needs a parent whose worker to follow (depends_on)")
+        if self.affinity and self.node:
+            raise InvalidSpec(f"job {self.id}: give either affinity or node, not both")
+        for key in self.env:
+            if not key or "=" in key or "\0" in key:
+                raise InvalidSpec(f"job {self.id}: invalid environment variable name {key!r}")
+        if len(set(self.parents)) != len(self.parents):
+            raise InvalidSpec(f"job {self.id}: a parent is listed twice in depends_on")
+        if self.id in self.parents:
+            raise InvalidSpec(f"job {self.id}: a job cannot depend on itself")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, RetryPolicy):
+                value = {g.name: getattr(value, g.name) for g in fields(value)}
+            elif isinstance(value, frozenset):
+                value = sorted(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, dict):
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        known = {f.name for f in fields(cls)}
+        kwargs: dict[str, Any] = {k: v for k, v in data.items() if k in known}
+        if isinstance(kwargs.get("retries"), dict):
+            kwargs["retries"] = RetryPolicy(**kwargs["retries"])
+        for name in ("command", "args", "parents"):
+            if name in kwargs:
+                kwargs[name] = tuple(kwargs[name])
+        if "tags" in kwargs:
+            kwargs["tags"] = frozenset(t for t in kwargs["tags"] if t and t != GENERAL)
+        return cls(**kwargs)
+
+
+@dataclass
+class Attempt:
+    id: str
+    run_id: str
+    job_id: str
+    number: int
+    worker_id: str
+    state: AttemptState = AttemptState.ASSIGNED
+    assigned_at: float = 0.0
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    exit_code: int | None = None
+    signal: str = ""
+    reason: str = ""
+    pid: int = 0
+    log_size: int = 0
+
+    def to_row(self) -> dict[str, Any]:
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        row["state"] = self.state.value
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Attempt:
+        data = dict(row)
+        data["state"] = AttemptState(data["state"])
+        return cls(**data)
+
+
+@dataclass
+class Job:
+    run_id: str
+    spec: JobSpec
+    state: JobState = JobState.PENDING
+    reason: str = ""
+    created_at: float = 0.0
+    ready_at: float = 0.0
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    not_before: float = 0.0  # earliest time it may become READY (delay, retry backoff)
+    attempts: list[Attempt] = field(default_factory=list)
+    failures: int = 0  # attempts that failed on their own (counted against retries.attempts)
+    lost: int = 0  # attempts lost with their worker (counted against retries.max_lost)
+    exit_code: int | None = None
+    worker_id: str = ""
+    result: str | None = None  # JSON text of the committed result
+    # Derived while loaded; not persisted:
+    children: list[str] = field(default_factory=list)
+    waiting_on: int = 0  # parents not yet SUCCEEDED
+    order: int = 0  # arrival rank: ties in priority go to the earlier job
+    avoid: str = ""  # worker to avoid on the next attempt (the one that lost or failed it)
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.run_id, self.spec.id)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.run_id}/{self.spec.id}"
+
+    @property
+    def current(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "job_id": self.spec.id,
+            "spec": self.spec.to_dict(),
+            "state": self.state.value,
+            "reason": self.reason,
+            "created_at": self.created_at,
+            "ready_at": self.ready_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "not_before": self.not_before,
+            "failures": self.failures,
+            "lost": self.lost,
+            "exit_code": self.exit_code,
+            "worker_id": self.worker_id,
+            "result": self.result,
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Job:
+        return cls(
+            run_id=row["run_id"],
+            spec=JobSpec.from_dict(row["spec"]),
+            state=JobState(row["state"]),
+            reason=row["reason"],
+            created_at=row["created_at"],
+            ready_at=row["ready_at"],
+            started_at=row["started_at"],
+            ended_at=row["ended_at"],
+            not_before=row["not_before"],
+            failures=row["failures"],
+            lost=row["lost"],
+            exit_code=row["exit_code"],
+            worker_id=row["worker_id"],
+            result=row["result"],
+        )
+
+
+@dataclass
+class Run:
+    id: str
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+    agent_run_id: str = ""
+    state: RunState = RunState.RUNNING
+    reason: str = ""
+    created_at: float = 0.0
+    ended_at: float = 0.0
+    seq: int = 0  # submission order, for listings and bare job-id lookups
+    # Derived while loaded:
+    jobs: dict[str, Job] = field(default_factory=dict)
+    unfinished: int = 0
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "labels": dict(self.labels),
+            "agent_run_id": self.agent_run_id,
+            "state": self.state.value,
+            "reason": self.reason,
+            "created_at": self.created_at,
+            "ended_at": self.ended_at,
+            "seq": self.seq,
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Run:
+        data = dict(row)
+        data["state"] = RunState(data["state"])
+        return cls(**data)
+
+
+@dataclass
+class Worker:
+    id: str
+    name: str
+    host: str = ""
+    pid: int = 0
+    tags: frozenset[str] = frozenset()
+    slots: int = 1
+    cpu_count: int = 0
+    memory_bytes: int = 0
+    gpus: tuple[str, ...] = ()
+    version: str = ""
+    state: WorkerState = WorkerState.ALIVE
+    registered_at: float = 0.0
+    last_heartbeat: float = 0.0
+    cpu_percent: float = 0.0
+    memory_percent: float = 0.0
+    # Derived: attempts assigned to this worker and not yet finished, and the slots they hold.
+    attempts: set[str] = field(default_factory=set)
+    used_slots: int = 0
+
+    @property
+    def free_slots(self) -> int:
+        return self.slots - self.used_slots
+
+    @property
+    def schedulable(self) -> bool:
+        return self.state is WorkerState.ALIVE
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "host": self.host,
+            "pid": self.pid,
+            "tags": sorted(self.tags),
+            "slots": self.slots,
+            "cpu_count": self.cpu_count,
+            "memory_bytes": self.memory_bytes,
+            "gpus": list(self.gpus),
+            "version": self.version,
+            "state": self.state.value,
+            "registered_at": self.registered_at,
+            "last_heartbeat": self.last_heartbeat,
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Worker:
+        data = dict(row)
+        data["state"] = WorkerState(data["state"])
+        data["tags"] = frozenset(data["tags"])
+        data["gpus"] = tuple(data["gpus"])
+        return cls(**data)

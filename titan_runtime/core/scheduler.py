@@ -1,0 +1,150 @@
+"""Placement: which ready job goes to which worker.
+
+Ready jobs wait in one priority queue per *requirement* (the tags they need and the worker they
+are pinned to). A worker can serve every queue whose requirement it satisfies, so a job nobody
+can take only ever blocks its own queue, never jobs that could run (the original Titan's
+failure 4). Across queues the highest-priority head wins; within a queue, priority then arrival.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from titan_runtime.core.model import Worker
+
+
+@dataclass(frozen=True)
+class Requirement:
+    tags: frozenset[str] = frozenset()
+    node: str = ""  # worker id or name; empty means any
+
+    def admits(self, worker: Worker) -> bool:
+        return self.tags <= worker.tags and (not self.node or self.node in (worker.id, worker.name))
+
+    def describe(self) -> str:
+        parts = []
+        if self.tags:
+            parts.append("tags {" + ", ".join(sorted(self.tags)) + "}")
+        if self.node:
+            parts.append(f"node {self.node}")
+        return " and ".join(parts) or "no requirement"
+
+
+@dataclass(order=True)
+class _Entry:
+    sort_key: tuple[int, int]
+    key: tuple[str, str]
+    slots: int
+    prefer: str  # worker id to prefer (soft affinity)
+    avoid: str  # worker id to avoid when another is free (retry after loss or failure)
+    live: bool = True
+
+
+class ReadyQueues:
+    """The READY jobs, queued by requirement. Sans-IO: callers pass in the workers."""
+
+    def __init__(self) -> None:
+        self._queues: dict[Requirement, list[_Entry]] = {}
+        self._entries: dict[tuple[str, str], tuple[Requirement, _Entry]] = {}
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._entries
+
+    def push(
+        self,
+        key: tuple[str, str],
+        requirement: Requirement,
+        priority: int,
+        slots: int = 1,
+        prefer: str = "",
+        avoid: str = "",
+        order: int | None = None,
+    ) -> None:
+        """Queue a job. `order` is its arrival rank (defaults to push order)."""
+        self.remove(key)
+        self._seq += 1
+        entry = _Entry((-priority, self._seq if order is None else order), key, slots, prefer, avoid)
+        heapq.heappush(self._queues.setdefault(requirement, []), entry)
+        self._entries[key] = (requirement, entry)
+
+    def remove(self, key: tuple[str, str]) -> bool:
+        found = self._entries.pop(key, None)
+        if found is None:
+            return False
+        found[1].live = False  # dropped lazily from its heap
+        return True
+
+    def requirement_of(self, key: tuple[str, str]) -> Requirement | None:
+        found = self._entries.get(key)
+        return found[0] if found else None
+
+    def queued(self) -> list[tuple[str, str]]:
+        return list(self._entries)
+
+    def position(self, key: tuple[str, str]) -> int:
+        """How many jobs are ahead of `key` in its own queue."""
+        found = self._entries.get(key)
+        if found is None:
+            return 0
+        requirement, entry = found
+        return sum(1 for e in self._queues[requirement] if e.live and e.sort_key < entry.sort_key)
+
+    def _head(self, requirement: Requirement) -> _Entry | None:
+        heap = self._queues.get(requirement)
+        while heap and not heap[0].live:
+            heapq.heappop(heap)
+        if not heap:
+            self._queues.pop(requirement, None)
+            return None
+        return heap[0]
+
+    def place(self, workers: Iterable[Worker]) -> Iterator[tuple[tuple[str, str], Worker]]:
+        """Yield (job key, worker) placements, best first.
+
+        The caller must account for each placement (the worker's used slots) before asking for
+        the next one: this generator re-reads the workers between yields.
+        """
+        pool = [w for w in workers if w.schedulable]
+        if not pool:
+            return
+        candidates: list[tuple[tuple[int, int], int, Requirement]] = []
+        for n, requirement in enumerate(list(self._queues)):
+            head = self._head(requirement)
+            if head is not None:
+                candidates.append((head.sort_key, n, requirement))
+        heapq.heapify(candidates)
+        counter = len(candidates)
+        while candidates:
+            _, _, requirement = heapq.heappop(candidates)
+            head = self._head(requirement)
+            if head is None:
+                continue
+            eligible = [w for w in pool if w.free_slots >= head.slots and requirement.admits(w)]
+            if not eligible:
+                continue  # this queue is stuck for now; the others go on
+            worker = self._choose(eligible, head)
+            heapq.heappop(self._queues[requirement])
+            del self._entries[head.key]
+            yield head.key, worker
+            nxt = self._head(requirement)
+            if nxt is not None:
+                counter += 1
+                heapq.heappush(candidates, (nxt.sort_key, counter, requirement))
+
+    @staticmethod
+    def _choose(eligible: list[Worker], entry: _Entry) -> Worker:
+        if entry.prefer:
+            for worker in eligible:
+                if worker.id == entry.prefer:
+                    return worker
+        if entry.avoid and len(eligible) > 1:
+            others = [w for w in eligible if w.id != entry.avoid]
+            if others:
+                eligible = others
+        return min(eligible, key=lambda w: (w.used_slots / max(w.slots, 1), w.cpu_percent, w.name, w.id))

@@ -1,0 +1,342 @@
+"""The client API (`titan.v1.Titan`): submissions, status, waiting, logs, KV and artifacts.
+
+Reads are answered from the in-memory state; writes go through the master loop and return only
+once committed. Errors leave as gRPC status codes with a sentence a user can act on; the SDK
+turns them into exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from titan_runtime.core.cluster import NotFound
+from titan_runtime.core.model import ID_PATTERN, Attempt, InvalidSpec, Job, WorkerState
+from titan_runtime.master.artifacts import ArtifactError, ArtifactStore
+from titan_runtime.master.auth import Caller, Credentials, caller_of
+from titan_runtime.master.convert import job_to_pb, run_to_pb, spec_from_pb, worker_to_pb
+from titan_runtime.master.logs import LogStore
+from titan_runtime.master.loop import MasterLoop
+from titan_runtime.proto import titan_pb2 as pb
+from titan_runtime.proto import titan_pb2_grpc as rpc
+from titan_runtime.store import MAX_KV_VALUE_BYTES, KvTypeError
+
+log = logging.getLogger("titan.master")
+
+MAX_KEY_BYTES = 1024
+#: How long a terminal worker stays in `workers` listings.
+DEAD_WORKER_VISIBLE_S = 600.0
+#: When a finished attempt's log stops growing for this long, a follower stops waiting for more.
+LOG_SETTLE_S = 5.0
+
+
+def new_run_id() -> str:
+    return "r-" + secrets.token_hex(5)
+
+
+class TitanServicer(rpc.TitanServicer):
+    def __init__(
+        self, loop: MasterLoop, logs: LogStore, artifacts: ArtifactStore, credentials: Credentials
+    ) -> None:
+        self._loop = loop
+        self._state = loop.state
+        self._logs = logs
+        self._artifacts = artifacts
+        self._credentials = credentials
+
+    # -------------------------------------------------------------- helpers
+
+    async def _resolve(self, ref: str, context: grpc.aio.ServicerContext) -> Job:
+        try:
+            job = self._state.resolve(ref)
+        except NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        await self._check_scope(job.run_id, context, write=False)
+        return job
+
+    async def _check_scope(self, run_id: str, context: grpc.aio.ServicerContext, write: bool) -> Caller:
+        caller = caller_of(context, self._credentials)
+        if not caller.is_cluster and write and caller.run_id != run_id:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, f"a job of run {caller.run_id} cannot change run {run_id}"
+            )
+        return caller
+
+    # -------------------------------------------------------------- runs and jobs
+
+    async def SubmitRun(
+        self, request: pb.SubmitRunRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SubmitRunResponse:
+        run_id = request.run_id or new_run_id()
+        if not ID_PATTERN.match(run_id):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"invalid run id {run_id!r}: use 1-128 letters, digits, '_', '-' or '.'",
+            )
+        try:
+            specs = [spec_from_pb(job) for job in request.jobs]
+        except (InvalidSpec, TypeError, ValueError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        for spec in specs:
+            for artifact in (spec.script_hash, spec.project_hash):
+                try:
+                    present = not artifact or self._artifacts.has(artifact)
+                except ArtifactError as exc:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"job {spec.id}: {exc}")
+                if not present:
+                    await context.abort(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"job {spec.id}: artifact {artifact} was never uploaded; upload it before submitting",
+                    )
+        state = self._state
+        try:
+            run, existed = await self._loop.call(
+                lambda now: state.submit_run(
+                    run_id, request.name, specs, now, dict(request.labels), request.agent_run_id
+                )
+            )
+        except InvalidSpec as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return pb.SubmitRunResponse(run_id=run.id, job_ids=list(run.jobs), existed=existed)
+
+    async def GetJob(self, request: pb.JobRef, context: grpc.aio.ServicerContext) -> pb.JobInfo:
+        return job_to_pb(self._state, await self._resolve(request.ref, context))
+
+    async def GetRun(self, request: pb.RunRef, context: grpc.aio.ServicerContext) -> pb.RunInfo:
+        try:
+            run = self._state.run(request.run_id)
+        except NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        return run_to_pb(self._state, run)
+
+    async def ListRuns(
+        self, request: pb.ListRunsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListRunsResponse:
+        runs = sorted(self._state.runs.values(), key=lambda r: r.seq, reverse=True)
+        if request.agent_run_id:
+            runs = [r for r in runs if r.agent_run_id == request.agent_run_id]
+        if request.limit > 0:
+            runs = runs[: request.limit]
+        return pb.ListRunsResponse(runs=[run_to_pb(self._state, r, with_jobs=False) for r in runs])
+
+    async def WaitJob(self, request: pb.WaitRequest, context: grpc.aio.ServicerContext) -> pb.JobInfo:
+        job = await self._resolve(request.ref, context)
+        deadline = self._loop.clock() + (request.timeout if request.timeout > 0 else 60.0)
+        while not job.state.terminal:
+            remaining = deadline - self._loop.clock()
+            if remaining <= 0:
+                break
+            await self._loop.notifier.wait(job.key, remaining)
+        return job_to_pb(self._state, job)
+
+    async def WaitRun(self, request: pb.WaitRequest, context: grpc.aio.ServicerContext) -> pb.RunInfo:
+        try:
+            run = self._state.run(request.ref)
+        except NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        deadline = self._loop.clock() + (request.timeout if request.timeout > 0 else 60.0)
+        while run.state.value == "RUNNING":
+            remaining = deadline - self._loop.clock()
+            if remaining <= 0:
+                break
+            await self._loop.notifier.wait(run.id, remaining)
+        return run_to_pb(self._state, run)
+
+    async def Cancel(self, request: pb.CancelRequest, context: grpc.aio.ServicerContext) -> pb.CancelResponse:
+        state = self._state
+        if request.ref in state.runs:
+            run_id = request.ref
+        else:
+            run_id = (await self._resolve(request.ref, context)).run_id
+        await self._check_scope(run_id, context, write=True)
+        try:
+            cancelled = await self._loop.call(lambda now: state.cancel(request.ref, now))
+        except NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        if request.wait:
+            await self._wait_processes_gone(cancelled, request.timeout or 30.0)
+        return pb.CancelResponse(cancelled=cancelled)
+
+    async def _wait_processes_gone(self, refs: list[str], timeout: float) -> None:
+        deadline = self._loop.clock() + timeout
+        for ref in refs:
+            job = self._state.resolve(ref)
+            attempt = job.current
+            while attempt is not None and not attempt.state.terminal:
+                remaining = deadline - self._loop.clock()
+                if remaining <= 0:
+                    return
+                await self._loop.notifier.wait(("attempt", attempt.id), remaining)
+
+    async def GetResult(self, request: pb.JobRef, context: grpc.aio.ServicerContext) -> pb.ResultResponse:
+        job = await self._resolve(request.ref, context)
+        if job.result is None:
+            return pb.ResultResponse(has_result=False)
+        return pb.ResultResponse(has_result=True, json=job.result)
+
+    # -------------------------------------------------------------- logs
+
+    async def ReadLogs(
+        self, request: pb.ReadLogsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.LogChunk]:
+        job = await self._resolve(request.ref, context)
+        if request.attempt < 0 or (request.attempt > max(len(job.attempts), 1) and not request.follow):
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"{job.ref} has {len(job.attempts)} attempts; there is no attempt {request.attempt}",
+            )
+        number = request.attempt or len(job.attempts)
+        offset = max(0, request.offset)
+        while True:
+            if request.follow:
+                while number > len(job.attempts) or number == 0:
+                    if job.state.terminal:
+                        return
+                    await self._loop.notifier.wait(job.key, 30.0)
+                    number = number or len(job.attempts)
+            if number == 0 or number > len(job.attempts):
+                return
+            attempt = job.attempts[number - 1]
+            async for chunk in self._read_attempt(job, attempt, offset, request.follow):
+                yield chunk
+            # Following the latest attempt: go on with the retry, if one comes.
+            if not request.follow or request.attempt:
+                return
+            while len(job.attempts) == number and not job.state.terminal:
+                await self._loop.notifier.wait(job.key, 30.0)
+            if len(job.attempts) == number:
+                return
+            number += 1
+            offset = 0
+
+    async def _read_attempt(
+        self, job: Job, attempt: Attempt, offset: int, follow: bool
+    ) -> AsyncIterator[pb.LogChunk]:
+        path = self._logs.path(job.run_id, job.id, attempt.number)
+        idle_since = None
+        while True:
+            data = self._logs.read(path, offset)
+            if data:
+                yield pb.LogChunk(attempt=attempt.number, offset=offset, data=data)
+                offset += len(data)
+                idle_since = None
+                continue
+            if not follow:
+                return
+            if attempt.state.terminal:
+                if offset >= attempt.log_size:
+                    return
+                # Finished, but bytes are still on their way (a worker resending after a reconnect).
+                now = self._loop.clock()
+                idle_since = idle_since or now
+                if now - idle_since > LOG_SETTLE_S:
+                    return
+            await self._logs.wait_change(attempt.id, 1.0)
+
+    # -------------------------------------------------------------- workers
+
+    async def ListWorkers(
+        self, request: pb.Empty, context: grpc.aio.ServicerContext
+    ) -> pb.ListWorkersResponse:
+        now = self._loop.clock()
+        workers = [
+            w
+            for w in self._state.workers.values()
+            if w.state is not WorkerState.DEAD or now - w.last_heartbeat < DEAD_WORKER_VISIBLE_S
+        ]
+        workers.sort(key=lambda w: (w.state is WorkerState.DEAD, w.name, w.id))
+        return pb.ListWorkersResponse(workers=[worker_to_pb(w) for w in workers])
+
+    # -------------------------------------------------------------- KV
+
+    async def Kv(self, request: pb.KvRequest, context: grpc.aio.ServicerContext) -> pb.KvResponse:
+        key, value, store = request.key, request.value, self._loop.store
+        if not key:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty key: give a non-empty key")
+        if len(key.encode()) > MAX_KEY_BYTES:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"key longer than {MAX_KEY_BYTES} bytes")
+        if len(value.encode()) > MAX_KV_VALUE_BYTES:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"value of {len(value.encode())} bytes is over the KV limit of 1 MB; "
+                "store large data as an artifact (publish_artifact) and keep its name in the KV store",
+            )
+        op = request.op
+        try:
+            if op == "get":
+                found: Any = await self._loop.in_store(store.kv_get, key)
+                return pb.KvResponse(found=found is not None, value=found or "")
+            if op == "put":
+                await self._loop.in_store(store.kv_put, key, value)
+                return pb.KvResponse(changed=True)
+            if op == "delete":
+                return pb.KvResponse(changed=await self._loop.in_store(store.kv_delete, key))
+            if op == "incr":
+                number = await self._loop.in_store(store.kv_incr, key, request.delta)
+                return pb.KvResponse(changed=True, number=number, value=str(number))
+            if op == "cas":
+                expected = request.expected if request.HasField("expected") else None
+                return pb.KvResponse(changed=await self._loop.in_store(store.kv_cas, key, expected, value))
+            if op == "sadd":
+                return pb.KvResponse(changed=await self._loop.in_store(store.kv_sadd, key, value))
+            if op == "srem":
+                return pb.KvResponse(changed=await self._loop.in_store(store.kv_srem, key, value))
+            if op == "smembers":
+                return pb.KvResponse(members=await self._loop.in_store(store.kv_smembers, key))
+        except KvTypeError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown KV operation {op!r}")
+        raise AssertionError  # unreachable: abort raises
+
+    # -------------------------------------------------------------- artifacts
+
+    async def PutArtifact(
+        self, request_iterator: AsyncIterator[pb.ArtifactChunk], context: grpc.aio.ServicerContext
+    ) -> pb.ArtifactRef:
+        upload = self._artifacts.upload()
+        expected = ""
+        try:
+            async for chunk in request_iterator:
+                if chunk.hash and not expected:
+                    expected = chunk.hash
+                upload.write(chunk.data)
+            artifact_hash = await asyncio.get_running_loop().run_in_executor(None, upload.commit, expected)
+        except ArtifactError as exc:
+            upload.abort()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except BaseException:
+            upload.abort()
+            raise
+        return pb.ArtifactRef(hash=artifact_hash, size=upload.size)
+
+    async def GetArtifact(
+        self, request: pb.ArtifactRef, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ArtifactChunk]:
+        try:
+            if not self._artifacts.has(request.hash):
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"no artifact {request.hash}")
+            size = self._artifacts.size(request.hash)
+            first = True
+            for data in self._artifacts.chunks(request.hash):
+                yield pb.ArtifactChunk(
+                    hash=request.hash if first else "", size=size if first else 0, data=data
+                )
+                first = False
+            if first:
+                yield pb.ArtifactChunk(hash=request.hash, size=0, data=b"")
+        except ArtifactError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    async def HasArtifact(
+        self, request: pb.ArtifactRef, context: grpc.aio.ServicerContext
+    ) -> pb.HasArtifactResponse:
+        try:
+            return pb.HasArtifactResponse(present=self._artifacts.has(request.hash))
+        except ArtifactError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise

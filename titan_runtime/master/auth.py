@@ -1,0 +1,138 @@
+"""Who may call the master: the cluster token, and per-run credentials handed to jobs.
+
+Every RPC carries `authorization: Bearer <token>` metadata. The cluster token (generated on first
+start, file mode 0600) admits workers and clients. A job gets a credential derived from the
+cluster secret and its run id (`tj1.<run>.<mac>`): the master can verify it without storing
+it, and it never reveals the cluster token to the code a job runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+TOKEN_FILE = "token"
+_JOB_PREFIX = "tj1."
+
+
+def load_or_create_token(data_dir: Path) -> str:
+    """Read the cluster token from `data_dir/token`, creating it (mode 0600) on first start."""
+    path = data_dir / TOKEN_FILE
+    try:
+        token = path.read_text().strip()
+        if token:
+            return token
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    return token
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated identity of an RPC: the cluster (full access) or one run's jobs."""
+
+    run_id: str | None = None  # None: cluster token
+
+    @property
+    def is_cluster(self) -> bool:
+        return self.run_id is None
+
+
+class Credentials:
+    def __init__(self, cluster_token: str, token_path: Path) -> None:
+        self._token = cluster_token.encode()
+        self.token_path = token_path
+
+    def job_credential(self, run_id: str) -> str:
+        return f"{_JOB_PREFIX}{run_id}.{self._mac(run_id)}"
+
+    def _mac(self, run_id: str) -> str:
+        return hmac.new(self._token, b"job:" + run_id.encode(), hashlib.sha256).hexdigest()[:40]
+
+    def identify(self, token: str) -> Caller | None:
+        """The caller a presented token stands for, or None when it is not valid."""
+        if hmac.compare_digest(token.encode(), self._token):
+            return Caller()
+        if token.startswith(_JOB_PREFIX):
+            run_id, _, mac = token[len(_JOB_PREFIX) :].rpartition(".")
+            if run_id and hmac.compare_digest(mac.encode(), self._mac(run_id).encode()):
+                return Caller(run_id=run_id)
+        return None
+
+
+def bearer(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+            return value[len("Bearer ") :].strip()
+    return ""
+
+
+def caller_of(context: grpc.aio.ServicerContext, credentials: Credentials) -> Caller:
+    """The caller of an RPC the interceptor already admitted."""
+    return credentials.identify(bearer(context.invocation_metadata())) or Caller(run_id="")
+
+
+def _aborting_handler(
+    handler: grpc.RpcMethodHandler, code: grpc.StatusCode, details: str
+) -> grpc.RpcMethodHandler:
+    async def abort(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(code, details)
+
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(abort)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(abort)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(abort)
+    return grpc.unary_unary_rpc_method_handler(abort)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Rejects calls without a valid token before any servicer code runs."""
+
+    #: Methods a job credential may not call at all.
+    CLUSTER_ONLY = ("/titan.v1.WorkerLink/",)
+
+    def __init__(self, credentials: Credentials) -> None:
+        self._credentials = credentials
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        token = bearer(handler_call_details.invocation_metadata)
+        where = f"the cluster token is in {self._credentials.token_path} on the master's host"
+        if not token:
+            return _aborting_handler(
+                handler,
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"missing token: {where}; pass --token or set TITAN_TOKEN",
+            )
+        caller = self._credentials.identify(token)
+        if caller is None:
+            return _aborting_handler(
+                handler,
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"wrong token: {where}; pass it with --token or TITAN_TOKEN",
+            )
+        if not caller.is_cluster and handler_call_details.method.startswith(self.CLUSTER_ONLY):
+            return _aborting_handler(
+                handler, grpc.StatusCode.PERMISSION_DENIED, "a job credential cannot act as a worker"
+            )
+        return handler

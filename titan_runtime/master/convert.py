@@ -1,0 +1,189 @@
+"""Translation between the wire (protobuf) and the core's records. Nothing else lives here."""
+
+from __future__ import annotations
+
+from titan_runtime.core.cluster import ClusterState
+from titan_runtime.core.effects import AttemptExit, HeldAttempt, WorkerHello
+from titan_runtime.core.model import GENERAL, Attempt, InvalidSpec, Job, JobSpec, RetryPolicy, Run, Worker
+from titan_runtime.proto import titan_pb2 as pb
+
+
+def spec_from_pb(msg: pb.JobSpec) -> JobSpec:
+    retries = RetryPolicy()
+    if msg.HasField("retries"):
+        given = {f.name: value for f, value in msg.retries.ListFields()}
+        retries = RetryPolicy(**given)
+    if msg.kind == "service":
+        raise InvalidSpec(f"job {msg.id}: services are not supported by this master yet")
+    return JobSpec(
+        id=msg.id,
+        kind=msg.kind or "batch",
+        script_name=msg.script_name,
+        script_hash=msg.script_hash,
+        command=tuple(msg.command),
+        args=tuple(msg.args),
+        env=dict(msg.env),
+        tags=frozenset(t for t in msg.tags if t and t != GENERAL),
+        priority=msg.priority,
+        timeout=msg.timeout,
+        delay=msg.delay,
+        parents=tuple(msg.parents),
+        retries=retries,
+        affinity=msg.affinity,
+        node=msg.node,
+        labels=dict(msg.labels),
+        slots=msg.slots or 1,
+        project_hash=msg.project_hash,
+        workdir=msg.workdir,
+    )
+
+
+def spec_to_pb(spec: JobSpec) -> pb.JobSpec:
+    r = spec.retries
+    return pb.JobSpec(
+        id=spec.id,
+        kind=spec.kind,
+        script_name=spec.script_name,
+        script_hash=spec.script_hash,
+        command=spec.command,
+        args=spec.args,
+        env=spec.env,
+        tags=sorted(spec.tags),
+        priority=spec.priority,
+        timeout=spec.timeout,
+        delay=spec.delay,
+        parents=spec.parents,
+        retries=pb.RetryPolicy(
+            attempts=r.attempts,
+            backoff_initial=r.backoff_initial,
+            backoff_factor=r.backoff_factor,
+            backoff_max=r.backoff_max,
+            max_lost=r.max_lost,
+        ),
+        affinity=spec.affinity,
+        node=spec.node,
+        labels=spec.labels,
+        slots=spec.slots,
+        project_hash=spec.project_hash,
+        workdir=spec.workdir,
+    )
+
+
+def attempt_to_pb(attempt: Attempt) -> pb.AttemptInfo:
+    return pb.AttemptInfo(
+        id=attempt.id,
+        number=attempt.number,
+        worker_id=attempt.worker_id,
+        state=attempt.state.value,
+        exit_code=attempt.exit_code,
+        signal=attempt.signal,
+        reason=attempt.reason,
+        assigned_at=attempt.assigned_at,
+        started_at=attempt.started_at,
+        ended_at=attempt.ended_at,
+        pid=attempt.pid,
+        log_size=attempt.log_size,
+    )
+
+
+def job_to_pb(state: ClusterState, job: Job, with_spec: bool = True) -> pb.JobInfo:
+    reason = state.waiting_reason(job) if job.state.value == "READY" else job.reason
+    worker = state.workers.get(job.worker_id)
+    info = pb.JobInfo(
+        run_id=job.run_id,
+        id=job.id,
+        state=job.state.value,
+        reason=reason,
+        attempt=len(job.attempts),
+        worker_id=job.worker_id,
+        worker_name=worker.name if worker else "",
+        exit_code=job.exit_code,
+        created_at=job.created_at,
+        ready_at=job.ready_at,
+        started_at=job.started_at,
+        ended_at=job.ended_at,
+        attempts=[attempt_to_pb(a) for a in job.attempts],
+        has_result=job.result is not None,
+    )
+    if with_spec:
+        info.spec.CopyFrom(spec_to_pb(job.spec))
+    return info
+
+
+def run_to_pb(state: ClusterState, run: Run, with_jobs: bool = True) -> pb.RunInfo:
+    counts: dict[str, int] = {}
+    for job in run.jobs.values():
+        counts[job.state.value] = counts.get(job.state.value, 0) + 1
+    info = pb.RunInfo(
+        id=run.id,
+        name=run.name,
+        state=run.state.value,
+        reason=run.reason,
+        labels=run.labels,
+        agent_run_id=run.agent_run_id,
+        created_at=run.created_at,
+        ended_at=run.ended_at,
+        counts=counts,
+    )
+    if with_jobs:
+        info.jobs.extend(job_to_pb(state, job) for job in run.jobs.values())
+    return info
+
+
+def worker_to_pb(worker: Worker) -> pb.WorkerInfo:
+    return pb.WorkerInfo(
+        id=worker.id,
+        name=worker.name,
+        host=worker.host,
+        pid=worker.pid,
+        tags=sorted(worker.tags),
+        slots=worker.slots,
+        running=len(worker.attempts),
+        cpu_percent=worker.cpu_percent,
+        memory_percent=worker.memory_percent,
+        last_heartbeat=worker.last_heartbeat,
+        state=worker.state.value,
+        cpu_count=worker.cpu_count,
+        memory_bytes=worker.memory_bytes,
+        gpus=worker.gpus,
+        version=worker.version,
+        registered_at=worker.registered_at,
+    )
+
+
+def exit_from_pb(msg: pb.AttemptExit) -> AttemptExit:
+    return AttemptExit(
+        outcome=msg.outcome,
+        exit_code=msg.exit_code if msg.HasField("exit_code") else None,
+        signal=msg.signal,
+        reason=msg.reason,
+        result=msg.result_json if msg.has_result else None,
+        log_size=msg.log_size,
+        ended_at=msg.ended_at,
+    )
+
+
+def hello_from_pb(msg: pb.WorkerHello) -> WorkerHello:
+    return WorkerHello(
+        worker_id=msg.worker_id,
+        name=msg.name,
+        host=msg.host,
+        pid=msg.pid,
+        tags=frozenset(msg.tags),
+        slots=msg.slots,
+        cpu_count=msg.cpu_count,
+        memory_bytes=msg.memory_bytes,
+        gpus=tuple(msg.gpus),
+        version=msg.version,
+        held=tuple(
+            HeldAttempt(
+                attempt_id=h.attempt_id,
+                pid=h.pid,
+                started_at=h.started_at,
+                exit=exit_from_pb(h.exit) if h.finished else None,
+                log_size=h.log_size,
+            )
+            for h in msg.held
+        ),
+        draining=msg.draining,
+    )

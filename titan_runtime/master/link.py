@@ -1,0 +1,158 @@
+"""The worker link: one bidirectional stream per worker, carried out over the master loop.
+
+The stream's first message must be the worker's hello. From then on the worker sends
+heartbeats, start and finish reports and log bytes; the master sends assignments, cancels and
+acknowledgements through the session's outbox. When the stream ends, the worker is declared dead
+at once (a process that died closes its stream): its attempts are retried elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from titan_runtime.core.effects import AttemptExit
+from titan_runtime.master.convert import exit_from_pb, hello_from_pb
+from titan_runtime.master.logs import LogStore
+from titan_runtime.master.loop import MasterLoop
+from titan_runtime.proto import titan_pb2 as pb
+from titan_runtime.proto import titan_pb2_grpc as rpc
+
+log = logging.getLogger("titan.master")
+
+HELLO_TIMEOUT = 10.0
+_CLOSE = object()
+
+
+class WorkerSession:
+    def __init__(self, worker_id: str, peer: str) -> None:
+        self.worker_id = worker_id
+        self.peer = peer
+        self.outbox: asyncio.Queue[object] = asyncio.Queue()
+        self.closed = False
+
+    def send(self, message: pb.MasterMessage) -> None:
+        if not self.closed:
+            self.outbox.put_nowait(message)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.outbox.put_nowait(_CLOSE)
+
+
+class WorkerLinkServicer(rpc.WorkerLinkServicer):
+    def __init__(self, loop: MasterLoop, logs: LogStore, heartbeat_interval: float) -> None:
+        self._loop = loop
+        self._logs = logs
+        self._heartbeat_interval = heartbeat_interval
+        self.sessions: dict[str, WorkerSession] = {}
+
+    def close_all(self) -> None:
+        for session in list(self.sessions.values()):
+            session.close()
+
+    async def Connect(
+        self, request_iterator: AsyncIterator[pb.WorkerMessage], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.MasterMessage]:
+        try:
+            first = await asyncio.wait_for(request_iterator.__anext__(), HELLO_TIMEOUT)
+        except (StopAsyncIteration, asyncio.TimeoutError):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a worker stream must start with a hello")
+            return
+        if first.WhichOneof("kind") != "hello" or not first.hello.worker_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a worker stream must start with a hello")
+            return
+        hello = hello_from_pb(first.hello)
+        worker_id = hello.worker_id
+        previous = self.sessions.get(worker_id)
+        if previous is not None:
+            previous.close()
+        session = WorkerSession(worker_id, context.peer())
+        self.sessions[worker_id] = session
+        state = self._loop.state
+        welcome = await self._loop.call(lambda now: state.worker_connected(hello, now))
+        offsets = {}
+        for attempt_id in welcome.log_offsets:
+            found = state.attempt(attempt_id)
+            if found is not None:
+                job, attempt = found
+                offsets[attempt_id] = self._logs.size(
+                    attempt_id, self._logs.path(job.run_id, job.id, attempt.number)
+                )
+        log.info(
+            "worker %s (%s) connected from %s, tags %s",
+            hello.name,
+            worker_id,
+            session.peer,
+            sorted(hello.tags),
+        )
+        yield pb.MasterMessage(
+            welcome=pb.Welcome(
+                worker_id=worker_id,
+                heartbeat_interval=self._heartbeat_interval,
+                superseded=welcome.superseded,
+                log_offsets=offsets,
+            )
+        )
+        reader = asyncio.get_running_loop().create_task(self._read(session, request_iterator))
+        try:
+            while True:
+                message = await session.outbox.get()
+                if message is _CLOSE:
+                    break
+                yield message
+        finally:
+            reader.cancel()
+            session.closed = True
+            if self.sessions.get(worker_id) is session:
+                del self.sessions[worker_id]
+                self._loop.post(lambda now: state.worker_disconnected(worker_id, now, "disconnected"))
+
+    async def _read(self, session: WorkerSession, request_iterator: AsyncIterator[pb.WorkerMessage]) -> None:
+        state = self._loop.state
+        worker_id = session.worker_id
+        try:
+            async for message in request_iterator:
+                if session.closed:
+                    break
+                kind = message.WhichOneof("kind")
+                if kind == "heartbeat":
+                    hb = message.heartbeat
+                    state.heartbeat(worker_id, self._loop.clock(), hb.cpu_percent, hb.memory_percent)
+                elif kind == "log":
+                    self._append_log(worker_id, message.log)
+                elif kind == "started":
+                    started = message.started
+                    self._loop.post(
+                        lambda now, s=started: state.attempt_started(
+                            worker_id, s.attempt_id, s.pid, s.started_at, now
+                        )
+                    )
+                elif kind == "finished":
+                    attempt_id = message.finished.attempt_id
+                    exit: AttemptExit = exit_from_pb(message.finished.exit)
+                    self._loop.post(
+                        lambda now, a=attempt_id, e=exit: state.attempt_finished(worker_id, a, e, now)
+                    )
+        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("worker %s stream failed", worker_id)
+        finally:
+            session.close()
+
+    def _append_log(self, worker_id: str, data: pb.LogData) -> None:
+        found = self._loop.state.attempt(data.attempt_id)
+        if found is None:
+            return
+        job, attempt = found
+        if attempt.worker_id != worker_id:
+            return
+        path = self._logs.path(job.run_id, job.id, attempt.number)
+        self._logs.append(attempt.id, path, data.offset, data.data)
+        if attempt.state.terminal:
+            self._logs.close(attempt.id)  # bytes resent after the attempt was committed

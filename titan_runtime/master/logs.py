@@ -1,0 +1,103 @@
+"""Attempt logs on the master: append-only files, one per attempt, read and followed by offset.
+
+The bytes are exactly the worker's spool file for that attempt (records of
+"<unix ms> <O|E> <line>\n"), so a byte offset means the same thing on both sides and a worker
+that reconnects resends from the master's size. Nothing here holds a log in memory: a job that
+prints 100 MB costs disk, not RAM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from titan_runtime.core.model import ID_PATTERN
+
+READ_CHUNK = 1024 * 1024
+
+
+class LogStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._fds: dict[str, int] = {}
+        self._sizes: dict[str, int] = {}
+        self._changed: dict[str, asyncio.Event] = {}
+
+    def path(self, run_id: str, job_id: str, number: int) -> Path:
+        """The log file of attempt `number` of RUN/JOB, refusing anything that leaves the log dir."""
+        if not (ID_PATTERN.match(run_id) and ID_PATTERN.match(job_id)) or number < 1:
+            raise ValueError(f"invalid log reference {run_id}/{job_id} attempt {number}")
+        path = (self.root / run_id / f"{job_id}.{number}.log").resolve()
+        if path.parent.parent != self.root:
+            raise ValueError(f"invalid log reference {run_id}/{job_id}")
+        return path
+
+    def size(self, attempt_id: str, path: Path) -> int:
+        size = self._sizes.get(attempt_id)
+        if size is None:
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                size = 0
+        return size
+
+    def append(self, attempt_id: str, path: Path, offset: int, data: bytes) -> int:
+        """Write `data` found at `offset` of the attempt's log; overlap from a resend is skipped.
+
+        Returns the log's size afterwards. Data past a gap is refused (the worker resends from the
+        size the master reports when it reconnects).
+        """
+        size = self.size(attempt_id, path)
+        if offset > size:
+            return size
+        data = data[size - offset :]
+        if not data:
+            return size
+        fd = self._fds.get(attempt_id)
+        if fd is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._fds[attempt_id] = fd
+        os.write(fd, data)
+        size += len(data)
+        self._sizes[attempt_id] = size
+        self._notify(attempt_id)
+        return size
+
+    def close(self, attempt_id: str) -> None:
+        """The attempt ended: release its file and wake followers so they can finish."""
+        fd = self._fds.pop(attempt_id, None)
+        if fd is not None:
+            os.close(fd)
+        self._sizes.pop(attempt_id, None)
+        self._notify(attempt_id)
+
+    def close_all(self) -> None:
+        for attempt_id in list(self._fds):
+            self.close(attempt_id)
+
+    def _notify(self, attempt_id: str) -> None:
+        event = self._changed.pop(attempt_id, None)
+        if event is not None:
+            event.set()
+
+    async def wait_change(self, attempt_id: str, timeout: float) -> None:
+        event = self._changed.setdefault(attempt_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    @staticmethod
+    def read(path: Path, offset: int, limit: int = READ_CHUNK) -> bytes:
+        """Whole records starting at `offset` (which must be a record boundary), up to `limit` bytes."""
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read(limit)
+        except FileNotFoundError:
+            return b""
+        end = data.rfind(b"\n")
+        return data[: end + 1] if end >= 0 else b""

@@ -1,0 +1,211 @@
+"""The master process: a gRPC (asyncio) server around the master loop, as an async context manager."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from titan_runtime.config import ConfigError, join_host_port, writable_dir
+from titan_runtime.core.cluster import ClusterConfig, ClusterState
+from titan_runtime.core.effects import (
+    AckFinished,
+    Assign,
+    CancelAttempt,
+    Changes,
+    DisconnectWorker,
+    Effect,
+    Note,
+)
+from titan_runtime.master.api import TitanServicer
+from titan_runtime.master.artifacts import ArtifactStore
+from titan_runtime.master.auth import TOKEN_FILE, AuthInterceptor, Credentials, load_or_create_token
+from titan_runtime.master.convert import spec_to_pb
+from titan_runtime.master.link import WorkerLinkServicer
+from titan_runtime.master.logs import LogStore
+from titan_runtime.master.loop import MasterLoop
+from titan_runtime.proto import titan_pb2 as pb
+from titan_runtime.proto import titan_pb2_grpc as rpc
+from titan_runtime.store import open_store
+from titan_runtime.version import __version__
+
+log = logging.getLogger("titan.master")
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+READY_FILE = "master.json"
+
+
+def new_attempt_id() -> str:
+    return "at-" + os.urandom(6).hex()
+
+
+@dataclass
+class MasterConfig:
+    data_dir: Path
+    bind: str = "127.0.0.1"
+    port: int = 9090
+    store: str = "sqlite"
+    heartbeat_interval: float = 1.0
+    lease_timeout: float = 10.0
+    kill_grace: float = 10.0  # SIGTERM to SIGKILL when cancelling
+
+
+class MasterServer:
+    """Start with `async with MasterServer(config) as master:`; `master.address` is where it listens."""
+
+    def __init__(self, config: MasterConfig) -> None:
+        self.config = config
+        self.address = ""
+        self.token_path = config.data_dir / TOKEN_FILE
+        self._server: grpc.aio.Server | None = None
+        self._loop: MasterLoop | None = None
+        self._link: WorkerLinkServicer | None = None
+        self._logs: LogStore | None = None
+        self.stopped = asyncio.Event()
+
+    async def __aenter__(self) -> MasterServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        cfg = self.config
+        data_dir = writable_dir(cfg.data_dir.expanduser().resolve())
+        self.token_path = data_dir / TOKEN_FILE
+        credentials = Credentials(load_or_create_token(data_dir), self.token_path)
+        store = open_store(cfg.store, data_dir)
+        state = ClusterState(
+            ClusterConfig(heartbeat_interval=cfg.heartbeat_interval, lease_timeout=cfg.lease_timeout),
+            new_id=new_attempt_id,
+        )
+        loop = MasterLoop(state, store)
+        snapshot = await loop.in_store(store.load)
+        state.restore(snapshot.runs, snapshot.jobs, snapshot.attempts, snapshot.workers, loop.clock())
+        self._loop = loop
+        self._logs = LogStore(data_dir / "logs")
+        artifacts = ArtifactStore(data_dir / "artifacts")
+        self._link = WorkerLinkServicer(loop, self._logs, cfg.heartbeat_interval)
+        self._credentials = credentials
+
+        server = grpc.aio.server(
+            interceptors=[AuthInterceptor(credentials)],
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+            ],
+        )
+        rpc.add_TitanServicer_to_server(TitanServicer(loop, self._logs, artifacts, credentials), server)
+        rpc.add_WorkerLinkServicer_to_server(self._link, server)
+        target = join_host_port(cfg.bind, cfg.port)
+        try:
+            port = server.add_insecure_port(target)
+        except RuntimeError:
+            port = 0
+        if not port:
+            await loop.stop()
+            store.close()
+            raise ConfigError(
+                f"cannot listen on {target}: the port is already in use or the address is not local; "
+                "stop the other process or choose another --port"
+            )
+        await server.start()
+        self._server = server
+        loop.start(self._carry_out)
+        assert loop._task is not None
+        loop._task.add_done_callback(lambda _t: self.stopped.set())
+        host = "127.0.0.1" if cfg.bind in ("0.0.0.0", "") else ("::1" if cfg.bind == "::" else cfg.bind)
+        self.address = join_host_port(host, port)
+        ready = {
+            "address": self.address,
+            "bind": join_host_port(cfg.bind, port),
+            "pid": os.getpid(),
+            "version": __version__,
+        }
+        (data_dir / READY_FILE).write_text(json.dumps(ready) + "\n")
+        self._ready_file = data_dir / READY_FILE
+        log.info(
+            "titan master %s listening on %s (store %s in %s); token in %s",
+            __version__,
+            join_host_port(cfg.bind, port),
+            cfg.store,
+            data_dir,
+            self.token_path,
+        )
+
+    async def stop(self, grace: float = 1.0) -> None:
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        assert self._link and self._loop and self._logs
+        self._link.close_all()
+        await server.stop(grace)
+        await self._loop.stop()
+        self._loop.store.close()
+        self._logs.close_all()
+        try:
+            self._ready_file.unlink()
+        except OSError:
+            pass
+        self.stopped.set()
+        log.info("titan master stopped")
+
+    async def _carry_out(self, effects: list[Effect], changes: Changes) -> None:
+        assert self._link and self._loop and self._logs
+        sessions = self._link.sessions
+        acks: dict[str, list[str]] = {}
+        for effect in effects:
+            if isinstance(effect, Assign):
+                session = sessions.get(effect.worker_id)
+                if session is not None:
+                    session.send(
+                        pb.MasterMessage(
+                            assign=pb.Assignment(
+                                attempt_id=effect.attempt_id,
+                                run_id=effect.run_id,
+                                job_id=effect.job_id,
+                                attempt=effect.number,
+                                spec=spec_to_pb(effect.spec),
+                                credential=self._credentials.job_credential(effect.run_id),
+                            )
+                        )
+                    )
+            elif isinstance(effect, CancelAttempt):
+                session = sessions.get(effect.worker_id)
+                if session is not None:
+                    session.send(
+                        pb.MasterMessage(
+                            cancel=pb.CancelAttempt(
+                                attempt_id=effect.attempt_id,
+                                reason=effect.reason,
+                                grace=self.config.kill_grace,
+                            )
+                        )
+                    )
+            elif isinstance(effect, AckFinished):
+                acks.setdefault(effect.worker_id, []).append(effect.attempt_id)
+            elif isinstance(effect, DisconnectWorker):
+                session = sessions.get(effect.worker_id)
+                if session is not None:
+                    session.close()
+            elif isinstance(effect, Note):
+                log.info("%s", effect.message)
+        for worker_id, attempt_ids in acks.items():
+            session = sessions.get(worker_id)
+            if session is not None:
+                session.send(pb.MasterMessage(ack=pb.Ack(attempt_ids=attempt_ids)))
+        for attempt_id in changes.ended_attempts:
+            self._logs.close(attempt_id)
+        notifier = self._loop.notifier
+        notifier.notify(changes.job_keys)
+        notifier.notify(changes.run_ids)
+        notifier.notify(("attempt", a) for a in changes.ended_attempts)

@@ -1,0 +1,565 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RetryPolicy(_message.Message):
+    __slots__ = ("attempts", "backoff_initial", "backoff_factor", "backoff_max", "max_lost")
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_INITIAL_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_MAX_FIELD_NUMBER: _ClassVar[int]
+    MAX_LOST_FIELD_NUMBER: _ClassVar[int]
+    attempts: int
+    backoff_initial: float
+    backoff_factor: float
+    backoff_max: float
+    max_lost: int
+    def __init__(self, attempts: _Optional[int] = ..., backoff_initial: _Optional[float] = ..., backoff_factor: _Optional[float] = ..., backoff_max: _Optional[float] = ..., max_lost: _Optional[int] = ...) -> None: ...
+
+class JobSpec(_message.Message):
+    __slots__ = ("id", "kind", "script_name", "script_hash", "command", "args", "env", "tags", "priority", "timeout", "delay", "parents", "retries", "affinity", "node", "labels", "slots", "project_hash", "workdir")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SCRIPT_NAME_FIELD_NUMBER: _ClassVar[int]
+    SCRIPT_HASH_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    DELAY_FIELD_NUMBER: _ClassVar[int]
+    PARENTS_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    AFFINITY_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_HASH_FIELD_NUMBER: _ClassVar[int]
+    WORKDIR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: str
+    script_name: str
+    script_hash: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    args: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.ScalarMap[str, str]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    priority: int
+    timeout: float
+    delay: float
+    parents: _containers.RepeatedScalarFieldContainer[str]
+    retries: RetryPolicy
+    affinity: str
+    node: str
+    labels: _containers.ScalarMap[str, str]
+    slots: int
+    project_hash: str
+    workdir: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., script_name: _Optional[str] = ..., script_hash: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., timeout: _Optional[float] = ..., delay: _Optional[float] = ..., parents: _Optional[_Iterable[str]] = ..., retries: _Optional[_Union[RetryPolicy, _Mapping]] = ..., affinity: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., project_hash: _Optional[str] = ..., workdir: _Optional[str] = ...) -> None: ...
+
+class AttemptInfo(_message.Message):
+    __slots__ = ("id", "number", "worker_id", "state", "exit_code", "signal", "reason", "assigned_at", "started_at", "ended_at", "pid", "log_size")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNED_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    LOG_SIZE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    number: int
+    worker_id: str
+    state: str
+    exit_code: int
+    signal: str
+    reason: str
+    assigned_at: float
+    started_at: float
+    ended_at: float
+    pid: int
+    log_size: int
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., worker_id: _Optional[str] = ..., state: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., assigned_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., pid: _Optional[int] = ..., log_size: _Optional[int] = ...) -> None: ...
+
+class JobInfo(_message.Message):
+    __slots__ = ("run_id", "id", "state", "reason", "attempt", "worker_id", "exit_code", "created_at", "ready_at", "started_at", "ended_at", "spec", "attempts", "has_result", "worker_name")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    READY_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    HAS_RESULT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_NAME_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    id: str
+    state: str
+    reason: str
+    attempt: int
+    worker_id: str
+    exit_code: int
+    created_at: float
+    ready_at: float
+    started_at: float
+    ended_at: float
+    spec: JobSpec
+    attempts: _containers.RepeatedCompositeFieldContainer[AttemptInfo]
+    has_result: bool
+    worker_name: str
+    def __init__(self, run_id: _Optional[str] = ..., id: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[float] = ..., ready_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptInfo, _Mapping]]] = ..., has_result: _Optional[bool] = ..., worker_name: _Optional[str] = ...) -> None: ...
+
+class RunInfo(_message.Message):
+    __slots__ = ("id", "name", "state", "labels", "agent_run_id", "created_at", "ended_at", "jobs", "counts", "reason")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class CountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    state: str
+    labels: _containers.ScalarMap[str, str]
+    agent_run_id: str
+    created_at: float
+    ended_at: float
+    jobs: _containers.RepeatedCompositeFieldContainer[JobInfo]
+    counts: _containers.ScalarMap[str, int]
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_run_id: _Optional[str] = ..., created_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ..., counts: _Optional[_Mapping[str, int]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class WorkerInfo(_message.Message):
+    __slots__ = ("id", "name", "host", "pid", "tags", "slots", "running", "cpu_percent", "memory_percent", "last_heartbeat", "state", "cpu_count", "memory_bytes", "gpus", "version", "registered_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    host: str
+    pid: int
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    slots: int
+    running: int
+    cpu_percent: float
+    memory_percent: float
+    last_heartbeat: float
+    state: str
+    cpu_count: int
+    memory_bytes: int
+    gpus: _containers.RepeatedScalarFieldContainer[str]
+    version: str
+    registered_at: float
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., running: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., memory_percent: _Optional[float] = ..., last_heartbeat: _Optional[float] = ..., state: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., registered_at: _Optional[float] = ...) -> None: ...
+
+class SubmitRunRequest(_message.Message):
+    __slots__ = ("run_id", "name", "labels", "agent_run_id", "jobs")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    agent_run_id: str
+    jobs: _containers.RepeatedCompositeFieldContainer[JobSpec]
+    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_run_id: _Optional[str] = ..., jobs: _Optional[_Iterable[_Union[JobSpec, _Mapping]]] = ...) -> None: ...
+
+class SubmitRunResponse(_message.Message):
+    __slots__ = ("run_id", "job_ids", "existed")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXISTED_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    job_ids: _containers.RepeatedScalarFieldContainer[str]
+    existed: bool
+    def __init__(self, run_id: _Optional[str] = ..., job_ids: _Optional[_Iterable[str]] = ..., existed: _Optional[bool] = ...) -> None: ...
+
+class JobRef(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class RunRef(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class WaitRequest(_message.Message):
+    __slots__ = ("ref", "timeout")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    timeout: float
+    def __init__(self, ref: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
+
+class ListRunsRequest(_message.Message):
+    __slots__ = ("limit", "agent_run_id")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    AGENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    agent_run_id: str
+    def __init__(self, limit: _Optional[int] = ..., agent_run_id: _Optional[str] = ...) -> None: ...
+
+class ListRunsResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[RunInfo]
+    def __init__(self, runs: _Optional[_Iterable[_Union[RunInfo, _Mapping]]] = ...) -> None: ...
+
+class CancelRequest(_message.Message):
+    __slots__ = ("ref", "wait", "timeout")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    wait: bool
+    timeout: float
+    def __init__(self, ref: _Optional[str] = ..., wait: _Optional[bool] = ..., timeout: _Optional[float] = ...) -> None: ...
+
+class CancelResponse(_message.Message):
+    __slots__ = ("cancelled",)
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    cancelled: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cancelled: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReadLogsRequest(_message.Message):
+    __slots__ = ("ref", "attempt", "offset", "follow")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    attempt: int
+    offset: int
+    follow: bool
+    def __init__(self, ref: _Optional[str] = ..., attempt: _Optional[int] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
+
+class LogChunk(_message.Message):
+    __slots__ = ("attempt", "offset", "data")
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    offset: int
+    data: bytes
+    def __init__(self, attempt: _Optional[int] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ResultResponse(_message.Message):
+    __slots__ = ("has_result", "json")
+    HAS_RESULT_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    has_result: bool
+    json: str
+    def __init__(self, has_result: _Optional[bool] = ..., json: _Optional[str] = ...) -> None: ...
+
+class ListWorkersResponse(_message.Message):
+    __slots__ = ("workers",)
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
+    def __init__(self, workers: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ...) -> None: ...
+
+class KvRequest(_message.Message):
+    __slots__ = ("op", "key", "value", "expected", "delta")
+    OP_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    op: str
+    key: str
+    value: str
+    expected: str
+    delta: int
+    def __init__(self, op: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[str] = ..., expected: _Optional[str] = ..., delta: _Optional[int] = ...) -> None: ...
+
+class KvResponse(_message.Message):
+    __slots__ = ("found", "value", "changed", "number", "members")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    value: str
+    changed: bool
+    number: int
+    members: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, found: _Optional[bool] = ..., value: _Optional[str] = ..., changed: _Optional[bool] = ..., number: _Optional[int] = ..., members: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ArtifactChunk(_message.Message):
+    __slots__ = ("hash", "data", "size")
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    hash: str
+    data: bytes
+    size: int
+    def __init__(self, hash: _Optional[str] = ..., data: _Optional[bytes] = ..., size: _Optional[int] = ...) -> None: ...
+
+class ArtifactRef(_message.Message):
+    __slots__ = ("hash", "size")
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    hash: str
+    size: int
+    def __init__(self, hash: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
+class HasArtifactResponse(_message.Message):
+    __slots__ = ("present",)
+    PRESENT_FIELD_NUMBER: _ClassVar[int]
+    present: bool
+    def __init__(self, present: _Optional[bool] = ...) -> None: ...
+
+class Empty(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AttemptExit(_message.Message):
+    __slots__ = ("outcome", "exit_code", "signal", "reason", "has_result", "result_json", "log_size", "ended_at")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    HAS_RESULT_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    LOG_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    outcome: str
+    exit_code: int
+    signal: str
+    reason: str
+    has_result: bool
+    result_json: str
+    log_size: int
+    ended_at: float
+    def __init__(self, outcome: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., has_result: _Optional[bool] = ..., result_json: _Optional[str] = ..., log_size: _Optional[int] = ..., ended_at: _Optional[float] = ...) -> None: ...
+
+class HeldAttempt(_message.Message):
+    __slots__ = ("attempt_id", "pid", "finished", "exit", "log_size", "started_at")
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    EXIT_FIELD_NUMBER: _ClassVar[int]
+    LOG_SIZE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    pid: int
+    finished: bool
+    exit: AttemptExit
+    log_size: int
+    started_at: float
+    def __init__(self, attempt_id: _Optional[str] = ..., pid: _Optional[int] = ..., finished: _Optional[bool] = ..., exit: _Optional[_Union[AttemptExit, _Mapping]] = ..., log_size: _Optional[int] = ..., started_at: _Optional[float] = ...) -> None: ...
+
+class WorkerHello(_message.Message):
+    __slots__ = ("worker_id", "name", "host", "pid", "tags", "slots", "cpu_count", "memory_bytes", "gpus", "version", "held", "draining")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    CPU_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    name: str
+    host: str
+    pid: int
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    slots: int
+    cpu_count: int
+    memory_bytes: int
+    gpus: _containers.RepeatedScalarFieldContainer[str]
+    version: str
+    held: _containers.RepeatedCompositeFieldContainer[HeldAttempt]
+    draining: bool
+    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., held: _Optional[_Iterable[_Union[HeldAttempt, _Mapping]]] = ..., draining: _Optional[bool] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ("cpu_percent", "memory_percent", "running")
+    CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    cpu_percent: float
+    memory_percent: float
+    running: int
+    def __init__(self, cpu_percent: _Optional[float] = ..., memory_percent: _Optional[float] = ..., running: _Optional[int] = ...) -> None: ...
+
+class AttemptStarted(_message.Message):
+    __slots__ = ("attempt_id", "pid", "started_at")
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    pid: int
+    started_at: float
+    def __init__(self, attempt_id: _Optional[str] = ..., pid: _Optional[int] = ..., started_at: _Optional[float] = ...) -> None: ...
+
+class LogData(_message.Message):
+    __slots__ = ("attempt_id", "offset", "data")
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    offset: int
+    data: bytes
+    def __init__(self, attempt_id: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class AttemptFinished(_message.Message):
+    __slots__ = ("attempt_id", "exit")
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXIT_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    exit: AttemptExit
+    def __init__(self, attempt_id: _Optional[str] = ..., exit: _Optional[_Union[AttemptExit, _Mapping]] = ...) -> None: ...
+
+class WorkerMessage(_message.Message):
+    __slots__ = ("hello", "heartbeat", "started", "log", "finished")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    hello: WorkerHello
+    heartbeat: Heartbeat
+    started: AttemptStarted
+    log: LogData
+    finished: AttemptFinished
+    def __init__(self, hello: _Optional[_Union[WorkerHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Union[AttemptStarted, _Mapping]] = ..., log: _Optional[_Union[LogData, _Mapping]] = ..., finished: _Optional[_Union[AttemptFinished, _Mapping]] = ...) -> None: ...
+
+class Welcome(_message.Message):
+    __slots__ = ("worker_id", "heartbeat_interval", "superseded", "log_offsets")
+    class LogOffsetsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    SUPERSEDED_FIELD_NUMBER: _ClassVar[int]
+    LOG_OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    heartbeat_interval: float
+    superseded: _containers.RepeatedScalarFieldContainer[str]
+    log_offsets: _containers.ScalarMap[str, int]
+    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval: _Optional[float] = ..., superseded: _Optional[_Iterable[str]] = ..., log_offsets: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class Assignment(_message.Message):
+    __slots__ = ("attempt_id", "run_id", "job_id", "attempt", "spec", "credential")
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    run_id: str
+    job_id: str
+    attempt: int
+    spec: JobSpec
+    credential: str
+    def __init__(self, attempt_id: _Optional[str] = ..., run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., credential: _Optional[str] = ...) -> None: ...
+
+class CancelAttempt(_message.Message):
+    __slots__ = ("attempt_id", "reason", "grace")
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    GRACE_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    reason: str
+    grace: float
+    def __init__(self, attempt_id: _Optional[str] = ..., reason: _Optional[str] = ..., grace: _Optional[float] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("attempt_ids",)
+    ATTEMPT_IDS_FIELD_NUMBER: _ClassVar[int]
+    attempt_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, attempt_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class MasterMessage(_message.Message):
+    __slots__ = ("welcome", "assign", "cancel", "ack")
+    WELCOME_FIELD_NUMBER: _ClassVar[int]
+    ASSIGN_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    welcome: Welcome
+    assign: Assignment
+    cancel: CancelAttempt
+    ack: Ack
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assign: _Optional[_Union[Assignment, _Mapping]] = ..., cancel: _Optional[_Union[CancelAttempt, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...

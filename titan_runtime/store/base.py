@@ -1,0 +1,91 @@
+"""The storage contract every backend implements, and nothing more.
+
+Kept narrow on purpose (huey's storage layer is the model): the master holds the live state in
+memory and hands the store whole-row snapshots to persist in one transaction (`save`), reads
+everything back once at start-up (`load`), and uses the store directly only for the KV API.
+A PostgreSQL backend for standby masters fits behind the same methods.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+from titan_runtime.core.effects import Changes
+
+SCHEMA_VERSION = 1
+
+#: Largest KV value or set member, in bytes of UTF-8.
+MAX_KV_VALUE_BYTES = 1024 * 1024
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used; the message says what to do."""
+
+
+class KvTypeError(ValueError):
+    """A KV operation that does not fit the value stored (incr on a non-integer)."""
+
+
+@dataclass
+class Snapshot:
+    """Everything persisted, in insertion order."""
+
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    workers: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Store(abc.ABC):
+    """Durable state. Calls come from one thread at a time (the master's store thread)."""
+
+    @abc.abstractmethod
+    def load(self) -> Snapshot: ...
+
+    @abc.abstractmethod
+    def save(self, changes: Changes) -> None:
+        """Upsert every row of `changes` atomically: all of them are durable, or none."""
+
+    @abc.abstractmethod
+    def kv_get(self, key: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def kv_put(self, key: str, value: str) -> None: ...
+
+    @abc.abstractmethod
+    def kv_delete(self, key: str) -> bool:
+        """Delete a value and a set of that name; True if either existed."""
+
+    @abc.abstractmethod
+    def kv_incr(self, key: str, delta: int) -> int:
+        """Add `delta` to an integer value (a missing key counts as 0) and return the new value."""
+
+    @abc.abstractmethod
+    def kv_cas(self, key: str, expected: str | None, value: str) -> bool:
+        """Set `key` to `value` only if it currently holds `expected` (None: only if absent)."""
+
+    @abc.abstractmethod
+    def kv_sadd(self, key: str, member: str) -> bool:
+        """Add to a set; True if the member was new."""
+
+    @abc.abstractmethod
+    def kv_srem(self, key: str, member: str) -> bool:
+        """Remove from a set; True if the member was there."""
+
+    @abc.abstractmethod
+    def kv_smembers(self, key: str) -> list[str]:
+        """The members, sorted."""
+
+    def close(self) -> None:  # noqa: B027 - optional for backends without resources
+        """Release files and connections."""
+
+
+def parse_int(key: str, value: str | None) -> int:
+    if value is None:
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        raise KvTypeError(f"cannot incr {key!r}: its value {value[:40]!r} is not an integer") from None

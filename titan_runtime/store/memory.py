@@ -1,0 +1,83 @@
+"""In-memory store: no durability, for tests and throwaway clusters (`--store memory`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from titan_runtime.core.effects import Changes
+from titan_runtime.store.base import Snapshot, Store, parse_int
+
+
+def _copy(row: dict[str, Any]) -> dict[str, Any]:
+    # A JSON round trip gives exactly what the SQLite backend gives back.
+    return json.loads(json.dumps(row))
+
+
+class MemoryStore(Store):
+    def __init__(self) -> None:
+        self._runs: dict[str, dict[str, Any]] = {}
+        self._jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self._attempts: dict[str, dict[str, Any]] = {}
+        self._workers: dict[str, dict[str, Any]] = {}
+        self._kv: dict[str, str] = {}
+        self._sets: dict[str, set[str]] = {}
+
+    def load(self) -> Snapshot:
+        return Snapshot(
+            runs=[_copy(r) for r in self._runs.values()],
+            jobs=[_copy(r) for r in self._jobs.values()],
+            attempts=[_copy(r) for r in self._attempts.values()],
+            workers=[_copy(r) for r in self._workers.values()],
+        )
+
+    def save(self, changes: Changes) -> None:
+        for row in changes.runs:
+            self._runs[row["id"]] = _copy(row)
+        for row in changes.jobs:
+            self._jobs[(row["run_id"], row["job_id"])] = _copy(row)
+        for row in changes.attempts:
+            self._attempts[row["id"]] = _copy(row)
+        for row in changes.workers:
+            self._workers[row["id"]] = _copy(row)
+
+    def kv_get(self, key: str) -> str | None:
+        return self._kv.get(key)
+
+    def kv_put(self, key: str, value: str) -> None:
+        self._kv[key] = value
+
+    def kv_delete(self, key: str) -> bool:
+        had_value = self._kv.pop(key, None) is not None
+        had_set = self._sets.pop(key, None) is not None
+        return had_value or had_set
+
+    def kv_incr(self, key: str, delta: int) -> int:
+        number = parse_int(key, self._kv.get(key)) + delta
+        self._kv[key] = str(number)
+        return number
+
+    def kv_cas(self, key: str, expected: str | None, value: str) -> bool:
+        if self._kv.get(key) != expected:
+            return False
+        self._kv[key] = value
+        return True
+
+    def kv_sadd(self, key: str, member: str) -> bool:
+        members = self._sets.setdefault(key, set())
+        if member in members:
+            return False
+        members.add(member)
+        return True
+
+    def kv_srem(self, key: str, member: str) -> bool:
+        members = self._sets.get(key)
+        if not members or member not in members:
+            return False
+        members.discard(member)
+        if not members:
+            del self._sets[key]
+        return True
+
+    def kv_smembers(self, key: str) -> list[str]:
+        return sorted(self._sets.get(key, ()))

@@ -1,0 +1,47 @@
+"""What this machine offers: CPUs, memory, GPUs (via nvidia-smi when present), and its load."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+
+import psutil
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def memory_bytes() -> int:
+    return int(psutil.virtual_memory().total)
+
+
+def detect_gpus() -> list[str]:
+    """GPU names from `nvidia-smi -L`, or [] when there is no NVIDIA driver."""
+    nvidia_smi = shutil.which("nvidia-smi")
+    if nvidia_smi is None:
+        return []
+    try:
+        out = subprocess.run([nvidia_smi, "-L"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.startswith("GPU ")]
+
+
+class LoadSampler:
+    """CPU and memory use, sampled without blocking (psutil's interval=None compares with the last call)."""
+
+    def __init__(self) -> None:
+        psutil.cpu_percent(interval=None)
+
+    def sample(self) -> tuple[float, float]:
+        return float(psutil.cpu_percent(interval=None)), float(psutil.virtual_memory().percent)

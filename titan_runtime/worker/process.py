@@ -1,0 +1,174 @@
+"""One attempt's OS process: its own process group, output into the spool, killed as a group.
+
+Killing the group (not just the direct child) is what makes a timeout or cancel take the
+grandchildren with it. When the main process exits, whatever it left running in its group is
+killed too: a batch job ends when its process does (long-lived work is what services are for).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from titan_runtime.worker.spool import Spool
+
+READ_SIZE = 64 * 1024
+
+
+@dataclass
+class ProcessExit:
+    outcome: str  # succeeded failed timeout cancelled
+    exit_code: int | None
+    signal: str
+    reason: str
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+class JobProcess:
+    def __init__(
+        self,
+        argv: list[str],
+        cwd: Path,
+        env: dict[str, str],
+        spool: Spool,
+        on_output: Callable[[], None],
+    ) -> None:
+        self.argv = argv
+        self.cwd = cwd
+        self.env = env
+        self.spool = spool
+        self._on_output = on_output
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pid = 0
+        self._open_pipes = 0
+        self._exited = False
+        self._done: asyncio.Future[ProcessExit] | None = None
+        self._kill_outcome = ""
+        self._kill_reason = ""
+        self._kill_timer: asyncio.TimerHandle | None = None
+        self._pidfd = -1
+
+    def start(self) -> int:
+        """Spawn the process (raises OSError when it cannot be executed) and return its pid."""
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group (and session): killpg reaches everything
+            close_fds=True,
+        )
+        self.pid = self.proc.pid
+        for pipe, stream in ((self.proc.stdout, b"O"), (self.proc.stderr, b"E")):
+            assert pipe is not None
+            fd = pipe.fileno()
+            os.set_blocking(fd, False)
+            loop.add_reader(fd, self._on_readable, fd, stream)
+            self._open_pipes += 1
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+            loop.add_reader(self._pidfd, self._on_exit)
+        except (AttributeError, OSError):
+            loop.run_in_executor(None, self._wait_without_reaping, loop)
+        return self.pid
+
+    def _wait_without_reaping(self, loop: asyncio.AbstractEventLoop) -> None:
+        os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+        loop.call_soon_threadsafe(self._on_exit)
+
+    def _on_readable(self, fd: int, stream: bytes) -> None:
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.spool.feed(stream, data)
+            self._on_output()
+            return
+        asyncio.get_running_loop().remove_reader(fd)
+        self._open_pipes -= 1
+        self._maybe_done()
+
+    def _on_exit(self) -> None:
+        if self._exited:
+            return
+        self._exited = True
+        if self._pidfd >= 0:
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+        # The leader is a zombie until we reap it, so its group id cannot have been reused yet:
+        # kill what it left behind, then reap.
+        self._killpg(signal.SIGKILL)
+        assert self.proc is not None
+        self.proc.wait()
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        if not self._exited or self._open_pipes > 0 or self._done is None or self._done.done():
+            return
+        assert self.proc is not None
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        self.spool.flush()
+        self._on_output()
+        self._done.set_result(self._describe(self.proc.returncode))
+
+    def _describe(self, rc: int) -> ProcessExit:
+        code = rc if rc >= 0 else None
+        sig = signal_name(-rc) if rc < 0 else ""
+        if self._kill_outcome:
+            return ProcessExit(self._kill_outcome, code, sig, self._kill_reason)
+        if rc == 0:
+            return ProcessExit("succeeded", 0, "", "")
+        if rc == -signal.SIGKILL:
+            return ProcessExit("failed", None, sig, "killed by SIGKILL, likely out of memory")
+        return ProcessExit("failed", code, sig, f"killed by {sig}" if sig else f"exit code {rc}")
+
+    async def wait(self) -> ProcessExit:
+        assert self._done is not None
+        return await asyncio.shield(self._done)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and not self._exited
+
+    def terminate(self, outcome: str, reason: str, grace: float) -> None:
+        """SIGTERM the whole group now, SIGKILL it after `grace` seconds if it is still there."""
+        if not self.running or self._kill_outcome:
+            return
+        self._kill_outcome, self._kill_reason = outcome, reason
+        self._killpg(signal.SIGTERM)
+        self._kill_timer = asyncio.get_running_loop().call_later(
+            max(grace, 0.0), self._killpg, signal.SIGKILL
+        )
+
+    def kill_now(self) -> None:
+        self._killpg(signal.SIGKILL)
+
+    def _killpg(self, sig: int) -> None:
+        if self.pid:
+            try:
+                os.killpg(self.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
