@@ -676,7 +676,22 @@ def demo(data_dir: Path | None) -> None:
 
 
 def main() -> None:
-    cli(prog_name="titan-runtime")
+    """Entry point: usage errors are one line too (what was wrong, where to read more)."""
+    try:
+        code = cli.main(prog_name="titan-runtime", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(2)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "titan-runtime"
+        click.echo(f"titan-runtime: error: {exc.format_message()} (see `{command} --help`)", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"titan-runtime: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(EXIT_CANCELLED)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

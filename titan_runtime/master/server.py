@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,20 @@ log = logging.getLogger("titan.master")
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 READY_FILE = "master.json"
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Check before gRPC tries (it would log its own multi-line error first)."""
+    if port == 0:
+        return True
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host or "0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 def new_attempt_id() -> str:
@@ -108,7 +123,7 @@ class MasterServer:
         rpc.add_WorkerLinkServicer_to_server(self._link, server)
         target = join_host_port(cfg.bind, cfg.port)
         try:
-            port = server.add_insecure_port(target)
+            port = server.add_insecure_port(target) if port_is_free(cfg.bind, cfg.port) else 0
         except RuntimeError:
             port = 0
         if not port:

@@ -1,0 +1,74 @@
+"""Fixtures shared by every test: real clusters, and a guard that fails any test leaving a process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.helpers import ProcessCluster
+
+MARK = "TITAN_TEST_MARK"
+
+
+def _marked_processes(mark: str) -> list[psutil.Process]:
+    found = []
+    me = os.getpid()
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid == me:
+            continue
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get(MARK) == mark:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every process started during the test inherits a mark; any still alive afterwards fails the test."""
+    mark = uuid.uuid4().hex
+    monkeypatch.setenv(MARK, mark)
+    yield
+    leaked = _marked_processes(mark)
+    if leaked:
+        described = []
+        for proc in leaked:
+            try:
+                described.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
+                proc.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        pytest.fail("processes left behind:\n  " + "\n  ".join(described))
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[object]:
+    clusters: list[ProcessCluster] = []
+
+    def make(store: str = "sqlite", master_args: tuple[str, ...] = (), name: str = "c") -> ProcessCluster:
+        cluster = ProcessCluster(tmp_path / f"{name}{len(clusters)}", store=store, master_args=master_args)
+        cluster.root.mkdir(parents=True)
+        clusters.append(cluster)
+        cluster.start_master()
+        return cluster
+
+    yield make
+    for cluster in clusters:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster(make_cluster) -> ProcessCluster:  # type: ignore[no-untyped-def]
+    """A master and one untagged worker with 2 slots."""
+    c = make_cluster()
+    c.add_worker("w1", slots=2)
+    return c

@@ -1,0 +1,127 @@
+"""One contract, one suite, every backend (huey's approach): the same tests run on SQLite and memory."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from titan_runtime.core.cluster import ClusterState
+from titan_runtime.core.effects import Changes, WorkerHello
+from titan_runtime.core.model import JobSpec
+from titan_runtime.store import KvTypeError, MemoryStore, SqliteStore, Store, StoreError
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    backend: Store = SqliteStore(tmp_path / "titan.db") if request.param == "sqlite" else MemoryStore()
+    yield backend
+    backend.close()
+
+
+def sample_changes() -> Changes:
+    state = ClusterState()
+    state.worker_connected(WorkerHello(worker_id="w", name="wörker", slots=2, tags=frozenset({"GPU"})), 0)
+    state.submit_run(
+        "r",
+        "run ✓",
+        [JobSpec(id="a", command=("echo", "é")), JobSpec(id="b", command=("true",), parents=("a",))],
+        1,
+        {"k": "v"},
+    )
+    return state.take_changes()
+
+
+def test_save_and_load_round_trip(store: Store) -> None:
+    changes = sample_changes()
+    store.save(changes)
+    snap = store.load()
+    assert snap.runs == changes.runs
+    assert sorted(snap.jobs, key=lambda r: r["job_id"]) == sorted(changes.jobs, key=lambda r: r["job_id"])
+    assert snap.attempts == changes.attempts
+    assert snap.workers == changes.workers
+
+
+def test_save_upserts_and_keeps_insertion_order(store: Store) -> None:
+    rows = [{"run_id": "r", "job_id": f"j{i}", "state": "PENDING"} for i in range(5)]
+    store.save(Changes(jobs=rows))
+    store.save(Changes(jobs=[{"run_id": "r", "job_id": "j2", "state": "SUCCEEDED"}]))
+    snap = store.load()
+    assert [r["job_id"] for r in snap.jobs] == ["j0", "j1", "j2", "j3", "j4"]
+    assert snap.jobs[2]["state"] == "SUCCEEDED"
+
+
+def test_kv_values(store: Store) -> None:
+    assert store.kv_get("k") is None
+    store.kv_put("k", "värde, 値")
+    assert store.kv_get("k") == "värde, 値"
+    store.kv_put("k", "new")
+    assert store.kv_get("k") == "new"
+    assert store.kv_delete("k") is True
+    assert store.kv_delete("k") is False
+    assert store.kv_get("k") is None
+
+
+def test_kv_incr_is_integer_arithmetic(store: Store) -> None:
+    assert store.kv_incr("n", 1) == 1
+    assert store.kv_incr("n", 10) == 11
+    assert store.kv_incr("n", -12) == -1
+    store.kv_put("text", "abc")
+    with pytest.raises(KvTypeError, match="not an integer"):
+        store.kv_incr("text", 1)
+    assert store.kv_get("text") == "abc"
+
+
+def test_kv_compare_and_set(store: Store) -> None:
+    assert store.kv_cas("c", None, "first") is True
+    assert store.kv_cas("c", None, "again") is False
+    assert store.kv_cas("c", "wrong", "x") is False
+    assert store.kv_cas("c", "first", "second") is True
+    assert store.kv_get("c") == "second"
+
+
+def test_kv_sets(store: Store) -> None:
+    assert store.kv_sadd("s", "a,b") is True
+    assert store.kv_sadd("s", "a,b") is False
+    assert store.kv_sadd("s", "ü") is True
+    assert store.kv_smembers("s") == ["a,b", "ü"]
+    assert store.kv_srem("s", "missing") is False
+    assert store.kv_srem("s", "a,b") is True
+    assert store.kv_smembers("s") == ["ü"]
+    assert store.kv_smembers("none") == []
+    assert store.kv_delete("s") is True
+    assert store.kv_smembers("s") == []
+
+
+def test_sqlite_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "titan.db"
+    first = SqliteStore(path)
+    first.save(sample_changes())
+    first.kv_sadd("set", "member")
+    first.close()
+    second = SqliteStore(path)
+    assert second.load().runs[0]["name"] == "run ✓"
+    assert second.kv_smembers("set") == ["member"]
+    second.close()
+
+
+def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "titan.db"
+    SqliteStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="newer than this Titan"):
+        SqliteStore(path)
+
+
+def test_sqlite_save_is_atomic(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "titan.db")
+    bad = Changes(runs=[{"id": "r1"}], jobs=[{"run_id": "r", "job_id": "x", "bad": object()}])
+    with pytest.raises(TypeError):
+        store.save(bad)
+    assert store.load().runs == []
+    store.close()
