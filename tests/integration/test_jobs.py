@@ -261,3 +261,12 @@ def test_result_too_large_fails_with_a_clear_reason(cluster: ProcessCluster, tmp
     assert record.state == "FAILED"
     assert "over the 1 MB limit" in record.reason
     assert json.dumps(record.to_dict())
+
+
+def test_python_placeholder_is_the_workers_interpreter(cluster: ProcessCluster) -> None:
+    client = cluster.client
+    job_id = client.submit_job(TitanJob(command=["{python}", "-c", "import sys, titan_runtime; print(sys.executable)"]))
+    assert client.wait(job_id, 30).state == "SUCCEEDED"
+    import sys
+
+    assert client.fetch_logs(job_id).strip() == sys.executable

@@ -421,7 +421,7 @@ class WorkerAgent:
             return [*head, *spec.command, *spec.args]
         if not spec.command:
             raise ValueError("the job has neither a script nor a command")
-        return [*spec.command, *spec.args]
+        return [expand(arg) for arg in (*spec.command, *spec.args)]
 
     def _env(self, ex: Execution) -> dict[str, str]:
         a = ex.assignment
@@ -470,6 +470,11 @@ class WorkerAgent:
             pb.ArtifactRef(hash=artifact_hash), metadata=self._metadata
         ):
             yield chunk.data
+
+
+def expand(arg: str) -> str:
+    """Placeholders a command may use for what only the worker knows: `{python}` is its interpreter."""
+    return sys.executable if arg == "{python}" else arg
 
 
 def install_signal_handlers(agent: WorkerAgent) -> None:
