@@ -122,11 +122,17 @@ class JobSpec:
             )
         if self.kind not in ("batch", "service"):
             raise InvalidSpec(f"job {self.id}: unknown kind {self.kind!r}; use 'batch' or 'service'")
-        has_script = bool(self.script_hash)
-        if has_script == bool(self.command) and not self.project_hash:
+        has_script = bool(self.script_hash or (self.project_hash and self.script_name))
+        if has_script == bool(self.command):
             if has_script:
                 raise InvalidSpec(f"job {self.id}: give either a script or a command, not both")
             raise InvalidSpec(f"job {self.id}: nothing to run; give a script file or a non-empty command")
+        if self.project_hash and self.script_name:
+            parts = self.script_name.split("/")
+            if self.script_name.startswith("/") or ".." in parts or "" in parts:
+                raise InvalidSpec(
+                    f"job {self.id}: script {self.script_name!r} must be a relative path inside the project"
+                )
         if self.command and not self.command[0]:
             raise InvalidSpec(f"job {self.id}: the command's program is an empty string")
         for tag in self.tags:

@@ -381,6 +381,18 @@ class HasArtifactResponse(_message.Message):
     present: bool
     def __init__(self, present: _Optional[bool] = ...) -> None: ...
 
+class NamedArtifact(_message.Message):
+    __slots__ = ("name", "run_id", "hash", "size")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    run_id: str
+    hash: str
+    size: int
+    def __init__(self, name: _Optional[str] = ..., run_id: _Optional[str] = ..., hash: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
 class Empty(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

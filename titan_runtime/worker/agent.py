@@ -31,6 +31,7 @@ from titan_runtime.version import __version__
 from titan_runtime.worker import capabilities
 from titan_runtime.worker.cache import ArtifactCache
 from titan_runtime.worker.process import JobProcess
+from titan_runtime.worker.project import unpack
 from titan_runtime.worker.spool import Spool
 
 log = logging.getLogger("titan.worker")
@@ -402,7 +403,15 @@ class WorkerAgent:
 
     async def _argv(self, ex: Execution) -> list[str]:
         spec = ex.assignment.spec
-        if spec.script_hash:
+        script: Path | None = None
+        if spec.project_hash:
+            archive = await self.cache.get(spec.project_hash)
+            await asyncio.get_running_loop().run_in_executor(None, unpack, archive, ex.workspace)
+            if spec.script_name:
+                script = (ex.workspace / spec.script_name).resolve()
+                if ex.workspace.resolve() not in script.parents or not script.is_file():
+                    raise ValueError(f"script {spec.script_name!r} is not in the project")
+        elif spec.script_hash:
             cached = await self.cache.get(spec.script_hash)
             name = os.path.basename(spec.script_name) or "script"
             if name in (".", ".."):
@@ -412,13 +421,15 @@ class WorkerAgent:
                 os.link(cached, script)
             except OSError:
                 shutil.copy2(cached, script)
+        if script is not None:
+            name = script.name
             if name.endswith(".py"):
                 head = [sys.executable, "-u", str(script)]
             elif name.endswith(".sh"):
                 head = ["bash", str(script)]
             else:
                 head = [str(script)]
-            return [*head, *spec.command, *spec.args]
+            return [*head, *spec.args]
         if not spec.command:
             raise ValueError("the job has neither a script nor a command")
         return [expand(arg) for arg in (*spec.command, *spec.args)]
@@ -440,6 +451,7 @@ class WorkerAgent:
             TITAN_WORKSPACE=str(ex.workspace),
             TITAN_WORKER_ID=self.config.worker_id,
             TITAN_WORKER_NAME=self.config.name,
+            TITAN_PARENTS=",".join(a.spec.parents),
             PYTHONUNBUFFERED="1",
         )
         return env
