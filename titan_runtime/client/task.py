@@ -11,10 +11,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from titan_runtime.client.errors import TitanError
-from titan_runtime.client.sync import TitanClient
+
+if TYPE_CHECKING:
+    from titan_runtime.client.sync import TitanClient
 
 MAX_RESULT_BYTES = 1024 * 1024
 
@@ -82,6 +84,8 @@ def client() -> TitanClient:
     """A TitanClient authenticated as this job (scoped to its run)."""
     global _client
     if _client is None:
+        from titan_runtime.client.sync import TitanClient  # gRPC loads only when a job talks to the master
+
         _env("TITAN_ADDRESS")
         _client = TitanClient()
     return _client
