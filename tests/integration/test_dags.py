@@ -176,7 +176,7 @@ def test_project_folder_ships_modules_and_excludes_junk(cluster: ProcessCluster,
     run = cluster.client.submit_yaml(project / "pipeline.yaml", wait=True, timeout=60)
     assert run.status().state == "SUCCEEDED"
     assert cluster.client.fetch_logs(f"{run}/main") == (
-        "hello from pkg ['--flag', 'value'] ['.titan', 'main.py', 'pipeline.yaml', 'pkg']\n"
+        "hello from pkg ['--flag', 'value'] ['main.py', 'pipeline.yaml', 'pkg']\n"
     )
 
 

@@ -35,7 +35,7 @@ class AsyncTitanClient:
         self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
         self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self._stub = rpc.TitanStub(self._channel)
-        self._uploads: dict[tuple[str, int, int], str] = {}
+        self._uploads = ops.UploadCache()
 
     async def close(self) -> None:
         await self._channel.close()
@@ -174,7 +174,7 @@ class AsyncTitanClient:
         return await self._run(ops.upload(Path(path).resolve(), self._uploads))
 
     async def upload_project_folder(self, folder: str | Path) -> str:
-        return await self._run(ops.upload_project(Path(folder)))
+        return await self._run(ops.upload_project(Path(folder), self._uploads))
 
     async def publish_artifact(self, name: str, path: str | Path, run_id: str | None = None) -> str:
         return await self._run(ops.publish_artifact(name, Path(path), run_id or "", self._uploads))

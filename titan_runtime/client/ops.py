@@ -62,30 +62,48 @@ def _chunks(path: Path, artifact_hash: str) -> Iterator[pb.ArtifactChunk]:
                 return
 
 
-def upload(path: Path, known: dict[tuple[str, int, int], str] | None = None) -> Op[str]:
+class UploadCache:
+    """What a client already knows: the hash of each file it has read, and what the master holds.
+
+    Artifacts are content-addressed and never deleted while the master runs, so a hash the master
+    confirmed once needs no second question: submitting one script 200 times uploads it once and
+    asks about it once.
+    """
+
+    def __init__(self) -> None:
+        self.hashes: dict[tuple[str, int, int], str] = {}
+        self.present: set[str] = set()
+
+    def hash_of(self, path: Path) -> str:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        found = self.hashes.get(key)
+        if found is None:
+            found = self.hashes[key] = file_hash(path)
+        return found
+
+
+def upload(path: Path, cache: UploadCache | None = None) -> Op[str]:
     """Make sure the master has the file's content; return its hash. Uploads only when missing."""
-    stat = path.stat()
-    cache_key = (str(path), stat.st_size, stat.st_mtime_ns)
-    artifact_hash = known.get(cache_key) if known is not None else None
-    if artifact_hash is None:
-        artifact_hash = file_hash(path)
-    if known is not None:
-        known[cache_key] = artifact_hash
-    present = yield Call("HasArtifact", pb.ArtifactRef(hash=artifact_hash))
-    if not present.present:
-        ref = yield Call("PutArtifact", _chunks(path, artifact_hash), timeout=None)
-        artifact_hash = ref.hash
+    cache = cache or UploadCache()
+    artifact_hash = cache.hash_of(path)
+    if artifact_hash not in cache.present:
+        present = yield Call("HasArtifact", pb.ArtifactRef(hash=artifact_hash))
+        if not present.present:
+            ref = yield Call("PutArtifact", _chunks(path, artifact_hash), timeout=None)
+            artifact_hash = ref.hash
+        cache.present.add(artifact_hash)
     return artifact_hash
 
 
 # ------------------------------------------------------------------ jobs and runs
 
 
-def upload_project(folder: Path, known: dict[tuple[str, int, int], str] | None = None) -> Op[str]:
+def upload_project(folder: Path, cache: UploadCache | None = None) -> Op[str]:
     """Archive a project folder and make sure the master has it; return the archive's hash."""
     archive = build_archive(folder)
     try:
-        return (yield from upload(archive, None))
+        return (yield from upload(archive, cache))
     finally:
         archive.unlink(missing_ok=True)
 
@@ -93,7 +111,7 @@ def upload_project(folder: Path, known: dict[tuple[str, int, int], str] | None =
 def job_spec(
     job: TitanJob,
     base_dir: Path,
-    uploads: dict[tuple[str, int, int], str],
+    uploads: UploadCache,
     projects: dict[str, str] | None = None,
 ) -> Op[pb.JobSpec]:
     """Turn a TitanJob into the wire spec, uploading its script or project when needed."""
@@ -127,7 +145,7 @@ def job_spec(
     if project is not None:
         cache = projects if projects is not None else {}
         if str(project) not in cache:
-            cache[str(project)] = yield from upload_project(project)
+            cache[str(project)] = yield from upload_project(project, uploads)
         spec.project_hash = cache[str(project)]
     if job.command:
         spec.command.extend(str(c) for c in job.command)
@@ -154,10 +172,10 @@ def submit_run(
     labels: dict[str, str] | None = None,
     agent_run_id: str = "",
     base_dir: Path | None = None,
-    uploads: dict[tuple[str, int, int], str] | None = None,
+    uploads: UploadCache | None = None,
 ) -> Op[pb.SubmitRunResponse]:
     base = base_dir or Path.cwd()
-    known = uploads if uploads is not None else {}
+    known = uploads if uploads is not None else UploadCache()
     projects: dict[str, str] = {}
     specs = []
     for job in jobs:
@@ -231,9 +249,7 @@ def list_workers() -> Op[list[WorkerRecord]]:
 # ------------------------------------------------------------------ named artifacts
 
 
-def publish_artifact(
-    name: str, path: Path, run_id: str = "", known: dict[tuple[str, int, int], str] | None = None
-) -> Op[str]:
+def publish_artifact(name: str, path: Path, run_id: str = "", known: UploadCache | None = None) -> Op[str]:
     """Upload a file and give it a name (in a run's namespace, or the cluster's when run_id is empty)."""
     if not path.is_file():
         raise InvalidJob(f"cannot publish {path}: no such file")

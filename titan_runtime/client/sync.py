@@ -44,7 +44,7 @@ class TitanClient:
         self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
         self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self._stub = rpc.TitanStub(self._channel)
-        self._uploads: dict[tuple[str, int, int], str] = {}
+        self._uploads = ops.UploadCache()
 
     def close(self) -> None:
         self._channel.close()
@@ -203,7 +203,7 @@ class TitanClient:
 
     def upload_project_folder(self, folder: str | Path) -> str:
         """Upload a folder as a project archive (once per content) and return its hash."""
-        return self._run(ops.upload_project(Path(folder)))
+        return self._run(ops.upload_project(Path(folder), self._uploads))
 
     def publish_artifact(self, name: str, path: str | Path, run_id: str | None = None) -> str:
         """Upload a file under a name (the cluster's namespace, or a run's); returns its hash."""

@@ -109,7 +109,7 @@ class TitanServicer(rpc.TitanServicer):
         return pb.SubmitRunResponse(run_id=run.id, job_ids=list(run.jobs), existed=existed)
 
     async def GetJob(self, request: pb.JobRef, context: grpc.aio.ServicerContext) -> pb.JobInfo:
-        return job_to_pb(self._state, await self._resolve(request.ref, context))
+        return job_to_pb(self._state, await self._resolve(request.ref, context), with_spec=True)
 
     async def GetRun(self, request: pb.RunRef, context: grpc.aio.ServicerContext) -> pb.RunInfo:
         try:
