@@ -249,6 +249,12 @@ def up(
 @click.option(
     "--lease-timeout", default=10.0, show_default=True, help="Seconds of silence before a worker is dead."
 )
+@click.option(
+    "--fsync/--no-fsync",
+    default=True,
+    show_default=True,
+    help="fsync every commit (survives power loss); --no-fsync survives master crashes only, but is faster.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @friendly_errors
 def master(
@@ -258,6 +264,7 @@ def master(
     store: str,
     heartbeat_interval: float,
     lease_timeout: float,
+    fsync: bool,
     verbose: bool,
 ) -> None:
     """Run the master (control plane) in the foreground."""
@@ -271,6 +278,7 @@ def master(
         store=store,
         heartbeat_interval=heartbeat_interval,
         lease_timeout=lease_timeout,
+        fsync=fsync,
     )
 
     async def serve() -> None:

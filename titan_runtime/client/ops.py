@@ -117,6 +117,11 @@ def job_spec(
     """Turn a TitanJob into the wire spec, uploading its script or project when needed."""
     if job.hitl_message:
         raise InvalidJob(f"job {job.id}: approval gates (hitl_message) are not supported by this Titan yet")
+    if job.is_archive:
+        raise InvalidJob(
+            f"job {job.id}: zipped payloads (is_archive) are not supported; "
+            "ship a folder with project_dir=FOLDER (YAML: project: true) instead"
+        )
     if job.job_type not in ("RUN_PAYLOAD", "SERVICE"):
         raise InvalidJob(f"job {job.id}: job_type must be 'RUN_PAYLOAD' or 'SERVICE', not {job.job_type!r}")
     if job.filename and job.command:

@@ -89,6 +89,7 @@ class ClusterState:
         self._effects: list[Effect] = []
         self._dirty_runs: set[str] = set()
         self._dirty_jobs: set[tuple[str, str]] = set()
+        self._new_jobs: dict[tuple[str, str], None] = {}  # ordered: the store keeps arrival order
         self._dirty_attempts: set[str] = set()
         self._dirty_workers: set[str] = set()
         self._ended_attempts: set[str] = set()
@@ -164,16 +165,21 @@ class ClusterState:
         return effects
 
     def take_changes(self) -> Changes:
+        def job(key: tuple[str, str]) -> Job:
+            return self.runs[key[0]].jobs[key[1]]
+
         changes = Changes(
             runs=[self.runs[r].to_row() for r in self._dirty_runs],
-            jobs=[self.runs[r].jobs[j].to_row() for r, j in self._dirty_jobs],
+            new_jobs=[{**job(k).to_row(), "spec": job(k).spec.to_dict()} for k in self._new_jobs],
+            jobs=[job(k).to_row() for k in self._dirty_jobs if k not in self._new_jobs],
             attempts=[self._attempts[a][1].to_row() for a in self._dirty_attempts],
             workers=[self.workers[w].to_row() for w in self._dirty_workers],
-            job_keys=self._dirty_jobs,
+            job_keys=self._dirty_jobs | self._new_jobs.keys(),
             run_ids=self._dirty_runs,
             ended_attempts=self._ended_attempts,
         )
         self._dirty_runs, self._dirty_jobs, self._dirty_attempts = set(), set(), set()
+        self._new_jobs = {}
         self._dirty_workers, self._ended_attempts = set(), set()
         return changes
 
@@ -515,7 +521,7 @@ class ClusterState:
             run.jobs[spec.id] = job
             run.unfinished += 1
             self._runs_by_job_id.setdefault(spec.id, []).append(run.id)
-            self._dirty_jobs.add(job.key)
+            self._new_jobs[job.key] = None
             new.append(job)
         for job in new:
             for parent_id in job.spec.parents:

@@ -109,7 +109,8 @@ class Changes:
     """Snapshot rows to persist in one transaction, and what they touched."""
 
     runs: list[dict[str, Any]] = field(default_factory=list)
-    jobs: list[dict[str, Any]] = field(default_factory=list)
+    new_jobs: list[dict[str, Any]] = field(default_factory=list)  # rows with a "spec": written once
+    jobs: list[dict[str, Any]] = field(default_factory=list)  # state updates of existing jobs
     attempts: list[dict[str, Any]] = field(default_factory=list)
     workers: list[dict[str, Any]] = field(default_factory=list)
     job_keys: set[tuple[str, str]] = field(default_factory=set)
@@ -117,4 +118,4 @@ class Changes:
     ended_attempts: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.runs or self.jobs or self.attempts or self.workers)
+        return bool(self.runs or self.new_jobs or self.jobs or self.attempts or self.workers)

@@ -273,10 +273,10 @@ class Job:
         return self.attempts[-1] if self.attempts else None
 
     def to_row(self) -> dict[str, Any]:
+        """The job's mutable state; its spec is persisted once, on creation (see Changes.new_jobs)."""
         return {
             "run_id": self.run_id,
             "job_id": self.spec.id,
-            "spec": self.spec.to_dict(),
             "state": self.state.value,
             "reason": self.reason,
             "created_at": self.created_at,

@@ -68,6 +68,7 @@ class MasterConfig:
     heartbeat_interval: float = 1.0
     lease_timeout: float = 10.0
     kill_grace: float = 10.0  # SIGTERM to SIGKILL when cancelling
+    fsync: bool = True  # False: commits survive a master crash but not a machine crash
 
 
 class MasterServer:
@@ -95,7 +96,7 @@ class MasterServer:
         data_dir = writable_dir(cfg.data_dir.expanduser().resolve())
         self.token_path = data_dir / TOKEN_FILE
         credentials = Credentials(load_or_create_token(data_dir), self.token_path)
-        store = open_store(cfg.store, data_dir)
+        store = open_store(cfg.store, data_dir, fsync=cfg.fsync)
         state = ClusterState(
             ClusterConfig(heartbeat_interval=cfg.heartbeat_interval, lease_timeout=cfg.lease_timeout),
             new_id=new_attempt_id,
