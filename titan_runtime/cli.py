@@ -293,8 +293,10 @@ def master(
     asyncio.run(serve())
 
 
-@cli.command()
-@click.option("--master", "master_address", required=True, help="The master's HOST:PORT.")
+@cli.group(invoke_without_command=True)
+@click.option(
+    "--master", "master_address", default=None, help="The master's HOST:PORT (required to run a worker)."
+)
 @click.option(
     "--tags", default="", help="Capabilities, comma-separated (GPU is added when nvidia-smi finds one)."
 )
@@ -307,13 +309,20 @@ def master(
 @click.option(
     "--work-dir", type=click.Path(file_okay=False, path_type=Path), help="Workspaces, spool and cache."
 )
-@click.option("--kill-grace", default=10.0, show_default=True, help="Seconds from SIGTERM to SIGKILL.")
+@click.option(
+    "--kill-grace", default=10.0, show_default=True, help="Seconds from SIGTERM to SIGKILL for a job."
+)
+@click.option(
+    "--drain-timeout", default=60.0, show_default=True, help="On SIGTERM, seconds running jobs get to finish."
+)
 @click.option("--keep-workspaces", is_flag=True, help="Keep each attempt's workspace after it ends.")
 @click.option("--exit-with-parent", type=int, default=0, hidden=True)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.pass_context
 @friendly_errors
 def worker(
-    master_address: str,
+    ctx: click.Context,
+    master_address: str | None,
     tags: str,
     slots: int | None,
     token: str | None,
@@ -321,11 +330,22 @@ def worker(
     data_dir: Path | None,
     work_dir: Path | None,
     kill_grace: float,
+    drain_timeout: float,
     keep_workspaces: bool,
     exit_with_parent: int,
     verbose: bool,
 ) -> None:
-    """Run a worker that dials out to the master and runs what it is assigned."""
+    """Run a worker that dials out to the master and runs what it is assigned.
+
+    \b
+    SIGTERM drains it: no new work, running jobs get --drain-timeout to finish, the rest are handed
+    back to the master (which runs them elsewhere), then it exits 0. SIGINT (Ctrl-C) or a second
+    signal hands everything back at once.
+
+    `titan-runtime worker drain WORKER` asks a running worker to drain through the master.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from titan_runtime.worker import capabilities
     from titan_runtime.worker.agent import WorkerConfig, run_worker
     from titan_runtime.worker.agent import exit_with_parent as arm_parent_death
@@ -333,6 +353,8 @@ def worker(
     setup_logging(verbose)
     if exit_with_parent:
         arm_parent_death(exit_with_parent)
+    if not master_address:
+        raise click.UsageError("Missing option '--master' (the master's HOST:PORT).", ctx)
     config.split_host_port(master_address)
     if slots is not None and slots < 1:
         raise click.BadParameter("must be at least 1", param_hint="--slots")
@@ -353,9 +375,22 @@ def worker(
         tags=frozenset(parse_tags(tags)),
         slots=slots or capabilities.cpu_count(),
         kill_grace=kill_grace,
+        drain_timeout=drain_timeout,
         keep_workspaces=keep_workspaces,
     )
     sys.exit(asyncio.run(run_worker(cfg)))
+
+
+@worker.command("drain")
+@click.argument("worker_ref", metavar="WORKER")
+@click.option("--deadline", type=float, default=0.0, help="Seconds running jobs get [default: the worker's].")
+@client_options
+def worker_drain(client: TitanClient, worker_ref: str, deadline: float) -> None:
+    """Drain a worker (by name or id): no new work, running jobs finish, then it exits."""
+    record = client.drain_worker(worker_ref, deadline)
+    click.echo(
+        f"draining {record.name} ({record.id}); it exits once its {record.running} running job(s) are done"
+    )
 
 
 # ---------------------------------------------------------------------- jobs

@@ -193,7 +193,7 @@ class ProcessCluster:
         for name in list(self.workers):
             proc = self.workers.pop(name)
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGINT)  # stop now; SIGTERM would drain
                 try:
                     proc.wait(20)
                 except subprocess.TimeoutExpired:

@@ -155,6 +155,9 @@ class AsyncTitanClient:
     async def list_workers(self) -> list[WorkerRecord]:
         return await self._run(ops.list_workers())
 
+    async def drain_worker(self, worker: str, deadline: float = 0.0) -> WorkerRecord:
+        return await self._run(ops.drain_worker(worker, deadline))
+
     async def follow_logs(
         self, job_id: str, offset: int = 0, attempt: int | None = None
     ) -> AsyncIterator[LogLine]:

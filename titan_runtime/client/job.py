@@ -47,6 +47,8 @@ class TitanJob:
     slots: int = field(default=1, kw_only=True)
     #: Ship this folder as the job's working tree (YAML `project: true`); `filename` is inside it.
     project_dir: str | None = field(default=None, kw_only=True)
+    #: {"memory_mb": N}: the job's processes may use at most N MB of address space.
+    resources: dict[str, Any] | None = field(default=None, kw_only=True)
 
     # ------------------------------------------------------------------ DAG builder
 

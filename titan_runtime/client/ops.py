@@ -143,6 +143,13 @@ def job_spec(
         labels={str(k): str(v) for k, v in (job.labels or {}).items()},
         slots=int(job.slots or 1),
     )
+    resources = dict(job.resources or {})
+    memory = resources.pop("memory_mb", 0)
+    if resources:
+        raise InvalidJob(f"job {job.id}: unknown resources {sorted(resources)}; supported: memory_mb")
+    if not isinstance(memory, int) or isinstance(memory, bool) or memory < 0:
+        raise InvalidJob(f"job {job.id}: resources.memory_mb must be a whole number of megabytes")
+    spec.memory_mb = memory
     policy = job.retry_policy()
     if policy is not None:
         spec.retries.CopyFrom(pb.RetryPolicy(**policy))
@@ -249,6 +256,12 @@ def get_result(ref: str) -> Op[str | None]:
 def list_workers() -> Op[list[WorkerRecord]]:
     response = yield Call("ListWorkers", pb.Empty())
     return [WorkerRecord.from_pb(w) for w in response.workers]
+
+
+def drain_worker(worker: str, deadline: float = 0.0) -> Op[WorkerRecord]:
+    return WorkerRecord.from_pb(
+        (yield Call("DrainWorker", pb.DrainRequest(worker=worker, deadline=deadline)))
+    )
 
 
 # ------------------------------------------------------------------ named artifacts

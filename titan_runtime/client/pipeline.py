@@ -54,6 +54,7 @@ JOB_KEYS = (
     "retries",
     "labels",
     "slots",
+    "resources",
     "hitl_message",
     "max_wait_seconds",
     "description",
@@ -329,6 +330,7 @@ def _job(
         )
         retries = None
     slots = c.typed(raw, "slots", (int,), "an integer >= 1", where, lambda v: v >= 1)
+    resources = c.typed(raw, "resources", (dict,), "a mapping like {memory_mb: 512}", where)
     hitl = c.typed(raw, "hitl_message", (str,), "a message", where)
     max_wait = c.typed(raw, "max_wait_seconds", (int,), "an integer", where)
     if len(c.errors) > before:
@@ -355,6 +357,7 @@ def _job(
         labels={str(k): str(v) for k, v in labels.items()},
         slots=slots or 1,
         project_dir=str(base) if project else None,
+        resources=dict(resources) if resources else None,
     )
     try:
         job.retry_policy()

@@ -174,6 +174,10 @@ class TitanClient:
     def list_workers(self) -> list[WorkerRecord]:
         return self._run(ops.list_workers())
 
+    def drain_worker(self, worker: str, deadline: float = 0.0) -> WorkerRecord:
+        """Ask a worker (name or id) to take no new work, finish what it runs, and exit."""
+        return self._run(ops.drain_worker(worker, deadline))
+
     # ------------------------------------------------------------------ logs
 
     def follow_logs(self, job_id: str, offset: int = 0, attempt: int | None = None) -> Iterator[LogLine]:

@@ -23,6 +23,7 @@ from titan_runtime.core.effects import (
     CancelAttempt,
     Changes,
     DisconnectWorker,
+    DrainWorker,
     Effect,
     Note,
     Welcome,
@@ -330,15 +331,50 @@ class ClusterState:
         return Welcome(superseded=tuple(superseded), log_offsets=adopted)
 
     def worker_disconnected(self, worker_id: str, now: float, reason: str) -> None:
+        """The worker's stream ended without a goodbye, or its lease ran out: it is dead."""
+        self._worker_gone(worker_id, now, reason, WorkerState.DEAD)
+
+    def worker_left(self, worker_id: str, now: float) -> None:
+        """The worker said it was leaving (drained or stopped) before its stream ended."""
+        self._worker_gone(worker_id, now, "left", WorkerState.LEFT)
+
+    def request_drain(
+        self, worker_id: str, deadline: float, now: float, reason: str = "drain requested"
+    ) -> None:
         worker = self.workers.get(worker_id)
-        if worker is None or worker.state is WorkerState.DEAD:
+        if worker is None or worker.state.gone:
+            raise NotFound(f"no live worker {worker_id!r}")
+        self.set_draining(worker_id, now)
+        self._effects.append(DrainWorker(worker_id, deadline, reason))
+
+    def find_worker(self, name_or_id: str) -> Worker:
+        """A live worker by id, or by name when exactly one live worker has it."""
+        worker = self.workers.get(name_or_id)
+        if worker is not None and not worker.state.gone:
+            return worker
+        named = [w for w in self.workers.values() if w.name == name_or_id and not w.state.gone]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            raise NotFound(
+                f"{len(named)} live workers are named {name_or_id!r}; use its id (titan-runtime workers)"
+            )
+        raise NotFound(f"no live worker {name_or_id!r}: list them with `titan-runtime workers`")
+
+    def _worker_gone(self, worker_id: str, now: float, reason: str, state: WorkerState) -> None:
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.state.gone:
             return
-        worker.state = WorkerState.DEAD
+        worker.state = state
+        worker.last_heartbeat = now
         self._dirty_workers.add(worker_id)
-        self._effects.append(Note(f"worker {worker.name} ({worker_id}) declared dead: {reason}"))
+        if state is WorkerState.DEAD:
+            self._effects.append(Note(f"worker {worker.name} ({worker_id}) declared dead: {reason}"))
+        else:
+            self._effects.append(Note(f"worker {worker.name} ({worker_id}) left"))
         for attempt_id in sorted(worker.attempts):
             job, attempt = self._attempts[attempt_id]
-            self._lose(job, attempt, now, f"worker {worker.name} {reason}")
+            self._lose(job, attempt, now, f"worker {worker.name} {reason}", counted=state is WorkerState.DEAD)
         # Jobs pinned to it by hard affinity can never run now.
         for key in self.queues.queued():
             requirement = self.queues.requirement_of(key)
@@ -358,7 +394,7 @@ class ClusterState:
         self, worker_id: str, now: float, cpu_percent: float = 0.0, memory_percent: float = 0.0
     ) -> None:
         worker = self.workers.get(worker_id)
-        if worker is None or worker.state is WorkerState.DEAD:
+        if worker is None or worker.state.gone:
             return
         worker.last_heartbeat = now
         worker.cpu_percent = cpu_percent
@@ -424,7 +460,7 @@ class ClusterState:
                 self._make_ready(job, now)
         lease = self.config.lease_timeout
         for worker in list(self.workers.values()):
-            if worker.state is WorkerState.DEAD or now - worker.last_heartbeat < lease:
+            if worker.state.gone or now - worker.last_heartbeat < lease:
                 continue
             if worker.state is WorkerState.UNKNOWN:
                 reason = f"did not reconnect within {lease:g}s of the master restarting"
@@ -468,7 +504,7 @@ class ClusterState:
             self._attempts[attempt.id] = (job, attempt)
         for row in workers:
             worker = Worker.from_row(row)
-            if worker.state is not WorkerState.DEAD:
+            if not worker.state.gone:
                 worker.state = WorkerState.UNKNOWN
                 worker.last_heartbeat = now
             self.workers[worker.id] = worker
@@ -565,7 +601,7 @@ class ClusterState:
             parent = run.jobs[job.spec.parents[0]]
             if job.spec.affinity == "hard":
                 worker = self.workers.get(parent.worker_id)
-                if worker is None or worker.state is WorkerState.DEAD:
+                if worker is None or worker.state.gone:
                     name = worker.name if worker else parent.worker_id or "?"
                     self._fail(job, now, f"affinity: worker {name} that ran parent {parent.id} is gone")
                     return
@@ -713,7 +749,7 @@ class ClusterState:
         attempt = job.current
         if attempt is not None and not attempt.state.terminal:
             worker = self.workers.get(attempt.worker_id)
-            if worker is not None and worker.state is not WorkerState.DEAD:
+            if worker is not None and not worker.state.gone:
                 self._effects.append(CancelAttempt(attempt.worker_id, attempt.id, reason))
             else:
                 self._close_attempt(job, attempt, AttemptState.CANCELLED, now, reason)

@@ -87,13 +87,22 @@ class DisconnectWorker:
 
 
 @dataclass(frozen=True)
+class DrainWorker:
+    """Tell a worker to take no more work, finish what it runs within `deadline` seconds, and exit."""
+
+    worker_id: str
+    deadline: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class Note:
     """Something an operator should be able to find in the master's log."""
 
     message: str
 
 
-Effect = Assign | CancelAttempt | AckFinished | DisconnectWorker | Note
+Effect = Assign | CancelAttempt | AckFinished | DisconnectWorker | DrainWorker | Note
 
 
 @dataclass(frozen=True)

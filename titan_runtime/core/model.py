@@ -60,7 +60,12 @@ class WorkerState(str, Enum):
     # Known from the store after a master restart, not yet reconnected: its attempts are kept
     # until its lease runs out.
     UNKNOWN = "UNKNOWN"
-    DEAD = "DEAD"
+    DEAD = "DEAD"  # crashed, unreachable or silent past its lease
+    LEFT = "LEFT"  # exited on purpose (drained or stopped)
+
+    @property
+    def gone(self) -> bool:
+        return self in (WorkerState.DEAD, WorkerState.LEFT)
 
 
 # Ids travel in "RUN/JOB" references, file paths and environment variable names: keep them tame.
@@ -113,6 +118,7 @@ class JobSpec:
     slots: int = 1
     project_hash: str = ""
     workdir: str = ""
+    memory_mb: int = 0  # resources.memory_mb: the job's address-space limit; 0 means none
     # to_dict() of an immutable spec never changes: computed once (a job's row is written several times).
     _as_dict: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -146,6 +152,8 @@ class JobSpec:
             raise InvalidSpec(f"job {self.id}: timeout and delay must be zero or positive seconds")
         if self.slots < 1:
             raise InvalidSpec(f"job {self.id}: slots must be at least 1")
+        if self.memory_mb < 0:
+            raise InvalidSpec(f"job {self.id}: resources.memory_mb must be a positive number of megabytes")
         if self.retries.attempts < 1:
             raise InvalidSpec(
                 f"job {self.id}: retries.attempts must be at least 1 (it counts the first attempt)"

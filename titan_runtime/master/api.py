@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from titan_runtime.core.cluster import NotFound
-from titan_runtime.core.model import ID_PATTERN, Attempt, InvalidSpec, Job, WorkerState
+from titan_runtime.core.model import ID_PATTERN, Attempt, InvalidSpec, Job
 from titan_runtime.master.artifacts import ArtifactError, ArtifactStore
 from titan_runtime.master.auth import Caller, Credentials, caller_of
 from titan_runtime.master.convert import job_to_pb, run_to_pb, spec_from_pb, worker_to_pb
@@ -251,10 +251,22 @@ class TitanServicer(rpc.TitanServicer):
         workers = [
             w
             for w in self._state.workers.values()
-            if w.state is not WorkerState.DEAD or now - w.last_heartbeat < DEAD_WORKER_VISIBLE_S
+            if not w.state.gone or now - w.last_heartbeat < DEAD_WORKER_VISIBLE_S
         ]
-        workers.sort(key=lambda w: (w.state is WorkerState.DEAD, w.name, w.id))
+        workers.sort(key=lambda w: (w.state.gone, w.name, w.id))
         return pb.ListWorkersResponse(workers=[worker_to_pb(w) for w in workers])
+
+    async def DrainWorker(self, request: pb.DrainRequest, context: grpc.aio.ServicerContext) -> pb.WorkerInfo:
+        caller = caller_of(context, self._credentials)
+        if not caller.is_cluster:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "a job credential cannot drain workers")
+        state = self._state
+        try:
+            worker = state.find_worker(request.worker)
+            await self._loop.call(lambda now: state.request_drain(worker.id, request.deadline, now))
+        except NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        return worker_to_pb(worker)
 
     # -------------------------------------------------------------- KV
 

@@ -35,6 +35,7 @@ def spec_from_pb(msg: pb.JobSpec) -> JobSpec:
         slots=msg.slots or 1,
         project_hash=msg.project_hash,
         workdir=msg.workdir,
+        memory_mb=msg.memory_mb,
     )
 
 
@@ -66,6 +67,7 @@ def spec_to_pb(spec: JobSpec) -> pb.JobSpec:
         slots=spec.slots,
         project_hash=spec.project_hash,
         workdir=spec.workdir,
+        memory_mb=spec.memory_mb,
     )
 
 

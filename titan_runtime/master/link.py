@@ -33,6 +33,7 @@ class WorkerSession:
         self.peer = peer
         self.outbox: asyncio.Queue[object] = asyncio.Queue()
         self.closed = False
+        self.leaving = False  # the worker said goodbye: the stream's end is not a crash
 
     def send(self, message: pb.MasterMessage) -> None:
         if not self.closed:
@@ -110,7 +111,10 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
             session.closed = True
             if self.sessions.get(worker_id) is session:
                 del self.sessions[worker_id]
-                self._loop.post(lambda now: state.worker_disconnected(worker_id, now, "disconnected"))
+                if session.leaving:
+                    self._loop.post(lambda now: state.worker_left(worker_id, now))
+                else:
+                    self._loop.post(lambda now: state.worker_disconnected(worker_id, now, "disconnected"))
 
     async def _read(self, session: WorkerSession, request_iterator: AsyncIterator[pb.WorkerMessage]) -> None:
         state = self._loop.state

@@ -20,6 +20,7 @@ from titan_runtime.core.effects import (
     CancelAttempt,
     Changes,
     DisconnectWorker,
+    DrainWorker,
     Effect,
     Note,
 )
@@ -163,9 +164,11 @@ class MasterServer:
             return
         server, self._server = self._server, None
         assert self._link and self._loop and self._logs
+        # The loop stops first: streams closing because the master stops are not worker deaths,
+        # and nothing about them is committed. Workers reconnect to the next master and are adopted.
+        await self._loop.stop()
         self._link.close_all()
         await server.stop(grace)
-        await self._loop.stop()
         self._loop.store.close()
         self._logs.close_all()
         try:
@@ -212,6 +215,10 @@ class MasterServer:
                 message = message_for(effect.worker_id)
                 if message is not None:
                     message.acks.append(effect.attempt_id)
+            elif isinstance(effect, DrainWorker):
+                message = message_for(effect.worker_id)
+                if message is not None:
+                    message.drain.CopyFrom(pb.Drain(deadline=effect.deadline, reason=effect.reason))
             elif isinstance(effect, DisconnectWorker):
                 session = sessions.get(effect.worker_id)
                 if session is not None:

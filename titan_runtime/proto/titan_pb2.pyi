@@ -21,7 +21,7 @@ class RetryPolicy(_message.Message):
     def __init__(self, attempts: _Optional[int] = ..., backoff_initial: _Optional[float] = ..., backoff_factor: _Optional[float] = ..., backoff_max: _Optional[float] = ..., max_lost: _Optional[int] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("id", "kind", "script_name", "script_hash", "command", "args", "env", "tags", "priority", "timeout", "delay", "parents", "retries", "affinity", "node", "labels", "slots", "project_hash", "workdir")
+    __slots__ = ("id", "kind", "script_name", "script_hash", "command", "args", "env", "tags", "priority", "timeout", "delay", "parents", "retries", "affinity", "node", "labels", "slots", "project_hash", "workdir", "memory_mb")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class JobSpec(_message.Message):
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     PROJECT_HASH_FIELD_NUMBER: _ClassVar[int]
     WORKDIR_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: str
     script_name: str
@@ -74,7 +75,8 @@ class JobSpec(_message.Message):
     slots: int
     project_hash: str
     workdir: str
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., script_name: _Optional[str] = ..., script_hash: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., timeout: _Optional[float] = ..., delay: _Optional[float] = ..., parents: _Optional[_Iterable[str]] = ..., retries: _Optional[_Union[RetryPolicy, _Mapping]] = ..., affinity: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., project_hash: _Optional[str] = ..., workdir: _Optional[str] = ...) -> None: ...
+    memory_mb: int
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., script_name: _Optional[str] = ..., script_hash: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., timeout: _Optional[float] = ..., delay: _Optional[float] = ..., parents: _Optional[_Iterable[str]] = ..., retries: _Optional[_Union[RetryPolicy, _Mapping]] = ..., affinity: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., project_hash: _Optional[str] = ..., workdir: _Optional[str] = ..., memory_mb: _Optional[int] = ...) -> None: ...
 
 class AttemptInfo(_message.Message):
     __slots__ = ("id", "number", "worker_id", "state", "exit_code", "signal", "reason", "assigned_at", "started_at", "ended_at", "pid", "log_size")
@@ -399,6 +401,14 @@ class NamedArtifact(_message.Message):
     size: int
     def __init__(self, name: _Optional[str] = ..., run_id: _Optional[str] = ..., hash: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
 
+class DrainRequest(_message.Message):
+    __slots__ = ("worker", "deadline")
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    worker: str
+    deadline: float
+    def __init__(self, worker: _Optional[str] = ..., deadline: _Optional[float] = ...) -> None: ...
+
 class Empty(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -506,18 +516,22 @@ class AttemptFinished(_message.Message):
     def __init__(self, attempt_id: _Optional[str] = ..., exit: _Optional[_Union[AttemptExit, _Mapping]] = ...) -> None: ...
 
 class WorkerMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "started", "logs", "finished")
+    __slots__ = ("hello", "heartbeat", "started", "logs", "finished", "draining", "leaving")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    LEAVING_FIELD_NUMBER: _ClassVar[int]
     hello: WorkerHello
     heartbeat: Heartbeat
     started: _containers.RepeatedCompositeFieldContainer[AttemptStarted]
     logs: _containers.RepeatedCompositeFieldContainer[LogData]
     finished: _containers.RepeatedCompositeFieldContainer[AttemptFinished]
-    def __init__(self, hello: _Optional[_Union[WorkerHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Iterable[_Union[AttemptStarted, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogData, _Mapping]]] = ..., finished: _Optional[_Iterable[_Union[AttemptFinished, _Mapping]]] = ...) -> None: ...
+    draining: bool
+    leaving: bool
+    def __init__(self, hello: _Optional[_Union[WorkerHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Iterable[_Union[AttemptStarted, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogData, _Mapping]]] = ..., finished: _Optional[_Iterable[_Union[AttemptFinished, _Mapping]]] = ..., draining: _Optional[bool] = ..., leaving: _Optional[bool] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("worker_id", "heartbeat_interval", "superseded", "log_offsets")
@@ -565,13 +579,23 @@ class CancelAttempt(_message.Message):
     def __init__(self, attempt_id: _Optional[str] = ..., reason: _Optional[str] = ..., grace: _Optional[float] = ...) -> None: ...
 
 class MasterMessage(_message.Message):
-    __slots__ = ("welcome", "assign", "cancel", "acks")
+    __slots__ = ("welcome", "assign", "cancel", "acks", "drain")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGN_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     ACKS_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     assign: _containers.RepeatedCompositeFieldContainer[Assignment]
     cancel: _containers.RepeatedCompositeFieldContainer[CancelAttempt]
     acks: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assign: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., cancel: _Optional[_Iterable[_Union[CancelAttempt, _Mapping]]] = ..., acks: _Optional[_Iterable[str]] = ...) -> None: ...
+    drain: Drain
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assign: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., cancel: _Optional[_Iterable[_Union[CancelAttempt, _Mapping]]] = ..., acks: _Optional[_Iterable[str]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ...) -> None: ...
+
+class Drain(_message.Message):
+    __slots__ = ("deadline", "reason")
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    deadline: float
+    reason: str
+    def __init__(self, deadline: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...

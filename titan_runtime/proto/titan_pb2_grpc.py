@@ -84,6 +84,11 @@ class TitanStub:
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
                 response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
+        self.DrainWorker = channel.unary_unary(
+                '/titan.v1.Titan/DrainWorker',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.DrainRequest.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.WorkerInfo.FromString,
+                _registered_method=True)
         self.Kv = channel.unary_unary(
                 '/titan.v1.Titan/Kv',
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.KvRequest.SerializeToString,
@@ -179,6 +184,12 @@ class TitanServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrainWorker(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Kv(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -267,6 +278,11 @@ def add_TitanServicer_to_server(servicer, server):
                     servicer.ListWorkers,
                     request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
                     response_serializer=titan__runtime_dot_proto_dot_titan__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'DrainWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainWorker,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.DrainRequest.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.WorkerInfo.SerializeToString,
             ),
             'Kv': grpc.unary_unary_rpc_method_handler(
                     servicer.Kv,
@@ -569,6 +585,33 @@ class Titan:
             '/titan.v1.Titan/ListWorkers',
             titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
             titan__runtime_dot_proto_dot_titan__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/DrainWorker',
+            titan__runtime_dot_proto_dot_titan__pb2.DrainRequest.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.WorkerInfo.FromString,
             options,
             channel_credentials,
             insecure,

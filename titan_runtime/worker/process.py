@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from titan_runtime.worker.spool import Spool
 
@@ -26,6 +27,23 @@ class ProcessExit:
     exit_code: int | None
     signal: str
     reason: str
+
+
+class GroupWatcher(Protocol):
+    """Told about each process group, so it can kill them if the worker dies (the Reaper)."""
+
+    def watch(self, pgid: int) -> None: ...
+
+    def forget(self, pgid: int) -> None: ...
+
+
+def _limit_memory(limit_bytes: int) -> Callable[[], None]:
+    def apply() -> None:  # runs in the child between fork and exec
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+    return apply
 
 
 def signal_name(number: int) -> str:
@@ -43,8 +61,12 @@ class JobProcess:
         env: dict[str, str],
         spool: Spool,
         on_output: Callable[[], None],
+        watcher: GroupWatcher | None = None,
+        memory_mb: int = 0,
     ) -> None:
         self.argv = argv
+        self._watcher = watcher
+        self.memory_mb = memory_mb
         self.cwd = cwd
         self.env = env
         self.spool = spool
@@ -72,8 +94,12 @@ class JobProcess:
             stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group (and session): killpg reaches everything
             close_fds=True,
+            # Only jobs with a memory limit pay for a pre-exec hook (it forces a slower fork path).
+            preexec_fn=_limit_memory(self.memory_mb * 1024 * 1024) if self.memory_mb else None,
         )
         self.pid = self.proc.pid
+        if self._watcher is not None:
+            self._watcher.watch(self.pid)
         for pipe, stream in ((self.proc.stdout, b"O"), (self.proc.stderr, b"E")):
             assert pipe is not None
             fd = pipe.fileno()
@@ -119,6 +145,8 @@ class JobProcess:
         self._killpg(signal.SIGKILL)
         assert self.proc is not None
         self.proc.wait()
+        if self._watcher is not None:
+            self._watcher.forget(self.pid)
         if self._kill_timer is not None:
             self._kill_timer.cancel()
         self._maybe_done()
@@ -143,7 +171,10 @@ class JobProcess:
             return ProcessExit("succeeded", 0, "", "")
         if rc == -signal.SIGKILL:
             return ProcessExit("failed", None, sig, "killed by SIGKILL, likely out of memory")
-        return ProcessExit("failed", code, sig, f"killed by {sig}" if sig else f"exit code {rc}")
+        reason = f"killed by {sig}" if sig else f"exit code {rc}"
+        if self.memory_mb:
+            reason += f" (its memory was limited to {self.memory_mb} MB by resources.memory_mb)"
+        return ProcessExit("failed", code, sig, reason)
 
     async def wait(self) -> ProcessExit:
         assert self._done is not None
