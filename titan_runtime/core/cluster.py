@@ -262,7 +262,10 @@ class ClusterState:
             self._effects.append(
                 Note(f"worker {worker.name} ({worker.id}) came back after being declared dead")
             )
+        elif worker.state is WorkerState.LEFT:
+            self._effects.append(Note(f"worker {worker.name} ({worker.id}) came back after leaving"))
         worker.name = hello.name
+
         worker.host = hello.host
         worker.pid = hello.pid
         worker.tags = hello.tags

@@ -141,6 +141,10 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
                             worker_id, a, e, now
                         )
                     )
+                if message.draining:
+                    self._loop.post(lambda now: state.set_draining(worker_id, now))
+                if message.leaving:
+                    session.leaving = True
         except (grpc.aio.AioRpcError, asyncio.CancelledError):
             pass
         except Exception:

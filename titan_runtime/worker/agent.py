@@ -239,7 +239,7 @@ class WorkerAgent:
         try:
             done, _ = await asyncio.wait({sender, reader, watcher}, return_when=asyncio.FIRST_COMPLETED)
             if watcher in done and not sender.done() and not reader.done():
-                await self._goodbye(conn, sender)
+                await self._goodbye(conn, sender, reader)
         except grpc.aio.AioRpcError:
             pass
         finally:
@@ -251,7 +251,9 @@ class WorkerAgent:
             log.warning("lost the connection to the master at %s", self.config.master)
         return True
 
-    async def _goodbye(self, conn: _Connection, sender: asyncio.Task[None]) -> None:
+    async def _goodbye(
+        self, conn: _Connection, sender: asyncio.Task[None], reader: asyncio.Task[None]
+    ) -> None:
         """Still connected and done: hand back what runs, wait for the acks, then say we are leaving."""
         await self._stop_attempts(
             "handed back: the worker is stopping" if self._stop_now else "handed back at the drain deadline"
@@ -267,6 +269,8 @@ class WorkerAgent:
             pass
         await conn.call.write(pb.WorkerMessage(leaving=True))
         await conn.call.done_writing()
+        # The master ends the stream once it has read the goodbye; cancelling before that could drop it.
+        await asyncio.wait({reader}, timeout=GOODBYE_TIMEOUT)
 
     def _check_fatal(self, exc: grpc.aio.AioRpcError) -> None:
         if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):

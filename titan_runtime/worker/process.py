@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +39,24 @@ class GroupWatcher(Protocol):
     def forget(self, pgid: int) -> None: ...
 
 
-def _limit_memory(limit_bytes: int) -> Callable[[], None]:
-    def apply() -> None:  # runs in the child between fork and exec
-        import resource
+# Sets the address-space limit, then becomes the job (for systems without util-linux's prlimit).
+_LIMIT_THEN_EXEC = (
+    "import os, resource, sys; n = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_AS, (n, n)); "
+    "os.execvp(sys.argv[2], sys.argv[2:])"
+)
 
-        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
 
-    return apply
+def memory_limited(argv: list[str], limit_mb: int) -> list[str]:
+    """`argv` run under an address-space limit (RLIMIT_AS), set by a wrapper that then execs it.
+
+    A wrapper rather than a pre-exec hook: code between fork and exec in a multi-threaded worker
+    (gRPC has threads) can deadlock or crash.
+    """
+    limit = str(limit_mb * 1024 * 1024)
+    prlimit = shutil.which("prlimit")
+    if prlimit:
+        return [prlimit, f"--as={limit}", "--", *argv]
+    return [sys.executable, "-S", "-c", _LIMIT_THEN_EXEC, limit, *argv]
 
 
 def signal_name(number: int) -> str:
@@ -85,8 +98,9 @@ class JobProcess:
         """Spawn the process (raises OSError when it cannot be executed) and return its pid."""
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
+        argv = memory_limited(self.argv, self.memory_mb) if self.memory_mb else self.argv
         self.proc = subprocess.Popen(
-            self.argv,
+            argv,
             cwd=self.cwd,
             env=self.env,
             stdin=subprocess.DEVNULL,
@@ -94,8 +108,6 @@ class JobProcess:
             stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group (and session): killpg reaches everything
             close_fds=True,
-            # Only jobs with a memory limit pay for a pre-exec hook (it forces a slower fork path).
-            preexec_fn=_limit_memory(self.memory_mb * 1024 * 1024) if self.memory_mb else None,
         )
         self.pid = self.proc.pid
         if self._watcher is not None:
