@@ -532,7 +532,8 @@ class ClusterState:
         for run in sorted(self.runs.values(), key=lambda r: r.seq):
             for job in run.jobs.values():
                 if job.state is JobState.READY:
-                    self._make_ready(job, now, keep_ready_at=True)
+                    self._enqueue(job, now)  # unchanged: nothing to write back
+
                 elif job.state is JobState.PENDING and job.waiting_on == 0:
                     if job.not_before > now:
                         self._push_timer(job)
@@ -597,7 +598,18 @@ class ClusterState:
     def _push_timer(self, job: Job) -> None:
         heapq.heappush(self._timers, (job.not_before, next(self._timer_seq), job.key))
 
-    def _make_ready(self, job: Job, now: float, keep_ready_at: bool = False) -> None:
+    def _make_ready(self, job: Job, now: float) -> None:
+        if not self._enqueue(job, now):
+            return
+        job.state = JobState.READY
+        job.not_before = 0.0
+        job.ready_at = now
+        if job.reason.startswith("delayed"):
+            job.reason = ""
+        self._dirty_jobs.add(job.key)
+
+    def _enqueue(self, job: Job, now: float) -> bool:
+        """Queue a job for placement; False (and the job failed) when its hard affinity cannot be met."""
         run = self.runs[job.run_id]
         node, prefer = job.spec.node, ""
         if job.spec.affinity:
@@ -607,16 +619,10 @@ class ClusterState:
                 if worker is None or worker.state.gone:
                     name = worker.name if worker else parent.worker_id or "?"
                     self._fail(job, now, f"affinity: worker {name} that ran parent {parent.id} is gone")
-                    return
+                    return False
                 node = parent.worker_id
             else:
                 prefer = parent.worker_id
-        job.state = JobState.READY
-        job.not_before = 0.0
-        if not keep_ready_at or not job.ready_at:
-            job.ready_at = now
-        if job.reason.startswith("delayed"):
-            job.reason = ""
         self.queues.push(
             job.key,
             Requirement(job.spec.tags, node),
@@ -626,8 +632,8 @@ class ClusterState:
             avoid=job.avoid,
             order=job.order,
         )
-        self._dirty_jobs.add(job.key)
         self._dispatch_needed = True
+        return True
 
     def _mark_running(self, job: Job, attempt: Attempt, pid: int, started_at: float, now: float) -> None:
         attempt.state = AttemptState.RUNNING

@@ -200,8 +200,8 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
-        known = {f.name for f in fields(cls) if f.init}
-        kwargs: dict[str, Any] = {k: v for k, v in data.items() if k in known}
+        kwargs: dict[str, Any] = {k: v for k, v in data.items() if k in _SPEC_FIELDS}
+
         if isinstance(kwargs.get("retries"), dict):
             kwargs["retries"] = RetryPolicy(**kwargs["retries"])
         for name in ("command", "args", "parents"):
@@ -407,3 +407,6 @@ class Worker:
         data["tags"] = frozenset(data["tags"])
         data["gpus"] = tuple(data["gpus"])
         return cls(**data)
+
+
+_SPEC_FIELDS = frozenset(f.name for f in fields(JobSpec) if f.init)

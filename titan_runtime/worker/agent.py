@@ -39,6 +39,10 @@ log = logging.getLogger("titan.worker")
 LOG_CHUNK = 256 * 1024
 MAX_MESSAGE_LOG_BYTES = 4 * 1024 * 1024  # log bytes in one message, to stay far below gRPC's limit
 GOODBYE_TIMEOUT = 3.0  # how long a stopping worker waits for the master to acknowledge its reports
+# Reconnect delays double up to this (times a 0.5-1.5 jitter), so a restarted master is found fast.
+MAX_BACKOFF = 1.0
+
+
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -185,7 +189,7 @@ class WorkerAgent:
                 connected = await self._session(link)
                 if self._done():
                     break
-                backoff = 0.1 if connected else min(backoff * 2, 5.0)
+                backoff = 0.1 if connected else min(backoff * 2, MAX_BACKOFF)
                 delay = backoff * random.uniform(0.5, 1.5)
                 if not connected:
                     log.warning("master at %s unreachable; retrying in %.1fs", self.config.master, delay)

@@ -35,7 +35,6 @@ class Spool:
         if pieces:
             self._write(stream, pieces)
 
-
     def flush(self) -> None:
         """Write out unterminated last lines (at process exit)."""
         for stream, rest in self._partial.items():
