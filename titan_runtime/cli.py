@@ -316,6 +316,14 @@ def master(
     "--drain-timeout", default=60.0, show_default=True, help="On SIGTERM, seconds running jobs get to finish."
 )
 @click.option("--keep-workspaces", is_flag=True, help="Keep each attempt's workspace after it ends.")
+@click.option(
+    "--port-range", default="20000-32000", show_default=True, help="Ports leased to services, LOW-HIGH."
+)
+@click.option(
+    "--advertise-host",
+    default=None,
+    help="Address others reach this worker's services at [default: route to master].",
+)
 @click.option("--exit-with-parent", type=int, default=0, hidden=True)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.pass_context
@@ -332,6 +340,8 @@ def worker(
     kill_grace: float,
     drain_timeout: float,
     keep_workspaces: bool,
+    port_range: str,
+    advertise_host: str | None,
     exit_with_parent: int,
     verbose: bool,
 ) -> None:
@@ -377,8 +387,19 @@ def worker(
         kill_grace=kill_grace,
         drain_timeout=drain_timeout,
         keep_workspaces=keep_workspaces,
+        port_range=_parse_port_range(port_range),
+        advertise_host=advertise_host or "",
     )
     sys.exit(asyncio.run(run_worker(cfg)))
+
+
+def _parse_port_range(value: str) -> tuple[int, int]:
+    low, sep, high = value.partition("-")
+    if not sep or not low.isdigit() or not high.isdigit() or not 0 < int(low) <= int(high) < 65536:
+        raise click.BadParameter(
+            f"{value!r} is not LOW-HIGH, for example 20000-32000", param_hint="--port-range"
+        )
+    return int(low), int(high)
 
 
 @worker.command("drain")

@@ -36,6 +36,9 @@ class HeldAttempt:
     started_at: float = 0.0
     exit: AttemptExit | None = None
     log_size: int = 0
+    host: str = ""  # services: where it is reachable, its leased ports, whether it passed its check
+    ports: dict[str, int] = field(default_factory=dict)
+    healthy: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class Assign:
     job_id: str
     number: int
     spec: JobSpec
+    env: dict[str, str] = field(default_factory=dict)  # what the master adds: TITAN_SERVICE_<ID>_ADDR
 
 
 @dataclass(frozen=True)

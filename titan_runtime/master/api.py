@@ -20,7 +20,7 @@ from titan_runtime.core.cluster import NotFound
 from titan_runtime.core.model import ID_PATTERN, Attempt, InvalidSpec, Job
 from titan_runtime.master.artifacts import ArtifactError, ArtifactStore
 from titan_runtime.master.auth import Caller, Credentials, caller_of
-from titan_runtime.master.convert import job_to_pb, run_to_pb, spec_from_pb, worker_to_pb
+from titan_runtime.master.convert import job_to_pb, run_to_pb, service_to_pb, spec_from_pb, worker_to_pb
 from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
 from titan_runtime.proto import titan_pb2 as pb
@@ -267,6 +267,48 @@ class TitanServicer(rpc.TitanServicer):
         except NotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         return worker_to_pb(worker)
+
+    # -------------------------------------------------------------- services
+
+    async def ListServices(
+        self, request: pb.ServiceQuery, context: grpc.aio.ServicerContext
+    ) -> pb.ListServicesResponse:
+        state = self._state
+        if request.id:
+            try:
+                jobs = state.service_jobs(request.id)
+            except NotFound as exc:
+                await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        else:
+            jobs = [state.runs[r].jobs[j] for keys in state.services.values() for r, j in keys]
+        if not request.all:
+            jobs = [job for job in jobs if not job.state.terminal]
+        return pb.ListServicesResponse(services=[service_to_pb(state, job) for job in jobs])
+
+    async def StopService(
+        self, request: pb.ServiceRef, context: grpc.aio.ServicerContext
+    ) -> pb.ServiceActionResponse:
+        return await self._service_action(request.id, context, stop=True)
+
+    async def RestartService(
+        self, request: pb.ServiceRef, context: grpc.aio.ServicerContext
+    ) -> pb.ServiceActionResponse:
+        return await self._service_action(request.id, context, stop=False)
+
+    async def _service_action(
+        self, service_id: str, context: grpc.aio.ServicerContext, stop: bool
+    ) -> pb.ServiceActionResponse:
+        state = self._state
+        try:
+            for job in state.service_jobs(service_id):
+                await self._check_scope(job.run_id, context, write=True)
+            if stop:
+                refs = await self._loop.call(lambda now: state.stop_service(service_id, now))
+            else:
+                refs = await self._loop.call(lambda now: state.restart_service(service_id, now))
+        except NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        return pb.ServiceActionResponse(refs=refs)
 
     # -------------------------------------------------------------- KV
 

@@ -129,7 +129,7 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
                 for started in message.started:
                     self._loop.post(
                         lambda now, s=started: state.attempt_started(
-                            worker_id, s.attempt_id, s.pid, s.started_at, now
+                            worker_id, s.attempt_id, s.pid, s.started_at, now, s.host, dict(s.ports)
                         )
                     )
                 for data in message.logs:
@@ -141,6 +141,8 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
                             worker_id, a, e, now
                         )
                     )
+                for attempt_id in message.healthy:
+                    self._loop.post(lambda now, a=attempt_id: state.attempt_healthy(worker_id, a, now))
                 if message.draining:
                     self._loop.post(lambda now: state.set_draining(worker_id, now))
                 if message.leaving:

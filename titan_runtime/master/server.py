@@ -201,6 +201,7 @@ class MasterServer:
                             attempt=effect.number,
                             spec=spec_to_pb(effect.spec),
                             credential=self._credentials.job_credential(effect.run_id),
+                            env=effect.env,
                         )
                     )
             elif isinstance(effect, CancelAttempt):

@@ -21,7 +21,7 @@ class RetryPolicy(_message.Message):
     def __init__(self, attempts: _Optional[int] = ..., backoff_initial: _Optional[float] = ..., backoff_factor: _Optional[float] = ..., backoff_max: _Optional[float] = ..., max_lost: _Optional[int] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("id", "kind", "script_name", "script_hash", "command", "args", "env", "tags", "priority", "timeout", "delay", "parents", "retries", "affinity", "node", "labels", "slots", "project_hash", "workdir", "memory_mb")
+    __slots__ = ("id", "kind", "script_name", "script_hash", "command", "args", "env", "tags", "priority", "timeout", "delay", "parents", "retries", "affinity", "node", "labels", "slots", "project_hash", "workdir", "memory_mb", "port", "ports", "health", "restart", "replicas", "service")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,12 @@ class JobSpec(_message.Message):
     PROJECT_HASH_FIELD_NUMBER: _ClassVar[int]
     WORKDIR_FIELD_NUMBER: _ClassVar[int]
     MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    RESTART_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: str
     script_name: str
@@ -76,10 +82,53 @@ class JobSpec(_message.Message):
     project_hash: str
     workdir: str
     memory_mb: int
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., script_name: _Optional[str] = ..., script_hash: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., timeout: _Optional[float] = ..., delay: _Optional[float] = ..., parents: _Optional[_Iterable[str]] = ..., retries: _Optional[_Union[RetryPolicy, _Mapping]] = ..., affinity: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., project_hash: _Optional[str] = ..., workdir: _Optional[str] = ..., memory_mb: _Optional[int] = ...) -> None: ...
+    port: int
+    ports: _containers.RepeatedScalarFieldContainer[str]
+    health: HealthCheck
+    restart: RestartPolicy
+    replicas: int
+    service: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., script_name: _Optional[str] = ..., script_hash: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., timeout: _Optional[float] = ..., delay: _Optional[float] = ..., parents: _Optional[_Iterable[str]] = ..., retries: _Optional[_Union[RetryPolicy, _Mapping]] = ..., affinity: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., project_hash: _Optional[str] = ..., workdir: _Optional[str] = ..., memory_mb: _Optional[int] = ..., port: _Optional[int] = ..., ports: _Optional[_Iterable[str]] = ..., health: _Optional[_Union[HealthCheck, _Mapping]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ..., replicas: _Optional[int] = ..., service: _Optional[str] = ...) -> None: ...
+
+class HealthCheck(_message.Message):
+    __slots__ = ("tcp", "http", "expect", "interval", "timeout", "grace", "failures")
+    TCP_FIELD_NUMBER: _ClassVar[int]
+    HTTP_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    GRACE_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    tcp: bool
+    http: str
+    expect: int
+    interval: float
+    timeout: float
+    grace: float
+    failures: int
+    def __init__(self, tcp: _Optional[bool] = ..., http: _Optional[str] = ..., expect: _Optional[int] = ..., interval: _Optional[float] = ..., timeout: _Optional[float] = ..., grace: _Optional[float] = ..., failures: _Optional[int] = ...) -> None: ...
+
+class RestartPolicy(_message.Message):
+    __slots__ = ("attempts", "window", "backoff_initial", "backoff_max")
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_INITIAL_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_MAX_FIELD_NUMBER: _ClassVar[int]
+    attempts: int
+    window: float
+    backoff_initial: float
+    backoff_max: float
+    def __init__(self, attempts: _Optional[int] = ..., window: _Optional[float] = ..., backoff_initial: _Optional[float] = ..., backoff_max: _Optional[float] = ...) -> None: ...
 
 class AttemptInfo(_message.Message):
-    __slots__ = ("id", "number", "worker_id", "state", "exit_code", "signal", "reason", "assigned_at", "started_at", "ended_at", "pid", "log_size")
+    __slots__ = ("id", "number", "worker_id", "state", "exit_code", "signal", "reason", "assigned_at", "started_at", "ended_at", "pid", "log_size", "host", "ports", "healthy")
+    class PortsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +141,9 @@ class AttemptInfo(_message.Message):
     ENDED_AT_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     LOG_SIZE_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
     id: str
     number: int
     worker_id: str
@@ -104,7 +156,10 @@ class AttemptInfo(_message.Message):
     ended_at: float
     pid: int
     log_size: int
-    def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., worker_id: _Optional[str] = ..., state: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., assigned_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., pid: _Optional[int] = ..., log_size: _Optional[int] = ...) -> None: ...
+    host: str
+    ports: _containers.ScalarMap[str, int]
+    healthy: bool
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., worker_id: _Optional[str] = ..., state: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., assigned_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., pid: _Optional[int] = ..., log_size: _Optional[int] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., healthy: _Optional[bool] = ...) -> None: ...
 
 class JobInfo(_message.Message):
     __slots__ = ("run_id", "id", "state", "reason", "attempt", "worker_id", "exit_code", "created_at", "ready_at", "started_at", "ended_at", "spec", "attempts", "has_result", "worker_name", "tags", "priority", "parents")
@@ -401,6 +456,69 @@ class NamedArtifact(_message.Message):
     size: int
     def __init__(self, name: _Optional[str] = ..., run_id: _Optional[str] = ..., hash: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
 
+class ServiceQuery(_message.Message):
+    __slots__ = ("id", "all")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    all: bool
+    def __init__(self, id: _Optional[str] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class ServiceInfo(_message.Message):
+    __slots__ = ("id", "service", "run_id", "worker_id", "worker_name", "host", "port", "ports", "endpoint", "state", "restarts", "started_at", "reason")
+    class PortsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_NAME_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    service: str
+    run_id: str
+    worker_id: str
+    worker_name: str
+    host: str
+    port: int
+    ports: _containers.ScalarMap[str, int]
+    endpoint: str
+    state: str
+    restarts: int
+    started_at: float
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., service: _Optional[str] = ..., run_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., worker_name: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., ports: _Optional[_Mapping[str, int]] = ..., endpoint: _Optional[str] = ..., state: _Optional[str] = ..., restarts: _Optional[int] = ..., started_at: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListServicesResponse(_message.Message):
+    __slots__ = ("services",)
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    services: _containers.RepeatedCompositeFieldContainer[ServiceInfo]
+    def __init__(self, services: _Optional[_Iterable[_Union[ServiceInfo, _Mapping]]] = ...) -> None: ...
+
+class ServiceRef(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ServiceActionResponse(_message.Message):
+    __slots__ = ("refs",)
+    REFS_FIELD_NUMBER: _ClassVar[int]
+    refs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, refs: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class DrainRequest(_message.Message):
     __slots__ = ("worker", "deadline")
     WORKER_FIELD_NUMBER: _ClassVar[int]
@@ -434,20 +552,33 @@ class AttemptExit(_message.Message):
     def __init__(self, outcome: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., has_result: _Optional[bool] = ..., result_json: _Optional[str] = ..., log_size: _Optional[int] = ..., ended_at: _Optional[float] = ...) -> None: ...
 
 class HeldAttempt(_message.Message):
-    __slots__ = ("attempt_id", "pid", "finished", "exit", "log_size", "started_at")
+    __slots__ = ("attempt_id", "pid", "finished", "exit", "log_size", "started_at", "host", "ports", "healthy")
+    class PortsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     EXIT_FIELD_NUMBER: _ClassVar[int]
     LOG_SIZE_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     pid: int
     finished: bool
     exit: AttemptExit
     log_size: int
     started_at: float
-    def __init__(self, attempt_id: _Optional[str] = ..., pid: _Optional[int] = ..., finished: _Optional[bool] = ..., exit: _Optional[_Union[AttemptExit, _Mapping]] = ..., log_size: _Optional[int] = ..., started_at: _Optional[float] = ...) -> None: ...
+    host: str
+    ports: _containers.ScalarMap[str, int]
+    healthy: bool
+    def __init__(self, attempt_id: _Optional[str] = ..., pid: _Optional[int] = ..., finished: _Optional[bool] = ..., exit: _Optional[_Union[AttemptExit, _Mapping]] = ..., log_size: _Optional[int] = ..., started_at: _Optional[float] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., healthy: _Optional[bool] = ...) -> None: ...
 
 class WorkerHello(_message.Message):
     __slots__ = ("worker_id", "name", "host", "pid", "tags", "slots", "cpu_count", "memory_bytes", "gpus", "version", "held", "draining")
@@ -488,14 +619,25 @@ class Heartbeat(_message.Message):
     def __init__(self, cpu_percent: _Optional[float] = ..., memory_percent: _Optional[float] = ..., running: _Optional[int] = ...) -> None: ...
 
 class AttemptStarted(_message.Message):
-    __slots__ = ("attempt_id", "pid", "started_at")
+    __slots__ = ("attempt_id", "pid", "started_at", "host", "ports")
+    class PortsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     pid: int
     started_at: float
-    def __init__(self, attempt_id: _Optional[str] = ..., pid: _Optional[int] = ..., started_at: _Optional[float] = ...) -> None: ...
+    host: str
+    ports: _containers.ScalarMap[str, int]
+    def __init__(self, attempt_id: _Optional[str] = ..., pid: _Optional[int] = ..., started_at: _Optional[float] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class LogData(_message.Message):
     __slots__ = ("attempt_id", "offset", "data")
@@ -516,7 +658,7 @@ class AttemptFinished(_message.Message):
     def __init__(self, attempt_id: _Optional[str] = ..., exit: _Optional[_Union[AttemptExit, _Mapping]] = ...) -> None: ...
 
 class WorkerMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "started", "logs", "finished", "draining", "leaving")
+    __slots__ = ("hello", "heartbeat", "started", "logs", "finished", "draining", "leaving", "healthy")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
@@ -524,6 +666,7 @@ class WorkerMessage(_message.Message):
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
     LEAVING_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
     hello: WorkerHello
     heartbeat: Heartbeat
     started: _containers.RepeatedCompositeFieldContainer[AttemptStarted]
@@ -531,7 +674,8 @@ class WorkerMessage(_message.Message):
     finished: _containers.RepeatedCompositeFieldContainer[AttemptFinished]
     draining: bool
     leaving: bool
-    def __init__(self, hello: _Optional[_Union[WorkerHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Iterable[_Union[AttemptStarted, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogData, _Mapping]]] = ..., finished: _Optional[_Iterable[_Union[AttemptFinished, _Mapping]]] = ..., draining: _Optional[bool] = ..., leaving: _Optional[bool] = ...) -> None: ...
+    healthy: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, hello: _Optional[_Union[WorkerHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Iterable[_Union[AttemptStarted, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogData, _Mapping]]] = ..., finished: _Optional[_Iterable[_Union[AttemptFinished, _Mapping]]] = ..., draining: _Optional[bool] = ..., leaving: _Optional[bool] = ..., healthy: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("worker_id", "heartbeat_interval", "superseded", "log_offsets")
@@ -553,20 +697,29 @@ class Welcome(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval: _Optional[float] = ..., superseded: _Optional[_Iterable[str]] = ..., log_offsets: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("attempt_id", "run_id", "job_id", "attempt", "spec", "credential")
+    __slots__ = ("attempt_id", "run_id", "job_id", "attempt", "spec", "credential", "env")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     run_id: str
     job_id: str
     attempt: int
     spec: JobSpec
     credential: str
-    def __init__(self, attempt_id: _Optional[str] = ..., run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., credential: _Optional[str] = ...) -> None: ...
+    env: _containers.ScalarMap[str, str]
+    def __init__(self, attempt_id: _Optional[str] = ..., run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., credential: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CancelAttempt(_message.Message):
     __slots__ = ("attempt_id", "reason", "grace")

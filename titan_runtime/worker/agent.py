@@ -31,6 +31,7 @@ from titan_runtime.version import __version__
 from titan_runtime.worker import capabilities
 from titan_runtime.worker.cache import ArtifactCache
 from titan_runtime.worker.execution import AttemptRunner, Execution
+from titan_runtime.worker.ports import PortLeases
 from titan_runtime.worker.reaper import Reaper
 from titan_runtime.worker.spool import Spool
 
@@ -69,6 +70,8 @@ class WorkerConfig:
     drain_timeout: float = 60.0  # SIGTERM: how long running attempts may take to finish
     keep_workspaces: bool = False
     worker_id: str = ""
+    port_range: tuple[int, int] = (20000, 32000)  # where services' ports are leased
+    advertise_host: str = ""  # how others reach this worker's services; default: the route to the master
 
     def __post_init__(self) -> None:
         if not self.worker_id:
@@ -115,6 +118,7 @@ class WorkerAgent:
         self.cache = ArtifactCache(work / "cache", self._fetch_artifact)
         self.reaper: Reaper | None = None
         self._runner: AttemptRunner | None = None
+        self.host = config.advertise_host or capabilities.advertise_host(config.master)
 
     # ------------------------------------------------------------------ stopping
 
@@ -179,6 +183,7 @@ class WorkerAgent:
             keep_workspaces=self.config.keep_workspaces,
             watcher=self.reaper,
             on_change=self._signal_change,
+            ports=PortLeases(*self.config.port_range),
         )
         self._channel = grpc.aio.insecure_channel(self.config.master, options=CHANNEL_OPTIONS)
         self._stub = rpc.TitanStub(self._channel)
@@ -289,6 +294,9 @@ class WorkerAgent:
                 finished=ex.exit is not None,
                 exit=ex.exit,
                 log_size=ex.spool.size,
+                host=self.host if ex.ports else "",
+                ports=ex.ports,
+                healthy=ex.healthy,
             )
             for ex in self.executions.values()
             if not ex.superseded
@@ -322,6 +330,7 @@ class WorkerAgent:
             ex.sent = welcome.log_offsets.get(ex.attempt_id, 0)
             ex.started_sent = bool(ex.pid)
             ex.finish_sent = ex.exit is not None
+            ex.healthy_sent = ex.healthy
         self._signal_change()
 
     async def _read_loop(self, conn: _Connection) -> None:
@@ -353,8 +362,17 @@ class WorkerAgent:
             if ex.pid and not ex.started_sent:
                 ex.started_sent = True
                 message.started.append(
-                    pb.AttemptStarted(attempt_id=ex.attempt_id, pid=ex.pid, started_at=ex.started_at)
+                    pb.AttemptStarted(
+                        attempt_id=ex.attempt_id,
+                        pid=ex.pid,
+                        started_at=ex.started_at,
+                        host=self.host if ex.ports else "",
+                        ports=ex.ports,
+                    )
                 )
+            if ex.healthy and not ex.healthy_sent and ex.exit is None:
+                ex.healthy_sent = True
+                message.healthy.append(ex.attempt_id)
             while ex.sent < ex.spool.size and budget > 0:
                 data = ex.spool.read(ex.sent, min(LOG_CHUNK, budget))
                 if not data:
@@ -372,7 +390,14 @@ class WorkerAgent:
             cpu, mem = self._sampler.sample()
             running = sum(1 for ex in self.executions.values() if ex.exit is None)
             message.heartbeat.CopyFrom(pb.Heartbeat(cpu_percent=cpu, memory_percent=mem, running=running))
-        if not (message.started or message.logs or message.finished or message.draining or heartbeat):
+        if not (
+            message.started
+            or message.logs
+            or message.finished
+            or message.healthy
+            or message.draining
+            or heartbeat
+        ):
             return None
         return message
 

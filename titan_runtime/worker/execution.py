@@ -15,11 +15,13 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from titan_runtime.proto import titan_pb2 as pb
+from titan_runtime.worker import health
 from titan_runtime.worker.cache import ArtifactCache
+from titan_runtime.worker.ports import PortLeases, PortUnavailable
 from titan_runtime.worker.process import GroupWatcher, JobProcess
 from titan_runtime.worker.project import unpack
 from titan_runtime.worker.spool import Spool
@@ -43,10 +45,17 @@ class Execution:
     superseded: bool = False
     acked: bool = False
     task: asyncio.Task[None] | None = None
+    ports: dict[str, int] = field(default_factory=dict)  # services: leased ports by name
+    healthy: bool = False
     # Per connection: what this connection's master has been told.
     sent: int = 0
     started_sent: bool = False
     finish_sent: bool = False
+    healthy_sent: bool = False
+
+    @property
+    def is_service(self) -> bool:
+        return self.assignment.spec.kind == "service"
 
     @property
     def attempt_id(self) -> str:
@@ -60,9 +69,27 @@ class Execution:
             self.cancel = (reason, grace)
 
 
-def expand(arg: str) -> str:
-    """Placeholders a command may use for what only the worker knows: `{python}` is its interpreter."""
-    return sys.executable if arg == "{python}" else arg
+def expand(arg: str, ports: dict[str, int]) -> str:
+    """Placeholders for what only the worker knows: `{python}` (an argument on its own) is its
+    interpreter; `{port}` is a service's (first) port and `{port.NAME}` a named one."""
+    if arg == "{python}":
+        return sys.executable
+    if "{port" in arg and ports:
+        arg = arg.replace("{port}", str(next(iter(ports.values()))))
+        for name, port in ports.items():
+            arg = arg.replace(f"{{port.{name}}}", str(port))
+    return arg
+
+
+def port_env(ports: dict[str, int]) -> dict[str, str]:
+    """$PORT and $TITAN_PORT (the first port), $PORT_<NAME> and $TITAN_PORT_<NAME> for named ones."""
+    if not ports:
+        return {}
+    first = str(next(iter(ports.values())))
+    env = {"PORT": first, "TITAN_PORT": first}
+    for name, port in ports.items():
+        env[f"PORT_{name.upper()}"] = env[f"TITAN_PORT_{name.upper()}"] = str(port)
+    return env
 
 
 class AttemptRunner:
@@ -77,7 +104,10 @@ class AttemptRunner:
         keep_workspaces: bool,
         watcher: GroupWatcher | None,
         on_change: Callable[[], None],
+        ports: PortLeases | None = None,
     ) -> None:
+        self.ports = ports or PortLeases()
+
         self.master = master
         self.worker_id = worker_id
         self.worker_name = worker_name
@@ -91,8 +121,16 @@ class AttemptRunner:
         """Run the attempt to its end; always leaves `ex.exit` set (never raises)."""
         spec = ex.assignment.spec
         timer: asyncio.TimerHandle | None = None
+        watching: asyncio.Task[None] | None = None
         try:
             ex.workspace.mkdir(parents=True, exist_ok=True)
+            if ex.is_service:
+                try:
+                    ex.ports = self.ports.lease(spec.ports or ("port",), spec.port, self.worker_name)
+                except PortUnavailable as exc:
+                    ex.spool.note(f"titan: {exc}")
+                    ex.exit = pb.AttemptExit(outcome="error", reason=str(exc))
+                    return
             argv = await self.argv(ex)
             if ex.cancel is not None:
                 ex.exit = pb.AttemptExit(outcome="cancelled", reason=ex.cancel[0])
@@ -104,6 +142,15 @@ class AttemptRunner:
             ex.process = process
             ex.started_at = time.time()
             self._on_change()
+            if ex.is_service:
+                watching = asyncio.create_task(
+                    health.watch(
+                        spec.health,
+                        next(iter(ex.ports.values())),
+                        lambda: self._healthy(ex),
+                        lambda why: process.terminate("unhealthy", why, self.kill_grace),
+                    )
+                )
             if spec.timeout > 0:
                 timer = asyncio.get_running_loop().call_later(
                     spec.timeout,
@@ -138,6 +185,9 @@ class AttemptRunner:
         finally:
             if timer is not None:
                 timer.cancel()
+            if watching is not None:
+                watching.cancel()
+            self.ports.release(ex.ports.values())  # only now: the process holding them is gone
             assert ex.exit is not None
             ex.exit.log_size = ex.spool.size
             ex.exit.ended_at = time.time()
@@ -176,15 +226,21 @@ class AttemptRunner:
                 head = ["bash", str(script)]
             else:
                 head = [str(script)]
-            return [*head, *spec.args]
+            return [*head, *(expand(arg, ex.ports) for arg in spec.args)]
         if not spec.command:
             raise ValueError("the job has neither a script nor a command")
-        return [expand(arg) for arg in (*spec.command, *spec.args)]
+        return [expand(arg, ex.ports) for arg in (*spec.command, *spec.args)]
+
+    def _healthy(self, ex: Execution) -> None:
+        ex.healthy = True
+        self._on_change()
 
     def env(self, ex: Execution) -> dict[str, str]:
         a = ex.assignment
         env = {k: v for k, v in os.environ.items() if k != "TITAN_TOKEN"}  # never the cluster token
         env.update(a.spec.env)
+        env.update(a.env)
+        env.update(port_env(ex.ports))
         env.update(
             TITAN_RUN_ID=a.run_id,
             TITAN_JOB_ID=a.job_id,
