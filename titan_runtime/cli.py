@@ -25,7 +25,7 @@ import click
 from titan_runtime import config
 from titan_runtime.client.errors import TitanError
 from titan_runtime.client.job import TitanJob
-from titan_runtime.client.records import JobRecord, LogLine
+from titan_runtime.client.records import JobRecord, LogLine, RunRecord
 from titan_runtime.client.sync import TitanClient
 from titan_runtime.core.model import TAG_PATTERN
 from titan_runtime.version import __version__
@@ -667,8 +667,11 @@ def _parse_labels(pairs: tuple[str, ...]) -> dict[str, str]:
     return labels
 
 
-def _run_exit_code(state: str) -> int:
-    return {"SUCCEEDED": 0, "CANCELLED": EXIT_CANCELLED}.get(state, 1)
+def _run_exit_code(record: RunRecord) -> int:
+    """0 for a run that SUCCEEDED, or that only its (healthy) services keep running."""
+    if record.state == "RUNNING":
+        return 1 if record.failed_jobs else 0
+    return {"SUCCEEDED": 0, "CANCELLED": EXIT_CANCELLED}.get(record.state, 1)
 
 
 @cli.command("run")
@@ -695,9 +698,16 @@ def run_pipeline(
     except KeyboardInterrupt:
         click.echo(f"\nThe run goes on; cancel it with: titan-runtime cancel {run.id}", err=True)
         sys.exit(EXIT_CANCELLED)
-    if record.state != "SUCCEEDED":
+    if record.state == "RUNNING":  # settled: its services keep running
+        services = ", ".join(j.id for j in record.jobs if j.state == "HEALTHY")
+        click.echo(
+            f"run {record.id}: batch jobs done; services keep running ({services}); "
+            f"stop them with `titan-runtime cancel {record.id}` or `titan-runtime service stop ID`",
+            err=True,
+        )
+    elif record.state != "SUCCEEDED":
         click.echo(f"titan-runtime: run {record.id} {record.state}: {record.reason}", err=True)
-    sys.exit(_run_exit_code(record.state))
+    sys.exit(_run_exit_code(record))
 
 
 @cli.command()
@@ -744,6 +754,75 @@ def run_status(client: TitanClient, run_id: str, as_json: bool) -> None:
             for j in record.jobs
         ],
     )
+
+
+# ---------------------------------------------------------------------- services
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--all", "include_ended", is_flag=True, help="Also stopped and failed instances.")
+@client_options
+def services(client: TitanClient, as_json: bool, include_ended: bool) -> None:
+    """List service instances: where they run, their endpoint, state and restarts."""
+    records = client.list_services(include_ended=include_ended)
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in records], indent=2))
+        return
+    if not records:
+        click.echo("No services running.")
+        return
+    print_table(
+        ["ID", "SERVICE", "RUN", "WORKER", "ENDPOINT", "STATE", "RESTARTS", "STARTED", "REASON"],
+        [
+            [
+                s.id,
+                s.service,
+                s.run_id,
+                s.worker_name or "-",
+                s.endpoint or "-",
+                s.state,
+                str(s.restarts),
+                fmt_time(s.started_at),
+                s.reason,
+            ]
+            for s in records
+        ],
+    )
+
+
+@cli.group()
+def service() -> None:
+    """Stop or restart a service (every instance of it)."""
+
+
+@service.command("stop")
+@click.argument("service_id", metavar="ID")
+@client_options
+def service_stop(client: TitanClient, service_id: str) -> None:
+    """Stop a service for good: its whole process trees; it is not restarted."""
+    for ref in client.stop_service(service_id) or [f"{service_id}: nothing running"]:
+        click.echo(f"stopped {ref}" if "/" in ref else ref)
+
+
+@service.command("restart")
+@click.argument("service_id", metavar="ID")
+@client_options
+def service_restart(client: TitanClient, service_id: str) -> None:
+    """Restart every instance of a service now (not counted as a crash)."""
+    for ref in client.restart_service(service_id) or [f"{service_id}: nothing running"]:
+        click.echo(f"restarting {ref}" if "/" in ref else ref)
+
+
+@service.command("endpoint")
+@click.argument("service_id", metavar="ID")
+@click.option("--all", "all_instances", is_flag=True, help="Every healthy replica, one per line.")
+@client_options
+def service_endpoint(client: TitanClient, service_id: str, all_instances: bool) -> None:
+    """Print HOST:PORT of the service's healthy instance."""
+    found = client.service_endpoint(service_id, all=all_instances)
+    for endpoint in found if isinstance(found, list) else [found]:
+        click.echo(endpoint)
 
 
 # ---------------------------------------------------------------------- KV

@@ -601,6 +601,7 @@ class ClusterState:
             self._runs_by_job_id.setdefault(job.id, []).append(run.id)
             if job.spec.is_service:
                 self.services.setdefault(job.spec.service_id, []).append(job.key)
+                run.services += 1
             if not job.state.terminal:
                 run.unfinished += 1
         for row in sorted(attempts, key=lambda r: (r["run_id"], r["job_id"], r["number"])):
@@ -668,6 +669,7 @@ class ClusterState:
             self._new_jobs[job.key] = None
             if spec.is_service:
                 self.services.setdefault(spec.service_id, []).append(job.key)
+                run.services += 1
             new.append(job)
         for job in new:
             for parent_id in job.spec.parents:

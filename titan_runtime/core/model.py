@@ -459,8 +459,22 @@ class Run:
     # Derived while loaded:
     jobs: dict[str, Job] = field(default_factory=dict)
     unfinished: int = 0
+    services: int = 0  # how many of its jobs are services
+
+    @property
+    def settled(self) -> bool:
+        """Every batch job ended and every service HEALTHY (or ended): only services keep it RUNNING."""
+        if self.unfinished == 0:
+            return True
+        if self.unfinished > self.services:  # some batch job has not ended: no need to look
+            return False
+        return all(
+            job.state.terminal or (job.spec.is_service and job.state is JobState.HEALTHY)
+            for job in self.jobs.values()
+        )
 
     def to_row(self) -> dict[str, Any]:
+
         return {
             "id": self.id,
             "name": self.name,

@@ -144,7 +144,7 @@ class TitanServicer(rpc.TitanServicer):
         except NotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         deadline = self._loop.clock() + (request.timeout if request.timeout > 0 else 60.0)
-        while run.state.value == "RUNNING":
+        while run.state.value == "RUNNING" and not run.settled:
             remaining = deadline - self._loop.clock()
             if remaining <= 0:
                 break

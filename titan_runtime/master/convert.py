@@ -140,7 +140,9 @@ def job_to_pb(state: ClusterState, job: Job, with_spec: bool = False) -> pb.JobI
         tags=sorted(job.spec.tags),
         priority=job.spec.priority,
         parents=job.spec.parents,
+        kind=job.spec.kind,
     )
+
     if with_spec:
         info.spec.CopyFrom(spec_to_pb(job.spec))
     return info
@@ -160,7 +162,9 @@ def run_to_pb(state: ClusterState, run: Run, with_jobs: bool = True) -> pb.RunIn
         created_at=run.created_at,
         ended_at=run.ended_at,
         counts=counts,
+        settled=run.settled,
     )
+
     if with_jobs:
         info.jobs.extend(job_to_pb(state, job) for job in run.jobs.values())
     return info

@@ -232,5 +232,6 @@ class MasterServer:
             self._logs.close(attempt_id)
         notifier = self._loop.notifier
         notifier.notify(changes.job_keys)
-        notifier.notify(changes.run_ids)
+        notifier.notify(changes.run_ids | {run_id for run_id, _ in changes.job_keys})
+
         notifier.notify(("attempt", a) for a in changes.ended_attempts)

@@ -162,7 +162,7 @@ class AttemptInfo(_message.Message):
     def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., worker_id: _Optional[str] = ..., state: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., assigned_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., pid: _Optional[int] = ..., log_size: _Optional[int] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., healthy: _Optional[bool] = ...) -> None: ...
 
 class JobInfo(_message.Message):
-    __slots__ = ("run_id", "id", "state", "reason", "attempt", "worker_id", "exit_code", "created_at", "ready_at", "started_at", "ended_at", "spec", "attempts", "has_result", "worker_name", "tags", "priority", "parents")
+    __slots__ = ("run_id", "id", "state", "reason", "attempt", "worker_id", "exit_code", "created_at", "ready_at", "started_at", "ended_at", "spec", "attempts", "has_result", "worker_name", "tags", "priority", "parents", "kind")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +181,7 @@ class JobInfo(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     PARENTS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     id: str
     state: str
@@ -199,10 +200,11 @@ class JobInfo(_message.Message):
     tags: _containers.RepeatedScalarFieldContainer[str]
     priority: int
     parents: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, run_id: _Optional[str] = ..., id: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[float] = ..., ready_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptInfo, _Mapping]]] = ..., has_result: _Optional[bool] = ..., worker_name: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., parents: _Optional[_Iterable[str]] = ...) -> None: ...
+    kind: str
+    def __init__(self, run_id: _Optional[str] = ..., id: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[float] = ..., ready_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptInfo, _Mapping]]] = ..., has_result: _Optional[bool] = ..., worker_name: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., parents: _Optional[_Iterable[str]] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class RunInfo(_message.Message):
-    __slots__ = ("id", "name", "state", "labels", "agent_run_id", "created_at", "ended_at", "jobs", "counts", "reason")
+    __slots__ = ("id", "name", "state", "labels", "agent_run_id", "created_at", "ended_at", "jobs", "counts", "reason", "settled")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -227,6 +229,7 @@ class RunInfo(_message.Message):
     JOBS_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    SETTLED_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: str
@@ -237,7 +240,8 @@ class RunInfo(_message.Message):
     jobs: _containers.RepeatedCompositeFieldContainer[JobInfo]
     counts: _containers.ScalarMap[str, int]
     reason: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_run_id: _Optional[str] = ..., created_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ..., counts: _Optional[_Mapping[str, int]] = ..., reason: _Optional[str] = ...) -> None: ...
+    settled: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_run_id: _Optional[str] = ..., created_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ..., counts: _Optional[_Mapping[str, int]] = ..., reason: _Optional[str] = ..., settled: _Optional[bool] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
     __slots__ = ("id", "name", "host", "pid", "tags", "slots", "running", "cpu_percent", "memory_percent", "last_heartbeat", "state", "cpu_count", "memory_bytes", "gpus", "version", "registered_at")
