@@ -557,7 +557,15 @@ class ClusterState:
             parents = [renamed.get(p, p) for p in template.parents]
             if not any(p in renamed for p in template.parents) and after not in parents:
                 parents.append(after)
-            specs.append(replace(template.spec, id=renamed[previous[b]], parents=tuple(parents), iteration=k))
+            specs.append(
+                replace(
+                    template.spec,
+                    id=renamed[previous[b]],
+                    parents=tuple(parents),
+                    map_over=renamed.get(template.spec.map_over, template.spec.map_over),
+                    iteration=k,
+                )
+            )
         self._validate_new_jobs(specs, existing=run.jobs)
         # Jobs outside the loop that wait on its previous iteration wait on this one instead.
         rewired = [
@@ -939,8 +947,14 @@ class ClusterState:
         for parent_id in job.parents:
             text = run.jobs[parent_id].result
             results[parent_id] = json.loads(text) if text else None
-        names: dict[str, Any] = {p: v for p, v in results.items() if p.isidentifier()}
+        names: dict[str, Any] = {}
+        for parent_id, value in results.items():
+            base = parent_id.partition("@")[0]  # a loop's later iterations answer to their first id too
+            for name in (base, parent_id):
+                if name.isidentifier():
+                    names[name] = value
         names["results"] = results
+
         return names
 
     def _parents_done(self, job: Job, now: float) -> None:
@@ -1293,15 +1307,14 @@ class ClusterState:
             self._attempts[attempt.id] = (job, attempt)
             self._dirty_jobs.add(job.key)
             self._dirty_attempts.add(attempt.id)
+            spec = (
+                job.spec
+                if tuple(job.parents) == job.spec.parents
+                else replace(job.spec, parents=tuple(job.parents))
+            )
             self._effects.append(
                 Assign(
-                    worker.id,
-                    attempt.id,
-                    job.run_id,
-                    job.id,
-                    attempt.number,
-                    job.spec,
-                    self._service_env(job),
+                    worker.id, attempt.id, job.run_id, job.id, attempt.number, spec, self._service_env(job)
                 )
             )
 

@@ -253,6 +253,7 @@ class AttemptRunner:
             TITAN_WORKER_ID=self.worker_id,
             TITAN_WORKER_NAME=self.worker_name,
             TITAN_PARENTS=",".join(a.spec.parents),
+            TITAN_ITERATION=str(max(a.spec.iteration, 1)),
             PYTHONUNBUFFERED="1",
         )
         return env
