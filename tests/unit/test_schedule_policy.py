@@ -26,7 +26,6 @@ def test_catch_up_runs_once_for_the_latest_missed_time() -> None:
     assert due("c", 600.0, 2900.0, True, every(600)) == (2400.0, 3000.0)
 
 
-
 def test_frequent_schedules_count_one_interval_late_as_missed() -> None:
     assert due("c", 10.0, 11.5, False, every(2)) == (10.0, 12.0)  # late, but within one interval
     assert due("c", 10.0, 13.0, False, every(2)) == (None, 14.0)  # later than one interval: missed

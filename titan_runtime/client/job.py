@@ -64,6 +64,7 @@ class TitanJob:
     branch: bool = field(default=False, kw_only=True)  # the result names the children to follow
     map_over: str | TitanJob | None = field(default=None, kw_only=True)  # once per item of this parent's list
     approval: dict[str, Any] | None = field(default=None, kw_only=True)  # {message, timeout}; or hitl_message
+    allow_failure: bool = field(default=False, kw_only=True)  # its failure does not fail the run
 
     # ------------------------------------------------------------------ DAG builder
 

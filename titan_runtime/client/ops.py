@@ -216,6 +216,8 @@ def job_spec(
     spec.when = job.when or ""
     spec.branch = bool(job.branch)
     spec.map_over = job.map_over_id
+    spec.allow_failure = bool(job.allow_failure)
+
     gate = job.approval_gate()
     if gate is not None:
         spec.approval.CopyFrom(pb.ApprovalGate(required=True, **gate))

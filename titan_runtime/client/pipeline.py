@@ -66,6 +66,7 @@ JOB_KEYS = (
     "branch",
     "map_over",
     "approval",
+    "allow_failure",
     "hitl_message",
     "max_wait_seconds",
     "description",
@@ -356,6 +357,7 @@ def _job(
     branch = c.typed(raw, "branch", (bool,), "true or false", where)
     map_over = c.typed(raw, "map_over", (str,), "the id of a parent with a list result", where)
     approval = c.typed(raw, "approval", (dict,), "a mapping like {message: ..., timeout: 3600}", where)
+    allow_failure = c.typed(raw, "allow_failure", (bool,), "true or false", where)
     if map_over and map_over not in parents:
         parents.append(map_over)  # map_over implies depending on it
     is_service = (kind or "run").lower() == "service"
@@ -398,6 +400,7 @@ def _job(
         branch=bool(branch),
         map_over=map_over,
         approval=dict(approval) if approval else None,
+        allow_failure=bool(allow_failure),
     )
 
     try:

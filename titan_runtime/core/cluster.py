@@ -1268,12 +1268,17 @@ class ClusterState:
     def _maybe_finish_run(self, run: Run, now: float) -> None:
         if run.unfinished > 0 or run.state is not RunState.RUNNING:
             return
-        jobs = list(run.jobs.values())
-        failed = [j for j in jobs if j.state is JobState.FAILED]
-        if failed or any(j.state in _FAILED_STATES for j in jobs):
+        jobs = [
+            j for j in run.jobs.values() if not j.spec.allow_failure
+        ]  # whose failure was handled do not count
+        failed = [j for j in jobs if j.state is JobState.FAILED] or [
+            j for j in jobs if j.state in _FAILED_STATES
+        ]
+        if failed:
             run.state = RunState.FAILED
-            first = failed[0] if failed else next(j for j in jobs if j.state in _FAILED_STATES)
+            first = failed[0]
             run.reason = f"job {first.id} {first.state.value.lower()}: {first.reason}".rstrip(": ")
+
         elif any(j.state is JobState.CANCELLED for j in jobs):
             run.state = RunState.CANCELLED
             run.reason = next(j.reason for j in jobs if j.state is JobState.CANCELLED)

@@ -198,6 +198,8 @@ class JobSpec:
     map_index: int = -1
     iteration: int = 0  # a feedback loop's iteration (0: not in a loop; iterations 2, 3... are ID@N)
     approval: ApprovalGate = ApprovalGate()
+    allow_failure: bool = False  # its failure does not fail the run (an agent handles it)
+
     # to_dict() of an immutable spec never changes: computed once (a job's row is written several times).
     _as_dict: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 

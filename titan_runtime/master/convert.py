@@ -79,6 +79,7 @@ def spec_from_pb(msg: pb.JobSpec) -> JobSpec:
         map_index=msg.map_index if msg.map_of else -1,
         iteration=msg.iteration,
         approval=_gate(msg),
+        allow_failure=msg.allow_failure,
     )
 
 
@@ -126,6 +127,7 @@ def spec_to_pb(spec: JobSpec) -> pb.JobSpec:
         map_index=spec.map_index,
         iteration=spec.iteration,
         approval=pb.ApprovalGate(**asdict(spec.approval)),
+        allow_failure=spec.allow_failure,
     )
 
 

@@ -39,7 +39,7 @@ class ApprovalGate(_message.Message):
     def __init__(self, required: _Optional[bool] = ..., message: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("id", "kind", "script_name", "script_hash", "command", "args", "env", "tags", "priority", "timeout", "delay", "parents", "retries", "affinity", "node", "labels", "slots", "project_hash", "workdir", "memory_mb", "port", "ports", "health", "restart", "replicas", "service", "trigger_rule", "when", "branch", "map_over", "map_of", "map_index", "iteration", "approval")
+    __slots__ = ("id", "kind", "script_name", "script_hash", "command", "args", "env", "tags", "priority", "timeout", "delay", "parents", "retries", "affinity", "node", "labels", "slots", "project_hash", "workdir", "memory_mb", "port", "ports", "health", "restart", "replicas", "service", "trigger_rule", "when", "branch", "map_over", "map_of", "map_index", "iteration", "approval", "allow_failure")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,7 @@ class JobSpec(_message.Message):
     MAP_INDEX_FIELD_NUMBER: _ClassVar[int]
     ITERATION_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_FAILURE_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: str
     script_name: str
@@ -122,7 +123,8 @@ class JobSpec(_message.Message):
     map_index: int
     iteration: int
     approval: ApprovalGate
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., script_name: _Optional[str] = ..., script_hash: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., timeout: _Optional[float] = ..., delay: _Optional[float] = ..., parents: _Optional[_Iterable[str]] = ..., retries: _Optional[_Union[RetryPolicy, _Mapping]] = ..., affinity: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., project_hash: _Optional[str] = ..., workdir: _Optional[str] = ..., memory_mb: _Optional[int] = ..., port: _Optional[int] = ..., ports: _Optional[_Iterable[str]] = ..., health: _Optional[_Union[HealthCheck, _Mapping]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ..., replicas: _Optional[int] = ..., service: _Optional[str] = ..., trigger_rule: _Optional[str] = ..., when: _Optional[str] = ..., branch: _Optional[bool] = ..., map_over: _Optional[str] = ..., map_of: _Optional[str] = ..., map_index: _Optional[int] = ..., iteration: _Optional[int] = ..., approval: _Optional[_Union[ApprovalGate, _Mapping]] = ...) -> None: ...
+    allow_failure: bool
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., script_name: _Optional[str] = ..., script_hash: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., timeout: _Optional[float] = ..., delay: _Optional[float] = ..., parents: _Optional[_Iterable[str]] = ..., retries: _Optional[_Union[RetryPolicy, _Mapping]] = ..., affinity: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., project_hash: _Optional[str] = ..., workdir: _Optional[str] = ..., memory_mb: _Optional[int] = ..., port: _Optional[int] = ..., ports: _Optional[_Iterable[str]] = ..., health: _Optional[_Union[HealthCheck, _Mapping]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ..., replicas: _Optional[int] = ..., service: _Optional[str] = ..., trigger_rule: _Optional[str] = ..., when: _Optional[str] = ..., branch: _Optional[bool] = ..., map_over: _Optional[str] = ..., map_of: _Optional[str] = ..., map_index: _Optional[int] = ..., iteration: _Optional[int] = ..., approval: _Optional[_Union[ApprovalGate, _Mapping]] = ..., allow_failure: _Optional[bool] = ...) -> None: ...
 
 class HealthCheck(_message.Message):
     __slots__ = ("tcp", "http", "expect", "interval", "timeout", "grace", "failures")
