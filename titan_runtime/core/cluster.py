@@ -321,6 +321,7 @@ class ClusterState:
         worker.memory_bytes = hello.memory_bytes
         worker.gpus = hello.gpus
         worker.version = hello.version
+        worker.pool, worker.provider, worker.launch_id = hello.pool, hello.provider, hello.launch_id
         worker.state = WorkerState.DRAINING if hello.draining else WorkerState.ALIVE
         worker.last_heartbeat = now
         self._dirty_workers.add(worker.id)

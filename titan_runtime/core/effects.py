@@ -55,6 +55,9 @@ class WorkerHello:
     version: str = ""
     held: tuple[HeldAttempt, ...] = ()
     draining: bool = False
+    pool: str = ""  # set when a provider started it for an autoscaled pool
+    provider: str = ""
+    launch_id: str = ""
 
 
 # ---------------------------------------------------------------- outputs

@@ -599,6 +599,10 @@ class Worker:
     last_heartbeat: float = 0.0
     cpu_percent: float = 0.0
     memory_percent: float = 0.0
+    # Autoscaling: the pool a provider started it for, that provider, and the launch it answers.
+    pool: str = ""
+    provider: str = ""
+    launch_id: str = ""
     # Derived: attempts assigned to this worker and not yet finished, and the slots they hold.
     attempts: set[str] = field(default_factory=set)
     used_slots: int = 0
@@ -626,6 +630,9 @@ class Worker:
             "state": self.state.value,
             "registered_at": self.registered_at,
             "last_heartbeat": self.last_heartbeat,
+            "pool": self.pool,
+            "provider": self.provider,
+            "launch_id": self.launch_id,
         }
 
     @classmethod

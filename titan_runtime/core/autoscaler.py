@@ -1,0 +1,549 @@
+"""Autoscaling decisions: how many workers each pool should have, and which to start or descale.
+
+Sans-IO like the rest of `core`: the master passes in the time, its workers and the jobs waiting
+to be placed (`pending_needs`), and gets back actions (`Launch`, `Drain`, `Retire`) that it
+carries out through the pools' providers. Every decision is recorded as a `ScaleEvent` with its
+reason, so `titan-runtime autoscaler events` can say why the cluster grew or shrank.
+
+What it guarantees:
+- a pool never has more than `max` workers (launching, running or draining) nor, once it could
+  start them, fewer than `min`;
+- at most `max_launching` of a pool's workers are starting at once (the scale-up rate is bounded);
+- a launch that has not registered within `register_timeout` counts as failed: it is retired
+  (its process stopped) and the pool backs off exponentially before trying again, instead of
+  spawning workers forever (the original Titan's failure 15);
+- a worker idle for `idle_timeout` is descaled through a graceful drain, never below `min`; a
+  descaled worker that comes back is drained again (the original's failure 7).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from titan_runtime.core.cluster import ClusterState
+from titan_runtime.core.model import Worker, WorkerState
+
+PROVIDERS = ("local", "ssh", "webhook")
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """What the autoscaler needs to know about a pool (providers keep their own settings)."""
+
+    name: str
+    provider: str = "local"
+    tags: frozenset[str] = frozenset()
+    slots: int = 1
+    min: int = 0
+    max: int = 1
+    idle_timeout: float = 300.0  # seconds a worker may sit idle before it is descaled
+    max_launching: int = 2  # workers of the pool starting (not yet registered) at once
+    register_timeout: float = 120.0  # a launch not registered by then has failed
+    backoff_initial: float = 5.0  # seconds before the next launch after a failed one, doubling
+    backoff_max: float = 300.0
+    drain_deadline: float = 60.0  # seconds a descaled worker's running jobs get (it is idle: rarely used)
+
+    def serves(self, tags: frozenset[str], slots: int) -> bool:
+        return tags <= self.tags and slots <= self.slots
+
+    def backoff(self, failures: int) -> float:
+        return min(self.backoff_max, self.backoff_initial * 2 ** max(0, failures - 1))
+
+
+@dataclass(frozen=True)
+class Need:
+    """Jobs waiting to be placed: `count` jobs needing `tags` and `slots` each."""
+
+    tags: frozenset[str]
+    slots: int = 1
+    count: int = 1
+
+
+def pending_needs(state: ClusterState) -> list[Need]:
+    """The queued jobs a new worker could take, grouped by (tags, slots), in the queues' order.
+
+    Jobs pinned to one worker (node or hard affinity) are left out: no new worker can take them.
+    """
+    counts: Counter[tuple[frozenset[str], int]] = Counter()
+    for key in state.queues.queued():
+        requirement = state.queues.requirement_of(key)
+        if requirement is None or requirement.node:
+            continue
+        job = state.runs[key[0]].jobs[key[1]]
+        counts[(requirement.tags, max(1, job.spec.slots))] += 1
+    return [Need(tags, slots, n) for (tags, slots), n in counts.items()]
+
+
+# ---------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Start one worker for `pool`; it registers with `launch_id` (its name too)."""
+
+    pool: str
+    launch_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Descale a registered worker: no new work, finish what runs, exit."""
+
+    pool: str
+    launch_id: str
+    worker_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Retire:
+    """The launch is over: clean up after it. `force`: its process may still run and must be stopped
+    (it never registered, or its worker was lost); otherwise the worker drained and left by itself."""
+
+    pool: str
+    launch_id: str
+    reason: str
+    force: bool
+
+
+Action = Launch | Drain | Retire
+
+
+@dataclass(frozen=True)
+class ScaleEvent:
+    at: float
+    pool: str
+    kind: str  # launch registered launch_failed backoff drain left lost adopted returned unserved
+    message: str
+    launch_id: str = ""
+    worker: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScaleEvent:
+        return cls(
+            **{k: data[k] for k in ("at", "pool", "kind", "message", "launch_id", "worker") if k in data}
+        )
+
+
+# ---------------------------------------------------------------- state
+
+
+LAUNCHING, REGISTERED, DRAINING = "launching", "registered", "draining"
+
+
+@dataclass
+class _Launch:
+    id: str
+    pool: str
+    started_at: float
+    state: str = LAUNCHING
+    worker_id: str = ""
+    worker_name: str = ""
+    drain_started: float = 0.0
+
+
+@dataclass
+class _Pool:
+    spec: PoolSpec
+    failures: int = 0  # consecutive failed launches
+    backoff_until: float = 0.0
+    waiting: int = 0  # jobs the last step wanted this pool to take
+    note: str = ""  # why it cannot grow, when it cannot
+
+
+@dataclass
+class PoolStatus:
+    spec: PoolSpec
+    workers: int
+    launching: int
+    draining: int
+    waiting: int
+    failures: int
+    backoff_until: float
+    note: str
+
+
+@dataclass
+class _Slot:
+    tags: frozenset[str]
+    free: int
+    pool: str = ""  # a worker the plan would start
+
+
+@dataclass
+class _Plan:
+    launches: Counter[str] = field(default_factory=Counter)
+    reasons: dict[str, Counter[tuple[frozenset[str], int]]] = field(default_factory=dict)
+    unserved: Counter[frozenset[str]] = field(default_factory=Counter)
+
+
+def _describe(tags: frozenset[str]) -> str:
+    return "tags {" + ", ".join(sorted(tags)) + "}" if tags else "no tags"
+
+
+class Autoscaler:
+    """Pools, their launches, and the decisions about them. Feed it with `step` on a timer."""
+
+    def __init__(
+        self,
+        pools: Sequence[PoolSpec],
+        new_id: Callable[[str], str] | None = None,
+        max_events: int = 1000,
+        retired_memory: int = 10000,
+    ) -> None:
+        names = [p.name for p in pools]
+        if len(set(names)) != len(names):
+            raise ValueError("pool names must be unique")
+        self.pools: dict[str, _Pool] = {p.name: _Pool(p) for p in pools}
+        counter = itertools.count(1)
+        self._new_id = new_id or (lambda pool: f"{pool}-{next(counter)}")
+        self.launches: dict[str, _Launch] = {}
+        self.events: deque[ScaleEvent] = deque(maxlen=max_events)
+        self._retired: dict[str, None] = {}  # launch ids already over, oldest first (bounded)
+        self._retired_memory = retired_memory
+        self._idle_since: dict[str, float] = {}
+        self._unserved: frozenset[frozenset[str]] = frozenset()
+        self.event_count = 0  # how many events were ever recorded (to know when to persist)
+
+    # ------------------------------------------------------------------ queries
+
+    def status(self) -> list[PoolStatus]:
+        out = []
+        for pool in self.pools.values():
+            mine = [la for la in self.launches.values() if la.pool == pool.spec.name]
+            out.append(
+                PoolStatus(
+                    spec=pool.spec,
+                    workers=sum(1 for la in mine if la.state == REGISTERED),
+                    launching=sum(1 for la in mine if la.state == LAUNCHING),
+                    draining=sum(1 for la in mine if la.state == DRAINING),
+                    waiting=pool.waiting,
+                    failures=pool.failures,
+                    backoff_until=pool.backoff_until,
+                    note=pool.note,
+                )
+            )
+        return out
+
+    @property
+    def unserved(self) -> list[frozenset[str]]:
+        """Tag sets jobs wait for that no pool serves."""
+        return sorted(self._unserved, key=sorted)
+
+    def restore_events(self, events: Iterable[ScaleEvent]) -> None:
+        for event in events:
+            self.events.append(event)
+
+    # ------------------------------------------------------------------ events from providers
+
+    def launch_failed(self, launch_id: str, now: float, error: str) -> list[Action]:
+        """The provider could not start it, or its process ended before it registered."""
+        launch = self.launches.get(launch_id)
+        if launch is None or launch.state != LAUNCHING:
+            return []
+        return self._fail(launch, now, error)
+
+    def process_exited(self, launch_id: str, now: float, detail: str) -> list[Action]:
+        """The provider saw the worker's process end."""
+        launch = self.launches.get(launch_id)
+        if launch is None:
+            return []
+        if launch.state == LAUNCHING:
+            return self._fail(launch, now, f"exited before registering: {detail}")
+        if launch.state == DRAINING:
+            self._record(now, launch.pool, "left", f"descaled worker exited ({detail})", launch)
+            return [self._retire(launch, "drained and exited", force=False)]
+        self._record(now, launch.pool, "lost", f"worker exited unexpectedly ({detail})", launch)
+        return [self._retire(launch, f"exited unexpectedly ({detail})", force=True)]
+
+    # ------------------------------------------------------------------ the step
+
+    def step(self, now: float, workers: Iterable[Worker], needs: Sequence[Need]) -> list[Action]:
+        """Look at the cluster as it is now and decide. Call it on a timer."""
+        workers = list(workers)
+        actions: list[Action] = []
+        actions += self._track_registrations(now, workers)
+        actions += self._track_workers(now, workers)
+        plan = self._plan(now, workers, needs)
+        actions += self._launch(now, plan)
+        actions += self._descale(now, workers, plan)
+        return actions
+
+    def _track_registrations(self, now: float, workers: list[Worker]) -> list[Action]:
+        actions: list[Action] = []
+        by_launch = {w.launch_id: w for w in workers if w.launch_id and not w.state.gone}
+        for launch in list(self.launches.values()):
+            if launch.state != LAUNCHING:
+                continue
+            worker = by_launch.get(launch.id)
+            pool = self.pools[launch.pool]
+            if worker is not None:
+                launch.state = REGISTERED
+                launch.worker_id, launch.worker_name = worker.id, worker.name
+                pool.failures = 0
+                self._record(
+                    now,
+                    launch.pool,
+                    "registered",
+                    f"worker {worker.name} registered {now - launch.started_at:.1f}s after its launch",
+                    launch,
+                )
+            elif now - launch.started_at > pool.spec.register_timeout:
+                actions += self._fail(
+                    launch,
+                    now,
+                    f"did not register within {pool.spec.register_timeout:g}s (register_timeout); stopped it",
+                )
+        # Workers of our pools we did not launch (started before this master, or by hand): adopt them.
+        for worker in workers:
+            if worker.pool not in self.pools or worker.state.gone or worker.state is WorkerState.UNKNOWN:
+                continue
+            launch_id = worker.launch_id or worker.id
+            if launch_id in self.launches:
+                continue
+            if launch_id in self._retired:
+                if worker.state is WorkerState.ALIVE:
+                    launch = _Launch(launch_id, worker.pool, now, DRAINING, worker.id, worker.name, now)
+                    self.launches[launch_id] = launch
+                    self._record(
+                        now,
+                        worker.pool,
+                        "returned",
+                        f"descaled worker {worker.name} came back; draining it",
+                        launch,
+                    )
+                    actions.append(Drain(worker.pool, launch_id, worker.id, "descaled earlier; it came back"))
+                continue
+            state = DRAINING if worker.state is WorkerState.DRAINING else REGISTERED
+            launch = _Launch(launch_id, worker.pool, now, state, worker.id, worker.name, now)
+            self.launches[launch_id] = launch
+            self._record(
+                now, worker.pool, "adopted", f"adopted worker {worker.name} of pool {worker.pool}", launch
+            )
+        return actions
+
+    def _track_workers(self, now: float, workers: list[Worker]) -> list[Action]:
+        """Registered workers that are gone, and drains that take too long."""
+        actions: list[Action] = []
+        by_id = {w.id: w for w in workers}
+        for launch in list(self.launches.values()):
+            if launch.state == LAUNCHING:
+                continue
+            worker = by_id.get(launch.worker_id)
+            spec = self.pools[launch.pool].spec
+            if worker is None or worker.state.gone:
+                if launch.state == DRAINING and worker is not None and worker.state is WorkerState.LEFT:
+                    self._record(
+                        now, launch.pool, "left", f"descaled worker {launch.worker_name} left", launch
+                    )
+                    actions.append(self._retire(launch, "drained and left", force=False))
+                else:
+                    how = "was declared dead" if worker is not None else "is unknown to the master"
+                    self._record(now, launch.pool, "lost", f"worker {launch.worker_name} {how}", launch)
+                    actions.append(self._retire(launch, f"worker {how}", force=True))
+                continue
+            if worker.state is WorkerState.DRAINING and launch.state == REGISTERED:
+                launch.state, launch.drain_started = DRAINING, now  # drained by someone else
+            if launch.state == DRAINING and now - launch.drain_started > spec.drain_deadline + 30.0:
+                self._record(
+                    now,
+                    launch.pool,
+                    "lost",
+                    f"worker {launch.worker_name} did not exit within {spec.drain_deadline + 30:g}s of its drain; stopping it",
+                    launch,
+                )
+                actions.append(self._retire(launch, "drain overran its deadline", force=True))
+        return actions
+
+    def _plan(self, now: float, workers: list[Worker], needs: Sequence[Need]) -> _Plan:
+        """Place the waiting jobs on free slots, then on starting workers, then on new ones."""
+        plan = _Plan()
+        existing = [_Slot(w.tags, w.free_slots) for w in workers if w.schedulable and w.free_slots > 0]
+        starting = [
+            _Slot(self.pools[la.pool].spec.tags, self.pools[la.pool].spec.slots)
+            for la in self.launches.values()
+            if la.state == LAUNCHING
+        ]
+        planned: list[_Slot] = []
+        for pool in self.pools.values():
+            pool.waiting = 0
+            pool.note = ""
+        for need in needs:
+            for _ in range(need.count):
+                if self._fit(existing, need) or self._fit(starting, need):
+                    continue
+                slot = self._fit(planned, need)
+                if slot:
+                    pool = self.pools[slot.pool]
+                else:
+                    pool = self._choose_pool(now, need, plan)
+                    if pool is None:
+                        continue
+                    plan.launches[pool.spec.name] += 1
+                    planned.append(_Slot(pool.spec.tags, pool.spec.slots - need.slots, pool.spec.name))
+                pool.waiting += 1
+                plan.reasons.setdefault(pool.spec.name, Counter())[(need.tags, need.slots)] += 1
+        unserved = frozenset(plan.unserved)
+        for tags in unserved - self._unserved:
+            self._record(now, "", "unserved", f"jobs wait for {_describe(tags)}, which no pool serves")
+        self._unserved = unserved
+        return plan
+
+    @staticmethod
+    def _fit(slots: list[_Slot], need: Need) -> _Slot | None:
+        """Take room for one job from the first slot it fits in."""
+        for slot in slots:
+            if slot.free >= need.slots and need.tags <= slot.tags:
+                slot.free -= need.slots
+                return slot
+        return None
+
+    def _size(self, pool: str, states: tuple[str, ...] = (LAUNCHING, REGISTERED, DRAINING)) -> int:
+        return sum(1 for la in self.launches.values() if la.pool == pool and la.state in states)
+
+    def _room(self, now: float, pool: _Pool, planned: int) -> str:
+        """Why the pool cannot start one more worker now, or "" when it can."""
+        spec = pool.spec
+        if now < pool.backoff_until:
+            return f"backing off until {pool.backoff_until - now:.0f}s from now after {pool.failures} failed launch(es)"
+        if self._size(spec.name) + planned >= spec.max:
+            return f"at its max of {spec.max} worker(s)"
+        if self._size(spec.name, (LAUNCHING,)) + planned >= spec.max_launching:
+            return f"{spec.max_launching} worker(s) already starting (max_launching)"
+        return ""
+
+    def _choose_pool(self, now: float, need: Need, plan: _Plan) -> _Pool | None:
+        serving = [p for p in self.pools.values() if p.spec.serves(need.tags, need.slots)]
+        if not serving:
+            plan.unserved[need.tags] += 1
+            return None
+        serving.sort(key=lambda p: (len(p.spec.tags - need.tags), p.spec.name))
+        for pool in serving:
+            why = self._room(now, pool, plan.launches[pool.spec.name])
+            if not why:
+                return pool
+            pool.note = why
+        return None
+
+    def _launch(self, now: float, plan: _Plan) -> list[Action]:
+        actions: list[Action] = []
+        for pool in self.pools.values():
+            spec = pool.spec
+            count = plan.launches[spec.name]
+            reasons = plan.reasons.get(spec.name, Counter())
+            described = "; ".join(
+                f"{n} job(s) need {_describe(tags)}" + (f" and {slots} slots" if slots > 1 else "")
+                for (tags, slots), n in reasons.items()
+            )
+            reason = f"{described}; no worker has room" if count else ""
+            active = self._size(spec.name, (LAUNCHING, REGISTERED))
+            below = spec.min - active - count
+            if below > 0:
+                why_not = ""
+                extra = 0
+                while extra < below:
+                    why_not = self._room(now, pool, count + extra)
+                    if why_not:
+                        break
+                    extra += 1
+                if extra:
+                    count += extra
+                    reason = (reason + "; " if reason else "") + f"the pool is below its min of {spec.min}"
+                elif why_not:
+                    pool.note = f"below its min of {spec.min} but {why_not}"
+            for _ in range(count):
+                launch_id = self._new_id(spec.name)
+                self.launches[launch_id] = _Launch(launch_id, spec.name, now)
+                self._record(
+                    now, spec.name, "launch", f"starting a worker: {reason}", self.launches[launch_id]
+                )
+                actions.append(Launch(spec.name, launch_id, reason))
+        return actions
+
+    def _descale(self, now: float, workers: list[Worker], plan: _Plan) -> list[Action]:
+        actions: list[Action] = []
+        by_id = {w.id: w for w in workers}
+        seen: set[str] = set()
+        for launch in self.launches.values():
+            if launch.state != REGISTERED:
+                continue
+            worker = by_id.get(launch.worker_id)
+            if worker is None:
+                continue
+            seen.add(worker.id)
+            if worker.state is WorkerState.ALIVE and not worker.attempts:
+                self._idle_since.setdefault(worker.id, now)
+            else:
+                self._idle_since.pop(worker.id, None)
+        for worker_id in [w for w in self._idle_since if w not in seen]:
+            del self._idle_since[worker_id]
+        for pool in self.pools.values():
+            spec = pool.spec
+            if plan.launches[spec.name]:
+                continue  # it is growing: none of its workers is surplus
+            idle = sorted(
+                (
+                    (self._idle_since[la.worker_id], la)
+                    for la in self.launches.values()
+                    if la.pool == spec.name and la.state == REGISTERED and la.worker_id in self._idle_since
+                ),
+                key=lambda item: item[0],
+            )
+            active = self._size(spec.name, (LAUNCHING, REGISTERED))
+            for since, launch in idle:
+                if active <= spec.min or now - since < spec.idle_timeout:
+                    break
+                launch.state, launch.drain_started = DRAINING, now
+                del self._idle_since[launch.worker_id]
+                active -= 1
+                reason = f"idle for {now - since:.0f}s (idle_timeout {spec.idle_timeout:g}s)"
+                self._record(
+                    now, spec.name, "drain", f"descaling worker {launch.worker_name}: {reason}", launch
+                )
+                actions.append(Drain(spec.name, launch.id, launch.worker_id, f"descaled: {reason}"))
+        return actions
+
+    # ------------------------------------------------------------------ helpers
+
+    def _fail(self, launch: _Launch, now: float, error: str) -> list[Action]:
+        pool = self.pools[launch.pool]
+        pool.failures += 1
+        wait = pool.spec.backoff(pool.failures)
+        pool.backoff_until = now + wait
+        self._record(now, launch.pool, "launch_failed", f"launch {launch.id} failed: {error}", launch)
+        self._record(
+            now,
+            launch.pool,
+            "backoff",
+            f"no new launch for {wait:g}s after {pool.failures} failed launch(es) in a row",
+        )
+        return [self._retire(launch, error, force=True)]
+
+    def _retire(self, launch: _Launch, reason: str, force: bool) -> Retire:
+        self.launches.pop(launch.id, None)
+        self._idle_since.pop(launch.worker_id, None)
+        self._retired[launch.id] = None
+        while len(self._retired) > self._retired_memory:
+            del self._retired[next(iter(self._retired))]
+        return Retire(launch.pool, launch.id, reason, force)
+
+    def _record(self, now: float, pool: str, kind: str, message: str, launch: _Launch | None = None) -> None:
+        self.events.append(
+            ScaleEvent(
+                now,
+                pool,
+                kind,
+                message,
+                launch.id if launch else "",
+                launch.worker_name if launch else "",
+            )
+        )
+        self.event_count += 1
