@@ -178,6 +178,32 @@ def _data_dir_option(fn: F) -> F:
     )(fn)
 
 
+def _cluster_option(fn: F) -> F:
+    return click.option(
+        "--cluster",
+        "cluster_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="A cluster.yaml: master settings and the worker pools to autoscale (docs/scaling.md).",
+    )(fn)
+
+
+def _load_cluster(path: Path) -> Any:
+    from titan_runtime.clusterconfig import load_cluster_file
+
+    return load_cluster_file(path)
+
+
+def _is_default(param: str) -> bool:
+    source = click.get_current_context().get_parameter_source(param)
+    return source in (None, click.core.ParameterSource.DEFAULT)
+
+
+def _file_settings(cluster: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The cluster file's `master:` settings among `keys`, for options not given on the command line."""
+    return {k: v for k, v in cluster.master.items() if k in keys and _is_default(k)}
+
+
 @cli.command()
 @click.option(
     "--port", default=config.DEFAULT_PORT, show_default=True, help="Port of the master (0: any free port)."
@@ -190,6 +216,7 @@ def _data_dir_option(fn: F) -> F:
 @click.option("--worker-tags", default="", help="Tags of the local workers, comma-separated (e.g. GPU,ssd).")
 @click.option("--slots", type=int, default=None, help="Slots per worker [default: its CPU count].")
 @click.option("--store", type=click.Choice(["sqlite", "memory"]), default="sqlite", show_default=True)
+@_cluster_option
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @friendly_errors
 def up(
@@ -200,12 +227,29 @@ def up(
     worker_tags: str,
     slots: int | None,
     store: str,
+    cluster_file: Path | None,
     verbose: bool,
 ) -> None:
-    """Start a master and local workers; Ctrl-C (or SIGTERM) stops them all."""
+    """Start a master and local workers; Ctrl-C (or SIGTERM) stops them all.
+
+    With --cluster FILE, the file's pools are autoscaled (and --workers defaults to 0).
+    """
     from titan_runtime.local import ClusterStartError, LocalCluster
 
     setup_logging(verbose)
+    cluster_config = None
+    master_settings: dict[str, Any] = {}
+    if cluster_file is not None:
+        cluster_config = _load_cluster(cluster_file)
+        settings = _file_settings(cluster_config, ("port", "bind", "store"))
+        port, bind, store = (
+            settings.get("port", port),
+            settings.get("bind", bind),
+            settings.get("store", store),
+        )
+        if _is_default("n_workers"):
+            n_workers = 0
+        master_settings = _file_settings(cluster_config, ("heartbeat_interval", "lease_timeout"))
     if n_workers < 0:
         raise click.BadParameter("must be 0 or more", param_hint="--workers")
     if slots is not None and slots < 1:
@@ -216,7 +260,15 @@ def up(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     cluster = LocalCluster(
-        directory, bind=bind, port=port, workers=n_workers, worker_tags=tags, slots=slots, store=store
+        directory,
+        bind=bind,
+        port=port,
+        workers=n_workers,
+        worker_tags=tags,
+        slots=slots,
+        store=store,
+        master_config=master_settings,
+        cluster=cluster_config,
     )
     try:
         cluster.start()
@@ -224,6 +276,11 @@ def up(
         fail(str(exc))
     try:
         click.echo(f"Titan {__version__} is up: master at {cluster.address}, {n_workers} local worker(s).")
+        if cluster_config is not None:
+            pools = ", ".join(
+                f"{p.name} ({p.spec.provider}, {p.spec.min}-{p.spec.max})" for p in cluster_config.pools
+            )
+            click.echo(f"Autoscaled pools: {pools}; see `titan-runtime autoscaler status`.")
         click.echo(f"Token: {cluster.token_path} (clients on this machine read it from there)")
         click.echo("Try: titan-runtime submit --wait -- echo hello    Stop with Ctrl-C.")
         sys.stdout.flush()
@@ -255,6 +312,7 @@ def up(
     show_default=True,
     help="fsync every commit (survives power loss); --no-fsync survives master crashes only, but is faster.",
 )
+@_cluster_option
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @friendly_errors
 def master(
@@ -265,12 +323,25 @@ def master(
     heartbeat_interval: float,
     lease_timeout: float,
     fsync: bool,
+    cluster_file: Path | None,
     verbose: bool,
 ) -> None:
-    """Run the master (control plane) in the foreground."""
+    """Run the master (control plane) in the foreground; with --cluster FILE, autoscale its pools."""
     from titan_runtime.master.server import MasterConfig, MasterServer
 
     setup_logging(verbose)
+    cluster_config = None
+    if cluster_file is not None:
+        cluster_config = _load_cluster(cluster_file)
+        keys = ("port", "bind", "store", "heartbeat_interval", "lease_timeout")
+        settings = _file_settings(cluster_config, keys)
+        port, bind, store = (
+            settings.get("port", port),
+            settings.get("bind", bind),
+            settings.get("store", store),
+        )
+        heartbeat_interval = settings.get("heartbeat_interval", heartbeat_interval)
+        lease_timeout = settings.get("lease_timeout", lease_timeout)
     cfg = MasterConfig(
         data_dir=config.data_dir(data_dir),
         bind=bind,
@@ -279,6 +350,7 @@ def master(
         heartbeat_interval=heartbeat_interval,
         lease_timeout=lease_timeout,
         fsync=fsync,
+        cluster=cluster_config,
     )
 
     async def serve() -> None:
@@ -324,6 +396,9 @@ def master(
     default=None,
     help="Address others reach this worker's services at [default: route to master].",
 )
+@click.option("--pool", default="", help="The autoscaled pool it belongs to (set by the pool's provider).")
+@click.option("--provider", default="", hidden=True)
+@click.option("--launch-id", default="", hidden=True)
 @click.option("--exit-with-parent", type=int, default=0, hidden=True)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.pass_context
@@ -342,6 +417,9 @@ def worker(
     keep_workspaces: bool,
     port_range: str,
     advertise_host: str | None,
+    pool: str,
+    provider: str,
+    launch_id: str,
     exit_with_parent: int,
     verbose: bool,
 ) -> None:
@@ -389,6 +467,9 @@ def worker(
         keep_workspaces=keep_workspaces,
         port_range=_parse_port_range(port_range),
         advertise_host=advertise_host or "",
+        pool=pool,
+        provider=provider,
+        launch_id=launch_id,
     )
     sys.exit(asyncio.run(run_worker(cfg)))
 
@@ -610,7 +691,7 @@ def workers(client: TitanClient, as_json: bool) -> None:
         return
     now = time.time()
     print_table(
-        ["NAME", "ID", "STATE", "HOST", "PID", "TAGS", "RUNNING", "CPU%", "MEM%", "SEEN"],
+        ["NAME", "ID", "STATE", "HOST", "PID", "TAGS", "POOL", "RUNNING", "CPU%", "MEM%", "SEEN"],
         [
             [
                 w.name,
@@ -619,6 +700,7 @@ def workers(client: TitanClient, as_json: bool) -> None:
                 w.host,
                 str(w.pid),
                 ",".join(w.tags) or "-",
+                w.pool or "-",
                 f"{w.running}/{w.slots}",
                 f"{w.cpu_percent:.0f}",
                 f"{w.memory_percent:.0f}",
@@ -626,6 +708,82 @@ def workers(client: TitanClient, as_json: bool) -> None:
             ]
             for w in records
         ],
+    )
+
+
+@cli.group()
+def autoscaler() -> None:
+    """The autoscaled pools of a master started with --cluster, and its decisions."""
+
+
+@autoscaler.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@client_options
+def autoscaler_status(client: TitanClient, as_json: bool) -> None:
+    """Each pool: workers running, starting and draining, jobs waiting for it, why it cannot grow."""
+    record = client.autoscaler_status()
+    if as_json:
+        click.echo(json.dumps(record.to_dict(), indent=2))
+        return
+    if not record.enabled:
+        click.echo("No autoscaling: start the master with --cluster cluster.yaml (see docs/scaling.md).")
+        return
+    now = time.time()
+    rows = []
+    for p in record.pools:
+        note = p.note
+        if p.backoff_until > now and not note:
+            note = f"backing off for {p.backoff_until - now:.0f}s"
+        rows.append(
+            [
+                p.name,
+                p.provider,
+                ",".join(p.tags) or "-",
+                f"{p.min}-{p.max}",
+                str(p.workers),
+                str(p.launching),
+                str(p.draining),
+                str(p.waiting_jobs),
+                str(p.failures),
+                note or "-",
+            ]
+        )
+    print_table(
+        [
+            "POOL",
+            "PROVIDER",
+            "TAGS",
+            "MIN-MAX",
+            "WORKERS",
+            "STARTING",
+            "DRAINING",
+            "WAITING",
+            "FAILED",
+            "NOTE",
+        ],
+        rows,
+    )
+    for tags in record.unserved:
+        click.echo(f"jobs wait for tags {{{', '.join(tags)}}}: no pool serves them", err=True)
+
+
+@autoscaler.command("events")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--limit", default=50, show_default=True, help="Latest events to show (0: all kept).")
+@click.option("--pool", default="", help="Only this pool's events.")
+@client_options
+def autoscaler_events(client: TitanClient, as_json: bool, limit: int, pool: str) -> None:
+    """The autoscaler's decisions, oldest first, each with its reason."""
+    records = client.autoscaler_events(limit, pool)
+    if as_json:
+        click.echo(json.dumps([e.to_dict() for e in records], indent=2))
+        return
+    if not records:
+        click.echo("No autoscaler events yet.")
+        return
+    print_table(
+        ["TIME", "POOL", "EVENT", "LAUNCH", "MESSAGE"],
+        [[fmt_time(e.at), e.pool or "-", e.kind, e.launch_id or "-", e.message] for e in records],
     )
 
 

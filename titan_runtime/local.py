@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
+from titan_runtime.clusterconfig import ClusterFile
 from titan_runtime.config import ConfigError
 from titan_runtime.core.model import WorkerState
 from titan_runtime.master.server import MasterConfig, MasterServer
@@ -42,10 +43,11 @@ class LocalCluster:
         store: str = "sqlite",
         worker_log_dir: Path | None = None,
         master_config: dict[str, float] | None = None,
+        cluster: ClusterFile | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.config = MasterConfig(
-            data_dir=data_dir, bind=bind, port=port, store=store, **(master_config or {})
+            data_dir=data_dir, bind=bind, port=port, store=store, cluster=cluster, **(master_config or {})
         )
         self.n_workers = workers
         self.worker_tags = list(worker_tags)

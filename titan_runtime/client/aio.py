@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 import grpc
 
 from titan_runtime import config
-from titan_runtime.client import ops
+from titan_runtime.client import autoscaler, ops
+from titan_runtime.client.autoscaler import AutoscalerStatusRecord, ScaleEventRecord
 from titan_runtime.client.errors import error_from_rpc
 from titan_runtime.client.job import TitanJob
 from titan_runtime.client.pipeline import load_pipeline
@@ -234,6 +235,12 @@ class AsyncTitanClient:
 
     async def drain_worker(self, worker: str, deadline: float = 0.0) -> WorkerRecord:
         return await self._run(ops.drain_worker(worker, deadline))
+
+    async def autoscaler_status(self) -> AutoscalerStatusRecord:
+        return await self._run(autoscaler.autoscaler_status())
+
+    async def autoscaler_events(self, limit: int = 0, pool: str = "") -> list[ScaleEventRecord]:
+        return await self._run(autoscaler.autoscaler_events(limit, pool))
 
     async def follow_logs(
         self, job_id: str, offset: int = 0, attempt: int | None = None

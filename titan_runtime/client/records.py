@@ -189,6 +189,9 @@ class WorkerRecord:
     gpus: list[str]
     version: str
     registered_at: float
+    pool: str = ""  # the autoscaled pool it belongs to; "" for a worker started by hand
+    provider: str = ""  # local | ssh | webhook
+    launch_id: str = ""
 
     @classmethod
     def from_pb(cls, w: pb.WorkerInfo) -> WorkerRecord:
@@ -209,6 +212,9 @@ class WorkerRecord:
             gpus=list(w.gpus),
             version=w.version,
             registered_at=w.registered_at,
+            pool=w.pool,
+            provider=w.provider,
+            launch_id=w.launch_id,
         )
 
     def to_dict(self) -> dict[str, Any]:

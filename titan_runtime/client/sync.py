@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 import grpc
 
 from titan_runtime import config
-from titan_runtime.client import ops
+from titan_runtime.client import autoscaler, ops
+from titan_runtime.client.autoscaler import AutoscalerStatusRecord, ScaleEventRecord
 from titan_runtime.client.errors import JobNotFound, error_from_rpc
 from titan_runtime.client.job import TitanJob
 from titan_runtime.client.pipeline import load_pipeline
@@ -286,6 +287,14 @@ class TitanClient:
     def drain_worker(self, worker: str, deadline: float = 0.0) -> WorkerRecord:
         """Ask a worker (name or id) to take no new work, finish what it runs, and exit."""
         return self._run(ops.drain_worker(worker, deadline))
+
+    def autoscaler_status(self) -> AutoscalerStatusRecord:
+        """The autoscaled pools: sizes, what they wait for, why they cannot grow."""
+        return self._run(autoscaler.autoscaler_status())
+
+    def autoscaler_events(self, limit: int = 0, pool: str = "") -> list[ScaleEventRecord]:
+        """The autoscaler's latest decisions, oldest first, each with its reason."""
+        return self._run(autoscaler.autoscaler_events(limit, pool))
 
     # ------------------------------------------------------------------ logs
 

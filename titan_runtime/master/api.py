@@ -18,6 +18,7 @@ import grpc
 
 from titan_runtime.core.cluster import NotFound
 from titan_runtime.core.model import ID_PATTERN, Attempt, InvalidSpec, Job, JobSpec
+from titan_runtime.master.api_autoscaler import AutoscalerApi
 from titan_runtime.master.api_dynamic import DynamicApi
 from titan_runtime.master.artifacts import ArtifactError, ArtifactStore
 from titan_runtime.master.auth import Caller, Credentials, caller_of
@@ -45,7 +46,7 @@ def new_run_id() -> str:
     return "r-" + secrets.token_hex(5)
 
 
-class TitanServicer(DynamicApi, rpc.TitanServicer):
+class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
     def __init__(
         self, loop: MasterLoop, logs: LogStore, artifacts: ArtifactStore, credentials: Credentials
     ) -> None:

@@ -12,12 +12,15 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
+
+from titan_runtime.master.jointokens import JoinTokens
 
 TOKEN_FILE = "token"
 _JOB_PREFIX = "tj1."
@@ -44,16 +47,18 @@ class Caller:
     """The authenticated identity of an RPC: the cluster (full access) or one run's jobs."""
 
     run_id: str | None = None  # None: cluster token
+    join: str = ""  # a one-time join token: the launch it admits a worker for
 
     @property
     def is_cluster(self) -> bool:
-        return self.run_id is None
+        return self.run_id is None and not self.join
 
 
 class Credentials:
-    def __init__(self, cluster_token: str, token_path: Path) -> None:
+    def __init__(self, cluster_token: str, token_path: Path, join_tokens: JoinTokens | None = None) -> None:
         self._token = cluster_token.encode()
         self.token_path = token_path
+        self.join_tokens = join_tokens or JoinTokens()
 
     def job_credential(self, run_id: str) -> str:
         return f"{_JOB_PREFIX}{run_id}.{self._mac(run_id)}"
@@ -69,6 +74,9 @@ class Credentials:
             run_id, _, mac = token[len(_JOB_PREFIX) :].rpartition(".")
             if run_id and hmac.compare_digest(mac.encode(), self._mac(run_id).encode()):
                 return Caller(run_id=run_id)
+        join = self.join_tokens.lookup(token, time.time())
+        if join is not None:
+            return Caller(join=join.launch_id)
         return None
 
 
@@ -104,6 +112,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     #: Methods a job credential may not call at all.
     CLUSTER_ONLY = ("/titan.v1.WorkerLink/",)
+    #: The only methods a join token admits: what one worker needs.
+    JOIN_METHODS = ("/titan.v1.WorkerLink/Connect", "/titan.v1.Titan/GetArtifact")
 
     def __init__(self, credentials: Credentials) -> None:
         self._credentials = credentials
@@ -131,7 +141,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 grpc.StatusCode.UNAUTHENTICATED,
                 f"wrong token: {where}; pass it with --token or TITAN_TOKEN",
             )
-        if not caller.is_cluster and handler_call_details.method.startswith(self.CLUSTER_ONLY):
+        if caller.join and handler_call_details.method not in self.JOIN_METHODS:
+            return _aborting_handler(
+                handler, grpc.StatusCode.PERMISSION_DENIED, "a join token only admits a worker to its link"
+            )
+        if (
+            not caller.is_cluster
+            and not caller.join
+            and handler_call_details.method.startswith(self.CLUSTER_ONLY)
+        ):
             return _aborting_handler(
                 handler, grpc.StatusCode.PERMISSION_DENIED, "a job credential cannot act as a worker"
             )

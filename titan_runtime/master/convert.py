@@ -223,6 +223,9 @@ def worker_to_pb(worker: Worker) -> pb.WorkerInfo:
         gpus=worker.gpus,
         version=worker.version,
         registered_at=worker.registered_at,
+        pool=worker.pool,
+        provider=worker.provider,
+        launch_id=worker.launch_id,
     )
 
 
@@ -264,6 +267,9 @@ def hello_from_pb(msg: pb.WorkerHello) -> WorkerHello:
             for h in msg.held
         ),
         draining=msg.draining,
+        pool=msg.pool,
+        provider=msg.provider,
+        launch_id=msg.launch_id,
     )
 
 

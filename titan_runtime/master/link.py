@@ -9,13 +9,16 @@ at once (a process that died closes its stream): its attempts are retried elsewh
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 
 import grpc
 
 from titan_runtime.core.effects import AttemptExit
+from titan_runtime.master.auth import bearer
 from titan_runtime.master.convert import exit_from_pb, hello_from_pb
+from titan_runtime.master.jointokens import JoinTokens
 from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
 from titan_runtime.proto import titan_pb2 as pb
@@ -46,10 +49,17 @@ class WorkerSession:
 
 
 class WorkerLinkServicer(rpc.WorkerLinkServicer):
-    def __init__(self, loop: MasterLoop, logs: LogStore, heartbeat_interval: float) -> None:
+    def __init__(
+        self,
+        loop: MasterLoop,
+        logs: LogStore,
+        heartbeat_interval: float,
+        join_tokens: JoinTokens | None = None,
+    ) -> None:
         self._loop = loop
         self._logs = logs
         self._heartbeat_interval = heartbeat_interval
+        self._join_tokens = join_tokens
         self.sessions: dict[str, WorkerSession] = {}
 
     def close_all(self) -> None:
@@ -69,6 +79,17 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
             return
         hello = hello_from_pb(first.hello)
         worker_id = hello.worker_id
+        token = bearer(context.invocation_metadata())
+        if self._join_tokens is not None and self._join_tokens.lookup(token, self._loop.clock()):
+            # A one-time join token: consumed by this worker's first registration, its own after that.
+            joined, refused = self._join_tokens.bind(token, worker_id, self._loop.clock())
+            if joined is None:
+                log.warning("refused worker %s (%s): %s", hello.name, worker_id, refused)
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
+                return
+            hello = dataclasses.replace(
+                hello, pool=joined.pool, provider=joined.provider, launch_id=joined.launch_id
+            )
         previous = self.sessions.get(worker_id)
         if previous is not None:
             previous.close()

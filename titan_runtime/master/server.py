@@ -9,6 +9,7 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -28,6 +29,7 @@ from titan_runtime.master.api import TitanServicer
 from titan_runtime.master.artifacts import ArtifactStore
 from titan_runtime.master.auth import TOKEN_FILE, AuthInterceptor, Credentials, load_or_create_token
 from titan_runtime.master.convert import spec_to_pb
+from titan_runtime.master.jointokens import JoinTokens
 from titan_runtime.master.link import WorkerLinkServicer
 from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
@@ -36,6 +38,10 @@ from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.store import open_store
 from titan_runtime.version import __version__
+
+if TYPE_CHECKING:
+    from titan_runtime.clusterconfig import ClusterFile
+    from titan_runtime.master.autoscaler import AutoscalerLoop
 
 log = logging.getLogger("titan.master")
 
@@ -71,6 +77,7 @@ class MasterConfig:
     lease_timeout: float = 10.0
     kill_grace: float = 10.0  # SIGTERM to SIGKILL when cancelling
     fsync: bool = True  # False: commits survive a master crash but not a machine crash
+    cluster: ClusterFile | None = None  # pools to autoscale (`--cluster cluster.yaml`)
 
 
 class MasterServer:
@@ -84,6 +91,7 @@ class MasterServer:
         self._loop: MasterLoop | None = None
         self._link: WorkerLinkServicer | None = None
         self._logs: LogStore | None = None
+        self.autoscaler: AutoscalerLoop | None = None
         self.stopped = asyncio.Event()
 
     async def __aenter__(self) -> MasterServer:
@@ -97,8 +105,9 @@ class MasterServer:
         cfg = self.config
         data_dir = writable_dir(cfg.data_dir.expanduser().resolve())
         self.token_path = data_dir / TOKEN_FILE
-        credentials = Credentials(load_or_create_token(data_dir), self.token_path)
         store = open_store(cfg.store, data_dir, fsync=cfg.fsync)
+        cluster_token = load_or_create_token(data_dir)
+        credentials = Credentials(cluster_token, self.token_path, JoinTokens(store))
         state = ClusterState(
             ClusterConfig(heartbeat_interval=cfg.heartbeat_interval, lease_timeout=cfg.lease_timeout),
             new_id=new_attempt_id,
@@ -109,7 +118,7 @@ class MasterServer:
         self._loop = loop
         self._logs = LogStore(data_dir / "logs")
         artifacts = ArtifactStore(data_dir / "artifacts")
-        self._link = WorkerLinkServicer(loop, self._logs, cfg.heartbeat_interval)
+        self._link = WorkerLinkServicer(loop, self._logs, cfg.heartbeat_interval, credentials.join_tokens)
         self._credentials = credentials
 
         server = grpc.aio.server(
@@ -152,6 +161,10 @@ class MasterServer:
             "pid": os.getpid(),
             "version": __version__,
         }
+        if cfg.cluster is not None:
+            self.autoscaler = servicer.autoscaler = self._start_autoscaler(
+                cfg.cluster, loop, data_dir, cluster_token, credentials
+            )
         (data_dir / READY_FILE).write_text(json.dumps(ready) + "\n")
         self._ready_file = data_dir / READY_FILE
         log.info(
@@ -171,6 +184,8 @@ class MasterServer:
         # The loop stops first: streams closing because the master stops are not worker deaths,
         # and nothing about them is committed. Workers reconnect to the next master and are adopted.
         await self._schedules.stop()
+        if self.autoscaler is not None:
+            await self.autoscaler.stop()  # local pool workers leave while the master still listens
         await self._loop.stop()
         self._link.close_all()
         await server.stop(grace)
@@ -182,6 +197,23 @@ class MasterServer:
             pass
         self.stopped.set()
         log.info("titan master stopped")
+
+    def _start_autoscaler(
+        self,
+        cluster: ClusterFile,
+        loop: MasterLoop,
+        data_dir: Path,
+        cluster_token: str,
+        credentials: Credentials,
+    ) -> AutoscalerLoop:
+        from titan_runtime.master.autoscaler import AutoscalerLoop, make_provider
+
+        providers = {pool.name: make_provider(pool, data_dir) for pool in cluster.pools}
+        scaler = AutoscalerLoop(
+            loop, cluster, providers, self.address, cluster_token, credentials.join_tokens
+        )
+        scaler.start()
+        return scaler
 
     async def _carry_out(self, effects: list[Effect], changes: Changes) -> None:
         """Send what the committed batch decided, one message per worker, and wake whoever waits."""

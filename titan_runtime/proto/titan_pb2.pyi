@@ -286,7 +286,7 @@ class RunInfo(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_run_id: _Optional[str] = ..., created_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ..., counts: _Optional[_Mapping[str, int]] = ..., reason: _Optional[str] = ..., settled: _Optional[bool] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("id", "name", "host", "pid", "tags", "slots", "running", "cpu_percent", "memory_percent", "last_heartbeat", "state", "cpu_count", "memory_bytes", "gpus", "version", "registered_at")
+    __slots__ = ("id", "name", "host", "pid", "tags", "slots", "running", "cpu_percent", "memory_percent", "last_heartbeat", "state", "cpu_count", "memory_bytes", "gpus", "version", "registered_at", "pool", "provider", "launch_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
@@ -303,6 +303,9 @@ class WorkerInfo(_message.Message):
     GPUS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    LAUNCH_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     host: str
@@ -319,7 +322,10 @@ class WorkerInfo(_message.Message):
     gpus: _containers.RepeatedScalarFieldContainer[str]
     version: str
     registered_at: float
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., running: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., memory_percent: _Optional[float] = ..., last_heartbeat: _Optional[float] = ..., state: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., registered_at: _Optional[float] = ...) -> None: ...
+    pool: str
+    provider: str
+    launch_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., running: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., memory_percent: _Optional[float] = ..., last_heartbeat: _Optional[float] = ..., state: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., registered_at: _Optional[float] = ..., pool: _Optional[str] = ..., provider: _Optional[str] = ..., launch_id: _Optional[str] = ...) -> None: ...
 
 class SubmitRunRequest(_message.Message):
     __slots__ = ("run_id", "name", "labels", "agent_run_id", "jobs")
@@ -685,6 +691,80 @@ class DrainRequest(_message.Message):
     deadline: float
     def __init__(self, worker: _Optional[str] = ..., deadline: _Optional[float] = ...) -> None: ...
 
+class PoolStatus(_message.Message):
+    __slots__ = ("name", "provider", "tags", "slots", "min", "max", "idle_timeout", "workers", "launching", "draining", "waiting_jobs", "failures", "backoff_until", "note")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    LAUNCHING_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
+    WAITING_JOBS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    provider: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    slots: int
+    min: int
+    max: int
+    idle_timeout: float
+    workers: int
+    launching: int
+    draining: int
+    waiting_jobs: int
+    failures: int
+    backoff_until: float
+    note: str
+    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., idle_timeout: _Optional[float] = ..., workers: _Optional[int] = ..., launching: _Optional[int] = ..., draining: _Optional[int] = ..., waiting_jobs: _Optional[int] = ..., failures: _Optional[int] = ..., backoff_until: _Optional[float] = ..., note: _Optional[str] = ...) -> None: ...
+
+class AutoscalerStatus(_message.Message):
+    __slots__ = ("enabled", "interval", "pools", "unserved")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    POOLS_FIELD_NUMBER: _ClassVar[int]
+    UNSERVED_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    interval: float
+    pools: _containers.RepeatedCompositeFieldContainer[PoolStatus]
+    unserved: _containers.RepeatedCompositeFieldContainer[TagSet]
+    def __init__(self, enabled: _Optional[bool] = ..., interval: _Optional[float] = ..., pools: _Optional[_Iterable[_Union[PoolStatus, _Mapping]]] = ..., unserved: _Optional[_Iterable[_Union[TagSet, _Mapping]]] = ...) -> None: ...
+
+class AutoscalerEvent(_message.Message):
+    __slots__ = ("at", "pool", "kind", "message", "launch_id", "worker")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LAUNCH_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    at: float
+    pool: str
+    kind: str
+    message: str
+    launch_id: str
+    worker: str
+    def __init__(self, at: _Optional[float] = ..., pool: _Optional[str] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ..., launch_id: _Optional[str] = ..., worker: _Optional[str] = ...) -> None: ...
+
+class AutoscalerEventsRequest(_message.Message):
+    __slots__ = ("limit", "pool")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    pool: str
+    def __init__(self, limit: _Optional[int] = ..., pool: _Optional[str] = ...) -> None: ...
+
+class AutoscalerEventList(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[AutoscalerEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[AutoscalerEvent, _Mapping]]] = ...) -> None: ...
+
 class Empty(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -739,7 +819,7 @@ class HeldAttempt(_message.Message):
     def __init__(self, attempt_id: _Optional[str] = ..., pid: _Optional[int] = ..., finished: _Optional[bool] = ..., exit: _Optional[_Union[AttemptExit, _Mapping]] = ..., log_size: _Optional[int] = ..., started_at: _Optional[float] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., healthy: _Optional[bool] = ...) -> None: ...
 
 class WorkerHello(_message.Message):
-    __slots__ = ("worker_id", "name", "host", "pid", "tags", "slots", "cpu_count", "memory_bytes", "gpus", "version", "held", "draining")
+    __slots__ = ("worker_id", "name", "host", "pid", "tags", "slots", "cpu_count", "memory_bytes", "gpus", "version", "held", "draining", "pool", "provider", "launch_id")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
@@ -752,6 +832,9 @@ class WorkerHello(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     HELD_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    LAUNCH_ID_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     name: str
     host: str
@@ -764,7 +847,10 @@ class WorkerHello(_message.Message):
     version: str
     held: _containers.RepeatedCompositeFieldContainer[HeldAttempt]
     draining: bool
-    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., held: _Optional[_Iterable[_Union[HeldAttempt, _Mapping]]] = ..., draining: _Optional[bool] = ...) -> None: ...
+    pool: str
+    provider: str
+    launch_id: str
+    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., held: _Optional[_Iterable[_Union[HeldAttempt, _Mapping]]] = ..., draining: _Optional[bool] = ..., pool: _Optional[str] = ..., provider: _Optional[str] = ..., launch_id: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("cpu_percent", "memory_percent", "running")

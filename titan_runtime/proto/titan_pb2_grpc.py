@@ -194,6 +194,16 @@ class TitanStub:
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.SerializeToString,
                 response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.FromString,
                 _registered_method=True)
+        self.GetAutoscalerStatus = channel.unary_unary(
+                '/titan.v1.Titan/GetAutoscalerStatus',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.AutoscalerStatus.FromString,
+                _registered_method=True)
+        self.ListAutoscalerEvents = channel.unary_unary(
+                '/titan.v1.Titan/ListAutoscalerEvents',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.AutoscalerEventsRequest.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.AutoscalerEventList.FromString,
+                _registered_method=True)
 
 
 class TitanServicer:
@@ -391,6 +401,18 @@ class TitanServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAutoscalerStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAutoscalerEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TitanServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -553,6 +575,16 @@ def add_TitanServicer_to_server(servicer, server):
                     servicer.ResolveArtifact,
                     request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.FromString,
                     response_serializer=titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.SerializeToString,
+            ),
+            'GetAutoscalerStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAutoscalerStatus,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.AutoscalerStatus.SerializeToString,
+            ),
+            'ListAutoscalerEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAutoscalerEvents,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.AutoscalerEventsRequest.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.AutoscalerEventList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1419,6 +1451,60 @@ class Titan:
             '/titan.v1.Titan/ResolveArtifact',
             titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.SerializeToString,
             titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAutoscalerStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/GetAutoscalerStatus',
+            titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.AutoscalerStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAutoscalerEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/ListAutoscalerEvents',
+            titan__runtime_dot_proto_dot_titan__pb2.AutoscalerEventsRequest.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.AutoscalerEventList.FromString,
             options,
             channel_credentials,
             insecure,

@@ -72,6 +72,9 @@ class WorkerConfig:
     worker_id: str = ""
     port_range: tuple[int, int] = (20000, 32000)  # where services' ports are leased
     advertise_host: str = ""  # how others reach this worker's services; default: the route to the master
+    pool: str = ""  # set by the provider that started it for an autoscaled pool
+    provider: str = ""
+    launch_id: str = ""
 
     def __post_init__(self) -> None:
         if not self.worker_id:
@@ -84,6 +87,7 @@ class _Connection:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     heartbeat_interval: float = 1.0
     told_draining: bool = False
+    closing: bool = False  # the goodbye is next: the sender flushes once more and returns
 
 
 async def wait_event(event: asyncio.Event, timeout: float | None) -> None:
@@ -231,7 +235,7 @@ class WorkerAgent:
             self._check_fatal(exc)
             return False
         if first is grpc.aio.EOF or not first.HasField("welcome"):
-            if await call.code() == grpc.StatusCode.UNAUTHENTICATED:
+            if await call.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                 raise FatalWorkerError(await call.details())
             return False
         conn = _Connection(
@@ -271,6 +275,10 @@ class WorkerAgent:
         while self.executions and time.monotonic() < deadline and not sender.done():
             self._changed.clear()
             await wait_event(self._changed, deadline - time.monotonic())
+        # Let the sender finish the write it may be in: cancelling a task inside a write cancels the RPC.
+        conn.closing = True
+        conn.wake.set()
+        await asyncio.wait({sender}, timeout=GOODBYE_TIMEOUT)
         sender.cancel()
         try:
             await sender
@@ -314,6 +322,9 @@ class WorkerAgent:
             version=__version__,
             held=held,
             draining=self.draining,
+            pool=self.config.pool,
+            provider=self.config.provider,
+            launch_id=self.config.launch_id,
         )
 
     def _apply_welcome(self, welcome: pb.Welcome) -> None:
@@ -414,6 +425,8 @@ class WorkerAgent:
                 await conn.call.write(message)
                 if sum(len(d.data) for d in message.logs) >= MAX_MESSAGE_LOG_BYTES:
                     continue  # more output is waiting
+            if conn.closing:
+                return
             await wait_event(conn.wake, max(0.0, next_beat - time.monotonic()))
 
     def _wake(self) -> None:

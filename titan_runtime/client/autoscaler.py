@@ -1,0 +1,92 @@
+"""Records and operations of the autoscaler API (`titan-runtime autoscaler status|events`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from titan_runtime.client.ops import Call, Op
+from titan_runtime.proto import titan_pb2 as pb
+
+
+@dataclass
+class PoolRecord:
+    name: str
+    provider: str
+    tags: list[str]
+    slots: int
+    min: int
+    max: int
+    idle_timeout: float
+    workers: int  # registered and not draining
+    launching: int  # started, not registered yet
+    draining: int
+    waiting_jobs: int  # queued jobs the last decision wanted this pool to take
+    failures: int  # failed launches in a row
+    backoff_until: float
+    note: str  # why it cannot grow right now
+
+    @classmethod
+    def from_pb(cls, p: pb.PoolStatus) -> PoolRecord:
+        return cls(
+            p.name,
+            p.provider,
+            list(p.tags),
+            p.slots,
+            p.min,
+            p.max,
+            p.idle_timeout,
+            p.workers,
+            p.launching,
+            p.draining,
+            p.waiting_jobs,
+            p.failures,
+            p.backoff_until,
+            p.note,
+        )
+
+
+@dataclass
+class AutoscalerStatusRecord:
+    enabled: bool
+    interval: float = 0.0
+    pools: list[PoolRecord] = field(default_factory=list)
+    unserved: list[list[str]] = field(default_factory=list)  # tag sets no pool serves
+
+    @classmethod
+    def from_pb(cls, s: pb.AutoscalerStatus) -> AutoscalerStatusRecord:
+        return cls(
+            s.enabled,
+            s.interval,
+            [PoolRecord.from_pb(p) for p in s.pools],
+            [list(t.tags) for t in s.unserved],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ScaleEventRecord:
+    at: float
+    pool: str
+    kind: str
+    message: str
+    launch_id: str
+    worker: str
+
+    @classmethod
+    def from_pb(cls, e: pb.AutoscalerEvent) -> ScaleEventRecord:
+        return cls(e.at, e.pool, e.kind, e.message, e.launch_id, e.worker)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def autoscaler_status() -> Op[AutoscalerStatusRecord]:
+    return AutoscalerStatusRecord.from_pb((yield Call("GetAutoscalerStatus", pb.Empty())))
+
+
+def autoscaler_events(limit: int = 0, pool: str = "") -> Op[list[ScaleEventRecord]]:
+    response = yield Call("ListAutoscalerEvents", pb.AutoscalerEventsRequest(limit=limit, pool=pool))
+    return [ScaleEventRecord.from_pb(e) for e in response.events]

@@ -1,0 +1,275 @@
+"""`cluster.yaml`: the master's settings and the worker pools the autoscaler grows and shrinks.
+
+Read by `titan-runtime up --cluster FILE` and `titan-runtime master --cluster FILE`. The whole file
+is checked before anything starts; every error names the file and the key (`pools[1].max`) and
+says what is expected. The reference is docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from titan_runtime.config import ConfigError, split_host_port
+from titan_runtime.core.autoscaler import PROVIDERS, PoolSpec
+from titan_runtime.core.model import GENERAL, TAG_PATTERN
+
+POOL_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+#: Keys every pool has, with their PoolSpec field (or None: handled apart).
+COMMON_KEYS = {
+    "name": None,
+    "provider": None,
+    "tags": None,
+    "slots": int,
+    "min": int,
+    "max": int,
+    "idle_timeout": float,
+    "max_launching": int,
+    "register_timeout": float,
+    "backoff_initial": float,
+    "backoff_max": float,
+    "drain_deadline": float,
+}
+#: Provider settings: key -> type (str, bool, float, int, list).
+PROVIDER_KEYS: dict[str, dict[str, type]] = {
+    "local": {"python": str, "worker_args": list},
+    "ssh": {
+        "hosts": list,
+        "key": str,
+        "python": str,
+        "accept_new_host_key": bool,
+        "tunnel": bool,
+        "master_address": str,
+        "wheelhouse": str,
+        "remote_dir": str,
+        "connect_timeout": float,
+        "worker_args": list,
+    },
+    "webhook": {
+        "url": str,
+        "secret_file": str,
+        "secret_env": str,
+        "timeout": float,
+        "retries": int,
+        "master_address": str,
+        "worker_args": list,
+    },
+}
+#: Settings that name files: relative paths are taken from the cluster file's folder.
+PATH_KEYS = ("key", "wheelhouse", "secret_file")
+MASTER_KEYS = {
+    "bind": str,
+    "port": int,
+    "store": str,
+    "heartbeat_interval": float,
+    "lease_timeout": float,
+}
+AUTOSCALER_KEYS = {"interval": float, "max_events": int}
+#: Register deadlines by provider when the pool sets none: an SSH bootstrap installs a virtualenv.
+DEFAULT_REGISTER_TIMEOUT = {"local": 60.0, "ssh": 600.0, "webhook": 600.0}
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    spec: PoolSpec
+    settings: dict[str, Any] = field(default_factory=dict)  # the provider's own keys, checked
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
+class ClusterFile:
+    path: Path
+    pools: tuple[PoolConfig, ...] = ()
+    master: dict[str, Any] = field(default_factory=dict)
+    interval: float = 0.5  # seconds between two autoscaler decisions
+    max_events: int = 1000
+
+
+class ClusterConfigError(ConfigError):
+    def __init__(self, path: Path, errors: list[str]) -> None:
+        self.errors = errors
+        lines = "\n  ".join(errors)
+        super().__init__(f"{path} is not a valid cluster file ({len(errors)} error(s)):\n  {lines}")
+
+
+def _typed(value: Any, kind: type, where: str, errors: list[str]) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is bool and not isinstance(value, bool):
+        errors.append(f"{where}: expected true or false, got {value!r}")
+        return None
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        errors.append(f"{where}: expected a whole number, got {value!r}")
+        return None
+    if kind is list:
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
+            errors.append(f"{where}: expected a list of strings, got {value!r}")
+            return None
+        return [str(v) for v in value]
+    if not isinstance(value, kind):
+        errors.append(f"{where}: expected {'a number' if kind is float else 'a string'}, got {value!r}")
+        return None
+    return value
+
+
+def _section(data: Any, keys: dict[str, type], where: str, errors: list[str]) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        errors.append(f"{where}: expected a mapping")
+        return {}
+    out = {}
+    for key, value in data.items():
+        if key not in keys:
+            errors.append(f"{where}.{key}: unknown key; known: {', '.join(keys)}")
+            continue
+        checked = _typed(value, keys[key], f"{where}.{key}", errors)
+        if checked is not None:
+            out[key] = checked
+    return out
+
+
+def _pool(raw: Any, index: int, base: Path, errors: list[str]) -> PoolConfig | None:
+    where = f"pools[{index}]"
+    if not isinstance(raw, dict):
+        errors.append(f"{where}: expected a mapping with name, provider, tags, min, max...")
+        return None
+    name = raw.get("name")
+    if not isinstance(name, str) or not name or not set(name) <= POOL_NAME_CHARS or len(name) > 40:
+        errors.append(f"{where}.name: required: 1-40 letters, digits, '_' or '-' (got {name!r})")
+        name = f"#{index}"
+    where = f"pools[{index}] ({name})"
+    provider = raw.get("provider")
+    if provider not in PROVIDERS:
+        errors.append(f"{where}.provider: expected one of {', '.join(PROVIDERS)}, got {provider!r}")
+        return None
+    known = {**COMMON_KEYS, **PROVIDER_KEYS[provider]}
+    before = len(errors)
+    for key in raw:
+        if key not in known:
+            errors.append(f"{where}.{key}: unknown key for provider {provider}; known: {', '.join(known)}")
+    tags_raw = raw.get("tags", [])
+    tags = _typed(tags_raw, list, f"{where}.tags", errors) or []
+    for tag in tags:
+        if not TAG_PATTERN.match(tag):
+            errors.append(f"{where}.tags: invalid tag {tag!r}: use letters, digits, '_', '-', '.' or ':'")
+    values: dict[str, Any] = {}
+    for key, kind in COMMON_KEYS.items():
+        if kind is None or key not in raw:
+            continue
+        checked = _typed(raw[key], kind, f"{where}.{key}", errors)
+        if checked is not None:
+            values[key] = checked
+    settings: dict[str, Any] = {}
+    for key, kind in PROVIDER_KEYS[provider].items():
+        if key in raw:
+            checked = _typed(raw[key], kind, f"{where}.{key}", errors)
+            if checked is not None:
+                if key in PATH_KEYS or (key == "python" and "/" in str(checked)):
+                    path = Path(os.path.expanduser(str(checked)))
+                    checked = str(path if path.is_absolute() else (base / path).resolve())
+                settings[key] = checked
+    if provider == "ssh":
+        hosts = settings.get("hosts") or []
+        if not hosts:
+            errors.append(f"{where}.hosts: required for provider ssh: a list of USER@HOST[:PORT]")
+        for host in hosts:
+            if "@" not in host:
+                errors.append(f"{where}.hosts: {host!r} is not USER@HOST[:PORT]")
+        values.setdefault("max", len(hosts) or 1)
+        if hosts and values["max"] > len(hosts):
+            errors.append(
+                f"{where}.max: {values['max']} is more than its {len(hosts)} host(s): one worker per host"
+            )
+    if provider == "webhook":
+        url = settings.get("url", "")
+        if not url.startswith(("http://", "https://")):
+            errors.append(f"{where}.url: required for provider webhook: an http:// or https:// URL")
+        if not settings.get("secret_file") and not settings.get("secret_env"):
+            errors.append(
+                f"{where}: a webhook pool needs secret_file or secret_env (the HMAC key its requests are signed with)"
+            )
+    if "master_address" in settings:
+        try:
+            split_host_port(settings["master_address"])
+        except ConfigError as exc:
+            errors.append(f"{where}.master_address: {exc}")
+    values.setdefault("register_timeout", DEFAULT_REGISTER_TIMEOUT[provider])
+    lo, hi = values.get("min", 0), values.get("max", 1)
+    if lo < 0:
+        errors.append(f"{where}.min: must be 0 or more")
+    if hi < 1:
+        errors.append(f"{where}.max: must be 1 or more")
+    if lo > hi:
+        errors.append(f"{where}.min: {lo} is more than max ({hi})")
+    for key in ("slots", "max_launching"):
+        if values.get(key, 1) < 1:
+            errors.append(f"{where}.{key}: must be 1 or more")
+    for key in ("idle_timeout", "register_timeout", "backoff_initial", "backoff_max", "drain_deadline"):
+        if values.get(key, 1.0) <= 0:
+            errors.append(f"{where}.{key}: must be more than 0 seconds")
+    if len(errors) > before:
+        return None
+    spec = PoolSpec(
+        name=name,
+        provider=provider,
+        tags=frozenset(t for t in tags if t != GENERAL),
+        **values,
+    )
+    return PoolConfig(spec, settings)
+
+
+def load_cluster_file(path: str | os.PathLike[str]) -> ClusterFile:
+    """Read and check a cluster file; raise ClusterConfigError listing every problem."""
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the cluster file {file}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ClusterConfigError(file, [f"not valid YAML: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise ClusterConfigError(file, ["expected a mapping with a `pools:` list"])
+    errors: list[str] = []
+    for key in data:
+        if key not in ("master", "autoscaler", "pools"):
+            errors.append(f"{key}: unknown key; known: master, autoscaler, pools")
+    master = _section(data.get("master"), MASTER_KEYS, "master", errors)
+    if master.get("store") not in (None, "sqlite", "memory"):
+        errors.append(f"master.store: expected sqlite or memory, got {master['store']!r}")
+    scaler = _section(data.get("autoscaler"), AUTOSCALER_KEYS, "autoscaler", errors)
+    if scaler.get("interval", 1.0) <= 0:
+        errors.append("autoscaler.interval: must be more than 0 seconds")
+    raw_pools = data.get("pools")
+    if not isinstance(raw_pools, list) or not raw_pools:
+        errors.append("pools: required: a list of pools (name, provider, tags, min, max, ...)")
+        raw_pools = []
+    pools = []
+    for index, raw in enumerate(raw_pools):
+        pool = _pool(raw, index, file.resolve().parent, errors)
+        if pool is not None:
+            pools.append(pool)
+    names = [p.name for p in pools]
+    for name in {n for n in names if names.count(n) > 1}:
+        errors.append(f"pools: the name {name!r} is used twice; pool names must be unique")
+    if errors:
+        raise ClusterConfigError(file, errors)
+    return ClusterFile(
+        path=file,
+        pools=tuple(pools),
+        master=master,
+        interval=scaler.get("interval", ClusterFile.interval),
+        max_events=scaler.get("max_events", ClusterFile.max_events),
+    )

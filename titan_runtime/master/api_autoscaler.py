@@ -1,0 +1,57 @@
+"""The client API's autoscaler part: pool status and the decision log. A mixin of `TitanServicer`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import grpc
+
+from titan_runtime.proto import titan_pb2 as pb
+
+if TYPE_CHECKING:
+    from titan_runtime.master.autoscaler import AutoscalerLoop
+
+
+class AutoscalerApi:
+    autoscaler: AutoscalerLoop | None = None  # set by the server when it runs with a cluster file
+
+    async def GetAutoscalerStatus(
+        self, request: pb.Empty, context: grpc.aio.ServicerContext
+    ) -> pb.AutoscalerStatus:
+        scaler = self.autoscaler
+        if scaler is None:
+            return pb.AutoscalerStatus(enabled=False)
+        answer = pb.AutoscalerStatus(enabled=True, interval=scaler.interval)
+        for status in scaler.core.status():
+            spec = status.spec
+            answer.pools.append(
+                pb.PoolStatus(
+                    name=spec.name,
+                    provider=spec.provider,
+                    tags=sorted(spec.tags),
+                    slots=spec.slots,
+                    min=spec.min,
+                    max=spec.max,
+                    idle_timeout=spec.idle_timeout,
+                    workers=status.workers,
+                    launching=status.launching,
+                    draining=status.draining,
+                    waiting_jobs=status.waiting,
+                    failures=status.failures,
+                    backoff_until=status.backoff_until,
+                    note=status.note,
+                )
+            )
+        answer.unserved.extend(pb.TagSet(tags=sorted(tags)) for tags in scaler.core.unserved)
+        return answer
+
+    async def ListAutoscalerEvents(
+        self, request: pb.AutoscalerEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AutoscalerEventList:
+        scaler = self.autoscaler
+        if scaler is None:
+            return pb.AutoscalerEventList()
+        events = [e for e in scaler.core.events if not request.pool or e.pool == request.pool]
+        if request.limit > 0:
+            events = events[-request.limit :]
+        return pb.AutoscalerEventList(events=[pb.AutoscalerEvent(**e.to_dict()) for e in events])

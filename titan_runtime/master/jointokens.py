@@ -1,0 +1,95 @@
+"""One-time join tokens: a credential the master mints for one launch of a webhook pool.
+
+The external system that starts the worker gets this token, never the cluster token. The auth
+interceptor admits it only for what a worker needs (its link and artifact downloads), until it
+expires, and the first worker to register with it binds it to its worker id: from then on it
+admits that worker alone (its reconnects), and another worker presenting it is refused. It is
+revoked when the launch ends (descaled, failed, lost). Only a hash of each token is kept, in
+memory and in the store's KV namespace `titan/join/`, so a master restart keeps workers in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import asdict, dataclass
+from typing import Any
+
+PREFIX = "tjoin1."
+KV_PREFIX = "titan/join/"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class JoinToken:
+    launch_id: str
+    pool: str
+    provider: str
+    expires_at: float  # unbound and past this: refused
+    worker_id: str = ""  # bound to this worker once it registered
+
+
+class JoinTokens:
+    def __init__(self, store: Any | None = None) -> None:
+        self._store = store
+        self._tokens: dict[str, JoinToken] = {}
+        if store is not None:
+            for digest in store.kv_smembers(KV_PREFIX):
+                text = store.kv_get(KV_PREFIX + digest)
+                if text:
+                    self._tokens[digest] = JoinToken(**json.loads(text))
+
+    def _save(self, digest: str) -> None:
+        if self._store is None:
+            return
+        record = self._tokens.get(digest)
+        if record is None:
+            self._store.kv_delete(KV_PREFIX + digest)
+            self._store.kv_srem(KV_PREFIX, digest)
+        else:
+            self._store.kv_put(KV_PREFIX + digest, json.dumps(asdict(record)))
+            self._store.kv_sadd(KV_PREFIX, digest)
+
+    def mint(self, launch_id: str, pool: str, provider: str, expires_at: float) -> str:
+        token = PREFIX + secrets.token_urlsafe(32)
+        digest = _digest(token)
+        self._tokens[digest] = JoinToken(launch_id, pool, provider, expires_at)
+        self._save(digest)
+        return token
+
+    def lookup(self, token: str, now: float) -> JoinToken | None:
+        """The launch a presented token admits, or None (unknown, revoked, or expired unused)."""
+        if not token.startswith(PREFIX):
+            return None
+        record = self._tokens.get(_digest(token))
+        if record is None or (not record.worker_id and now > record.expires_at):
+            return None
+        return record
+
+    def bind(self, token: str, worker_id: str, now: float) -> tuple[JoinToken | None, str]:
+        """Consume the token for `worker_id` on its registration: (record, "") or (None, why refused)."""
+        record = self.lookup(token, now)
+        if record is None:
+            return (
+                None,
+                "this join token is unknown, expired or revoked; the provider must ask for a new launch",
+            )
+        if record.worker_id and record.worker_id != worker_id:
+            return None, (
+                f"this join token was already used by worker {record.worker_id}: a join token admits one "
+                "worker once; each launch gets its own"
+            )
+        if not record.worker_id:
+            record.worker_id = worker_id
+            self._save(_digest(token))
+        return record, ""
+
+    def revoke(self, launch_id: str) -> None:
+        for digest, record in list(self._tokens.items()):
+            if record.launch_id == launch_id:
+                del self._tokens[digest]
+                self._save(digest)

@@ -1,0 +1,65 @@
+"""The interface between the master's autoscaler loop and the providers."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+
+class ProviderError(Exception):
+    """A launch or a stop failed; the message says what went wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """Start one worker of `pool` that registers as launch `launch_id`."""
+
+    launch_id: str
+    pool: str
+    provider: str
+    tags: tuple[str, ...]
+    slots: int
+    master: str  # HOST:PORT the worker dials (the provider may know better: a tunnel, a public address)
+    token: str  # what the worker presents: the cluster token, or a one-time join token (webhook)
+    token_expires_at: float = 0.0  # a join token not used by then is refused
+
+    def worker_args(self, master: str | None = None) -> list[str]:
+        """`titan-runtime worker` arguments (without the program) for this launch; no secret in them."""
+        args = [
+            "worker",
+            "--master",
+            master or self.master,
+            "--name",
+            self.launch_id,
+            "--pool",
+            self.pool,
+            "--provider",
+            self.provider,
+            "--launch-id",
+            self.launch_id,
+            "--slots",
+            str(self.slots),
+        ]
+        if self.tags:
+            args += ["--tags", ",".join(self.tags)]
+        return args
+
+
+class Provider(abc.ABC):
+    """Starts and stops the workers of one pool."""
+
+    @abc.abstractmethod
+    async def launch(self, request: LaunchRequest) -> None:
+        """Start the worker; return once it is started (not registered). Raise ProviderError."""
+
+    @abc.abstractmethod
+    async def retire(self, launch_id: str, reason: str, force: bool) -> None:
+        """The launch is over. `force`: stop its worker if it still runs (it never registered, or
+        was lost); otherwise it drained and left by itself and only cleaning up is left."""
+
+    def exited(self) -> list[tuple[str, str]]:
+        """(launch id, how) of the workers whose process this provider saw end since the last call."""
+        return []
+
+    async def close(self) -> None:  # noqa: B027 - providers without resources need nothing
+        """The master stops: stop what this provider started, if it can."""

@@ -1,0 +1,180 @@
+"""Webhook provider: the autoscaler asks an external system (a cloud API, a Kubernetes operator,
+a script) to start and stop workers, by signed JSON POSTs.
+
+Every request body is signed with HMAC-SHA256 under the pool's secret; the signature travels in
+`X-Titan-Signature: sha256=<hex>`. A scale-up carries a one-time join token: the master accepts
+it from one new worker only (the first to register with it), so the external system never sees
+the cluster token. Requests are retried with exponential backoff on network errors, 408, 429 and
+5xx answers; other 4xx answers fail the launch at once with the answer's text. The contract the
+external system must honour is in docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from titan_runtime.providers.base import LaunchRequest, Provider, ProviderError
+from titan_runtime.version import __version__
+
+log = logging.getLogger("titan.providers.webhook")
+
+SIGNATURE_HEADER = "X-Titan-Signature"
+EVENT_HEADER = "X-Titan-Event"
+DELIVERY_HEADER = "X-Titan-Delivery"
+BACKOFF_INITIAL = 0.5
+BACKOFF_MAX = 8.0
+MAX_ANSWER_BYTES = 64 * 1024
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    """The value of X-Titan-Signature for `body`."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: bytes, body: bytes, header: str) -> bool:
+    """What a receiver does: recompute the signature over the raw body, compare in constant time."""
+    return hmac.compare_digest(sign(secret, body), header or "")
+
+
+def read_secret(settings: dict[str, Any], pool: str) -> bytes:
+    if settings.get("secret_file"):
+        path = Path(settings["secret_file"])
+        try:
+            secret = path.read_text().strip()
+        except OSError as exc:
+            raise ProviderError(
+                f"pool {pool}: cannot read its webhook secret {path}: {exc.strerror or exc}"
+            ) from None
+    else:
+        name = settings.get("secret_env", "")
+        secret = os.environ.get(name, "").strip()
+        if not secret:
+            raise ProviderError(f"pool {pool}: the environment variable {name} (its webhook secret) is empty")
+    if len(secret) < 16:
+        raise ProviderError(
+            f"pool {pool}: its webhook secret is shorter than 16 characters; use a long random one"
+        )
+    return secret.encode()
+
+
+class WebhookError(ProviderError):
+    def __init__(self, message: str, retry: bool) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+class WebhookProvider(Provider):
+    def __init__(self, settings: dict[str, Any], pool: str) -> None:
+        self.pool = pool
+        self.url: str = settings["url"]
+        self.secret = read_secret(settings, pool)
+        self.timeout = float(settings.get("timeout", 10.0))
+        self.retries = int(settings.get("retries", 5))
+        self.master_address = settings.get("master_address", "")
+        self.extra_args = list(settings.get("worker_args", []))
+        self.instances: dict[str, Any] = {}  # launch id -> what the external system answered
+
+    # ------------------------------------------------------------------ requests
+
+    def _post_once(self, body: bytes, event: str, delivery: str) -> dict[str, Any]:
+        request = urllib.request.Request(
+            self.url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": f"titan-runtime/{__version__}",
+                SIGNATURE_HEADER: sign(self.secret, body),
+                EVENT_HEADER: event,
+                DELIVERY_HEADER: delivery,
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                text = response.read(MAX_ANSWER_BYTES).decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            text = exc.read(MAX_ANSWER_BYTES).decode("utf-8", "replace").strip()
+            retry = exc.code in (408, 429) or exc.code >= 500
+            raise WebhookError(
+                f"{self.url} answered HTTP {exc.code}: {text[:500] or exc.reason}", retry
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise WebhookError(f"cannot reach {self.url}: {reason}", True) from None
+        if not text.strip():
+            return {}
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            raise WebhookError(
+                f"{self.url} answered with something that is not JSON: {text[:200]!r}", False
+            ) from None
+        if not isinstance(answer, dict):
+            raise WebhookError(f"{self.url} answered {text[:200]!r}; expected a JSON object", False)
+        return answer
+
+    async def post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST `payload` signed; retry with backoff; return the answer's JSON object ({} if empty)."""
+        event = payload["event"]
+        delivery = uuid.uuid4().hex  # the same for every retry: receivers can drop duplicates
+        body = json.dumps(payload, sort_keys=True).encode()
+        wait = BACKOFF_INITIAL
+        for attempt in range(1, self.retries + 2):
+            try:
+                return await asyncio.to_thread(self._post_once, body, event, delivery)
+            except WebhookError as exc:
+                if not exc.retry or attempt > self.retries:
+                    suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
+                    raise ProviderError(
+                        f"webhook {event} for pool {self.pool} failed{suffix}: {exc}"
+                    ) from None
+                log.warning("webhook %s for pool %s: %s; retrying in %.1fs", event, self.pool, exc, wait)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, BACKOFF_MAX)
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------ the provider
+
+    async def launch(self, request: LaunchRequest) -> None:
+        master = self.master_address or request.master
+        args = [*request.worker_args(master), *self.extra_args]
+        answer = await self.post(
+            {
+                "event": "scale_up",
+                "pool": request.pool,
+                "launch_id": request.launch_id,
+                "tags": list(request.tags),
+                "slots": request.slots,
+                "master": master,
+                "join_token": request.token,
+                "join_token_expires_at": request.token_expires_at,
+                "worker_args": args,
+                "command": "TITAN_TOKEN=<join_token> titan-runtime " + " ".join(args),
+                "sent_at": time.time(),
+            }
+        )
+        self.instances[request.launch_id] = answer.get("instance", "")
+
+    async def retire(self, launch_id: str, reason: str, force: bool) -> None:
+        await self.post(
+            {
+                "event": "scale_down",
+                "pool": self.pool,
+                "launch_id": launch_id,
+                "instance": self.instances.pop(launch_id, ""),
+                "reason": reason,
+                "force": force,
+                "sent_at": time.time(),
+            }
+        )
