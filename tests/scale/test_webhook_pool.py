@@ -1,0 +1,192 @@
+"""A webhook pool: the master POSTs signed scale-up/scale-down requests to an HTTP server (here, in the
+test process on 127.0.0.1) that starts a worker with the one-time join token it was given."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import PYTHON, wait_until
+from titan_runtime import TitanJob
+from titan_runtime.client.errors import TitanError
+from titan_runtime.client.sync import TitanClient
+from titan_runtime.providers.webhook import SIGNATURE_HEADER, sign, verify
+
+pytestmark = pytest.mark.integration
+
+SECRET = "a-long-random-webhook-secret-for-tests"
+
+
+class CloudStandIn:
+    """What a user's cloud glue does: check the signature, start a worker with the join token."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.requests: list[dict[str, Any]] = []
+        self.rejected = 0
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.fail_next = 0  # answer this many requests with HTTP 503 first (retries)
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if not verify(SECRET.encode(), body, self.headers.get(SIGNATURE_HEADER, "")):
+                    stand_in.rejected += 1
+                    self._answer(401, {"error": "bad signature"})
+                    return
+                if stand_in.fail_next:
+                    stand_in.fail_next -= 1
+                    self._answer(503, {"error": "try again"})
+                    return
+                payload = json.loads(body)
+                stand_in.requests.append(payload)
+                if payload["event"] == "scale_up":
+                    instance = stand_in.start(payload)
+                    self._answer(200, {"instance": instance})
+                else:
+                    self._answer(200, {})
+
+            def _answer(self, code: int, data: dict[str, Any]) -> None:
+                text = json.dumps(data).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/titan"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def start(self, payload: dict[str, Any], name: str = "") -> str:
+        name = name or payload["launch_id"]
+        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115
+        env = dict(os.environ, TITAN_TOKEN=payload["join_token"])
+        argv = [PYTHON, "-m", "titan_runtime", *payload["worker_args"], "--work-dir", str(self.root / name)]
+        if name != payload["launch_id"]:
+            argv[argv.index("--name") + 1] = name
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        self.procs[name] = proc
+        return f"vm-{proc.pid}"
+
+    def log(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Iterator[CloudStandIn]:
+    root = tmp_path / "cloud"
+    root.mkdir()
+    stand_in = CloudStandIn(root)
+    try:
+        yield stand_in
+    finally:
+        stand_in.close()
+
+
+def test_signed_requests_start_a_worker_with_a_join_token_used_once(
+    make_cluster, cloud: CloudStandIn, tmp_path: Path
+) -> None:
+    secret_file = tmp_path / "webhook.secret"
+    secret_file.write_text(SECRET + "\n")
+    config = tmp_path / "cluster.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            autoscaler:
+              interval: 0.1
+            pools:
+              - name: cloud
+                provider: webhook
+                url: {cloud.url}
+                secret_file: webhook.secret
+                tags: [cloudy]
+                slots: 2
+                max: 1
+                idle_timeout: 1.5
+            """
+        )
+    )
+    cloud.fail_next = 1  # the first POST is answered 503: the master retries it
+    cluster = make_cluster(
+        master_args=("--heartbeat-interval", "0.2", "--lease-timeout", "3", "--cluster", str(config))
+    )
+    client = cluster.client
+    job = client.submit_job(
+        TitanJob(command=["python3", "-c", "print('hi from the cloud')"], tags=["cloudy"])
+    )
+    record = client.wait(job, 60)
+    assert record.state == "SUCCEEDED", (record.reason, cluster.master_log()[-3000:])
+
+    (up,) = [r for r in cloud.requests if r["event"] == "scale_up"]
+    assert up["pool"] == "cloud" and up["tags"] == ["cloudy"] and up["slots"] == 2
+    assert up["join_token"].startswith("tjoin1.")
+    assert cluster.token not in json.dumps(up)  # the cluster token never leaves the master
+    assert cloud.rejected == 0
+    worker = next(w for w in client.list_workers() if w.name == up["launch_id"])
+    assert (worker.pool, worker.provider, worker.launch_id) == ("cloud", "webhook", up["launch_id"])
+    assert record.worker_id == worker.id
+
+    # The join token admits one worker once: a second worker presenting it is refused for good...
+    second = cloud.start(up, name="intruder")
+    assert second.startswith("vm-")
+    assert cloud.procs["intruder"].wait(30) == 2
+    assert "already used by worker" in cloud.log("intruder")
+    # ... and it opens nothing but the worker link.
+    with (
+        TitanClient(address=cluster.address, token=up["join_token"]) as joined,
+        pytest.raises(TitanError, match="join token"),
+    ):
+        joined.list_workers()
+
+    # Idle past idle_timeout: drained; it leaves, and the cloud is told to delete the machine.
+    wait_until(
+        lambda: any(r["event"] == "scale_down" for r in cloud.requests), 30, what="a scale_down request"
+    )
+    (down,) = [r for r in cloud.requests if r["event"] == "scale_down"]
+    assert down["launch_id"] == up["launch_id"] and down["instance"].startswith("vm-")
+    assert down["force"] is False and "drained" in down["reason"]
+    assert cloud.procs[up["launch_id"]].wait(30) == 0
+    # Once the launch is over its token admits nobody, not even a reconnect.
+    assert any(e.kind == "left" for e in client.autoscaler_events(pool="cloud"))
+    with (
+        TitanClient(address=cluster.address, token=up["join_token"]) as joined,
+        pytest.raises(TitanError, match="wrong token"),
+    ):
+        joined.list_workers()
+
+
+def test_signatures_cover_the_whole_body() -> None:
+    body = b'{"event": "scale_up"}'
+    header = sign(SECRET.encode(), body)
+    assert header.startswith("sha256=") and verify(SECRET.encode(), body, header)
+    assert not verify(SECRET.encode(), body + b" ", header)
+    assert not verify(b"another-secret-of-some-length", body, header)
