@@ -1,0 +1,617 @@
+"""SSH provider: turn a machine you can SSH into into a Titan worker (paramiko).
+
+`bootstrap` connects with strict host-key checking (trust on first use only when asked), checks the
+remote Python, creates a virtualenv in the remote directory (default `~/.titan-worker`), uploads
+the wheel of this very titan-runtime by SFTP (and, with a wheelhouse, its dependencies, installed
+with --no-index), writes the token into a mode-0600 file (never on a command line, never logged),
+and starts `titan-runtime worker` detached (setsid + nohup) with its log on the host. Every
+failure is a `SshError` whose message says what went wrong (the remote error verbatim) and what
+to do. `--tunnel` gives hosts that cannot reach the master a way in: an SSH reverse forward from
+a port on the host's loopback to the master, alive as long as this side's SSH connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from titan_runtime.providers.base import LaunchRequest, Provider, ProviderError
+from titan_runtime.providers.wheel import build_wheel
+from titan_runtime.version import __version__
+
+log = logging.getLogger("titan.providers.ssh")
+
+DEFAULT_REMOTE_DIR = "~/.titan-worker"
+KNOWN_HOSTS = "known_hosts"
+MIN_PYTHON = (3, 10)
+
+
+class SshError(ProviderError):
+    """An SSH step failed; the message says which, the remote error verbatim, and what to do."""
+
+
+# ---------------------------------------------------------------- targets and connections
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    user: str
+    host: str
+    port: int = 22
+
+    @classmethod
+    def parse(cls, text: str) -> SshTarget:
+        user, sep, rest = text.partition("@")
+        if not sep or not user or not rest:
+            raise SshError(
+                f"{text!r} is not USER@HOST[:PORT] (for example ubuntu@gpu-box or root@10.0.0.5:2222)"
+            )
+        host, port = rest, 22
+        if rest.startswith("["):  # [v6]:port
+            host, _, tail = rest[1:].partition("]")
+            if tail.startswith(":"):
+                port = int(tail[1:]) if tail[1:].isdigit() else -1
+        elif rest.count(":") == 1:
+            host, _, text_port = rest.partition(":")
+            port = int(text_port) if text_port.isdigit() else -1
+        if not host or not 0 < port < 65536:
+            raise SshError(f"{text!r} is not USER@HOST[:PORT]: the port must be a number from 1 to 65535")
+        return cls(user, host, port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.user}@{host}" + (f":{self.port}" if self.port != 22 else "")
+
+    @property
+    def known_hosts_name(self) -> str:
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+
+class _UnknownHostKey(Exception):
+    def __init__(self, key: paramiko.PKey) -> None:
+        self.key = key
+
+
+class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
+    """Strict by default: an unknown host key is refused. With `accept`, it is saved and trusted."""
+
+    def __init__(self, accept: bool, known_hosts: Path) -> None:
+        self.accept = accept
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        if not self.accept:
+            raise _UnknownHostKey(key)
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        client.save_host_keys(str(self.known_hosts))
+        self.known_hosts.chmod(0o600)
+        log.info("trusted the new host key of %s (%s %s)", hostname, key.get_name(), key.fingerprint)
+
+
+def connect(
+    target: SshTarget,
+    data_dir: Path,
+    key: str | None = None,
+    accept_new_host_key: bool = False,
+    timeout: float = 10.0,
+) -> paramiko.SSHClient:
+    """An SSH connection, or an SshError that says why not and what to do."""
+    known_hosts = data_dir / KNOWN_HOSTS
+    client = paramiko.SSHClient()
+    try:
+        client.load_system_host_keys()
+    except OSError:
+        pass
+    if known_hosts.exists():
+        client.load_host_keys(str(known_hosts))
+    client.set_missing_host_key_policy(_TrustOnFirstUse(accept_new_host_key, known_hosts))
+    where = f"{target.host}:{target.port}"
+    try:
+        client.connect(
+            target.host,
+            port=target.port,
+            username=target.user,
+            key_filename=key,
+            look_for_keys=key is None,
+            allow_agent=key is None,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+        )
+    except _UnknownHostKey as exc:
+        client.close()
+        raise SshError(
+            f"the host key of {where} is not known ({exc.key.get_name()} {exc.key.fingerprint}). Check this "
+            "fingerprint with the host's owner; if it is right, run again with --accept-new-host-key to "
+            f"trust it on first use (it is saved in {known_hosts})"
+        ) from None
+    except paramiko.BadHostKeyException as exc:
+        client.close()
+        raise SshError(
+            f"the host key of {where} has CHANGED ({exc.key.get_name()} {exc.key.fingerprint}, expected "
+            f"{exc.expected_key.fingerprint}): someone may be in the middle. If the host was reinstalled, "
+            f"remove its line from {known_hosts} (or ~/.ssh/known_hosts) and trust the new key"
+        ) from None
+    except paramiko.AuthenticationException as exc:
+        client.close()
+        with_key = f"the key {key}" if key else "your default keys and agent"
+        raise SshError(
+            f"{where} refused the SSH login of {target.user} with {with_key} ({exc}). Add the public key "
+            f"to ~{target.user}/.ssh/authorized_keys on the host (ssh-copy-id {target}), or pass --key FILE"
+        ) from None
+    except TimeoutError as exc:
+        client.close()
+        raise SshError(
+            f"cannot reach {where} over SSH: no answer within {timeout:g}s ({exc or 'timed out'}). Check the "
+            "host name, that the host is up and that no firewall drops port " + str(target.port)
+        ) from None
+    except (OSError, paramiko.ssh_exception.NoValidConnectionsError) as exc:
+        client.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SshError(
+            f"cannot reach {where} over SSH: {reason}. Check the host name and port, and that sshd runs there"
+        ) from None
+    except paramiko.SSHException as exc:
+        client.close()
+        raise SshError(f"SSH to {where} failed: {exc}") from None
+    return client
+
+
+def run(client: paramiko.SSHClient, command: str, timeout: float = 600.0) -> tuple[int, str, str]:
+    """Run a shell command on the host: (exit status, stdout, stderr)."""
+    _, stdout, stderr = client.exec_command(command, timeout=timeout)
+    out = stdout.read().decode("utf-8", "replace")
+    err = stderr.read().decode("utf-8", "replace")
+    return stdout.channel.recv_exit_status(), out, err
+
+
+def _dir_expr(remote_dir: str) -> str:
+    """A shell word for the remote directory, `~/` expanded by the remote shell."""
+    if remote_dir == "~":
+        return '"$HOME"'
+    if remote_dir.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(remote_dir[2:])
+    return shlex.quote(remote_dir)
+
+
+# ---------------------------------------------------------------- the reverse tunnel
+
+
+class ReverseTunnel:
+    """Connections to `127.0.0.1:port` on the host come out here, to the master's address."""
+
+    def __init__(self, client: paramiko.SSHClient, master: str) -> None:
+        self.client = client
+        host, _, port = master.rpartition(":")
+        self.master = (host.strip("[]"), int(port))
+        transport = client.get_transport()
+        assert transport is not None
+        self.port = transport.request_port_forward("127.0.0.1", 0, handler=self._accept)
+
+    def _accept(self, channel: paramiko.Channel, origin: Any, server: Any) -> None:
+        threading.Thread(target=self._pump, args=(channel,), daemon=True, name="titan-tunnel").start()
+
+    def _pump(self, channel: paramiko.Channel) -> None:
+        try:
+            sock = socket.create_connection(self.master, timeout=10)
+        except OSError as exc:
+            log.warning("tunnel: cannot reach the master at %s:%d: %s", *self.master, exc)
+            channel.close()
+            return
+        sock.settimeout(None)
+
+        def copy(
+            read: Callable[[int], bytes], write: Callable[[bytes], Any], done: Callable[[], Any]
+        ) -> None:
+            try:
+                while True:
+                    data = read(65536)
+                    if not data:
+                        break
+                    write(data)
+            except OSError:
+                pass
+            finally:
+                try:
+                    done()
+                except OSError:
+                    pass
+
+        back = threading.Thread(
+            target=copy, args=(sock.recv, channel.sendall, channel.shutdown_write), daemon=True
+        )
+        back.start()
+        copy(channel.recv, sock.sendall, lambda: sock.shutdown(socket.SHUT_WR))
+        back.join()
+        sock.close()
+        channel.close()
+
+
+# ---------------------------------------------------------------- bootstrap
+
+
+@dataclass
+class BootstrapOptions:
+    target: SshTarget
+    master: str  # the master's address as this side sees it (the tunnel's far end)
+    token: str
+    data_dir: Path  # known_hosts and the wheel cache live here
+    name: str = ""
+    tags: tuple[str, ...] = ()
+    slots: int | None = None
+    key: str | None = None
+    python: str = "python3"
+    accept_new_host_key: bool = False
+    wheelhouse: Path | None = None
+    tunnel: bool = False
+    master_address: str = ""  # how the host reaches the master, when it differs from `master`
+    remote_dir: str = DEFAULT_REMOTE_DIR
+    connect_timeout: float = 10.0
+    pool: str = ""
+    provider: str = "ssh"
+    launch_id: str = ""
+    worker_args: tuple[str, ...] = ()
+
+
+@dataclass
+class Bootstrapped:
+    """A started remote worker. Keep `client` open while `tunnel` is in use."""
+
+    target: SshTarget
+    name: str
+    pid: int
+    remote_dir: str
+    master: str  # what the worker dials
+    timings: dict[str, float] = field(default_factory=dict)
+    client: paramiko.SSHClient | None = None
+    tunnel: ReverseTunnel | None = None
+
+    @property
+    def log_path(self) -> str:
+        return f"{self.remote_dir}/worker.log"
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+
+def _check_python(client: paramiko.SSHClient, target: SshTarget, python: str) -> str:
+    script = (
+        f"PY={shlex.quote(python)}; "
+        'command -v "$PY" >/dev/null 2>&1 || { echo "not found" >&2; exit 127; }; '
+        '"$PY" -c "import sys; print(\'%d.%d.%d\' % sys.version_info[:3])"'
+    )
+    code, out, err = run(client, script, 60)
+    if code != 0:
+        raise SshError(
+            f"no Python at {python!r} on {target.host} ({(err or out).strip() or f'exit {code}'}): install Python "
+            f"{MIN_PYTHON[0]}.{MIN_PYTHON[1]} or later there, or pass --python PATH"
+        )
+    version = out.strip()
+    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if parts < MIN_PYTHON:
+        raise SshError(
+            f"{python} on {target.host} is Python {version}; titan-runtime needs {MIN_PYTHON[0]}.{MIN_PYTHON[1]} "
+            "or later: pass --python PATH to a newer one"
+        )
+    return version
+
+
+def _upload(sftp: paramiko.SFTPClient, local: Path, remote: str) -> bool:
+    """Upload unless the host already has a file of that name and size. True if uploaded."""
+    size = local.stat().st_size
+    try:
+        if sftp.stat(remote).st_size == size:
+            return False
+    except OSError:
+        pass
+    sftp.put(str(local), remote + ".part")
+    sftp.posix_rename(remote + ".part", remote)
+    return True
+
+
+def _write_secret(sftp: paramiko.SFTPClient, remote: str, secret: str) -> None:
+    """Write the token readable by its owner only: the file is 0600 before the secret goes in."""
+    with sftp.open(remote + ".part", "w") as fh:
+        fh.chmod(0o600)
+        fh.write(secret + "\n")
+    sftp.posix_rename(remote + ".part", remote)
+
+
+def bootstrap(options: BootstrapOptions) -> Bootstrapped:
+    """Install titan-runtime on the host and start a worker there. Raises SshError."""
+    target = options.target
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    wheel = build_wheel(options.data_dir / "wheels")
+    client = connect(
+        target, options.data_dir, options.key, options.accept_new_host_key, options.connect_timeout
+    )
+    keep_open = False
+    try:
+        timings["connect"] = time.monotonic() - started
+        mark = time.monotonic()
+        python_version = _check_python(client, target, options.python)
+        code, out, err = run(
+            client,
+            f"mkdir -p {_dir_expr(options.remote_dir)}/wheels && cd {_dir_expr(options.remote_dir)} && pwd",
+        )
+        if code != 0:
+            raise SshError(f"cannot create {options.remote_dir} on {target.host}: {(err or out).strip()}")
+        remote_dir = out.strip().splitlines()[-1]
+        sftp = client.open_sftp()
+        try:
+            _upload(sftp, wheel, f"{remote_dir}/wheels/{wheel.name}")
+            index = ""
+            if options.wheelhouse is not None:
+                if not options.wheelhouse.is_dir():
+                    raise SshError(f"--wheelhouse {options.wheelhouse} is not a directory")
+                found = sorted(
+                    p for p in options.wheelhouse.glob("*.whl") if not p.name.startswith("titan_runtime-")
+                )
+                for path in found:
+                    _upload(sftp, path, f"{remote_dir}/wheels/{path.name}")
+                index = "--no-index --find-links wheels"
+            install = _install_script(wheel, python_version, options.python, index)
+            code, out, err = run(client, f"cd {shlex.quote(remote_dir)} && {install}", 900)
+            if code != 0:
+                raise SshError(_install_failure(target, code, out, err, options.wheelhouse is not None))
+            timings["install"] = time.monotonic() - mark
+            mark = time.monotonic()
+            _write_secret(sftp, f"{remote_dir}/token", options.token)
+            tunnel = None
+            master = options.master_address or options.master
+            if options.tunnel:
+                tunnel = ReverseTunnel(client, options.master)
+                master = f"127.0.0.1:{tunnel.port}"
+                keep_open = True
+            name = options.name or target.host
+            args = [
+                "worker",
+                "--master",
+                master,
+                "--name",
+                name,
+                "--data-dir",
+                remote_dir,
+                "--work-dir",
+                f"{remote_dir}/work",
+                "--provider",
+                options.provider,
+            ]
+            if options.pool:
+                args += ["--pool", options.pool]
+            if options.launch_id:
+                args += ["--launch-id", options.launch_id]
+            if options.tags:
+                args += ["--tags", ",".join(options.tags)]
+            if options.slots:
+                args += ["--slots", str(options.slots)]
+            args += list(options.worker_args)
+            meta = {
+                "name": name,
+                "master": master,
+                "tags": list(options.tags),
+                "version": __version__,
+                "pool": options.pool,
+                "launch_id": options.launch_id,
+                "tunnel": options.tunnel,
+                "started_at": time.time(),
+            }
+            with sftp.open(f"{remote_dir}/worker.json", "w") as fh:
+                fh.write(json.dumps(meta) + "\n")
+        finally:
+            sftp.close()
+        start = (
+            f"cd {shlex.quote(remote_dir)} && "
+            'if [ -f worker.pid ] && kill -0 "$(cat worker.pid)" 2>/dev/null; then '
+            'echo "a worker already runs here (pid $(cat worker.pid))" >&2; exit 17; fi; '
+            f"nohup setsid venv/bin/titan-runtime {' '.join(shlex.quote(a) for a in args)} "
+            ">> worker.log 2>&1 < /dev/null & echo $! > worker.pid; cat worker.pid"
+        )
+        code, out, err = run(client, start, 60)
+        if code == 17:
+            raise SshError(
+                f"{err.strip()} on {target.host} in {remote_dir}: stop it first with "
+                f"`titan-runtime ssh stop {target}`"
+            )
+        if code != 0 or not out.strip().isdigit():
+            raise SshError(
+                f"starting the worker on {target.host} failed (exit {code}): {(err or out).strip()}"
+            )
+        timings["start"] = time.monotonic() - mark
+        return Bootstrapped(
+            target,
+            name,
+            int(out.strip()),
+            remote_dir,
+            master,
+            timings,
+            client if keep_open else None,
+            tunnel,
+        )
+    finally:
+        if not keep_open:
+            client.close()
+
+
+def _install_script(wheel: Path, python_version: str, python: str, index: str) -> str:
+    """Create the venv if needed; install the wheel (and its dependencies) unless it is installed."""
+    marker = f"{wheel.parent.name}-{python_version}"
+    pip = "venv/bin/python -m pip install --disable-pip-version-check --no-input --quiet"
+    return (
+        f"if [ ! -x venv/bin/python ]; then {shlex.quote(python)} -m venv venv || exit 31; fi; "
+        f'if [ "$(cat venv/.titan-wheel 2>/dev/null)" != {shlex.quote(marker)} ]; then '
+        f"{pip} {index} wheels/{wheel.name} || exit 32; "
+        f"{pip} --no-deps --force-reinstall wheels/{wheel.name} || exit 32; "
+        f"echo {shlex.quote(marker)} > venv/.titan-wheel; fi"
+    )
+
+
+def _install_failure(target: SshTarget, code: int, out: str, err: str, wheelhouse: bool) -> str:
+    text = (err.strip() or out.strip())[-3000:]
+    if code == 31:
+        return (
+            f"creating a virtualenv on {target.host} failed:\n{text}\n"
+            "Install the venv module there (Debian/Ubuntu: apt-get install python3-venv), or pass --python "
+            "to a Python that has it"
+        )
+    hint = (
+        "the wheelhouse lacks a wheel the host needs: rebuild it with `titan-runtime ssh wheelhouse DIR` "
+        "on a machine with the same Python version and platform as the host"
+        if wheelhouse
+        else "the host needs access to a package index, or pass --wheelhouse DIR with the dependencies' "
+        "wheels (make one with `titan-runtime ssh wheelhouse DIR`)"
+    )
+    return f"pip install failed on {target.host} (exit {code}):\n{text}\n{hint}"
+
+
+# ---------------------------------------------------------------- status, logs, stop
+
+
+def remote_status(client: paramiko.SSHClient, remote_dir: str) -> dict[str, Any]:
+    """What runs in the remote directory: {running, pid, meta, log_bytes, dir}."""
+    script = (
+        f"cd {_dir_expr(remote_dir)} 2>/dev/null || {{ echo NODIR; exit 0; }}; pwd; "
+        'pid=$(cat worker.pid 2>/dev/null); echo "pid=$pid"; '
+        'if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo running=1; else echo running=0; fi; '
+        'echo "log=$(wc -c < worker.log 2>/dev/null || echo 0)"; cat worker.json 2>/dev/null'
+    )
+    _, out, _ = run(client, script, 60)
+    lines = out.splitlines()
+    if not lines or lines[0] == "NODIR":
+        return {"running": False, "pid": 0, "meta": {}, "log_bytes": 0, "dir": remote_dir, "installed": False}
+    values = dict(line.split("=", 1) for line in lines[1:4] if "=" in line)
+    meta: dict[str, Any] = {}
+    if len(lines) > 4:
+        try:
+            meta = json.loads(lines[4])
+        except ValueError:
+            meta = {}
+    return {
+        "running": values.get("running") == "1",
+        "pid": int(values["pid"]) if values.get("pid", "").isdigit() else 0,
+        "meta": meta,
+        "log_bytes": int(values["log"].strip()) if values.get("log", "").strip().isdigit() else 0,
+        "dir": lines[0],
+        "installed": True,
+    }
+
+
+def remote_log_tail(client: paramiko.SSHClient, remote_dir: str, lines: int = 50) -> str:
+    _, out, _ = run(client, f"tail -n {int(lines)} {_dir_expr(remote_dir)}/worker.log 2>/dev/null", 60)
+    return out
+
+
+def remote_stop(client: paramiko.SSHClient, remote_dir: str, now: bool = False, timeout: float = 60.0) -> str:
+    """Stop the remote worker by its pid: SIGTERM drains it (SIGINT with `now`); SIGKILL after `timeout`.
+    Returns what happened, in words."""
+    sig = "INT" if now else "TERM"
+    rounds = max(1, int(timeout / 0.2))
+    script = (
+        f"cd {_dir_expr(remote_dir)} 2>/dev/null || {{ echo none; exit 0; }}; "
+        "pid=$(cat worker.pid 2>/dev/null); "
+        'if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then echo none; exit 0; fi; '
+        f'kill -{sig} "$pid"; i=0; while kill -0 "$pid" 2>/dev/null; do '
+        f'i=$((i+1)); if [ $i -gt {rounds} ]; then kill -KILL "$pid"; echo "killed $pid"; exit 0; fi; sleep 0.2; done; '
+        'echo "stopped $pid"'
+    )
+    _, out, _ = run(client, script, timeout + 30)
+    return out.strip() or "none"
+
+
+# ---------------------------------------------------------------- the pool provider
+
+
+class SshPoolProvider(Provider):
+    """Workers on a fixed list of SSH hosts, one per host, bootstrapped on demand."""
+
+    def __init__(self, settings: dict[str, Any], data_dir: Path) -> None:
+        self.settings = settings
+        self.data_dir = data_dir
+        self.hosts = [SshTarget.parse(h) for h in settings["hosts"]]
+        self.in_use: dict[str, SshTarget] = {}  # launch id -> host
+        self.started: dict[str, Bootstrapped] = {}
+
+    def _connect(self, target: SshTarget) -> paramiko.SSHClient:
+        return connect(
+            target,
+            self.data_dir,
+            self.settings.get("key"),
+            bool(self.settings.get("accept_new_host_key")),
+            float(self.settings.get("connect_timeout", 10.0)),
+        )
+
+    async def launch(self, request: LaunchRequest) -> None:
+        busy = set(self.in_use.values())
+        free = [h for h in self.hosts if h not in busy]
+        if not free:
+            raise ProviderError(f"all {len(self.hosts)} host(s) of pool {request.pool} already run a worker")
+        target = free[0]
+        self.in_use[request.launch_id] = target
+        options = BootstrapOptions(
+            target=target,
+            master=request.master,
+            token=request.token,
+            data_dir=self.data_dir,
+            name=request.launch_id,
+            tags=request.tags,
+            slots=request.slots,
+            key=self.settings.get("key"),
+            python=self.settings.get("python", "python3"),
+            accept_new_host_key=bool(self.settings.get("accept_new_host_key")),
+            wheelhouse=Path(self.settings["wheelhouse"]) if self.settings.get("wheelhouse") else None,
+            tunnel=bool(self.settings.get("tunnel")),
+            master_address=self.settings.get("master_address", ""),
+            remote_dir=self.settings.get("remote_dir", DEFAULT_REMOTE_DIR),
+            connect_timeout=float(self.settings.get("connect_timeout", 10.0)),
+            pool=request.pool,
+            launch_id=request.launch_id,
+            worker_args=tuple(self.settings.get("worker_args", ())),
+        )
+        try:
+            done = await asyncio.to_thread(bootstrap, options)
+        except BaseException:
+            self.in_use.pop(request.launch_id, None)
+            raise
+        self.started[request.launch_id] = done
+        log.info("bootstrapped %s on %s (pid %d)", request.launch_id, target, done.pid)
+
+    async def retire(self, launch_id: str, reason: str, force: bool) -> None:
+        target = self.in_use.pop(launch_id, None)
+        done = self.started.pop(launch_id, None)
+        try:
+            if target is not None and force:
+                remote_dir = self.settings.get("remote_dir", DEFAULT_REMOTE_DIR)
+
+                def stop() -> str:
+                    client = self._connect(target)
+                    try:
+                        return remote_stop(client, remote_dir, now=True, timeout=15)
+                    finally:
+                        client.close()
+
+                log.info(
+                    "stopping %s on %s: %s: %s", launch_id, target, reason, await asyncio.to_thread(stop)
+                )
+        finally:
+            if done is not None:
+                done.close()
+
+    async def close(self) -> None:
+        for done in self.started.values():
+            done.close()  # tunnels end; workers without one keep running and reconnect to the next master
+        self.started.clear()
