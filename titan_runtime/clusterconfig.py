@@ -261,8 +261,8 @@ def load_cluster_file(path: str | os.PathLike[str]) -> ClusterFile:
         pool = _pool(raw, index, file.resolve().parent, errors)
         if pool is not None:
             pools.append(pool)
-    names = [p.name for p in pools]
-    for name in {n for n in names if names.count(n) > 1}:
+    names = [p.get("name") for p in raw_pools if isinstance(p, dict) and isinstance(p.get("name"), str)]
+    for name in sorted({n for n in names if names.count(n) > 1}):
         errors.append(f"pools: the name {name!r} is used twice; pool names must be unique")
     if errors:
         raise ClusterConfigError(file, errors)

@@ -29,6 +29,8 @@ pytestmark = pytest.mark.integration
 
 SSHD = "/usr/sbin/sshd"
 WHEELHOUSE_CACHE = Path.home() / ".cache" / "titan-runtime-tests" / "wheelhouse"
+#: The "remote" Python: the interpreter this venv was made from, so the wheelhouse (made here) fits it.
+REMOTE_PYTHON = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
 
 
 def _why_skip() -> str | None:
@@ -157,7 +159,7 @@ def bootstrap_args(host: SshHost, remote: str, *extra: str) -> list[str]:
         "--remote-dir",
         host.remote_dir(remote),
         "--python",
-        "/usr/bin/python3",
+        REMOTE_PYTHON,
         *extra,
     ]
 
@@ -251,7 +253,7 @@ def test_an_ssh_pool_bootstraps_on_demand_and_descales_when_idle(
                 provider: ssh
                 hosts: [{ssh_host.target}]
                 key: {ssh_host.key}
-                python: /usr/bin/python3
+                python: {REMOTE_PYTHON}
                 accept_new_host_key: true
                 wheelhouse: {ssh_host.wheelhouse}
                 remote_dir: {ssh_host.remote_dir("pool")}
@@ -364,7 +366,7 @@ def test_unreachable_host_says_so(make_cluster, tmp_path: Path) -> None:
 def test_no_python_on_the_host(make_cluster, ssh_host: SshHost) -> None:
     cluster = make_cluster()
     args = bootstrap_args(ssh_host, "nopython", "--accept-new-host-key")
-    args[args.index("/usr/bin/python3")] = "/opt/no/python3"
+    args[args.index(REMOTE_PYTHON)] = "/opt/no/python3"
     done = cluster.cli(*args, timeout=60)
     assert done.returncode == 1
     assert "no Python at '/opt/no/python3'" in done.stderr and "--python PATH" in done.stderr
