@@ -276,3 +276,97 @@ class NetworkNamespace:
     def close(self) -> None:
         subprocess.run(["ip", "link", "del", self.host_dev], capture_output=True, timeout=30)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)
+
+
+class SshServer:
+    """A real sshd inside a network namespace, playing a remote host for SSH bootstrap tests.
+
+    Generates its host key and a user key (authorized for root) in `root`, listens on the
+    namespace's address, and is stopped by its pid (`close()`). Needs root and openssh-server.
+    """
+
+    SSHD = "/usr/sbin/sshd"
+
+    def __init__(self, ns: NetworkNamespace, root: Path) -> None:
+        self.ns = ns
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.key = root / "user_key"
+        self.other_key = root / "other_key"  # a key the host does not know
+        for path in (root / "host_key", self.key, self.other_key):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+        authorized = root / "authorized_keys"
+        authorized.write_text((root / "user_key.pub").read_text())
+        authorized.chmod(0o600)
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+        config = root / "sshd_config"
+        config.write_text(
+            "\n".join(
+                [
+                    f"ListenAddress {ns.ns_ip}:22",
+                    f"HostKey {root / 'host_key'}",
+                    "PidFile none",
+                    "UsePAM no",
+                    "PermitRootLogin prohibit-password",
+                    "PubkeyAuthentication yes",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    f"AuthorizedKeysFile {authorized}",
+                    "StrictModes no",
+                    "AllowTcpForwarding yes",
+                    "Subsystem sftp internal-sftp",
+                    "LogLevel VERBOSE",
+                ]
+            )
+            + "\n"
+        )
+        self.log_path = root / "sshd.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [*ns.prefix, self.SSHD, "-D", "-e", "-f", str(config)],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        try:
+            wait_until(self._listening, 20, what="sshd to listen in the namespace")
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def available(cls) -> str | None:
+        """Why an sshd cannot be run here, or None when it can."""
+        import shutil
+
+        why = NetworkNamespace.available()
+        if why:
+            return why
+        if not os.path.exists(cls.SSHD) or shutil.which("ssh-keygen") is None:
+            return "openssh-server is not installed (apt-get install openssh-server; .ci/run does)"
+        return None
+
+    def _listening(self) -> bool:
+        import socket
+
+        if self.proc.poll() is not None:
+            raise AssertionError(f"sshd exited: {self.log_path.read_text()}")
+        try:
+            with socket.create_connection((self.ns.ns_ip, 22), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    @property
+    def target(self) -> str:
+        return f"root@{self.ns.ns_ip}"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

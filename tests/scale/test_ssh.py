@@ -9,7 +9,6 @@ by its pid.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,37 +22,36 @@ import pytest
 
 from tests.helpers import PYTHON, pid_alive, wait_until
 from titan_runtime import TitanJob
-from titan_runtime.testing import NetworkNamespace
+from titan_runtime.testing import NetworkNamespace, SshServer
 
 pytestmark = pytest.mark.integration
 
-SSHD = "/usr/sbin/sshd"
 WHEELHOUSE_CACHE = Path.home() / ".cache" / "titan-runtime-tests" / "wheelhouse"
 #: The "remote" Python: the interpreter this venv was made from, so the wheelhouse (made here) fits it.
 REMOTE_PYTHON = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
 
 
-def _why_skip() -> str | None:
-    why = NetworkNamespace.available()
-    if why:
-        return f"SSH tests skipped: {why}"
-    if not os.path.exists(SSHD) or shutil.which("ssh-keygen") is None:
-        return "SSH tests skipped: openssh-server is not installed (apt-get install openssh-server; .ci/run does)"
-    return None
-
-
 @dataclass
 class SshHost:
-    ns: NetworkNamespace
+    server: SshServer
     root: Path
-    key: Path  # the user's private key, authorized on the host
-    other_key: Path  # a key the host does not know
     wheelhouse: Path
-    sshd: subprocess.Popen[bytes]
+
+    @property
+    def ns(self) -> NetworkNamespace:
+        return self.server.ns
+
+    @property
+    def key(self) -> Path:
+        return self.server.key
+
+    @property
+    def other_key(self) -> Path:
+        return self.server.other_key
 
     @property
     def target(self) -> str:
-        return f"root@{self.ns.ns_ip}"
+        return self.server.target
 
     def remote_dir(self, name: str) -> str:
         return str(self.root / "remote" / name)
@@ -70,82 +68,28 @@ class SshHost:
                 wait_until(lambda pid=pid: not pid_alive(pid), 10, what=f"remote worker {pid} to die")
 
 
-def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-
-
 @pytest.fixture(scope="module")
-def wheelhouse() -> Path:
-    """titan-runtime's dependencies as wheels, made once (pip's cache keeps later runs quick)."""
-    from titan_runtime.providers.wheel import build_wheelhouse
-
-    WHEELHOUSE_CACHE.mkdir(parents=True, exist_ok=True)
-    build_wheelhouse(WHEELHOUSE_CACHE, WHEELHOUSE_CACHE.parent / "wheel-cache")
-    return WHEELHOUSE_CACHE
-
-
-@pytest.fixture(scope="module")
-def ssh_host(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Iterator[SshHost]:
-    why = _why_skip()
+def ssh_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshHost]:
+    why = SshServer.available()
     if why:
-        pytest.skip(why)
+        pytest.skip(f"SSH tests skipped: {why}")
     root = tmp_path_factory.mktemp("sshhost")
     (root / "remote").mkdir()
-    _keygen(root / "host_key")
-    _keygen(root / "user_key")
-    _keygen(root / "other_key")
-    authorized = root / "authorized_keys"
-    authorized.write_text((root / "user_key.pub").read_text())
-    authorized.chmod(0o600)
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
     ns = NetworkNamespace()
-    config = root / "sshd_config"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            ListenAddress {ns.ns_ip}:22
-            HostKey {root / "host_key"}
-            PidFile none
-            UsePAM no
-            PermitRootLogin prohibit-password
-            PubkeyAuthentication yes
-            PasswordAuthentication no
-            KbdInteractiveAuthentication no
-            AuthorizedKeysFile {authorized}
-            StrictModes no
-            AllowTcpForwarding yes
-            Subsystem sftp internal-sftp
-            LogLevel VERBOSE
-            """
-        )
-    )
-    log = open(root / "sshd.log", "ab")  # noqa: SIM115
-    sshd = subprocess.Popen(
-        [*ns.prefix, SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
-    )
-    log.close()
-    host = SshHost(ns, root, root / "user_key", root / "other_key", wheelhouse, sshd)
+    host = None
     try:
+        server = SshServer(ns, root / "sshd")
+        host = SshHost(server, root, Path())
+        from titan_runtime.providers.wheel import build_wheelhouse
 
-        def listening() -> bool:
-            if sshd.poll() is not None:
-                raise AssertionError(f"sshd exited: {(root / 'sshd.log').read_text()}")
-            try:
-                with socket.create_connection((ns.ns_ip, 22), timeout=1):
-                    return True
-            except OSError:
-                return False
-
-        wait_until(listening, 20, what="sshd to listen in the namespace")
+        WHEELHOUSE_CACHE.mkdir(parents=True, exist_ok=True)
+        build_wheelhouse(WHEELHOUSE_CACHE, WHEELHOUSE_CACHE.parent / "wheel-cache")
+        host.wheelhouse = WHEELHOUSE_CACHE
         yield host
     finally:
-        host.kill_remote_workers()
-        sshd.send_signal(signal.SIGTERM)
-        try:
-            sshd.wait(20)
-        except subprocess.TimeoutExpired:
-            sshd.kill()
-            sshd.wait()
+        if host is not None:
+            host.kill_remote_workers()
+            host.server.close()
         ns.close()
 
 
