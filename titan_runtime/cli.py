@@ -1356,6 +1356,10 @@ def ssh_bootstrap(
                 launch_id=launch_id,
             )
         )
+        # From here Ctrl-C (or SIGTERM) stops the remote worker cleanly rather than leaving it behind.
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
         try:
             mark = time.monotonic()
             status_client = done.client
@@ -1382,6 +1386,10 @@ def ssh_bootstrap(
                                 f"the worker on {ssh_target.host} exited before registering; its log "
                                 f"{done.log_path} ends with:\n{tail}"
                             )
+                    if stop.is_set():
+                        outcome = remote_stop(status_client, done.remote_dir, now=True, timeout=15)
+                        click.echo(f"interrupted before it registered: {outcome} on {ssh_target}", err=True)
+                        sys.exit(EXIT_CANCELLED)
                     if now >= deadline:
                         tail = remote_log_tail(status_client, done.remote_dir, 15).rstrip()
                         remote_stop(status_client, done.remote_dir, now=True, timeout=15)
@@ -1410,9 +1418,6 @@ def ssh_bootstrap(
                     err=True,
                 )
                 sys.stdout.flush()
-                stop = threading.Event()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(sig, lambda *_: stop.set())
                 transport = done.client.get_transport() if done.client else None
                 while not stop.wait(0.5):
                     if transport is None or not transport.is_active():

@@ -266,6 +266,11 @@ def test_tunnel_reaches_a_master_the_host_cannot(make_cluster, ssh_host: SshHost
         assert cluster.client.wait(job, 60).state == "SUCCEEDED"
         assert "through the tunnel" in cluster.client.fetch_logs(job)
         worker = next(w for w in cluster.client.list_workers() if w.name == "tunnelled")
+        wait_until(
+            lambda: "Keeping it open" in (cluster.root / "tunnel.log").read_text(),
+            30,
+            what="the CLI to say so",
+        )
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, (cluster.root / "tunnel.log").read_text()
