@@ -210,7 +210,17 @@ class ClusterState:
         effects, self._effects = self._effects, []
         return effects
 
+    def has_changes(self) -> bool:
+        return bool(
+            self._dirty_runs
+            or self._dirty_jobs
+            or self._new_jobs
+            or self._dirty_attempts
+            or self._dirty_workers
+        )
+
     def take_changes(self) -> Changes:
+
         def job(key: tuple[str, str]) -> Job:
             return self.runs[key[0]].jobs[key[1]]
 
