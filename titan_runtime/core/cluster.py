@@ -860,17 +860,16 @@ class ClusterState:
                 skipped.append(parent)
             elif parent.state is JobState.CANCELLED:
                 cancelled.append(parent)
-            elif (
-                parent.state.terminal
-            ):  # FAILED, UPSTREAM_FAILED, a service STOPPED before it was ever healthy
+            elif parent.state.terminal:  # FAILED, UPSTREAM_FAILED, a service stopped before it was healthy
                 failed.append(parent)
         waiting = job.waiting_on > 0
         rule = job.spec.trigger_rule
         if rule == "all_done":
             return ("wait", "") if waiting else ("run", "")
         if rule == "one_success":
-            if delivered:
+            if delivered or not job.parents:
                 return "run", ""
+
             if waiting:
                 return "wait", ""
             if failed or cancelled:
