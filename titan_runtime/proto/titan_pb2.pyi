@@ -136,7 +136,7 @@ class JobInfo(_message.Message):
     attempts: _containers.RepeatedCompositeFieldContainer[AttemptInfo]
     has_result: bool
     worker_name: str
-    def __init__(self, run_id: _Optional[str] = ..., id: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[float] = ..., ready_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptInfo, _Mapping]]] = ..., has_result: _Optional[bool] = ..., worker_name: _Optional[str] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[str] = ..., id: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[float] = ..., ready_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptInfo, _Mapping]]] = ..., has_result: bool = ..., worker_name: _Optional[str] = ...) -> None: ...
 
 class RunInfo(_message.Message):
     __slots__ = ("id", "name", "state", "labels", "agent_run_id", "created_at", "ended_at", "jobs", "counts", "reason")
@@ -241,7 +241,7 @@ class SubmitRunResponse(_message.Message):
     run_id: str
     job_ids: _containers.RepeatedScalarFieldContainer[str]
     existed: bool
-    def __init__(self, run_id: _Optional[str] = ..., job_ids: _Optional[_Iterable[str]] = ..., existed: _Optional[bool] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[str] = ..., job_ids: _Optional[_Iterable[str]] = ..., existed: bool = ...) -> None: ...
 
 class JobRef(_message.Message):
     __slots__ = ("ref",)
@@ -285,7 +285,7 @@ class CancelRequest(_message.Message):
     ref: str
     wait: bool
     timeout: float
-    def __init__(self, ref: _Optional[str] = ..., wait: _Optional[bool] = ..., timeout: _Optional[float] = ...) -> None: ...
+    def __init__(self, ref: _Optional[str] = ..., wait: bool = ..., timeout: _Optional[float] = ...) -> None: ...
 
 class CancelResponse(_message.Message):
     __slots__ = ("cancelled",)
@@ -303,7 +303,7 @@ class ReadLogsRequest(_message.Message):
     attempt: int
     offset: int
     follow: bool
-    def __init__(self, ref: _Optional[str] = ..., attempt: _Optional[int] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
+    def __init__(self, ref: _Optional[str] = ..., attempt: _Optional[int] = ..., offset: _Optional[int] = ..., follow: bool = ...) -> None: ...
 
 class LogChunk(_message.Message):
     __slots__ = ("attempt", "offset", "data")
@@ -321,7 +321,7 @@ class ResultResponse(_message.Message):
     JSON_FIELD_NUMBER: _ClassVar[int]
     has_result: bool
     json: str
-    def __init__(self, has_result: _Optional[bool] = ..., json: _Optional[str] = ...) -> None: ...
+    def __init__(self, has_result: bool = ..., json: _Optional[str] = ...) -> None: ...
 
 class ListWorkersResponse(_message.Message):
     __slots__ = ("workers",)
@@ -355,7 +355,7 @@ class KvResponse(_message.Message):
     changed: bool
     number: int
     members: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, found: _Optional[bool] = ..., value: _Optional[str] = ..., changed: _Optional[bool] = ..., number: _Optional[int] = ..., members: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, found: bool = ..., value: _Optional[str] = ..., changed: bool = ..., number: _Optional[int] = ..., members: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ArtifactChunk(_message.Message):
     __slots__ = ("hash", "data", "size")
@@ -379,7 +379,7 @@ class HasArtifactResponse(_message.Message):
     __slots__ = ("present",)
     PRESENT_FIELD_NUMBER: _ClassVar[int]
     present: bool
-    def __init__(self, present: _Optional[bool] = ...) -> None: ...
+    def __init__(self, present: bool = ...) -> None: ...
 
 class Empty(_message.Message):
     __slots__ = ()
@@ -403,7 +403,7 @@ class AttemptExit(_message.Message):
     result_json: str
     log_size: int
     ended_at: float
-    def __init__(self, outcome: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., has_result: _Optional[bool] = ..., result_json: _Optional[str] = ..., log_size: _Optional[int] = ..., ended_at: _Optional[float] = ...) -> None: ...
+    def __init__(self, outcome: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., has_result: bool = ..., result_json: _Optional[str] = ..., log_size: _Optional[int] = ..., ended_at: _Optional[float] = ...) -> None: ...
 
 class HeldAttempt(_message.Message):
     __slots__ = ("attempt_id", "pid", "finished", "exit", "log_size", "started_at")
@@ -419,7 +419,7 @@ class HeldAttempt(_message.Message):
     exit: AttemptExit
     log_size: int
     started_at: float
-    def __init__(self, attempt_id: _Optional[str] = ..., pid: _Optional[int] = ..., finished: _Optional[bool] = ..., exit: _Optional[_Union[AttemptExit, _Mapping]] = ..., log_size: _Optional[int] = ..., started_at: _Optional[float] = ...) -> None: ...
+    def __init__(self, attempt_id: _Optional[str] = ..., pid: _Optional[int] = ..., finished: bool = ..., exit: _Optional[_Union[AttemptExit, _Mapping]] = ..., log_size: _Optional[int] = ..., started_at: _Optional[float] = ...) -> None: ...
 
 class WorkerHello(_message.Message):
     __slots__ = ("worker_id", "name", "host", "pid", "tags", "slots", "cpu_count", "memory_bytes", "gpus", "version", "held", "draining")
@@ -447,7 +447,7 @@ class WorkerHello(_message.Message):
     version: str
     held: _containers.RepeatedCompositeFieldContainer[HeldAttempt]
     draining: bool
-    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., held: _Optional[_Iterable[_Union[HeldAttempt, _Mapping]]] = ..., draining: _Optional[bool] = ...) -> None: ...
+    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., held: _Optional[_Iterable[_Union[HeldAttempt, _Mapping]]] = ..., draining: bool = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("cpu_percent", "memory_percent", "running")
