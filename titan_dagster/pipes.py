@@ -276,9 +276,10 @@ class PipesTitanClient(PipesClient):
         placement: Placement,
         name: str | None,
     ) -> remote.Submission:
-        run_id = context.run_id
-        step_key = _step_key(context)
-        attempt = context.retry_number
+        op_context = _op_context(context)
+        run_id = op_context.run_id
+        step_key = op_context.get_step_execution_context().step.key
+        attempt = op_context.retry_number
         with self._lock:
             key = (run_id, step_key, attempt)
             self._invocations[key] = invocation = self._invocations.get(key, 0) + 1
@@ -288,7 +289,7 @@ class PipesTitanClient(PipesClient):
             self.client,
             run_id=naming.pipes_run_id(run_id, step_key, attempt, invocation),
             job_id=job_id,
-            name=f"{context.run.job_name}:{step_key}:pipes",
+            name=f"{op_context.job_name}:{step_key}:pipes",
             command=command,
             script=script,
             args=args,
@@ -298,7 +299,7 @@ class PipesTitanClient(PipesClient):
             labels={
                 naming.LABEL_KIND: "pipes",
                 naming.LABEL_RUN_ID: run_id,
-                naming.LABEL_JOB: context.run.job_name,
+                naming.LABEL_JOB: op_context.job_name,
                 naming.LABEL_STEP_KEY: step_key,
                 naming.LABEL_ATTEMPT: str(attempt),
             },
@@ -317,6 +318,5 @@ class PipesTitanClient(PipesClient):
             raise
 
 
-def _step_key(context: OpExecutionContext | AssetExecutionContext) -> str:
-    op_context = context.op_execution_context if isinstance(context, AssetExecutionContext) else context
-    return op_context.get_step_execution_context().step.key
+def _op_context(context: OpExecutionContext | AssetExecutionContext) -> OpExecutionContext:
+    return context.op_execution_context if isinstance(context, AssetExecutionContext) else context

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from dagster import DagsterInstance, execute_job, reconstructable
+from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
 
 from tests.dagster import jobs
 from tests.dagster.conftest import run_config
@@ -25,10 +25,59 @@ def test_steps_pass_outputs_and_the_gpu_step_runs_on_the_gpu_worker(
     assert scored["score"] == 28
     # Each step was its own Titan job, in its own process, never the test's.
     train_ref = f"{naming.step_run_id(run_id, 'train', 0)}/{naming.STEP_JOB_ID}"
-    record = titan.client.get_job(train_ref)
+    record = titan.client.wait(train_ref, timeout=30)
     assert record.state == "SUCCEEDED"
     assert record.worker_name == "gpu" == model["worker"]
     assert record.tags == ["gpu"] and record.priority == 7
     assert model["titan_run"] == naming.step_run_id(run_id, "train", 0)
     titan_runs = titan.client.list_runs(agent_run_id=naming.group_id(run_id))
     assert sorted(r.labels[naming.LABEL_STEP_KEY] for r in titan_runs) == ["evaluate", "extract", "train"]
+
+
+def step_failure_message(instance: DagsterInstance, run_id: str, step_key: str) -> str:
+    failures = [
+        record.dagster_event
+        for record in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
+        if record.dagster_event and record.dagster_event.step_key == step_key
+    ]
+    assert len(failures) == 1, failures
+    error = failures[0].step_failure_data.error
+    assert error is not None
+    return error.message
+
+
+def test_a_step_that_dies_before_reporting_fails_with_the_tail_of_its_titan_log(
+    titan: ProcessCluster, instance: DagsterInstance
+) -> None:
+    with execute_job(reconstructable(jobs.crash_job), instance=instance, run_config=run_config(titan)) as result:
+        assert not result.success
+        run_id = result.run_id
+    message = step_failure_message(instance, run_id, "crash")
+    ref = f"{naming.step_run_id(run_id, 'crash', 0)}/{naming.STEP_JOB_ID}"
+    assert "failed health check" in message
+    assert f"Titan job {ref} FAILED" in message
+    assert "exit code 3" in message
+    # The lines the process printed just before it died, from the worker's log via the master:
+    assert "CUDA out of memory (CRASH-MARKER-7f3a)" in message
+    assert "crash: loading the model" in message
+
+
+def test_a_retry_is_a_second_titan_job_and_a_relaunch_is_not_a_duplicate(
+    titan: ProcessCluster, instance: DagsterInstance
+) -> None:
+    with execute_job(reconstructable(jobs.retry_job), instance=instance, run_config=run_config(titan)) as result:
+        assert result.success
+        output = result.output_for_node("flaky")
+        run_id = result.run_id
+    first, second = (naming.step_run_id(run_id, "flaky", n) for n in (0, 1))
+    assert output["retry_number"] == 1
+    assert output["titan_run"] == second
+    titan_runs = {r.id: r for r in titan.client.list_runs(agent_run_id=naming.group_id(run_id))}
+    assert set(titan_runs) == {first, second}
+    assert [titan_runs[rid].labels[naming.LABEL_ATTEMPT] for rid in (first, second)] == ["0", "1"]
+    for rid in (first, second):
+        # Each attempt ran once: Titan itself never retried it (Dagster owns retries). The step
+        # process may still be exiting when the run has ended: it reported success before.
+        record = titan.client.wait(f"{rid}/{naming.STEP_JOB_ID}", timeout=30)
+        assert record.state == "SUCCEEDED" and len(record.attempts) == 1
+    assert "the first attempt fails on purpose" in titan.client.fetch_logs(f"{first}/{naming.STEP_JOB_ID}")
