@@ -11,9 +11,9 @@ import pytest
 
 pytest.importorskip("dagster", reason="the dagster extra is not installed")
 
-from dagster import DagsterInstance, instance_for_test  # noqa: E402
+from dagster import DagsterInstance, instance_for_test
 
-from tests.helpers import ProcessCluster  # noqa: E402
+from tests.helpers import ProcessCluster
 
 
 @pytest.fixture

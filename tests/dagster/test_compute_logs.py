@@ -49,7 +49,9 @@ def test_the_ui_reads_step_output_from_titan_while_the_step_runs(
 
                 def both_lines() -> bool:
                     data = manager.get_log_data(log_key)
-                    return b"LOG-MARKER-out" in (data.stdout or b"") and b"LOG-MARKER-err" in (data.stderr or b"")
+                    return b"LOG-MARKER-out" in (data.stdout or b"") and b"LOG-MARKER-err" in (
+                        data.stderr or b""
+                    )
 
                 wait_until(both_lines, timeout=60, interval=0.1, what="the step's output in the UI")
                 ref = parse_log_key(log_key)

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.integration
 def test_steps_pass_outputs_and_the_gpu_step_runs_on_the_gpu_worker(
     titan: ProcessCluster, instance: DagsterInstance
 ) -> None:
-    with execute_job(reconstructable(jobs.pipeline_job), instance=instance, run_config=run_config(titan)) as result:
+    with execute_job(
+        reconstructable(jobs.pipeline_job), instance=instance, run_config=run_config(titan)
+    ) as result:
         assert result.success, result.all_events
         model = result.output_for_node("train")
         scored = result.output_for_node("evaluate")
@@ -49,7 +51,9 @@ def step_failure_message(instance: DagsterInstance, run_id: str, step_key: str) 
 def test_a_step_that_dies_before_reporting_fails_with_the_tail_of_its_titan_log(
     titan: ProcessCluster, instance: DagsterInstance
 ) -> None:
-    with execute_job(reconstructable(jobs.crash_job), instance=instance, run_config=run_config(titan)) as result:
+    with execute_job(
+        reconstructable(jobs.crash_job), instance=instance, run_config=run_config(titan)
+    ) as result:
         assert not result.success
         run_id = result.run_id
     message = step_failure_message(instance, run_id, "crash")
@@ -65,7 +69,9 @@ def test_a_step_that_dies_before_reporting_fails_with_the_tail_of_its_titan_log(
 def test_a_retry_is_a_second_titan_job_and_a_relaunch_is_not_a_duplicate(
     titan: ProcessCluster, instance: DagsterInstance
 ) -> None:
-    with execute_job(reconstructable(jobs.retry_job), instance=instance, run_config=run_config(titan)) as result:
+    with execute_job(
+        reconstructable(jobs.retry_job), instance=instance, run_config=run_config(titan)
+    ) as result:
         assert result.success
         output = result.output_for_node("flaky")
         run_id = result.run_id

@@ -31,7 +31,11 @@ def scored(context: AssetExecutionContext, titan: TitanResource) -> MaterializeR
 
 @asset
 def broken(context: AssetExecutionContext, titan: TitanResource) -> MaterializeResult:
-    return titan.pipes_client().run(context=context, script=str(SCRIPTS / "pipes_fail.py")).get_materialize_result()
+    return (
+        titan.pipes_client()
+        .run(context=context, script=str(SCRIPTS / "pipes_fail.py"))
+        .get_materialize_result()
+    )
 
 
 def resources(cluster: ProcessCluster) -> dict[str, TitanResource]:

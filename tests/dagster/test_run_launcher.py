@@ -72,7 +72,11 @@ def test_terminating_a_launched_run_cancels_the_run_worker_and_the_step(
 ) -> None:
     instance = launcher_instance
     pid_file = tmp_path / "sleeper.pids"
-    run = create_run(instance, jobs.sleeper_job, run_config(titan, ops={"sleeper": {"config": {"pid_file": str(pid_file)}}}))
+    run = create_run(
+        instance,
+        jobs.sleeper_job,
+        run_config(titan, ops={"sleeper": {"config": {"pid_file": str(pid_file)}}}),
+    )
     instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]
     wait_until(pid_file.exists, timeout=90, interval=0.1, what="the sleeper step to start")
     step_pid, child_pid = (int(p) for p in pid_file.read_text().split())
@@ -94,4 +98,3 @@ def test_terminating_a_launched_run_cancels_the_run_worker_and_the_step(
     step_ref = f"{naming.step_run_id(run.run_id, 'sleeper', 0)}/{naming.STEP_JOB_ID}"
     assert titan.client.get_job(step_ref).state == "CANCELLED"
     assert instance.run_launcher.terminate(run.run_id) is False  # already finished
-
