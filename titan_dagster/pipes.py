@@ -155,7 +155,7 @@ class PipesTitanClient(PipesClient):
         address, token: the Titan master and its token (None: TITAN_ADDRESS / TITAN_TOKEN / data dir).
         client: an existing TitanClient to use instead of address/token.
         env: environment variables for every job this client starts.
-        requirement: worker tag(s) the jobs need ("gpu", "gpu,cuda12").
+        requirement: worker tag(s) the jobs need ("GPU", "GPU,cuda12").
         priority, timeout: Titan priority and timeout in seconds (None: no timeout).
         context_injector: how the Pipes context reaches the job (default: environment variables).
         forward_stdio: print the job's non-Pipes output in this process (so it is in the step's logs).

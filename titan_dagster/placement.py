@@ -38,7 +38,7 @@ class Placement:
 
 
 def parse_requirement(value: Any, where: str) -> tuple[str, ...]:
-    """Worker tags from "gpu", "gpu,cuda12" or ["gpu", "cuda12"]; GENERAL (any worker) adds nothing."""
+    """Worker tags from "GPU", "GPU,cuda12" or ["GPU", "cuda12"]; GENERAL (any worker) adds nothing."""
     if value is None or value == "":
         return ()
     if isinstance(value, str):
@@ -47,8 +47,8 @@ def parse_requirement(value: Any, where: str) -> tuple[str, ...]:
         items = value
     else:
         raise TitanConfigError(
-            f"{where}: requirement must be a worker tag or comma-separated tags such as 'gpu' or "
-            f"'gpu,cuda12', not {value!r}"
+            f"{where}: requirement must be a worker tag or comma-separated tags such as 'GPU' or "
+            f"'GPU,cuda12', not {value!r}"
         )
     tags: list[str] = []
     for item in items:
@@ -58,7 +58,7 @@ def parse_requirement(value: Any, where: str) -> tuple[str, ...]:
         if not WORKER_TAG.match(tag):
             raise TitanConfigError(
                 f"{where}: {tag!r} is not a valid Titan worker tag; use 1-64 letters, digits, "
-                "'_', '-', '.' or ':' (for example 'gpu')"
+                "'_', '-', '.' or ':' (for example 'GPU')"
             )
         if tag not in tags:
             tags.append(tag)
@@ -117,7 +117,7 @@ def parse_resources(value: Any, where: str) -> int:
     if unknown:
         raise TitanConfigError(
             f"{where}: unknown resource(s) {unknown}; Titan schedules by {', '.join(RESOURCE_KEYS)} "
-            "(route to special hardware with titan/requirement instead, e.g. 'gpu')"
+            "(route to special hardware with titan/requirement instead, e.g. 'GPU')"
         )
     raw = data.get("slots", 1)
     try:

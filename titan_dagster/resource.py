@@ -4,7 +4,7 @@
 
     @asset
     def train(context: AssetExecutionContext, titan: TitanResource):
-        return titan.pipes_client(requirement="gpu").run(
+        return titan.pipes_client(requirement="GPU").run(
             context=context, script="train.py"
         ).get_materialize_result()
 

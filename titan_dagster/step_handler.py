@@ -168,7 +168,11 @@ class TitanStepHandler(StepHandler):
         if record.state == "SUCCEEDED" or self._outcome_recorded(context, step_key, attempt):
             # The step reported its own outcome; the executor reads it from the event log.
             return CheckStepHealthResult.healthy()
-        return CheckStepHealthResult.unhealthy(remote.describe_failure(self.client, record))
+        reason = remote.describe_failure(self.client, record)
+        orphans = self._cancel_pipes_jobs(context.execute_step_args.run_id, step_key, attempt)
+        if orphans:
+            reason += f"\nCancelled the Pipes job(s) it had started: {', '.join(orphans)}"
+        return CheckStepHealthResult.unhealthy(reason)
 
     def terminate_step(self, step_handler_context: StepHandlerContext) -> Iterator[DagsterEvent]:
         context = step_handler_context
@@ -179,9 +183,10 @@ class TitanStepHandler(StepHandler):
             cancelled = self.client.cancel(ref, wait=True, timeout=self._settings.cancel_timeout)
         except JobNotFound:
             cancelled = []
+        cancelled += self._cancel_pipes_jobs(context.execute_step_args.run_id, step_key, attempt)
         message = (
-            f"Cancelled Titan job {ref}: its process group got SIGTERM, then SIGKILL after the "
-            "worker's grace period, and is gone."
+            f"Cancelled Titan job {', '.join(cancelled)}: each process group got SIGTERM, then "
+            "SIGKILL after the worker's grace period, and is gone."
             if cancelled
             else f"Titan job {ref} had already ended; nothing to cancel."
         )
@@ -199,6 +204,24 @@ class TitanStepHandler(StepHandler):
         records = context.instance.all_logs(context.execute_step_args.run_id, of_type=ATTEMPT_OUTCOMES)
         ended = sum(1 for r in records if r.dagster_event and r.dagster_event.step_key == step_key)
         return ended > attempt
+
+    def _cancel_pipes_jobs(self, run_id: str, step_key: str, attempt: int) -> list[str]:
+        """Cancel the Titan jobs a step attempt started through PipesTitanClient.
+
+        The step cannot always do it itself: inside a Titan job its token may act on its own
+        Titan run only, and a step that crashed or was killed does nothing at all.
+        """
+        cancelled: list[str] = []
+        for titan_run in self.client.list_runs(agent_run_id=naming.group_id(run_id)):
+            labels = titan_run.labels
+            if (
+                not titan_run.terminal
+                and labels.get(naming.LABEL_KIND) == "pipes"
+                and labels.get(naming.LABEL_STEP_KEY) == step_key
+                and labels.get(naming.LABEL_ATTEMPT) == str(attempt)
+            ):
+                cancelled += self.client.cancel(titan_run.id, wait=True, timeout=self._settings.cancel_timeout)
+        return cancelled
 
     def _nobody_can_run(self, placement: Placement) -> str:
         """A warning when no connected worker has the tags (the step then waits in Titan's queue)."""

@@ -18,10 +18,10 @@ from tests.helpers import ProcessCluster
 
 @pytest.fixture
 def titan(make_cluster) -> ProcessCluster:  # type: ignore[no-untyped-def]
-    """A master, an untagged worker "cpu" and a worker "gpu" tagged gpu."""
+    """A master, an untagged worker "cpu" and a worker "gpu" tagged GPU."""
     cluster = make_cluster()
     cluster.add_worker("cpu", slots=2)
-    cluster.add_worker("gpu", tags=["gpu"], slots=2)
+    cluster.add_worker("gpu", tags=["GPU"], slots=2)
     return cluster
 
 

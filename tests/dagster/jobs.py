@@ -33,7 +33,7 @@ def extract() -> list[int]:
     return [3, 1, 4, 1, 5]
 
 
-@op(tags={"titan/requirement": "gpu", "titan/priority": "7"})
+@op(tags={"titan/requirement": "GPU", "titan/priority": "7"})
 def train(numbers: list[int]) -> dict:
     return {"weights": sum(numbers), **where()}
 

@@ -30,7 +30,7 @@ def test_steps_pass_outputs_and_the_gpu_step_runs_on_the_gpu_worker(
     record = titan.client.wait(train_ref, timeout=30)
     assert record.state == "SUCCEEDED"
     assert record.worker_name == "gpu" == model["worker"]
-    assert record.tags == ["gpu"] and record.priority == 7
+    assert record.tags == ["GPU"] and record.priority == 7
     assert model["titan_run"] == naming.step_run_id(run_id, "train", 0)
     titan_runs = titan.client.list_runs(agent_run_id=naming.group_id(run_id))
     assert sorted(r.labels[naming.LABEL_STEP_KEY] for r in titan_runs) == ["evaluate", "extract", "train"]

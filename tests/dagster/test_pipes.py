@@ -23,7 +23,7 @@ SCRIPTS = Path(__file__).parent / "scripts"
 
 @asset
 def scored(context: AssetExecutionContext, titan: TitanResource) -> MaterializeResult:
-    pipes = titan.pipes_client(requirement="gpu")
+    pipes = titan.pipes_client(requirement="GPU")
     return pipes.run(
         context=context, script=str(SCRIPTS / "pipes_report.py"), extras={"rows": 42}
     ).get_materialize_result()
