@@ -220,7 +220,9 @@ class TitanStepHandler(StepHandler):
                 and labels.get(naming.LABEL_STEP_KEY) == step_key
                 and labels.get(naming.LABEL_ATTEMPT) == str(attempt)
             ):
-                cancelled += self.client.cancel(titan_run.id, wait=True, timeout=self._settings.cancel_timeout)
+                cancelled += self.client.cancel(
+                    titan_run.id, wait=True, timeout=self._settings.cancel_timeout
+                )
         return cancelled
 
     def _nobody_can_run(self, placement: Placement) -> str:

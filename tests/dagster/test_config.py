@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
+import titan_dagster
 from titan_dagster import naming
 from titan_dagster.compute_logs import parse_log_key, titan_file_key
 from titan_dagster.errors import TitanConfigError
@@ -91,3 +95,17 @@ def test_executor_config_is_checked_with_readable_errors() -> None:
         settings_from_config({"env": {"A=B": "x"}})
     with pytest.raises(TitanConfigError, match="health_check_interval must be at least 1"):
         settings_from_config({"health_check_interval": 0})
+
+
+def test_dagster_internals_are_imported_in_the_compat_module_only() -> None:
+    """A new Dagster minor that moves its internals must break titan_dagster/_compat.py alone."""
+    package = Path(titan_dagster.__file__).parent
+    offenders = [
+        f"{path.name}: {line.strip()}"
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "_compat.py"
+        for line in path.read_text().splitlines()
+        if re.match(r"\s*(from|import)\s+dagster\._", line)
+    ]
+    assert offenders == []
+    assert "from dagster._core" in (package / "_compat.py").read_text()

@@ -42,5 +42,7 @@ def test_the_example_trains_on_the_gpu_worker_with_titan_defaults(
     assert abs(float(model["slope"]) - 3) < 0.05  # type: ignore[arg-type]
     assert float(evaluation["mse"]) < 0.05  # type: ignore[arg-type]
     assert card["verdict"] == "ship it" and card["mse"] == evaluation["mse"]  # Pipes, from a Titan job
-    kinds = sorted(r.labels[naming.LABEL_KIND] for r in titan.client.list_runs(agent_run_id=naming.group_id(run_id)))
+    kinds = sorted(
+        r.labels[naming.LABEL_KIND] for r in titan.client.list_runs(agent_run_id=naming.group_id(run_id))
+    )
     assert kinds == ["pipes", "step", "step", "step", "step"]
