@@ -21,9 +21,11 @@ Op tags refine it per step: `titan/requirement` (added tags), `titan/priority`, 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from dagster import (
+    DagsterEvent,
     Executor,
     Field,
     InitExecutorContext,
@@ -111,6 +113,28 @@ EXECUTOR_CONFIG: dict[str, Any] = {
 }
 
 
+class TitanStepDelegatingExecutor(StepDelegatingExecutor):
+    """Dagster's step-delegating executor, plus one thing: after a step failed, the handler may
+    add why its Titan job ended (a Titan timeout, for one, reaches Dagster only as an interrupt)."""
+
+    def __init__(self, step_handler: TitanStepHandler, **kwargs: Any) -> None:
+        super().__init__(step_handler, **kwargs)
+        self._titan = step_handler
+
+    def execute(self, plan_context: Any, execution_plan: Any) -> Iterator[DagsterEvent]:
+        for event in super().execute(plan_context, execution_plan):
+            yield event
+            if event.is_step_failure and event.step_key:
+                data = event.step_failure_data
+                message = data.error.message if data is not None and data.error is not None else ""
+                self._titan.explain_failure(
+                    plan_context.for_step(execution_plan.get_step_by_key(event.step_key)),
+                    plan_context.run_id,
+                    event.step_key,
+                    message,
+                )
+
+
 def settings_from_config(config: dict[str, Any]) -> StepHandlerSettings:
     """Executor config -> handler settings, every value checked (TitanConfigError says what is wrong)."""
     where = "titan_executor config"
@@ -140,7 +164,7 @@ def titan_executor(init_context: InitExecutorContext) -> Executor:
     """Runs each step as a Titan job on a worker chosen by the step's tags (see module docstring)."""
     config = dict(init_context.executor_config)
     settings = settings_from_config(config)
-    return StepDelegatingExecutor(
+    return TitanStepDelegatingExecutor(
         TitanStepHandler(settings),
         retries=RetryMode.from_config(config["retries"]) or RetryMode.ENABLED,
         sleep_seconds=float(config["poll_interval"]),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from dagster import DagsterEvent, DagsterEventType, MetadataValue
 
@@ -19,12 +20,14 @@ from titan_dagster import naming, remote
 from titan_dagster._compat import CheckStepHealthResult, EngineEventData, StepHandler, StepHandlerContext
 from titan_dagster.compute_logs import CAPTURE_ENV, CAPTURE_TITAN
 from titan_dagster.placement import Placement, placement_for_step
-from titan_runtime import JobNotFound, TitanClient
+from titan_runtime import JobNotFound, TitanClient, TitanError
 
 STEP_COMMAND = ("{python}", "-m", "dagster", "api", "execute_step")
 #: Dagster reads the step's arguments from this variable when none are given on the command line.
 STEP_ARGS_ENV = "DAGSTER_COMPRESSED_EXECUTE_STEP_ARGS"
 #: Events that end a step attempt, as Dagster records them.
+#: How long to wait, after a step failed, for its Titan job to end before explaining how it ended.
+EXPLAIN_WAIT = 10.0
 ATTEMPT_OUTCOMES = {
     DagsterEventType.STEP_SUCCESS,
     DagsterEventType.STEP_FAILURE,
@@ -49,6 +52,8 @@ class TitanStepHandler(StepHandler):
         self._client: TitanClient | None = None
         # (dagster run id, step key, attempt) -> Titan job ref, for re-launched attempts ("-rN" ids).
         self._refs: dict[tuple[str, str, int], str] = {}
+        # (dagster run id, step key) -> the Titan job ref of its latest attempt.
+        self._latest: dict[tuple[str, str], str] = {}
         self._announced: set[str] = set()
 
     @property
@@ -120,6 +125,7 @@ class TitanStepHandler(StepHandler):
             },
         )
         self._refs[(args.run_id, step_key, attempt)] = submission.ref
+        self._latest[(args.run_id, step_key)] = submission.ref
         step_context = context.get_step_context(step_key)
         verb = "Re-attached to running" if submission.adopted else "Launched"
         yield DagsterEvent.step_worker_starting(
@@ -193,6 +199,28 @@ class TitanStepHandler(StepHandler):
         yield DagsterEvent.engine_event(
             context.get_step_context(step_key),
             message,
+            EngineEventData(metadata={"Titan job": MetadataValue.text(ref)}),
+        )
+
+    def explain_failure(self, step_context: Any, run_id: str, step_key: str, failure_message: str) -> None:
+        """After a step failed: if its process also ended badly on Titan (killed by a Titan timeout,
+        OOM, a crash after reporting), record why, with the tail of its output, next to the failure.
+
+        A Titan timeout reaches the step as SIGTERM, which Dagster reports only as an interrupt;
+        this event is where the user reads "timed out after 600s".
+        """
+        ref = self._latest.get((run_id, step_key))
+        if not ref or ref in failure_message:  # unknown, or the failure already says it (health check)
+            return
+        try:
+            record = self.client.wait(ref, timeout=EXPLAIN_WAIT)
+        except (TimeoutError, TitanError):
+            return  # still exiting, or the master is away: the failure stands on its own
+        if record.state in ("SUCCEEDED", "CANCELLED"):
+            return  # an ordinary step failure, or a termination (terminate_step logged it)
+        DagsterEvent.engine_event(
+            step_context,
+            f"The step's process ended badly too: {remote.describe_failure(self.client, record)}",
             EngineEventData(metadata={"Titan job": MetadataValue.text(ref)}),
         )
 

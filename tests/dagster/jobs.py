@@ -137,3 +137,17 @@ def whereami() -> dict:
 @job(executor_def=titan_executor)
 def whereami_job() -> None:
     whereami()
+
+
+# ---------------------------------------------------------------- a Titan timeout
+
+
+@op(tags={"titan/timeout": "5"})
+def overdue() -> None:
+    print("overdue: starting a long computation", flush=True)
+    time.sleep(120)
+
+
+@job(executor_def=titan_executor)
+def timeout_job() -> None:
+    overdue()

@@ -66,6 +66,27 @@ def test_a_step_that_dies_before_reporting_fails_with_the_tail_of_its_titan_log(
     assert "crash: loading the model" in message
 
 
+def test_a_step_over_its_titan_timeout_is_killed_and_fails_saying_so(
+    titan: ProcessCluster, instance: DagsterInstance
+) -> None:
+    with execute_job(
+        reconstructable(jobs.timeout_job), instance=instance, run_config=run_config(titan)
+    ) as result:
+        assert not result.success
+        run_id = result.run_id
+    # Titan's SIGTERM reaches the step as an interrupt, which is all Dagster's failure says...
+    assert "Interrupted" in step_failure_message(instance, run_id, "overdue")
+    # ...so the executor adds how the Titan job ended, next to the failure.
+    explained = [
+        r.message
+        for r in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)
+        if r.step_key == "overdue" and "ended badly" in r.message
+    ]
+    assert len(explained) == 1 and "timed out after 5s" in explained[0], explained
+    record = titan.client.get_job(f"{naming.step_run_id(run_id, 'overdue', 0)}/{naming.STEP_JOB_ID}")
+    assert record.state == "FAILED" and record.attempts[-1].pid
+
+
 def test_a_retry_is_a_second_titan_job_and_a_relaunch_is_not_a_duplicate(
     titan: ProcessCluster, instance: DagsterInstance
 ) -> None:

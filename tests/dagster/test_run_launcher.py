@@ -59,6 +59,8 @@ def test_a_launched_run_runs_its_run_worker_and_its_steps_on_titan(
     assert "RUN_SUCCESS" in titan.client.fetch_logs(ref)  # the run worker's own output is in Titan
     health = instance.run_launcher.check_run_worker_health(run)
     assert health.status.value == "SUCCESS", health
+    debug = instance.run_launcher.get_run_worker_debug_info(run) or ""
+    assert f"Titan job {ref} SUCCEEDED" in debug and "RUN_SUCCESS" in debug
 
     group = titan.client.list_runs(agent_run_id=naming.group_id(run.run_id))
     kinds = sorted((r.labels[naming.LABEL_KIND], r.labels.get(naming.LABEL_STEP_KEY, "")) for r in group)
@@ -95,6 +97,8 @@ def test_terminating_a_launched_run_cancels_the_run_worker_and_the_step(
     run = finished_run(instance, run.run_id, timeout=30)
     assert run.status == DagsterRunStatus.CANCELED
     assert titan.client.get_job(ref).state == "CANCELLED"
+    health = instance.run_launcher.check_run_worker_health(run)
+    assert health.status.value == "FAILED" and f"Titan job {ref} CANCELLED" in (health.msg or "")
     step_ref = f"{naming.step_run_id(run.run_id, 'sleeper', 0)}/{naming.STEP_JOB_ID}"
     assert titan.client.get_job(step_ref).state == "CANCELLED"
     assert instance.run_launcher.terminate(run.run_id) is False  # already finished

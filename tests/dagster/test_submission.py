@@ -7,6 +7,7 @@ import pytest
 from tests.helpers import ProcessCluster
 from titan_dagster import naming, remote
 from titan_dagster.placement import Placement
+from titan_dagster.step_handler import StepHandlerSettings, TitanStepHandler
 
 pytestmark = pytest.mark.integration
 
@@ -41,3 +42,13 @@ def test_launching_the_same_attempt_twice_runs_it_once(cluster: ProcessCluster) 
     assert cluster.client.wait(relaunch.ref, timeout=30).state == "SUCCEEDED"
     record = cluster.client.get_job(first.ref)
     assert record.state == "CANCELLED" and len(record.attempts) == 1
+
+
+def test_a_step_nobody_can_run_is_announced(titan: ProcessCluster) -> None:
+    handler = TitanStepHandler(StepHandlerSettings(address=titan.address, token=titan.token))
+    assert handler._nobody_can_run(Placement(requirement=("GPU",))) == ""
+    assert handler._nobody_can_run(Placement()) == ""
+    warning = handler._nobody_can_run(Placement(requirement=("TPU",)))
+    assert "No connected Titan worker has tags ['TPU']" in warning
+    assert "titan-runtime worker --tags TPU" in warning
+    assert "at least 3 slots" in handler._nobody_can_run(Placement(requirement=("GPU",), slots=3))
