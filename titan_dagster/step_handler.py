@@ -22,12 +22,12 @@ from titan_dagster.compute_logs import CAPTURE_ENV, CAPTURE_TITAN
 from titan_dagster.placement import Placement, placement_for_step
 from titan_runtime import JobNotFound, TitanClient, TitanError
 
+#: The step process; its arguments travel in the environment (DAGSTER_COMPRESSED_EXECUTE_STEP_ARGS),
+#: and "{python}" is the worker's own interpreter (`dagster` on PATH may be another environment's).
 STEP_COMMAND = ("{python}", "-m", "dagster", "api", "execute_step")
-#: Dagster reads the step's arguments from this variable when none are given on the command line.
-STEP_ARGS_ENV = "DAGSTER_COMPRESSED_EXECUTE_STEP_ARGS"
-#: Events that end a step attempt, as Dagster records them.
 #: How long to wait, after a step failed, for its Titan job to end before explaining how it ended.
 EXPLAIN_WAIT = 10.0
+#: Events that end a step attempt, as Dagster records them.
 ATTEMPT_OUTCOMES = {
     DagsterEventType.STEP_SUCCESS,
     DagsterEventType.STEP_FAILURE,
@@ -46,6 +46,8 @@ class StepHandlerSettings:
 
 
 class TitanStepHandler(StepHandler):
+    """Launches, watches and stops Dagster step attempts as Titan jobs (see the module docstring)."""
+
     def __init__(self, settings: StepHandlerSettings) -> None:
         super().__init__()
         self._settings = settings
@@ -90,7 +92,7 @@ class TitanStepHandler(StepHandler):
         relaunches = [
             r.id
             for r in self.client.list_runs(agent_run_id=naming.group_id(run_id))
-            if r.id.startswith(base + "-r")
+            if r.id.startswith(base + "-r") and r.id[len(base) + 2 :].isdigit()
         ]
         newest = max(relaunches, key=lambda rid: int(rid.rsplit("-r", 1)[1]), default=base)
         return f"{newest}/{naming.STEP_JOB_ID}"

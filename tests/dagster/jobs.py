@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dagster import Config, OpExecutionContext, RetryPolicy, job, op
 
-from titan_dagster import titan_executor
+from titan_dagster import PipesTitanClient, titan_executor
 
 
 def where() -> dict[str, object]:
@@ -151,3 +151,24 @@ def overdue() -> None:
 @job(executor_def=titan_executor)
 def timeout_job() -> None:
     overdue()
+
+
+# ---------------------------------------------------------------- a step that waits on a Pipes job
+
+
+class PipesSleeperConfig(Config):
+    pid_file: str
+
+
+@op
+def pipes_sleeper(context: OpExecutionContext, config: PipesSleeperConfig) -> None:
+    # Titan's defaults: inside a step on Titan, the worker's master and the step's own credential,
+    # which may not cancel another Titan run: the executor has to cancel this Pipes job.
+    client = PipesTitanClient()
+    script = str(Path(__file__).parent / "scripts" / "pipes_sleep.py")
+    client.run(context=context, script=script, extras={"pid_file": config.pid_file})
+
+
+@job(executor_def=titan_executor)
+def pipes_sleeper_job() -> None:
+    pipes_sleeper()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+from pathlib import Path
+
 import pytest
 from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
 
 from tests.dagster import jobs
 from tests.dagster.conftest import run_config
-from tests.helpers import ProcessCluster
+from tests.helpers import ProcessCluster, wait_until
 from titan_dagster import naming
 
 pytestmark = pytest.mark.integration
@@ -34,6 +39,11 @@ def test_steps_pass_outputs_and_the_gpu_step_runs_on_the_gpu_worker(
     assert model["titan_run"] == naming.step_run_id(run_id, "train", 0)
     titan_runs = titan.client.list_runs(agent_run_id=naming.group_id(run_id))
     assert sorted(r.labels[naming.LABEL_STEP_KEY] for r in titan_runs) == ["evaluate", "extract", "train"]
+    # Each step's launch event names its Titan job (the UI shows it in the step's events).
+    launches = instance.all_logs(run_id, of_type=DagsterEventType.STEP_WORKER_STARTING)
+    named = {r.step_key: r.dagster_event.engine_event_data.metadata["Titan job"].value for r in launches}
+    assert named["train"] == train_ref
+    assert set(named) == {"extract", "train", "evaluate"}
 
 
 def step_failure_message(instance: DagsterInstance, run_id: str, step_key: str) -> str:
@@ -108,3 +118,34 @@ def test_a_retry_is_a_second_titan_job_and_a_relaunch_is_not_a_duplicate(
         record = titan.client.wait(f"{rid}/{naming.STEP_JOB_ID}", timeout=30)
         assert record.state == "SUCCEEDED" and len(record.attempts) == 1
     assert "the first attempt fails on purpose" in titan.client.fetch_logs(f"{first}/{naming.STEP_JOB_ID}")
+
+
+def test_a_step_whose_worker_dies_fails_as_lost(
+    titan: ProcessCluster, instance: DagsterInstance, tmp_path: Path
+) -> None:
+    """The machine running a step dies (worker and step processes killed): the step fails, saying so."""
+    pid_file = tmp_path / "sleeper.pids"
+    problems: list[BaseException] = []
+
+    def machine_dies() -> None:
+        try:
+            wait_until(pid_file.exists, timeout=60, interval=0.1, what="the sleeper step to start")
+            step_pid, child_pid = (int(p) for p in pid_file.read_text().split())
+            [name] = [w.name for w in titan.client.list_workers() if w.running]
+            titan.workers[name].kill()
+            titan.workers.pop(name).wait(30)
+            for pid in (step_pid, child_pid):
+                os.kill(pid, signal.SIGKILL)
+        except BaseException as exc:
+            problems.append(exc)
+
+    killer = threading.Thread(target=machine_dies, daemon=True)
+    killer.start()
+    config = run_config(titan, ops={"sleeper": {"config": {"pid_file": str(pid_file)}}})
+    with execute_job(reconstructable(jobs.sleeper_job), instance=instance, run_config=config) as result:
+        assert not result.success
+        run_id = result.run_id
+    killer.join(30)
+    assert not problems, problems
+    message = step_failure_message(instance, run_id, "sleeper")
+    assert "failed health check" in message and "lost" in message, message

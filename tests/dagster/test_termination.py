@@ -50,3 +50,35 @@ def test_terminating_the_run_worker_kills_the_step_and_its_children_on_the_worke
     assert finished is not None and finished.status == DagsterRunStatus.CANCELED
     messages = [r.message for r in instance.all_logs(run.run_id)]
     assert any(f"Cancelled Titan job {ref}" in m for m in messages), messages
+
+
+def test_terminating_a_run_cancels_the_pipes_job_its_step_started(
+    titan: ProcessCluster, instance: DagsterInstance, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pipes.pid"
+    config = run_config(titan, ops={"pipes_sleeper": {"config": {"pid_file": str(pid_file)}}})
+    run = create_run(instance, jobs.pipes_sleeper_job, config)
+    worker = start_run_worker(instance, run, tmp_path / "run-worker.log")
+    try:
+        wait_until(pid_file.exists, timeout=60, interval=0.1, what="the Pipes job to start")
+        pipes_pid = int(pid_file.read_text())
+        [pipes_run] = [
+            r
+            for r in titan.client.list_runs(agent_run_id=naming.group_id(run.run_id))
+            if r.labels[naming.LABEL_KIND] == "pipes"
+        ]
+        assert pid_alive(pipes_pid)
+        instance.report_run_canceling(run)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(90) is not None
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert not pid_alive(pipes_pid)
+    assert titan.client.get_run(pipes_run.id).state == "CANCELLED"
+    # The executor cancelled it (the step's own credential may not touch another Titan run).
+    messages = [r.message for r in instance.all_logs(run.run_id)]
+    assert any("Cancelled Titan job" in m and pipes_run.id in m for m in messages), messages
+    finished = instance.get_run_by_id(run.run_id)
+    assert finished is not None and finished.status == DagsterRunStatus.CANCELED
