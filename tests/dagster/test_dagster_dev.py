@@ -19,7 +19,7 @@ import pytest
 from tests.helpers import ProcessCluster, wait_until
 from titan_dagster import naming
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::DeprecationWarning:gql")]
 
 requests = pytest.importorskip("requests")
 pytest.importorskip("dagster_webserver", reason="dagster dev needs dagster-webserver (in the dagster extra)")
