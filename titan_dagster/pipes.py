@@ -47,6 +47,8 @@ from titan_runtime import TitanClient, TitanError
 
 #: A Pipes message longer than this is given up on (Titan splits lines over 64 KiB; we rejoin them).
 MAX_MESSAGE_CHARS = 64 * 1024 * 1024
+#: The Titan worker cuts output lines longer than this many bytes (titan_runtime.worker.spool.MAX_LINE).
+TITAN_MAX_LINE = 64 * 1024
 #: After the job ended, how long to wait for the log reader to finish the last lines.
 DRAIN_TIMEOUT = 60.0
 
@@ -107,7 +109,7 @@ class PipesTitanLogsMessageReader(PipesMessageReader):
                     if message is not None:
                         handler.handle_message(message)
                         pending = ""
-                    elif len(pending) > MAX_MESSAGE_CHARS or not _may_continue(pending):
+                    elif len(pending) > MAX_MESSAGE_CHARS or not _may_continue(pending, text):
                         self._forward_line(pending, "stderr")
                         pending = ""
                     continue
@@ -135,9 +137,10 @@ def _looks_like_message(text: str) -> bool:
     return text.startswith("{") and PIPES_PROTOCOL_VERSION_FIELD in text[:200]
 
 
-def _may_continue(text: str) -> bool:
-    """A truncated JSON object might still be completed by the next (split) line."""
-    return not text.rstrip().endswith("}")
+def _may_continue(pending: str, piece: str) -> bool:
+    """Whether the next line may complete a message that does not parse yet: the last piece was cut
+    at Titan's line limit (Pipes writes ASCII JSON, so characters are bytes), or it is unfinished."""
+    return len(piece.encode()) >= TITAN_MAX_LINE or not pending.rstrip().endswith("}")
 
 
 def _parse_message(text: str) -> dict[str, Any] | None:

@@ -19,7 +19,6 @@ TAG_REQUIREMENT = "titan/requirement"
 TAG_PRIORITY = "titan/priority"
 TAG_TIMEOUT = "titan/timeout"
 TAG_RESOURCES = "titan/resources"
-TITAN_TAGS = (TAG_REQUIREMENT, TAG_PRIORITY, TAG_TIMEOUT, TAG_RESOURCES)
 
 #: Titan's worker tag rule (titan_runtime.core.model.TAG_PATTERN), restated: the client is all we may import.
 WORKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,63}$")
