@@ -375,7 +375,13 @@ class ClusterState:
                 self._finish(job, attempt, held.exit, now)
                 self._effects.append(AckFinished(worker.id, attempt.id))
             else:
+                # The worker is the authority on what it runs: its ports and health may not have been
+                # committed before the master went down.
+                attempt.host = held.host or attempt.host
+                attempt.ports = dict(held.ports) or attempt.ports
+                attempt.healthy = attempt.healthy or held.healthy
                 self._mark_running(job, attempt, held.pid, held.started_at or now, now)
+
 
         # What we believe this worker holds but it does not: never received, or lost with a restart.
         for attempt_id in list(worker.attempts):
