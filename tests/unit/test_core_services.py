@@ -153,7 +153,9 @@ def test_a_restarted_master_learns_ports_and_health_from_the_worker() -> None:
     snap = store.load()
     fresh = ClusterState(ClusterConfig(lease_timeout=1e9))
     fresh.restore(snap.runs, snap.jobs, snap.attempts, snap.workers, 5)
-    held = HeldAttempt(api.attempt_id, pid=7, started_at=1, host="10.0.0.2", ports={"port": 20005}, healthy=True)
+    held = HeldAttempt(
+        api.attempt_id, pid=7, started_at=1, host="10.0.0.2", ports={"port": 20005}, healthy=True
+    )
     fresh.worker_connected(WorkerHello(worker_id="w", name="w", slots=2, held=(held,)), 6)
     assert fresh.resolve("r/api").state is JobState.HEALTHY
     (client,) = assigns(fresh)

@@ -178,7 +178,6 @@ def test_json_schema_matches_the_loader_and_accepts_every_example() -> None:
     assert set(schema["properties"]) == set(ROOT_KEYS)
     assert set(schema["$defs"]["job"]["properties"]) == set(JOB_KEYS)
     for example in PIPELINES:
-
         jsonschema.validate(yaml.safe_load(example.read_text()), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"jobs": [{"id": "a", "file": "a.py", "depend_on": []}]}, schema)

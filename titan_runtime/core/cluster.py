@@ -382,7 +382,6 @@ class ClusterState:
                 attempt.healthy = attempt.healthy or held.healthy
                 self._mark_running(job, attempt, held.pid, held.started_at or now, now)
 
-
         # What we believe this worker holds but it does not: never received, or lost with a restart.
         for attempt_id in list(worker.attempts):
             if attempt_id in held_ids:
@@ -741,13 +740,7 @@ class ClusterState:
             for job in run.jobs.values():
                 job.released = job.state.terminal or job.delivered
             for job in run.jobs.values():
-                for parent_id in job.parents:
-                    parent = run.jobs[parent_id]
-                    parent.children.append(job.id)
-                    if not parent.released:
-                        job.waiting_on += 1
-                if job.spec.map_of:
-                    run.jobs[job.spec.map_of].mapped.append(job.id)
+                self._link(run, job)
             for job in run.jobs.values():
                 job.mapped.sort(key=lambda i, run=run: run.jobs[i].spec.map_index)
         for job, attempt in list(self._attempts.values()):
@@ -801,19 +794,24 @@ class ClusterState:
                 run.services += 1
             new.append(job)
         for job in new:
-            for parent_id in job.parents:
-                parent = run.jobs[parent_id]
-                parent.children.append(job.id)
-                if not parent.released:
-                    job.waiting_on += 1
-            if job.spec.map_of:
-                run.jobs[job.spec.map_of].mapped.append(job.id)
+            self._link(run, job)
         for job in new:
             if job.state is JobState.PENDING:
                 self._decide(job, now)
         return new
 
     # ------------------------------------------------------------------ dependencies
+
+    @staticmethod
+    def _link(run: Run, job: Job) -> None:
+        """Enter a job in its parents' child lists (and a mapped instance in its template's)."""
+        for parent_id in job.parents:
+            parent = run.jobs[parent_id]
+            parent.children.append(job.id)
+            if not parent.released:
+                job.waiting_on += 1
+        if job.spec.map_of:
+            run.jobs[job.spec.map_of].mapped.append(job.id)
 
     def _notify_children(self, job: Job, now: float) -> None:
         """`job` resolved (it ended, or a service became healthy): each child may now decide."""
