@@ -265,7 +265,9 @@ def test_result_too_large_fails_with_a_clear_reason(cluster: ProcessCluster, tmp
 
 def test_python_placeholder_is_the_workers_interpreter(cluster: ProcessCluster) -> None:
     client = cluster.client
-    job_id = client.submit_job(TitanJob(command=["{python}", "-c", "import sys, titan_runtime; print(sys.executable)"]))
+    job_id = client.submit_job(
+        TitanJob(command=["{python}", "-c", "import sys, titan_runtime; print(sys.executable)"])
+    )
     assert client.wait(job_id, 30).state == "SUCCEEDED"
     import sys
 
