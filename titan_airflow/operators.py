@@ -184,18 +184,26 @@ class TitanOperator(BaseOperator):
         with self._hook().get_conn() as client:
             ref = self.submit(client, context)
             record = client.get_job(ref)
+            if self.deferrable and not record.terminal:
+                self.log.info(
+                    "Titan job %s is %s (master %s). Deferring until it ends; its output will be written "
+                    "here when the task resumes (live meanwhile: titan-runtime logs -f %s)",
+                    ref,
+                    record.state,
+                    client.address,
+                    ref,
+                )
+                self.defer(
+                    trigger=TitanJobTrigger(ref=ref, titan_conn_id=self.titan_conn_id),
+                    method_name="execute_complete",
+                )
             self.log.info(
-                "Titan job %s is %s (master %s). Its output follows; also: titan-runtime logs -f %s",
+                "Titan job %s is %s (master %s). Its output follows (also: titan-runtime logs -f %s)",
                 ref,
                 record.state,
                 client.address,
                 ref,
             )
-            if self.deferrable and not record.terminal:
-                self.defer(
-                    trigger=TitanJobTrigger(ref=ref, titan_conn_id=self.titan_conn_id),
-                    method_name="execute_complete",
-                )
             record = output.follow(client, ref, LogCursor(), self._emit, on_reconnect=self._on_reconnect)
             return self._finish(client, record)
 

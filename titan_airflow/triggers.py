@@ -75,7 +75,7 @@ class TitanJobTrigger(BaseTrigger):
                     self.log.info("Waiting for Titan job %s (%s%s)", record.ref, record.state, where)
                     announced = True
                 record = await client.wait(self.ref)
-                self.log.info("Titan job %s ended: %s %s", record.ref, record.state, record.reason)
+                self.log.info("Titan job %s ended: %s (%s)", record.ref, record.state, record.reason or "-")
                 return {
                     "status": "ended",
                     "ref": record.ref,
