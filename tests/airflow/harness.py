@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from tests.helpers import ProcessCluster, wait_until
 
 HERE = Path(__file__).resolve().parent
 TEST_DAGS = HERE / "dags"
+BRIDGE_DAGS = HERE / "bridge_dags"
 RUN_DAG = HERE / "run_dag.py"
 PYTHON = sys.executable
 AIRFLOW = str(Path(PYTHON).with_name("airflow"))
@@ -158,3 +161,116 @@ def task_log_lines(log: str, logger_suffix: str = "TitanOperator") -> list[str]:
         message, _, _ = rest.rpartition(" [airflow.task.operators.")
         messages.append(message.rstrip())
     return messages
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class AirflowServices:
+    """`airflow api-server` and `airflow scheduler` on 127.0.0.1, each in its own process group.
+
+    Stopped by pid: SIGTERM to the group whose id is the service's pid (the scheduler's
+    LocalExecutor workers live in it), SIGKILL if it has not ended after a grace period.
+    """
+
+    USER, PASSWORD = "titan", "titan-test-password"
+
+    def __init__(self, home: AirflowHome, cluster: ProcessCluster, dags_folder: Path) -> None:
+        self.home = home
+        self.port = free_port()
+        passwords = home.root / "passwords.json"
+        passwords.write_text(json.dumps({self.USER: self.PASSWORD}))
+        self.env = home.env(
+            cluster,
+            dags_folder,
+            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=f"{self.USER}:admin",
+            AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(passwords),
+            AIRFLOW__API_AUTH__JWT_SECRET="titan-airflow-tests-jwt-secret",
+            AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{self.url}/execution/",
+            AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+            AIRFLOW__CORE__PARALLELISM="4",
+            AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+        )
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client_env(self) -> dict[str, str]:
+        """What a Titan job or the CLI needs to reach this Airflow through the bridge."""
+        return {
+            "TITAN_AIRFLOW_URL": self.url,
+            "TITAN_AIRFLOW_USERNAME": self.USER,
+            "TITAN_AIRFLOW_PASSWORD": self.PASSWORD,
+        }
+
+    def log(self, name: str) -> str:
+        try:
+            return (self.home.root / f"{name}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def airflow(self, *args: str) -> None:
+        done = subprocess.run(
+            [AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=300, check=False
+        )
+        if done.returncode != 0:
+            raise AssertionError(f"airflow {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+
+    def start(self) -> None:
+        self.airflow("dags", "reserialize")
+        commands = {
+            "api-server": [
+                AIRFLOW,
+                "api-server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            "scheduler": [AIRFLOW, "scheduler"],
+        }
+        for name, argv in commands.items():
+            with open(self.home.root / f"{name}.log", "wb") as log:
+                self.procs[name] = subprocess.Popen(
+                    argv,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=self.env,
+                    start_new_session=True,
+                )
+        wait_until(self._healthy, 120, interval=0.25, what="the Airflow api-server and scheduler")
+
+    def _healthy(self) -> bool:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise AssertionError(f"airflow {name} exited with {proc.returncode}:\n{self.log(name)}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=2) as response:
+                health = json.loads(response.read())
+        except OSError:
+            return False
+        return health.get("scheduler", {}).get("status") == "healthy"
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+            try:  # anything left in its group (executor workers, serve-logs)
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.procs.clear()

@@ -1,0 +1,132 @@
+"""The way back: Titan (the CLI, and the SDK inside a Titan job) starts Airflow DAG runs and waits for them,
+against a real `airflow api-server` and `airflow scheduler` started and stopped by the test."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.airflow.harness import BRIDGE_DAGS, PYTHON, AirflowHome, AirflowServices, migrate
+from tests.helpers import ProcessCluster
+from titan_runtime import TitanJob
+
+pytestmark = pytest.mark.integration
+JOB = Path(__file__).with_name("jobs") / "trigger_dag.py"
+
+
+@pytest.fixture
+def airflow_services(cluster: ProcessCluster, tmp_path: Path) -> Iterator[AirflowServices]:
+    home = AirflowHome(tmp_path / "airflow_home")
+    migrate(home)
+    services = AirflowServices(home, cluster, BRIDGE_DAGS)
+    try:
+        services.start()
+        yield services
+    finally:
+        services.stop()
+
+
+def cli(services: AirflowServices, cluster: ProcessCluster, *args: str) -> subprocess.Popen[str]:
+    env = {**cluster.env(), **services.client_env()}
+    return subprocess.Popen(
+        [PYTHON, "-m", "titan_runtime", "airflow", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=200)
+    return proc.returncode, out, err
+
+
+def titan_logs_of_dag_runs(cluster: ProcessCluster, dag_id: str) -> dict[str, str]:
+    """The output of each Titan job that a run of `dag_id` started, by Airflow run id."""
+    runs = [r for r in cluster.client.list_runs() if r.labels.get("airflow.dag_id") == dag_id]
+    return {r.labels["airflow.run_id"]: cluster.client.fetch_logs(r.id) for r in runs}
+
+
+def test_titan_starts_airflow_dag_runs_and_waits_for_their_state(
+    airflow_services: AirflowServices, cluster: ProcessCluster
+) -> None:
+    services = airflow_services
+    ok = ["trigger", "titan_bridge_target", "--wait", "--timeout", "150", "--poll-interval", "0.5", "--json"]
+    passing = cli(services, cluster, *ok, "--conf", json.dumps({"message": "from the cli"}))
+    failing = cli(services, cluster, *ok, "--conf", json.dumps({"message": "doomed", "outcome": "fail"}))
+    # A Titan job starts a run through the SDK call and waits for it.
+    job = cluster.client.submit_job(
+        TitanJob(filename=str(JOB), args=["from a titan job"], env=services.client_env()), run_id="bridge-job"
+    )
+
+    code, out, err = finish(passing)
+    assert code == 0, out + err
+    run = json.loads(out)
+    assert (run["dag_id"], run["state"], run["tasks"]) == (
+        "titan_bridge_target",
+        "success",
+        {"say": "success"},
+    )
+    assert run["conf"] == {"message": "from the cli"}
+
+    code, out, err = finish(failing)
+    assert code == 1, out + err
+    failed = json.loads(out)
+    assert (failed["state"], failed["tasks"]) == ("failed", {"say": "failed"})
+
+    record = cluster.client.wait(job, timeout=200)
+    assert record.state == "SUCCEEDED", cluster.client.fetch_logs(job)
+    from_job = cluster.client.get_result(job)
+    assert from_job["state"] == "success"
+    assert from_job["conf"] == {"message": "from a titan job"}
+    assert f"Airflow run {from_job['run_id']} ended success" in cluster.client.fetch_logs(job)
+
+    # Each Airflow run ran its task on Titan, which printed the conf it was given.
+    logs = titan_logs_of_dag_runs(cluster, "titan_bridge_target")
+    assert "message: from the cli" in logs[run["run_id"]]
+    assert "message: doomed" in logs[failed["run_id"]]
+    assert "message: from a titan job" in logs[from_job["run_id"]]
+
+    # Without --wait: print the new run and return at once.
+    code, out, err = finish(
+        cli(services, cluster, "trigger", "titan_bridge_target", "--conf", '{"message": "x"}')
+    )
+    assert code == 0, err
+    dag_id, run_id, state = out.split()
+    assert dag_id == "titan_bridge_target" and state in ("queued", "running")
+    code, out, err = finish(
+        cli(services, cluster, "status", "titan_bridge_target", run_id, "--wait", "--timeout", "150")
+    )
+    assert code == 0, out + err
+    assert out.splitlines() == [f"titan_bridge_target {run_id} success", "  say: success"]
+
+    # Mistakes that only the server can tell get a sentence saying what to fix.
+    code, _, err = finish(cli(services, cluster, "trigger", "no_such_dag"))
+    assert code == 1 and "no_such_dag" in err and "not found" in err and "airflow dags list" in err
+    code, _, err = finish(cli(services, cluster, "trigger", "titan_bridge_target", "--password", "wrong"))
+    assert code == 1 and "refused user 'titan': check the username and password" in err
+
+
+def test_bridge_errors_that_need_no_airflow_say_what_to_fix(cluster: ProcessCluster) -> None:
+    env = {**cluster.env(), "TITAN_AIRFLOW_URL": "http://127.0.0.1:1"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [PYTHON, "-m", "titan_runtime", "airflow", "trigger", "some_dag", *args]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+    done = run("--conf", "[1]")
+    assert done.returncode == 2 and "Invalid value for --conf: must be a JSON object, not list" in done.stderr
+    done = run("--conf", "{nope")
+    assert done.returncode == 2 and "not valid JSON" in done.stderr
+    done = run()
+    assert done.returncode == 1
+    assert "cannot reach Airflow at http://127.0.0.1:1" in done.stderr and "TITAN_AIRFLOW_URL" in done.stderr
+    done = run("--url", "127.0.0.1:8080")
+    assert done.returncode == 1 and "must start with http:// or https://" in done.stderr
+    done = run("--username", "someone")
+    assert done.returncode == 1 and "needs a password" in done.stderr
