@@ -86,18 +86,6 @@ class TitanHook(BaseHook):
         super().__init__(**kwargs)
         self.titan_conn_id = titan_conn_id
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "login", "extra"],
-            "relabeling": {"host": "Master host", "port": "Master port", "password": "Cluster token"},
-            "placeholders": {
-                "host": "127.0.0.1",
-                "port": str(DEFAULT_PORT),
-                "password": "the master's DATA_DIR/token (default ~/.titan/token)",
-            },
-        }
-
     # ------------------------------------------------------------------ settings
 
     def settings(self) -> TitanSettings:
