@@ -1,29 +1,38 @@
 """Titan: a lightweight distributed execution runtime.
 
 `from titan_runtime import TitanClient, TitanJob` for the SDK; `from titan_runtime import task`
-inside a running job.
+inside a running job. Names load on first use, so a job that only calls `task.set_result`
+does not pay for importing gRPC.
 """
 
-from titan_runtime.client import (
-    AsyncTitanClient,
-    Conflict,
-    InvalidJob,
-    JobNotFound,
-    JobRecord,
-    LogLine,
-    PermissionDenied,
-    RunRecord,
-    TitanClient,
-    TitanConnectionError,
-    TitanError,
-    TitanJob,
-    Unauthenticated,
-    WorkerRecord,
-    task,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from titan_runtime.version import __version__
 
+_EXPORTS = {
+    "AsyncTitanClient": "titan_runtime.client.aio",
+    "TitanClient": "titan_runtime.client.sync",
+    "TitanJob": "titan_runtime.client.job",
+    "Run": "titan_runtime.client.run",
+    "AsyncRun": "titan_runtime.client.run",
+    "JobRecord": "titan_runtime.client.records",
+    "RunRecord": "titan_runtime.client.records",
+    "WorkerRecord": "titan_runtime.client.records",
+    "LogLine": "titan_runtime.client.records",
+    "TitanError": "titan_runtime.client.errors",
+    "TitanConnectionError": "titan_runtime.client.errors",
+    "Unauthenticated": "titan_runtime.client.errors",
+    "PermissionDenied": "titan_runtime.client.errors",
+    "JobNotFound": "titan_runtime.client.errors",
+    "InvalidJob": "titan_runtime.client.errors",
+    "Conflict": "titan_runtime.client.errors",
+}
+
 __all__ = [
+    "AsyncRun",
     "AsyncTitanClient",
     "Conflict",
     "InvalidJob",
@@ -31,6 +40,7 @@ __all__ = [
     "JobRecord",
     "LogLine",
     "PermissionDenied",
+    "Run",
     "RunRecord",
     "TitanClient",
     "TitanConnectionError",
@@ -41,3 +51,29 @@ __all__ = [
     "__version__",
     "task",
 ]
+
+if TYPE_CHECKING:
+    from titan_runtime.client import task
+    from titan_runtime.client.aio import AsyncTitanClient
+    from titan_runtime.client.errors import (
+        Conflict,
+        InvalidJob,
+        JobNotFound,
+        PermissionDenied,
+        TitanConnectionError,
+        TitanError,
+        Unauthenticated,
+    )
+    from titan_runtime.client.job import TitanJob
+    from titan_runtime.client.records import JobRecord, LogLine, RunRecord, WorkerRecord
+    from titan_runtime.client.run import AsyncRun, Run
+    from titan_runtime.client.sync import TitanClient
+
+
+def __getattr__(name: str) -> Any:
+    if name == "task":
+        return importlib.import_module("titan_runtime.client.task")
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'titan_runtime' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -591,6 +591,98 @@ def runs(client: TitanClient, as_json: bool, limit: int) -> None:
     )
 
 
+# ---------------------------------------------------------------------- runs
+
+
+def _parse_labels(pairs: tuple[str, ...]) -> dict[str, str]:
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--label")
+        labels[key] = value
+    return labels
+
+
+def _run_exit_code(state: str) -> int:
+    return {"SUCCEEDED": 0, "CANCELLED": EXIT_CANCELLED}.get(state, 1)
+
+
+@cli.command("run")
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--wait", is_flag=True, help="Show progress until the run ends; exit 0 only if it SUCCEEDED.")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Like --wait, and print every job's output (prefixed by its id)."
+)
+@click.option("--name", default=None, help="Run name [default: the pipeline's name].")
+@click.option("--label", "labels", multiple=True, help="Label KEY=VALUE (repeatable).")
+@client_options
+def run_pipeline(
+    client: TitanClient, pipeline: Path, wait: bool, follow: bool, name: str | None, labels: tuple[str, ...]
+) -> None:
+    """Check a YAML pipeline whole, then run it as one run; print the run id."""
+    from titan_runtime.progress import watch_run
+
+    run = client.submit_yaml(pipeline, name=name, labels=_parse_labels(labels))
+    click.echo(run.id, err=follow)
+    if not (wait or follow):
+        return
+    try:
+        record = watch_run(client, run.id, follow=follow)
+    except KeyboardInterrupt:
+        click.echo(f"\nThe run goes on; cancel it with: titan-runtime cancel {run.id}", err=True)
+        sys.exit(EXIT_CANCELLED)
+    if record.state != "SUCCEEDED":
+        click.echo(f"titan-runtime: run {record.id} {record.state}: {record.reason}", err=True)
+    sys.exit(_run_exit_code(record.state))
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@friendly_errors
+def validate(pipeline: Path) -> None:
+    """Check a YAML pipeline without submitting it; list every error with its line."""
+    from titan_runtime.client.pipeline import PipelineError, load_pipeline
+
+    try:
+        loaded = load_pipeline(pipeline)
+    except PipelineError as exc:
+        for error in exc.errors:
+            click.echo(error, err=True)
+        fail(f"{pipeline} is not a valid pipeline ({len(exc.errors)} error(s))")
+    click.echo(f"{pipeline}: ok, pipeline '{loaded.name}' with {len(loaded.jobs)} job(s)")
+
+
+@cli.command("run-status")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@client_options
+def run_status(client: TitanClient, run_id: str, as_json: bool) -> None:
+    """Show a run and the state of each of its jobs."""
+    record = client.get_run(run_id)
+    if as_json:
+        click.echo(json.dumps(record.to_dict(), indent=2))
+        return
+    click.echo(
+        f"run {record.id} ({record.name}): {record.state}" + (f": {record.reason}" if record.reason else "")
+    )
+    print_table(
+        ["JOB", "STATE", "WORKER", "ATTEMPT", "DURATION", "PARENTS", "REASON"],
+        [
+            [
+                j.id,
+                j.state,
+                j.worker_name or "-",
+                str(j.attempt),
+                fmt_duration(j),
+                ",".join(j.parents) or "-",
+                j.reason,
+            ]
+            for j in record.jobs
+        ],
+    )
+
+
 # ---------------------------------------------------------------------- KV
 
 

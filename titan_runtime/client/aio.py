@@ -13,8 +13,11 @@ from titan_runtime import config
 from titan_runtime.client import ops
 from titan_runtime.client.errors import error_from_rpc
 from titan_runtime.client.job import TitanJob
+from titan_runtime.client.pipeline import load_pipeline
 from titan_runtime.client.records import JobRecord, LogLine, RunRecord, WorkerRecord, parse_log_chunk
+from titan_runtime.client.run import AsyncRun
 from titan_runtime.client.sync import CHANNEL_OPTIONS
+from titan_runtime.client.transfer import ArtifactWriter
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 
@@ -32,7 +35,7 @@ class AsyncTitanClient:
         self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
         self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self._stub = rpc.TitanStub(self._channel)
-        self._uploads: dict[tuple[str, int, int], str] = {}
+        self._uploads = ops.UploadCache()
 
     async def close(self) -> None:
         await self._channel.close()
@@ -85,7 +88,7 @@ class AsyncTitanClient:
         run_id: str | None = None,
         labels: dict[str, str] | None = None,
         base_dir: str | Path | None = None,
-    ) -> str:
+    ) -> AsyncRun:
         response = await self._run(
             ops.submit_run(
                 list(jobs),
@@ -97,7 +100,32 @@ class AsyncTitanClient:
                 uploads=self._uploads,
             )
         )
-        return response.run_id
+        return AsyncRun(response.run_id, self)
+
+    async def submit_yaml(
+        self,
+        path: str | Path,
+        agent_run_id: str | None = None,
+        wait: bool = False,
+        poll_interval: float | None = None,
+        timeout: float | None = None,
+        *,
+        name: str | None = None,
+        labels: dict[str, str] | None = None,
+        run_id: str | None = None,
+    ) -> AsyncRun:
+        pipeline = load_pipeline(path)
+        run = await self.submit_dag(
+            name or pipeline.name,
+            pipeline.jobs,
+            agent_run_id,
+            run_id=run_id,
+            labels={**pipeline.labels, **(labels or {})},
+            base_dir=pipeline.path.parent,
+        )
+        if wait:
+            await run.wait(timeout)
+        return run
 
     async def get_job(self, job_id: str) -> JobRecord:
         return await self._run(ops.get_job(job_id))
@@ -141,6 +169,33 @@ class AsyncTitanClient:
 
     async def fetch_logs(self, job_id: str, attempt: int | None = None) -> str:
         return "".join(line + "\n" for line in await self.read_logs(job_id, attempt))
+
+    async def upload_file(self, path: str | Path) -> str:
+        return await self._run(ops.upload(Path(path).resolve(), self._uploads))
+
+    async def upload_project_folder(self, folder: str | Path) -> str:
+        return await self._run(ops.upload_project(Path(folder), self._uploads))
+
+    async def publish_artifact(self, name: str, path: str | Path, run_id: str | None = None) -> str:
+        return await self._run(ops.publish_artifact(name, Path(path), run_id or "", self._uploads))
+
+    async def get_artifact(
+        self, name: str, save_path: str | Path | None = None, run_id: str | None = None
+    ) -> Path:
+        found = await self._run(ops.resolve_artifact(name, run_id or ""))
+        return await self.download(found.hash, save_path or Path(name).name)
+
+    fetch_artifact = get_artifact
+
+    async def download(self, artifact_hash: str, dest: str | Path) -> Path:
+        writer = ArtifactWriter(Path(dest), artifact_hash)
+        try:
+            async for chunk in self._stream("GetArtifact", pb.ArtifactRef(hash=artifact_hash)):
+                writer.write(chunk.data)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.finish()
 
     async def store_put(self, key: str, value: Any) -> None:
         await self._run(ops.kv("put", key, ops.as_text(value)))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import grpc
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import grpc
 
 
 class TitanError(Exception):
@@ -34,6 +37,8 @@ class Conflict(TitanError):
 
 
 def error_from_rpc(exc: grpc.RpcError, address: str) -> TitanError:
+    import grpc
+
     code = exc.code() if hasattr(exc, "code") else None
     details = (exc.details() if hasattr(exc, "details") else "") or str(exc)
     if (

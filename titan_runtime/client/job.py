@@ -45,6 +45,8 @@ class TitanJob:
     node: str | None = field(default=None, kw_only=True)
     labels: dict[str, str] | None = field(default=None, kw_only=True)
     slots: int = field(default=1, kw_only=True)
+    #: Ship this folder as the job's working tree (YAML `project: true`); `filename` is inside it.
+    project_dir: str | None = field(default=None, kw_only=True)
 
     # ------------------------------------------------------------------ DAG builder
 

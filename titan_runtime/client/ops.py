@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from titan_runtime.client.errors import Conflict, InvalidJob
 from titan_runtime.client.job import TitanJob
+from titan_runtime.client.project import build_archive
 from titan_runtime.client.records import JobRecord, RunRecord, WorkerRecord
 from titan_runtime.proto import titan_pb2 as pb
 
@@ -61,27 +62,59 @@ def _chunks(path: Path, artifact_hash: str) -> Iterator[pb.ArtifactChunk]:
                 return
 
 
-def upload(path: Path, known: dict[tuple[str, int, int], str] | None = None) -> Op[str]:
+class UploadCache:
+    """What a client already knows: the hash of each file it has read, and what the master holds.
+
+    Artifacts are content-addressed and never deleted while the master runs, so a hash the master
+    confirmed once needs no second question: submitting one script 200 times uploads it once and
+    asks about it once.
+    """
+
+    def __init__(self) -> None:
+        self.hashes: dict[tuple[str, int, int], str] = {}
+        self.present: set[str] = set()
+
+    def hash_of(self, path: Path) -> str:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        found = self.hashes.get(key)
+        if found is None:
+            found = self.hashes[key] = file_hash(path)
+        return found
+
+
+def upload(path: Path, cache: UploadCache | None = None) -> Op[str]:
     """Make sure the master has the file's content; return its hash. Uploads only when missing."""
-    stat = path.stat()
-    cache_key = (str(path), stat.st_size, stat.st_mtime_ns)
-    artifact_hash = known.get(cache_key) if known is not None else None
-    if artifact_hash is None:
-        artifact_hash = file_hash(path)
-    if known is not None:
-        known[cache_key] = artifact_hash
-    present = yield Call("HasArtifact", pb.ArtifactRef(hash=artifact_hash))
-    if not present.present:
-        ref = yield Call("PutArtifact", _chunks(path, artifact_hash), timeout=None)
-        artifact_hash = ref.hash
+    cache = cache or UploadCache()
+    artifact_hash = cache.hash_of(path)
+    if artifact_hash not in cache.present:
+        present = yield Call("HasArtifact", pb.ArtifactRef(hash=artifact_hash))
+        if not present.present:
+            ref = yield Call("PutArtifact", _chunks(path, artifact_hash), timeout=None)
+            artifact_hash = ref.hash
+        cache.present.add(artifact_hash)
     return artifact_hash
 
 
 # ------------------------------------------------------------------ jobs and runs
 
 
-def job_spec(job: TitanJob, base_dir: Path, uploads: dict[tuple[str, int, int], str]) -> Op[pb.JobSpec]:
-    """Turn a TitanJob into the wire spec, uploading its script when needed."""
+def upload_project(folder: Path, cache: UploadCache | None = None) -> Op[str]:
+    """Archive a project folder and make sure the master has it; return the archive's hash."""
+    archive = build_archive(folder)
+    try:
+        return (yield from upload(archive, cache))
+    finally:
+        archive.unlink(missing_ok=True)
+
+
+def job_spec(
+    job: TitanJob,
+    base_dir: Path,
+    uploads: UploadCache,
+    projects: dict[str, str] | None = None,
+) -> Op[pb.JobSpec]:
+    """Turn a TitanJob into the wire spec, uploading its script or project when needed."""
     if job.hitl_message:
         raise InvalidJob(f"job {job.id}: approval gates (hitl_message) are not supported by this Titan yet")
     if job.job_type not in ("RUN_PAYLOAD", "SERVICE"):
@@ -108,14 +141,25 @@ def job_spec(job: TitanJob, base_dir: Path, uploads: dict[tuple[str, int, int], 
     policy = job.retry_policy()
     if policy is not None:
         spec.retries.CopyFrom(pb.RetryPolicy(**policy))
+    project = (base_dir / os.path.expanduser(job.project_dir)).resolve() if job.project_dir else None
+    if project is not None:
+        cache = projects if projects is not None else {}
+        if str(project) not in cache:
+            cache[str(project)] = yield from upload_project(project, uploads)
+        spec.project_hash = cache[str(project)]
     if job.command:
         spec.command.extend(str(c) for c in job.command)
     elif job.filename:
         path = (base_dir / os.path.expanduser(job.filename)).resolve()
         if not path.is_file():
             raise InvalidJob(f"job {job.id}: script {path} does not exist (or is not a file)")
-        spec.script_name = path.name
-        spec.script_hash = yield from upload(path, uploads)
+        if project is not None:
+            if project not in path.parents:
+                raise InvalidJob(f"job {job.id}: script {path} is not inside its project folder {project}")
+            spec.script_name = path.relative_to(project).as_posix()
+        else:
+            spec.script_name = path.name
+            spec.script_hash = yield from upload(path, uploads)
     else:
         raise InvalidJob(f"job {job.id}: nothing to run; give a script filename or a command")
     return spec
@@ -128,15 +172,16 @@ def submit_run(
     labels: dict[str, str] | None = None,
     agent_run_id: str = "",
     base_dir: Path | None = None,
-    uploads: dict[tuple[str, int, int], str] | None = None,
+    uploads: UploadCache | None = None,
 ) -> Op[pb.SubmitRunResponse]:
     base = base_dir or Path.cwd()
-    known = uploads if uploads is not None else {}
+    known = uploads if uploads is not None else UploadCache()
+    projects: dict[str, str] = {}
     specs = []
     for job in jobs:
         if not isinstance(job, TitanJob):
             raise InvalidJob(f"expected TitanJob objects, got {type(job).__name__}")
-        specs.append((yield from job_spec(job, base, known)))
+        specs.append((yield from job_spec(job, base, known, projects)))
     request = pb.SubmitRunRequest(
         run_id=run_id, name=name, labels=labels or {}, agent_run_id=agent_run_id or "", jobs=specs
     )
@@ -199,6 +244,22 @@ def get_result(ref: str) -> Op[str | None]:
 def list_workers() -> Op[list[WorkerRecord]]:
     response = yield Call("ListWorkers", pb.Empty())
     return [WorkerRecord.from_pb(w) for w in response.workers]
+
+
+# ------------------------------------------------------------------ named artifacts
+
+
+def publish_artifact(name: str, path: Path, run_id: str = "", known: UploadCache | None = None) -> Op[str]:
+    """Upload a file and give it a name (in a run's namespace, or the cluster's when run_id is empty)."""
+    if not path.is_file():
+        raise InvalidJob(f"cannot publish {path}: no such file")
+    artifact_hash = yield from upload(path, known)
+    yield Call("NameArtifact", pb.NamedArtifact(name=name, run_id=run_id, hash=artifact_hash))
+    return artifact_hash
+
+
+def resolve_artifact(name: str, run_id: str = "") -> Op[pb.NamedArtifact]:
+    return (yield Call("ResolveArtifact", pb.NamedArtifact(name=name, run_id=run_id)))
 
 
 # ------------------------------------------------------------------ KV

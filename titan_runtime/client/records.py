@@ -108,9 +108,9 @@ class JobRecord:
             started_at=j.started_at,
             ended_at=j.ended_at,
             has_result=j.has_result,
-            tags=list(j.spec.tags),
-            priority=j.spec.priority,
-            parents=list(j.spec.parents),
+            tags=list(j.tags),
+            priority=j.priority,
+            parents=list(j.parents),
             attempts=[AttemptRecord.from_pb(a) for a in j.attempts],
         )
 

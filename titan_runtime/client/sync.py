@@ -13,7 +13,10 @@ from titan_runtime import config
 from titan_runtime.client import ops
 from titan_runtime.client.errors import error_from_rpc
 from titan_runtime.client.job import TitanJob
+from titan_runtime.client.pipeline import load_pipeline
 from titan_runtime.client.records import JobRecord, LogLine, RunRecord, WorkerRecord, parse_log_chunk
+from titan_runtime.client.run import Run
+from titan_runtime.client.transfer import ArtifactWriter
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 
@@ -41,7 +44,7 @@ class TitanClient:
         self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
         self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         self._stub = rpc.TitanStub(self._channel)
-        self._uploads: dict[tuple[str, int, int], str] = {}
+        self._uploads = ops.UploadCache()
 
     def close(self) -> None:
         self._channel.close()
@@ -96,8 +99,8 @@ class TitanClient:
         run_id: str | None = None,
         labels: dict[str, str] | None = None,
         base_dir: str | Path | None = None,
-    ) -> str:
-        """Submit jobs as one run (a DAG through their parents) and return the run id."""
+    ) -> Run:
+        """Submit jobs as one run (a DAG through their parents); returns a `Run` (its id, and calls)."""
         response = self._run(
             ops.submit_run(
                 list(jobs),
@@ -109,7 +112,34 @@ class TitanClient:
                 uploads=self._uploads,
             )
         )
-        return response.run_id
+        return Run(response.run_id, self)
+
+    def submit_yaml(
+        self,
+        path: str | Path,
+        agent_run_id: str | None = None,
+        wait: bool = False,
+        poll_interval: float | None = None,
+        timeout: float | None = None,
+        *,
+        name: str | None = None,
+        labels: dict[str, str] | None = None,
+        run_id: str | None = None,
+    ) -> Run:
+        """Check a YAML pipeline whole, submit it as one run, and (with wait=True) return once it has
+        ended, failed or not. `poll_interval` is accepted for the original SDK and not needed."""
+        pipeline = load_pipeline(path)
+        run = self.submit_dag(
+            name or pipeline.name,
+            pipeline.jobs,
+            agent_run_id,
+            run_id=run_id,
+            labels={**pipeline.labels, **(labels or {})},
+            base_dir=pipeline.path.parent,
+        )
+        if wait:
+            run.wait(timeout)
+        return run
 
     def get_job(self, job_id: str) -> JobRecord:
         """The full record of a job: state, reason, attempts, exit code, worker."""
@@ -164,6 +194,39 @@ class TitanClient:
         """The whole output of one attempt (default: the latest) as text, never truncated."""
         lines = self.read_logs(job_id, attempt)
         return "".join(line + "\n" for line in lines)
+
+    # ------------------------------------------------------------------ artifacts
+
+    def upload_file(self, path: str | Path) -> str:
+        """Upload a file's content (once) and return its content hash."""
+        return self._run(ops.upload(Path(path).resolve(), self._uploads))
+
+    def upload_project_folder(self, folder: str | Path) -> str:
+        """Upload a folder as a project archive (once per content) and return its hash."""
+        return self._run(ops.upload_project(Path(folder), self._uploads))
+
+    def publish_artifact(self, name: str, path: str | Path, run_id: str | None = None) -> str:
+        """Upload a file under a name (the cluster's namespace, or a run's); returns its hash."""
+        return self._run(ops.publish_artifact(name, Path(path), run_id or "", self._uploads))
+
+    def get_artifact(self, name: str, save_path: str | Path | None = None, run_id: str | None = None) -> Path:
+        """Download a named artifact to `save_path` (default: its name in the current directory)."""
+        found = self._run(ops.resolve_artifact(name, run_id or ""))
+        return self.download(found.hash, save_path or Path(name).name)
+
+    fetch_artifact = get_artifact
+
+    def download(self, artifact_hash: str, dest: str | Path) -> Path:
+        """Write the artifact with this content hash to `dest`, checking what arrives."""
+        target = Path(dest)
+        writer = ArtifactWriter(target, artifact_hash)
+        try:
+            for chunk in self._stream("GetArtifact", pb.ArtifactRef(hash=artifact_hash)):
+                writer.write(chunk.data)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.finish()
 
     # ------------------------------------------------------------------ KV
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from titan_runtime.client.errors import TitanError
-from titan_runtime.client.sync import TitanClient
+
+if TYPE_CHECKING:
+    from titan_runtime.client.sync import TitanClient
 
 MAX_RESULT_BYTES = 1024 * 1024
 
@@ -81,6 +84,8 @@ def client() -> TitanClient:
     """A TitanClient authenticated as this job (scoped to its run)."""
     global _client
     if _client is None:
+        from titan_runtime.client.sync import TitanClient  # gRPC loads only when a job talks to the master
+
         _env("TITAN_ADDRESS")
         _client = TitanClient()
     return _client
@@ -89,6 +94,23 @@ def client() -> TitanClient:
 def result_of(job_id: str) -> Any:
     """The result of another job of this run (by its id in the run)."""
     return client().get_result(f"{current().run_id}/{job_id}")
+
+
+def parent_results() -> dict[str, Any]:
+    """The results of this job's parents, by parent id (None for a parent that set none)."""
+    run_id = current().run_id
+    parents = [p for p in os.environ.get("TITAN_PARENTS", "").split(",") if p]
+    return {parent: client().get_result(f"{run_id}/{parent}") for parent in parents}
+
+
+def publish_artifact(name: str, path: str | os.PathLike[str]) -> str:
+    """Publish a file under `name` in this run's namespace; other jobs of the run get it by name."""
+    return client().publish_artifact(name, Path(path))
+
+
+def get_artifact(name: str, dest: str | os.PathLike[str] | None = None) -> Path:
+    """Fetch an artifact published in this run (or in the cluster's namespace) to `dest`."""
+    return client().get_artifact(name, dest)
 
 
 def store_put(key: str, value: Any) -> None:

@@ -113,6 +113,8 @@ class JobSpec:
     slots: int = 1
     project_hash: str = ""
     workdir: str = ""
+    # to_dict() of an immutable spec never changes: computed once (a job's row is written several times).
+    _as_dict: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def validate(self) -> None:
         """Raise InvalidSpec naming the first problem with this job on its own."""
@@ -122,11 +124,17 @@ class JobSpec:
             )
         if self.kind not in ("batch", "service"):
             raise InvalidSpec(f"job {self.id}: unknown kind {self.kind!r}; use 'batch' or 'service'")
-        has_script = bool(self.script_hash)
-        if has_script == bool(self.command) and not self.project_hash:
+        has_script = bool(self.script_hash or (self.project_hash and self.script_name))
+        if has_script == bool(self.command):
             if has_script:
                 raise InvalidSpec(f"job {self.id}: give either a script or a command, not both")
             raise InvalidSpec(f"job {self.id}: nothing to run; give a script file or a non-empty command")
+        if self.project_hash and self.script_name:
+            parts = self.script_name.split("/")
+            if self.script_name.startswith("/") or ".." in parts or "" in parts:
+                raise InvalidSpec(
+                    f"job {self.id}: script {self.script_name!r} must be a relative path inside the project"
+                )
         if self.command and not self.command[0]:
             raise InvalidSpec(f"job {self.id}: the command's program is an empty string")
         for tag in self.tags:
@@ -163,8 +171,12 @@ class JobSpec:
             raise InvalidSpec(f"job {self.id}: a job cannot depend on itself")
 
     def to_dict(self) -> dict[str, Any]:
+        if self._as_dict is not None:
+            return self._as_dict
         out: dict[str, Any] = {}
         for f in fields(self):
+            if f.name == "_as_dict":
+                continue
             value = getattr(self, f.name)
             if isinstance(value, RetryPolicy):
                 value = {g.name: getattr(value, g.name) for g in fields(value)}
@@ -175,11 +187,12 @@ class JobSpec:
             elif isinstance(value, dict):
                 value = dict(value)
             out[f.name] = value
+        object.__setattr__(self, "_as_dict", out)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls) if f.init}
         kwargs: dict[str, Any] = {k: v for k, v in data.items() if k in known}
         if isinstance(kwargs.get("retries"), dict):
             kwargs["retries"] = RetryPolicy(**kwargs["retries"])

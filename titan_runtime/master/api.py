@@ -8,6 +8,7 @@ turns them into exceptions.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -29,6 +30,9 @@ from titan_runtime.store import MAX_KV_VALUE_BYTES, KvTypeError
 log = logging.getLogger("titan.master")
 
 MAX_KEY_BYTES = 1024
+#: KV keys Titan keeps for itself (artifact names); users get a clear refusal.
+RESERVED_PREFIX = "titan/"
+ARTIFACT_PREFIX = RESERVED_PREFIX + "artifact/"
 #: How long a terminal worker stays in `workers` listings.
 DEAD_WORKER_VISIBLE_S = 600.0
 #: When a finished attempt's log stops growing for this long, a follower stops waiting for more.
@@ -105,7 +109,7 @@ class TitanServicer(rpc.TitanServicer):
         return pb.SubmitRunResponse(run_id=run.id, job_ids=list(run.jobs), existed=existed)
 
     async def GetJob(self, request: pb.JobRef, context: grpc.aio.ServicerContext) -> pb.JobInfo:
-        return job_to_pb(self._state, await self._resolve(request.ref, context))
+        return job_to_pb(self._state, await self._resolve(request.ref, context), with_spec=True)
 
     async def GetRun(self, request: pb.RunRef, context: grpc.aio.ServicerContext) -> pb.RunInfo:
         try:
@@ -258,6 +262,11 @@ class TitanServicer(rpc.TitanServicer):
         key, value, store = request.key, request.value, self._loop.store
         if not key:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty key: give a non-empty key")
+        if key.startswith(RESERVED_PREFIX):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"keys starting with {RESERVED_PREFIX!r} are reserved for Titan; use another key",
+            )
         if len(key.encode()) > MAX_KEY_BYTES:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"key longer than {MAX_KEY_BYTES} bytes")
         if len(value.encode()) > MAX_KV_VALUE_BYTES:
@@ -331,6 +340,47 @@ class TitanServicer(rpc.TitanServicer):
                 yield pb.ArtifactChunk(hash=request.hash, size=0, data=b"")
         except ArtifactError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    async def NameArtifact(
+        self, request: pb.NamedArtifact, context: grpc.aio.ServicerContext
+    ) -> pb.NamedArtifact:
+        caller = caller_of(context, self._credentials)
+        run_id = request.run_id if caller.is_cluster else (caller.run_id or "")
+        if not request.name or len(request.name) > 512 or "\0" in request.name:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an artifact name must be 1-512 characters")
+        try:
+            present = self._artifacts.has(request.hash)
+        except ArtifactError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if not present:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, f"artifact {request.hash} was never uploaded"
+            )
+        if run_id and run_id not in self._state.runs:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no run {run_id!r}")
+        size = self._artifacts.size(request.hash)
+        value = json.dumps({"hash": request.hash, "size": size})
+        await self._loop.in_store(
+            self._loop.store.kv_put, f"{ARTIFACT_PREFIX}{run_id or '_'}/{request.name}", value
+        )
+        return pb.NamedArtifact(name=request.name, run_id=run_id, hash=request.hash, size=size)
+
+    async def ResolveArtifact(
+        self, request: pb.NamedArtifact, context: grpc.aio.ServicerContext
+    ) -> pb.NamedArtifact:
+        """Look a name up in the given run's namespace (a job's own run by default), then the cluster's."""
+        caller = caller_of(context, self._credentials)
+        scopes = [request.run_id or (caller.run_id or ""), ""]
+        for scope in dict.fromkeys(scopes):
+            found = await self._loop.in_store(
+                self._loop.store.kv_get, f"{ARTIFACT_PREFIX}{scope or '_'}/{request.name}"
+            )
+            if found is not None:
+                data = json.loads(found)
+                return pb.NamedArtifact(name=request.name, run_id=scope, hash=data["hash"], size=data["size"])
+        where = f"run {scopes[0]} or the cluster" if scopes[0] else "the cluster"
+        await context.abort(grpc.StatusCode.NOT_FOUND, f"no artifact named {request.name!r} in {where}")
+        raise AssertionError
 
     async def HasArtifact(
         self, request: pb.ArtifactRef, context: grpc.aio.ServicerContext

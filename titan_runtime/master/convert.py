@@ -86,7 +86,7 @@ def attempt_to_pb(attempt: Attempt) -> pb.AttemptInfo:
     )
 
 
-def job_to_pb(state: ClusterState, job: Job, with_spec: bool = True) -> pb.JobInfo:
+def job_to_pb(state: ClusterState, job: Job, with_spec: bool = False) -> pb.JobInfo:
     reason = state.waiting_reason(job) if job.state.value == "READY" else job.reason
     worker = state.workers.get(job.worker_id)
     info = pb.JobInfo(
@@ -104,6 +104,9 @@ def job_to_pb(state: ClusterState, job: Job, with_spec: bool = True) -> pb.JobIn
         ended_at=job.ended_at,
         attempts=[attempt_to_pb(a) for a in job.attempts],
         has_result=job.result is not None,
+        tags=sorted(job.spec.tags),
+        priority=job.spec.priority,
+        parents=job.spec.parents,
     )
     if with_spec:
         info.spec.CopyFrom(spec_to_pb(job.spec))

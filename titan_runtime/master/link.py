@@ -63,7 +63,7 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
         except (StopAsyncIteration, asyncio.TimeoutError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a worker stream must start with a hello")
             return
-        if first.WhichOneof("kind") != "hello" or not first.hello.worker_id:
+        if not first.HasField("hello") or not first.hello.worker_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a worker stream must start with a hello")
             return
         hello = hello_from_pb(first.hello)
@@ -119,24 +119,23 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
             async for message in request_iterator:
                 if session.closed:
                     break
-                kind = message.WhichOneof("kind")
-                if kind == "heartbeat":
+                if message.HasField("heartbeat"):
                     hb = message.heartbeat
                     state.heartbeat(worker_id, self._loop.clock(), hb.cpu_percent, hb.memory_percent)
-                elif kind == "log":
-                    self._append_log(worker_id, message.log)
-                elif kind == "started":
-                    started = message.started
+                for started in message.started:
                     self._loop.post(
                         lambda now, s=started: state.attempt_started(
                             worker_id, s.attempt_id, s.pid, s.started_at, now
                         )
                     )
-                elif kind == "finished":
-                    attempt_id = message.finished.attempt_id
-                    exit: AttemptExit = exit_from_pb(message.finished.exit)
+                for data in message.logs:
+                    self._append_log(worker_id, data)
+                for finished in message.finished:
+                    exit: AttemptExit = exit_from_pb(finished.exit)
                     self._loop.post(
-                        lambda now, a=attempt_id, e=exit: state.attempt_finished(worker_id, a, e, now)
+                        lambda now, a=finished.attempt_id, e=exit: state.attempt_finished(
+                            worker_id, a, e, now
+                        )
                     )
         except (grpc.aio.AioRpcError, asyncio.CancelledError):
             pass

@@ -175,49 +175,50 @@ class MasterServer:
         log.info("titan master stopped")
 
     async def _carry_out(self, effects: list[Effect], changes: Changes) -> None:
+        """Send what the committed batch decided, one message per worker, and wake whoever waits."""
         assert self._link and self._loop and self._logs
         sessions = self._link.sessions
-        acks: dict[str, list[str]] = {}
+        outgoing: dict[str, pb.MasterMessage] = {}
+
+        def message_for(worker_id: str) -> pb.MasterMessage | None:
+            if worker_id not in sessions:
+                return None
+            return outgoing.setdefault(worker_id, pb.MasterMessage())
+
         for effect in effects:
             if isinstance(effect, Assign):
-                session = sessions.get(effect.worker_id)
-                if session is not None:
-                    session.send(
-                        pb.MasterMessage(
-                            assign=pb.Assignment(
-                                attempt_id=effect.attempt_id,
-                                run_id=effect.run_id,
-                                job_id=effect.job_id,
-                                attempt=effect.number,
-                                spec=spec_to_pb(effect.spec),
-                                credential=self._credentials.job_credential(effect.run_id),
-                            )
+                message = message_for(effect.worker_id)
+                if message is not None:
+                    message.assign.append(
+                        pb.Assignment(
+                            attempt_id=effect.attempt_id,
+                            run_id=effect.run_id,
+                            job_id=effect.job_id,
+                            attempt=effect.number,
+                            spec=spec_to_pb(effect.spec),
+                            credential=self._credentials.job_credential(effect.run_id),
                         )
                     )
             elif isinstance(effect, CancelAttempt):
-                session = sessions.get(effect.worker_id)
-                if session is not None:
-                    session.send(
-                        pb.MasterMessage(
-                            cancel=pb.CancelAttempt(
-                                attempt_id=effect.attempt_id,
-                                reason=effect.reason,
-                                grace=self.config.kill_grace,
-                            )
+                message = message_for(effect.worker_id)
+                if message is not None:
+                    message.cancel.append(
+                        pb.CancelAttempt(
+                            attempt_id=effect.attempt_id, reason=effect.reason, grace=self.config.kill_grace
                         )
                     )
             elif isinstance(effect, AckFinished):
-                acks.setdefault(effect.worker_id, []).append(effect.attempt_id)
+                message = message_for(effect.worker_id)
+                if message is not None:
+                    message.acks.append(effect.attempt_id)
             elif isinstance(effect, DisconnectWorker):
                 session = sessions.get(effect.worker_id)
                 if session is not None:
                     session.close()
             elif isinstance(effect, Note):
                 log.info("%s", effect.message)
-        for worker_id, attempt_ids in acks.items():
-            session = sessions.get(worker_id)
-            if session is not None:
-                session.send(pb.MasterMessage(ack=pb.Ack(attempt_ids=attempt_ids)))
+        for worker_id, message in outgoing.items():
+            sessions[worker_id].send(message)
         for attempt_id in changes.ended_attempts:
             self._logs.close(attempt_id)
         notifier = self._loop.notifier

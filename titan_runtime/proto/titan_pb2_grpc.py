@@ -104,6 +104,16 @@ class TitanStub:
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.ArtifactRef.SerializeToString,
                 response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.HasArtifactResponse.FromString,
                 _registered_method=True)
+        self.NameArtifact = channel.unary_unary(
+                '/titan.v1.Titan/NameArtifact',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.FromString,
+                _registered_method=True)
+        self.ResolveArtifact = channel.unary_unary(
+                '/titan.v1.Titan/ResolveArtifact',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.FromString,
+                _registered_method=True)
 
 
 class TitanServicer:
@@ -193,6 +203,18 @@ class TitanServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def NameArtifact(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveArtifact(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TitanServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -265,6 +287,16 @@ def add_TitanServicer_to_server(servicer, server):
                     servicer.HasArtifact,
                     request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.ArtifactRef.FromString,
                     response_serializer=titan__runtime_dot_proto_dot_titan__pb2.HasArtifactResponse.SerializeToString,
+            ),
+            'NameArtifact': grpc.unary_unary_rpc_method_handler(
+                    servicer.NameArtifact,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.SerializeToString,
+            ),
+            'ResolveArtifact': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveArtifact,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -645,6 +677,60 @@ class Titan:
             '/titan.v1.Titan/HasArtifact',
             titan__runtime_dot_proto_dot_titan__pb2.ArtifactRef.SerializeToString,
             titan__runtime_dot_proto_dot_titan__pb2.HasArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NameArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/NameArtifact',
+            titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/ResolveArtifact',
+            titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.FromString,
             options,
             channel_credentials,
             insecure,

@@ -31,12 +31,14 @@ from titan_runtime.version import __version__
 from titan_runtime.worker import capabilities
 from titan_runtime.worker.cache import ArtifactCache
 from titan_runtime.worker.process import JobProcess
+from titan_runtime.worker.project import unpack
 from titan_runtime.worker.spool import Spool
 
 log = logging.getLogger("titan.worker")
 
 MAX_RESULT_BYTES = 1024 * 1024
 LOG_CHUNK = 256 * 1024
+MAX_MESSAGE_LOG_BYTES = 4 * 1024 * 1024  # log bytes in one message, to stay far below gRPC's limit
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -164,7 +166,7 @@ class WorkerAgent:
         except grpc.aio.AioRpcError as exc:
             self._check_fatal(exc)
             return False
-        if first is grpc.aio.EOF or first.WhichOneof("kind") != "welcome":
+        if first is grpc.aio.EOF or not first.HasField("welcome"):
             if await call.code() == grpc.StatusCode.UNAUTHENTICATED:
                 raise FatalWorkerError(await call.details())
             return False
@@ -253,64 +255,63 @@ class WorkerAgent:
             message = await conn.call.read()
             if message is grpc.aio.EOF:
                 return
-            kind = message.WhichOneof("kind")
-            if kind == "assign":
-                self._assign(message.assign)
-            elif kind == "cancel":
-                ex = self.executions.get(message.cancel.attempt_id)
+            for assignment in message.assign:
+                self._assign(assignment)
+            for cancel in message.cancel:
+                ex = self.executions.get(cancel.attempt_id)
                 if ex is not None:
-                    self._cancel(ex, message.cancel.reason or "cancelled", message.cancel.grace)
-            elif kind == "ack":
-                for attempt_id in message.ack.attempt_ids:
-                    ex = self.executions.get(attempt_id)
-                    if ex is not None:
-                        ex.acked = True
-                        self._forget_if_done(ex)
+                    self._cancel(ex, cancel.reason or "cancelled", cancel.grace)
+            for attempt_id in message.acks:
+                ex = self.executions.get(attempt_id)
+                if ex is not None:
+                    ex.acked = True
+                    self._forget_if_done(ex)
+
+    def _pending(self, heartbeat: bool) -> pb.WorkerMessage | None:
+        """Everything the master has not been told yet, as one message (None when there is nothing)."""
+        message = pb.WorkerMessage()
+        budget = MAX_MESSAGE_LOG_BYTES
+        for ex in list(self.executions.values()):
+            if ex.superseded:
+                continue
+            if ex.pid and not ex.started_sent:
+                ex.started_sent = True
+                message.started.append(
+                    pb.AttemptStarted(attempt_id=ex.attempt_id, pid=ex.pid, started_at=ex.started_at)
+                )
+            while ex.sent < ex.spool.size and budget > 0:
+                data = ex.spool.read(ex.sent, min(LOG_CHUNK, budget))
+                if not data:
+                    break
+                message.logs.append(pb.LogData(attempt_id=ex.attempt_id, offset=ex.sent, data=data))
+                ex.sent += len(data)
+                budget -= len(data)
+            if ex.exit is not None and not ex.finish_sent and ex.sent >= ex.spool.size:
+                ex.finish_sent = True
+                message.finished.append(pb.AttemptFinished(attempt_id=ex.attempt_id, exit=ex.exit))
+            self._forget_if_done(ex)
+        if heartbeat:
+            cpu, mem = self._sampler.sample()
+            running = sum(1 for ex in self.executions.values() if ex.exit is None)
+            message.heartbeat.CopyFrom(pb.Heartbeat(cpu_percent=cpu, memory_percent=mem, running=running))
+        if not (message.started or message.logs or message.finished or heartbeat):
+            return None
+        return message
 
     async def _send_loop(self, conn: _Connection) -> None:
-        write = conn.call.write
         next_beat = 0.0
         while True:
             conn.wake.clear()
-            for ex in list(self.executions.values()):
-                if ex.superseded:
-                    continue
-                if ex.pid and not ex.started_sent:
-                    ex.started_sent = True
-                    await write(
-                        pb.WorkerMessage(
-                            started=pb.AttemptStarted(
-                                attempt_id=ex.attempt_id, pid=ex.pid, started_at=ex.started_at
-                            )
-                        )
-                    )
-                while ex.sent < ex.spool.size:
-                    data = ex.spool.read(ex.sent, LOG_CHUNK)
-                    if not data:
-                        break
-                    offset = ex.sent
-                    ex.sent += len(data)
-                    await write(
-                        pb.WorkerMessage(log=pb.LogData(attempt_id=ex.attempt_id, offset=offset, data=data))
-                    )
-                if ex.exit is not None and not ex.finish_sent and ex.sent >= ex.spool.size:
-                    ex.finish_sent = True
-                    await write(
-                        pb.WorkerMessage(finished=pb.AttemptFinished(attempt_id=ex.attempt_id, exit=ex.exit))
-                    )
-                self._forget_if_done(ex)
             now = time.monotonic()
-            if now >= next_beat:
-                cpu, mem = self._sampler.sample()
-                running = sum(1 for ex in self.executions.values() if ex.exit is None)
-                await write(
-                    pb.WorkerMessage(
-                        heartbeat=pb.Heartbeat(cpu_percent=cpu, memory_percent=mem, running=running)
-                    )
-                )
+            beat = now >= next_beat
+            if beat:
                 next_beat = now + conn.heartbeat_interval
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(conn.wake.wait(), max(0.0, next_beat - time.monotonic()))
+            message = self._pending(beat)
+            if message is not None:
+                await conn.call.write(message)
+                if len(message.logs) and sum(len(d.data) for d in message.logs) >= MAX_MESSAGE_LOG_BYTES:
+                    continue  # more output is waiting
+            await wait_event(conn.wake, max(0.0, next_beat - time.monotonic()))
 
     def _wake(self) -> None:
         if self._conn is not None:
@@ -402,7 +403,15 @@ class WorkerAgent:
 
     async def _argv(self, ex: Execution) -> list[str]:
         spec = ex.assignment.spec
-        if spec.script_hash:
+        script: Path | None = None
+        if spec.project_hash:
+            archive = await self.cache.get(spec.project_hash)
+            await asyncio.get_running_loop().run_in_executor(None, unpack, archive, ex.workspace)
+            if spec.script_name:
+                script = (ex.workspace / spec.script_name).resolve()
+                if ex.workspace.resolve() not in script.parents or not script.is_file():
+                    raise ValueError(f"script {spec.script_name!r} is not in the project")
+        elif spec.script_hash:
             cached = await self.cache.get(spec.script_hash)
             name = os.path.basename(spec.script_name) or "script"
             if name in (".", ".."):
@@ -412,13 +421,15 @@ class WorkerAgent:
                 os.link(cached, script)
             except OSError:
                 shutil.copy2(cached, script)
+        if script is not None:
+            name = script.name
             if name.endswith(".py"):
                 head = [sys.executable, "-u", str(script)]
             elif name.endswith(".sh"):
                 head = ["bash", str(script)]
             else:
                 head = [str(script)]
-            return [*head, *spec.command, *spec.args]
+            return [*head, *spec.args]
         if not spec.command:
             raise ValueError("the job has neither a script nor a command")
         return [expand(arg) for arg in (*spec.command, *spec.args)]
@@ -427,8 +438,6 @@ class WorkerAgent:
         a = ex.assignment
         env = {k: v for k, v in os.environ.items() if k != "TITAN_TOKEN"}
         env.update(a.spec.env)
-        result_dir = ex.workspace / ".titan"
-        result_dir.mkdir(exist_ok=True)
         env.update(
             TITAN_RUN_ID=a.run_id,
             TITAN_JOB_ID=a.job_id,
@@ -436,18 +445,22 @@ class WorkerAgent:
             TITAN_ATTEMPT_ID=a.attempt_id,
             TITAN_ADDRESS=self.config.master,
             TITAN_TOKEN=a.credential,
-            TITAN_RESULT_FILE=str(result_dir / "result.json"),
+            TITAN_RESULT_FILE=str(self._result_path(ex)),
             TITAN_WORKSPACE=str(ex.workspace),
             TITAN_WORKER_ID=self.config.worker_id,
             TITAN_WORKER_NAME=self.config.name,
+            TITAN_PARENTS=",".join(a.spec.parents),
             PYTHONUNBUFFERED="1",
         )
         return env
 
-    @staticmethod
-    def _read_result(ex: Execution) -> tuple[str, str]:
+    def _result_path(self, ex: Execution) -> Path:
+        # Beside the spool, not in the workspace: the job's working tree holds only its own files.
+        return self._spool_dir / f"{ex.attempt_id}.result.json"
+
+    def _read_result(self, ex: Execution) -> tuple[str, str]:
         """(result JSON, problem): the job's $TITAN_RESULT_FILE, checked for size and syntax."""
-        path = ex.workspace / ".titan" / "result.json"
+        path = self._result_path(ex)
         try:
             size = path.stat().st_size
         except FileNotFoundError:
@@ -458,6 +471,7 @@ class WorkerAgent:
                 "publish large data with task.publish_artifact and return its name"
             )
         text = path.read_text(encoding="utf-8", errors="replace")
+        path.unlink()
         try:
             json.loads(text)
         except ValueError as exc:
@@ -470,6 +484,17 @@ class WorkerAgent:
             pb.ArtifactRef(hash=artifact_hash), metadata=self._metadata
         ):
             yield chunk.data
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> None:
+    """Wait for `event` or `timeout` seconds, with a timer rather than a task per wait."""
+    if event.is_set():
+        return
+    timer = asyncio.get_running_loop().call_later(timeout, event.set)
+    try:
+        await event.wait()
+    finally:
+        timer.cancel()
 
 
 def expand(arg: str) -> str:

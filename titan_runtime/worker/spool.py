@@ -18,9 +18,8 @@ MAX_LINE = 64 * 1024
 class Spool:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self.size = os.fstat(self._fd).st_size
+        self._fd = -1  # the file is created with the first line: a silent job costs no file
+        self.size = 0
         self._partial = {b"O": b"", b"E": b""}
 
     def feed(self, stream: bytes, data: bytes) -> None:
@@ -49,10 +48,14 @@ class Spool:
     def _write(self, stream: bytes, lines: list[bytes]) -> None:
         prefix = str(int(time.time() * 1000)).encode() + b" " + stream + b" "
         out = b"".join(prefix + line + b"\n" for line in lines)
+        if self._fd < 0:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.write(self._fd, out)
         self.size += len(out)
 
     def read(self, offset: int, limit: int) -> bytes:
+        if offset >= self.size:
+            return b""
         with open(self.path, "rb") as fh:
             fh.seek(offset)
             return fh.read(limit)

@@ -1,0 +1,209 @@
+"""Real clusters for tests and benchmarks: a master process and worker processes on 127.0.0.1.
+
+Each cluster lives in its own directory, listens on an ephemeral port, and is stopped
+by pid when the caller is done. Nothing here mocks Titan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from titan_runtime.client.sync import TitanClient
+
+T = TypeVar("T")
+PYTHON = sys.executable
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.02, what: str = "condition"
+) -> T:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class ProcessCluster:
+    def __init__(self, root: Path, store: str = "sqlite", master_args: Sequence[str] = ()) -> None:
+        self.root = root
+        self.data_dir = root / "master"
+        self.store = store
+        self.master_args = list(master_args)
+        self.master: subprocess.Popen[bytes] | None = None
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self.port = 0
+        self.address = ""
+        self._client: TitanClient | None = None
+
+    # ------------------------------------------------------------------ master
+
+    def start_master(self, timeout: float = 20.0) -> None:
+        ready = self.data_dir / "master.json"
+        ready.unlink(missing_ok=True)
+        log = open(self.root / "master.log", "ab")  # noqa: SIM115
+        argv = [
+            PYTHON,
+            "-m",
+            "titan_runtime",
+            "master",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        argv += ["--store", self.store, *self.master_args]
+        self.master = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        proc = self.master
+
+        def started() -> dict[str, Any] | None:
+            if proc.poll() is not None:
+                raise AssertionError(f"master exited with {proc.returncode}:\n{self.master_log()}")
+            try:
+                info = json.loads(ready.read_text())
+            except (OSError, ValueError):
+                return None
+            return info if info.get("pid") == proc.pid else None
+
+        info = wait_until(started, timeout, what="the master to listen")
+        self.address = info["address"]
+        self.port = int(self.address.rsplit(":", 1)[1])
+
+    def master_log(self) -> str:
+        try:
+            return (self.root / "master.log").read_text()
+        except OSError:
+            return ""
+
+    def kill_master(self, sig: int = signal.SIGKILL) -> None:
+        assert self.master is not None
+        self.master.send_signal(sig)
+        self.master.wait(30)
+        self.master = None
+
+    def restart_master(self) -> None:
+        if self.master is not None:
+            self.kill_master(signal.SIGTERM)
+        self.start_master()
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "token").read_text().strip()
+
+    # ------------------------------------------------------------------ workers
+
+    def add_worker(
+        self, name: str, tags: Sequence[str] = (), slots: int = 2, args: Sequence[str] = (), wait: bool = True
+    ) -> subprocess.Popen[bytes]:
+        log = open(self.root / f"worker-{name}.log", "ab")  # noqa: SIM115
+        argv = [PYTHON, "-m", "titan_runtime", "worker", "--master", self.address, "--name", name]
+        argv += ["--slots", str(slots), "--work-dir", str(self.root / "workers" / name), *args]
+        if tags:
+            argv += ["--tags", ",".join(tags)]
+        env = dict(os.environ, TITAN_TOKEN=self.token)
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
+        log.close()
+        self.workers[name] = proc
+        if wait:
+            self.wait_for_worker(name)
+        return proc
+
+    def worker_log(self, name: str) -> str:
+        try:
+            return (self.root / f"worker-{name}.log").read_text()
+        except OSError:
+            return ""
+
+    def wait_for_worker(self, name: str, timeout: float = 20.0) -> None:
+        proc = self.workers[name]
+
+        def registered() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"worker {name} exited with {proc.returncode}:\n{self.worker_log(name)}")
+            return any(
+                w.name == name and w.state == "ALIVE" and w.pid == proc.pid
+                for w in self.client.list_workers()
+            )
+
+        wait_until(registered, timeout, what=f"worker {name} to register")
+
+    def stop_worker(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        proc = self.workers.pop(name)
+        proc.send_signal(sig)
+        return proc.wait(timeout)
+
+    # ------------------------------------------------------------------ clients
+
+    @property
+    def client(self) -> TitanClient:
+        if self._client is None:
+            self._client = TitanClient(address=self.address, token=self.token)
+        return self._client
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ, TITAN_ADDRESS=self.address, TITAN_DATA_DIR=str(self.data_dir))
+
+    def cli(
+        self, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `titan-runtime ARGS` against this cluster and capture its output."""
+        return subprocess.run(
+            [PYTHON, "-m", "titan_runtime", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env or self.env(),
+            cwd=cwd or self.root,
+            check=False,
+        )
+
+    # ------------------------------------------------------------------ teardown
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        for name in list(self.workers):
+            proc = self.workers.pop(name)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if self.master is not None and self.master.poll() is None:
+            self.master.send_signal(signal.SIGTERM)
+            try:
+                self.master.wait(20)
+            except subprocess.TimeoutExpired:
+                self.master.kill()
+                self.master.wait()
+        self.master = None
