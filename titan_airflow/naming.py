@@ -12,12 +12,22 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from typing import Any
 
 #: Titan's id rule: 1-128 of letters, digits, '_', '.', '-', not starting with '.' or '-'.
 MAX_ID_LENGTH = 128
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 RUN_ID_PREFIX = "af_"
+
+
+TryKey = tuple[str, str, str, int, int]
+
+
+def try_key(ti: Any) -> TryKey:
+    """(dag id, task id, run id, try number, map index) of a task instance: what names its Titan run."""
+    map_index = getattr(ti, "map_index", -1)
+    return (ti.dag_id, ti.task_id, ti.run_id, int(ti.try_number), -1 if map_index is None else int(map_index))
 
 
 def sanitise(text: str) -> str:

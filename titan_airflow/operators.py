@@ -37,18 +37,11 @@ def _seconds(value: float | timedelta | None, what: str) -> float | None:
     return float(seconds)
 
 
-def project_dir_unsupported() -> TitanConfigError:
-    return TitanConfigError(
-        "project_dir is not supported yet: this Titan cannot ship a project folder with a job. "
-        "Run a script (script=...) or a command (command=[...]) that finds its code on the worker."
-    )
-
-
 class TitanOperator(BaseOperator):
     """Run `script` (a file, shipped to the worker) or `command` (argv run on the worker) on Titan.
 
-    :param script: path of a script; relative paths are relative to the DAG file's folder.
-        .py runs with the worker's Python, .sh with bash, anything else directly.
+    :param script: path of a script; relative paths are relative to `project_dir` when given, else
+        to the DAG file's folder. .py runs with the worker's Python, .sh with bash, anything else directly.
     :param command: program and arguments (a list, or a string split like a shell would, without
         running one). "{python}" stands for the worker's Python interpreter.
     :param args: arguments after the script or command (a list, or a string split like a shell would).
@@ -57,7 +50,9 @@ class TitanOperator(BaseOperator):
     :param env: extra environment variables for the remote process. AIRFLOW_CTX_DAG_ID,
         AIRFLOW_CTX_TASK_ID, AIRFLOW_CTX_DAG_RUN_ID and AIRFLOW_CTX_TRY_NUMBER are always set.
     :param timeout: seconds (or a timedelta) after which Titan kills the job and its children.
-    :param project_dir: not supported by this Titan yet (raises TitanConfigError).
+    :param project_dir: a folder shipped with the job as its working tree (relative paths are
+        relative to the DAG file's folder); the script must be inside it. Unchanged folders are
+        uploaded once and cached by the workers.
     :param deferrable: free the Airflow worker slot while the job runs (a `TitanJobTrigger` waits
         in the triggerer); the task log gets the whole output when the task resumes.
     :param titan_conn_id: Airflow connection of type `titan` (host, port, token as password).
@@ -67,7 +62,7 @@ class TitanOperator(BaseOperator):
     the key "titan_ref" holds the Titan job reference (`titan-runtime logs REF`).
     """
 
-    template_fields: Sequence[str] = ("script", "command", "args", "env", "requirement")
+    template_fields: Sequence[str] = ("script", "command", "args", "env", "requirement", "project_dir")
     template_fields_renderers = {"env": "json", "command": "py", "args": "py"}
     ui_color = "#d8e7f8"
 
@@ -88,8 +83,6 @@ class TitanOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if project_dir is not None:
-            raise project_dir_unsupported()
         if (script is None) == (command is None):
             raise TitanConfigError(
                 f"task {self.task_id}: give exactly one of script= (a file) or command= (a program and its args)"
@@ -113,17 +106,31 @@ class TitanOperator(BaseOperator):
 
     # ------------------------------------------------------------------ building the job
 
-    def _script_path(self) -> str:
-        path = os.path.expanduser(str(self.script))
-        if not os.path.isabs(path):
-            fileloc = getattr(self.dag, "fileloc", None) if self.has_dag() else None
-            base = os.path.dirname(fileloc) if fileloc else os.getcwd()
-            path = os.path.join(base, path)
-        if not os.path.isfile(path):
+    def _dag_folder(self) -> str:
+        fileloc = getattr(self.dag, "fileloc", None) if self.has_dag() else None
+        return os.path.dirname(fileloc) if fileloc else os.getcwd()
+
+    def _project_path(self) -> str | None:
+        if self.project_dir is None:
+            return None
+        path = os.path.join(self._dag_folder(), os.path.expanduser(str(self.project_dir)))
+        if not os.path.isdir(path):
             raise TitanConfigError(
-                f"task {self.task_id}: script {path} does not exist (relative paths are relative "
+                f"task {self.task_id}: project_dir {path} is not a folder (relative paths are relative "
                 "to the DAG file's folder)"
             )
+        return os.path.realpath(path)
+
+    def _script_path(self, project: str | None) -> str:
+        base = project or self._dag_folder()
+        path = os.path.realpath(os.path.join(base, os.path.expanduser(str(self.script))))
+        where = "the project folder" if project else "the DAG file's folder"
+        if not os.path.isfile(path):
+            raise TitanConfigError(
+                f"task {self.task_id}: script {path} does not exist (relative paths are relative to {where})"
+            )
+        if project and os.path.commonpath([project, path]) != project:
+            raise TitanConfigError(f"task {self.task_id}: script {path} is not inside project_dir {project}")
         return path
 
     def _argv(self) -> list[str]:
@@ -135,22 +142,23 @@ class TitanOperator(BaseOperator):
 
     def build_job(self, context: Context) -> TitanJob:
         """The TitanJob this try runs (after templating): the same for every execution of one try."""
-        ti = context["ti"]
-        env = naming.airflow_env(ti.dag_id, ti.task_id, ti.run_id, ti.try_number, _map_index(ti))
+        env = naming.airflow_env(*naming.try_key(context["ti"]))
         env.update({str(k): str(v) for k, v in (self.env or {}).items()})
         args = self.args
         if args is not None and not isinstance(args, str):
             args = [str(a) for a in args]
         job = TitanJob(
-            job_id=naming.titan_job_id(ti.task_id),
+            job_id=naming.titan_job_id(context["ti"].task_id),
             args=args,
             priority=self.priority,
             requirement=self.requirement or "GENERAL",
             env=env,
             timeout=self.timeout,
         )
+        project = self._project_path()
+        job.project_dir = project
         if self.script is not None:
-            job.filename = self._script_path()
+            job.filename = self._script_path(project)
         else:
             job.command = self._argv()
         return job
@@ -158,7 +166,7 @@ class TitanOperator(BaseOperator):
     def submit(self, client: TitanClient, context: Context) -> str:
         """Submit this try's job (or find it, when this try submitted it before); return its reference."""
         ti = context["ti"]
-        ids = (ti.dag_id, ti.task_id, ti.run_id, ti.try_number, _map_index(ti))
+        ids = naming.try_key(ti)
         run_id = naming.titan_run_id(*ids)
         job = self.build_job(context)
         run_id = client.submit_dag(
@@ -240,8 +248,3 @@ class TitanOperator(BaseOperator):
         with self._hook().get_conn() as client:
             cancelled = client.cancel(ref, wait=True, timeout=KILL_TIMEOUT_S)
         self.log.info("Cancelled %s", ", ".join(cancelled) or f"nothing ({ref} had ended)")
-
-
-def _map_index(ti: Any) -> int:
-    index = getattr(ti, "map_index", -1)
-    return -1 if index is None else int(index)

@@ -95,3 +95,11 @@ def test_a_retry_is_a_new_titan_run_and_never_a_duplicate(cluster: ProcessCluste
     ]
     assert {r.labels["airflow.run_id"] for r in runs} == {result.run_id}
     assert [m for m in task_log_lines(result.log) if m.startswith("try ")] == ["try 1", "try 2"]
+
+
+def test_project_folder_ships_with_the_job(cluster: ProcessCluster, run_dag) -> None:
+    result = run_dag("titan_project", cluster).wait()
+    assert result.state == "success", result.log
+    lines = task_log_lines(result.log)
+    assert "HI!" in lines
+    assert "FROM A COMMAND!" in lines

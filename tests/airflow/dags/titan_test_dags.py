@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
-from titan_airflow import TitanOperator
+from titan_airflow import TitanOperator, TitanPipelineOperator
 
 START = datetime(2024, 1, 1)
 PY = "{python}"
@@ -69,3 +69,18 @@ with DAG(
             "import os, sys; n = os.environ['AIRFLOW_CTX_TRY_NUMBER']; print('try', n); sys.exit(1 if n == '1' else 0)",
         ],
     )
+
+# A project folder shipped with the job: main.py imports pkg/helper.py from it.
+with DAG("titan_project", schedule=None, start_date=START, catchup=False):
+    TitanOperator(task_id="script_in_project", project_dir="project", script="main.py", args=["hi"])
+    TitanOperator(
+        task_id="command_in_project",
+        project_dir="project",
+        command=[PY, "-c", "from pkg.helper import shout; print(shout('from a command'))"],
+    )
+
+with DAG("titan_pipeline", schedule=None, start_date=START, catchup=False):
+    TitanPipelineOperator(task_id="diamond", pipeline="pipelines/diamond.yaml")
+
+with DAG("titan_pipeline_failure", schedule=None, start_date=START, catchup=False):
+    TitanPipelineOperator(task_id="broken", pipeline="pipelines/broken.yaml", log_tail_lines=2)
