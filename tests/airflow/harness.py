@@ -41,6 +41,9 @@ class AirflowHome:
             AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder),
             AIRFLOW__CORE__LOAD_EXAMPLES="False",
             AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
+            # SQLite lets one process write at a time; wait for the lock (the api-server and the
+            # scheduler write concurrently) instead of failing after the default 5 seconds.
+            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{self.root / 'airflow.db'}?timeout=60",
             PYTHONUNBUFFERED="1",
         )
         for key in ("TITAN_ADDRESS", "TITAN_TOKEN", "TITAN_HOST", "TITAN_PORT", "TITAN_DATA_DIR"):
@@ -193,8 +196,10 @@ class AirflowServices:
             AIRFLOW__CORE__EXECUTOR="LocalExecutor",
             AIRFLOW__CORE__PARALLELISM="4",
             AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+            AIRFLOW__CORE__TEST_CONNECTION="Enabled",
         )
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopped_pids: dict[str, int] = {}
 
     @property
     def url(self) -> str:
@@ -260,6 +265,7 @@ class AirflowServices:
         return health.get("scheduler", {}).get("status") == "healthy"
 
     def stop(self) -> None:
+        self.stopped_pids.update({name: proc.pid for name, proc in self.procs.items()})
         for proc in self.procs.values():
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)

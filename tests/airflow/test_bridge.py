@@ -4,41 +4,74 @@ against a real `airflow api-server` and `airflow scheduler` started and stopped 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import airflow_client.client as af
 import pytest
 
 from tests.airflow.harness import BRIDGE_DAGS, PYTHON, AirflowHome, AirflowServices, migrate
-from tests.helpers import ProcessCluster
+from tests.helpers import ProcessCluster, pid_alive
+from titan_airflow.bridge import AirflowBridge
 from titan_runtime import TitanJob
 
 pytestmark = pytest.mark.integration
 JOB = Path(__file__).with_name("jobs") / "trigger_dag.py"
 
 
-@pytest.fixture
-def airflow_services(cluster: ProcessCluster, tmp_path: Path) -> Iterator[AirflowServices]:
-    home = AirflowHome(tmp_path / "airflow_home")
+@pytest.fixture(scope="module")
+def bridge_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessCluster]:
+    """One Titan cluster for the module's tests: starting Airflow's services is the slow part."""
+    cluster = ProcessCluster(tmp_path_factory.mktemp("bridge") / "titan")
+    cluster.root.mkdir(parents=True)
+    try:
+        cluster.start_master()
+        cluster.add_worker("w1", slots=2)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def airflow_services(
+    bridge_cluster: ProcessCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowServices]:
+    """A fresh Airflow (own metadata DB) with api-server and scheduler, stopped by pid afterwards."""
+    home = AirflowHome(tmp_path_factory.mktemp("bridge_airflow_home"))
     migrate(home)
-    services = AirflowServices(home, cluster, BRIDGE_DAGS)
+    services = AirflowServices(home, bridge_cluster, BRIDGE_DAGS)
     try:
         services.start()
         yield services
     finally:
         services.stop()
+    for name, pid in services.stopped_pids.items():
+        assert not pid_alive(pid), f"airflow {name} (pid {pid}) is still running"
 
 
-def cli(services: AirflowServices, cluster: ProcessCluster, *args: str) -> subprocess.Popen[str]:
-    env = {**cluster.env(), **services.client_env()}
-    return subprocess.Popen(
-        [PYTHON, "-m", "titan_runtime", "airflow", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+@pytest.fixture
+def cli(airflow_services: AirflowServices) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start `titan-runtime airflow ARGS` against the test's Airflow; any still running at the end is killed."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "titan_runtime", "airflow", *args],
+            env={**os.environ, **airflow_services.client_env()},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
@@ -53,12 +86,14 @@ def titan_logs_of_dag_runs(cluster: ProcessCluster, dag_id: str) -> dict[str, st
 
 
 def test_titan_starts_airflow_dag_runs_and_waits_for_their_state(
-    airflow_services: AirflowServices, cluster: ProcessCluster
+    airflow_services: AirflowServices,
+    bridge_cluster: ProcessCluster,
+    cli: Callable[..., subprocess.Popen[str]],
 ) -> None:
-    services = airflow_services
+    services, cluster = airflow_services, bridge_cluster
     ok = ["trigger", "titan_bridge_target", "--wait", "--timeout", "150", "--poll-interval", "0.5", "--json"]
-    passing = cli(services, cluster, *ok, "--conf", json.dumps({"message": "from the cli"}))
-    failing = cli(services, cluster, *ok, "--conf", json.dumps({"message": "doomed", "outcome": "fail"}))
+    passing = cli(*ok, "--conf", json.dumps({"message": "from the cli"}))
+    failing = cli(*ok, "--conf", json.dumps({"message": "doomed", "outcome": "fail"}))
     # A Titan job starts a run through the SDK call and waits for it.
     job = cluster.client.submit_job(
         TitanJob(filename=str(JOB), args=["from a titan job"], env=services.client_env()), run_id="bridge-job"
@@ -93,27 +128,23 @@ def test_titan_starts_airflow_dag_runs_and_waits_for_their_state(
     assert "message: from a titan job" in logs[from_job["run_id"]]
 
     # Without --wait: print the new run and return at once.
-    code, out, err = finish(
-        cli(services, cluster, "trigger", "titan_bridge_target", "--conf", '{"message": "x"}')
-    )
+    code, out, err = finish(cli("trigger", "titan_bridge_target", "--conf", '{"message": "x"}'))
     assert code == 0, err
     dag_id, run_id, state = out.split()
     assert dag_id == "titan_bridge_target" and state in ("queued", "running")
-    code, out, err = finish(
-        cli(services, cluster, "status", "titan_bridge_target", run_id, "--wait", "--timeout", "150")
-    )
+    code, out, err = finish(cli("status", "titan_bridge_target", run_id, "--wait", "--timeout", "150"))
     assert code == 0, out + err
     assert out.splitlines() == [f"titan_bridge_target {run_id} success", "  say: success"]
 
     # Mistakes that only the server can tell get a sentence saying what to fix.
-    code, _, err = finish(cli(services, cluster, "trigger", "no_such_dag"))
+    code, _, err = finish(cli("trigger", "no_such_dag"))
     assert code == 1 and "no_such_dag" in err and "not found" in err and "airflow dags list" in err
-    code, _, err = finish(cli(services, cluster, "trigger", "titan_bridge_target", "--password", "wrong"))
+    code, _, err = finish(cli("trigger", "titan_bridge_target", "--password", "wrong"))
     assert code == 1 and "refused user 'titan': check the username and password" in err
 
 
-def test_bridge_errors_that_need_no_airflow_say_what_to_fix(cluster: ProcessCluster) -> None:
-    env = {**cluster.env(), "TITAN_AIRFLOW_URL": "http://127.0.0.1:1"}
+def test_bridge_errors_that_need_no_airflow_say_what_to_fix() -> None:
+    env = {**os.environ, "TITAN_AIRFLOW_URL": "http://127.0.0.1:1"}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         argv = [PYTHON, "-m", "titan_runtime", "airflow", "trigger", "some_dag", *args]
@@ -130,3 +161,27 @@ def test_bridge_errors_that_need_no_airflow_say_what_to_fix(cluster: ProcessClus
     assert done.returncode == 1 and "must start with http:// or https://" in done.stderr
     done = run("--username", "someone")
     assert done.returncode == 1 and "needs a password" in done.stderr
+
+
+def test_the_connection_form_test_button_reaches_titan(
+    airflow_services: AirflowServices, bridge_cluster: ProcessCluster
+) -> None:
+    """What the UI's Test button does: the api-server builds a TitanHook from the form and calls it."""
+    services, cluster = airflow_services, bridge_cluster
+    with AirflowBridge(services.url, services.USER, services.PASSWORD) as bridge:
+        api = af.ConnectionApi(bridge._client())
+
+        def test(token: str) -> tuple[bool, str]:
+            body = af.ConnectionBody(
+                connection_id="titan_form",
+                conn_type="titan",
+                host="127.0.0.1",
+                port=cluster.port,
+                password=token,
+            )
+            response = api.test_connection(body)
+            return response.status, response.message
+
+        assert test(cluster.token) == (True, f"Connected to Titan at {cluster.address}: 1 worker(s) alive")
+        ok, message = test("wrong-token")
+        assert not ok and message
