@@ -5,7 +5,7 @@ This script does both against a real Titan cluster (the connection comes from
 AIRFLOW_CONN_TITAN_DEFAULT) and writes what it saw as JSON for the test to check. It runs in a
 subprocess so that Airflow is never imported into the pytest process.
 
-usage: python drive_trigger.py restart|kill --out OUT.json --gate PATH --pidfile PATH
+usage: python drive_trigger.py restart|kill|unreachable --out OUT.json --gate PATH --pidfile PATH
 """
 
 from __future__ import annotations
@@ -100,9 +100,21 @@ async def kill(op: TitanOperator, context: dict[str, Any], pidfile: Path) -> dic
     return seen
 
 
+async def unreachable(op: TitanOperator, context: dict[str, Any]) -> dict[str, Any]:
+    """The master is gone (the connection points at a closed port): the trigger gives up and says so."""
+    trigger = TitanJobTrigger(ref="some-run/some-job", titan_conn_id="titan_nowhere", reconnect_for=1.0)
+    event = await asyncio.wait_for(trigger.run().__anext__(), 60)
+    seen: dict[str, Any] = {"event": event.payload}
+    try:
+        op.execute_complete(context, event=event.payload)
+    except Exception as exc:
+        seen["raised"] = f"{type(exc).__name__}: {exc}"
+    return seen
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["restart", "kill"])
+    parser.add_argument("scenario", choices=["restart", "kill", "unreachable"])
     parser.add_argument("--out", required=True)
     parser.add_argument("--gate", default="")
     parser.add_argument("--pidfile", default="")
@@ -123,13 +135,18 @@ def main() -> int:
             deferrable=True,
         )
         seen = asyncio.run(restart(op, context, Path(opts.gate)))
-    else:
+    elif opts.scenario == "kill":
         op = TitanOperator(
             task_id=opts.scenario,
             command=["bash", "-c", f'sleep 300 & echo $$ $! > "{opts.pidfile}"; wait'],
             deferrable=True,
         )
         seen = asyncio.run(kill(op, context, Path(opts.pidfile)))
+    else:
+        op = TitanOperator(
+            task_id=opts.scenario, command=["true"], deferrable=True, titan_conn_id="titan_nowhere"
+        )
+        seen = asyncio.run(unreachable(op, context))
     Path(opts.out).write_text(json.dumps(seen, default=str))
     return 0
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.airflow.harness import PYTHON, AirflowHome, task_log_lines
+from tests.airflow.harness import PYTHON, AirflowHome, free_port, task_log_lines
 from tests.helpers import ProcessCluster, pid_alive, wait_until
 
 pytestmark = pytest.mark.integration
@@ -20,12 +20,14 @@ def titan_runs(cluster: ProcessCluster, dag_id: str) -> list:
     return [r for r in cluster.client.list_runs() if r.labels.get("airflow.dag_id") == dag_id]
 
 
-def drive(home: AirflowHome, cluster: ProcessCluster, tmp_path: Path, scenario: str) -> dict[str, Any]:
+def drive(
+    home: AirflowHome, cluster: ProcessCluster, tmp_path: Path, scenario: str, **env: str
+) -> dict[str, Any]:
     out = tmp_path / f"{scenario}.json"
     argv = [PYTHON, str(DRIVER), scenario, "--out", str(out), "--gate", str(tmp_path / "gate")]
     done = subprocess.run(
         [*argv, "--pidfile", str(tmp_path / "pids")],
-        env=home.env(cluster),
+        env=home.env(cluster, **env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -101,3 +103,15 @@ def test_killing_a_deferred_task_cancels_the_remote_process_tree(
     assert cluster.client.get_job(seen["ref"]).state == "CANCELLED"
     assert seen["raised"].startswith("TitanJobFailed: Titan job ")
     assert "CANCELLED" in seen["raised"]
+
+
+def test_trigger_gives_up_on_an_unreachable_master_with_a_clear_error(
+    airflow_home: AirflowHome, cluster: ProcessCluster, tmp_path: Path
+) -> None:
+    nowhere = json.dumps({"conn_type": "titan", "host": "127.0.0.1", "port": free_port(), "password": "x"})
+    seen = drive(airflow_home, cluster, tmp_path, "unreachable", AIRFLOW_CONN_TITAN_NOWHERE=nowhere)
+    assert seen["event"]["status"] == "error"
+    assert "cannot reach the Titan master at 127.0.0.1:" in seen["event"]["message"]
+    assert seen["raised"].startswith(
+        "TitanJobFailed: could not follow Titan job some-run/some-job: cannot reach"
+    )

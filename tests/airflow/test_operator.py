@@ -103,3 +103,24 @@ def test_project_folder_ships_with_the_job(cluster: ProcessCluster, run_dag) -> 
     lines = task_log_lines(result.log)
     assert "HI!" in lines
     assert "FROM A COMMAND!" in lines
+
+
+def test_the_log_stream_survives_a_master_restart_without_losing_or_repeating_lines(
+    cluster: ProcessCluster, run_dag, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    running = run_dag("titan_success", cluster, {"word": "again", "gate": str(gate)})
+    running.wait_for_log("hello again")
+    cluster.kill_master()  # SIGKILL: the operator's stream breaks mid-job
+    cluster.start_master()
+    [run] = wait_until(lambda: titan_runs(cluster, "titan_success"), what="the run after the restart")
+    wait_until(lambda: cluster.client.get_job(run.id).state == "RUNNING", what="the job to be RUNNING")
+    gate.touch()
+    result = running.wait()
+    assert result.state == "success", result.log
+    assert "Lost the Titan log stream" in result.log
+    lines = task_log_lines(result.log)
+    hello = lines.index("hello again")
+    assert lines.count("hello again") == 1
+    assert [m for m in lines[hello:] if m.startswith("line ")] == [f"line {i}" for i in range(5)]
+    assert result.xcom["hello"]["return_value"] == {"word": "again", "try": 1}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import signal
 
 import pytest
 
 from tests.airflow.harness import task_log_lines
-from tests.helpers import ProcessCluster
+from tests.helpers import ProcessCluster, pid_alive, wait_until
 
 pytestmark = pytest.mark.integration
 PIPELINE_LOGGER = "TitanPipelineOperator"
@@ -58,3 +59,22 @@ def test_pipeline_failure_names_the_failed_job_with_its_log_tail(cluster: Proces
     )
     tail = message[message.index("Last 2 line(s) of its output:") :].split("Whole output")[0]
     assert "right says 2" in tail and "[stderr] right is giving up" in tail and "right says 1" not in tail
+
+
+def test_killing_the_task_cancels_every_job_of_the_run(cluster: ProcessCluster, run_dag) -> None:
+    running = run_dag("titan_pipeline_kill", cluster)
+
+    def pids() -> list[int] | None:
+        values = [cluster.client.store_get(f"sleeper/{name}") for name in ("first", "second")]
+        return [int(p) for v in values for p in v.split()] if all(values) else None
+
+    sleeping = wait_until(pids, 120, what="both jobs to record their pids")
+    running.wait_for_log("[second] second is sleeping")
+    running.signal(signal.SIGTERM)
+    result = running.wait()
+    for pid in sleeping:
+        assert not pid_alive(pid), f"remote process {pid} survived the kill"
+    assert result.task_state("sleepers") == "failed"
+    run = cluster.client.get_run(result.xcom["sleepers"]["titan_run_id"])
+    assert run.state == "CANCELLED"
+    assert {job.state for job in run.jobs} == {"CANCELLED"}

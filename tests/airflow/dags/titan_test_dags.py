@@ -84,3 +84,6 @@ with DAG("titan_pipeline", schedule=None, start_date=START, catchup=False):
 
 with DAG("titan_pipeline_failure", schedule=None, start_date=START, catchup=False):
     TitanPipelineOperator(task_id="broken", pipeline="pipelines/broken.yaml", log_tail_lines=2)
+
+with DAG("titan_pipeline_kill", schedule=None, start_date=START, catchup=False):
+    TitanPipelineOperator(task_id="sleepers", pipeline="pipelines/sleeper.yaml")
