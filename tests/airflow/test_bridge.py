@@ -11,11 +11,13 @@ from pathlib import Path
 
 import airflow_client.client as af
 import pytest
+from click.testing import CliRunner, Result
 
 from tests.airflow.harness import BRIDGE_DAGS, PYTHON, AirflowHome, AirflowServices, migrate
 from tests.helpers import ProcessCluster, pid_alive
 from titan_airflow.bridge import AirflowBridge
 from titan_runtime import TitanJob
+from titan_runtime import cli as titan_cli
 
 pytestmark = pytest.mark.integration
 JOB = Path(__file__).with_name("jobs") / "trigger_dag.py"
@@ -143,24 +145,25 @@ def test_titan_starts_airflow_dag_runs_and_waits_for_their_state(
     assert code == 1 and "refused user 'titan': check the username and password" in err
 
 
-def test_bridge_errors_that_need_no_airflow_say_what_to_fix() -> None:
-    env = {**os.environ, "TITAN_AIRFLOW_URL": "http://127.0.0.1:1"}
+def test_bridge_errors_that_need_no_airflow_say_what_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TITAN_AIRFLOW_URL", "http://127.0.0.1:1")
+    for name in ("TITAN_AIRFLOW_USERNAME", "TITAN_AIRFLOW_PASSWORD", "TITAN_AIRFLOW_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        argv = [PYTHON, "-m", "titan_runtime", "airflow", "trigger", "some_dag", *args]
-        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(titan_cli.cli, ["airflow", "trigger", "some_dag", *args])
 
     done = run("--conf", "[1]")
-    assert done.returncode == 2 and "Invalid value for --conf: must be a JSON object, not list" in done.stderr
+    assert done.exit_code == 2 and "Invalid value for --conf: must be a JSON object, not list" in done.output
     done = run("--conf", "{nope")
-    assert done.returncode == 2 and "not valid JSON" in done.stderr
+    assert done.exit_code == 2 and "not valid JSON" in done.output
     done = run()
-    assert done.returncode == 1
-    assert "cannot reach Airflow at http://127.0.0.1:1" in done.stderr and "TITAN_AIRFLOW_URL" in done.stderr
+    assert done.exit_code == 1
+    assert "cannot reach Airflow at http://127.0.0.1:1" in done.output and "TITAN_AIRFLOW_URL" in done.output
     done = run("--url", "127.0.0.1:8080")
-    assert done.returncode == 1 and "must start with http:// or https://" in done.stderr
+    assert done.exit_code == 1 and "must start with http:// or https://" in done.output
     done = run("--username", "someone")
-    assert done.returncode == 1 and "needs a password" in done.stderr
+    assert done.exit_code == 1 and "needs a password" in done.output
 
 
 def test_the_connection_form_test_button_reaches_titan(
