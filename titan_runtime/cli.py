@@ -26,7 +26,7 @@ import click
 from titan_runtime import config
 from titan_runtime.client.errors import TitanError
 from titan_runtime.client.job import TitanJob
-from titan_runtime.client.records import JobRecord, LogLine
+from titan_runtime.client.records import JobRecord, LogLine, RunRecord
 from titan_runtime.client.sync import TitanClient
 from titan_runtime.core.model import TAG_PATTERN
 from titan_runtime.version import __version__
@@ -250,6 +250,12 @@ def up(
 @click.option(
     "--lease-timeout", default=10.0, show_default=True, help="Seconds of silence before a worker is dead."
 )
+@click.option(
+    "--fsync/--no-fsync",
+    default=True,
+    show_default=True,
+    help="fsync every commit (survives power loss); --no-fsync survives master crashes only, but is faster.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @friendly_errors
 def master(
@@ -259,6 +265,7 @@ def master(
     store: str,
     heartbeat_interval: float,
     lease_timeout: float,
+    fsync: bool,
     verbose: bool,
 ) -> None:
     """Run the master (control plane) in the foreground."""
@@ -272,6 +279,7 @@ def master(
         store=store,
         heartbeat_interval=heartbeat_interval,
         lease_timeout=lease_timeout,
+        fsync=fsync,
     )
 
     async def serve() -> None:
@@ -286,8 +294,10 @@ def master(
     asyncio.run(serve())
 
 
-@cli.command()
-@click.option("--master", "master_address", required=True, help="The master's HOST:PORT.")
+@cli.group(invoke_without_command=True)
+@click.option(
+    "--master", "master_address", default=None, help="The master's HOST:PORT (required to run a worker)."
+)
 @click.option(
     "--tags", default="", help="Capabilities, comma-separated (GPU is added when nvidia-smi finds one)."
 )
@@ -300,13 +310,28 @@ def master(
 @click.option(
     "--work-dir", type=click.Path(file_okay=False, path_type=Path), help="Workspaces, spool and cache."
 )
-@click.option("--kill-grace", default=10.0, show_default=True, help="Seconds from SIGTERM to SIGKILL.")
+@click.option(
+    "--kill-grace", default=10.0, show_default=True, help="Seconds from SIGTERM to SIGKILL for a job."
+)
+@click.option(
+    "--drain-timeout", default=60.0, show_default=True, help="On SIGTERM, seconds running jobs get to finish."
+)
 @click.option("--keep-workspaces", is_flag=True, help="Keep each attempt's workspace after it ends.")
+@click.option(
+    "--port-range", default="20000-32000", show_default=True, help="Ports leased to services, LOW-HIGH."
+)
+@click.option(
+    "--advertise-host",
+    default=None,
+    help="Address others reach this worker's services at [default: route to master].",
+)
 @click.option("--exit-with-parent", type=int, default=0, hidden=True)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.pass_context
 @friendly_errors
 def worker(
-    master_address: str,
+    ctx: click.Context,
+    master_address: str | None,
     tags: str,
     slots: int | None,
     token: str | None,
@@ -314,11 +339,24 @@ def worker(
     data_dir: Path | None,
     work_dir: Path | None,
     kill_grace: float,
+    drain_timeout: float,
     keep_workspaces: bool,
+    port_range: str,
+    advertise_host: str | None,
     exit_with_parent: int,
     verbose: bool,
 ) -> None:
-    """Run a worker that dials out to the master and runs what it is assigned."""
+    """Run a worker that dials out to the master and runs what it is assigned.
+
+    \b
+    SIGTERM drains it: no new work, running jobs get --drain-timeout to finish, the rest are handed
+    back to the master (which runs them elsewhere), then it exits 0. SIGINT (Ctrl-C) or a second
+    signal hands everything back at once.
+
+    `titan-runtime worker drain WORKER` asks a running worker to drain through the master.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from titan_runtime.worker import capabilities
     from titan_runtime.worker.agent import WorkerConfig, run_worker
     from titan_runtime.worker.agent import exit_with_parent as arm_parent_death
@@ -326,6 +364,8 @@ def worker(
     setup_logging(verbose)
     if exit_with_parent:
         arm_parent_death(exit_with_parent)
+    if not master_address:
+        raise click.UsageError("Missing option '--master' (the master's HOST:PORT).", ctx)
     config.split_host_port(master_address)
     if slots is not None and slots < 1:
         raise click.BadParameter("must be at least 1", param_hint="--slots")
@@ -346,9 +386,33 @@ def worker(
         tags=frozenset(parse_tags(tags)),
         slots=slots or capabilities.cpu_count(),
         kill_grace=kill_grace,
+        drain_timeout=drain_timeout,
         keep_workspaces=keep_workspaces,
+        port_range=_parse_port_range(port_range),
+        advertise_host=advertise_host or "",
     )
     sys.exit(asyncio.run(run_worker(cfg)))
+
+
+def _parse_port_range(value: str) -> tuple[int, int]:
+    low, sep, high = value.partition("-")
+    if not sep or not low.isdigit() or not high.isdigit() or not 0 < int(low) <= int(high) < 65536:
+        raise click.BadParameter(
+            f"{value!r} is not LOW-HIGH, for example 20000-32000", param_hint="--port-range"
+        )
+    return int(low), int(high)
+
+
+@worker.command("drain")
+@click.argument("worker_ref", metavar="WORKER")
+@click.option("--deadline", type=float, default=0.0, help="Seconds running jobs get [default: the worker's].")
+@client_options
+def worker_drain(client: TitanClient, worker_ref: str, deadline: float) -> None:
+    """Drain a worker (by name or id): no new work, running jobs finish, then it exits."""
+    record = client.drain_worker(worker_ref, deadline)
+    click.echo(
+        f"draining {record.name} ({record.id}); it exits once its {record.running} running job(s) are done"
+    )
 
 
 # ---------------------------------------------------------------------- jobs
@@ -604,8 +668,11 @@ def _parse_labels(pairs: tuple[str, ...]) -> dict[str, str]:
     return labels
 
 
-def _run_exit_code(state: str) -> int:
-    return {"SUCCEEDED": 0, "CANCELLED": EXIT_CANCELLED}.get(state, 1)
+def _run_exit_code(record: RunRecord) -> int:
+    """0 for a run that SUCCEEDED, or that only its (healthy) services keep running."""
+    if record.state == "RUNNING":
+        return 1 if record.failed_jobs else 0
+    return {"SUCCEEDED": 0, "CANCELLED": EXIT_CANCELLED}.get(record.state, 1)
 
 
 @cli.command("run")
@@ -632,9 +699,16 @@ def run_pipeline(
     except KeyboardInterrupt:
         click.echo(f"\nThe run goes on; cancel it with: titan-runtime cancel {run.id}", err=True)
         sys.exit(EXIT_CANCELLED)
-    if record.state != "SUCCEEDED":
+    if record.state == "RUNNING":  # settled: its services keep running
+        services = ", ".join(j.id for j in record.jobs if j.state == "HEALTHY")
+        click.echo(
+            f"run {record.id}: batch jobs done; services keep running ({services}); "
+            f"stop them with `titan-runtime cancel {record.id}` or `titan-runtime service stop ID`",
+            err=True,
+        )
+    elif record.state != "SUCCEEDED":
         click.echo(f"titan-runtime: run {record.id} {record.state}: {record.reason}", err=True)
-    sys.exit(_run_exit_code(record.state))
+    sys.exit(_run_exit_code(record))
 
 
 @cli.command()
@@ -681,6 +755,75 @@ def run_status(client: TitanClient, run_id: str, as_json: bool) -> None:
             for j in record.jobs
         ],
     )
+
+
+# ---------------------------------------------------------------------- services
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--all", "include_ended", is_flag=True, help="Also stopped and failed instances.")
+@client_options
+def services(client: TitanClient, as_json: bool, include_ended: bool) -> None:
+    """List service instances: where they run, their endpoint, state and restarts."""
+    records = client.list_services(include_ended=include_ended)
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in records], indent=2))
+        return
+    if not records:
+        click.echo("No services running.")
+        return
+    print_table(
+        ["ID", "SERVICE", "RUN", "WORKER", "ENDPOINT", "STATE", "RESTARTS", "STARTED", "REASON"],
+        [
+            [
+                s.id,
+                s.service,
+                s.run_id,
+                s.worker_name or "-",
+                s.endpoint or "-",
+                s.state,
+                str(s.restarts),
+                fmt_time(s.started_at),
+                s.reason,
+            ]
+            for s in records
+        ],
+    )
+
+
+@cli.group()
+def service() -> None:
+    """Stop or restart a service (every instance of it)."""
+
+
+@service.command("stop")
+@click.argument("service_id", metavar="ID")
+@client_options
+def service_stop(client: TitanClient, service_id: str) -> None:
+    """Stop a service for good: its whole process trees; it is not restarted."""
+    for ref in client.stop_service(service_id) or [f"{service_id}: nothing running"]:
+        click.echo(f"stopped {ref}" if "/" in ref else ref)
+
+
+@service.command("restart")
+@click.argument("service_id", metavar="ID")
+@client_options
+def service_restart(client: TitanClient, service_id: str) -> None:
+    """Restart every instance of a service now (not counted as a crash)."""
+    for ref in client.restart_service(service_id) or [f"{service_id}: nothing running"]:
+        click.echo(f"restarting {ref}" if "/" in ref else ref)
+
+
+@service.command("endpoint")
+@click.argument("service_id", metavar="ID")
+@click.option("--all", "all_instances", is_flag=True, help="Every healthy replica, one per line.")
+@client_options
+def service_endpoint(client: TitanClient, service_id: str, all_instances: bool) -> None:
+    """Print HOST:PORT of the service's healthy instance."""
+    found = client.service_endpoint(service_id, all=all_instances)
+    for endpoint in found if isinstance(found, list) else [found]:
+        click.echo(endpoint)
 
 
 # ---------------------------------------------------------------------- KV

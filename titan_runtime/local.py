@@ -171,10 +171,11 @@ class LocalCluster:
             time.sleep(0.01)
 
     def stop(self, grace: float = 15.0) -> None:
-        """SIGTERM every worker by pid, SIGKILL what is left after `grace`, then stop the master."""
+        """Stop every worker by pid now (SIGINT: jobs handed back), SIGKILL what is left after `grace`,
+        then stop the master."""
         for proc in self.workers:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGINT)
         deadline = time.monotonic() + grace
         for proc in self.workers:
             try:

@@ -71,7 +71,7 @@ def watch_run(client: TitanClient, run_id: str, follow: bool = False, interval: 
 
         run = client.get_run(run_id)
         with Live(_table(run, started), refresh_per_second=8, transient=False) as live:
-            while not run.terminal:
+            while not (run.terminal or run.settled):
                 time.sleep(interval)
                 run = client.get_run(run_id)
                 live.update(_table(run, started))
@@ -83,6 +83,7 @@ def _plain(client: TitanClient, run_id: str, follow: bool, interval: float) -> R
     lock = threading.Lock()
     seen: dict[str, tuple[str, int]] = {}
     followers: list[threading.Thread] = []
+    started: set[str] = set()
 
     def say(text: str, err: bool = False) -> None:
         with lock:
@@ -109,11 +110,13 @@ def _plain(client: TitanClient, run_id: str, follow: bool, interval: float) -> R
             took = f" ({duration(job, now)})" if job.terminal and job.started_at else ""
             why = f": {job.reason}" if job.reason and job.state not in ("SUCCEEDED",) else ""
             say(f"{time.strftime('%H:%M:%S')} {job.id} {job.state}{where}{took}{why}", err=follow)
-            if follow and job.attempt and job.id not in {t.name for t in followers}:
+            if follow and job.attempt and job.id not in started:
+                started.add(job.id)
                 thread = threading.Thread(target=follow_job(job), name=job.id, daemon=True)
-                followers.append(thread)
+                if job.kind != "service":  # a service's output never ends: do not wait for it
+                    followers.append(thread)
                 thread.start()
-        if run.terminal:
+        if run.terminal or run.settled:
             break
         time.sleep(interval)
     for thread in followers:

@@ -120,10 +120,18 @@ class ProcessCluster:
     # ------------------------------------------------------------------ workers
 
     def add_worker(
-        self, name: str, tags: Sequence[str] = (), slots: int = 2, args: Sequence[str] = (), wait: bool = True
+        self,
+        name: str,
+        tags: Sequence[str] = (),
+        slots: int = 2,
+        args: Sequence[str] = (),
+        wait: bool = True,
+        prefix: Sequence[str] = (),
     ) -> subprocess.Popen[bytes]:
+        """Start a worker process (`prefix` runs it elsewhere, e.g. inside a network namespace)."""
         log = open(self.root / f"worker-{name}.log", "ab")  # noqa: SIM115
-        argv = [PYTHON, "-m", "titan_runtime", "worker", "--master", self.address, "--name", name]
+        argv = [*prefix, PYTHON, "-m", "titan_runtime", "worker", "--master", self.address, "--name", name]
+
         argv += ["--slots", str(slots), "--work-dir", str(self.root / "workers" / name), *args]
         if tags:
             argv += ["--tags", ",".join(tags)]
@@ -193,7 +201,7 @@ class ProcessCluster:
         for name in list(self.workers):
             proc = self.workers.pop(name)
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGINT)  # stop now; SIGTERM would drain
                 try:
                     proc.wait(20)
                 except subprocess.TimeoutExpired:
@@ -207,3 +215,64 @@ class ProcessCluster:
                 self.master.kill()
                 self.master.wait()
         self.master = None
+
+
+class NetworkNamespace:
+    """A host of our own: a Linux network namespace joined to this one by a veth pair.
+
+    The master listens on the host side (`host_ip`); processes started with `prefix` run inside the
+    namespace and reach it across the link, which `cut()` and `heal()` take down and bring back (a
+    partition: packets vanish, nobody gets a reset). Needs root and iproute2; `close()` removes it all.
+    """
+
+    def __init__(self) -> None:
+        import secrets
+
+        suffix = secrets.token_hex(3)
+        self.name = f"titan-{suffix}"
+        self.host_dev = f"th{suffix}"
+        self.ns_dev = f"tn{suffix}"
+        octet2, octet3 = 200 + secrets.randbelow(50), secrets.randbelow(250)
+        self.host_ip = f"10.{octet2}.{octet3}.1"
+        self.ns_ip = f"10.{octet2}.{octet3}.2"
+        self._ip("netns", "add", self.name)
+        try:
+            self._ip("link", "add", self.host_dev, "type", "veth", "peer", "name", self.ns_dev)
+            self._ip("link", "set", self.ns_dev, "netns", self.name)
+            self._ip("addr", "add", f"{self.host_ip}/30", "dev", self.host_dev)
+            self._ip("link", "set", self.host_dev, "up")
+            self._ip("netns", "exec", self.name, "ip", "addr", "add", f"{self.ns_ip}/30", "dev", self.ns_dev)
+            self._ip("netns", "exec", self.name, "ip", "link", "set", self.ns_dev, "up")
+            self._ip("netns", "exec", self.name, "ip", "link", "set", "lo", "up")
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def available() -> str | None:
+        """Why namespaces cannot be used here, or None when they can."""
+        import shutil
+
+        if os.geteuid() != 0:
+            return "creating network namespaces needs root"
+        if shutil.which("ip") is None:
+            return "iproute2 (the `ip` command) is not installed"
+        return None
+
+    @staticmethod
+    def _ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+    @property
+    def prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.name]
+
+    def cut(self) -> None:
+        self._ip("link", "set", self.host_dev, "down")
+
+    def heal(self) -> None:
+        self._ip("link", "set", self.host_dev, "up")
+
+    def close(self) -> None:
+        subprocess.run(["ip", "link", "del", self.host_dev], capture_output=True, timeout=30)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)

@@ -414,3 +414,24 @@ def test_returning_dead_worker_is_told_its_attempts_are_superseded() -> None:
     finish(state, retry, now=14)
     assert state.resolve("r/a").state is JobState.SUCCEEDED
     assert [at.state.value for at in state.resolve("r/a").attempts] == ["LOST", "SUCCEEDED"]
+
+
+def test_restart_keeps_arrival_order_among_equal_priorities(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from titan_runtime.store import SqliteStore
+
+    store = SqliteStore(tmp_path / "titan.db")
+    state = ClusterState()
+    names = ["e", "b", "d", "a", "c"]
+    state.submit_run("r", "", [spec(n) for n in names], 0)
+    store.save(state.take_changes())
+    snap = store.load()
+    fresh = ClusterState()
+    fresh.restore(snap.runs, snap.jobs, snap.attempts, snap.workers, 1)
+    fresh.worker_connected(hello("w", slots=1), 2)
+    order = []
+    for _ in names:
+        (a,) = assigns(fresh)
+        order.append(a.job_id)
+        finish(fresh, a, now=3)
+    assert order == names
+    store.close()

@@ -161,3 +161,20 @@ def test_new_keys(tmp_path: Path) -> None:
         "backoff_max": 10.0,
     }
     assert b.command == ["echo", "hello world"] and b.affinity_mode == "soft" and b.node == "worker-1"
+
+
+def test_json_schema_matches_the_loader_and_accepts_every_example() -> None:
+    import json
+
+    import jsonschema
+    import yaml
+
+    from titan_runtime.client.pipeline import JOB_KEYS, ROOT_KEYS
+
+    schema = json.loads((EXAMPLES.parent / "docs" / "pipeline.schema.json").read_text())
+    assert set(schema["properties"]) == set(ROOT_KEYS)
+    assert set(schema["$defs"]["job"]["properties"]) == set(JOB_KEYS)
+    for example in EXAMPLES.glob("*/*.yaml"):
+        jsonschema.validate(yaml.safe_load(example.read_text()), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"jobs": [{"id": "a", "file": "a.py", "depend_on": []}]}, schema)

@@ -39,18 +39,19 @@ def test_save_and_load_round_trip(store: Store) -> None:
     store.save(changes)
     snap = store.load()
     assert snap.runs == changes.runs
-    assert sorted(snap.jobs, key=lambda r: r["job_id"]) == sorted(changes.jobs, key=lambda r: r["job_id"])
+    assert sorted(snap.jobs, key=lambda r: r["job_id"]) == sorted(changes.new_jobs, key=lambda r: r["job_id"])
+    assert snap.jobs[0]["spec"]["command"] == ["echo", "é"]
     assert snap.attempts == changes.attempts
     assert snap.workers == changes.workers
 
 
-def test_save_upserts_and_keeps_insertion_order(store: Store) -> None:
-    rows = [{"run_id": "r", "job_id": f"j{i}", "state": "PENDING"} for i in range(5)]
-    store.save(Changes(jobs=rows))
+def test_jobs_are_written_once_then_updated_in_insertion_order(store: Store) -> None:
+    rows = [{"run_id": "r", "job_id": f"j{i}", "state": "PENDING", "spec": {"id": f"j{i}"}} for i in range(5)]
+    store.save(Changes(new_jobs=rows))
     store.save(Changes(jobs=[{"run_id": "r", "job_id": "j2", "state": "SUCCEEDED"}]))
     snap = store.load()
     assert [r["job_id"] for r in snap.jobs] == ["j0", "j1", "j2", "j3", "j4"]
-    assert snap.jobs[2]["state"] == "SUCCEEDED"
+    assert snap.jobs[2] == {"run_id": "r", "job_id": "j2", "state": "SUCCEEDED", "spec": {"id": "j2"}}
 
 
 def test_kv_values(store: Store) -> None:
@@ -120,7 +121,7 @@ def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
 
 def test_sqlite_save_is_atomic(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "titan.db")
-    bad = Changes(runs=[{"id": "r1"}], jobs=[{"run_id": "r", "job_id": "x", "bad": object()}])
+    bad = Changes(runs=[{"id": "r1"}], new_jobs=[{"run_id": "r", "job_id": "x", "spec": {}, "bad": object()}])
     with pytest.raises(TypeError):
         store.save(bad)
     assert store.load().runs == []

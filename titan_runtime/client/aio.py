@@ -14,7 +14,14 @@ from titan_runtime.client import ops
 from titan_runtime.client.errors import error_from_rpc
 from titan_runtime.client.job import TitanJob
 from titan_runtime.client.pipeline import load_pipeline
-from titan_runtime.client.records import JobRecord, LogLine, RunRecord, WorkerRecord, parse_log_chunk
+from titan_runtime.client.records import (
+    JobRecord,
+    LogLine,
+    RunRecord,
+    ServiceRecord,
+    WorkerRecord,
+    parse_log_chunk,
+)
 from titan_runtime.client.run import AsyncRun
 from titan_runtime.client.sync import CHANNEL_OPTIONS
 from titan_runtime.client.transfer import ArtifactWriter
@@ -154,6 +161,23 @@ class AsyncTitanClient:
 
     async def list_workers(self) -> list[WorkerRecord]:
         return await self._run(ops.list_workers())
+
+    async def list_services(
+        self, service_id: str | None = None, include_ended: bool = False
+    ) -> list[ServiceRecord]:
+        return await self._run(ops.list_services(service_id or "", include_ended))
+
+    async def stop_service(self, service_id: str) -> list[str]:
+        return await self._run(ops.service_action("StopService", service_id))
+
+    async def restart_service(self, service_id: str) -> list[str]:
+        return await self._run(ops.service_action("RestartService", service_id))
+
+    async def service_endpoint(self, service_id: str, all: bool = False) -> str | list[str]:
+        return await self._run(ops.service_endpoint(service_id, all))
+
+    async def drain_worker(self, worker: str, deadline: float = 0.0) -> WorkerRecord:
+        return await self._run(ops.drain_worker(worker, deadline))
 
     async def follow_logs(
         self, job_id: str, offset: int = 0, attempt: int | None = None

@@ -47,6 +47,15 @@ class TitanJob:
     slots: int = field(default=1, kw_only=True)
     #: Ship this folder as the job's working tree (YAML `project: true`); `filename` is inside it.
     project_dir: str | None = field(default=None, kw_only=True)
+    #: {"memory_mb": N}: the job's processes may use at most N MB of address space.
+    resources: dict[str, Any] | None = field(default=None, kw_only=True)
+    # Services (job_type="SERVICE"): `port` (above) is a fixed port; otherwise one is leased.
+    ports: list[str] | None = field(default=None, kw_only=True)  # named ports, each leased
+    health: dict[str, Any] | None = field(
+        default=None, kw_only=True
+    )  # {tcp: true} or {http: "/healthz", ...}
+    restart: dict[str, Any] | None = field(default=None, kw_only=True)  # {attempts: 5, window: 600}
+    replicas: int = field(default=1, kw_only=True)
 
     # ------------------------------------------------------------------ DAG builder
 

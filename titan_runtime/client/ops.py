@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from titan_runtime.client.errors import Conflict, InvalidJob
 from titan_runtime.client.job import TitanJob
 from titan_runtime.client.project import build_archive
-from titan_runtime.client.records import JobRecord, RunRecord, WorkerRecord
+from titan_runtime.client.records import JobRecord, RunRecord, ServiceRecord, WorkerRecord
 from titan_runtime.proto import titan_pb2 as pb
 
 T = TypeVar("T")
@@ -99,6 +99,47 @@ def upload(path: Path, cache: UploadCache | None = None) -> Op[str]:
 # ------------------------------------------------------------------ jobs and runs
 
 
+HEALTH_KEYS = {
+    "tcp": bool,
+    "http": str,
+    "expect": int,
+    "interval": float,
+    "timeout": float,
+    "grace": float,
+    "failures": int,
+}
+RESTART_KEYS = {"attempts": int, "window": float, "backoff_initial": float, "backoff_max": float}
+
+
+def _policy_pb(
+    job: TitanJob, what: str, given: dict[str, Any] | None, message: Any, keys: dict[str, type]
+) -> Any:
+    """A service's health or restart mapping as its message, with clear errors for unknown keys or types."""
+    values: dict[str, Any] = {}
+    for key, value in (given or {}).items():
+        kind = keys.get(key)
+        if kind is None:
+            raise InvalidJob(f"job {job.id}: unknown {what} key {key!r}; use {', '.join(keys)}")
+        if key == "window" and isinstance(value, str):
+            value = parse_duration(value)
+        try:
+            values[key] = kind(value) if kind is not bool or isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            values[key] = None
+        if values[key] is None:
+            raise InvalidJob(f"job {job.id}: {what}.{key} must be {kind.__name__}, not {value!r}")
+    return message(**values)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from "90", "90s", "10m" or "2h"."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = text.strip()
+    if text and text[-1] in units:
+        return float(text[:-1]) * units[text[-1]]
+    return float(text)
+
+
 def upload_project(folder: Path, cache: UploadCache | None = None) -> Op[str]:
     """Archive a project folder and make sure the master has it; return the archive's hash."""
     archive = build_archive(folder)
@@ -117,6 +158,11 @@ def job_spec(
     """Turn a TitanJob into the wire spec, uploading its script or project when needed."""
     if job.hitl_message:
         raise InvalidJob(f"job {job.id}: approval gates (hitl_message) are not supported by this Titan yet")
+    if job.is_archive:
+        raise InvalidJob(
+            f"job {job.id}: zipped payloads (is_archive) are not supported; "
+            "ship a folder with project_dir=FOLDER (YAML: project: true) instead"
+        )
     if job.job_type not in ("RUN_PAYLOAD", "SERVICE"):
         raise InvalidJob(f"job {job.id}: job_type must be 'RUN_PAYLOAD' or 'SERVICE', not {job.job_type!r}")
     if job.filename and job.command:
@@ -138,6 +184,19 @@ def job_spec(
         labels={str(k): str(v) for k, v in (job.labels or {}).items()},
         slots=int(job.slots or 1),
     )
+    if job.job_type == "SERVICE":
+        spec.port = int(job.port or 0)
+        spec.ports.extend(job.ports or [])
+        spec.replicas = int(job.replicas or 1)
+        spec.health.CopyFrom(_policy_pb(job, "health", job.health, pb.HealthCheck, HEALTH_KEYS))
+        spec.restart.CopyFrom(_policy_pb(job, "restart", job.restart, pb.RestartPolicy, RESTART_KEYS))
+    resources = dict(job.resources or {})
+    memory = resources.pop("memory_mb", 0)
+    if resources:
+        raise InvalidJob(f"job {job.id}: unknown resources {sorted(resources)}; supported: memory_mb")
+    if not isinstance(memory, int) or isinstance(memory, bool) or memory < 0:
+        raise InvalidJob(f"job {job.id}: resources.memory_mb must be a whole number of megabytes")
+    spec.memory_mb = memory
     policy = job.retry_policy()
     if policy is not None:
         spec.retries.CopyFrom(pb.RetryPolicy(**policy))
@@ -224,8 +283,9 @@ def wait_run(run_id: str, timeout: float | None) -> Op[RunRecord]:
             "WaitRun", pb.WaitRequest(ref=run_id, timeout=max(remaining, 0.0)), timeout=remaining + 30
         )
         record = RunRecord.from_pb(info)
-        if record.terminal:
+        if record.terminal or record.settled:
             return record
+
         if deadline is not None and time.monotonic() >= deadline:
             raise TimeoutError(f"run {run_id} is still {record.state} after {timeout:g}s")
 
@@ -244,6 +304,37 @@ def get_result(ref: str) -> Op[str | None]:
 def list_workers() -> Op[list[WorkerRecord]]:
     response = yield Call("ListWorkers", pb.Empty())
     return [WorkerRecord.from_pb(w) for w in response.workers]
+
+
+def list_services(service_id: str = "", include_ended: bool = False) -> Op[list[ServiceRecord]]:
+    response = yield Call("ListServices", pb.ServiceQuery(id=service_id, all=include_ended))
+    return [ServiceRecord.from_pb(s) for s in response.services]
+
+
+def service_action(method: str, service_id: str) -> Op[list[str]]:
+    return list((yield Call(method, pb.ServiceRef(id=service_id))).refs)
+
+
+def service_endpoint(service_id: str, all_instances: bool = False) -> Op[str | list[str]]:
+    """The newest deployment's healthy endpoint(s); Conflict when none is healthy yet."""
+    instances = yield from list_services(service_id)
+    if instances:
+        newest = instances[-1].run_id
+        healthy = [
+            s.endpoint for s in instances if s.run_id == newest and s.state == "HEALTHY" and s.endpoint
+        ]
+        if not healthy:  # mid-redeploy: the previous deployment still serves
+            healthy = [s.endpoint for s in instances if s.state == "HEALTHY" and s.endpoint]
+        if healthy:
+            return healthy if all_instances else healthy[0]
+    states = ", ".join(f"{s.id} {s.state}" for s in instances) or "no running instance"
+    raise Conflict(f"service {service_id} has no healthy instance ({states})")
+
+
+def drain_worker(worker: str, deadline: float = 0.0) -> Op[WorkerRecord]:
+    return WorkerRecord.from_pb(
+        (yield Call("DrainWorker", pb.DrainRequest(worker=worker, deadline=deadline)))
+    )
 
 
 # ------------------------------------------------------------------ named artifacts

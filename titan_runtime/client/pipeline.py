@@ -54,6 +54,11 @@ JOB_KEYS = (
     "retries",
     "labels",
     "slots",
+    "resources",
+    "ports",
+    "health",
+    "restart",
+    "replicas",
     "hitl_message",
     "max_wait_seconds",
     "description",
@@ -329,6 +334,18 @@ def _job(
         )
         retries = None
     slots = c.typed(raw, "slots", (int,), "an integer >= 1", where, lambda v: v >= 1)
+    resources = c.typed(raw, "resources", (dict,), "a mapping like {memory_mb: 512}", where)
+    ports = raw.get("ports")
+    port_names = _string_list(ports) if ports is not None else None
+    if ports is not None and not port_names:
+        c.error(raw.key_lines["ports"], f"{where}'ports' must be a list of port names, like [http, metrics]")
+    health = c.typed(raw, "health", (dict,), "a mapping like {http: /healthz, expect: 200}", where)
+    restart = c.typed(raw, "restart", (dict,), "a mapping like {attempts: 5, window: 10m}", where)
+    replicas = c.typed(raw, "replicas", (int,), "an integer >= 1", where, lambda v: v >= 1)
+    is_service = (kind or "run").lower() == "service"
+    for key in ("ports", "health", "restart", "replicas"):
+        if key in raw and not is_service:
+            c.error(raw.key_lines[key], f"{where}'{key}' is for services: add 'type: service'")
     hitl = c.typed(raw, "hitl_message", (str,), "a message", where)
     max_wait = c.typed(raw, "max_wait_seconds", (int,), "an integer", where)
     if len(c.errors) > before:
@@ -355,7 +372,13 @@ def _job(
         labels={str(k): str(v) for k, v in labels.items()},
         slots=slots or 1,
         project_dir=str(base) if project else None,
+        resources=dict(resources) if resources else None,
+        ports=port_names,
+        health=dict(health) if health else None,
+        restart=dict(restart) if restart else None,
+        replicas=replicas or 1,
     )
+
     try:
         job.retry_policy()
         job.affinity_mode  # noqa: B018 - validates

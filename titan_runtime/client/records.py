@@ -73,6 +73,7 @@ class JobRecord:
     priority: int = 1
     parents: list[str] = field(default_factory=list)
     attempts: list[AttemptRecord] = field(default_factory=list)
+    kind: str = "batch"
 
     @property
     def ref(self) -> str:
@@ -112,6 +113,7 @@ class JobRecord:
             priority=j.priority,
             parents=list(j.parents),
             attempts=[AttemptRecord.from_pb(a) for a in j.attempts],
+            kind=j.kind or "batch",
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,10 +134,15 @@ class RunRecord:
     ended_at: float
     counts: dict[str, int]
     jobs: list[JobRecord] = field(default_factory=list)
+    settled: bool = False  # every batch job ended, every service HEALTHY: only services keep it running
 
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL_RUN_STATES
+
+    @property
+    def failed_jobs(self) -> list[JobRecord]:
+        return [j for j in self.jobs if j.state in ("FAILED", "UPSTREAM_FAILED")]
 
     @classmethod
     def from_pb(cls, r: pb.RunInfo) -> RunRecord:
@@ -150,6 +157,7 @@ class RunRecord:
             ended_at=r.ended_at,
             counts=dict(r.counts),
             jobs=[JobRecord.from_pb(j) for j in r.jobs],
+            settled=r.settled,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -245,3 +253,43 @@ def parse_log_chunk(chunk: pb.LogChunk) -> list[LogLine]:
         )
         offset += size
     return lines
+
+
+@dataclass
+class ServiceRecord:
+    """One running (or ended) instance of a service."""
+
+    id: str  # its job id: the service id, or SERVICE.N for a replica
+    service: str
+    run_id: str
+    worker_id: str
+    worker_name: str
+    host: str
+    port: int
+    ports: dict[str, int]
+    endpoint: str  # host:port
+    state: str
+    restarts: int
+    started_at: float
+    reason: str
+
+    @classmethod
+    def from_pb(cls, s: pb.ServiceInfo) -> ServiceRecord:
+        return cls(
+            id=s.id,
+            service=s.service,
+            run_id=s.run_id,
+            worker_id=s.worker_id,
+            worker_name=s.worker_name,
+            host=s.host,
+            port=s.port,
+            ports=dict(s.ports),
+            endpoint=s.endpoint,
+            state=s.state,
+            restarts=s.restarts,
+            started_at=s.started_at,
+            reason=s.reason,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

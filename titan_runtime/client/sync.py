@@ -14,7 +14,14 @@ from titan_runtime.client import ops
 from titan_runtime.client.errors import error_from_rpc
 from titan_runtime.client.job import TitanJob
 from titan_runtime.client.pipeline import load_pipeline
-from titan_runtime.client.records import JobRecord, LogLine, RunRecord, WorkerRecord, parse_log_chunk
+from titan_runtime.client.records import (
+    JobRecord,
+    LogLine,
+    RunRecord,
+    ServiceRecord,
+    WorkerRecord,
+    parse_log_chunk,
+)
 from titan_runtime.client.run import Run
 from titan_runtime.client.transfer import ArtifactWriter
 from titan_runtime.proto import titan_pb2 as pb
@@ -173,6 +180,30 @@ class TitanClient:
 
     def list_workers(self) -> list[WorkerRecord]:
         return self._run(ops.list_workers())
+
+    # ------------------------------------------------------------------ services
+
+    def list_services(
+        self, service_id: str | None = None, include_ended: bool = False
+    ) -> list[ServiceRecord]:
+        """Service instances (all services, or one), with worker, endpoint, state and restarts."""
+        return self._run(ops.list_services(service_id or "", include_ended))
+
+    def stop_service(self, service_id: str) -> list[str]:
+        """Stop a service for good (every instance, whole process trees); it is not restarted."""
+        return self._run(ops.service_action("StopService", service_id))
+
+    def restart_service(self, service_id: str) -> list[str]:
+        """Restart every instance of a service now (not counted as a crash)."""
+        return self._run(ops.service_action("RestartService", service_id))
+
+    def service_endpoint(self, service_id: str, all: bool = False) -> str | list[str]:
+        """ "host:port" of the service's healthy instance (with all=True, every healthy replica)."""
+        return self._run(ops.service_endpoint(service_id, all))
+
+    def drain_worker(self, worker: str, deadline: float = 0.0) -> WorkerRecord:
+        """Ask a worker (name or id) to take no new work, finish what it runs, and exit."""
+        return self._run(ops.drain_worker(worker, deadline))
 
     # ------------------------------------------------------------------ logs
 

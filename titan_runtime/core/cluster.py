@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import random
+import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from titan_runtime.core.dag import check_graph
@@ -23,6 +25,7 @@ from titan_runtime.core.effects import (
     CancelAttempt,
     Changes,
     DisconnectWorker,
+    DrainWorker,
     Effect,
     Note,
     Welcome,
@@ -70,13 +73,54 @@ def describe_exit(exit: AttemptExit) -> str:
 
 
 _FAILED_STATES = (JobState.FAILED, JobState.UPSTREAM_FAILED)
+_LIVE_SERVICE_STATES = (JobState.STARTING, JobState.HEALTHY, JobState.RESTARTING)
+
+
+def expand_replicas(specs: Sequence[JobSpec], existing: Iterable[Job] = ()) -> list[JobSpec]:
+    """A service with `replicas: N` becomes N jobs `ID.1` ... `ID.N` sharing the service id `ID`;
+    jobs that depend on `ID` depend on every replica."""
+    groups: dict[str, tuple[str, ...]] = {
+        job.spec.service: () for job in existing if job.spec.service and job.spec.service != job.id
+    }
+    for job in existing:
+        if job.spec.service in groups:
+            groups[job.spec.service] += (job.id,)
+    out: list[JobSpec] = []
+    for spec in specs:
+        if spec.is_service and spec.replicas > 1:
+            ids = tuple(f"{spec.id}.{n}" for n in range(1, spec.replicas + 1))
+            groups[spec.id] = ids
+            out.extend(replace(spec, id=job_id, service=spec.id, replicas=1) for job_id in ids)
+        else:
+            out.append(replace(spec, service=spec.service_id) if spec.is_service else spec)
+    if not groups:
+        return out
+    return [
+        replace(s, parents=tuple(p for parent in s.parents for p in groups.get(parent, (parent,))))
+        if any(parent in groups for parent in s.parents)
+        else s
+        for s in out
+    ]
+
+
+def env_name(service_id: str) -> str:
+    """TITAN_SERVICE_<ID>_ADDR: the id upper-cased, anything but letters and digits as '_'."""
+    return "TITAN_SERVICE_" + re.sub(r"[^A-Za-z0-9]", "_", service_id).upper() + "_ADDR"
 
 
 class ClusterState:
-    def __init__(self, config: ClusterConfig | None = None, new_id: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self,
+        config: ClusterConfig | None = None,
+        new_id: Callable[[], str] | None = None,
+        jitter: Callable[[], float] | None = None,
+    ) -> None:
         self.config = config or ClusterConfig()
         counter = itertools.count(1)
         self._new_id = new_id or (lambda: f"a{next(counter)}")
+        self._jitter = jitter or random.random
+        #: service id -> keys of the jobs that ran or run it, oldest deployment first
+        self.services: dict[str, list[tuple[str, str]]] = {}
         self.runs: dict[str, Run] = {}
         self.workers: dict[str, Worker] = {}
         self.queues = ReadyQueues()
@@ -89,6 +133,7 @@ class ClusterState:
         self._effects: list[Effect] = []
         self._dirty_runs: set[str] = set()
         self._dirty_jobs: set[tuple[str, str]] = set()
+        self._new_jobs: dict[tuple[str, str], None] = {}  # ordered: the store keeps arrival order
         self._dirty_attempts: set[str] = set()
         self._dirty_workers: set[str] = set()
         self._ended_attempts: set[str] = set()
@@ -164,16 +209,21 @@ class ClusterState:
         return effects
 
     def take_changes(self) -> Changes:
+        def job(key: tuple[str, str]) -> Job:
+            return self.runs[key[0]].jobs[key[1]]
+
         changes = Changes(
             runs=[self.runs[r].to_row() for r in self._dirty_runs],
-            jobs=[self.runs[r].jobs[j].to_row() for r, j in self._dirty_jobs],
+            new_jobs=[{**job(k).to_row(), "spec": job(k).spec.to_dict()} for k in self._new_jobs],
+            jobs=[job(k).to_row() for k in self._dirty_jobs if k not in self._new_jobs],
             attempts=[self._attempts[a][1].to_row() for a in self._dirty_attempts],
             workers=[self.workers[w].to_row() for w in self._dirty_workers],
-            job_keys=self._dirty_jobs,
+            job_keys=self._dirty_jobs | self._new_jobs.keys(),
             run_ids=self._dirty_runs,
             ended_attempts=self._ended_attempts,
         )
         self._dirty_runs, self._dirty_jobs, self._dirty_attempts = set(), set(), set()
+        self._new_jobs = {}
         self._dirty_workers, self._ended_attempts = set(), set()
         return changes
 
@@ -192,6 +242,7 @@ class ClusterState:
 
         Returns (run, existed). Raises InvalidSpec before changing anything.
         """
+        specs = expand_replicas(specs)
         existing = self.runs.get(run_id)
         if existing is not None:
             same = set(existing.jobs) == {s.id for s in specs} and all(
@@ -229,6 +280,7 @@ class ClusterState:
             )
         if not specs:
             raise InvalidSpec("no jobs to add")
+        specs = expand_replicas(specs, run.jobs.values())
         self._validate_new_jobs(specs, existing=run.jobs)
         jobs = self._add_jobs(run, specs, now)
         self._settle(now)
@@ -255,7 +307,10 @@ class ClusterState:
             self._effects.append(
                 Note(f"worker {worker.name} ({worker.id}) came back after being declared dead")
             )
+        elif worker.state is WorkerState.LEFT:
+            self._effects.append(Note(f"worker {worker.name} ({worker.id}) came back after leaving"))
         worker.name = hello.name
+
         worker.host = hello.host
         worker.pid = hello.pid
         worker.tags = hello.tags
@@ -324,15 +379,50 @@ class ClusterState:
         return Welcome(superseded=tuple(superseded), log_offsets=adopted)
 
     def worker_disconnected(self, worker_id: str, now: float, reason: str) -> None:
+        """The worker's stream ended without a goodbye, or its lease ran out: it is dead."""
+        self._worker_gone(worker_id, now, reason, WorkerState.DEAD)
+
+    def worker_left(self, worker_id: str, now: float) -> None:
+        """The worker said it was leaving (drained or stopped) before its stream ended."""
+        self._worker_gone(worker_id, now, "left", WorkerState.LEFT)
+
+    def request_drain(
+        self, worker_id: str, deadline: float, now: float, reason: str = "drain requested"
+    ) -> None:
         worker = self.workers.get(worker_id)
-        if worker is None or worker.state is WorkerState.DEAD:
+        if worker is None or worker.state.gone:
+            raise NotFound(f"no live worker {worker_id!r}")
+        self.set_draining(worker_id, now)
+        self._effects.append(DrainWorker(worker_id, deadline, reason))
+
+    def find_worker(self, name_or_id: str) -> Worker:
+        """A live worker by id, or by name when exactly one live worker has it."""
+        worker = self.workers.get(name_or_id)
+        if worker is not None and not worker.state.gone:
+            return worker
+        named = [w for w in self.workers.values() if w.name == name_or_id and not w.state.gone]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            raise NotFound(
+                f"{len(named)} live workers are named {name_or_id!r}; use its id (titan-runtime workers)"
+            )
+        raise NotFound(f"no live worker {name_or_id!r}: list them with `titan-runtime workers`")
+
+    def _worker_gone(self, worker_id: str, now: float, reason: str, state: WorkerState) -> None:
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.state.gone:
             return
-        worker.state = WorkerState.DEAD
+        worker.state = state
+        worker.last_heartbeat = now
         self._dirty_workers.add(worker_id)
-        self._effects.append(Note(f"worker {worker.name} ({worker_id}) declared dead: {reason}"))
+        if state is WorkerState.DEAD:
+            self._effects.append(Note(f"worker {worker.name} ({worker_id}) declared dead: {reason}"))
+        else:
+            self._effects.append(Note(f"worker {worker.name} ({worker_id}) left"))
         for attempt_id in sorted(worker.attempts):
             job, attempt = self._attempts[attempt_id]
-            self._lose(job, attempt, now, f"worker {worker.name} {reason}")
+            self._lose(job, attempt, now, f"worker {worker.name} {reason}", counted=state is WorkerState.DEAD)
         # Jobs pinned to it by hard affinity can never run now.
         for key in self.queues.queued():
             requirement = self.queues.requirement_of(key)
@@ -352,14 +442,21 @@ class ClusterState:
         self, worker_id: str, now: float, cpu_percent: float = 0.0, memory_percent: float = 0.0
     ) -> None:
         worker = self.workers.get(worker_id)
-        if worker is None or worker.state is WorkerState.DEAD:
+        if worker is None or worker.state.gone:
             return
         worker.last_heartbeat = now
         worker.cpu_percent = cpu_percent
         worker.memory_percent = memory_percent
 
     def attempt_started(
-        self, worker_id: str, attempt_id: str, pid: int, started_at: float, now: float
+        self,
+        worker_id: str,
+        attempt_id: str,
+        pid: int,
+        started_at: float,
+        now: float,
+        host: str = "",
+        ports: dict[str, int] | None = None,
     ) -> None:
         found = self._attempts.get(attempt_id)
         if found is None or found[1].worker_id != worker_id:
@@ -375,8 +472,57 @@ class ClusterState:
             )
             self._effects.append(CancelAttempt(worker_id, attempt_id, f"superseded ({attempt.state.value})"))
             return
+        attempt.host, attempt.ports = host, dict(ports or {})
         self._mark_running(job, attempt, pid, started_at or now, now)
         self._settle(now)
+
+    def attempt_healthy(self, worker_id: str, attempt_id: str, now: float) -> None:
+        """A service's health check passed for the first time in this attempt."""
+        found = self._attempts.get(attempt_id)
+        if found is None or found[1].worker_id != worker_id or found[1].state.terminal:
+            return
+        job, attempt = found
+        attempt.healthy = True
+        self._dirty_attempts.add(attempt.id)
+        if job.current is attempt and job.state is JobState.STARTING:
+            self._became_healthy(job, now)
+        self._settle(now)
+
+    # ------------------------------------------------------------------ events: services
+
+    def service_jobs(self, service_id: str) -> list[Job]:
+        """Every job that ran or runs this service, oldest deployment first."""
+        found = [self.runs[r].jobs[j] for r, j in self.services.get(service_id, ())]
+        if not found:
+            raise NotFound(f"no service {service_id!r}: list them with `titan-runtime services`")
+        return found
+
+    def live_service_jobs(self, service_id: str) -> list[Job]:
+        return [job for job in self.service_jobs(service_id) if not job.state.terminal]
+
+    def stop_service(self, service_id: str, now: float, reason: str = "stopped by user") -> list[str]:
+        """Stop every live instance of a service for good (its whole process tree); no restart."""
+        stopped = []
+        for job in self.live_service_jobs(service_id):
+            self._stop_job(job, now, reason, JobState.STOPPED)
+            stopped.append(job.ref)
+            self._maybe_finish_run(self.runs[job.run_id], now)
+        self._settle(now)
+        return stopped
+
+    def restart_service(self, service_id: str, now: float) -> list[str]:
+        """Restart every live instance now: stop its process, start a new one (not counted as a crash)."""
+        restarted = []
+        for job in self.live_service_jobs(service_id):
+            attempt = job.current
+            if attempt is not None and not attempt.state.terminal:
+                job.restart_requested = True
+                self._effects.append(CancelAttempt(attempt.worker_id, attempt.id, "restart requested"))
+            elif job.state is JobState.RESTARTING:
+                self._make_ready(job, now)
+            restarted.append(job.ref)
+        self._settle(now)
+        return restarted
 
     def attempt_finished(self, worker_id: str, attempt_id: str, exit: AttemptExit, now: float) -> None:
         # The worker may forget the attempt once this is committed, whatever we decide about it.
@@ -411,14 +557,14 @@ class ClusterState:
             job = run.jobs.get(key[1]) if run else None
             if (
                 job is not None
-                and job.state is JobState.PENDING
+                and job.state in (JobState.PENDING, JobState.RESTARTING)
                 and job.waiting_on == 0
                 and job.not_before == due
             ):
                 self._make_ready(job, now)
         lease = self.config.lease_timeout
         for worker in list(self.workers.values()):
-            if worker.state is WorkerState.DEAD or now - worker.last_heartbeat < lease:
+            if worker.state.gone or now - worker.last_heartbeat < lease:
                 continue
             if worker.state is WorkerState.UNKNOWN:
                 reason = f"did not reconnect within {lease:g}s of the master restarting"
@@ -453,6 +599,9 @@ class ClusterState:
             run = self.runs[job.run_id]
             run.jobs[job.id] = job
             self._runs_by_job_id.setdefault(job.id, []).append(run.id)
+            if job.spec.is_service:
+                self.services.setdefault(job.spec.service_id, []).append(job.key)
+                run.services += 1
             if not job.state.terminal:
                 run.unfinished += 1
         for row in sorted(attempts, key=lambda r: (r["run_id"], r["job_id"], r["number"])):
@@ -462,7 +611,7 @@ class ClusterState:
             self._attempts[attempt.id] = (job, attempt)
         for row in workers:
             worker = Worker.from_row(row)
-            if worker.state is not WorkerState.DEAD:
+            if not worker.state.gone:
                 worker.state = WorkerState.UNKNOWN
                 worker.last_heartbeat = now
             self.workers[worker.id] = worker
@@ -473,7 +622,7 @@ class ClusterState:
                 for parent_id in job.spec.parents:
                     parent = run.jobs[parent_id]
                     parent.children.append(job.id)
-                    if parent.state is not JobState.SUCCEEDED:
+                    if not parent.delivered:
                         job.waiting_on += 1
         for job, attempt in list(self._attempts.values()):
             if attempt.state.terminal:
@@ -487,7 +636,9 @@ class ClusterState:
         for run in sorted(self.runs.values(), key=lambda r: r.seq):
             for job in run.jobs.values():
                 if job.state is JobState.READY:
-                    self._make_ready(job, now, keep_ready_at=True)
+                    self._enqueue(job, now)  # unchanged: nothing to write back
+                elif job.state is JobState.RESTARTING:
+                    self._push_timer(job)
                 elif job.state is JobState.PENDING and job.waiting_on == 0:
                     if job.not_before > now:
                         self._push_timer(job)
@@ -515,19 +666,22 @@ class ClusterState:
             run.jobs[spec.id] = job
             run.unfinished += 1
             self._runs_by_job_id.setdefault(spec.id, []).append(run.id)
-            self._dirty_jobs.add(job.key)
+            self._new_jobs[job.key] = None
+            if spec.is_service:
+                self.services.setdefault(spec.service_id, []).append(job.key)
+                run.services += 1
             new.append(job)
         for job in new:
             for parent_id in job.spec.parents:
                 parent = run.jobs[parent_id]
                 parent.children.append(job.id)
-                if parent.state is not JobState.SUCCEEDED:
+                if not parent.delivered:
                     job.waiting_on += 1
         for job in new:
             if job.state is not JobState.PENDING:
                 continue
             blocked = [run.jobs[p] for p in job.spec.parents if run.jobs[p].state.terminal]
-            blocked = [p for p in blocked if p.state is not JobState.SUCCEEDED]
+            blocked = [p for p in blocked if not p.delivered]
             if blocked:
                 self._end_descendants(
                     job,
@@ -552,26 +706,31 @@ class ClusterState:
     def _push_timer(self, job: Job) -> None:
         heapq.heappush(self._timers, (job.not_before, next(self._timer_seq), job.key))
 
-    def _make_ready(self, job: Job, now: float, keep_ready_at: bool = False) -> None:
+    def _make_ready(self, job: Job, now: float) -> None:
+        if not self._enqueue(job, now):
+            return
+        job.state = JobState.READY
+        job.not_before = 0.0
+        job.ready_at = now
+        if job.reason.startswith("delayed"):
+            job.reason = ""
+        self._dirty_jobs.add(job.key)
+
+    def _enqueue(self, job: Job, now: float) -> bool:
+        """Queue a job for placement; False (and the job failed) when its hard affinity cannot be met."""
         run = self.runs[job.run_id]
         node, prefer = job.spec.node, ""
         if job.spec.affinity:
             parent = run.jobs[job.spec.parents[0]]
             if job.spec.affinity == "hard":
                 worker = self.workers.get(parent.worker_id)
-                if worker is None or worker.state is WorkerState.DEAD:
+                if worker is None or worker.state.gone:
                     name = worker.name if worker else parent.worker_id or "?"
                     self._fail(job, now, f"affinity: worker {name} that ran parent {parent.id} is gone")
-                    return
+                    return False
                 node = parent.worker_id
             else:
                 prefer = parent.worker_id
-        job.state = JobState.READY
-        job.not_before = 0.0
-        if not keep_ready_at or not job.ready_at:
-            job.ready_at = now
-        if job.reason.startswith("delayed"):
-            job.reason = ""
         self.queues.push(
             job.key,
             Requirement(job.spec.tags, node),
@@ -581,8 +740,8 @@ class ClusterState:
             avoid=job.avoid,
             order=job.order,
         )
-        self._dirty_jobs.add(job.key)
         self._dispatch_needed = True
+        return True
 
     def _mark_running(self, job: Job, attempt: Attempt, pid: int, started_at: float, now: float) -> None:
         attempt.state = AttemptState.RUNNING
@@ -590,13 +749,56 @@ class ClusterState:
         attempt.started_at = started_at
         self._dirty_attempts.add(attempt.id)
         if job.current is attempt and not job.state.terminal:
-            job.state = JobState.RUNNING
-            job.reason = ""
+            job.state = JobState.STARTING if job.spec.is_service else JobState.RUNNING
+            job.reason = "waiting for its health check" if job.spec.is_service else ""
             if not job.started_at:
                 job.started_at = started_at
             self._dirty_jobs.add(job.key)
+            if attempt.healthy and job.spec.is_service:
+                self._became_healthy(job, now)
+
+    def _became_healthy(self, job: Job, now: float) -> None:
+        job.state = JobState.HEALTHY
+        job.reason = ""
+        self._dirty_jobs.add(job.key)
+        if not job.healthy_once:
+            job.healthy_once = True
+            self._release_children(job, now)
+        self._retire_older_deployments(job.spec.service_id, now)
+
+    def _retire_older_deployments(self, service_id: str, now: float) -> None:
+        """Redeploy: once every instance of the newest deployment is HEALTHY, stop the older ones."""
+        jobs = self.service_jobs(service_id)
+        newest_run = jobs[-1].run_id
+        newest = [j for j in jobs if j.run_id == newest_run]
+        if not all(j.state is JobState.HEALTHY for j in newest):
+            return
+        for job in jobs:
+            if job.run_id != newest_run and not job.state.terminal:
+                self._stop_job(job, now, f"replaced by the deployment in run {newest_run}", JobState.STOPPED)
+                self._maybe_finish_run(self.runs[job.run_id], now)
+
+    def _release_children(self, job: Job, now: float) -> None:
+        run = self.runs[job.run_id]
+        for child_id in job.children:
+            child = run.jobs[child_id]
+            child.waiting_on -= 1
+            if child.state is JobState.PENDING and child.waiting_on == 0:
+                self._parents_done(child, now)
+
+    def _stop_job(self, job: Job, now: float, reason: str, state: JobState) -> None:
+        """End a job on purpose (cancel, stop, replaced): its running process is told to stop."""
+        attempt = job.current
+        if attempt is not None and not attempt.state.terminal:
+            worker = self.workers.get(attempt.worker_id)
+            if worker is not None and not worker.state.gone:
+                self._effects.append(CancelAttempt(attempt.worker_id, attempt.id, reason))
+            else:
+                self._close_attempt(job, attempt, AttemptState.CANCELLED, now, reason)
+        self._end_job(job, state, now, reason)
 
     def _release(self, attempt: Attempt, slots: int) -> None:
+
         worker = self.workers.get(attempt.worker_id)
         if worker is not None and attempt.id in worker.attempts:
             worker.attempts.discard(attempt.id)
@@ -629,6 +831,9 @@ class ClusterState:
             # Cancelled (or otherwise ended) while it ran: record how the process went, nothing more.
             self._close_attempt(job, attempt, AttemptState.CANCELLED, now, reason or job.reason, exit)
             return
+        if job.spec.is_service:
+            self._finish_service(job, attempt, exit, reason, now)
+            return
         if exit.outcome == "succeeded":
             self._close_attempt(job, attempt, AttemptState.SUCCEEDED, now, "", exit)
             job.exit_code = exit.exit_code
@@ -657,6 +862,46 @@ class ClusterState:
             suffix = f" after {job.failures} attempts" if job.failures > 1 else ""
             self._fail(job, now, f"{reason}{suffix}")
 
+    def _finish_service(self, job: Job, attempt: Attempt, exit: AttemptExit, reason: str, now: float) -> None:
+        """A service's process ended without being stopped: restart it, or fail it for good."""
+        if job.restart_requested or exit.outcome == "cancelled":
+            # Restarted on request, or handed back by a draining worker: start again now, no crash counted.
+            requested = job.restart_requested
+            job.restart_requested = False
+            why = "restart requested" if requested else reason or "handed back by its worker"
+            self._close_attempt(job, attempt, AttemptState.CANCELLED, now, why, exit)
+            if requested:
+                job.restarts += 1
+            else:
+                job.avoid = attempt.worker_id
+            self._make_ready(job, now)
+            job.reason = "restarting on request" if requested else "handed back by its worker; rescheduled"
+            return
+        self._close_attempt(job, attempt, AttemptState.FAILED, now, reason, exit)
+        job.exit_code = exit.exit_code
+        if (
+            exit.outcome == "error"
+        ):  # it could not start at all (its port is taken...): restarting cannot help
+            self._fail(job, now, reason)
+            return
+        policy = job.spec.restart
+        job.crashes = [t for t in job.crashes if now - t < policy.window] + [now]
+        if len(job.crashes) > policy.attempts:
+            self._fail(
+                job,
+                now,
+                f"crash loop: {len(job.crashes)} crashes within {policy.window:g}s "
+                f"(restart.attempts={policy.attempts}); last: {reason}",
+            )
+            return
+        job.restarts += 1
+        wait = policy.backoff(len(job.crashes), self._jitter())
+        job.state = JobState.RESTARTING
+        job.not_before = now + wait
+        job.reason = f"crashed ({reason}); restarting in {wait:.1f}s"
+        self._dirty_jobs.add(job.key)
+        self._push_timer(job)
+
     def _retry(self, job: Job, now: float, wait: float, why: str) -> None:
         if wait > 0:
             job.state = JobState.PENDING
@@ -674,6 +919,10 @@ class ClusterState:
         if job.state.terminal or job.current is not attempt:
             return
         job.avoid = attempt.worker_id
+        if job.spec.is_service:  # a service always comes back, elsewhere and with a new port if need be
+            self._make_ready(job, now)
+            job.reason = f"rescheduled: {reason}"
+            return
         if counted:
             job.lost += 1
         self._dirty_jobs.add(job.key)
@@ -687,14 +936,9 @@ class ClusterState:
             self._retry(job, now, 0.0, f"attempt {attempt.number} lost ({reason})")
 
     def _succeed(self, job: Job, now: float) -> None:
-        run = self.runs[job.run_id]
         self._end_job(job, JobState.SUCCEEDED, now, "")
-        for child_id in job.children:
-            child = run.jobs[child_id]
-            child.waiting_on -= 1
-            if child.state is JobState.PENDING and child.waiting_on == 0:
-                self._parents_done(child, now)
-        self._maybe_finish_run(run, now)
+        self._release_children(job, now)
+        self._maybe_finish_run(self.runs[job.run_id], now)
 
     def _fail(self, job: Job, now: float, reason: str) -> None:
         self._end_job(job, JobState.FAILED, now, reason)
@@ -704,14 +948,7 @@ class ClusterState:
     def _cancel_job(self, job: Job, now: float, reason: str) -> list[str]:
         if job.state.terminal:
             return []
-        attempt = job.current
-        if attempt is not None and not attempt.state.terminal:
-            worker = self.workers.get(attempt.worker_id)
-            if worker is not None and worker.state is not WorkerState.DEAD:
-                self._effects.append(CancelAttempt(attempt.worker_id, attempt.id, reason))
-            else:
-                self._close_attempt(job, attempt, AttemptState.CANCELLED, now, reason)
-        self._end_job(job, JobState.CANCELLED, now, reason)
+        self._stop_job(job, now, reason, JobState.CANCELLED)
         cancelled = [
             job.ref,
             *self._end_descendants(job, JobState.CANCELLED, f"upstream job {job.id} was cancelled", now),
@@ -731,15 +968,20 @@ class ClusterState:
     def _end_descendants(
         self, job: Job, state: JobState, reason: str, now: float, include_self: bool = False
     ) -> list[str]:
-        """End every unfinished descendant of `job` (and `job` itself with include_self) unrun."""
+        """End every descendant of `job` still waiting to start (and `job` itself with include_self).
+
+        A descendant that already started (a service's dependents, once it was healthy) goes on:
+        its parents delivered what it waited for.
+        """
         run = self.runs[job.run_id]
         ended: list[str] = []
         stack = [job] if include_self else [run.jobs[c] for c in job.children]
         seen: set[str] = set()
         while stack:
             current = stack.pop()
-            if current.id in seen or current.state.terminal:
+            if current.id in seen or current.state not in (JobState.PENDING, JobState.READY):
                 continue
+
             seen.add(current.id)
             self._end_job(current, state, now, reason)
             ended.append(current.ref)
@@ -769,7 +1011,7 @@ class ClusterState:
         if not self._dispatch_needed:
             return
         self._dispatch_needed = False
-        for key, worker in self.queues.place(self.workers.values()):
+        for key, worker in self.queues.place(self.workers.values(), self._avoid_for):
             job = self.runs[key[0]].jobs[key[1]]
             attempt = Attempt(
                 id=self._new_id(),
@@ -788,4 +1030,44 @@ class ClusterState:
             self._attempts[attempt.id] = (job, attempt)
             self._dirty_jobs.add(job.key)
             self._dirty_attempts.add(attempt.id)
-            self._effects.append(Assign(worker.id, attempt.id, job.run_id, job.id, attempt.number, job.spec))
+            self._effects.append(
+                Assign(
+                    worker.id,
+                    attempt.id,
+                    job.run_id,
+                    job.id,
+                    attempt.number,
+                    job.spec,
+                    self._service_env(job),
+                )
+            )
+
+    def _avoid_for(self, key: tuple[str, str]) -> set[str]:
+        """Workers a job should not go to when another is free: the one that just failed or lost it,
+        and, for a service replica, those already running another instance of it (spread)."""
+        job = self.runs[key[0]].jobs[key[1]]
+        avoid = {job.avoid} if job.avoid else set()
+        if job.spec.is_service:
+            for other in self.services.get(job.spec.service_id, ()):
+                sibling = self.runs[other[0]].jobs[other[1]]
+                current = sibling.current
+                if sibling is not job and current is not None and not current.state.terminal:
+                    avoid.add(current.worker_id)
+        return avoid
+
+    def endpoints(self, job: Job) -> list[str]:
+        """Where a service instance answers (its current attempt's address), if it runs."""
+        current = job.current
+        if current is None or current.state.terminal or not current.endpoint:
+            return []
+        return [current.endpoint]
+
+    def _service_env(self, job: Job) -> dict[str, str]:
+        """TITAN_SERVICE_<ID>_ADDR for each service the job depends on (replicas comma-separated)."""
+        run = self.runs[job.run_id]
+        found: dict[str, list[str]] = {}
+        for parent_id in job.spec.parents:
+            parent = run.jobs[parent_id]
+            if parent.spec.is_service:
+                found.setdefault(parent.spec.service_id, []).extend(self.endpoints(parent))
+        return {env_name(service): ",".join(addresses) for service, addresses in found.items()}

@@ -36,6 +36,9 @@ class HeldAttempt:
     started_at: float = 0.0
     exit: AttemptExit | None = None
     log_size: int = 0
+    host: str = ""  # services: where it is reachable, its leased ports, whether it passed its check
+    ports: dict[str, int] = field(default_factory=dict)
+    healthy: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class Assign:
     job_id: str
     number: int
     spec: JobSpec
+    env: dict[str, str] = field(default_factory=dict)  # what the master adds: TITAN_SERVICE_<ID>_ADDR
 
 
 @dataclass(frozen=True)
@@ -87,13 +91,22 @@ class DisconnectWorker:
 
 
 @dataclass(frozen=True)
+class DrainWorker:
+    """Tell a worker to take no more work, finish what it runs within `deadline` seconds, and exit."""
+
+    worker_id: str
+    deadline: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class Note:
     """Something an operator should be able to find in the master's log."""
 
     message: str
 
 
-Effect = Assign | CancelAttempt | AckFinished | DisconnectWorker | Note
+Effect = Assign | CancelAttempt | AckFinished | DisconnectWorker | DrainWorker | Note
 
 
 @dataclass(frozen=True)
@@ -109,7 +122,8 @@ class Changes:
     """Snapshot rows to persist in one transaction, and what they touched."""
 
     runs: list[dict[str, Any]] = field(default_factory=list)
-    jobs: list[dict[str, Any]] = field(default_factory=list)
+    new_jobs: list[dict[str, Any]] = field(default_factory=list)  # rows with a "spec": written once
+    jobs: list[dict[str, Any]] = field(default_factory=list)  # state updates of existing jobs
     attempts: list[dict[str, Any]] = field(default_factory=list)
     workers: list[dict[str, Any]] = field(default_factory=list)
     job_keys: set[tuple[str, str]] = field(default_factory=set)
@@ -117,4 +131,4 @@ class Changes:
     ended_attempts: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.runs or self.jobs or self.attempts or self.workers)
+        return bool(self.runs or self.new_jobs or self.jobs or self.attempts or self.workers)

@@ -30,6 +30,11 @@ class JobState(str, Enum):
     CANCELLED = "CANCELLED"
     UPSTREAM_FAILED = "UPSTREAM_FAILED"
     SKIPPED = "SKIPPED"
+    # Services only:
+    STARTING = "STARTING"  # running, its health check has not passed yet
+    HEALTHY = "HEALTHY"
+    RESTARTING = "RESTARTING"  # crashed; waiting out its restart backoff
+    STOPPED = "STOPPED"  # stopped on purpose (stop, or replaced by a redeploy); never restarts
 
     @property
     def terminal(self) -> bool:
@@ -37,7 +42,14 @@ class JobState(str, Enum):
 
 
 _TERMINAL_JOB_STATES = frozenset(
-    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.UPSTREAM_FAILED, JobState.SKIPPED}
+    {
+        JobState.SUCCEEDED,
+        JobState.FAILED,
+        JobState.CANCELLED,
+        JobState.UPSTREAM_FAILED,
+        JobState.SKIPPED,
+        JobState.STOPPED,
+    }
 )
 
 
@@ -60,7 +72,12 @@ class WorkerState(str, Enum):
     # Known from the store after a master restart, not yet reconnected: its attempts are kept
     # until its lease runs out.
     UNKNOWN = "UNKNOWN"
-    DEAD = "DEAD"
+    DEAD = "DEAD"  # crashed, unreachable or silent past its lease
+    LEFT = "LEFT"  # exited on purpose (drained or stopped)
+
+    @property
+    def gone(self) -> bool:
+        return self in (WorkerState.DEAD, WorkerState.LEFT)
 
 
 # Ids travel in "RUN/JOB" references, file paths and environment variable names: keep them tame.
@@ -91,6 +108,38 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class HealthCheck:
+    """How a worker decides a service is up: a TCP connect, or an HTTP GET answering `expect`."""
+
+    tcp: bool = True
+    http: str = ""  # a path such as "/healthz"; when set, an HTTP check replaces the TCP one
+    expect: int = 200
+    interval: float = 1.0
+    timeout: float = 1.0
+    grace: float = 0.0  # seconds after start before the first check
+    failures: int = 3  # consecutive failed checks, once healthy, before the service is restarted
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Services restart after a crash with exponential backoff; more than `attempts` crashes within
+    `window` seconds is a crash loop, which fails the service."""
+
+    attempts: int = 5
+    window: float = 600.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+
+    def backoff(self, crashes: int, jitter: float) -> float:
+        """`jitter` in [0, 1) spreads the wait between half and all of the exponential step."""
+        step = min(self.backoff_max, self.backoff_initial * 2 ** max(crashes - 1, 0))
+        return step * (0.5 + 0.5 * jitter)
+
+
+PORT_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """What the user asked for. Immutable once accepted."""
 
@@ -113,6 +162,14 @@ class JobSpec:
     slots: int = 1
     project_hash: str = ""
     workdir: str = ""
+    memory_mb: int = 0  # resources.memory_mb: the job's address-space limit; 0 means none
+    # Services (kind == "service"):
+    port: int = 0  # a fixed port; 0: leased from the worker's range
+    ports: tuple[str, ...] = ()  # named ports, each leased; empty: one unnamed port
+    health: HealthCheck = HealthCheck()
+    restart: RestartPolicy = RestartPolicy()
+    replicas: int = 1
+    service: str = ""  # the service id replicas share (set by the master when it expands replicas)
     # to_dict() of an immutable spec never changes: computed once (a job's row is written several times).
     _as_dict: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -146,6 +203,8 @@ class JobSpec:
             raise InvalidSpec(f"job {self.id}: timeout and delay must be zero or positive seconds")
         if self.slots < 1:
             raise InvalidSpec(f"job {self.id}: slots must be at least 1")
+        if self.memory_mb < 0:
+            raise InvalidSpec(f"job {self.id}: resources.memory_mb must be a positive number of megabytes")
         if self.retries.attempts < 1:
             raise InvalidSpec(
                 f"job {self.id}: retries.attempts must be at least 1 (it counts the first attempt)"
@@ -169,6 +228,52 @@ class JobSpec:
             raise InvalidSpec(f"job {self.id}: a parent is listed twice in depends_on")
         if self.id in self.parents:
             raise InvalidSpec(f"job {self.id}: a job cannot depend on itself")
+        self._validate_service()
+
+    @property
+    def is_service(self) -> bool:
+        return self.kind == "service"
+
+    @property
+    def service_id(self) -> str:
+        return self.service or self.id
+
+    @property
+    def port_names(self) -> tuple[str, ...]:
+        """The ports to lease: the named ones, or one called "port"."""
+        return self.ports or ("port",)
+
+    def _validate_service(self) -> None:
+        if not self.is_service:
+            if self.port or self.ports or self.replicas != 1:
+                raise InvalidSpec(f"job {self.id}: port, ports and replicas are for services (type: service)")
+            return
+        if not 0 <= self.port < 65536:
+            raise InvalidSpec(f"job {self.id}: port must be between 1 and 65535")
+        if self.port and len(self.ports) > 1:
+            raise InvalidSpec(
+                f"job {self.id}: a fixed port goes with a single port, not named ports {list(self.ports)}"
+            )
+        for name in self.ports:
+            if not PORT_NAME_PATTERN.match(name):
+                raise InvalidSpec(f"job {self.id}: invalid port name {name!r}: use letters, digits and '_'")
+        if len(set(self.ports)) != len(self.ports):
+            raise InvalidSpec(f"job {self.id}: a port name is listed twice")
+        if self.replicas < 1:
+            raise InvalidSpec(f"job {self.id}: replicas must be at least 1")
+        if self.port and self.replicas > 1:
+            raise InvalidSpec(f"job {self.id}: replicas of a service cannot share the fixed port {self.port}")
+        h, r = self.health, self.restart
+        if h.interval <= 0 or h.timeout <= 0 or h.grace < 0 or h.failures < 1 or not 100 <= h.expect < 600:
+            raise InvalidSpec(
+                f"job {self.id}: health needs interval > 0, timeout > 0, grace >= 0, failures >= 1, expect an HTTP status"
+            )
+        if h.http and not h.http.startswith("/"):
+            raise InvalidSpec(f"job {self.id}: health.http is a path starting with '/', like /healthz")
+        if r.attempts < 1 or r.window <= 0 or r.backoff_initial < 0 or r.backoff_max < 0:
+            raise InvalidSpec(f"job {self.id}: restart needs attempts >= 1 and a window > 0 seconds")
+        if self.timeout:
+            raise InvalidSpec(f"job {self.id}: a service runs until stopped; timeout is for batch jobs")
 
     def to_dict(self) -> dict[str, Any]:
         if self._as_dict is not None:
@@ -178,7 +283,7 @@ class JobSpec:
             if f.name == "_as_dict":
                 continue
             value = getattr(self, f.name)
-            if isinstance(value, RetryPolicy):
+            if isinstance(value, (RetryPolicy, HealthCheck, RestartPolicy)):
                 value = {g.name: getattr(value, g.name) for g in fields(value)}
             elif isinstance(value, frozenset):
                 value = sorted(value)
@@ -192,11 +297,12 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
-        known = {f.name for f in fields(cls) if f.init}
-        kwargs: dict[str, Any] = {k: v for k, v in data.items() if k in known}
-        if isinstance(kwargs.get("retries"), dict):
-            kwargs["retries"] = RetryPolicy(**kwargs["retries"])
-        for name in ("command", "args", "parents"):
+        kwargs: dict[str, Any] = {k: v for k, v in data.items() if k in _SPEC_FIELDS}
+
+        for name, kind in (("retries", RetryPolicy), ("health", HealthCheck), ("restart", RestartPolicy)):
+            if isinstance(kwargs.get(name), dict):
+                kwargs[name] = kind(**kwargs[name])
+        for name in ("command", "args", "parents", "ports"):
             if name in kwargs:
                 kwargs[name] = tuple(kwargs[name])
         if "tags" in kwargs:
@@ -220,9 +326,21 @@ class Attempt:
     reason: str = ""
     pid: int = 0
     log_size: int = 0
+    host: str = ""  # services: where the worker says it can be reached
+    ports: dict[str, int] = field(default_factory=dict)  # services: leased ports by name
+    healthy: bool = False  # services: its health check passed
+
+    @property
+    def endpoint(self) -> str:
+        if not self.ports:
+            return ""
+        port = next(iter(self.ports.values()))
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{port}"
 
     def to_row(self) -> dict[str, Any]:
         row = {f.name: getattr(self, f.name) for f in fields(self)}
+
         row["state"] = self.state.value
         return row
 
@@ -250,9 +368,14 @@ class Job:
     exit_code: int | None = None
     worker_id: str = ""
     result: str | None = None  # JSON text of the committed result
+    # Services:
+    healthy_once: bool = False  # it has passed a health check: its dependents have been released
+    restarts: int = 0  # restarts after crashes, for the record
+    crashes: list[float] = field(default_factory=list)  # recent crash times, for the crash-loop window
     # Derived while loaded; not persisted:
     children: list[str] = field(default_factory=list)
-    waiting_on: int = 0  # parents not yet SUCCEEDED
+    waiting_on: int = 0  # parents not yet delivered (SUCCEEDED, or HEALTHY for a service)
+    restart_requested: bool = False
     order: int = 0  # arrival rank: ties in priority go to the earlier job
     avoid: str = ""  # worker to avoid on the next attempt (the one that lost or failed it)
 
@@ -272,11 +395,16 @@ class Job:
     def current(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
 
+    @property
+    def delivered(self) -> bool:
+        """What its children wait for: success, or for a service its first passed health check."""
+        return self.state is JobState.SUCCEEDED or (self.spec.is_service and self.healthy_once)
+
     def to_row(self) -> dict[str, Any]:
+        """The job's mutable state; its spec is persisted once, on creation (see Changes.new_jobs)."""
         return {
             "run_id": self.run_id,
             "job_id": self.spec.id,
-            "spec": self.spec.to_dict(),
             "state": self.state.value,
             "reason": self.reason,
             "created_at": self.created_at,
@@ -289,6 +417,9 @@ class Job:
             "exit_code": self.exit_code,
             "worker_id": self.worker_id,
             "result": self.result,
+            "healthy_once": self.healthy_once,
+            "restarts": self.restarts,
+            "crashes": list(self.crashes),
         }
 
     @classmethod
@@ -308,6 +439,9 @@ class Job:
             exit_code=row["exit_code"],
             worker_id=row["worker_id"],
             result=row["result"],
+            healthy_once=row.get("healthy_once", False),
+            restarts=row.get("restarts", 0),
+            crashes=list(row.get("crashes", ())),
         )
 
 
@@ -325,8 +459,22 @@ class Run:
     # Derived while loaded:
     jobs: dict[str, Job] = field(default_factory=dict)
     unfinished: int = 0
+    services: int = 0  # how many of its jobs are services
+
+    @property
+    def settled(self) -> bool:
+        """Every batch job ended and every service HEALTHY (or ended): only services keep it RUNNING."""
+        if self.unfinished == 0:
+            return True
+        if self.unfinished > self.services:  # some batch job has not ended: no need to look
+            return False
+        return all(
+            job.state.terminal or (job.spec.is_service and job.state is JobState.HEALTHY)
+            for job in self.jobs.values()
+        )
 
     def to_row(self) -> dict[str, Any]:
+
         return {
             "id": self.id,
             "name": self.name,
@@ -399,3 +547,6 @@ class Worker:
         data["tags"] = frozenset(data["tags"])
         data["gpus"] = tuple(data["gpus"])
         return cls(**data)
+
+
+_SPEC_FIELDS = frozenset(f.name for f in fields(JobSpec) if f.init)

@@ -9,7 +9,7 @@ failure 4). Across queues the highest-priority head wins; within a queue, priori
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from titan_runtime.core.model import Worker
@@ -104,11 +104,14 @@ class ReadyQueues:
             return None
         return heap[0]
 
-    def place(self, workers: Iterable[Worker]) -> Iterator[tuple[tuple[str, str], Worker]]:
+    def place(
+        self, workers: Iterable[Worker], avoid_for: Callable[[tuple[str, str]], set[str]] | None = None
+    ) -> Iterator[tuple[tuple[str, str], Worker]]:
         """Yield (job key, worker) placements, best first.
 
         The caller must account for each placement (the worker's used slots) before asking for
-        the next one: this generator re-reads the workers between yields.
+        the next one: this generator re-reads the workers between yields. `avoid_for(key)` names
+        workers to pass over when another eligible one has room (asked at the moment of placing).
         """
         pool = [w for w in workers if w.schedulable]
         if not pool:
@@ -128,7 +131,7 @@ class ReadyQueues:
             eligible = [w for w in pool if w.free_slots >= head.slots and requirement.admits(w)]
             if not eligible:
                 continue  # this queue is stuck for now; the others go on
-            worker = self._choose(eligible, head)
+            worker = self._choose(eligible, head, avoid_for(head.key) if avoid_for else {head.avoid} - {""})
             heapq.heappop(self._queues[requirement])
             del self._entries[head.key]
             yield head.key, worker
@@ -138,13 +141,13 @@ class ReadyQueues:
                 heapq.heappush(candidates, (nxt.sort_key, counter, requirement))
 
     @staticmethod
-    def _choose(eligible: list[Worker], entry: _Entry) -> Worker:
+    def _choose(eligible: list[Worker], entry: _Entry, avoid: set[str]) -> Worker:
         if entry.prefer:
             for worker in eligible:
                 if worker.id == entry.prefer:
                     return worker
-        if entry.avoid and len(eligible) > 1:
-            others = [w for w in eligible if w.id != entry.avoid]
+        if avoid and len(eligible) > 1:
+            others = [w for w in eligible if w.id not in avoid]
             if others:
                 eligible = others
         return min(eligible, key=lambda w: (w.used_slots / max(w.slots, 1), w.cpu_percent, w.name, w.id))

@@ -17,10 +17,10 @@ from typing import Any
 import grpc
 
 from titan_runtime.core.cluster import NotFound
-from titan_runtime.core.model import ID_PATTERN, Attempt, InvalidSpec, Job, WorkerState
+from titan_runtime.core.model import ID_PATTERN, Attempt, InvalidSpec, Job
 from titan_runtime.master.artifacts import ArtifactError, ArtifactStore
 from titan_runtime.master.auth import Caller, Credentials, caller_of
-from titan_runtime.master.convert import job_to_pb, run_to_pb, spec_from_pb, worker_to_pb
+from titan_runtime.master.convert import job_to_pb, run_to_pb, service_to_pb, spec_from_pb, worker_to_pb
 from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
 from titan_runtime.proto import titan_pb2 as pb
@@ -144,7 +144,7 @@ class TitanServicer(rpc.TitanServicer):
         except NotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         deadline = self._loop.clock() + (request.timeout if request.timeout > 0 else 60.0)
-        while run.state.value == "RUNNING":
+        while run.state.value == "RUNNING" and not run.settled:
             remaining = deadline - self._loop.clock()
             if remaining <= 0:
                 break
@@ -251,10 +251,64 @@ class TitanServicer(rpc.TitanServicer):
         workers = [
             w
             for w in self._state.workers.values()
-            if w.state is not WorkerState.DEAD or now - w.last_heartbeat < DEAD_WORKER_VISIBLE_S
+            if not w.state.gone or now - w.last_heartbeat < DEAD_WORKER_VISIBLE_S
         ]
-        workers.sort(key=lambda w: (w.state is WorkerState.DEAD, w.name, w.id))
+        workers.sort(key=lambda w: (w.state.gone, w.name, w.id))
         return pb.ListWorkersResponse(workers=[worker_to_pb(w) for w in workers])
+
+    async def DrainWorker(self, request: pb.DrainRequest, context: grpc.aio.ServicerContext) -> pb.WorkerInfo:
+        caller = caller_of(context, self._credentials)
+        if not caller.is_cluster:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "a job credential cannot drain workers")
+        state = self._state
+        try:
+            worker = state.find_worker(request.worker)
+            await self._loop.call(lambda now: state.request_drain(worker.id, request.deadline, now))
+        except NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        return worker_to_pb(worker)
+
+    # -------------------------------------------------------------- services
+
+    async def ListServices(
+        self, request: pb.ServiceQuery, context: grpc.aio.ServicerContext
+    ) -> pb.ListServicesResponse:
+        state = self._state
+        if request.id:
+            try:
+                jobs = state.service_jobs(request.id)
+            except NotFound as exc:
+                await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        else:
+            jobs = [state.runs[r].jobs[j] for keys in state.services.values() for r, j in keys]
+        if not request.all:
+            jobs = [job for job in jobs if not job.state.terminal]
+        return pb.ListServicesResponse(services=[service_to_pb(state, job) for job in jobs])
+
+    async def StopService(
+        self, request: pb.ServiceRef, context: grpc.aio.ServicerContext
+    ) -> pb.ServiceActionResponse:
+        return await self._service_action(request.id, context, stop=True)
+
+    async def RestartService(
+        self, request: pb.ServiceRef, context: grpc.aio.ServicerContext
+    ) -> pb.ServiceActionResponse:
+        return await self._service_action(request.id, context, stop=False)
+
+    async def _service_action(
+        self, service_id: str, context: grpc.aio.ServicerContext, stop: bool
+    ) -> pb.ServiceActionResponse:
+        state = self._state
+        try:
+            for job in state.service_jobs(service_id):
+                await self._check_scope(job.run_id, context, write=True)
+            if stop:
+                refs = await self._loop.call(lambda now: state.stop_service(service_id, now))
+            else:
+                refs = await self._loop.call(lambda now: state.restart_service(service_id, now))
+        except NotFound as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        return pb.ServiceActionResponse(refs=refs)
 
     # -------------------------------------------------------------- KV
 

@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from typing import Any, TypeVar
+
 from titan_runtime.core.cluster import ClusterState
 from titan_runtime.core.effects import AttemptExit, HeldAttempt, WorkerHello
-from titan_runtime.core.model import GENERAL, Attempt, InvalidSpec, Job, JobSpec, RetryPolicy, Run, Worker
+from titan_runtime.core.model import (
+    GENERAL,
+    Attempt,
+    HealthCheck,
+    Job,
+    JobSpec,
+    RestartPolicy,
+    RetryPolicy,
+    Run,
+    Worker,
+)
 from titan_runtime.proto import titan_pb2 as pb
+
+P = TypeVar("P")
+
+
+def _policy(msg: Any, field: str, kind: type[P]) -> P:
+    """A policy message whose unset fields take the dataclass defaults."""
+    if not msg.HasField(field):
+        return kind()
+    return kind(**{f.name: value for f, value in getattr(msg, field).ListFields()})
 
 
 def spec_from_pb(msg: pb.JobSpec) -> JobSpec:
-    retries = RetryPolicy()
-    if msg.HasField("retries"):
-        given = {f.name: value for f, value in msg.retries.ListFields()}
-        retries = RetryPolicy(**given)
-    if msg.kind == "service":
-        raise InvalidSpec(f"job {msg.id}: services are not supported by this master yet")
     return JobSpec(
         id=msg.id,
         kind=msg.kind or "batch",
@@ -28,13 +44,20 @@ def spec_from_pb(msg: pb.JobSpec) -> JobSpec:
         timeout=msg.timeout,
         delay=msg.delay,
         parents=tuple(msg.parents),
-        retries=retries,
+        retries=_policy(msg, "retries", RetryPolicy),
         affinity=msg.affinity,
         node=msg.node,
         labels=dict(msg.labels),
         slots=msg.slots or 1,
         project_hash=msg.project_hash,
         workdir=msg.workdir,
+        memory_mb=msg.memory_mb,
+        port=msg.port,
+        ports=tuple(msg.ports),
+        health=_policy(msg, "health", HealthCheck),
+        restart=_policy(msg, "restart", RestartPolicy),
+        replicas=msg.replicas or 1,
+        service=msg.service,
     )
 
 
@@ -66,6 +89,13 @@ def spec_to_pb(spec: JobSpec) -> pb.JobSpec:
         slots=spec.slots,
         project_hash=spec.project_hash,
         workdir=spec.workdir,
+        memory_mb=spec.memory_mb,
+        port=spec.port,
+        ports=spec.ports,
+        health=pb.HealthCheck(**asdict(spec.health)),
+        restart=pb.RestartPolicy(**asdict(spec.restart)),
+        replicas=spec.replicas,
+        service=spec.service,
     )
 
 
@@ -83,6 +113,9 @@ def attempt_to_pb(attempt: Attempt) -> pb.AttemptInfo:
         ended_at=attempt.ended_at,
         pid=attempt.pid,
         log_size=attempt.log_size,
+        host=attempt.host,
+        ports=attempt.ports,
+        healthy=attempt.healthy,
     )
 
 
@@ -107,7 +140,9 @@ def job_to_pb(state: ClusterState, job: Job, with_spec: bool = False) -> pb.JobI
         tags=sorted(job.spec.tags),
         priority=job.spec.priority,
         parents=job.spec.parents,
+        kind=job.spec.kind,
     )
+
     if with_spec:
         info.spec.CopyFrom(spec_to_pb(job.spec))
     return info
@@ -127,7 +162,9 @@ def run_to_pb(state: ClusterState, run: Run, with_jobs: bool = True) -> pb.RunIn
         created_at=run.created_at,
         ended_at=run.ended_at,
         counts=counts,
+        settled=run.settled,
     )
+
     if with_jobs:
         info.jobs.extend(job_to_pb(state, job) for job in run.jobs.values())
     return info
@@ -185,8 +222,33 @@ def hello_from_pb(msg: pb.WorkerHello) -> WorkerHello:
                 started_at=h.started_at,
                 exit=exit_from_pb(h.exit) if h.finished else None,
                 log_size=h.log_size,
+                host=h.host,
+                ports=dict(h.ports),
+                healthy=h.healthy,
             )
             for h in msg.held
         ),
         draining=msg.draining,
+    )
+
+
+def service_to_pb(state: ClusterState, job: Job) -> pb.ServiceInfo:
+    attempt = job.current
+    live = attempt is not None and not attempt.state.terminal
+    worker = state.workers.get(attempt.worker_id) if attempt is not None else None
+    ports = dict(attempt.ports) if live and attempt is not None else {}
+    return pb.ServiceInfo(
+        id=job.id,
+        service=job.spec.service_id,
+        run_id=job.run_id,
+        worker_id=attempt.worker_id if live and attempt is not None else "",
+        worker_name=worker.name if live and worker is not None else "",
+        host=attempt.host if live and attempt is not None else "",
+        port=next(iter(ports.values()), 0),
+        ports=ports,
+        endpoint=attempt.endpoint if live and attempt is not None else "",
+        state=job.state.value,
+        restarts=job.restarts,
+        started_at=attempt.started_at if live and attempt is not None else 0.0,
+        reason=state.waiting_reason(job) if job.state.value == "READY" else job.reason,
     )

@@ -33,6 +33,7 @@ class WorkerSession:
         self.peer = peer
         self.outbox: asyncio.Queue[object] = asyncio.Queue()
         self.closed = False
+        self.leaving = False  # the worker said goodbye: the stream's end is not a crash
 
     def send(self, message: pb.MasterMessage) -> None:
         if not self.closed:
@@ -110,7 +111,10 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
             session.closed = True
             if self.sessions.get(worker_id) is session:
                 del self.sessions[worker_id]
-                self._loop.post(lambda now: state.worker_disconnected(worker_id, now, "disconnected"))
+                if session.leaving:
+                    self._loop.post(lambda now: state.worker_left(worker_id, now))
+                else:
+                    self._loop.post(lambda now: state.worker_disconnected(worker_id, now, "disconnected"))
 
     async def _read(self, session: WorkerSession, request_iterator: AsyncIterator[pb.WorkerMessage]) -> None:
         state = self._loop.state
@@ -125,7 +129,7 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
                 for started in message.started:
                     self._loop.post(
                         lambda now, s=started: state.attempt_started(
-                            worker_id, s.attempt_id, s.pid, s.started_at, now
+                            worker_id, s.attempt_id, s.pid, s.started_at, now, s.host, dict(s.ports)
                         )
                     )
                 for data in message.logs:
@@ -137,6 +141,12 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
                             worker_id, a, e, now
                         )
                     )
+                for attempt_id in message.healthy:
+                    self._loop.post(lambda now, a=attempt_id: state.attempt_healthy(worker_id, a, now))
+                if message.draining:
+                    self._loop.post(lambda now: state.set_draining(worker_id, now))
+                if message.leaving:
+                    session.leaving = True
         except (grpc.aio.AioRpcError, asyncio.CancelledError):
             pass
         except Exception:

@@ -20,6 +20,7 @@ from titan_runtime.core.effects import (
     CancelAttempt,
     Changes,
     DisconnectWorker,
+    DrainWorker,
     Effect,
     Note,
 )
@@ -68,6 +69,7 @@ class MasterConfig:
     heartbeat_interval: float = 1.0
     lease_timeout: float = 10.0
     kill_grace: float = 10.0  # SIGTERM to SIGKILL when cancelling
+    fsync: bool = True  # False: commits survive a master crash but not a machine crash
 
 
 class MasterServer:
@@ -95,7 +97,7 @@ class MasterServer:
         data_dir = writable_dir(cfg.data_dir.expanduser().resolve())
         self.token_path = data_dir / TOKEN_FILE
         credentials = Credentials(load_or_create_token(data_dir), self.token_path)
-        store = open_store(cfg.store, data_dir)
+        store = open_store(cfg.store, data_dir, fsync=cfg.fsync)
         state = ClusterState(
             ClusterConfig(heartbeat_interval=cfg.heartbeat_interval, lease_timeout=cfg.lease_timeout),
             new_id=new_attempt_id,
@@ -162,9 +164,11 @@ class MasterServer:
             return
         server, self._server = self._server, None
         assert self._link and self._loop and self._logs
+        # The loop stops first: streams closing because the master stops are not worker deaths,
+        # and nothing about them is committed. Workers reconnect to the next master and are adopted.
+        await self._loop.stop()
         self._link.close_all()
         await server.stop(grace)
-        await self._loop.stop()
         self._loop.store.close()
         self._logs.close_all()
         try:
@@ -197,6 +201,7 @@ class MasterServer:
                             attempt=effect.number,
                             spec=spec_to_pb(effect.spec),
                             credential=self._credentials.job_credential(effect.run_id),
+                            env=effect.env,
                         )
                     )
             elif isinstance(effect, CancelAttempt):
@@ -211,6 +216,10 @@ class MasterServer:
                 message = message_for(effect.worker_id)
                 if message is not None:
                     message.acks.append(effect.attempt_id)
+            elif isinstance(effect, DrainWorker):
+                message = message_for(effect.worker_id)
+                if message is not None:
+                    message.drain.CopyFrom(pb.Drain(deadline=effect.deadline, reason=effect.reason))
             elif isinstance(effect, DisconnectWorker):
                 session = sessions.get(effect.worker_id)
                 if session is not None:
@@ -223,5 +232,6 @@ class MasterServer:
             self._logs.close(attempt_id)
         notifier = self._loop.notifier
         notifier.notify(changes.job_keys)
-        notifier.notify(changes.run_ids)
+        notifier.notify(changes.run_ids | {run_id for run_id, _ in changes.job_keys})
+
         notifier.notify(("attempt", a) for a in changes.ended_attempts)

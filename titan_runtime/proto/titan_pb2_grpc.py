@@ -84,6 +84,26 @@ class TitanStub:
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
                 response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.ListWorkersResponse.FromString,
                 _registered_method=True)
+        self.DrainWorker = channel.unary_unary(
+                '/titan.v1.Titan/DrainWorker',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.DrainRequest.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.WorkerInfo.FromString,
+                _registered_method=True)
+        self.ListServices = channel.unary_unary(
+                '/titan.v1.Titan/ListServices',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.ServiceQuery.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.ListServicesResponse.FromString,
+                _registered_method=True)
+        self.StopService = channel.unary_unary(
+                '/titan.v1.Titan/StopService',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.ServiceRef.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.ServiceActionResponse.FromString,
+                _registered_method=True)
+        self.RestartService = channel.unary_unary(
+                '/titan.v1.Titan/RestartService',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.ServiceRef.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.ServiceActionResponse.FromString,
+                _registered_method=True)
         self.Kv = channel.unary_unary(
                 '/titan.v1.Titan/Kv',
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.KvRequest.SerializeToString,
@@ -179,6 +199,30 @@ class TitanServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrainWorker(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServices(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestartService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Kv(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -267,6 +311,26 @@ def add_TitanServicer_to_server(servicer, server):
                     servicer.ListWorkers,
                     request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
                     response_serializer=titan__runtime_dot_proto_dot_titan__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'DrainWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainWorker,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.DrainRequest.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.WorkerInfo.SerializeToString,
+            ),
+            'ListServices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServices,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.ServiceQuery.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.ListServicesResponse.SerializeToString,
+            ),
+            'StopService': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopService,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.ServiceRef.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.ServiceActionResponse.SerializeToString,
+            ),
+            'RestartService': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestartService,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.ServiceRef.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.ServiceActionResponse.SerializeToString,
             ),
             'Kv': grpc.unary_unary_rpc_method_handler(
                     servicer.Kv,
@@ -569,6 +633,114 @@ class Titan:
             '/titan.v1.Titan/ListWorkers',
             titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
             titan__runtime_dot_proto_dot_titan__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/DrainWorker',
+            titan__runtime_dot_proto_dot_titan__pb2.DrainRequest.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.WorkerInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/ListServices',
+            titan__runtime_dot_proto_dot_titan__pb2.ServiceQuery.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.ListServicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/StopService',
+            titan__runtime_dot_proto_dot_titan__pb2.ServiceRef.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.ServiceActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestartService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/RestartService',
+            titan__runtime_dot_proto_dot_titan__pb2.ServiceRef.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.ServiceActionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -11,10 +11,10 @@ from titan_runtime.store.sqlite import SqliteStore
 BACKENDS = ("sqlite", "memory")
 
 
-def open_store(kind: str, data_dir: Path) -> Store:
+def open_store(kind: str, data_dir: Path, fsync: bool = True) -> Store:
     """Open the backend named by `--store` under `data_dir`."""
     if kind == "sqlite":
-        return SqliteStore(data_dir / "titan.db")
+        return SqliteStore(data_dir / "titan.db", fsync=fsync)
     if kind == "memory":
         return MemoryStore()
     raise StoreError(f"unknown store {kind!r}: use one of {', '.join(BACKENDS)}")

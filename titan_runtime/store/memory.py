@@ -34,8 +34,10 @@ class MemoryStore(Store):
     def save(self, changes: Changes) -> None:
         for row in changes.runs:
             self._runs[row["id"]] = _copy(row)
-        for row in changes.jobs:
+        for row in changes.new_jobs:
             self._jobs[(row["run_id"], row["job_id"])] = _copy(row)
+        for row in changes.jobs:
+            self._jobs[(row["run_id"], row["job_id"])].update(_copy(row))
         for row in changes.attempts:
             self._attempts[row["id"]] = _copy(row)
         for row in changes.workers:

@@ -45,3 +45,17 @@ class LoadSampler:
 
     def sample(self) -> tuple[float, float]:
         return float(psutil.cpu_percent(interval=None)), float(psutil.virtual_memory().percent)
+
+
+def advertise_host(master: str) -> str:
+    """The address other machines reach this worker at: the local address of the route to the master."""
+    host = master.rpartition(":")[0].strip("[]")
+    if host in ("127.0.0.1", "localhost", "::1", ""):
+        return "127.0.0.1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((host, 9))  # no packet is sent: this only picks the route
+            return str(probe.getsockname()[0])
+    except OSError:
+        return hostname()

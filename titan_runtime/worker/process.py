@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from titan_runtime.worker.spool import Spool
 
@@ -26,6 +29,34 @@ class ProcessExit:
     exit_code: int | None
     signal: str
     reason: str
+
+
+class GroupWatcher(Protocol):
+    """Told about each process group, so it can kill them if the worker dies (the Reaper)."""
+
+    def watch(self, pgid: int) -> None: ...
+
+    def forget(self, pgid: int) -> None: ...
+
+
+# Sets the address-space limit, then becomes the job (for systems without util-linux's prlimit).
+_LIMIT_THEN_EXEC = (
+    "import os, resource, sys; n = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_AS, (n, n)); "
+    "os.execvp(sys.argv[2], sys.argv[2:])"
+)
+
+
+def memory_limited(argv: list[str], limit_mb: int) -> list[str]:
+    """`argv` run under an address-space limit (RLIMIT_AS), set by a wrapper that then execs it.
+
+    A wrapper rather than a pre-exec hook: code between fork and exec in a multi-threaded worker
+    (gRPC has threads) can deadlock or crash.
+    """
+    limit = str(limit_mb * 1024 * 1024)
+    prlimit = shutil.which("prlimit")
+    if prlimit:
+        return [prlimit, f"--as={limit}", "--", *argv]
+    return [sys.executable, "-S", "-c", _LIMIT_THEN_EXEC, limit, *argv]
 
 
 def signal_name(number: int) -> str:
@@ -43,8 +74,12 @@ class JobProcess:
         env: dict[str, str],
         spool: Spool,
         on_output: Callable[[], None],
+        watcher: GroupWatcher | None = None,
+        memory_mb: int = 0,
     ) -> None:
         self.argv = argv
+        self._watcher = watcher
+        self.memory_mb = memory_mb
         self.cwd = cwd
         self.env = env
         self.spool = spool
@@ -63,8 +98,9 @@ class JobProcess:
         """Spawn the process (raises OSError when it cannot be executed) and return its pid."""
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
+        argv = memory_limited(self.argv, self.memory_mb) if self.memory_mb else self.argv
         self.proc = subprocess.Popen(
-            self.argv,
+            argv,
             cwd=self.cwd,
             env=self.env,
             stdin=subprocess.DEVNULL,
@@ -74,6 +110,8 @@ class JobProcess:
             close_fds=True,
         )
         self.pid = self.proc.pid
+        if self._watcher is not None:
+            self._watcher.watch(self.pid)
         for pipe, stream in ((self.proc.stdout, b"O"), (self.proc.stderr, b"E")):
             assert pipe is not None
             fd = pipe.fileno()
@@ -119,6 +157,8 @@ class JobProcess:
         self._killpg(signal.SIGKILL)
         assert self.proc is not None
         self.proc.wait()
+        if self._watcher is not None:
+            self._watcher.forget(self.pid)
         if self._kill_timer is not None:
             self._kill_timer.cancel()
         self._maybe_done()
@@ -143,7 +183,10 @@ class JobProcess:
             return ProcessExit("succeeded", 0, "", "")
         if rc == -signal.SIGKILL:
             return ProcessExit("failed", None, sig, "killed by SIGKILL, likely out of memory")
-        return ProcessExit("failed", code, sig, f"killed by {sig}" if sig else f"exit code {rc}")
+        reason = f"killed by {sig}" if sig else f"exit code {rc}"
+        if self.memory_mb:
+            reason += f" (its memory was limited to {self.memory_mb} MB by resources.memory_mb)"
+        return ProcessExit("failed", code, sig, reason)
 
     async def wait(self) -> ProcessExit:
         assert self._done is not None

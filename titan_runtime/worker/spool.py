@@ -27,12 +27,13 @@ class Spool:
         buf = self._partial[stream] + data
         lines = buf.split(b"\n")
         rest = lines.pop()
-        while len(rest) > MAX_LINE:
-            lines.append(rest[:MAX_LINE])
+        pieces = [line[i : i + MAX_LINE] for line in lines for i in range(0, max(len(line), 1), MAX_LINE)]
+        while len(rest) >= MAX_LINE:
+            pieces.append(rest[:MAX_LINE])
             rest = rest[MAX_LINE:]
         self._partial[stream] = rest
-        if lines:
-            self._write(stream, lines)
+        if pieces:
+            self._write(stream, pieces)
 
     def flush(self) -> None:
         """Write out unterminated last lines (at process exit)."""

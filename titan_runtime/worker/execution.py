@@ -1,0 +1,278 @@
+"""Running one attempt: workspace, program, environment, process, timeout, result.
+
+The agent decides *when* (assignments, cancels); this module knows *how*: it fetches the script
+or project from the cache, prepares a fresh workspace, starts the process in its own group with
+the job's environment, enforces the timeout, and turns the way the process ended into the
+report the master receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from titan_runtime.proto import titan_pb2 as pb
+from titan_runtime.worker import health
+from titan_runtime.worker.cache import ArtifactCache
+from titan_runtime.worker.ports import PortLeases, PortUnavailable
+from titan_runtime.worker.process import GroupWatcher, JobProcess
+from titan_runtime.worker.project import unpack
+from titan_runtime.worker.spool import Spool
+
+MAX_RESULT_BYTES = 1024 * 1024
+
+
+@dataclass
+class Execution:
+    """One attempt on this worker, from assignment until the master acknowledged its end."""
+
+    assignment: pb.Assignment
+    spool: Spool
+    workspace: Path
+    result_path: Path
+    process: JobProcess | None = None
+    pid: int = 0
+    started_at: float = 0.0
+    exit: pb.AttemptExit | None = None
+    cancel: tuple[str, float] | None = None  # (reason, grace) asked before the process started
+    superseded: bool = False
+    acked: bool = False
+    task: asyncio.Task[None] | None = None
+    ports: dict[str, int] = field(default_factory=dict)  # services: leased ports by name
+    healthy: bool = False
+    # Per connection: what this connection's master has been told.
+    sent: int = 0
+    started_sent: bool = False
+    finish_sent: bool = False
+    healthy_sent: bool = False
+
+    @property
+    def is_service(self) -> bool:
+        return self.assignment.spec.kind == "service"
+
+    @property
+    def attempt_id(self) -> str:
+        return self.assignment.attempt_id
+
+    def stop(self, outcome: str, reason: str, grace: float) -> None:
+        """SIGTERM the process group (SIGKILL after `grace`), or make sure it never starts."""
+        if self.process is not None:
+            self.process.terminate(outcome, reason, grace)
+        elif self.exit is None:
+            self.cancel = (reason, grace)
+
+
+def expand(arg: str, ports: dict[str, int]) -> str:
+    """Placeholders for what only the worker knows: `{python}` (an argument on its own) is its
+    interpreter; `{port}` is a service's (first) port and `{port.NAME}` a named one."""
+    if arg == "{python}":
+        return sys.executable
+    if "{port" in arg and ports:
+        arg = arg.replace("{port}", str(next(iter(ports.values()))))
+        for name, port in ports.items():
+            arg = arg.replace(f"{{port.{name}}}", str(port))
+    return arg
+
+
+def port_env(ports: dict[str, int]) -> dict[str, str]:
+    """$PORT and $TITAN_PORT (the first port), $PORT_<NAME> and $TITAN_PORT_<NAME> for named ones."""
+    if not ports:
+        return {}
+    first = str(next(iter(ports.values())))
+    env = {"PORT": first, "TITAN_PORT": first}
+    for name, port in ports.items():
+        env[f"PORT_{name.upper()}"] = env[f"TITAN_PORT_{name.upper()}"] = str(port)
+    return env
+
+
+class AttemptRunner:
+    def __init__(
+        self,
+        *,
+        master: str,
+        worker_id: str,
+        worker_name: str,
+        cache: ArtifactCache,
+        kill_grace: float,
+        keep_workspaces: bool,
+        watcher: GroupWatcher | None,
+        on_change: Callable[[], None],
+        ports: PortLeases | None = None,
+    ) -> None:
+        self.ports = ports or PortLeases()
+
+        self.master = master
+        self.worker_id = worker_id
+        self.worker_name = worker_name
+        self.cache = cache
+        self.kill_grace = kill_grace
+        self.keep_workspaces = keep_workspaces
+        self.watcher = watcher
+        self._on_change = on_change
+
+    async def run(self, ex: Execution) -> None:
+        """Run the attempt to its end; always leaves `ex.exit` set (never raises)."""
+        spec = ex.assignment.spec
+        timer: asyncio.TimerHandle | None = None
+        watching: asyncio.Task[None] | None = None
+        try:
+            ex.workspace.mkdir(parents=True, exist_ok=True)
+            if ex.is_service:
+                try:
+                    ex.ports = self.ports.lease(spec.ports or ("port",), spec.port, self.worker_name)
+                except PortUnavailable as exc:
+                    ex.spool.note(f"titan: {exc}")
+                    ex.exit = pb.AttemptExit(outcome="error", reason=str(exc))
+                    return
+            argv = await self.argv(ex)
+            if ex.cancel is not None:
+                ex.exit = pb.AttemptExit(outcome="cancelled", reason=ex.cancel[0])
+                return
+            process = JobProcess(
+                argv, ex.workspace, self.env(ex), ex.spool, self._on_change, self.watcher, spec.memory_mb
+            )
+            ex.pid = process.start()
+            ex.process = process
+            ex.started_at = time.time()
+            self._on_change()
+            if ex.is_service:
+                watching = asyncio.create_task(
+                    health.watch(
+                        spec.health,
+                        next(iter(ex.ports.values())),
+                        lambda: self._healthy(ex),
+                        lambda why: process.terminate("unhealthy", why, self.kill_grace),
+                    )
+                )
+            if spec.timeout > 0:
+                timer = asyncio.get_running_loop().call_later(
+                    spec.timeout,
+                    process.terminate,
+                    "timeout",
+                    f"timed out after {spec.timeout:g}s",
+                    self.kill_grace,
+                )
+            done = await process.wait()
+            outcome, reason, result_json = done.outcome, done.reason, ""
+            if outcome == "succeeded":
+                result_json, problem = self.read_result(ex)
+                if problem:
+                    outcome, reason = "failed", problem
+                    ex.spool.note(f"titan: {problem}")
+            ex.exit = pb.AttemptExit(
+                outcome=outcome,
+                exit_code=done.exit_code,
+                signal=done.signal,
+                reason=reason,
+                has_result=bool(result_json),
+                result_json=result_json,
+            )
+        except Exception as exc:
+            reason = f"cannot start: {exc}"
+            ex.spool.note(f"titan: {reason}")
+            ex.exit = pb.AttemptExit(outcome="error", reason=reason)
+        except asyncio.CancelledError:
+            if ex.process is not None:
+                ex.process.kill_now()
+            ex.exit = pb.AttemptExit(outcome="cancelled", reason="worker stopping")
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if watching is not None:
+                watching.cancel()
+            self.ports.release(ex.ports.values())  # only now: the process holding them is gone
+            assert ex.exit is not None
+            ex.exit.log_size = ex.spool.size
+            ex.exit.ended_at = time.time()
+            ex.spool.close()
+            ex.result_path.unlink(missing_ok=True)
+            if not self.keep_workspaces:
+                shutil.rmtree(ex.workspace, ignore_errors=True)
+            if ex.superseded:
+                ex.spool.remove()
+            self._on_change()
+
+    async def argv(self, ex: Execution) -> list[str]:
+        spec = ex.assignment.spec
+        script: Path | None = None
+        if spec.project_hash:
+            archive = await self.cache.get(spec.project_hash)
+            await asyncio.get_running_loop().run_in_executor(None, unpack, archive, ex.workspace)
+            if spec.script_name:
+                script = (ex.workspace / spec.script_name).resolve()
+                if ex.workspace.resolve() not in script.parents or not script.is_file():
+                    raise ValueError(f"script {spec.script_name!r} is not in the project")
+        elif spec.script_hash:
+            cached = await self.cache.get(spec.script_hash)
+            name = os.path.basename(spec.script_name) or "script"
+            if name in (".", ".."):
+                name = "script"
+            script = ex.workspace / name
+            try:
+                os.link(cached, script)
+            except OSError:
+                shutil.copy2(cached, script)
+        if script is not None:
+            if script.name.endswith(".py"):
+                head = [sys.executable, "-u", str(script)]
+            elif script.name.endswith(".sh"):
+                head = ["bash", str(script)]
+            else:
+                head = [str(script)]
+            return [*head, *(expand(arg, ex.ports) for arg in spec.args)]
+        if not spec.command:
+            raise ValueError("the job has neither a script nor a command")
+        return [expand(arg, ex.ports) for arg in (*spec.command, *spec.args)]
+
+    def _healthy(self, ex: Execution) -> None:
+        ex.healthy = True
+        self._on_change()
+
+    def env(self, ex: Execution) -> dict[str, str]:
+        a = ex.assignment
+        env = {k: v for k, v in os.environ.items() if k != "TITAN_TOKEN"}  # never the cluster token
+        env.update(a.spec.env)
+        env.update(a.env)
+        env.update(port_env(ex.ports))
+        env.update(
+            TITAN_RUN_ID=a.run_id,
+            TITAN_JOB_ID=a.job_id,
+            TITAN_ATTEMPT=str(a.attempt),
+            TITAN_ATTEMPT_ID=a.attempt_id,
+            TITAN_ADDRESS=self.master,
+            TITAN_TOKEN=a.credential,
+            TITAN_RESULT_FILE=str(ex.result_path),
+            TITAN_WORKSPACE=str(ex.workspace),
+            TITAN_WORKER_ID=self.worker_id,
+            TITAN_WORKER_NAME=self.worker_name,
+            TITAN_PARENTS=",".join(a.spec.parents),
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    @staticmethod
+    def read_result(ex: Execution) -> tuple[str, str]:
+        """(result JSON, problem): the job's $TITAN_RESULT_FILE, checked for size and syntax."""
+        path = ex.result_path
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return "", ""
+        if size > MAX_RESULT_BYTES:
+            return "", (
+                f"the job's result is {size} bytes, over the 1 MB limit; "
+                "publish large data with task.publish_artifact and return its name"
+            )
+        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            json.loads(text)
+        except ValueError as exc:
+            return "", f"the job's result file is not valid JSON ({exc})"
+        return text, ""

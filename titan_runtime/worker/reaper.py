@@ -1,0 +1,80 @@
+"""The reaper: a tiny process that kills the worker's jobs if the worker itself dies.
+
+A worker killed with SIGKILL cannot clean up, and its jobs run in their own process groups (so that
+a cancel reaches grandchildren), so nothing would stop them: they would keep running and holding
+ports. The worker therefore starts this helper first and tells it, over a pipe, each process group
+it starts and ends. The helper ignores signals and waits for the pipe to close; when it does (the
+worker exited, however it died), it SIGKILLs every group still registered and exits.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+REAPER_SOURCE = r"""
+import os, signal
+for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(sig, signal.SIG_IGN)
+groups, buf = set(), b""
+while True:
+    try:
+        data = os.read(0, 4096)
+    except InterruptedError:
+        continue
+    if not data:
+        break
+    buf += data
+    *lines, buf = buf.split(b"\n")
+    for line in lines:
+        if line[:1] == b"+":
+            groups.add(int(line[1:]))
+        elif line[:1] == b"-":
+            groups.discard(int(line[1:]))
+for pgid in groups:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+class Reaper:
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-S", "-E", "-c", REAPER_SOURCE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C in the worker's terminal does not reach it
+            close_fds=True,
+        )
+        assert self._proc.stdin is not None
+        self._fd = self._proc.stdin.fileno()
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def _send(self, line: bytes) -> None:
+        try:
+            os.write(self._fd, line)
+        except OSError:
+            pass  # the reaper is gone: nothing better to do than run on
+
+    def watch(self, pgid: int) -> None:
+        self._send(b"+%d\n" % pgid)
+
+    def forget(self, pgid: int) -> None:
+        self._send(b"-%d\n" % pgid)
+
+    def close(self) -> None:
+        """Normal shutdown: the worker has stopped its jobs; the reaper exits at the pipe's end."""
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
