@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import urllib.request
@@ -68,6 +69,10 @@ def migrate(home: AirflowHome) -> None:
     )
     if done.returncode != 0:
         raise AssertionError(f"airflow db migrate failed:\n{done.stdout}\n{done.stderr}")
+    # WAL lets readers go on while one process writes: the api-server, the scheduler and the task
+    # processes of the bridge tests share this file. The mode is stored in the database itself.
+    with sqlite3.connect(home.root / "airflow.db") as db:
+        db.execute("PRAGMA journal_mode=WAL")
 
 
 @dataclass

@@ -6,7 +6,7 @@ from titan_airflow.bridge import trigger_dag_run
 from titan_runtime import task
 
 info = trigger_dag_run(
-    "titan_bridge_target", {"message": sys.argv[1]}, wait=True, timeout=150, poll_interval=0.5
+    "titan_bridge_target", {"message": sys.argv[1]}, wait=True, timeout=150, poll_interval=1
 )
 print(f"Airflow run {info.run_id} ended {info.state}")
 task.set_result(info.to_dict())
