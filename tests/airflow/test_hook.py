@@ -1,4 +1,4 @@
-"""TitanHook and the provider registration, in a real Airflow process (a subprocess of the test)."""
+"""TitanHook, the provider registration and operator argument checks, in a real Airflow process (a subprocess)."""
 
 from __future__ import annotations
 
@@ -91,3 +91,53 @@ def test_provider_registers_the_titan_connection_type(airflow_home: AirflowHome)
     [titan] = [h for h in hooks if h["connection_type"] == "titan"]
     assert titan["class"] == "titan_airflow.hooks.TitanHook"
     assert (titan["package_name"], titan["hook_name"]) == ("titan-runtime", "Titan")
+
+
+CONFIG_PROBE = """
+import json
+from titan_airflow import TitanOperator, TitanPipelineOperator
+
+def error(make):
+    try:
+        make()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+print(json.dumps({
+    "both": error(lambda: TitanOperator(task_id="t", script="a.py", command=["echo"])),
+    "neither": error(lambda: TitanOperator(task_id="t")),
+    "env": error(lambda: TitanOperator(task_id="t", command=["echo"], env=["A=1"])),
+    "timeout": error(lambda: TitanOperator(task_id="t", command=["echo"], timeout=-5)),
+    "priority": error(lambda: TitanOperator(task_id="t", command=["echo"], priority="high")),
+    "poll": error(lambda: TitanPipelineOperator(task_id="p", pipeline="p.yaml", poll_interval=0)),
+    "fine": error(lambda: TitanOperator(task_id="t", command="echo hi", timeout=1.5, project_dir="x")),
+}))
+"""
+
+
+def test_bad_operator_arguments_fail_when_the_dag_is_parsed(airflow_home: AirflowHome) -> None:
+    done = subprocess.run(
+        [PYTHON, "-c", CONFIG_PROBE],
+        env=airflow_home.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    errors = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (
+        errors["both"]
+        == errors["neither"]
+        == (
+            "TitanConfigError: task t: give exactly one of script= (a file) or command= (a program and its args)"
+        )
+    )
+    assert errors["env"].startswith("TitanConfigError: task t: env must be a dict")
+    assert errors["timeout"].startswith(
+        "TitanConfigError: task t: timeout must be a positive number of seconds"
+    )
+    assert errors["priority"].startswith("TitanConfigError: task t: priority must be an integer")
+    assert errors["poll"] == "TitanConfigError: task p: poll_interval must be more than 0 seconds"
+    assert errors["fine"] is None
