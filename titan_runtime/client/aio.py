@@ -11,19 +11,21 @@ import grpc
 
 from titan_runtime import config
 from titan_runtime.client import ops
-from titan_runtime.client.errors import error_from_rpc
+from titan_runtime.client.errors import JobNotFound, error_from_rpc
 from titan_runtime.client.job import TitanJob
 from titan_runtime.client.pipeline import load_pipeline
 from titan_runtime.client.records import (
+    AgentRunRecord,
     JobRecord,
     LogLine,
     RunRecord,
+    ScheduleRecord,
     ServiceRecord,
     WorkerRecord,
     parse_log_chunk,
 )
 from titan_runtime.client.run import AsyncRun
-from titan_runtime.client.sync import CHANNEL_OPTIONS
+from titan_runtime.client.sync import CHANNEL_OPTIONS, _ref, _user
 from titan_runtime.client.transfer import ArtifactWriter
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
@@ -161,6 +163,76 @@ class AsyncTitanClient:
 
     async def list_workers(self) -> list[WorkerRecord]:
         return await self._run(ops.list_workers())
+
+    async def add_jobs(
+        self, run_id: str, jobs: Sequence[TitanJob], base_dir: str | Path | None = None
+    ) -> list[str]:
+        return await self._run(ops.add_jobs(run_id, list(jobs), _path(base_dir), self._uploads))
+
+    async def add_iteration(
+        self, run_id: str, jobs: Sequence[str], after: str, max_iterations: int = 10
+    ) -> list[str]:
+        return await self._run(ops.add_iteration(run_id, list(jobs), after, max_iterations))
+
+    async def approve(
+        self, run_id: str, job_id: str | None = None, comment: str = "", by: str | None = None
+    ) -> JobRecord:
+        return await self._run(ops.decide_gate(_ref(run_id, job_id), True, comment, by or _user()))
+
+    async def reject(
+        self, run_id: str, job_id: str | None = None, comment: str = "", by: str | None = None
+    ) -> JobRecord:
+        return await self._run(ops.decide_gate(_ref(run_id, job_id), False, comment, by or _user()))
+
+    async def list_approvals(self) -> list[JobRecord]:
+        return await self._run(ops.list_approvals())
+
+    async def list_agent_runs(self) -> list[AgentRunRecord]:
+        return await self._run(ops.list_agent_runs())
+
+    async def save_dag(
+        self,
+        name: str,
+        jobs: Sequence[TitanJob],
+        *,
+        base_dir: str | Path | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> str:
+        return await self._run(ops.save_dag(name, list(jobs), _path(base_dir), self._uploads, labels))
+
+    async def submit_saved_dag(
+        self, name: str, wait: bool = False, timeout: float | None = None, run_id: str | None = None
+    ) -> AsyncRun:
+        response = await self._run(ops.submit_saved_dag(name, run_id or ""))
+        run = AsyncRun(response.run_id, self)
+        if wait:
+            await run.wait(timeout)
+        return run
+
+    async def save_yaml(self, name: str, path: str | Path) -> str:
+        pipeline = load_pipeline(path)
+        return await self.save_dag(name, pipeline.jobs, base_dir=pipeline.path.parent, labels=pipeline.labels)
+
+    async def list_saved_dags(self) -> list[str]:
+        return await self._run(ops.list_saved_dags())
+
+    async def delete_saved_dag(self, name: str) -> None:
+        await self._run(ops.named_call("DeleteSavedDag", pb.SavedDagRef(name=name)))
+
+    async def delete_schedule(self, name: str) -> None:
+        await self._run(ops.named_call("DeleteSchedule", pb.ScheduleRef(name=name)))
+
+    async def get_agent_run(self, agent_run_id: str) -> AgentRunRecord:
+        for agent_run in await self.list_agent_runs():
+            if agent_run.id == agent_run_id:
+                return agent_run
+        raise JobNotFound(f"no agent run {agent_run_id!r}: list them with `titan-runtime agent-runs`")
+
+    async def add_schedule(self, name: str, dag: str, cron: str, catch_up: bool = False) -> ScheduleRecord:
+        return await self._run(ops.add_schedule(name, dag, cron, catch_up))
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        return await self._run(ops.list_schedules())
 
     async def list_services(
         self, service_id: str | None = None, include_ended: bool = False

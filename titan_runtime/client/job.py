@@ -56,6 +56,15 @@ class TitanJob:
     )  # {tcp: true} or {http: "/healthz", ...}
     restart: dict[str, Any] | None = field(default=None, kw_only=True)  # {attempts: 5, window: 600}
     replicas: int = field(default=1, kw_only=True)
+    # Dynamic DAGs:
+    trigger_rule: str = field(
+        default="all_success", kw_only=True
+    )  # all_success all_done one_success none_failed
+    when: str | None = field(default=None, kw_only=True)  # a condition on the parents' results
+    branch: bool = field(default=False, kw_only=True)  # the result names the children to follow
+    map_over: str | TitanJob | None = field(default=None, kw_only=True)  # once per item of this parent's list
+    approval: dict[str, Any] | None = field(default=None, kw_only=True)  # {message, timeout}; or hitl_message
+    allow_failure: bool = field(default=False, kw_only=True)  # its failure does not fail the run
 
     # ------------------------------------------------------------------ DAG builder
 
@@ -86,7 +95,17 @@ class TitanJob:
 
     @property
     def parent_ids(self) -> list[str]:
-        return [p.id if isinstance(p, TitanJob) else str(p) for p in self.parents or []]
+        ids = [p.id if isinstance(p, TitanJob) else str(p) for p in self.parents or []]
+        mapped = self.map_over_id
+        if mapped and mapped not in ids:
+            ids.append(mapped)  # map_over implies depending on that parent
+        return ids
+
+    @property
+    def map_over_id(self) -> str:
+        if self.map_over is None:
+            return ""
+        return self.map_over.id if isinstance(self.map_over, TitanJob) else str(self.map_over)
 
     @property
     def arg_list(self) -> list[str]:
@@ -130,11 +149,14 @@ class TitanJob:
                 raise InvalidJob(f"job {self.id}: retries must be zero or more")
             return {"attempts": r + 1}
         policy: dict[str, Any] = {}
-        unknown = set(r) - {"attempts", "backoff", "max_lost"}
+        unknown = set(r) - {"attempts", "backoff", "max_lost", "fallback"}
         if unknown:
             raise InvalidJob(
-                f"job {self.id}: unknown retries key(s) {sorted(unknown)}; use attempts, backoff, max_lost"
+                f"job {self.id}: unknown retries key(s) {sorted(unknown)}; use attempts, backoff, max_lost, fallback"
             )
+        if "fallback" in r:
+            policy["fallback"] = [self._fallback_tags(entry) for entry in r["fallback"] or []]
+
         if "attempts" in r:
             policy["attempts"] = int(r["attempts"])
         if "max_lost" in r:
@@ -150,3 +172,30 @@ class TitanJob:
         elif backoff is not None:
             raise InvalidJob(f"job {self.id}: backoff must be seconds or {{initial, factor, max}}")
         return policy
+
+    def _fallback_tags(self, entry: Any) -> list[str]:
+        """A fallback attempt's hardware: {requirement: GPU} or {tags: [...]}; GENERAL means any worker."""
+        if not isinstance(entry, dict) or not set(entry) <= {"requirement", "tags"}:
+            raise InvalidJob(
+                f"job {self.id}: each retries.fallback entry is {{requirement: TAG}} or {{tags: [...]}}"
+            )
+        tags = list(entry.get("tags") or [])
+        requirement = entry.get("requirement")
+        if requirement and requirement != "GENERAL":
+            tags.insert(0, str(requirement))
+        return tags
+
+    def approval_gate(self) -> dict[str, Any] | None:
+        """The approval gate after this job: `approval={message, timeout}`, or the original `hitl_message`."""
+        if self.approval is None and not self.hitl_message:
+            return None
+        given = dict(self.approval or {})
+        unknown = set(given) - {"message", "timeout"}
+        if unknown:
+            raise InvalidJob(
+                f"job {self.id}: unknown approval key(s) {sorted(unknown)}; use message, timeout"
+            )
+        timeout = given.get("timeout", self.max_wait_seconds)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise InvalidJob(f"job {self.id}: the approval timeout must be a positive number of seconds")
+        return {"message": str(given.get("message", self.hitl_message or "")), "timeout": float(timeout)}

@@ -18,7 +18,15 @@ from typing import Any, TypeVar
 from titan_runtime.client.errors import Conflict, InvalidJob
 from titan_runtime.client.job import TitanJob
 from titan_runtime.client.project import build_archive
-from titan_runtime.client.records import JobRecord, RunRecord, ServiceRecord, WorkerRecord
+from titan_runtime.client.records import (
+    AgentRunRecord,
+    JobRecord,
+    RunRecord,
+    ScheduleRecord,
+    ServiceRecord,
+    WorkerRecord,
+)
+from titan_runtime.core.model import TRIGGER_RULES
 from titan_runtime.proto import titan_pb2 as pb
 
 T = TypeVar("T")
@@ -156,8 +164,7 @@ def job_spec(
     projects: dict[str, str] | None = None,
 ) -> Op[pb.JobSpec]:
     """Turn a TitanJob into the wire spec, uploading its script or project when needed."""
-    if job.hitl_message:
-        raise InvalidJob(f"job {job.id}: approval gates (hitl_message) are not supported by this Titan yet")
+
     if job.is_archive:
         raise InvalidJob(
             f"job {job.id}: zipped payloads (is_archive) are not supported; "
@@ -199,7 +206,22 @@ def job_spec(
     spec.memory_mb = memory
     policy = job.retry_policy()
     if policy is not None:
-        spec.retries.CopyFrom(pb.RetryPolicy(**policy))
+        fallback = policy.pop("fallback", [])
+        spec.retries.CopyFrom(pb.RetryPolicy(**policy, fallback=[pb.TagSet(tags=tags) for tags in fallback]))
+    if job.trigger_rule not in TRIGGER_RULES:
+        raise InvalidJob(
+            f"job {job.id}: unknown trigger_rule {job.trigger_rule!r}; use {', '.join(TRIGGER_RULES)}"
+        )
+    spec.trigger_rule = job.trigger_rule
+    spec.when = job.when or ""
+    spec.branch = bool(job.branch)
+    spec.map_over = job.map_over_id
+    spec.allow_failure = bool(job.allow_failure)
+
+    gate = job.approval_gate()
+    if gate is not None:
+        spec.approval.CopyFrom(pb.ApprovalGate(required=True, **gate))
+
     project = (base_dir / os.path.expanduser(job.project_dir)).resolve() if job.project_dir else None
     if project is not None:
         cache = projects if projects is not None else {}
@@ -260,34 +282,28 @@ def list_runs(limit: int = 0, agent_run_id: str = "") -> Op[list[RunRecord]]:
     return [RunRecord.from_pb(r) for r in response.runs]
 
 
-def wait_job(ref: str, timeout: float | None) -> Op[JobRecord]:
-    """Long-poll until the job is terminal; TimeoutError if `timeout` seconds pass first."""
+def _long_poll(method: str, ref: str, timeout: float | None, parse: Any, done: Any, what: str) -> Op[Any]:
+    """Ask the master to wait (in slices of WAIT_SLICE) until `done(record)`; TimeoutError after `timeout`."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         remaining = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - time.monotonic())
-        info = yield Call(
-            "WaitJob", pb.WaitRequest(ref=ref, timeout=max(remaining, 0.0)), timeout=remaining + 30
-        )
-        record = JobRecord.from_pb(info)
-        if record.terminal:
+        request = pb.WaitRequest(ref=ref, timeout=max(remaining, 0.0))
+        record = parse((yield Call(method, request, timeout=remaining + 30)))
+        if done(record):
             return record
         if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(f"job {record.ref} is still {record.state} after {timeout:g}s")
+            raise TimeoutError(f"{what} {ref} is still {record.state} after {timeout:g}s")
+
+
+def wait_job(ref: str, timeout: float | None) -> Op[JobRecord]:
+    """Until the job is terminal."""
+    return (yield from _long_poll("WaitJob", ref, timeout, JobRecord.from_pb, lambda r: r.terminal, "job"))
 
 
 def wait_run(run_id: str, timeout: float | None) -> Op[RunRecord]:
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        remaining = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - time.monotonic())
-        info = yield Call(
-            "WaitRun", pb.WaitRequest(ref=run_id, timeout=max(remaining, 0.0)), timeout=remaining + 30
-        )
-        record = RunRecord.from_pb(info)
-        if record.terminal or record.settled:
-            return record
-
-        if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(f"run {run_id} is still {record.state} after {timeout:g}s")
+    """Until the run is terminal, or settled (only its healthy services keep it running)."""
+    done = lambda r: r.terminal or r.settled  # noqa: E731
+    return (yield from _long_poll("WaitRun", run_id, timeout, RunRecord.from_pb, done, "run"))
 
 
 def cancel(ref: str, wait: bool = False, timeout: float = 30.0) -> Op[list[str]]:
@@ -304,6 +320,80 @@ def get_result(ref: str) -> Op[str | None]:
 def list_workers() -> Op[list[WorkerRecord]]:
     response = yield Call("ListWorkers", pb.Empty())
     return [WorkerRecord.from_pb(w) for w in response.workers]
+
+
+def add_jobs(
+    run_id: str, jobs: Sequence[TitanJob], base_dir: Path | None, uploads: UploadCache
+) -> Op[list[str]]:
+    base = base_dir or Path.cwd()
+    specs = []
+    projects: dict[str, str] = {}
+    for job in jobs:
+        specs.append((yield from job_spec(job, base, uploads, projects)))
+    response = yield Call("AddJobs", pb.AddJobsRequest(run_id=run_id, jobs=specs))
+    return list(response.job_ids)
+
+
+def add_iteration(run_id: str, jobs: Sequence[str], after: str, max_iterations: int) -> Op[list[str]]:
+    request = pb.AddIterationRequest(
+        run_id=run_id, jobs=list(jobs), after=after, max_iterations=max_iterations
+    )
+    return list((yield Call("AddIteration", request)).job_ids)
+
+
+def decide_gate(ref: str, approved: bool, comment: str, by: str) -> Op[JobRecord]:
+    request = pb.GateDecision(ref=ref, approved=approved, comment=comment, by=by)
+    return JobRecord.from_pb((yield Call("DecideGate", request)))
+
+
+def list_approvals() -> Op[list[JobRecord]]:
+    return [JobRecord.from_pb(j) for j in (yield Call("ListApprovals", pb.Empty())).jobs]
+
+
+def list_agent_runs() -> Op[list[AgentRunRecord]]:
+    return [AgentRunRecord.from_pb(a) for a in (yield Call("ListAgentRuns", pb.Empty())).agent_runs]
+
+
+def save_dag(
+    name: str,
+    jobs: Sequence[TitanJob],
+    base_dir: Path | None,
+    uploads: UploadCache,
+    labels: dict[str, str] | None,
+) -> Op[str]:
+    base = base_dir or Path.cwd()
+    projects: dict[str, str] = {}
+    specs = []
+    for job in jobs:
+        specs.append((yield from job_spec(job, base, uploads, projects)))
+    run = pb.SubmitRunRequest(name=name, labels=labels or {}, jobs=specs)
+
+    return (yield Call("SaveDag", pb.SavedDag(name=name, run=run))).name
+
+
+def submit_saved_dag(name: str, run_id: str) -> Op[pb.SubmitRunResponse]:
+    return (yield Call("SubmitSavedDag", pb.SavedDagRef(name=name, run_id=run_id)))
+
+
+def named_call(method: str, request: Any) -> Op[None]:
+    yield Call(method, request)
+
+
+def list_saved_dags() -> Op[list[str]]:
+
+    return sorted(d.name for d in (yield Call("ListSavedDags", pb.Empty())).dags)
+
+
+def add_schedule(name: str, dag: str, cron: str, catch_up: bool) -> Op[ScheduleRecord]:
+    request = pb.Schedule(name=name, dag=dag, cron=cron, catch_up=catch_up)
+    return ScheduleRecord.from_pb((yield Call("AddSchedule", request)))
+
+
+def list_schedules() -> Op[list[ScheduleRecord]]:
+    return sorted(
+        (ScheduleRecord.from_pb(s) for s in (yield Call("ListSchedules", pb.Empty())).schedules),
+        key=lambda s: s.name,
+    )
 
 
 def list_services(service_id: str = "", include_ended: bool = False) -> Op[list[ServiceRecord]]:

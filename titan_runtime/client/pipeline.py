@@ -32,7 +32,9 @@ import yaml
 from titan_runtime.client.errors import InvalidJob
 from titan_runtime.client.job import TitanJob
 from titan_runtime.core.dag import find_cycle
-from titan_runtime.core.model import ID_PATTERN, TAG_PATTERN
+from titan_runtime.core.expr import ExpressionError
+from titan_runtime.core.expr import check as check_expression
+from titan_runtime.core.model import ID_PATTERN, TAG_PATTERN, TRIGGER_RULES
 
 ROOT_KEYS = ("name", "version", "project", "jobs", "labels", "description")
 JOB_KEYS = (
@@ -59,6 +61,12 @@ JOB_KEYS = (
     "health",
     "restart",
     "replicas",
+    "trigger_rule",
+    "when",
+    "branch",
+    "map_over",
+    "approval",
+    "allow_failure",
     "hitl_message",
     "max_wait_seconds",
     "description",
@@ -342,6 +350,16 @@ def _job(
     health = c.typed(raw, "health", (dict,), "a mapping like {http: /healthz, expect: 200}", where)
     restart = c.typed(raw, "restart", (dict,), "a mapping like {attempts: 5, window: 10m}", where)
     replicas = c.typed(raw, "replicas", (int,), "an integer >= 1", where, lambda v: v >= 1)
+    trigger_rule = c.typed(
+        raw, "trigger_rule", (str,), "all_success, all_done, one_success or none_failed", where
+    )
+    when = c.typed(raw, "when", (str,), "a condition such as 'measure.load > 0.8'", where)
+    branch = c.typed(raw, "branch", (bool,), "true or false", where)
+    map_over = c.typed(raw, "map_over", (str,), "the id of a parent with a list result", where)
+    approval = c.typed(raw, "approval", (dict,), "a mapping like {message: ..., timeout: 3600}", where)
+    allow_failure = c.typed(raw, "allow_failure", (bool,), "true or false", where)
+    if map_over and map_over not in parents:
+        parents.append(map_over)  # map_over implies depending on it
     is_service = (kind or "run").lower() == "service"
     for key in ("ports", "health", "restart", "replicas"):
         if key in raw and not is_service:
@@ -377,11 +395,27 @@ def _job(
         health=dict(health) if health else None,
         restart=dict(restart) if restart else None,
         replicas=replicas or 1,
+        trigger_rule=trigger_rule or "all_success",
+        when=when,
+        branch=bool(branch),
+        map_over=map_over,
+        approval=dict(approval) if approval else None,
+        allow_failure=bool(allow_failure),
     )
 
     try:
         job.retry_policy()
         job.affinity_mode  # noqa: B018 - validates
+        job.approval_gate()
+        if job.trigger_rule not in TRIGGER_RULES:
+            raise InvalidJob(
+                f"job {job.id}: unknown trigger_rule {job.trigger_rule!r}; use {', '.join(TRIGGER_RULES)}"
+            )
+        if job.when:
+            try:
+                check_expression(job.when)
+            except ExpressionError as exc:
+                raise InvalidJob(f"job {job.id}: when {job.when!r}: {exc}") from None
     except InvalidJob as exc:
         c.error(raw.line, str(exc))
         return job_id, parents, None

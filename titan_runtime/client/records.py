@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -74,6 +75,9 @@ class JobRecord:
     parents: list[str] = field(default_factory=list)
     attempts: list[AttemptRecord] = field(default_factory=list)
     kind: str = "batch"
+    iteration: int = 0
+    approval_message: str = ""
+    decision: dict[str, Any] | None = None  # an approval gate's: decision, by, at, comment
 
     @property
     def ref(self) -> str:
@@ -114,6 +118,9 @@ class JobRecord:
             parents=list(j.parents),
             attempts=[AttemptRecord.from_pb(a) for a in j.attempts],
             kind=j.kind or "batch",
+            iteration=j.iteration,
+            approval_message=j.approval_message,
+            decision=json.loads(j.decision_json) if j.decision_json else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -290,6 +297,44 @@ class ServiceRecord:
             started_at=s.started_at,
             reason=s.reason,
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AgentRunRecord:
+    """Several runs grouped by their agent_run_id: one logical agent run."""
+
+    id: str
+    state: str
+    created_at: float
+    runs: list[RunRecord] = field(default_factory=list)
+
+    @classmethod
+    def from_pb(cls, a: pb.AgentRunInfo) -> AgentRunRecord:
+        return cls(
+            id=a.id, state=a.state, created_at=a.created_at, runs=[RunRecord.from_pb(r) for r in a.runs]
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ScheduleRecord:
+    name: str
+    dag: str
+    cron: str
+    catch_up: bool
+    next_fire: float
+    last_fire: float
+    last_run_id: str
+    created_at: float
+
+    @classmethod
+    def from_pb(cls, s: pb.Schedule) -> ScheduleRecord:
+        return cls(s.name, s.dag, s.cron, s.catch_up, s.next_fire, s.last_fire, s.last_run_id, s.created_at)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

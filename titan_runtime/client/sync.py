@@ -11,13 +11,15 @@ import grpc
 
 from titan_runtime import config
 from titan_runtime.client import ops
-from titan_runtime.client.errors import error_from_rpc
+from titan_runtime.client.errors import JobNotFound, error_from_rpc
 from titan_runtime.client.job import TitanJob
 from titan_runtime.client.pipeline import load_pipeline
 from titan_runtime.client.records import (
+    AgentRunRecord,
     JobRecord,
     LogLine,
     RunRecord,
+    ScheduleRecord,
     ServiceRecord,
     WorkerRecord,
     parse_log_chunk,
@@ -181,6 +183,86 @@ class TitanClient:
     def list_workers(self) -> list[WorkerRecord]:
         return self._run(ops.list_workers())
 
+    # ------------------------------------------------------------------ dynamic DAGs
+
+    def add_jobs(
+        self, run_id: str, jobs: Sequence[TitanJob], base_dir: str | Path | None = None
+    ) -> list[str]:
+        """Add jobs to a running run; they may depend on any of its jobs. Returns their ids."""
+        return self._run(ops.add_jobs(run_id, list(jobs), _path(base_dir), self._uploads))
+
+    def add_iteration(
+        self, run_id: str, jobs: Sequence[str], after: str, max_iterations: int = 10
+    ) -> list[str]:
+        """Enqueue the next iteration (JOB@N) of a sub-graph, to start after `after`; refused past max_iterations."""
+        return self._run(ops.add_iteration(run_id, list(jobs), after, max_iterations))
+
+    def approve(
+        self, run_id: str, job_id: str | None = None, comment: str = "", by: str | None = None
+    ) -> JobRecord:
+        """Approve the gate after RUN/JOB (a gate must be open: the job has succeeded and waits)."""
+        return self._run(ops.decide_gate(_ref(run_id, job_id), True, comment, by or _user()))
+
+    def reject(
+        self, run_id: str, job_id: str | None = None, comment: str = "", by: str | None = None
+    ) -> JobRecord:
+        """Reject the gate after RUN/JOB: the job fails and its dependents do not run."""
+        return self._run(ops.decide_gate(_ref(run_id, job_id), False, comment, by or _user()))
+
+    def list_approvals(self) -> list[JobRecord]:
+        """Open gates first, then decided ones (with who decided, when, and the comment)."""
+        return self._run(ops.list_approvals())
+
+    def list_agent_runs(self) -> list[AgentRunRecord]:
+        return self._run(ops.list_agent_runs())
+
+    def get_agent_run(self, agent_run_id: str) -> AgentRunRecord:
+        for agent_run in self.list_agent_runs():
+            if agent_run.id == agent_run_id:
+                return agent_run
+        raise JobNotFound(f"no agent run {agent_run_id!r}: list them with `titan-runtime agent-runs`")
+
+    def save_dag(
+        self,
+        name: str,
+        jobs: Sequence[TitanJob],
+        *,
+        base_dir: str | Path | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> str:
+        """Keep a DAG on the master under a name (its scripts uploaded) to submit or schedule later."""
+        return self._run(ops.save_dag(name, list(jobs), _path(base_dir), self._uploads, labels))
+
+    def save_yaml(self, name: str, path: str | Path) -> str:
+        pipeline = load_pipeline(path)
+        return self.save_dag(name, pipeline.jobs, base_dir=pipeline.path.parent, labels=pipeline.labels)
+
+    def submit_saved_dag(
+        self, name: str, wait: bool = False, timeout: float | None = None, run_id: str | None = None
+    ) -> Run:
+        response = self._run(ops.submit_saved_dag(name, run_id or ""))
+        run = Run(response.run_id, self)
+        if wait:
+            run.wait(timeout)
+        return run
+
+    def list_saved_dags(self) -> list[str]:
+        return self._run(ops.list_saved_dags())
+
+    def delete_saved_dag(self, name: str) -> None:
+        self._run(ops.named_call("DeleteSavedDag", pb.SavedDagRef(name=name)))
+
+    def add_schedule(self, name: str, dag: str, cron: str, catch_up: bool = False) -> ScheduleRecord:
+        """Run the saved DAG `dag` on a cron expression (UTC). After downtime, missed times are skipped,
+        or with catch_up=True the latest one runs once."""
+        return self._run(ops.add_schedule(name, dag, cron, catch_up))
+
+    def list_schedules(self) -> list[ScheduleRecord]:
+        return self._run(ops.list_schedules())
+
+    def delete_schedule(self, name: str) -> None:
+        self._run(ops.named_call("DeleteSchedule", pb.ScheduleRef(name=name)))
+
     # ------------------------------------------------------------------ services
 
     def list_services(
@@ -292,3 +374,16 @@ class TitanClient:
 
 def _path(value: str | Path | None) -> Path | None:
     return Path(value) if value is not None else None
+
+
+def _ref(run_id: str, job_id: str | None) -> str:
+    return f"{run_id}/{job_id}" if job_id else run_id
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -97,10 +97,52 @@ def result_of(job_id: str) -> Any:
 
 
 def parent_results() -> dict[str, Any]:
-    """The results of this job's parents, by parent id (None for a parent that set none)."""
+    """The results of this job's parents, by parent id (None for a parent that set none).
+
+    A parent that ran with map_over gives the list of its instances' results, in item order."""
     run_id = current().run_id
     parents = [p for p in os.environ.get("TITAN_PARENTS", "").split(",") if p]
     return {parent: client().get_result(f"{run_id}/{parent}") for parent in parents}
+
+
+def logs_of(job_id: str) -> str:
+    """The output of another job of this run (its latest attempt)."""
+    return client().fetch_logs(f"{current().run_id}/{job_id}")
+
+
+def add_jobs(jobs: Any, after: str | list[str] | None = None, base_dir: str | None = None) -> list[str]:
+    """Add jobs to this run while it runs. Jobs may depend on any job of the run, this one included;
+    `after` adds a dependency on these jobs (e.g. `after=task.current().job_id`) to every job that has
+    none within the added ones. Returns the new job ids."""
+    batch = list(jobs)
+    ids = {job.id for job in batch}
+    if after is not None:
+        extra = [after] if isinstance(after, str) else list(after)
+        for job in batch:
+            if not any(p in ids for p in job.parent_ids):
+                job.parents = [*job.parent_ids, *(p for p in extra if p not in job.parent_ids)]
+    return client().add_jobs(current().run_id, batch, base_dir)
+
+
+def add_iteration(jobs: list[str], max_iterations: int = 10) -> list[str]:
+    """Enqueue the next iteration of a loop's sub-graph (`jobs`, by their first ids), starting after this
+    job. Jobs waiting on the loop wait on the new iteration instead. Refused past `max_iterations`."""
+    me = current()
+    return client().add_iteration(me.run_id, jobs, me.job_id, max_iterations)
+
+
+def iteration() -> int:
+    """This job's loop iteration (1 for the first)."""
+    return int(os.environ.get("TITAN_ITERATION") or 1)
+
+
+def map_item() -> Any:
+    """The item this mapped job runs for (map_over)."""
+    return json.loads(_env("TITAN_MAP_ITEM"))
+
+
+def map_index() -> int:
+    return int(_env("TITAN_MAP_INDEX"))
 
 
 def publish_artifact(name: str, path: str | os.PathLike[str]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import random
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +32,7 @@ from titan_runtime.core.effects import (
     Welcome,
     WorkerHello,
 )
+from titan_runtime.core.expr import ExpressionError, evaluate
 from titan_runtime.core.model import (
     Attempt,
     AttemptState,
@@ -208,7 +210,17 @@ class ClusterState:
         effects, self._effects = self._effects, []
         return effects
 
+    def has_changes(self) -> bool:
+        return bool(
+            self._dirty_runs
+            or self._dirty_jobs
+            or self._new_jobs
+            or self._dirty_attempts
+            or self._dirty_workers
+        )
+
     def take_changes(self) -> Changes:
+
         def job(key: tuple[str, str]) -> Job:
             return self.runs[key[0]].jobs[key[1]]
 
@@ -363,6 +375,11 @@ class ClusterState:
                 self._finish(job, attempt, held.exit, now)
                 self._effects.append(AckFinished(worker.id, attempt.id))
             else:
+                # The worker is the authority on what it runs: its ports and health may not have been
+                # committed before the master went down.
+                attempt.host = held.host or attempt.host
+                attempt.ports = dict(held.ports) or attempt.ports
+                attempt.healthy = attempt.healthy or held.healthy
                 self._mark_running(job, attempt, held.pid, held.started_at or now, now)
 
         # What we believe this worker holds but it does not: never received, or lost with a restart.
@@ -488,6 +505,107 @@ class ClusterState:
             self._became_healthy(job, now)
         self._settle(now)
 
+    # ------------------------------------------------------------------ events: approvals
+
+    def decide_gate(self, ref: str, approved: bool, by: str, comment: str, now: float) -> Job:
+        """Approve or reject a job's gate. Refused unless the gate is open (reached, not decided)."""
+        job = self.resolve(ref)
+        if not job.spec.approval.required:
+            raise InvalidSpec(f"{job.ref} has no approval gate")
+        if job.state is not JobState.WAITING_APPROVAL:
+            if job.decision is not None:
+                raise InvalidSpec(f"the gate of {job.ref} was already decided: {job.decision['decision']}")
+            raise InvalidSpec(f"the gate of {job.ref} is not reached yet: the job is {job.state.value}")
+        job.decision = {
+            "decision": "approved" if approved else "rejected",
+            "by": by,
+            "at": now,
+            "comment": comment,
+        }
+        if approved:
+            self._end_job(job, JobState.SUCCEEDED, now, "")
+        else:
+            why = f"rejected by {by or 'someone'}" + (f": {comment}" if comment else "")
+            self._end_job(job, JobState.FAILED, now, why)
+        self._settle(now)
+        return job
+
+    def open_gates(self) -> list[Job]:
+        return [
+            j for run in self.runs.values() for j in run.jobs.values() if j.state is JobState.WAITING_APPROVAL
+        ]
+
+    # ------------------------------------------------------------------ events: feedback loops
+
+    def add_iteration(
+        self, run_id: str, job_ids: Sequence[str], after: str, max_iterations: int, now: float
+    ) -> list[Job]:
+        """Enqueue the next iteration of a sub-graph of the run, to start once `after` has succeeded.
+
+        The sub-graph is the jobs `job_ids` (by their first iteration's ids). Iteration k of job X is
+        X@k; its parents inside the sub-graph are their iteration-k twins, the others are kept, and the
+        sub-graph's roots also wait for `after`. Jobs waiting on the previous iteration's jobs wait on
+        the new one instead. Refused past `max_iterations`.
+        """
+        run = self.run(run_id)
+        if run.state is not RunState.RUNNING:
+            raise InvalidSpec(f"run {run_id} has ended; no iteration can be added")
+        caller = run.jobs.get(after)
+        if caller is None:
+            raise NotFound(f"run {run_id} has no job {after!r}")
+        base = [j.partition("@")[0] for j in job_ids]
+        if not base or len(set(base)) != len(base):
+            raise InvalidSpec("give the jobs of the loop's sub-graph, each once")
+        k = max(caller.spec.iteration, 1) + 1
+        if k > max_iterations:
+            raise InvalidSpec(
+                f"max_iterations={max_iterations} reached: iteration {k} of {', '.join(base)} is refused"
+            )
+        previous = {b: (b if k == 2 else f"{b}@{k - 1}") for b in base}
+        missing = [p for p in previous.values() if p not in run.jobs]
+        if missing:
+            raise InvalidSpec(f"iteration {k - 1} has no job {missing[0]!r}")
+        renamed = {previous[b]: f"{b}@{k}" for b in base}
+        specs = []
+        for b in base:
+            template = run.jobs[previous[b]]
+            parents = [renamed.get(p, p) for p in template.parents]
+            if not any(p in renamed for p in template.parents) and after not in parents:
+                parents.append(after)
+            specs.append(
+                replace(
+                    template.spec,
+                    id=renamed[previous[b]],
+                    parents=tuple(parents),
+                    map_over=renamed.get(template.spec.map_over, template.spec.map_over),
+                    iteration=k,
+                )
+            )
+        self._validate_new_jobs(specs, existing=run.jobs)
+        # Jobs outside the loop that wait on its previous iteration wait on this one instead.
+        rewired = [
+            job
+            for job in run.jobs.values()
+            if job.state is JobState.PENDING
+            and job.id not in renamed
+            and any(p in renamed for p in job.parents)
+        ]
+        for job in rewired:
+            for old in [p for p in job.parents if p in renamed]:
+                parent = run.jobs[old]
+                parent.children.remove(job.id)
+                if not parent.released:
+                    job.waiting_on -= 1
+            job.parents = [renamed.get(p, p) for p in job.parents]
+            self._dirty_jobs.add(job.key)
+        added = self._add_jobs(run, specs, now)
+        for job in rewired:
+            for new_parent in [p for p in job.parents if p in renamed.values()]:
+                run.jobs[new_parent].children.append(job.id)
+                job.waiting_on += 1
+        self._settle(now)
+        return added
+
     # ------------------------------------------------------------------ events: services
 
     def service_jobs(self, service_id: str) -> list[Job]:
@@ -506,7 +624,6 @@ class ClusterState:
         for job in self.live_service_jobs(service_id):
             self._stop_job(job, now, reason, JobState.STOPPED)
             stopped.append(job.ref)
-            self._maybe_finish_run(self.runs[job.run_id], now)
         self._settle(now)
         return stopped
 
@@ -555,13 +672,15 @@ class ClusterState:
             due, _, key = heapq.heappop(self._timers)
             run = self.runs.get(key[0])
             job = run.jobs.get(key[1]) if run else None
-            if (
-                job is not None
-                and job.state in (JobState.PENDING, JobState.RESTARTING)
-                and job.waiting_on == 0
-                and job.not_before == due
-            ):
+            if job is None:
+                continue
+            if job.state in (JobState.PENDING, JobState.RESTARTING) and job.not_before == due:
                 self._make_ready(job, now)
+            elif job.state is JobState.WAITING_APPROVAL and job.gate_deadline == due:
+                job.decision = {"decision": "expired", "by": "", "at": now, "comment": ""}
+                self._end_job(
+                    job, JobState.FAILED, now, f"approval timed out after {job.spec.approval.timeout:g}s"
+                )
         lease = self.config.lease_timeout
         for worker in list(self.workers.values()):
             if worker.state.gone or now - worker.last_heartbeat < lease:
@@ -619,11 +738,11 @@ class ClusterState:
             index.sort(key=lambda run_id: self.runs[run_id].seq)
         for run in self.runs.values():
             for job in run.jobs.values():
-                for parent_id in job.spec.parents:
-                    parent = run.jobs[parent_id]
-                    parent.children.append(job.id)
-                    if not parent.delivered:
-                        job.waiting_on += 1
+                job.released = job.state.terminal or job.delivered
+            for job in run.jobs.values():
+                self._link(run, job)
+            for job in run.jobs.values():
+                job.mapped.sort(key=lambda i, run=run: run.jobs[i].spec.map_index)
         for job, attempt in list(self._attempts.values()):
             if attempt.state.terminal:
                 continue
@@ -639,11 +758,14 @@ class ClusterState:
                     self._enqueue(job, now)  # unchanged: nothing to write back
                 elif job.state is JobState.RESTARTING:
                     self._push_timer(job)
+                elif job.state is JobState.WAITING_APPROVAL:
+                    heapq.heappush(self._timers, (job.gate_deadline, next(self._timer_seq), job.key))
                 elif job.state is JobState.PENDING and job.waiting_on == 0:
                     if job.not_before > now:
                         self._push_timer(job)
                     else:
-                        self._make_ready(job, now)
+                        self._decide(job, now)
+
             self._maybe_finish_run(run, now)
         self._dispatch_needed = True
         self._settle(now)
@@ -672,30 +794,186 @@ class ClusterState:
                 run.services += 1
             new.append(job)
         for job in new:
-            for parent_id in job.spec.parents:
-                parent = run.jobs[parent_id]
-                parent.children.append(job.id)
-                if not parent.delivered:
-                    job.waiting_on += 1
+            self._link(run, job)
         for job in new:
-            if job.state is not JobState.PENDING:
-                continue
-            blocked = [run.jobs[p] for p in job.spec.parents if run.jobs[p].state.terminal]
-            blocked = [p for p in blocked if not p.delivered]
-            if blocked:
-                self._end_descendants(
-                    job,
-                    JobState.UPSTREAM_FAILED,
-                    f"upstream job {blocked[0].id} is {blocked[0].state.value}",
-                    now,
-                    True,
-                )
-            elif job.waiting_on == 0:
-                self._parents_done(job, now)
+            if job.state is JobState.PENDING:
+                self._decide(job, now)
         return new
 
+    # ------------------------------------------------------------------ dependencies
+
+    @staticmethod
+    def _link(run: Run, job: Job) -> None:
+        """Enter a job in its parents' child lists (and a mapped instance in its template's)."""
+        for parent_id in job.parents:
+            parent = run.jobs[parent_id]
+            parent.children.append(job.id)
+            if not parent.released:
+                job.waiting_on += 1
+        if job.spec.map_of:
+            run.jobs[job.spec.map_of].mapped.append(job.id)
+
+    def _notify_children(self, job: Job, now: float) -> None:
+        """`job` resolved (it ended, or a service became healthy): each child may now decide."""
+        if job.released:
+            return
+        job.released = True
+        run = self.runs[job.run_id]
+        for child_id in job.children:
+            child = run.jobs[child_id]
+            child.waiting_on -= 1
+            if child.state is JobState.PENDING and not child.not_before:
+                self._decide(child, now)
+        if job.spec.map_of:
+            self._check_mapped(run.jobs[job.spec.map_of], now)
+
+    def _decide(self, job: Job, now: float) -> None:
+        """Apply the job's trigger rule to its parents: wait, run (if its condition holds), or end unrun."""
+        verdict, reason = self._trigger(job)
+        if verdict == "wait":
+            return
+        if verdict == "run":
+            if job.spec.when:
+                try:
+                    holds = evaluate(job.spec.when, self._condition_names(job))
+                except ExpressionError as exc:
+                    self._end_job(job, JobState.FAILED, now, f"condition {job.spec.when!r} failed: {exc}")
+                    return
+                if not holds:
+                    self._end_job(job, JobState.SKIPPED, now, f"condition is false: {job.spec.when}")
+                    return
+            self._parents_done(job, now)
+            return
+        state = {"skip": JobState.SKIPPED, "cancel": JobState.CANCELLED}.get(
+            verdict, JobState.UPSTREAM_FAILED
+        )
+        self._end_job(job, state, now, reason)
+
+    def _trigger(self, job: Job) -> tuple[str, str]:
+        """("wait" | "run" | "skip" | "fail" | "cancel", reason) from the trigger rule and the parents' states."""
+        run = self.runs[job.run_id]
+        delivered, skipped, failed, cancelled = [], [], [], []
+        for parent_id in job.parents:
+            parent = run.jobs[parent_id]
+            if parent.delivered:
+                taken = parent.branch_taken
+                (
+                    skipped if parent.spec.branch and taken is not None and job.id not in taken else delivered
+                ).append(parent)
+            elif parent.state is JobState.SKIPPED:
+                skipped.append(parent)
+            elif parent.state is JobState.CANCELLED:
+                cancelled.append(parent)
+            elif parent.state.terminal:  # FAILED, UPSTREAM_FAILED, a service stopped before it was healthy
+                failed.append(parent)
+        waiting = job.waiting_on > 0
+        rule = job.spec.trigger_rule
+        if rule == "all_done":
+            return ("wait", "") if waiting else ("run", "")
+        if rule == "one_success":
+            if delivered or not job.parents:
+                return "run", ""
+
+            if waiting:
+                return "wait", ""
+            if failed or cancelled:
+                return "fail", f"no parent succeeded (upstream job {(failed or cancelled)[0].id} did not)"
+            return "skip", "no parent succeeded (all were skipped)"
+        if cancelled:
+            return "cancel", self._upstream_reason(cancelled[0], "was cancelled")
+        if failed:
+            return "fail", self._upstream_reason(failed[0], "failed")
+
+        if rule == "all_success" and skipped:
+            first = skipped[0]
+            return "skip", (
+                f"not chosen by branch {first.id}"
+                if first.delivered
+                else f"upstream job {first.id} was skipped"
+            )
+        return ("wait", "") if waiting else ("run", "")
+
+    def _expand_map(self, job: Job, now: float) -> None:
+        """map_over: one instance per item of the parent's list result; the job ends when they all have."""
+        text = self.runs[job.run_id].jobs[job.spec.map_over].result
+        items = json.loads(text) if text else None
+        if not isinstance(items, list):
+            self._end_job(
+                job, JobState.FAILED, now, f"map_over: the result of {job.spec.map_over} is not a list"
+            )
+            return
+        run = self.runs[job.run_id]
+        specs = []
+        for index, item in enumerate(items):
+            env = {**job.spec.env, "TITAN_MAP_INDEX": str(index), "TITAN_MAP_ITEM": json.dumps(item)}
+            specs.append(
+                replace(
+                    job.spec, id=f"{job.id}.{index}", map_over="", map_of=job.id, map_index=index, env=env
+                )
+            )
+        clash = [s.id for s in specs if s.id in run.jobs]
+        if clash:
+            self._end_job(
+                job, JobState.FAILED, now, f"map_over: job id {clash[0]} is already taken in the run"
+            )
+            return
+        job.state = JobState.RUNNING
+        job.started_at = job.started_at or now
+        job.reason = f"mapped over {len(items)} item(s) of {job.spec.map_over}"
+        self._dirty_jobs.add(job.key)
+        if not specs:
+            self._check_mapped(job, now)
+            return
+        self._add_jobs(run, specs, now)
+
+    def _check_mapped(self, job: Job, now: float) -> None:
+        """A mapped job ends once every instance has: SUCCEEDED with their results in order, or FAILED."""
+        if job.state.terminal:
+            return
+        run = self.runs[job.run_id]
+        instances = [run.jobs[i] for i in job.mapped]
+        if any(not i.state.terminal for i in instances):
+            return
+        failed = [i for i in instances if i.state is not JobState.SUCCEEDED]
+        if failed:
+            self._end_job(
+                job,
+                JobState.FAILED,
+                now,
+                f"{len(failed)} of {len(instances)} mapped jobs did not succeed ({failed[0].id}: {failed[0].state.value})",
+            )
+            return
+        job.result = json.dumps([json.loads(i.result) if i.result else None for i in instances])
+        self._succeed(job, now)
+
+    @staticmethod
+    def _upstream_reason(parent: Job, what: str) -> str:
+        """Name the job where the trouble started, not the nearest parent it reached us through."""
+        if parent.reason.startswith("upstream job "):
+            return parent.reason
+        return f"upstream job {parent.id} {what}"
+
+    def _condition_names(self, job: Job) -> dict[str, Any]:
+
+        run = self.runs[job.run_id]
+        results: dict[str, Any] = {}
+        for parent_id in job.parents:
+            text = run.jobs[parent_id].result
+            results[parent_id] = json.loads(text) if text else None
+        names: dict[str, Any] = {}
+        for parent_id, value in results.items():
+            base = parent_id.partition("@")[0]  # a loop's later iterations answer to their first id too
+            for name in (base, parent_id):
+                if name.isidentifier():
+                    names[name] = value
+        names["results"] = results
+
+        return names
+
     def _parents_done(self, job: Job, now: float) -> None:
-        if job.spec.delay > 0:
+        if job.spec.map_over:
+            self._expand_map(job, now)
+        elif job.spec.delay > 0:
             job.not_before = now + job.spec.delay
             job.reason = f"delayed {job.spec.delay:g}s after becoming ready"
             self._dirty_jobs.add(job.key)
@@ -721,7 +999,7 @@ class ClusterState:
         run = self.runs[job.run_id]
         node, prefer = job.spec.node, ""
         if job.spec.affinity:
-            parent = run.jobs[job.spec.parents[0]]
+            parent = run.jobs[job.parents[0]]
             if job.spec.affinity == "hard":
                 worker = self.workers.get(parent.worker_id)
                 if worker is None or worker.state.gone:
@@ -731,9 +1009,14 @@ class ClusterState:
                 node = parent.worker_id
             else:
                 prefer = parent.worker_id
+        attempt = len(job.attempts) + 1
+        tags = job.spec.retries.tags_for(attempt, job.spec.tags)
+        exclude = frozenset()
+        if job.spec.retries.fallback:  # fallback compute: never again where it failed
+            exclude = frozenset(a.worker_id for a in job.attempts if a.state is AttemptState.FAILED)
         self.queues.push(
             job.key,
-            Requirement(job.spec.tags, node),
+            Requirement(tags, node, exclude),
             job.spec.priority,
             slots=job.spec.slots,
             prefer=prefer,
@@ -763,7 +1046,7 @@ class ClusterState:
         self._dirty_jobs.add(job.key)
         if not job.healthy_once:
             job.healthy_once = True
-            self._release_children(job, now)
+            self._notify_children(job, now)
         self._retire_older_deployments(job.spec.service_id, now)
 
     def _retire_older_deployments(self, service_id: str, now: float) -> None:
@@ -776,15 +1059,6 @@ class ClusterState:
         for job in jobs:
             if job.run_id != newest_run and not job.state.terminal:
                 self._stop_job(job, now, f"replaced by the deployment in run {newest_run}", JobState.STOPPED)
-                self._maybe_finish_run(self.runs[job.run_id], now)
-
-    def _release_children(self, job: Job, now: float) -> None:
-        run = self.runs[job.run_id]
-        for child_id in job.children:
-            child = run.jobs[child_id]
-            child.waiting_on -= 1
-            if child.state is JobState.PENDING and child.waiting_on == 0:
-                self._parents_done(child, now)
 
     def _stop_job(self, job: Job, now: float, reason: str, state: JobState) -> None:
         """End a job on purpose (cancel, stop, replaced): its running process is told to stop."""
@@ -936,25 +1210,61 @@ class ClusterState:
             self._retry(job, now, 0.0, f"attempt {attempt.number} lost ({reason})")
 
     def _succeed(self, job: Job, now: float) -> None:
+        if job.spec.branch and not self._take_branch(job, now):
+            return
+        gate = job.spec.approval
+        if gate.required and job.decision is None:
+            job.state = JobState.WAITING_APPROVAL
+            job.gate_deadline = now + gate.timeout
+            job.reason = gate.message or "waiting for approval"
+            self._dirty_jobs.add(job.key)
+            heapq.heappush(self._timers, (job.gate_deadline, next(self._timer_seq), job.key))
+            return
         self._end_job(job, JobState.SUCCEEDED, now, "")
-        self._release_children(job, now)
-        self._maybe_finish_run(self.runs[job.run_id], now)
+
+    def _take_branch(self, job: Job, now: float) -> bool:
+        """A branch job's result names the children to follow (a name, a list, or null for none)."""
+        value = json.loads(job.result) if job.result else None
+        names = (
+            [value]
+            if isinstance(value, str)
+            else value
+            if isinstance(value, list)
+            else []
+            if value is None
+            else None
+        )
+        if names is None or not all(isinstance(n, str) for n in names):
+            self._end_job(
+                job,
+                JobState.FAILED,
+                now,
+                "branch: the result must name children (a string or a list of strings)",
+            )
+            return False
+        unknown = [n for n in names if n not in job.children]
+        if unknown:
+            self._end_job(
+                job,
+                JobState.FAILED,
+                now,
+                f"branch: {', '.join(unknown)} is not a child (children: {', '.join(job.children)})",
+            )
+            return False
+        job.branch_taken = list(names)
+        return True
 
     def _fail(self, job: Job, now: float, reason: str) -> None:
         self._end_job(job, JobState.FAILED, now, reason)
-        self._end_descendants(job, JobState.UPSTREAM_FAILED, f"upstream job {job.id} failed", now)
-        self._maybe_finish_run(self.runs[job.run_id], now)
 
     def _cancel_job(self, job: Job, now: float, reason: str) -> list[str]:
+        """Cancel a job; its waiting dependents follow it (CANCELLED, unless a trigger rule says run)."""
         if job.state.terminal:
             return []
+        run = self.runs[job.run_id]
+        before = [j for j in run.jobs.values() if not j.state.terminal]
         self._stop_job(job, now, reason, JobState.CANCELLED)
-        cancelled = [
-            job.ref,
-            *self._end_descendants(job, JobState.CANCELLED, f"upstream job {job.id} was cancelled", now),
-        ]
-        self._maybe_finish_run(self.runs[job.run_id], now)
-        return cancelled
+        return [j.ref for j in before if j.state is JobState.CANCELLED]
 
     def _end_job(self, job: Job, state: JobState, now: float, reason: str) -> None:
         self.queues.remove(job.key)
@@ -962,41 +1272,26 @@ class ClusterState:
         job.reason = reason
         job.ended_at = now
         job.not_before = 0.0
-        self.runs[job.run_id].unfinished -= 1
-        self._dirty_jobs.add(job.key)
-
-    def _end_descendants(
-        self, job: Job, state: JobState, reason: str, now: float, include_self: bool = False
-    ) -> list[str]:
-        """End every descendant of `job` still waiting to start (and `job` itself with include_self).
-
-        A descendant that already started (a service's dependents, once it was healthy) goes on:
-        its parents delivered what it waited for.
-        """
         run = self.runs[job.run_id]
-        ended: list[str] = []
-        stack = [job] if include_self else [run.jobs[c] for c in job.children]
-        seen: set[str] = set()
-        while stack:
-            current = stack.pop()
-            if current.id in seen or current.state not in (JobState.PENDING, JobState.READY):
-                continue
-
-            seen.add(current.id)
-            self._end_job(current, state, now, reason)
-            ended.append(current.ref)
-            stack.extend(run.jobs[c] for c in current.children)
-        return ended
+        run.unfinished -= 1
+        self._dirty_jobs.add(job.key)
+        self._notify_children(job, now)
+        self._maybe_finish_run(run, now)
 
     def _maybe_finish_run(self, run: Run, now: float) -> None:
         if run.unfinished > 0 or run.state is not RunState.RUNNING:
             return
-        jobs = list(run.jobs.values())
-        failed = [j for j in jobs if j.state is JobState.FAILED]
-        if failed or any(j.state in _FAILED_STATES for j in jobs):
+        jobs = [
+            j for j in run.jobs.values() if not j.spec.allow_failure
+        ]  # whose failure was handled do not count
+        failed = [j for j in jobs if j.state is JobState.FAILED] or [
+            j for j in jobs if j.state in _FAILED_STATES
+        ]
+        if failed:
             run.state = RunState.FAILED
-            first = failed[0] if failed else next(j for j in jobs if j.state in _FAILED_STATES)
+            first = failed[0]
             run.reason = f"job {first.id} {first.state.value.lower()}: {first.reason}".rstrip(": ")
+
         elif any(j.state is JobState.CANCELLED for j in jobs):
             run.state = RunState.CANCELLED
             run.reason = next(j.reason for j in jobs if j.state is JobState.CANCELLED)
@@ -1030,15 +1325,14 @@ class ClusterState:
             self._attempts[attempt.id] = (job, attempt)
             self._dirty_jobs.add(job.key)
             self._dirty_attempts.add(attempt.id)
+            spec = (
+                job.spec
+                if tuple(job.parents) == job.spec.parents
+                else replace(job.spec, parents=tuple(job.parents))
+            )
             self._effects.append(
                 Assign(
-                    worker.id,
-                    attempt.id,
-                    job.run_id,
-                    job.id,
-                    attempt.number,
-                    job.spec,
-                    self._service_env(job),
+                    worker.id, attempt.id, job.run_id, job.id, attempt.number, spec, self._service_env(job)
                 )
             )
 

@@ -31,6 +31,7 @@ class JobState(str, Enum):
     UPSTREAM_FAILED = "UPSTREAM_FAILED"
     SKIPPED = "SKIPPED"
     # Services only:
+    WAITING_APPROVAL = "WAITING_APPROVAL"  # succeeded; its gate waits for a human decision
     STARTING = "STARTING"  # running, its health check has not passed yet
     HEALTHY = "HEALTHY"
     RESTARTING = "RESTARTING"  # crashed; waiting out its restart backoff
@@ -81,7 +82,7 @@ class WorkerState(str, Enum):
 
 
 # Ids travel in "RUN/JOB" references, file paths and environment variable names: keep them tame.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@\-]{0,127}$")
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,63}$")
 
 #: The original Titan's "any worker" requirement.
@@ -99,6 +100,14 @@ class RetryPolicy:
     backoff_factor: float = 2.0
     backoff_max: float = 60.0
     max_lost: int = 3
+    #: Tags of attempts 2, 3, ...: each later attempt runs on other hardware (the last entry repeats),
+    #: never on a worker where the job already failed.
+    fallback: tuple[frozenset[str], ...] = ()
+
+    def tags_for(self, attempt: int, own: frozenset[str]) -> frozenset[str]:
+        if attempt < 2 or not self.fallback:
+            return own
+        return self.fallback[min(attempt - 2, len(self.fallback) - 1)]
 
     def backoff(self, failures: int) -> float:
         """Seconds to wait before the next attempt after `failures` failed attempts."""
@@ -136,6 +145,16 @@ class RestartPolicy:
         return step * (0.5 + 0.5 * jitter)
 
 
+@dataclass(frozen=True)
+class ApprovalGate:
+    """A human decision after the job succeeds, before its dependents run (hitl_message)."""
+
+    required: bool = False
+    message: str = ""
+    timeout: float = 172800.0  # max_wait_seconds: past it, the gate (and the job) fails
+
+
+TRIGGER_RULES = ("all_success", "all_done", "one_success", "none_failed")
 PORT_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 
 
@@ -170,6 +189,17 @@ class JobSpec:
     restart: RestartPolicy = RestartPolicy()
     replicas: int = 1
     service: str = ""  # the service id replicas share (set by the master when it expands replicas)
+    # Dynamic DAGs:
+    trigger_rule: str = "all_success"  # all_success | all_done | one_success | none_failed
+    when: str = ""  # a condition on the parents' results (core.expr); false: the job is SKIPPED
+    branch: bool = False  # the job's result names the children to follow; the others are SKIPPED
+    map_over: str = ""  # a parent whose list result this job runs once per item of
+    map_of: str = ""  # set on a mapped instance: the job it was mapped from
+    map_index: int = -1
+    iteration: int = 0  # a feedback loop's iteration (0: not in a loop; iterations 2, 3... are ID@N)
+    approval: ApprovalGate = ApprovalGate()
+    allow_failure: bool = False  # its failure does not fail the run (an agent handles it)
+
     # to_dict() of an immutable spec never changes: computed once (a job's row is written several times).
     _as_dict: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -228,7 +258,35 @@ class JobSpec:
             raise InvalidSpec(f"job {self.id}: a parent is listed twice in depends_on")
         if self.id in self.parents:
             raise InvalidSpec(f"job {self.id}: a job cannot depend on itself")
+        self._validate_dynamic()
         self._validate_service()
+
+    def _validate_dynamic(self) -> None:
+        if self.trigger_rule not in TRIGGER_RULES:
+            raise InvalidSpec(
+                f"job {self.id}: unknown trigger_rule {self.trigger_rule!r}; use {', '.join(TRIGGER_RULES)}"
+            )
+        if self.when:
+            from titan_runtime.core.expr import ExpressionError, check
+
+            try:
+                check(self.when)
+            except ExpressionError as exc:
+                raise InvalidSpec(f"job {self.id}: when {self.when!r}: {exc}") from None
+        if self.map_over and self.map_over not in self.parents:
+            raise InvalidSpec(
+                f"job {self.id}: map_over {self.map_over!r} must be one of its parents (depends_on)"
+            )
+        if self.is_service and (self.map_over or self.branch or self.approval.required):
+            raise InvalidSpec(
+                f"job {self.id}: map_over, branch and approval are for batch jobs, not services"
+            )
+        if self.approval.required and self.approval.timeout <= 0:
+            raise InvalidSpec(f"job {self.id}: the approval timeout (max_wait_seconds) must be positive")
+        for tags in self.retries.fallback:
+            for tag in tags:
+                if not TAG_PATTERN.match(tag):
+                    raise InvalidSpec(f"job {self.id}: invalid tag {tag!r} in retries.fallback")
 
     @property
     def is_service(self) -> bool:
@@ -283,8 +341,10 @@ class JobSpec:
             if f.name == "_as_dict":
                 continue
             value = getattr(self, f.name)
-            if isinstance(value, (RetryPolicy, HealthCheck, RestartPolicy)):
+            if isinstance(value, (RetryPolicy, HealthCheck, RestartPolicy, ApprovalGate)):
                 value = {g.name: getattr(value, g.name) for g in fields(value)}
+                if "fallback" in value:
+                    value["fallback"] = [sorted(tags) for tags in value["fallback"]]
             elif isinstance(value, frozenset):
                 value = sorted(value)
             elif isinstance(value, tuple):
@@ -299,9 +359,17 @@ class JobSpec:
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
         kwargs: dict[str, Any] = {k: v for k, v in data.items() if k in _SPEC_FIELDS}
 
-        for name, kind in (("retries", RetryPolicy), ("health", HealthCheck), ("restart", RestartPolicy)):
+        for name, kind in (
+            ("retries", RetryPolicy),
+            ("health", HealthCheck),
+            ("restart", RestartPolicy),
+            ("approval", ApprovalGate),
+        ):
             if isinstance(kwargs.get(name), dict):
-                kwargs[name] = kind(**kwargs[name])
+                given = dict(kwargs[name])
+                if "fallback" in given:
+                    given["fallback"] = tuple(frozenset(tags) for tags in given["fallback"])
+                kwargs[name] = kind(**given)
         for name in ("command", "args", "parents", "ports"):
             if name in kwargs:
                 kwargs[name] = tuple(kwargs[name])
@@ -368,6 +436,11 @@ class Job:
     exit_code: int | None = None
     worker_id: str = ""
     result: str | None = None  # JSON text of the committed result
+    # Dynamic DAGs:
+    parents: list[str] = field(default_factory=list)  # its spec's parents, until a feedback loop rewires them
+    branch_taken: list[str] | None = None  # a branch job's result: the children it follows
+    decision: dict[str, Any] | None = None  # its approval gate's: {decision, by, at, comment}
+    gate_deadline: float = 0.0  # when its open approval gate expires
     # Services:
     healthy_once: bool = False  # it has passed a health check: its dependents have been released
     restarts: int = 0  # restarts after crashes, for the record
@@ -376,6 +449,13 @@ class Job:
     children: list[str] = field(default_factory=list)
     waiting_on: int = 0  # parents not yet delivered (SUCCEEDED, or HEALTHY for a service)
     restart_requested: bool = False
+    released: bool = False  # its children were told it resolved (ended, or a service became healthy)
+    mapped: list[str] = field(default_factory=list)  # a map_over job's instances, in item order
+
+    def __post_init__(self) -> None:
+        if not self.parents and self.spec.parents:
+            self.parents = list(self.spec.parents)
+
     order: int = 0  # arrival rank: ties in priority go to the earlier job
     avoid: str = ""  # worker to avoid on the next attempt (the one that lost or failed it)
 
@@ -420,6 +500,10 @@ class Job:
             "healthy_once": self.healthy_once,
             "restarts": self.restarts,
             "crashes": list(self.crashes),
+            "parents": list(self.parents),
+            "branch_taken": self.branch_taken,
+            "decision": self.decision,
+            "gate_deadline": self.gate_deadline,
         }
 
     @classmethod
@@ -442,6 +526,10 @@ class Job:
             healthy_once=row.get("healthy_once", False),
             restarts=row.get("restarts", 0),
             crashes=list(row.get("crashes", ())),
+            parents=list(row.get("parents") or row["spec"].get("parents", ())),
+            branch_taken=row.get("branch_taken"),
+            decision=row.get("decision"),
+            gate_deadline=row.get("gate_deadline", 0.0),
         )
 
 

@@ -19,9 +19,14 @@ from titan_runtime.core.model import Worker
 class Requirement:
     tags: frozenset[str] = frozenset()
     node: str = ""  # worker id or name; empty means any
+    exclude: frozenset[str] = frozenset()  # worker ids it must not run on (where it already failed)
 
     def admits(self, worker: Worker) -> bool:
-        return self.tags <= worker.tags and (not self.node or self.node in (worker.id, worker.name))
+        return (
+            self.tags <= worker.tags
+            and (not self.node or self.node in (worker.id, worker.name))
+            and worker.id not in self.exclude
+        )
 
     def describe(self) -> str:
         parts = []
@@ -29,6 +34,8 @@ class Requirement:
             parts.append("tags {" + ", ".join(sorted(self.tags)) + "}")
         if self.node:
             parts.append(f"node {self.node}")
+        if self.exclude:
+            parts.append(f"not {', '.join(sorted(self.exclude))} (where it failed)")
         return " and ".join(parts) or "no requirement"
 
 

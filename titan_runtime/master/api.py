@@ -17,10 +17,12 @@ from typing import Any
 import grpc
 
 from titan_runtime.core.cluster import NotFound
-from titan_runtime.core.model import ID_PATTERN, Attempt, InvalidSpec, Job
+from titan_runtime.core.model import ID_PATTERN, Attempt, InvalidSpec, Job, JobSpec
+from titan_runtime.master.api_dynamic import DynamicApi
 from titan_runtime.master.artifacts import ArtifactError, ArtifactStore
 from titan_runtime.master.auth import Caller, Credentials, caller_of
 from titan_runtime.master.convert import job_to_pb, run_to_pb, service_to_pb, spec_from_pb, worker_to_pb
+from titan_runtime.master.errors import RequestError
 from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
 from titan_runtime.proto import titan_pb2 as pb
@@ -43,7 +45,7 @@ def new_run_id() -> str:
     return "r-" + secrets.token_hex(5)
 
 
-class TitanServicer(rpc.TitanServicer):
+class TitanServicer(DynamicApi, rpc.TitanServicer):
     def __init__(
         self, loop: MasterLoop, logs: LogStore, artifacts: ArtifactStore, credentials: Credentials
     ) -> None:
@@ -76,27 +78,21 @@ class TitanServicer(rpc.TitanServicer):
     async def SubmitRun(
         self, request: pb.SubmitRunRequest, context: grpc.aio.ServicerContext
     ) -> pb.SubmitRunResponse:
+        try:
+            return await self.submit(request)
+        except RequestError as exc:
+            await context.abort(exc.code, str(exc))
+            raise
+
+    async def submit(self, request: pb.SubmitRunRequest) -> pb.SubmitRunResponse:
+        """Accept a run (the RPC, saved DAGs and schedules all come here)."""
         run_id = request.run_id or new_run_id()
         if not ID_PATTERN.match(run_id):
-            await context.abort(
+            raise RequestError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"invalid run id {run_id!r}: use 1-128 letters, digits, '_', '-' or '.'",
             )
-        try:
-            specs = [spec_from_pb(job) for job in request.jobs]
-        except (InvalidSpec, TypeError, ValueError) as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        for spec in specs:
-            for artifact in (spec.script_hash, spec.project_hash):
-                try:
-                    present = not artifact or self._artifacts.has(artifact)
-                except ArtifactError as exc:
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"job {spec.id}: {exc}")
-                if not present:
-                    await context.abort(
-                        grpc.StatusCode.FAILED_PRECONDITION,
-                        f"job {spec.id}: artifact {artifact} was never uploaded; upload it before submitting",
-                    )
+        specs = self._specs(request.jobs)
         state = self._state
         try:
             run, existed = await self._loop.call(
@@ -105,8 +101,27 @@ class TitanServicer(rpc.TitanServicer):
                 )
             )
         except InvalidSpec as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         return pb.SubmitRunResponse(run_id=run.id, job_ids=list(run.jobs), existed=existed)
+
+    def _specs(self, jobs: Any) -> list[JobSpec]:
+        """Wire specs as the core's, each artifact checked to be on the master."""
+        try:
+            specs = [spec_from_pb(job) for job in jobs]
+        except (InvalidSpec, TypeError, ValueError) as exc:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        for spec in specs:
+            for artifact in (spec.script_hash, spec.project_hash):
+                try:
+                    present = not artifact or self._artifacts.has(artifact)
+                except ArtifactError as exc:
+                    raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"job {spec.id}: {exc}") from None
+                if not present:
+                    raise RequestError(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"job {spec.id}: artifact {artifact} was never uploaded; upload it before submitting",
+                    )
+        return specs
 
     async def GetJob(self, request: pb.JobRef, context: grpc.aio.ServicerContext) -> pb.JobInfo:
         return job_to_pb(self._state, await self._resolve(request.ref, context), with_spec=True)

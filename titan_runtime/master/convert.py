@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from typing import Any, TypeVar
 
@@ -9,6 +10,7 @@ from titan_runtime.core.cluster import ClusterState
 from titan_runtime.core.effects import AttemptExit, HeldAttempt, WorkerHello
 from titan_runtime.core.model import (
     GENERAL,
+    ApprovalGate,
     Attempt,
     HealthCheck,
     Job,
@@ -27,7 +29,18 @@ def _policy(msg: Any, field: str, kind: type[P]) -> P:
     """A policy message whose unset fields take the dataclass defaults."""
     if not msg.HasField(field):
         return kind()
-    return kind(**{f.name: value for f, value in getattr(msg, field).ListFields()})
+    given = {f.name: value for f, value in getattr(msg, field).ListFields()}
+    if "fallback" in given:
+        given["fallback"] = tuple(
+            frozenset(t for t in s.tags if t and t != GENERAL) for s in given["fallback"]
+        )
+    return kind(**given)
+
+
+def _gate(msg: pb.JobSpec) -> ApprovalGate:
+    if not msg.HasField("approval") or not msg.approval.required:
+        return ApprovalGate()
+    return ApprovalGate(True, msg.approval.message, msg.approval.timeout or ApprovalGate.timeout)
 
 
 def spec_from_pb(msg: pb.JobSpec) -> JobSpec:
@@ -58,6 +71,15 @@ def spec_from_pb(msg: pb.JobSpec) -> JobSpec:
         restart=_policy(msg, "restart", RestartPolicy),
         replicas=msg.replicas or 1,
         service=msg.service,
+        trigger_rule=msg.trigger_rule or "all_success",
+        when=msg.when,
+        branch=msg.branch,
+        map_over=msg.map_over,
+        map_of=msg.map_of,
+        map_index=msg.map_index if msg.map_of else -1,
+        iteration=msg.iteration,
+        approval=_gate(msg),
+        allow_failure=msg.allow_failure,
     )
 
 
@@ -82,6 +104,7 @@ def spec_to_pb(spec: JobSpec) -> pb.JobSpec:
             backoff_factor=r.backoff_factor,
             backoff_max=r.backoff_max,
             max_lost=r.max_lost,
+            fallback=[pb.TagSet(tags=sorted(tags)) for tags in r.fallback],
         ),
         affinity=spec.affinity,
         node=spec.node,
@@ -96,6 +119,15 @@ def spec_to_pb(spec: JobSpec) -> pb.JobSpec:
         restart=pb.RestartPolicy(**asdict(spec.restart)),
         replicas=spec.replicas,
         service=spec.service,
+        trigger_rule=spec.trigger_rule,
+        when=spec.when,
+        branch=spec.branch,
+        map_over=spec.map_over,
+        map_of=spec.map_of,
+        map_index=spec.map_index,
+        iteration=spec.iteration,
+        approval=pb.ApprovalGate(**asdict(spec.approval)),
+        allow_failure=spec.allow_failure,
     )
 
 
@@ -139,8 +171,11 @@ def job_to_pb(state: ClusterState, job: Job, with_spec: bool = False) -> pb.JobI
         has_result=job.result is not None,
         tags=sorted(job.spec.tags),
         priority=job.spec.priority,
-        parents=job.spec.parents,
+        parents=job.parents,
         kind=job.spec.kind,
+        iteration=job.spec.iteration,
+        decision_json=json.dumps(job.decision) if job.decision else "",
+        approval_message=job.spec.approval.message if job.spec.approval.required else "",
     )
 
     if with_spec:

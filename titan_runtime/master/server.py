@@ -31,6 +31,7 @@ from titan_runtime.master.convert import spec_to_pb
 from titan_runtime.master.link import WorkerLinkServicer
 from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
+from titan_runtime.master.schedules import Schedules
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.store import open_store
@@ -121,7 +122,9 @@ class MasterServer:
                 ("grpc.http2.min_ping_interval_without_data_ms", 5000),
             ],
         )
-        rpc.add_TitanServicer_to_server(TitanServicer(loop, self._logs, artifacts, credentials), server)
+        servicer = TitanServicer(loop, self._logs, artifacts, credentials)
+        self._schedules = servicer.schedules = Schedules(loop, servicer.submit)
+        rpc.add_TitanServicer_to_server(servicer, server)
         rpc.add_WorkerLinkServicer_to_server(self._link, server)
         target = join_host_port(cfg.bind, cfg.port)
         try:
@@ -138,6 +141,7 @@ class MasterServer:
         await server.start()
         self._server = server
         loop.start(self._carry_out)
+        self._schedules.start()
         assert loop._task is not None
         loop._task.add_done_callback(lambda _t: self.stopped.set())
         host = "127.0.0.1" if cfg.bind in ("0.0.0.0", "") else ("::1" if cfg.bind == "::" else cfg.bind)
@@ -166,6 +170,7 @@ class MasterServer:
         assert self._link and self._loop and self._logs
         # The loop stops first: streams closing because the master stops are not worker deaths,
         # and nothing about them is committed. Workers reconnect to the next master and are adopted.
+        await self._schedules.stop()
         await self._loop.stop()
         self._link.close_all()
         await server.stop(grace)

@@ -5,7 +5,7 @@ import warnings
 
 from titan_runtime.proto import titan_pb2 as titan__runtime_dot_proto_dot_titan__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.80.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class TitanStub:
+class TitanStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -89,6 +89,66 @@ class TitanStub:
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.DrainRequest.SerializeToString,
                 response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.WorkerInfo.FromString,
                 _registered_method=True)
+        self.AddJobs = channel.unary_unary(
+                '/titan.v1.Titan/AddJobs',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.AddJobsRequest.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.SubmitRunResponse.FromString,
+                _registered_method=True)
+        self.AddIteration = channel.unary_unary(
+                '/titan.v1.Titan/AddIteration',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.AddIterationRequest.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.SubmitRunResponse.FromString,
+                _registered_method=True)
+        self.DecideGate = channel.unary_unary(
+                '/titan.v1.Titan/DecideGate',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.GateDecision.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.JobInfo.FromString,
+                _registered_method=True)
+        self.ListApprovals = channel.unary_unary(
+                '/titan.v1.Titan/ListApprovals',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.JobList.FromString,
+                _registered_method=True)
+        self.ListAgentRuns = channel.unary_unary(
+                '/titan.v1.Titan/ListAgentRuns',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.AgentRunList.FromString,
+                _registered_method=True)
+        self.SaveDag = channel.unary_unary(
+                '/titan.v1.Titan/SaveDag',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.SavedDag.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.SavedDag.FromString,
+                _registered_method=True)
+        self.ListSavedDags = channel.unary_unary(
+                '/titan.v1.Titan/ListSavedDags',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.SavedDagList.FromString,
+                _registered_method=True)
+        self.DeleteSavedDag = channel.unary_unary(
+                '/titan.v1.Titan/DeleteSavedDag',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.SavedDagRef.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
+                _registered_method=True)
+        self.SubmitSavedDag = channel.unary_unary(
+                '/titan.v1.Titan/SubmitSavedDag',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.SavedDagRef.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.SubmitRunResponse.FromString,
+                _registered_method=True)
+        self.AddSchedule = channel.unary_unary(
+                '/titan.v1.Titan/AddSchedule',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.Schedule.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/titan.v1.Titan/ListSchedules',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.ScheduleList.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/titan.v1.Titan/DeleteSchedule',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.ScheduleRef.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
+                _registered_method=True)
         self.ListServices = channel.unary_unary(
                 '/titan.v1.Titan/ListServices',
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.ServiceQuery.SerializeToString,
@@ -136,7 +196,7 @@ class TitanStub:
                 _registered_method=True)
 
 
-class TitanServicer:
+class TitanServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def SubmitRun(self, request, context):
@@ -200,6 +260,78 @@ class TitanServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DrainWorker(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddJobs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddIteration(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideGate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApprovals(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAgentRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SaveDag(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSavedDags(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSavedDag(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitSavedDag(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -317,6 +449,66 @@ def add_TitanServicer_to_server(servicer, server):
                     request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.DrainRequest.FromString,
                     response_serializer=titan__runtime_dot_proto_dot_titan__pb2.WorkerInfo.SerializeToString,
             ),
+            'AddJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddJobs,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.AddJobsRequest.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.SubmitRunResponse.SerializeToString,
+            ),
+            'AddIteration': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddIteration,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.AddIterationRequest.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.SubmitRunResponse.SerializeToString,
+            ),
+            'DecideGate': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideGate,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.GateDecision.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.JobInfo.SerializeToString,
+            ),
+            'ListApprovals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApprovals,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.JobList.SerializeToString,
+            ),
+            'ListAgentRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgentRuns,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.AgentRunList.SerializeToString,
+            ),
+            'SaveDag': grpc.unary_unary_rpc_method_handler(
+                    servicer.SaveDag,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.SavedDag.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.SavedDag.SerializeToString,
+            ),
+            'ListSavedDags': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSavedDags,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.SavedDagList.SerializeToString,
+            ),
+            'DeleteSavedDag': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSavedDag,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.SavedDagRef.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+            ),
+            'SubmitSavedDag': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitSavedDag,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.SavedDagRef.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.SubmitRunResponse.SerializeToString,
+            ),
+            'AddSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddSchedule,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Schedule.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.Schedule.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.ScheduleList.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.ScheduleRef.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+            ),
             'ListServices': grpc.unary_unary_rpc_method_handler(
                     servicer.ListServices,
                     request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.ServiceQuery.FromString,
@@ -370,7 +562,7 @@ def add_TitanServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Titan:
+class Titan(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
@@ -671,6 +863,330 @@ class Titan:
             _registered_method=True)
 
     @staticmethod
+    def AddJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/AddJobs',
+            titan__runtime_dot_proto_dot_titan__pb2.AddJobsRequest.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.SubmitRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddIteration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/AddIteration',
+            titan__runtime_dot_proto_dot_titan__pb2.AddIterationRequest.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.SubmitRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideGate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/DecideGate',
+            titan__runtime_dot_proto_dot_titan__pb2.GateDecision.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.JobInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApprovals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/ListApprovals',
+            titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.JobList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgentRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/ListAgentRuns',
+            titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.AgentRunList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveDag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/SaveDag',
+            titan__runtime_dot_proto_dot_titan__pb2.SavedDag.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.SavedDag.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSavedDags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/ListSavedDags',
+            titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.SavedDagList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSavedDag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/DeleteSavedDag',
+            titan__runtime_dot_proto_dot_titan__pb2.SavedDagRef.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitSavedDag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/SubmitSavedDag',
+            titan__runtime_dot_proto_dot_titan__pb2.SavedDagRef.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.SubmitRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/AddSchedule',
+            titan__runtime_dot_proto_dot_titan__pb2.Schedule.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/ListSchedules',
+            titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.ScheduleList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/DeleteSchedule',
+            titan__runtime_dot_proto_dot_titan__pb2.ScheduleRef.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListServices(request,
             target,
             options=(),
@@ -914,7 +1430,7 @@ class Titan:
             _registered_method=True)
 
 
-class WorkerLinkStub:
+class WorkerLinkStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -930,7 +1446,7 @@ class WorkerLinkStub:
                 _registered_method=True)
 
 
-class WorkerLinkServicer:
+class WorkerLinkServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Connect(self, request_iterator, context):
@@ -955,7 +1471,7 @@ def add_WorkerLinkServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class WorkerLink:
+class WorkerLink(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
