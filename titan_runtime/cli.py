@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import json
 import logging
 import signal
@@ -1037,6 +1038,49 @@ def kv_smembers(client: TitanClient, key: str) -> None:
     """Print the members of the set KEY, one per line, sorted."""
     for member in sorted(client.store_smembers(key)):
         click.echo(member)
+
+
+# ---------------------------------------------------------------------- integrations (optional extras)
+
+
+class LazyGroup(click.Group):
+    """A command group from an optional extra: imported only when used, with an install hint when missing."""
+
+    def __init__(self, name: str, import_path: str, extra: str, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.import_path = import_path
+        self.extra = extra
+        self._group: click.Group | None = None
+
+    def _load(self) -> click.Group:
+        if self._group is None:
+            module_name, _, attr = self.import_path.partition(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                missing = (exc.name or str(exc)).split(".")[0]
+                raise click.ClickException(
+                    f"`titan-runtime {self.name}` needs the {self.extra} extra ({missing} is not "
+                    f"installed): pip install 'titan-runtime[{self.extra}]'"
+                ) from None
+            self._group = getattr(module, attr)
+        return self._group
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return self._load().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._load().get_command(ctx, cmd_name)
+
+
+cli.add_command(
+    LazyGroup(
+        "airflow",
+        import_path="titan_airflow.cli:airflow",
+        extra="airflow",
+        help="Start Airflow DAG runs and wait for them, through Airflow's REST API (needs the airflow extra).",
+    )
+)
 
 
 # ---------------------------------------------------------------------- demo
