@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import json
 import logging
 import signal
@@ -1517,6 +1518,49 @@ def ssh_wheelhouse(directory: Path, data_dir: Path | None) -> None:
 
     wheels = build_wheelhouse(directory, config.data_dir(data_dir) / "wheels")
     click.echo(f"{len(wheels)} wheel(s) in {directory}")
+
+
+# ---------------------------------------------------------------------- integrations (optional extras)
+
+
+class LazyGroup(click.Group):
+    """A command group from an optional extra: imported only when used, with an install hint when missing."""
+
+    def __init__(self, name: str, import_path: str, extra: str, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.import_path = import_path
+        self.extra = extra
+        self._group: click.Group | None = None
+
+    def _load(self) -> click.Group:
+        if self._group is None:
+            module_name, _, attr = self.import_path.partition(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                missing = (exc.name or str(exc)).split(".")[0]
+                raise click.ClickException(
+                    f"`titan-runtime {self.name}` needs the {self.extra} extra ({missing} is not "
+                    f"installed): pip install 'titan-runtime[{self.extra}]'"
+                ) from None
+            self._group = getattr(module, attr)
+        return self._group
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return self._load().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._load().get_command(ctx, cmd_name)
+
+
+cli.add_command(
+    LazyGroup(
+        "airflow",
+        import_path="titan_airflow.cli:airflow",
+        extra="airflow",
+        help="Start Airflow DAG runs and wait for them, through Airflow's REST API (needs the airflow extra).",
+    )
+)
 
 
 # ---------------------------------------------------------------------- demo

@@ -138,3 +138,25 @@ def test_replicas_spread_and_a_lost_instance_is_rescheduled() -> None:
     state.worker_disconnected("a", 1, "disconnected")
     (moved,) = assigns(state)
     assert moved.worker_id == "b" and state.resolve(f"r/{moved.job_id}").lost == 0
+
+
+def test_a_restarted_master_learns_ports_and_health_from_the_worker() -> None:
+    from titan_runtime.core.effects import HeldAttempt
+    from titan_runtime.store import MemoryStore
+
+    store = MemoryStore()
+    state = ClusterState(ClusterConfig(lease_timeout=1e9))
+    state.worker_connected(WorkerHello(worker_id="w", name="w", slots=2), 0)
+    state.submit_run("r", "", [service("api"), batch("client", ("api",))], 0)
+    (api,) = assigns(state)
+    store.save(state.take_changes())  # the master dies before the start and the health were committed
+    snap = store.load()
+    fresh = ClusterState(ClusterConfig(lease_timeout=1e9))
+    fresh.restore(snap.runs, snap.jobs, snap.attempts, snap.workers, 5)
+    held = HeldAttempt(
+        api.attempt_id, pid=7, started_at=1, host="10.0.0.2", ports={"port": 20005}, healthy=True
+    )
+    fresh.worker_connected(WorkerHello(worker_id="w", name="w", slots=2, held=(held,)), 6)
+    assert fresh.resolve("r/api").state is JobState.HEALTHY
+    (client,) = assigns(fresh)
+    assert client.env == {"TITAN_SERVICE_API_ADDR": "10.0.0.2:20005"}

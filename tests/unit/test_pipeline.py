@@ -26,7 +26,10 @@ def errors(path: Path) -> list[str]:
     return info.value.errors
 
 
-@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*/*.yaml")), ids=lambda p: p.parent.name)
+PIPELINES = sorted(p for p in EXAMPLES.glob("*/*.yaml") if "\njobs:" in p.read_text())
+
+
+@pytest.mark.parametrize("example", PIPELINES, ids=lambda p: p.parent.name)
 def test_every_example_pipeline_is_valid(example: Path) -> None:
     assert load_pipeline(example).jobs
 
@@ -174,7 +177,7 @@ def test_json_schema_matches_the_loader_and_accepts_every_example() -> None:
     schema = json.loads((EXAMPLES.parent / "docs" / "pipeline.schema.json").read_text())
     assert set(schema["properties"]) == set(ROOT_KEYS)
     assert set(schema["$defs"]["job"]["properties"]) == set(JOB_KEYS)
-    for example in EXAMPLES.glob("*/*.yaml"):
+    for example in PIPELINES:
         jsonschema.validate(yaml.safe_load(example.read_text()), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"jobs": [{"id": "a", "file": "a.py", "depend_on": []}]}, schema)

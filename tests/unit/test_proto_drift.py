@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -37,3 +38,17 @@ def test_generated_stubs_match_the_proto(tmp_path: Path) -> None:
         fresh = (tmp_path / "titan_runtime" / "proto" / name).read_text()
         committed = (ROOT / "titan_runtime" / "proto" / name).read_text()
         assert fresh == committed, f"{name} is stale: run `make proto` and commit the result"
+
+
+def test_stub_gencode_is_not_newer_than_the_oldest_protobuf_we_accept() -> None:
+    """The stubs refuse to import on a protobuf runtime older than their gencode, so the floor in
+    pyproject.toml must be at least the gencode version (dagster 1.12 needs protobuf 6 to install)."""
+    pb2 = (ROOT / "titan_runtime" / "proto" / "titan_pb2.py").read_text()
+    gencode = re.search(r"# Protobuf Python Version: (\d+)\.(\d+)\.(\d+)", pb2)
+    assert gencode, "titan_pb2.py has no '# Protobuf Python Version' line"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    floor = re.search(r'"protobuf>=(\d+)\.(\d+)(?:\.(\d+))?"', pyproject)
+    assert floor, "pyproject.toml declares no protobuf>=X.Y[.Z] dependency"
+    gen = tuple(int(g) for g in gencode.groups())
+    low = tuple(int(g or 0) for g in floor.groups())
+    assert gen <= low, f"stubs need protobuf>={'.'.join(map(str, gen))} but pyproject allows {low}"

@@ -12,7 +12,7 @@ import grpc
 from titan_runtime import config
 from titan_runtime.client import autoscaler, ops
 from titan_runtime.client.autoscaler import AutoscalerStatusRecord, ScaleEventRecord
-from titan_runtime.client.errors import error_from_rpc
+from titan_runtime.client.errors import JobNotFound, error_from_rpc
 from titan_runtime.client.job import TitanJob
 from titan_runtime.client.pipeline import load_pipeline
 from titan_runtime.client.records import (
@@ -210,8 +210,24 @@ class AsyncTitanClient:
             await run.wait(timeout)
         return run
 
+    async def save_yaml(self, name: str, path: str | Path) -> str:
+        pipeline = load_pipeline(path)
+        return await self.save_dag(name, pipeline.jobs, base_dir=pipeline.path.parent, labels=pipeline.labels)
+
     async def list_saved_dags(self) -> list[str]:
         return await self._run(ops.list_saved_dags())
+
+    async def delete_saved_dag(self, name: str) -> None:
+        await self._run(ops.named_call("DeleteSavedDag", pb.SavedDagRef(name=name)))
+
+    async def delete_schedule(self, name: str) -> None:
+        await self._run(ops.named_call("DeleteSchedule", pb.ScheduleRef(name=name)))
+
+    async def get_agent_run(self, agent_run_id: str) -> AgentRunRecord:
+        for agent_run in await self.list_agent_runs():
+            if agent_run.id == agent_run_id:
+                return agent_run
+        raise JobNotFound(f"no agent run {agent_run_id!r}: list them with `titan-runtime agent-runs`")
 
     async def add_schedule(self, name: str, dag: str, cron: str, catch_up: bool = False) -> ScheduleRecord:
         return await self._run(ops.add_schedule(name, dag, cron, catch_up))

@@ -282,34 +282,28 @@ def list_runs(limit: int = 0, agent_run_id: str = "") -> Op[list[RunRecord]]:
     return [RunRecord.from_pb(r) for r in response.runs]
 
 
-def wait_job(ref: str, timeout: float | None) -> Op[JobRecord]:
-    """Long-poll until the job is terminal; TimeoutError if `timeout` seconds pass first."""
+def _long_poll(method: str, ref: str, timeout: float | None, parse: Any, done: Any, what: str) -> Op[Any]:
+    """Ask the master to wait (in slices of WAIT_SLICE) until `done(record)`; TimeoutError after `timeout`."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         remaining = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - time.monotonic())
-        info = yield Call(
-            "WaitJob", pb.WaitRequest(ref=ref, timeout=max(remaining, 0.0)), timeout=remaining + 30
-        )
-        record = JobRecord.from_pb(info)
-        if record.terminal:
+        request = pb.WaitRequest(ref=ref, timeout=max(remaining, 0.0))
+        record = parse((yield Call(method, request, timeout=remaining + 30)))
+        if done(record):
             return record
         if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(f"job {record.ref} is still {record.state} after {timeout:g}s")
+            raise TimeoutError(f"{what} {ref} is still {record.state} after {timeout:g}s")
+
+
+def wait_job(ref: str, timeout: float | None) -> Op[JobRecord]:
+    """Until the job is terminal."""
+    return (yield from _long_poll("WaitJob", ref, timeout, JobRecord.from_pb, lambda r: r.terminal, "job"))
 
 
 def wait_run(run_id: str, timeout: float | None) -> Op[RunRecord]:
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        remaining = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - time.monotonic())
-        info = yield Call(
-            "WaitRun", pb.WaitRequest(ref=run_id, timeout=max(remaining, 0.0)), timeout=remaining + 30
-        )
-        record = RunRecord.from_pb(info)
-        if record.terminal or record.settled:
-            return record
-
-        if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(f"run {run_id} is still {record.state} after {timeout:g}s")
+    """Until the run is terminal, or settled (only its healthy services keep it running)."""
+    done = lambda r: r.terminal or r.settled  # noqa: E731
+    return (yield from _long_poll("WaitRun", run_id, timeout, RunRecord.from_pb, done, "run"))
 
 
 def cancel(ref: str, wait: bool = False, timeout: float = 30.0) -> Op[list[str]]:

@@ -210,7 +210,17 @@ class ClusterState:
         effects, self._effects = self._effects, []
         return effects
 
+    def has_changes(self) -> bool:
+        return bool(
+            self._dirty_runs
+            or self._dirty_jobs
+            or self._new_jobs
+            or self._dirty_attempts
+            or self._dirty_workers
+        )
+
     def take_changes(self) -> Changes:
+
         def job(key: tuple[str, str]) -> Job:
             return self.runs[key[0]].jobs[key[1]]
 
@@ -366,6 +376,11 @@ class ClusterState:
                 self._finish(job, attempt, held.exit, now)
                 self._effects.append(AckFinished(worker.id, attempt.id))
             else:
+                # The worker is the authority on what it runs: its ports and health may not have been
+                # committed before the master went down.
+                attempt.host = held.host or attempt.host
+                attempt.ports = dict(held.ports) or attempt.ports
+                attempt.healthy = attempt.healthy or held.healthy
                 self._mark_running(job, attempt, held.pid, held.started_at or now, now)
 
         # What we believe this worker holds but it does not: never received, or lost with a restart.
@@ -726,13 +741,7 @@ class ClusterState:
             for job in run.jobs.values():
                 job.released = job.state.terminal or job.delivered
             for job in run.jobs.values():
-                for parent_id in job.parents:
-                    parent = run.jobs[parent_id]
-                    parent.children.append(job.id)
-                    if not parent.released:
-                        job.waiting_on += 1
-                if job.spec.map_of:
-                    run.jobs[job.spec.map_of].mapped.append(job.id)
+                self._link(run, job)
             for job in run.jobs.values():
                 job.mapped.sort(key=lambda i, run=run: run.jobs[i].spec.map_index)
         for job, attempt in list(self._attempts.values()):
@@ -786,19 +795,24 @@ class ClusterState:
                 run.services += 1
             new.append(job)
         for job in new:
-            for parent_id in job.parents:
-                parent = run.jobs[parent_id]
-                parent.children.append(job.id)
-                if not parent.released:
-                    job.waiting_on += 1
-            if job.spec.map_of:
-                run.jobs[job.spec.map_of].mapped.append(job.id)
+            self._link(run, job)
         for job in new:
             if job.state is JobState.PENDING:
                 self._decide(job, now)
         return new
 
     # ------------------------------------------------------------------ dependencies
+
+    @staticmethod
+    def _link(run: Run, job: Job) -> None:
+        """Enter a job in its parents' child lists (and a mapped instance in its template's)."""
+        for parent_id in job.parents:
+            parent = run.jobs[parent_id]
+            parent.children.append(job.id)
+            if not parent.released:
+                job.waiting_on += 1
+        if job.spec.map_of:
+            run.jobs[job.spec.map_of].mapped.append(job.id)
 
     def _notify_children(self, job: Job, now: float) -> None:
         """`job` resolved (it ended, or a service became healthy): each child may now decide."""
@@ -851,17 +865,16 @@ class ClusterState:
                 skipped.append(parent)
             elif parent.state is JobState.CANCELLED:
                 cancelled.append(parent)
-            elif (
-                parent.state.terminal
-            ):  # FAILED, UPSTREAM_FAILED, a service STOPPED before it was ever healthy
+            elif parent.state.terminal:  # FAILED, UPSTREAM_FAILED, a service stopped before it was healthy
                 failed.append(parent)
         waiting = job.waiting_on > 0
         rule = job.spec.trigger_rule
         if rule == "all_done":
             return ("wait", "") if waiting else ("run", "")
         if rule == "one_success":
-            if delivered:
+            if delivered or not job.parents:
                 return "run", ""
+
             if waiting:
                 return "wait", ""
             if failed or cancelled:

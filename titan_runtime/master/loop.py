@@ -28,6 +28,8 @@ log = logging.getLogger("titan.master")
 T = TypeVar("T")
 
 EffectHandler = Callable[[list[Effect], Changes], Awaitable[None]]
+#: The longest a change nothing depends on waits to be committed with others.
+LAZY_COMMIT_S = 0.1
 
 
 def _wake(future: asyncio.Future[None]) -> None:
@@ -74,6 +76,7 @@ class MasterLoop:
         self.notifier = Notifier()
         self._events: deque[tuple[Callable[[float], Any], asyncio.Future[Any] | None]] = deque()
         self._arrived: asyncio.Future[None] | None = None
+        self._flush_at: float | None = None
         self._handler: EffectHandler | None = None
         self._task: asyncio.Task[None] | None = None
         self.failed: BaseException | None = None
@@ -119,7 +122,9 @@ class MasterLoop:
         """Every event that has arrived; waits for one, or until the core's next deadline."""
         if not self._events:
             loop = asyncio.get_running_loop()
-            deadline = self.state.next_deadline()
+            deadline = min(
+                (d for d in (self.state.next_deadline(), self._flush_at) if d is not None), default=None
+            )
             self._arrived = loop.create_future()
             timer = (
                 None
@@ -150,8 +155,16 @@ class MasterLoop:
                         log.exception("event failed")
                     outcomes.append((future, None, exc))
             self.state.tick(now)
-            changes = self.state.take_changes()
             effects = self.state.take_effects()
+            if not effects and all(future is None for _, future in batch) and self.state.has_changes():
+                # Nothing acts on these changes and nobody waits for them (a process started, say):
+                # let them join the next commit, at most LAZY_COMMIT_S from now. After a crash a
+                # worker reports them again anyway.
+                self._flush_at = self._flush_at or now + LAZY_COMMIT_S
+                if now < self._flush_at:
+                    continue
+            self._flush_at = None
+            changes = self.state.take_changes()
             if changes:
                 try:
                     await self.in_store(self.store.save, changes)

@@ -36,7 +36,7 @@ class ApprovalGate(_message.Message):
     required: bool
     message: str
     timeout: float
-    def __init__(self, required: _Optional[bool] = ..., message: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
+    def __init__(self, required: bool = ..., message: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
 
 class JobSpec(_message.Message):
     __slots__ = ("id", "kind", "script_name", "script_hash", "command", "args", "env", "tags", "priority", "timeout", "delay", "parents", "retries", "affinity", "node", "labels", "slots", "project_hash", "workdir", "memory_mb", "port", "ports", "health", "restart", "replicas", "service", "trigger_rule", "when", "branch", "map_over", "map_of", "map_index", "iteration", "approval", "allow_failure")
@@ -124,7 +124,7 @@ class JobSpec(_message.Message):
     iteration: int
     approval: ApprovalGate
     allow_failure: bool
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., script_name: _Optional[str] = ..., script_hash: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., timeout: _Optional[float] = ..., delay: _Optional[float] = ..., parents: _Optional[_Iterable[str]] = ..., retries: _Optional[_Union[RetryPolicy, _Mapping]] = ..., affinity: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., project_hash: _Optional[str] = ..., workdir: _Optional[str] = ..., memory_mb: _Optional[int] = ..., port: _Optional[int] = ..., ports: _Optional[_Iterable[str]] = ..., health: _Optional[_Union[HealthCheck, _Mapping]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ..., replicas: _Optional[int] = ..., service: _Optional[str] = ..., trigger_rule: _Optional[str] = ..., when: _Optional[str] = ..., branch: _Optional[bool] = ..., map_over: _Optional[str] = ..., map_of: _Optional[str] = ..., map_index: _Optional[int] = ..., iteration: _Optional[int] = ..., approval: _Optional[_Union[ApprovalGate, _Mapping]] = ..., allow_failure: _Optional[bool] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., script_name: _Optional[str] = ..., script_hash: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., timeout: _Optional[float] = ..., delay: _Optional[float] = ..., parents: _Optional[_Iterable[str]] = ..., retries: _Optional[_Union[RetryPolicy, _Mapping]] = ..., affinity: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., project_hash: _Optional[str] = ..., workdir: _Optional[str] = ..., memory_mb: _Optional[int] = ..., port: _Optional[int] = ..., ports: _Optional[_Iterable[str]] = ..., health: _Optional[_Union[HealthCheck, _Mapping]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ..., replicas: _Optional[int] = ..., service: _Optional[str] = ..., trigger_rule: _Optional[str] = ..., when: _Optional[str] = ..., branch: bool = ..., map_over: _Optional[str] = ..., map_of: _Optional[str] = ..., map_index: _Optional[int] = ..., iteration: _Optional[int] = ..., approval: _Optional[_Union[ApprovalGate, _Mapping]] = ..., allow_failure: bool = ...) -> None: ...
 
 class HealthCheck(_message.Message):
     __slots__ = ("tcp", "http", "expect", "interval", "timeout", "grace", "failures")
@@ -142,7 +142,7 @@ class HealthCheck(_message.Message):
     timeout: float
     grace: float
     failures: int
-    def __init__(self, tcp: _Optional[bool] = ..., http: _Optional[str] = ..., expect: _Optional[int] = ..., interval: _Optional[float] = ..., timeout: _Optional[float] = ..., grace: _Optional[float] = ..., failures: _Optional[int] = ...) -> None: ...
+    def __init__(self, tcp: bool = ..., http: _Optional[str] = ..., expect: _Optional[int] = ..., interval: _Optional[float] = ..., timeout: _Optional[float] = ..., grace: _Optional[float] = ..., failures: _Optional[int] = ...) -> None: ...
 
 class RestartPolicy(_message.Message):
     __slots__ = ("attempts", "window", "backoff_initial", "backoff_max")
@@ -195,7 +195,7 @@ class AttemptInfo(_message.Message):
     host: str
     ports: _containers.ScalarMap[str, int]
     healthy: bool
-    def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., worker_id: _Optional[str] = ..., state: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., assigned_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., pid: _Optional[int] = ..., log_size: _Optional[int] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., healthy: _Optional[bool] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., worker_id: _Optional[str] = ..., state: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., assigned_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., pid: _Optional[int] = ..., log_size: _Optional[int] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., healthy: bool = ...) -> None: ...
 
 class JobInfo(_message.Message):
     __slots__ = ("run_id", "id", "state", "reason", "attempt", "worker_id", "exit_code", "created_at", "ready_at", "started_at", "ended_at", "spec", "attempts", "has_result", "worker_name", "tags", "priority", "parents", "kind", "iteration", "decision_json", "approval_message")
@@ -243,7 +243,7 @@ class JobInfo(_message.Message):
     iteration: int
     decision_json: str
     approval_message: str
-    def __init__(self, run_id: _Optional[str] = ..., id: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[float] = ..., ready_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptInfo, _Mapping]]] = ..., has_result: _Optional[bool] = ..., worker_name: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., parents: _Optional[_Iterable[str]] = ..., kind: _Optional[str] = ..., iteration: _Optional[int] = ..., decision_json: _Optional[str] = ..., approval_message: _Optional[str] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[str] = ..., id: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[float] = ..., ready_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptInfo, _Mapping]]] = ..., has_result: bool = ..., worker_name: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., parents: _Optional[_Iterable[str]] = ..., kind: _Optional[str] = ..., iteration: _Optional[int] = ..., decision_json: _Optional[str] = ..., approval_message: _Optional[str] = ...) -> None: ...
 
 class RunInfo(_message.Message):
     __slots__ = ("id", "name", "state", "labels", "agent_run_id", "created_at", "ended_at", "jobs", "counts", "reason", "settled")
@@ -283,7 +283,7 @@ class RunInfo(_message.Message):
     counts: _containers.ScalarMap[str, int]
     reason: str
     settled: bool
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_run_id: _Optional[str] = ..., created_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ..., counts: _Optional[_Mapping[str, int]] = ..., reason: _Optional[str] = ..., settled: _Optional[bool] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_run_id: _Optional[str] = ..., created_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ..., counts: _Optional[_Mapping[str, int]] = ..., reason: _Optional[str] = ..., settled: bool = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
     __slots__ = ("id", "name", "host", "pid", "tags", "slots", "running", "cpu_percent", "memory_percent", "last_heartbeat", "state", "cpu_count", "memory_bytes", "gpus", "version", "registered_at", "pool", "provider", "launch_id")
@@ -356,7 +356,7 @@ class SubmitRunResponse(_message.Message):
     run_id: str
     job_ids: _containers.RepeatedScalarFieldContainer[str]
     existed: bool
-    def __init__(self, run_id: _Optional[str] = ..., job_ids: _Optional[_Iterable[str]] = ..., existed: _Optional[bool] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[str] = ..., job_ids: _Optional[_Iterable[str]] = ..., existed: bool = ...) -> None: ...
 
 class JobRef(_message.Message):
     __slots__ = ("ref",)
@@ -400,7 +400,7 @@ class CancelRequest(_message.Message):
     ref: str
     wait: bool
     timeout: float
-    def __init__(self, ref: _Optional[str] = ..., wait: _Optional[bool] = ..., timeout: _Optional[float] = ...) -> None: ...
+    def __init__(self, ref: _Optional[str] = ..., wait: bool = ..., timeout: _Optional[float] = ...) -> None: ...
 
 class CancelResponse(_message.Message):
     __slots__ = ("cancelled",)
@@ -418,7 +418,7 @@ class ReadLogsRequest(_message.Message):
     attempt: int
     offset: int
     follow: bool
-    def __init__(self, ref: _Optional[str] = ..., attempt: _Optional[int] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
+    def __init__(self, ref: _Optional[str] = ..., attempt: _Optional[int] = ..., offset: _Optional[int] = ..., follow: bool = ...) -> None: ...
 
 class LogChunk(_message.Message):
     __slots__ = ("attempt", "offset", "data")
@@ -436,7 +436,7 @@ class ResultResponse(_message.Message):
     JSON_FIELD_NUMBER: _ClassVar[int]
     has_result: bool
     json: str
-    def __init__(self, has_result: _Optional[bool] = ..., json: _Optional[str] = ...) -> None: ...
+    def __init__(self, has_result: bool = ..., json: _Optional[str] = ...) -> None: ...
 
 class ListWorkersResponse(_message.Message):
     __slots__ = ("workers",)
@@ -470,7 +470,7 @@ class KvResponse(_message.Message):
     changed: bool
     number: int
     members: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, found: _Optional[bool] = ..., value: _Optional[str] = ..., changed: _Optional[bool] = ..., number: _Optional[int] = ..., members: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, found: bool = ..., value: _Optional[str] = ..., changed: bool = ..., number: _Optional[int] = ..., members: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ArtifactChunk(_message.Message):
     __slots__ = ("hash", "data", "size")
@@ -494,7 +494,7 @@ class HasArtifactResponse(_message.Message):
     __slots__ = ("present",)
     PRESENT_FIELD_NUMBER: _ClassVar[int]
     present: bool
-    def __init__(self, present: _Optional[bool] = ...) -> None: ...
+    def __init__(self, present: bool = ...) -> None: ...
 
 class NamedArtifact(_message.Message):
     __slots__ = ("name", "run_id", "hash", "size")
@@ -514,7 +514,7 @@ class ServiceQuery(_message.Message):
     ALL_FIELD_NUMBER: _ClassVar[int]
     id: str
     all: bool
-    def __init__(self, id: _Optional[str] = ..., all: _Optional[bool] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., all: bool = ...) -> None: ...
 
 class ServiceInfo(_message.Message):
     __slots__ = ("id", "service", "run_id", "worker_id", "worker_name", "host", "port", "ports", "endpoint", "state", "restarts", "started_at", "reason")
@@ -601,7 +601,7 @@ class GateDecision(_message.Message):
     approved: bool
     by: str
     comment: str
-    def __init__(self, ref: _Optional[str] = ..., approved: _Optional[bool] = ..., by: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+    def __init__(self, ref: _Optional[str] = ..., approved: bool = ..., by: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
 
 class JobList(_message.Message):
     __slots__ = ("jobs",)
@@ -669,7 +669,7 @@ class Schedule(_message.Message):
     last_fire: float
     last_run_id: str
     created_at: float
-    def __init__(self, name: _Optional[str] = ..., dag: _Optional[str] = ..., cron: _Optional[str] = ..., catch_up: _Optional[bool] = ..., next_fire: _Optional[float] = ..., last_fire: _Optional[float] = ..., last_run_id: _Optional[str] = ..., created_at: _Optional[float] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., dag: _Optional[str] = ..., cron: _Optional[str] = ..., catch_up: bool = ..., next_fire: _Optional[float] = ..., last_fire: _Optional[float] = ..., last_run_id: _Optional[str] = ..., created_at: _Optional[float] = ...) -> None: ...
 
 class ScheduleList(_message.Message):
     __slots__ = ("schedules",)
@@ -733,7 +733,7 @@ class AutoscalerStatus(_message.Message):
     interval: float
     pools: _containers.RepeatedCompositeFieldContainer[PoolStatus]
     unserved: _containers.RepeatedCompositeFieldContainer[TagSet]
-    def __init__(self, enabled: _Optional[bool] = ..., interval: _Optional[float] = ..., pools: _Optional[_Iterable[_Union[PoolStatus, _Mapping]]] = ..., unserved: _Optional[_Iterable[_Union[TagSet, _Mapping]]] = ...) -> None: ...
+    def __init__(self, enabled: bool = ..., interval: _Optional[float] = ..., pools: _Optional[_Iterable[_Union[PoolStatus, _Mapping]]] = ..., unserved: _Optional[_Iterable[_Union[TagSet, _Mapping]]] = ...) -> None: ...
 
 class AutoscalerEvent(_message.Message):
     __slots__ = ("at", "pool", "kind", "message", "launch_id", "worker")
@@ -787,7 +787,7 @@ class AttemptExit(_message.Message):
     result_json: str
     log_size: int
     ended_at: float
-    def __init__(self, outcome: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., has_result: _Optional[bool] = ..., result_json: _Optional[str] = ..., log_size: _Optional[int] = ..., ended_at: _Optional[float] = ...) -> None: ...
+    def __init__(self, outcome: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., has_result: bool = ..., result_json: _Optional[str] = ..., log_size: _Optional[int] = ..., ended_at: _Optional[float] = ...) -> None: ...
 
 class HeldAttempt(_message.Message):
     __slots__ = ("attempt_id", "pid", "finished", "exit", "log_size", "started_at", "host", "ports", "healthy")
@@ -816,7 +816,7 @@ class HeldAttempt(_message.Message):
     host: str
     ports: _containers.ScalarMap[str, int]
     healthy: bool
-    def __init__(self, attempt_id: _Optional[str] = ..., pid: _Optional[int] = ..., finished: _Optional[bool] = ..., exit: _Optional[_Union[AttemptExit, _Mapping]] = ..., log_size: _Optional[int] = ..., started_at: _Optional[float] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., healthy: _Optional[bool] = ...) -> None: ...
+    def __init__(self, attempt_id: _Optional[str] = ..., pid: _Optional[int] = ..., finished: bool = ..., exit: _Optional[_Union[AttemptExit, _Mapping]] = ..., log_size: _Optional[int] = ..., started_at: _Optional[float] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., healthy: bool = ...) -> None: ...
 
 class WorkerHello(_message.Message):
     __slots__ = ("worker_id", "name", "host", "pid", "tags", "slots", "cpu_count", "memory_bytes", "gpus", "version", "held", "draining", "pool", "provider", "launch_id")
@@ -850,7 +850,7 @@ class WorkerHello(_message.Message):
     pool: str
     provider: str
     launch_id: str
-    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., held: _Optional[_Iterable[_Union[HeldAttempt, _Mapping]]] = ..., draining: _Optional[bool] = ..., pool: _Optional[str] = ..., provider: _Optional[str] = ..., launch_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., held: _Optional[_Iterable[_Union[HeldAttempt, _Mapping]]] = ..., draining: bool = ..., pool: _Optional[str] = ..., provider: _Optional[str] = ..., launch_id: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("cpu_percent", "memory_percent", "running")
@@ -919,7 +919,7 @@ class WorkerMessage(_message.Message):
     draining: bool
     leaving: bool
     healthy: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, hello: _Optional[_Union[WorkerHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Iterable[_Union[AttemptStarted, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogData, _Mapping]]] = ..., finished: _Optional[_Iterable[_Union[AttemptFinished, _Mapping]]] = ..., draining: _Optional[bool] = ..., leaving: _Optional[bool] = ..., healthy: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, hello: _Optional[_Union[WorkerHello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Iterable[_Union[AttemptStarted, _Mapping]]] = ..., logs: _Optional[_Iterable[_Union[LogData, _Mapping]]] = ..., finished: _Optional[_Iterable[_Union[AttemptFinished, _Mapping]]] = ..., draining: bool = ..., leaving: bool = ..., healthy: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("worker_id", "heartbeat_interval", "superseded", "log_offsets")

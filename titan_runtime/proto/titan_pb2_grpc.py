@@ -5,7 +5,7 @@ import warnings
 
 from titan_runtime.proto import titan_pb2 as titan__runtime_dot_proto_dot_titan__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.80.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class TitanStub:
+class TitanStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -206,7 +206,7 @@ class TitanStub:
                 _registered_method=True)
 
 
-class TitanServicer:
+class TitanServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def SubmitRun(self, request, context):
@@ -594,7 +594,7 @@ def add_TitanServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Titan:
+class Titan(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
@@ -1516,7 +1516,7 @@ class Titan:
             _registered_method=True)
 
 
-class WorkerLinkStub:
+class WorkerLinkStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -1532,7 +1532,7 @@ class WorkerLinkStub:
                 _registered_method=True)
 
 
-class WorkerLinkServicer:
+class WorkerLinkServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Connect(self, request_iterator, context):
@@ -1557,7 +1557,7 @@ def add_WorkerLinkServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class WorkerLink:
+class WorkerLink(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

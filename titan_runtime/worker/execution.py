@@ -107,6 +107,8 @@ class AttemptRunner:
         ports: PortLeases | None = None,
     ) -> None:
         self.ports = ports or PortLeases()
+        # The worker's own environment, minus the cluster token, which a job must never see.
+        self._base_env = {k: v for k, v in os.environ.items() if k != "TITAN_TOKEN"}
 
         self.master = master
         self.worker_id = worker_id
@@ -193,11 +195,11 @@ class AttemptRunner:
             ex.exit.ended_at = time.time()
             ex.spool.close()
             ex.result_path.unlink(missing_ok=True)
-            if not self.keep_workspaces:
-                shutil.rmtree(ex.workspace, ignore_errors=True)
             if ex.superseded:
                 ex.spool.remove()
-            self._on_change()
+            self._on_change()  # report the end first; removing the workspace can take a while
+            if not self.keep_workspaces:
+                await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, ex.workspace, True)
 
     async def argv(self, ex: Execution) -> list[str]:
         spec = ex.assignment.spec
@@ -237,7 +239,8 @@ class AttemptRunner:
 
     def env(self, ex: Execution) -> dict[str, str]:
         a = ex.assignment
-        env = {k: v for k, v in os.environ.items() if k != "TITAN_TOKEN"}  # never the cluster token
+        env = dict(self._base_env)
+
         env.update(a.spec.env)
         env.update(a.env)
         env.update(port_env(ex.ports))

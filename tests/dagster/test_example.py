@@ -1,0 +1,54 @@
+"""example_pipelines/dagster runs on a real Titan cluster: extract -> train on the GPU worker -> evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, build_reconstructable_job, execute_job
+
+from tests.helpers import ProcessCluster
+from titan_dagster import naming
+
+pytestmark = [
+    pytest.mark.integration,
+    # Raised inside Dagster's own Pipes code: a preview property it reads from every message
+    # reader (ours included), and a deprecated accessor it calls itself.
+    pytest.mark.filterwarnings("ignore:.*expected_writer_count.*"),
+    pytest.mark.filterwarnings("ignore:AssetExecutionContext.run_id is deprecated"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_example_trains_on_the_gpu_worker_with_titan_defaults(
+    titan: ProcessCluster, instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No address or token anywhere in the example: both come from Titan's usual resolution.
+    monkeypatch.setenv("TITAN_ADDRESS", titan.address)
+    monkeypatch.setenv("TITAN_DATA_DIR", str(titan.data_dir))  # its token file
+    monkeypatch.delenv("TITAN_TOKEN", raising=False)
+    monkeypatch.chdir(ROOT)
+    job = build_reconstructable_job(
+        "example_pipelines.dagster.definitions", "training_job", reconstructor_working_directory=str(ROOT)
+    )
+    with execute_job(job, instance=instance) as result:
+        assert result.success
+        run_id = result.run_id
+
+        def metadata(node: str) -> dict[str, object]:
+            [materialization] = result.asset_materializations_for_node(node)
+            return {key: value.value for key, value in materialization.metadata.items()}
+
+        samples, model, evaluation, card = (
+            metadata(node) for node in ("samples", "model", "evaluation", "model_card")
+        )
+    assert samples["rows"] == 200
+    assert model["worker"] == "gpu"  # titan/requirement: GPU
+    assert abs(float(model["slope"]) - 3) < 0.05  # type: ignore[arg-type]
+    assert float(evaluation["mse"]) < 0.05  # type: ignore[arg-type]
+    assert card["verdict"] == "ship it" and card["mse"] == evaluation["mse"]  # Pipes, from a Titan job
+    kinds = sorted(
+        r.labels[naming.LABEL_KIND] for r in titan.client.list_runs(agent_run_id=naming.group_id(run_id))
+    )
+    assert kinds == ["pipes", "step", "step", "step", "step"]

@@ -1,0 +1,54 @@
+"""Submissions are idempotent on the ids derived from Dagster's run id, step key and attempt."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import ProcessCluster
+from titan_dagster import naming, remote
+from titan_dagster.placement import Placement
+from titan_dagster.step_handler import StepHandlerSettings, TitanStepHandler
+
+pytestmark = pytest.mark.integration
+
+
+def submit(cluster: ProcessCluster, command: list[str]) -> remote.Submission:
+    return remote.submit(
+        cluster.client,
+        run_id=naming.step_run_id("run-1", "step[a]", 0),
+        job_id=naming.STEP_JOB_ID,
+        name="job:step[a]",
+        command=command,
+        env={"X": "1"},
+        placement=Placement(),
+        group=naming.group_id("run-1"),
+        labels={naming.LABEL_STEP_KEY: "step[a]"},
+    )
+
+
+def test_launching_the_same_attempt_twice_runs_it_once(cluster: ProcessCluster) -> None:
+    first = submit(cluster, ["sleep", "30"])
+    again = submit(cluster, ["sleep", "30"])  # the same launch delivered twice
+    assert again.ref == first.ref and not first.adopted
+    # A different spec for the same attempt while it runs: adopt the live job, start nothing.
+    other = submit(cluster, ["sleep", "31"])
+    assert other.ref == first.ref and other.adopted
+    assert len(cluster.client.list_runs(agent_run_id=naming.group_id("run-1"))) == 1
+
+    cluster.client.cancel(first.ref, wait=True)
+    # Once that job ended, a re-launch of the attempt (a resumed run) gets the next free id.
+    relaunch = submit(cluster, ["true"])
+    assert relaunch.ref == f"{naming.step_run_id('run-1', 'step[a]', 0)}-r1/{naming.STEP_JOB_ID}"
+    assert cluster.client.wait(relaunch.ref, timeout=30).state == "SUCCEEDED"
+    record = cluster.client.get_job(first.ref)
+    assert record.state == "CANCELLED" and len(record.attempts) == 1
+
+
+def test_a_step_nobody_can_run_is_announced(titan: ProcessCluster) -> None:
+    handler = TitanStepHandler(StepHandlerSettings(address=titan.address, token=titan.token))
+    assert handler._nobody_can_run(Placement(requirement=("GPU",))) == ""
+    assert handler._nobody_can_run(Placement()) == ""
+    warning = handler._nobody_can_run(Placement(requirement=("TPU",)))
+    assert "No connected Titan worker has tags ['TPU']" in warning
+    assert "titan-runtime worker --tags TPU" in warning
+    assert "at least 3 slots" in handler._nobody_can_run(Placement(requirement=("GPU",), slots=3))

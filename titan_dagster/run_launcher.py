@@ -1,0 +1,260 @@
+"""`TitanRunLauncher`: a Dagster run's run worker (`dagster api execute_run`) as a Titan job.
+
+Configured in dagster.yaml::
+
+    run_launcher:
+      module: titan_dagster
+      class: TitanRunLauncher
+      config:
+        address: titan-master:9090     # default: TITAN_ADDRESS, ... (as for the executor)
+        token: {env: TITAN_TOKEN}
+        requirement: dagster           # worker tags the run worker needs
+        priority: 10
+        env: {DAGSTER_HOME: /opt/dagster/home}
+
+The run worker then orchestrates the run's steps with whatever executor the job uses
+(`titan_executor` sends each step to Titan as well). Terminating the run cancels the run
+worker's Titan job (SIGTERM to its process group, SIGKILL after the worker's grace period),
+which makes Dagster forward the termination to its steps; any step job of the run still alive
+after that is cancelled too, so nothing keeps running.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from typing import Any
+
+from dagster import (
+    DagsterRun,
+    Field,
+    IntSource,
+    MetadataValue,
+    Noneable,
+    Permissive,
+    StringSource,
+    serialize_value,
+)
+
+from titan_dagster import naming, remote
+from titan_dagster._compat import (
+    CheckRunHealthResult,
+    ConfigurableClass,
+    ConfigurableClassData,
+    EngineEventData,
+    ExecuteRunArgs,
+    LaunchRunContext,
+    RunLauncher,
+    UserConfigSchema,
+    WorkerStatus,
+)
+from titan_dagster.compute_logs import CAPTURE_ENV, CAPTURE_TITAN
+from titan_dagster.errors import TitanConfigError
+from titan_dagster.placement import Placement, parse_env, parse_priority, parse_requirement, parse_timeout
+from titan_runtime import JobNotFound, TitanClient, TitanError
+
+RUN_COMMAND = ("{python}", "-m", "dagster", "api", "execute_run")
+RUN_ARGS_ENV = "DAGSTER_COMPRESSED_EXECUTE_RUN_ARGS"
+#: Tags on the Dagster run: which Titan job is its run worker, on which master.
+TAG_RUN_WORKER = "titan/run_worker_job"
+TAG_MASTER = "titan/master"
+
+
+class TitanRunLauncher(RunLauncher, ConfigurableClass):
+    """Launches each Dagster run's run worker as a Titan job (see the module docstring)."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        token: str | None = None,
+        requirement: str | None = None,
+        priority: int = 1,
+        timeout: float | None = None,
+        env: dict[str, Any] | None = None,
+        cancel_timeout: float = 60.0,
+        inst_data: ConfigurableClassData | None = None,
+    ) -> None:
+        super().__init__()
+        where = "TitanRunLauncher config (run_launcher: in dagster.yaml)"
+        self._address = address
+        self._token = token
+        self._placement = Placement(
+            requirement=parse_requirement(requirement, f"{where}, requirement"),
+            priority=parse_priority(priority, f"{where}, priority"),
+            timeout=parse_timeout(timeout, f"{where}, timeout"),
+        )
+        self._env = parse_env(env, f"{where}, env")
+        if cancel_timeout <= 0:
+            raise TitanConfigError(f"{where}: cancel_timeout must be more than 0 seconds")
+        self._cancel_timeout = float(cancel_timeout)
+        self._inst_data = inst_data
+        self._client: TitanClient | None = None
+
+    # ------------------------------------------------------------------ ConfigurableClass
+
+    @property
+    def inst_data(self) -> ConfigurableClassData | None:
+        return self._inst_data
+
+    @classmethod
+    def config_type(cls) -> UserConfigSchema:
+        return {
+            "address": Field(Noneable(StringSource), is_required=False, default_value=None),
+            "token": Field(Noneable(StringSource), is_required=False, default_value=None),
+            "requirement": Field(Noneable(StringSource), is_required=False, default_value=None),
+            "priority": Field(IntSource, is_required=False, default_value=1),
+            "timeout": Field(Noneable(float), is_required=False, default_value=None),
+            "env": Field(Permissive(), is_required=False, default_value={}),
+            "cancel_timeout": Field(float, is_required=False, default_value=60.0),
+        }
+
+    @classmethod
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData | None, config_value: dict[str, Any]
+    ) -> TitanRunLauncher:
+        return cls(inst_data=inst_data, **config_value)
+
+    @property
+    def client(self) -> TitanClient:
+        if self._client is None:
+            self._client = remote.connect(self._address, self._token)
+        return self._client
+
+    # ------------------------------------------------------------------ RunLauncher
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        run = context.dagster_run
+        origin = context.job_code_origin
+        if origin is None:
+            raise TitanConfigError(
+                f"run {run.run_id} has no code origin, so a Titan worker could not load its job; "
+                "launch it from a code location (dagster dev, a workspace.yaml) or with a reconstructable job"
+            )
+        args = ExecuteRunArgs(
+            job_origin=origin,
+            run_id=run.run_id,
+            instance_ref=self._instance.get_ref(),
+            set_exit_code_on_failure=True,  # a failed run shows as a FAILED Titan job
+        )
+        env = dict(self._env)
+        env[RUN_ARGS_ENV] = _compressed(args)
+        env[CAPTURE_ENV] = CAPTURE_TITAN
+        submission = remote.submit(
+            self.client,
+            run_id=naming.run_worker_run_id(run.run_id),
+            job_id=naming.RUN_WORKER_JOB_ID,
+            name=f"{run.job_name}:run-worker",
+            command=RUN_COMMAND,
+            env=env,
+            placement=self._placement,
+            group=naming.group_id(run.run_id),
+            labels={
+                naming.LABEL_KIND: "run_worker",
+                naming.LABEL_RUN_ID: run.run_id,
+                naming.LABEL_JOB: run.job_name,
+            },
+        )
+        self._instance.add_run_tags(
+            run.run_id, {TAG_RUN_WORKER: submission.ref, TAG_MASTER: self.client.address}
+        )
+        self._instance.report_engine_event(
+            message=f"Launched the run worker as Titan job {submission.ref}.",
+            dagster_run=run,
+            engine_event_data=EngineEventData(
+                metadata={
+                    "Titan job": MetadataValue.text(submission.ref),
+                    "Titan master": MetadataValue.text(self.client.address),
+                    "Logs": MetadataValue.text(f"titan-runtime logs {submission.ref} --follow"),
+                }
+            ),
+            cls=self.__class__,
+        )
+
+    def terminate(self, run_id: str) -> bool:
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            return False
+        ref = run.tags.get(TAG_RUN_WORKER)
+        self._instance.report_run_canceling(run)
+        cancelled: list[str] = []
+        if ref:
+            try:
+                cancelled = self.client.cancel(ref, wait=True, timeout=self._cancel_timeout)
+            except JobNotFound:
+                pass
+        # Whatever the run worker did not stop in time (its executor forwards the termination to
+        # the step jobs, but it may have been SIGKILLed first): no job of this run keeps running.
+        stragglers = self._cancel_group(run_id, skip=ref)
+        self._instance.report_engine_event(
+            message=(
+                f"Cancelled Titan job {ref} (the run worker)"
+                if cancelled
+                else f"Run worker {ref} had already ended"
+            )
+            + (
+                f" and {len(stragglers)} step job(s) still running: {', '.join(stragglers)}."
+                if stragglers
+                else "."
+            ),
+            dagster_run=run,
+            cls=self.__class__,
+        )
+        run = self._instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            # The run worker was killed before it could record the end of the run.
+            self._instance.report_run_canceled(run)
+        return True
+
+    def _cancel_group(self, run_id: str, skip: str | None) -> list[str]:
+        cancelled = []
+        for titan_run in self.client.list_runs(agent_run_id=naming.group_id(run_id)):
+            if titan_run.terminal or (skip and skip.startswith(titan_run.id + "/")):
+                continue
+            cancelled += self.client.cancel(titan_run.id, wait=True, timeout=self._cancel_timeout)
+        return cancelled
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        ref = run.tags.get(TAG_RUN_WORKER)
+        if not ref:
+            return CheckRunHealthResult(WorkerStatus.NOT_FOUND, "the run has no Titan run worker job tag")
+        try:
+            record = self.client.get_job(ref)
+        except JobNotFound:
+            return CheckRunHealthResult(WorkerStatus.NOT_FOUND, f"the Titan master has no job {ref}")
+        except TitanError as exc:
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, str(exc), transient=True)
+        if not record.terminal:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=ref)
+        if record.state == "SUCCEEDED":
+            return CheckRunHealthResult(WorkerStatus.SUCCESS, run_worker_id=ref)
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED, remote.describe_failure(self.client, record), run_worker_id=ref
+        )
+
+    def get_run_worker_debug_info(
+        self, run: DagsterRun, include_container_logs: bool | None = True
+    ) -> str | None:
+        ref = run.tags.get(TAG_RUN_WORKER)
+        if not ref:
+            return None
+        try:
+            record = self.client.get_job(ref)
+        except TitanError as exc:
+            return f"Titan job {ref}: {exc}"
+        if not include_container_logs:
+            return remote.describe_end(record)
+        return remote.describe_failure(self.client, record)
+
+    def dispose(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _compressed(args: ExecuteRunArgs) -> str:
+    """The run's arguments as `dagster api execute_run` reads them from its environment."""
+    return base64.b64encode(zlib.compress(serialize_value(args).encode())).decode()
