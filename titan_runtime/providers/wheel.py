@@ -113,6 +113,10 @@ def build_wheelhouse(directory: Path, cache_dir: Path) -> list[Path]:
     """
     directory.mkdir(parents=True, exist_ok=True)
     wheel = build_wheel(cache_dir)
+    # pip download reuses a file of the same name already in --dest: an older build of this version
+    # would be resolved in place of this one.
+    for old in directory.glob("titan_runtime-*.whl"):
+        old.unlink()
     frozen = subprocess.run(
         [sys.executable, "-m", "pip", "freeze", "--exclude-editable", "--disable-pip-version-check"],
         capture_output=True,
