@@ -8,7 +8,7 @@ snapshot so every backend stores exactly the same thing.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from enum import Enum
 from typing import Any
 
@@ -334,13 +334,15 @@ class JobSpec:
             raise InvalidSpec(f"job {self.id}: a service runs until stopped; timeout is for batch jobs")
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, without the fields left at their defaults (most of them, in most jobs): a
+        large DAG is encoded and stored several times faster. `from_dict` restores the defaults."""
         if self._as_dict is not None:
             return self._as_dict
         out: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name == "_as_dict":
+        for name, default in _SPEC_DEFAULTS:
+            value = getattr(self, name)
+            if value == default:
                 continue
-            value = getattr(self, f.name)
             if isinstance(value, (RetryPolicy, HealthCheck, RestartPolicy, ApprovalGate)):
                 value = {g.name: getattr(value, g.name) for g in fields(value)}
                 if "fallback" in value:
@@ -351,7 +353,7 @@ class JobSpec:
                 value = list(value)
             elif isinstance(value, dict):
                 value = dict(value)
-            out[f.name] = value
+            out[name] = value
         object.__setattr__(self, "_as_dict", out)
         return out
 
@@ -645,3 +647,16 @@ class Worker:
 
 
 _SPEC_FIELDS = frozenset(f.name for f in fields(JobSpec) if f.init)
+_REQUIRED = object()  # never equal to a value: required fields are always written
+_SPEC_DEFAULTS: tuple[tuple[str, Any], ...] = tuple(
+    (
+        f.name,
+        f.default
+        if f.default is not MISSING
+        else f.default_factory()
+        if f.default_factory is not MISSING
+        else _REQUIRED,
+    )
+    for f in fields(JobSpec)
+    if f.init
+)

@@ -19,7 +19,7 @@ from titan_runtime.clusterconfig import ClusterFile, PoolConfig
 from titan_runtime.core.autoscaler import Action, Autoscaler, Drain, Launch, Retire, ScaleEvent, pending_needs
 from titan_runtime.core.cluster import NotFound
 from titan_runtime.master.jointokens import JoinTokens
-from titan_runtime.master.loop import MasterLoop
+from titan_runtime.master.loop import MasterLoop, cancel_and_wait
 from titan_runtime.providers.base import LaunchRequest, Provider, ProviderError
 
 log = logging.getLogger("titan.autoscaler")
@@ -98,13 +98,9 @@ class AutoscalerLoop:
 
     async def stop(self) -> None:
         """Stop deciding, then let each provider stop what it must (local workers are stopped)."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
+
         for task in list(self._background):
             task.cancel()
         if self._background:

@@ -32,6 +32,17 @@ EffectHandler = Callable[[list[Effect], Changes], Awaitable[None]]
 LAZY_COMMIT_S = 0.1
 
 
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a background task and wait until it has ended, whatever it ended with."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):
+        pass
+
+
 def _wake(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -111,12 +122,7 @@ class MasterLoop:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="titan-master-loop")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._task)
 
     async def _next_batch(self) -> list[tuple[Callable[[float], Any], asyncio.Future[Any] | None]]:
         """Every event that has arrived; waits for one, or until the core's next deadline."""

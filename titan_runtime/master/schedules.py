@@ -17,7 +17,7 @@ from croniter import croniter
 from google.protobuf import json_format
 
 from titan_runtime.core import schedule as policy
-from titan_runtime.master.loop import MasterLoop
+from titan_runtime.master.loop import MasterLoop, cancel_and_wait
 from titan_runtime.proto import titan_pb2 as pb
 
 log = logging.getLogger("titan.master")
@@ -116,12 +116,7 @@ class Schedules:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="titan-schedules")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:
