@@ -51,6 +51,11 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 5000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    # gRPC's own reconnect backoff (1 s, growing to 120 s) would hide a restarted master from our
+    # retry loop below for seconds: keep it on the same short scale as MAX_BACKOFF.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", int(MAX_BACKOFF * 1000)),
 ]
 
 
@@ -199,7 +204,8 @@ class WorkerAgent:
                 if self._done():
                     break
                 backoff = 0.1 if connected else min(backoff * 2, MAX_BACKOFF)
-                delay = backoff * random.uniform(0.5, 1.5)
+                delay = backoff * random.uniform(0.5, 1.0)  # jitter that never exceeds MAX_BACKOFF
+
                 if not connected:
                     log.warning("master at %s unreachable; retrying in %.1fs", self.config.master, delay)
                 self._changed.clear()
