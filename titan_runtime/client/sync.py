@@ -42,7 +42,6 @@ CHANNEL_OPTIONS = [
 ]
 
 
-
 class TitanClient:
     """Talks to a Titan master. Address and token follow the usual resolution order
     (argument, TITAN_ADDRESS / TITAN_HOST+TITAN_PORT, TITAN_TOKEN, the data dir's token file).
