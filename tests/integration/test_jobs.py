@@ -272,3 +272,33 @@ def test_python_placeholder_is_the_workers_interpreter(cluster: ProcessCluster) 
     import sys
 
     assert client.fetch_logs(job_id).strip() == sys.executable
+
+
+def test_workspaces_and_spool_files_are_removed_after_each_job(cluster: ProcessCluster) -> None:
+    """An empty workspace is removed inline, a full one by a thread; a job's spool and result files
+    go once the master has its log and result. Nothing piles up on a worker that runs many jobs."""
+    client = cluster.client
+    jobs = [
+        TitanJob(job_id="silent", command=["true"]),
+        TitanJob(
+            job_id="messy",
+            command=[
+                "bash",
+                "-c",
+                'mkdir -p a/b && echo x > a/b/f && echo \'{"n": 1}\' > "$TITAN_RESULT_FILE"',
+            ],
+        ),
+        TitanJob(job_id="chatty", command=["bash", "-c", "echo out; echo err >&2"]),
+    ]
+    run = client.submit_dag("cleanup", jobs)
+    assert run.wait(30).state == "SUCCEEDED"
+    assert run.results()["messy"] == {"n": 1}
+    assert "out" in client.fetch_logs(f"{run.id}/chatty")
+    worker_dir = cluster.root / "workers" / "w1"
+
+    def leftovers() -> list[str]:
+        return sorted(
+            str(p.relative_to(worker_dir)) for d in ("work", "spool") for p in (worker_dir / d).iterdir()
+        )
+
+    wait_until(lambda: not leftovers(), what="workspaces and spool files to be removed")

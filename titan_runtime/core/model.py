@@ -409,8 +409,7 @@ class Attempt:
         return f"{host}:{port}"
 
     def to_row(self) -> dict[str, Any]:
-        row = {f.name: getattr(self, f.name) for f in fields(self)}
-
+        row = dict(self.__dict__)  # every field (a plain dataclass): written at every transition
         row["state"] = self.state.value
         return row
 

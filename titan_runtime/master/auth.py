@@ -59,9 +59,15 @@ class Credentials:
         self._token = cluster_token.encode()
         self.token_path = token_path
         self.join_tokens = join_tokens or JoinTokens()
+        self._issued: dict[str, str] = {}
 
     def job_credential(self, run_id: str) -> str:
-        return f"{_JOB_PREFIX}{run_id}.{self._mac(run_id)}"
+        credential = self._issued.get(run_id)
+        if credential is None:
+            if len(self._issued) >= 4096:  # issued at every assignment; most runs have many jobs
+                self._issued.clear()
+            credential = self._issued[run_id] = f"{_JOB_PREFIX}{run_id}.{self._mac(run_id)}"
+        return credential
 
     def _mac(self, run_id: str) -> str:
         return hmac.new(self._token, b"job:" + run_id.encode(), hashlib.sha256).hexdigest()[:40]

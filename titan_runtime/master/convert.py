@@ -83,9 +83,13 @@ def spec_from_pb(msg: pb.JobSpec) -> JobSpec:
     )
 
 
+_NO_RETRIES, _NO_HEALTH, _NO_RESTART, _NO_GATE = RetryPolicy(), HealthCheck(), RestartPolicy(), ApprovalGate()
+
+
 def spec_to_pb(spec: JobSpec) -> pb.JobSpec:
-    r = spec.retries
-    return pb.JobSpec(
+    """The wire form of a spec. Policies left at their defaults are not sent (`spec_from_pb` reads an
+    absent policy as the default): a job is converted at every assignment, so this is a hot path."""
+    msg = pb.JobSpec(
         id=spec.id,
         kind=spec.kind,
         script_name=spec.script_name,
@@ -98,14 +102,6 @@ def spec_to_pb(spec: JobSpec) -> pb.JobSpec:
         timeout=spec.timeout,
         delay=spec.delay,
         parents=spec.parents,
-        retries=pb.RetryPolicy(
-            attempts=r.attempts,
-            backoff_initial=r.backoff_initial,
-            backoff_factor=r.backoff_factor,
-            backoff_max=r.backoff_max,
-            max_lost=r.max_lost,
-            fallback=[pb.TagSet(tags=sorted(tags)) for tags in r.fallback],
-        ),
         affinity=spec.affinity,
         node=spec.node,
         labels=spec.labels,
@@ -115,8 +111,6 @@ def spec_to_pb(spec: JobSpec) -> pb.JobSpec:
         memory_mb=spec.memory_mb,
         port=spec.port,
         ports=spec.ports,
-        health=pb.HealthCheck(**asdict(spec.health)),
-        restart=pb.RestartPolicy(**asdict(spec.restart)),
         replicas=spec.replicas,
         service=spec.service,
         trigger_rule=spec.trigger_rule,
@@ -126,9 +120,27 @@ def spec_to_pb(spec: JobSpec) -> pb.JobSpec:
         map_of=spec.map_of,
         map_index=spec.map_index,
         iteration=spec.iteration,
-        approval=pb.ApprovalGate(**asdict(spec.approval)),
         allow_failure=spec.allow_failure,
     )
+    r = spec.retries
+    if r != _NO_RETRIES:
+        msg.retries.CopyFrom(
+            pb.RetryPolicy(
+                attempts=r.attempts,
+                backoff_initial=r.backoff_initial,
+                backoff_factor=r.backoff_factor,
+                backoff_max=r.backoff_max,
+                max_lost=r.max_lost,
+                fallback=[pb.TagSet(tags=sorted(tags)) for tags in r.fallback],
+            )
+        )
+    if spec.is_service or spec.health != _NO_HEALTH:  # the worker reads a service's check from it
+        msg.health.CopyFrom(pb.HealthCheck(**asdict(spec.health)))
+    if spec.restart != _NO_RESTART:
+        msg.restart.CopyFrom(pb.RestartPolicy(**asdict(spec.restart)))
+    if spec.approval != _NO_GATE:
+        msg.approval.CopyFrom(pb.ApprovalGate(**asdict(spec.approval)))
+    return msg
 
 
 def attempt_to_pb(attempt: Attempt) -> pb.AttemptInfo:

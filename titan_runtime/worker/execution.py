@@ -194,12 +194,24 @@ class AttemptRunner:
             ex.exit.log_size = ex.spool.size
             ex.exit.ended_at = time.time()
             ex.spool.close()
-            ex.result_path.unlink(missing_ok=True)
+            if ex.exit.has_result or ex.exit.outcome != "succeeded":
+                ex.result_path.unlink(missing_ok=True)
             if ex.superseded:
                 ex.spool.remove()
             self._on_change()  # report the end first; removing the workspace can take a while
             if not self.keep_workspaces:
-                await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, ex.workspace, True)
+                await self._remove_workspace(ex.workspace)
+
+    @staticmethod
+    async def _remove_workspace(path: Path) -> None:
+        """An empty workspace (most command jobs leave nothing) is removed at once; a full one by a
+        thread, since a big tree can take seconds."""
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, path, True)
 
     async def argv(self, ex: Execution) -> list[str]:
         spec = ex.assignment.spec

@@ -19,6 +19,7 @@ class Spool:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd = -1  # the file is created with the first line: a silent job costs no file
+        self._created = False
         self.size = 0
         self._partial = {b"O": b"", b"E": b""}
 
@@ -51,6 +52,7 @@ class Spool:
         out = b"".join(prefix + line + b"\n" for line in lines)
         if self._fd < 0:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._created = True
         os.write(self._fd, out)
         self.size += len(out)
 
@@ -68,4 +70,5 @@ class Spool:
 
     def remove(self) -> None:
         self.close()
-        self.path.unlink(missing_ok=True)
+        if self._created:
+            self.path.unlink(missing_ok=True)
