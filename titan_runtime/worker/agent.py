@@ -41,8 +41,8 @@ LOG_CHUNK = 256 * 1024
 MAX_MESSAGE_LOG_BYTES = 4 * 1024 * 1024  # log bytes in one message, to stay far below gRPC's limit
 GOODBYE_TIMEOUT = 3.0  # how long a stopping worker waits for the master to acknowledge its reports
 # A batch job's start is reported with the next message that goes anyway (its output, its end, a
-# heartbeat) or after this long: a job that ends sooner costs one message instead of two, and
-# messages are most of the CPU a short job costs. The master commits a start lazily too.
+# heartbeat) or after this long: a job that ends sooner costs one message instead of two, and each
+# message costs CPU at both ends (docs/performance.md). The master commits a start lazily too.
 START_REPORT_DELAY = 0.1
 # Reconnect delays double up to this (times a 0.5-1.5 jitter), so a restarted master is found fast.
 MAX_BACKOFF = 1.0
