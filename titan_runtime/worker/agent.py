@@ -40,10 +40,6 @@ log = logging.getLogger("titan.worker")
 LOG_CHUNK = 256 * 1024
 MAX_MESSAGE_LOG_BYTES = 4 * 1024 * 1024  # log bytes in one message, to stay far below gRPC's limit
 GOODBYE_TIMEOUT = 3.0  # how long a stopping worker waits for the master to acknowledge its reports
-# A batch job's start is reported with the next message that goes anyway (its output, its end, a
-# heartbeat) or after this long: a job that ends sooner costs one message instead of two, and each
-# message costs CPU at both ends (docs/performance.md). The master commits a start lazily too.
-START_REPORT_DELAY = 0.1
 # Reconnect delays double up to this (times a 0.5-1.5 jitter), so a restarted master is found fast.
 MAX_BACKOFF = 1.0
 
@@ -373,17 +369,24 @@ class WorkerAgent:
             if message.HasField("drain"):
                 self.drain(message.drain.deadline, message.drain.reason or "asked by the master")
 
-    def _pending(self, conn: _Connection, heartbeat: bool) -> tuple[pb.WorkerMessage | None, float | None]:
-        """Everything the master has not been told yet, as one message (None when there is nothing),
-        and when to look again for start reports held back (START_REPORT_DELAY), if any are."""
+    def _pending(self, conn: _Connection, heartbeat: bool) -> pb.WorkerMessage | None:
+        """Everything the master has not been told yet, as one message (None when there is nothing)."""
         message = pb.WorkerMessage()
         budget = MAX_MESSAGE_LOG_BYTES
-        unreported: list[Execution] = []
         for ex in list(self.executions.values()):
             if ex.superseded:
                 continue
             if ex.pid and not ex.started_sent:
-                unreported.append(ex)
+                ex.started_sent = True
+                message.started.append(
+                    pb.AttemptStarted(
+                        attempt_id=ex.attempt_id,
+                        pid=ex.pid,
+                        started_at=ex.started_at,
+                        host=self.host if ex.ports else "",
+                        ports=ex.ports,
+                    )
+                )
             if ex.healthy and not ex.healthy_sent and ex.exit is None:
                 ex.healthy_sent = True
                 message.healthy.append(ex.attempt_id)
@@ -404,27 +407,16 @@ class WorkerAgent:
             cpu, mem = self._sampler.sample()
             running = sum(1 for ex in self.executions.values() if ex.exit is None)
             message.heartbeat.CopyFrom(pb.Heartbeat(cpu_percent=cpu, memory_percent=mem, running=running))
-        going = bool(message.logs or message.finished or message.healthy or message.draining or heartbeat)
-        held_until: float | None = None
-        now = time.time()
-        for ex in unreported:
-            due = ex.started_at + START_REPORT_DELAY
-            if not (going or ex.is_service or ex.exit is not None or now >= due):
-                held_until = due if held_until is None else min(held_until, due)
-                continue
-            ex.started_sent = True
-            message.started.append(
-                pb.AttemptStarted(
-                    attempt_id=ex.attempt_id,
-                    pid=ex.pid,
-                    started_at=ex.started_at,
-                    host=self.host if ex.ports else "",
-                    ports=ex.ports,
-                )
-            )
-        if not (going or message.started):
-            return None, held_until
-        return message, held_until
+        if not (
+            message.started
+            or message.logs
+            or message.finished
+            or message.healthy
+            or message.draining
+            or heartbeat
+        ):
+            return None
+        return message
 
     async def _send_loop(self, conn: _Connection) -> None:
         next_beat = 0.0
@@ -434,17 +426,14 @@ class WorkerAgent:
             beat = now >= next_beat
             if beat:
                 next_beat = now + conn.heartbeat_interval
-            message, held_until = self._pending(conn, beat)
+            message = self._pending(conn, beat)
             if message is not None:
                 await conn.call.write(message)
                 if sum(len(d.data) for d in message.logs) >= MAX_MESSAGE_LOG_BYTES:
                     continue  # more output is waiting
             if conn.closing:
                 return
-            timeout = next_beat - time.monotonic()
-            if held_until is not None:
-                timeout = min(timeout, held_until - time.time())
-            await wait_event(conn.wake, max(0.0, timeout))
+            await wait_event(conn.wake, max(0.0, next_beat - time.monotonic()))
 
     def _wake(self) -> None:
         if self._conn is not None:
