@@ -14,11 +14,13 @@ from titan_runtime.testing import ProcessCluster
 
 @contextlib.contextmanager
 def cluster(
-    workers: Sequence[tuple[str, int]] = (("w1", 2),), store: str = "sqlite"
+    workers: Sequence[tuple[str, int]] = (("w1", 2),),
+    store: str = "sqlite",
+    master_args: Sequence[str] = (),
 ) -> Iterator[ProcessCluster]:
     """A master process and worker processes (name, slots), stopped by pid at the end."""
     with tempfile.TemporaryDirectory(prefix="titan-bench-") as tmp:
-        c = ProcessCluster(Path(tmp), store=store)
+        c = ProcessCluster(Path(tmp), store=store, master_args=master_args)
         try:
             c.start_master()
             for name, slots in workers:
