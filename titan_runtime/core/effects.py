@@ -1,7 +1,8 @@
 """What the cluster state machine asks the outside world to do, and what it is told.
 
 Inputs arrive as plain values (a worker's hello, an attempt's exit); outputs are effects the
-master carries out *after* the state they depend on has been committed to the store.
+master carries out *after* the state they depend on has been committed to the store: written,
+and for all but the assignments `before_sync` lets through, fsynced.
 """
 
 from __future__ import annotations
@@ -135,3 +136,33 @@ class Changes:
 
     def __bool__(self) -> bool:
         return bool(self.runs or self.new_jobs or self.jobs or self.attempts or self.workers)
+
+
+def before_sync(effects: list[Effect], changes: Changes) -> tuple[list[Effect], list[Effect]]:
+    """Split a committed batch's effects into those carried out once it is written (it survives a
+    crash of the master's process) and those that wait for its fsync (it survives a power cut too).
+
+    Only assignments go early, which takes the fsync off the path from a submission to its job
+    running, and from a freed slot to the next job waiting for one. Lost to a power cut, an early
+    assignment names an attempt the restarted master never heard of: its worker reports it on
+    reconnecting and is told to stop it, and whoever caused it was never answered (at-least-once).
+
+    Everything else waits, because being told is what must not be undone: a client's answer or
+    wake-up, a worker's acknowledgement (after which it forgets the result it holds), a cancel.
+    So does an assignment that may rest on an attempt that ended in this batch: a retry or
+    restart, or a job one of whose parents changed state here (a child must not run on its parent's
+    result while a power cut could still take that result back).
+    """
+    early: list[Effect] = []
+    late: list[Effect] = []
+    for effect in effects:
+        if isinstance(effect, Assign) and (not changes.ended_attempts or _independent(effect, changes)):
+            early.append(effect)
+        else:
+            late.append(effect)
+    return early, late
+
+
+def _independent(assign: Assign, changes: Changes) -> bool:
+    """A first attempt none of whose parents changed in this batch: nothing that ended here made it ready."""
+    return assign.number == 1 and not any((assign.run_id, p) in changes.job_keys for p in assign.spec.parents)

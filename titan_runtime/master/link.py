@@ -27,6 +27,8 @@ from titan_runtime.proto import titan_pb2_grpc as rpc
 log = logging.getLogger("titan.master")
 
 HELLO_TIMEOUT = 10.0
+#: How long an acknowledgement may wait for another message to the same worker to travel with.
+ACK_DELAY = 0.02
 _CLOSE = object()
 
 
@@ -37,14 +39,37 @@ class WorkerSession:
         self.outbox: asyncio.Queue[object] = asyncio.Queue()
         self.closed = False
         self.leaving = False  # the worker said goodbye: the stream's end is not a crash
+        self._acks: list[str] = []
+        self._ack_timer: asyncio.TimerHandle | None = None
 
     def send(self, message: pb.MasterMessage) -> None:
-        if not self.closed:
-            self.outbox.put_nowait(message)
+        if self.closed:
+            return
+        if self._acks:
+            message.acks.extend(self._acks)
+            self._acks.clear()
+        self.outbox.put_nowait(message)
+
+    def ack(self, attempt_ids: list[str]) -> None:
+        """Acknowledge finished attempts with the next message to this worker, or after ACK_DELAY.
+
+        Nothing waits on an acknowledgement but the worker's clean-up, so it need not cost a
+        message and a wake-up of its own: when jobs run back to back it rides on the next assignment.
+        """
+        self._acks.extend(attempt_ids)
+        if self._ack_timer is None:
+            self._ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY, self._flush_acks)
+
+    def _flush_acks(self) -> None:
+        self._ack_timer = None
+        if self._acks:
+            self.send(pb.MasterMessage())
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            if self._ack_timer is not None:
+                self._ack_timer.cancel()
             self.outbox.put_nowait(_CLOSE)
 
 

@@ -2,13 +2,15 @@
 
 Every mutation of `ClusterState` goes through `MasterLoop.call`/`post`. Each turn takes every
 event that has arrived, applies them all, and commits what they changed in one transaction
-(one fsync): while a commit runs, new events wait in gRPC's buffers and form the next batch,
-so the commit rate adapts to the load — group commit without a timer. Effects (assignments,
-cancels, acknowledgements, waking waiters) run only after their state is durable, so nothing a
-client or worker is told can be lost by a crash.
+(one fsync): while a commit runs, new events wait and form the next batch, so the commit rate
+adapts to the load — group commit without a timer. Effects (assignments, cancels,
+acknowledgements, waking waiters) run only after their state is committed, so nothing a client or
+worker is told can be lost by a crash.
 
-Store calls run inline on the event loop thread. A commit is a fraction of a millisecond; a
-hand-off to a store thread and back costs more than that in wake-ups on small machines.
+A commit is two steps: the write, inline on the event loop thread (a fraction of a millisecond;
+a hand-off to a thread and back costs more in wake-ups on small machines), then the fsync, on a
+thread of its own, while the event loop carries out the assignments `before_sync` lets go early.
+Everything else waits for the fsync.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from titan_runtime.core.cluster import ClusterState
-from titan_runtime.core.effects import Changes, Effect
+from titan_runtime.core.effects import Changes, Effect, before_sync
 from titan_runtime.store import Store
 
 log = logging.getLogger("titan.master")
@@ -90,6 +93,7 @@ class MasterLoop:
         self._flush_at: float | None = None
         self._handler: EffectHandler | None = None
         self._task: asyncio.Task[None] | None = None
+        self._syncer: ThreadPoolExecutor | None = None
         self.failed: BaseException | None = None
 
     # -------------------------------------------------------------- store access
@@ -119,10 +123,15 @@ class MasterLoop:
 
     def start(self, handler: EffectHandler) -> None:
         self._handler = handler
+        if self.store.syncs:
+            self._syncer = ThreadPoolExecutor(1, thread_name_prefix="titan-store-sync")
         self._task = asyncio.get_running_loop().create_task(self._run(), name="titan-master-loop")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
+        if self._syncer is not None:
+            self._syncer.shutdown(wait=True)  # a running fsync finishes before the store closes
+            self._syncer = None
 
     async def _next_batch(self) -> list[tuple[Callable[[float], Any], asyncio.Future[Any] | None]]:
         """Every event that has arrived; waits for one, or until the core's next deadline."""
@@ -171,17 +180,22 @@ class MasterLoop:
                     continue
             self._flush_at = None
             changes = self.state.take_changes()
-            if changes:
-                try:
-                    await self.in_store(self.store.save, changes)
-                except Exception as exc:
-                    # Memory and disk now disagree: refuse to act on anything, and stop.
-                    self.failed = exc
-                    log.critical("store write failed, the master stops: %s", exc)
-                    for future, _, _ in outcomes:
-                        if future is not None and not future.done():
-                            future.set_exception(RuntimeError(f"the master's store failed: {exc}"))
-                    raise
+            early, effects = before_sync(effects, changes)
+            try:
+                if changes:
+                    self.store.write(changes)
+                if early:
+                    await self._carry_out(early, Changes())
+                if changes and self._syncer is not None:
+                    await asyncio.get_running_loop().run_in_executor(self._syncer, self.store.sync)
+            except Exception as exc:
+                # Memory and disk now disagree: refuse to act on anything, and stop.
+                self.failed = exc
+                log.critical("store write failed, the master stops: %s", exc)
+                for future, _, _ in outcomes:
+                    if future is not None and not future.done():
+                        future.set_exception(RuntimeError(f"the master's store failed: {exc}"))
+                raise
             for future, result, exc in outcomes:
                 if future is None or future.done():
                     continue
@@ -189,7 +203,11 @@ class MasterLoop:
                     future.set_exception(exc)
                 else:
                     future.set_result(result)
-            try:
-                await self._handler(effects, changes)
-            except Exception:
-                log.exception("carrying out effects failed")
+            await self._carry_out(effects, changes)
+
+    async def _carry_out(self, effects: list[Effect], changes: Changes) -> None:
+        assert self._handler is not None
+        try:
+            await self._handler(effects, changes)
+        except Exception:
+            log.exception("carrying out effects failed")

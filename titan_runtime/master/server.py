@@ -220,6 +220,7 @@ class MasterServer:
         assert self._link and self._loop and self._logs
         sessions = self._link.sessions
         outgoing: dict[str, pb.MasterMessage] = {}
+        acks: dict[str, list[str]] = {}
 
         def message_for(worker_id: str) -> pb.MasterMessage | None:
             if worker_id not in sessions:
@@ -250,9 +251,7 @@ class MasterServer:
                         )
                     )
             elif isinstance(effect, AckFinished):
-                message = message_for(effect.worker_id)
-                if message is not None:
-                    message.acks.append(effect.attempt_id)
+                acks.setdefault(effect.worker_id, []).append(effect.attempt_id)
             elif isinstance(effect, DrainWorker):
                 message = message_for(effect.worker_id)
                 if message is not None:
@@ -263,6 +262,9 @@ class MasterServer:
                     session.close()
             elif isinstance(effect, Note):
                 log.info("%s", effect.message)
+        for worker_id, attempt_ids in acks.items():
+            if worker_id in sessions:
+                sessions[worker_id].ack(attempt_ids)
         for worker_id, message in outgoing.items():
             sessions[worker_id].send(message)
         for attempt_id in changes.ended_attempts:

@@ -39,14 +39,31 @@ class Snapshot:
 
 
 class Store(abc.ABC):
-    """Durable state. Calls come from one thread at a time (the master's store thread)."""
+    """Durable state. A KV call that changes something is durable when it returns; `write` is
+    made durable by `sync`, so that the master can act on a batch while its fsync runs.
+
+    Calls come from the master's event loop thread, except `sync`, which may run on another
+    thread at the same time (it must not touch what the other calls use)."""
+
+    #: True when `sync` does real work (an fsync), worth running off the event loop.
+    syncs: bool = False
 
     @abc.abstractmethod
     def load(self) -> Snapshot: ...
 
-    @abc.abstractmethod
     def save(self, changes: Changes) -> None:
-        """Upsert every row of `changes` atomically: all of them are durable, or none."""
+        """Upsert every row of `changes` atomically and durably: all of them, or none."""
+        self.write(changes)
+        self.sync()
+
+    @abc.abstractmethod
+    def write(self, changes: Changes) -> None:
+        """Upsert every row of `changes` atomically: all of them, or none. Once this returns the
+        rows survive a crash of the master's process; they survive a crash of the machine once
+        `sync` has returned too."""
+
+    def sync(self) -> None:  # noqa: B027 - nothing to do for backends without a disk
+        """Make everything written so far survive a machine crash (an fsync)."""
 
     @abc.abstractmethod
     def kv_get(self, key: str) -> str | None: ...

@@ -31,7 +31,7 @@ class MemoryStore(Store):
             workers=[_copy(r) for r in self._workers.values()],
         )
 
-    def save(self, changes: Changes) -> None:
+    def write(self, changes: Changes) -> None:
         for row in changes.runs:
             self._runs[row["id"]] = _copy(row)
         for row in changes.new_jobs:
