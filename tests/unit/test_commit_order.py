@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -109,54 +108,42 @@ def test_cancels_wait_for_the_fsync_beside_an_early_assignment() -> None:
 # ---------------------------------------------------------------- the master loop
 
 
-class GatedStore(MemoryStore):
-    """A store whose fsync waits until the test lets it finish."""
+class WatchedStore(MemoryStore):
+    """A store that notes, at each fsync, what the master had done so far."""
 
     syncs = True
 
     def __init__(self) -> None:
         super().__init__()
-        self.syncing = threading.Event()
-        self.release = threading.Event()
+        self.carried: list[Effect] = []
+        self.pending: list[asyncio.Future[object]] = []
+        self.at_sync: list[tuple[list[type], bool]] = []
 
-    def sync(self) -> None:
-        self.syncing.set()
-        assert self.release.wait(10), "the test never released the fsync"
-        self.syncing.clear()
-        self.release.clear()
+    def sync(self) -> None:  # on the loop's thread or its own: either way the loop waits for it
+        self.at_sync.append(([type(e) for e in self.carried], any(f.done() for f in self.pending)))
 
 
-async def wait_for(predicate: object, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + 10
-    while not predicate():  # type: ignore[operator]
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.001)
-
-
-def test_the_loop_assigns_during_the_fsync_and_answers_after_it() -> None:
+def test_the_loop_assigns_before_the_fsync_and_answers_after_it() -> None:
     async def main() -> None:
         state = connected(now=time.time())  # the loop's clock
-        store = GatedStore()
+        store = WatchedStore()
         loop = MasterLoop(state, store)
-        carried: list[Effect] = []
 
         async def handler(effects: list[Effect], changes: Changes) -> None:
-            carried.extend(effects)
+            store.carried.extend(effects)
 
         loop.start(handler)
         try:
             submitted = asyncio.ensure_future(
                 loop.call(lambda now: state.submit_run("r", "r", [spec("a"), spec("b", ("a",))], now))
             )
-            await wait_for(lambda: any(isinstance(e, Assign) for e in carried), "the assignment")
-            assert store.syncing.is_set(), "the assignment went out before the write's fsync began"
-            assert not submitted.done(), "the submitter was answered before the fsync"
-            store.release.set()
+            store.pending = [submitted]
             await asyncio.wait_for(submitted, 10)
+            assert store.at_sync == [([Assign], False)]  # assigned before the fsync, answered after it
+            (assign,) = store.carried
 
-            # The parent's end: its child's assignment waits for the fsync.
-            (assign,) = [e for e in carried if isinstance(e, Assign)]
-            carried.clear()
+            # The parent's end: its child's assignment waits for the fsync, like the answer.
+            store.carried.clear()
             finished = asyncio.ensure_future(
                 loop.call(
                     lambda now: state.attempt_finished(
@@ -164,15 +151,11 @@ def test_the_loop_assigns_during_the_fsync_and_answers_after_it() -> None:
                     )
                 )
             )
-            await wait_for(store.syncing.is_set, "the fsync of the end")
-            await asyncio.sleep(0.05)  # give a wrongly early assignment time to appear
-            assert carried == []
-            assert not finished.done()
-            store.release.set()
+            store.pending = [finished]
             await asyncio.wait_for(finished, 10)
-            assert {type(e) for e in carried} == {AckFinished, Assign}
+            assert store.at_sync[1:] == [([], False)]
+            assert {type(e) for e in store.carried} == {AckFinished, Assign}
         finally:
-            store.release.set()
             await loop.stop()
 
     asyncio.run(main())

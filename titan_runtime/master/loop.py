@@ -8,9 +8,9 @@ acknowledgements, waking waiters) run only after their state is committed, so no
 worker is told can be lost by a crash.
 
 A commit is two steps: the write, inline on the event loop thread (a fraction of a millisecond;
-a hand-off to a thread and back costs more in wake-ups on small machines), then the fsync, on a
-thread of its own, while the event loop carries out the assignments `before_sync` lets go early.
-Everything else waits for the fsync.
+a hand-off to a thread and back costs more in wake-ups on small machines), then the fsync. When
+`before_sync` lets assignments go early, the fsync runs on a thread of its own while the event
+loop sends them; otherwise inline. Everything else waits for the fsync.
 """
 
 from __future__ import annotations
@@ -186,8 +186,10 @@ class MasterLoop:
                     self.store.write(changes)
                 if early:
                     await self._carry_out(early, Changes())
-                if changes and self._syncer is not None:
-                    await asyncio.get_running_loop().run_in_executor(self._syncer, self.store.sync)
+                    if changes and self._syncer is not None:  # the event loop sends them meanwhile
+                        await asyncio.get_running_loop().run_in_executor(self._syncer, self.store.sync)
+                elif changes:
+                    self.store.sync()  # nothing to do meanwhile: a thread would only add wake-ups
             except Exception as exc:
                 # Memory and disk now disagree: refuse to act on anything, and stop.
                 self.failed = exc
