@@ -45,7 +45,7 @@ class Store(abc.ABC):
     Calls come from the master's event loop thread, except `sync`, which may run on another
     thread at the same time (it must not touch what the other calls use)."""
 
-    #: True when `sync` does real work (an fsync), worth running off the event loop.
+    #: True when `sync` does real work (an fsync): worth a thread when there is work to do meanwhile.
     syncs: bool = False
 
     @abc.abstractmethod
