@@ -186,8 +186,8 @@ class MasterLoop:
                     self.store.write(changes)
                 if early:
                     await self._carry_out(early, Changes())
-                    if changes and self._syncer is not None:  # the event loop sends them meanwhile
-                        await asyncio.get_running_loop().run_in_executor(self._syncer, self.store.sync)
+                if changes and early and self._syncer is not None:  # the event loop sends them meanwhile
+                    await asyncio.get_running_loop().run_in_executor(self._syncer, self.store.sync)
                 elif changes:
                     self.store.sync()  # nothing to do meanwhile: a thread would only add wake-ups
             except Exception as exc:
