@@ -275,7 +275,7 @@ def test_python_placeholder_is_the_workers_interpreter(cluster: ProcessCluster) 
 
 
 def test_workspaces_and_spool_files_are_removed_after_each_job(cluster: ProcessCluster) -> None:
-    """An empty workspace is removed inline, a full one by a thread; a job's spool and result files
+    """A workspace of a few files is removed inline, a tree by a thread; a job's spool and result files
     go once the master has its log and result. Nothing piles up on a worker that runs many jobs."""
     client = cluster.client
     jobs = [

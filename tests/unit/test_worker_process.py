@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from titan_runtime.worker import process as process_module
+from titan_runtime.worker.execution import SMALL_WORKSPACE, AttemptRunner
 from titan_runtime.worker.process import JobProcess, memory_limited
 from titan_runtime.worker.spool import MAX_LINE, Spool
 
@@ -65,3 +67,32 @@ def test_memory_limit_wrapper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, w
     assert small.returncode != 0 and "MemoryError" in small.stderr
     large = subprocess.run(memory_limited(hog, 2000), capture_output=True, text=True)
     assert large.returncode == 0 and large.stdout == "fits\n"
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["empty", "script link", "a few files", "a link to a directory", "a tree", "many files"],
+)
+def test_a_workspace_is_removed_whatever_it_holds_and_nothing_outside_it(tmp_path: Path, layout: str) -> None:
+    """Small flat workspaces go inline, the rest by a thread; a link is removed, never followed."""
+    outside = tmp_path / "outside"
+    (outside / "keep").mkdir(parents=True)
+    (outside / "keep" / "file").write_text("mine")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    if layout == "script link":
+        os.link(outside / "keep" / "file", ws / "job.py")
+    elif layout == "a few files":
+        for i in range(SMALL_WORKSPACE):
+            (ws / f"f{i}").write_text("x")
+    elif layout == "a link to a directory":
+        (ws / "link").symlink_to(outside / "keep")
+    elif layout == "a tree":
+        (ws / "a" / "b").mkdir(parents=True)
+        (ws / "a" / "b" / "f").write_text("x")
+    elif layout == "many files":
+        for i in range(SMALL_WORKSPACE * 4):
+            (ws / f"f{i}").write_text("x")
+    asyncio.run(AttemptRunner._remove_workspace(ws))
+    assert not ws.exists()
+    assert (outside / "keep" / "file").read_text() == "mine"

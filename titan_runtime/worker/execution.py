@@ -9,6 +9,7 @@ report the master receives.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -27,6 +28,8 @@ from titan_runtime.worker.project import unpack
 from titan_runtime.worker.spool import Spool
 
 MAX_RESULT_BYTES = 1024 * 1024
+#: Up to this many files and no directory: a workspace is removed on the event loop, not by a thread.
+SMALL_WORKSPACE = 8
 
 
 @dataclass
@@ -204,14 +207,22 @@ class AttemptRunner:
 
     @staticmethod
     async def _remove_workspace(path: Path) -> None:
-        """An empty workspace (most command jobs leave nothing) is removed at once; a full one by a
-        thread, since a big tree can take seconds."""
+        """A workspace of a few files (most jobs leave nothing but their script's link) is removed
+        at once; anything bigger by a thread, since a big tree can take seconds. The hand-off to a
+        thread and back costs more than unlinking a file or two."""
         try:
-            os.rmdir(path)
+            with os.scandir(path) as found:
+                entries = list(itertools.islice(found, SMALL_WORKSPACE + 1))
+            if len(entries) <= SMALL_WORKSPACE and not any(e.is_dir(follow_symlinks=False) for e in entries):
+                for entry in entries:
+                    os.unlink(entry.path)
+                os.rmdir(path)
+                return
         except FileNotFoundError:
-            pass
+            return
         except OSError:
-            await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, path, True)
+            pass  # e.g. a file that cannot be unlinked: rmtree does what it can
+        await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, path, True)
 
     async def argv(self, ex: Execution) -> list[str]:
         spec = ex.assignment.spec
