@@ -40,9 +40,13 @@ class Snapshot:
 
 class Store(abc.ABC):
     """Durable state. A KV call that changes something is durable when it returns; `write` is
-    made durable by `sync`, so that the master can send a batch's assignments before its fsync.
+    made durable by `sync`, so that the master can act on a batch while its fsync runs.
 
-    Calls come from the master's event loop thread, one at a time."""
+    Calls come from the master's event loop thread, except `sync`, which may run on another
+    thread at the same time (it must not touch what the other calls use)."""
+
+    #: True when `sync` does real work (an fsync): worth a thread when there is work to do meanwhile.
+    syncs: bool = False
 
     @abc.abstractmethod
     def load(self) -> Snapshot: ...

@@ -43,7 +43,7 @@ class SqliteStore(Store):
 
     def __init__(self, path: str | os.PathLike[str], fsync: bool = True) -> None:
         self.path = Path(path)
-        self._fsync = fsync
+        self.syncs = fsync
         self._wal = f"{self.path}-wal"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +129,7 @@ class SqliteStore(Store):
         """fdatasync the WAL, where every commit is (its own descriptor: safe beside the connection).
 
         Opened each time rather than kept: SQLite may delete and recreate the file."""
-        if not self._fsync:
+        if not self.syncs:
             return
         try:
             fd = os.open(self._wal, os.O_RDONLY)
