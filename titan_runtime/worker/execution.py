@@ -9,6 +9,7 @@ report the master receives.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -215,10 +216,11 @@ class AttemptRunner:
                 entries = list(itertools.islice(found, SMALL_WORKSPACE + 1))
             if len(entries) <= SMALL_WORKSPACE and not any(e.is_dir(follow_symlinks=False) for e in entries):
                 for entry in entries:
-                    os.unlink(entry.path)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
                 os.rmdir(path)
                 return
-        except FileNotFoundError:
+        except FileNotFoundError:  # the workspace itself is gone
             return
         except OSError:
             pass  # e.g. a file that cannot be unlinked: rmtree does what it can
