@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,19 @@ def test_a_workspace_is_removed_whatever_it_holds_and_nothing_outside_it(tmp_pat
     elif layout == "many files":
         for i in range(SMALL_WORKSPACE * 4):
             (ws / f"f{i}").write_text("x")
-    asyncio.run(AttemptRunner._remove_workspace(ws))
+    handed_to_a_thread: list[object] = []
+
+    class RecordingExecutor(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+            handed_to_a_thread.append(fn)
+            return super().submit(fn, *args, **kwargs)
+
+    async def main() -> None:
+        with RecordingExecutor(1) as executor:
+            asyncio.get_running_loop().set_default_executor(executor)
+            await AttemptRunner._remove_workspace(ws)
+
+    asyncio.run(main())
     assert not ws.exists()
     assert (outside / "keep" / "file").read_text() == "mine"
+    assert bool(handed_to_a_thread) == (layout in ("a tree", "many files"))
