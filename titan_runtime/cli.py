@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import click
 
-from titan_runtime import config
+from titan_runtime import config, eventloop
 from titan_runtime.client.errors import TitanError
 from titan_runtime.client.job import TitanJob
 from titan_runtime.client.records import JobRecord, LogLine, RunRecord
@@ -363,7 +363,7 @@ def master(
         await server.stopped.wait()
         await server.stop()
 
-    asyncio.run(serve())
+    eventloop.run(serve())
 
 
 @cli.group(invoke_without_command=True)
@@ -472,7 +472,7 @@ def worker(
         provider=provider,
         launch_id=launch_id,
     )
-    sys.exit(asyncio.run(run_worker(cfg)))
+    sys.exit(eventloop.run(run_worker(cfg)))
 
 
 def _parse_port_range(value: str) -> tuple[int, int]:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
+from titan_runtime import eventloop
 from titan_runtime.clusterconfig import ClusterFile
 from titan_runtime.config import ConfigError
 from titan_runtime.core.model import WorkerState
@@ -91,7 +92,7 @@ class LocalCluster:
         failure: list[BaseException] = []
 
         def serve() -> None:
-            loop = asyncio.new_event_loop()
+            loop = eventloop.new_event_loop()
             self._loop = loop
             asyncio.set_event_loop(loop)
             self.server = MasterServer(self.config)

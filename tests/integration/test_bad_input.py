@@ -99,3 +99,9 @@ def test_missing_token(cluster: ProcessCluster, tmp_path: Path) -> None:
 def test_bad_option_value_is_one_line(cluster: ProcessCluster) -> None:
     line = one_line_error(cluster.cli("submit", "--priority", "high", "--", "true"))
     assert "'high' is not a valid integer" in line and "--help" in line
+
+
+def test_unknown_event_loop(tmp_path: Path) -> None:
+    env = dict(os.environ, TITAN_EVENT_LOOP="tokio")
+    line = one_line_error(run("master", "--port", "0", "--data-dir", str(tmp_path), env=env))
+    assert "TITAN_EVENT_LOOP='tokio' is not one of uvloop, asyncio" in line
