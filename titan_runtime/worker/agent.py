@@ -28,9 +28,10 @@ import grpc
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.version import __version__
-from titan_runtime.worker import capabilities
+from titan_runtime.worker import capabilities, launcher
 from titan_runtime.worker.cache import ArtifactCache
 from titan_runtime.worker.execution import AttemptRunner, Execution
+from titan_runtime.worker.launcher import PythonLauncher
 from titan_runtime.worker.ports import PortLeases
 from titan_runtime.worker.reaper import Reaper
 from titan_runtime.worker.spool import Spool
@@ -74,6 +75,7 @@ class WorkerConfig:
     kill_grace: float = 10.0
     drain_timeout: float = 60.0  # SIGTERM: how long running attempts may take to finish
     keep_workspaces: bool = False
+    python_launcher: str = "fork"  # or "exec": how .py script jobs start (worker/launcher.py)
     worker_id: str = ""
     port_range: tuple[int, int] = (20000, 32000)  # where services' ports are leased
     advertise_host: str = ""  # how others reach this worker's services; default: the route to the master
@@ -194,6 +196,7 @@ class WorkerAgent:
             on_change=self._signal_change,
             ports=PortLeases(*self.config.port_range),
         )
+        self._runner.launcher = self._start_launcher(self._runner.base_env)
         self._channel = grpc.aio.insecure_channel(self.config.master, options=CHANNEL_OPTIONS)
         self._stub = rpc.TitanStub(self._channel)
         link = rpc.WorkerLinkStub(self._channel)
@@ -212,9 +215,20 @@ class WorkerAgent:
                 await wait_event(self._changed, delay)
         finally:
             await self._stop_attempts("worker stopping")
+            if self._runner.launcher is not None:
+                self._runner.launcher.close()
             self.reaper.close()
             await self._channel.close()
             log.info("worker %s stopped", self.config.name)
+
+    def _start_launcher(self, env: dict[str, str]) -> PythonLauncher | None:
+        if self.config.python_launcher != "fork" or not launcher.supported():
+            return None
+        try:
+            return PythonLauncher(env)
+        except OSError as exc:
+            log.warning("cannot start the Python launcher (%s); Python jobs are exec'd", exc)
+            return None
 
     async def _stop_attempts(self, reason: str) -> None:
         """Stop every running attempt (SIGTERM, SIGKILL after the grace period) and wait for them.

@@ -23,6 +23,7 @@ from pathlib import Path
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.worker import health
 from titan_runtime.worker.cache import ArtifactCache
+from titan_runtime.worker.launcher import PythonLauncher
 from titan_runtime.worker.ports import PortLeases, PortUnavailable
 from titan_runtime.worker.process import GroupWatcher, JobProcess
 from titan_runtime.worker.project import unpack
@@ -109,10 +110,12 @@ class AttemptRunner:
         watcher: GroupWatcher | None,
         on_change: Callable[[], None],
         ports: PortLeases | None = None,
+        launcher: PythonLauncher | None = None,
     ) -> None:
         self.ports = ports or PortLeases()
+        self.launcher = launcher  # forks Python script jobs; None: every job is exec'd
         # The worker's own environment, minus the cluster token, which a job must never see.
-        self._base_env = {k: v for k, v in os.environ.items() if k != "TITAN_TOKEN"}
+        self.base_env = {k: v for k, v in os.environ.items() if k != "TITAN_TOKEN"}
 
         self.master = master
         self.worker_id = worker_id
@@ -141,11 +144,17 @@ class AttemptRunner:
             if ex.cancel is not None:
                 ex.exit = pb.AttemptExit(outcome="cancelled", reason=ex.cancel[0])
                 return
+            env = self.env(ex)
+            launcher = self.launcher
+            if launcher is not None and (spec.memory_mb or not launcher.compatible(argv, env)):
+                launcher = None
             process = JobProcess(
-                argv, ex.workspace, self.env(ex), ex.spool, self._on_change, self.watcher, spec.memory_mb
+                argv, ex.workspace, env, ex.spool, self._on_change, self.watcher, spec.memory_mb
             )
-            ex.pid = process.start()
+            ex.pid = await process.start(launcher)
             ex.process = process
+            if ex.cancel is not None:  # asked while it was being started
+                process.terminate("cancelled", *ex.cancel)
             ex.started_at = time.time()
             self._on_change()
             if ex.is_service:
@@ -264,7 +273,7 @@ class AttemptRunner:
 
     def env(self, ex: Execution) -> dict[str, str]:
         a = ex.assignment
-        env = dict(self._base_env)
+        env = dict(self.base_env)
 
         env.update(a.spec.env)
         env.update(a.env)

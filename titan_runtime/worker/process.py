@@ -8,6 +8,8 @@ killed too: a batch job ends when its process does (long-lived work is what serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -18,7 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from titan_runtime.worker.launcher import LauncherUnavailable, PythonLauncher
 from titan_runtime.worker.spool import Spool
+
+log = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
 
@@ -66,6 +71,12 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+def _kill_when_started(started: asyncio.Future[int]) -> None:
+    if started.exception() is None:
+        with contextlib.suppress(OSError):
+            os.killpg(started.result(), signal.SIGKILL)
+
+
 class JobProcess:
     def __init__(
         self,
@@ -86,6 +97,7 @@ class JobProcess:
         self._on_output = on_output
         self.proc: subprocess.Popen[bytes] | None = None
         self.pid = 0
+        self.returncode: int | None = None
         self._open_pipes = 0
         self._exited = False
         self._done: asyncio.Future[ProcessExit] | None = None
@@ -93,41 +105,82 @@ class JobProcess:
         self._kill_reason = ""
         self._kill_timer: asyncio.TimerHandle | None = None
         self._pidfd = -1
+        self._watched = False
 
-    def start(self) -> int:
-        """Spawn the process (raises OSError when it cannot be executed) and return its pid."""
+    async def start(self, launcher: PythonLauncher | None = None) -> int:
+        """Start the process (raises OSError when it cannot be executed) and return its pid: forked
+        by `launcher` when given and able, else exec'd."""
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
+        pipes = [os.pipe(), os.pipe()]
+        # Read before the process can end: an exit heard first must still wait for the output.
+        for (fd, _), stream in zip(pipes, (b"O", b"E"), strict=True):
+            os.set_blocking(fd, False)
+            loop.add_reader(fd, self._on_readable, fd, stream)
+            self._open_pipes += 1
+        writers = (pipes[0][1], pipes[1][1])
+        try:
+            if launcher is not None:
+                try:
+                    self.pid = await self._fork(launcher, writers)
+                except LauncherUnavailable as exc:
+                    log.info("%s; exec'ing the job instead", exc)
+            if not self.pid:
+                self._exec(writers)
+        except BaseException:
+            for fd, _ in pipes:
+                loop.remove_reader(fd)
+                os.close(fd)
+            self._open_pipes = 0
+            raise
+        finally:
+            for fd in writers:
+                os.close(fd)
+        if self._watcher is not None and not self._exited:  # a forked job can be over already
+            self._watcher.watch(self.pid)
+            self._watched = True
+        return self.pid
+
+    async def _fork(self, launcher: PythonLauncher, writers: tuple[int, int]) -> int:
+        with open(os.devnull, "rb") as devnull:
+            started = launcher.spawn(
+                self.argv, self.cwd, self.env, (devnull.fileno(), *writers), self._on_forked_exit
+            )
+        try:
+            return await asyncio.shield(started)
+        except asyncio.CancelledError:  # the worker is stopping: the job must not outlive this
+            started.add_done_callback(
+                lambda f: f.exception() is None and os.killpg(f.result(), signal.SIGKILL)
+            )
+            raise
+
+    def _exec(self, writers: tuple[int, int]) -> None:
         argv = memory_limited(self.argv, self.memory_mb) if self.memory_mb else self.argv
         self.proc = subprocess.Popen(
             argv,
             cwd=self.cwd,
             env=self.env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=writers[0],
+            stderr=writers[1],
             start_new_session=True,  # its own process group (and session): killpg reaches everything
             close_fds=True,
         )
         self.pid = self.proc.pid
-        if self._watcher is not None:
-            self._watcher.watch(self.pid)
-        for pipe, stream in ((self.proc.stdout, b"O"), (self.proc.stderr, b"E")):
-            assert pipe is not None
-            fd = pipe.fileno()
-            os.set_blocking(fd, False)
-            loop.add_reader(fd, self._on_readable, fd, stream)
-            self._open_pipes += 1
+        loop = asyncio.get_running_loop()
         try:
             self._pidfd = os.pidfd_open(self.pid)
             loop.add_reader(self._pidfd, self._on_exit)
         except (AttributeError, OSError):
             loop.run_in_executor(None, self._wait_without_reaping, loop)
-        return self.pid
 
-    def _wait_without_reaping(self, loop: asyncio.AbstractEventLoop) -> None:
-        os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
-        loop.call_soon_threadsafe(self._on_exit)
+    def _on_forked_exit(self, returncode: int | None) -> None:
+        """The launcher reaped the child (and killed its group), or died and took the status along."""
+        if self._exited:
+            return
+        self._exited = True
+        self.returncode = returncode
+        self._finish_exit()
 
     def _on_readable(self, fd: int, stream: bytes) -> None:
         try:
@@ -141,6 +194,7 @@ class JobProcess:
             self._on_output()
             return
         asyncio.get_running_loop().remove_reader(fd)
+        os.close(fd)
         self._open_pipes -= 1
         self._maybe_done()
 
@@ -156,8 +210,11 @@ class JobProcess:
         # kill what it left behind, then reap.
         self._killpg(signal.SIGKILL)
         assert self.proc is not None
-        self.proc.wait()
-        if self._watcher is not None:
+        self.returncode = self.proc.wait()
+        self._finish_exit()
+
+    def _finish_exit(self) -> None:
+        if self._watcher is not None and self._watched:
             self._watcher.forget(self.pid)
         if self._kill_timer is not None:
             self._kill_timer.cancel()
@@ -166,15 +223,15 @@ class JobProcess:
     def _maybe_done(self) -> None:
         if not self._exited or self._open_pipes > 0 or self._done is None or self._done.done():
             return
-        assert self.proc is not None
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
         self.spool.flush()
         self._on_output()
-        self._done.set_result(self._describe(self.proc.returncode))
+        self._done.set_result(self._describe(self.returncode))
 
-    def _describe(self, rc: int) -> ProcessExit:
+    def _describe(self, rc: int | None) -> ProcessExit:
+        if rc is None:
+            return ProcessExit(
+                "error", None, "", "the Python launcher exited, so the job's exit status is lost"
+            )
         code = rc if rc >= 0 else None
         sig = signal_name(-rc) if rc < 0 else ""
         if self._kill_outcome:
@@ -194,7 +251,7 @@ class JobProcess:
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and not self._exited
+        return self.pid != 0 and not self._exited
 
     def terminate(self, outcome: str, reason: str, grace: float) -> None:
         """SIGTERM the whole group now, SIGKILL it after `grace` seconds if it is still there."""

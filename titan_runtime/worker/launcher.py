@@ -1,0 +1,167 @@
+"""The worker's side of the Python launcher (launcher_main.py): start it, ask it for jobs, hear exits.
+
+Python script jobs are forked from an interpreter that has already started instead of starting a
+new one each: on a no-op script that is ~1 ms of CPU instead of ~17 (docs/performance.md). Only jobs
+that cannot tell the difference go this way (`compatible`); anything else, and every job when the
+launcher is off (`--python-launcher exec`) or gone, is started with exec as before.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import collections
+import contextlib
+import logging
+import marshal
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MAIN = Path(__file__).with_name("launcher_main.py")
+#: The launcher's interpreter settles these at start-up, so a job that sets any other value is
+#: exec'd: its interpreter must read them itself.
+STARTUP_ENV_PREFIXES = ("PYTHON", "LC_")
+STARTUP_ENV_NAMES = frozenset({"LANG", "LANGUAGE"})
+
+
+class LauncherUnavailable(Exception):
+    """The launcher cannot take this job (it is gone, or refused it): exec it instead."""
+
+
+def supported() -> bool:
+    """Forking needs Linux's pidfds (to hear of exits without being the parent)."""
+    return sys.platform == "linux" and hasattr(os, "pidfd_open") and hasattr(socket, "CMSG_SPACE")
+
+
+def _startup_env(env: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith(STARTUP_ENV_PREFIXES) or k in STARTUP_ENV_NAMES}
+
+
+class PythonLauncher:
+    """One launcher process per worker, started with the environment every job starts from."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = {**env, "PYTHONUNBUFFERED": "1"}
+        self._startup = _startup_env(self._env)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-u", str(MAIN), str(theirs.fileno())],
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,  # a Ctrl-C in the worker's terminal does not reach it
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._sock = ours
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(ours.fileno(), self._on_readable)
+        self._starting: collections.deque[tuple[asyncio.Future[int], Callable[[int | None], None]]] = (
+            collections.deque()
+        )
+        self._exits: dict[int, Callable[[int | None], None]] = {}
+        self.alive = True
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def compatible(self, argv: list[str], env: Mapping[str, str]) -> bool:
+        """Whether a job run as `argv` with `env` would start exactly as the launcher did."""
+        return (
+            self.alive
+            and len(argv) >= 3
+            and argv[:2] == [sys.executable, "-u"]
+            and not argv[2].startswith("-")
+            and _startup_env(env) == self._startup
+        )
+
+    def spawn(
+        self,
+        argv: list[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        fds: tuple[int, int, int],
+        on_exit: Callable[[int | None], None],
+    ) -> asyncio.Future[int]:
+        """Ask for a child; the future gives its pid. `on_exit(returncode)` follows when it has
+        exited, been reaped, and its group killed (None: the launcher died first, status unknown)."""
+        if not self.alive:
+            raise LauncherUnavailable("the Python launcher has exited")
+        request = marshal.dumps((argv, str(cwd), dict(env)))
+        fd_bytes = array.array("i", fds).tobytes()
+        try:
+            self._sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd_bytes)])
+        except OSError as exc:  # e.g. a request over the socket's size limit: exec does not mind
+            raise LauncherUnavailable(f"the Python launcher cannot take the job: {exc}") from exc
+        started: asyncio.Future[int] = self._loop.create_future()
+        self._starting.append((started, on_exit))
+        return started
+
+    def _on_readable(self) -> None:
+        try:
+            data = self._sock.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._gone()
+            return
+        message = marshal.loads(data)
+        if message[0] == "exit":
+            _, pid, status = message
+            on_exit = self._exits.pop(pid, None)
+            if on_exit is not None:
+                on_exit(os.waitstatus_to_exitcode(status))
+            return
+        started, on_exit = self._starting.popleft()
+        if message[0] == "pid":
+            self._exits[message[1]] = on_exit  # even if the caller stopped waiting: the job exists
+            if not started.done():
+                started.set_result(message[1])
+        elif not started.done():
+            started.set_exception(LauncherUnavailable(f"the Python launcher could not fork: {message[1]}"))
+
+    def _gone(self) -> None:
+        """The launcher died: its children's statuses died with it. Kill their groups, say so."""
+        if not self.alive:
+            return
+        self.alive = False
+        log.warning("the Python launcher (pid %d) exited; Python jobs are exec'd from now on", self.pid)
+        self._loop.remove_reader(self._sock.fileno())
+        while self._starting:
+            started, _ = self._starting.popleft()
+            if not started.done():
+                started.set_exception(LauncherUnavailable("the Python launcher has exited"))
+        exits, self._exits = self._exits, {}
+        for pid, on_exit in exits.items():
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            on_exit(None)
+
+    def close(self) -> None:
+        """Close the socket (the launcher leaves when it sees that) and reap it."""
+        if self.alive:
+            self.alive = False
+            self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()

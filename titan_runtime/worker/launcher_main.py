@@ -1,0 +1,140 @@
+"""The Python launcher: an interpreter that has already started, forking a copy per Python job.
+
+Run by the worker as `python -u launcher_main.py FD` (never imported): FD is its end of a
+SOCK_SEQPACKET socket pair. Starting an interpreter costs ~17 ms of CPU, most of a no-op job; a fork
+of one that has started costs ~1 ms. Each request is a marshalled (argv, cwd, env) with the job's
+stdin, stdout and stderr attached (SCM_RIGHTS); the answer is ("pid", pid) once the child leads its
+own session, or ("error", why). When a child exits, the launcher SIGKILLs what is left of its
+group (the leader is a zombie until reaped, so the group id cannot have been reused), reaps it and
+sends ("exit", pid, wait status). It leaves when the worker closes its end.
+
+The child then becomes what `python -u SCRIPT ARGS` would be: its own session, the job's fds, cwd,
+environment, argv and sys.path[0], the default SIGINT handler, the script as `__main__`, and the
+interpreter's own handling of SystemExit, uncaught exceptions, threads and atexit. What differs is
+listed in docs/concepts.md (the hash seed is the launcher's; a few modules are already imported).
+
+It imports only modules the interpreter has loaded at start-up or that are built in, so that a job
+finds `sys.modules` much as a fresh interpreter leaves it.
+"""
+
+import _socket
+import array
+import marshal
+import os
+import select
+import signal
+import sys
+
+MAX_REQUEST = 256 * 1024
+FDS = 3  # stdin, stdout, stderr
+
+
+def _spawn(argv, cwd, env, fds):
+    """Fork a child for one job; in the parent return its pid, in the child return None."""
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+            os.closerange(3, 1 << 20)  # the socket, the other children's pidfds, ready_w: all of them
+            os.chdir(cwd)
+        except BaseException as exc:  # the child must never return into the loop
+            os.write(2, f"titan: cannot start the job: {exc}\n".encode())
+            os._exit(127)
+        return None
+    os.close(ready_w)
+    os.read(ready_r, 1)  # EOF once the child has its own session and closed everything else
+    os.close(ready_r)
+    return pid
+
+
+def serve(sock_fd):
+    """Answer requests until the worker closes the socket. Returns (argv, env) in a forked child."""
+    sock = _socket.socket(fileno=sock_fd)
+    poller = select.poll()
+    poller.register(sock_fd, select.POLLIN)
+    children = {}  # pidfd -> pid
+    while True:
+        for fd, _ in poller.poll():
+            if fd != sock_fd:
+                pid = children.pop(fd)
+                poller.unregister(fd)
+                os.close(fd)
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                _, status = os.waitpid(pid, 0)
+                sock.send(marshal.dumps(("exit", pid, status)))
+                continue
+            fds = array.array("i")
+            data, ancdata, _, _ = sock.recvmsg(MAX_REQUEST, _socket.CMSG_SPACE(FDS * fds.itemsize))
+            for level, kind, payload in ancdata:
+                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                    fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+            if not data:
+                return None
+            try:
+                argv, cwd, env = marshal.loads(data)
+                if len(fds) != FDS:
+                    raise ValueError(f"expected {FDS} file descriptors, got {len(fds)}")
+                pid = _spawn(argv, cwd, env, fds)
+                if pid is None:
+                    sock.detach()
+                    return argv, env
+                pidfd = os.pidfd_open(pid)
+                children[pidfd] = pid
+                poller.register(pidfd, select.POLLIN)
+                answer = ("pid", pid)
+            except Exception as exc:  # the worker runs the job without the launcher
+                answer = ("error", f"{type(exc).__name__}: {exc}")
+            for fd in fds:
+                os.close(fd)
+            sock.send(marshal.dumps(answer))
+
+
+def _trimmed_excepthook(script):
+    """Tracebacks start at the script, as they do when Python runs it: the launcher's frame is cut."""
+
+    def hook(kind, value, tb):
+        while tb is not None and tb.tb_frame.f_code.co_filename != script:
+            tb = tb.tb_next
+        sys.__excepthook__(kind, value.with_traceback(tb), tb)
+
+    return hook
+
+
+for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(_sig, signal.SIG_IGN)  # the worker stops it by closing the socket
+_job = serve(int(sys.argv[1]))
+if _job is None:
+    sys.exit(0)
+
+# A forked child: become the job.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
+_argv, _env = _job
+os.environ.clear()
+os.environ.update(_env)
+if "TZ" in _env:
+    import time
+
+    time.tzset()
+_script = _argv[2]
+sys.orig_argv[:] = _argv
+sys.argv[:] = _argv[2:]
+sys.path[0] = os.path.dirname(os.path.realpath(_script))
+sys.excepthook = _trimmed_excepthook(_script)
+_main = type(sys)("__main__")
+_main.__file__ = _script
+_main.__cached__ = None
+_main.__loader__ = sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", _script)
+_main.__builtins__ = __builtins__
+with open(_script, "rb") as _fh:
+    _code = compile(_fh.read(), _script, "exec")
+sys.modules["__main__"] = _main
+del _job, _argv, _env, _fh, _sig
+exec(_code, _main.__dict__)
