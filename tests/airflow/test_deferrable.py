@@ -65,11 +65,14 @@ def test_deferred_task_frees_its_slot_and_catches_up_the_whole_log(
     assert (job.state, len(job.attempts)) == ("SUCCEEDED", 1)
 
 
-def test_deferred_failure_raises_with_the_log_tail(cluster: ProcessCluster, run_dag) -> None:
-    result = run_dag("titan_deferrable_failure", cluster).wait()
+def test_deferred_failure_raises_with_the_log_tail(cluster: ProcessCluster, run_dag, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    running = run_dag("titan_deferrable_failure", cluster, {"gate": str(gate)})
+    running.wait_for_log("[DAG TEST] running trigger in line")
+    gate.touch()
+    result = running.wait()
     assert result.state == "failed"
     log = result.log
-    assert "[DAG TEST] running trigger in line" in log
     assert "FAILED (exit code 3)" in log
     message = log[log.index("Last 5 line(s) of its output:") :].split("Whole output")[0]
     assert "[stderr] boom: the input was bad" in message

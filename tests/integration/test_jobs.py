@@ -6,6 +6,7 @@ import json
 import textwrap
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.helpers import ProcessCluster, pid_alive, wait_until
@@ -302,3 +303,38 @@ def test_workspaces_and_spool_files_are_removed_after_each_job(cluster: ProcessC
         )
 
     wait_until(lambda: not leftovers(), what="workspaces and spool files to be removed")
+
+
+@pytest.mark.parametrize("launcher", ["fork", "exec"])
+def test_python_scripts_start_by_the_chosen_launcher_and_time_out_with_their_tree(
+    make_cluster, tmp_path: Path, launcher: str
+) -> None:
+    """fork (the default): a .py job is a child of the worker's launcher; exec: of the worker itself.
+    Either way a timeout takes the job's grandchild with it."""
+    cluster = make_cluster()
+    args = () if launcher == "fork" else ("--python-launcher", "exec")
+    worker = cluster.add_worker("w", slots=1, args=args)
+    script = write(
+        tmp_path / "job.py",
+        """\
+        import os, subprocess, sys, time
+        child = subprocess.Popen(["sleep", "300"])
+        print(os.getppid(), child.pid, flush=True)
+        if sys.argv[1] == "hang":
+            time.sleep(300)
+        """,
+    )
+    client = cluster.client
+    quick = client.submit_job(TitanJob(filename=str(script), args=["quick"]))
+    assert client.wait(quick, 30).state == "SUCCEEDED"
+    parent, grandchild = (int(v) for v in client.fetch_logs(quick).split())
+    if launcher == "fork":
+        assert parent != worker.pid and psutil.Process(parent).ppid() == worker.pid
+    else:
+        assert parent == worker.pid
+    wait_until(lambda: not pid_alive(grandchild), 10, what="the grandchild of a job that ended to die")
+    hung = client.submit_job(TitanJob(filename=str(script), args=["hang"], timeout=1.0))
+    record = client.wait(hung, 60)
+    assert record.state == "FAILED" and record.reason.startswith("timed out after 1s")
+    grandchild = int(client.fetch_logs(hung).split()[1])
+    wait_until(lambda: not pid_alive(grandchild), 10, what="the grandchild of a timed-out job to die")

@@ -22,7 +22,7 @@ def run(argv: list[str], tmp_path: Path, **kw: object) -> tuple[process_module.P
 
     async def main() -> process_module.ProcessExit:
         proc = JobProcess(argv, tmp_path, {"PATH": "/usr/bin:/bin"}, spool, lambda: None, **kw)  # type: ignore[arg-type]
-        proc.start()
+        await proc.start()
         return await proc.wait()
 
     result = asyncio.run(main())

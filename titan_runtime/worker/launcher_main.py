@@ -29,8 +29,11 @@ MAX_REQUEST = 256 * 1024
 FDS = 3  # stdin, stdout, stderr
 
 
-def _spawn(argv, cwd, env, fds):
-    """Fork a child for one job; in the parent return its pid, in the child return None."""
+def _spawn(cwd, fds, inherited):
+    """Fork a child for one job; in the parent return its pid, in the child return None.
+
+    `inherited` is every other fd the launcher holds (its socket, its children's pidfds): the child
+    closes them, and the ones it was sent once they are its 0, 1 and 2."""
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -38,7 +41,8 @@ def _spawn(argv, cwd, env, fds):
             os.setsid()
             for target, fd in enumerate(fds):
                 os.dup2(fd, target)
-            os.closerange(3, 1 << 20)  # the socket, the other children's pidfds, ready_w: all of them
+            for fd in {*fds, *inherited, ready_r, ready_w}:
+                os.close(fd)
             os.chdir(cwd)
         except BaseException as exc:  # the child must never return into the loop
             os.write(2, f"titan: cannot start the job: {exc}\n".encode())
@@ -80,7 +84,7 @@ def serve(sock_fd):
                 argv, cwd, env = marshal.loads(data)
                 if len(fds) != FDS:
                     raise ValueError(f"expected {FDS} file descriptors, got {len(fds)}")
-                pid = _spawn(argv, cwd, env, fds)
+                pid = _spawn(cwd, fds, [sock_fd, *children])
                 if pid is None:
                     sock.detach()
                     return argv, env

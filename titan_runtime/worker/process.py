@@ -229,8 +229,10 @@ class JobProcess:
 
     def _describe(self, rc: int | None) -> ProcessExit:
         if rc is None:
+            # Not the job's fault: handed back, so the master runs it again (like an attempt lost
+            # with its worker) instead of counting a failure.
             return ProcessExit(
-                "error", None, "", "the Python launcher exited, so the job's exit status is lost"
+                "cancelled", None, "", "the Python launcher exited: the job was killed, its status lost"
             )
         code = rc if rc >= 0 else None
         sig = signal_name(-rc) if rc < 0 else ""

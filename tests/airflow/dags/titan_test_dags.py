@@ -43,7 +43,14 @@ with DAG("titan_deferrable", schedule=None, start_date=START, catchup=False):
     )
 
 with DAG("titan_deferrable_failure", schedule=None, start_date=START, catchup=False):
-    TitanOperator(task_id="deferred_fails", script="scripts/fail.py", deferrable=True, log_tail_lines=5)
+    # The gate keeps the job running until the task has deferred: a job that ends first is not deferred.
+    TitanOperator(
+        task_id="deferred_fails",
+        script="scripts/fail.py",
+        env={"GATE": "{{ dag_run.conf['gate'] }}"},
+        deferrable=True,
+        log_tail_lines=5,
+    )
 
 # Its job starts a grandchild and records both pids in conf["pidfile"], then waits forever.
 with DAG("titan_kill", schedule=None, start_date=START, catchup=False):
