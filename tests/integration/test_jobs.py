@@ -310,14 +310,18 @@ def test_python_scripts_start_by_the_chosen_launcher_and_time_out_with_their_tre
     make_cluster, tmp_path: Path, launcher: str
 ) -> None:
     """fork (the default): a .py job is a child of the worker's launcher; exec: of the worker itself.
-    Either way a timeout takes the job's grandchild with it."""
+    Either way a timeout takes the job's grandchild with it, and the cluster token is in neither the
+    job's environment block nor (fork) the launcher's, though the worker was started with it."""
     cluster = make_cluster()
     args = () if launcher == "fork" else ("--python-launcher", "exec")
     worker = cluster.add_worker("w", slots=1, args=args)
     script = write(
         tmp_path / "job.py",
         """\
-        import os, subprocess, sys, time
+        import os, pathlib, subprocess, sys, time
+        out = pathlib.Path(sys.argv[2])
+        out.joinpath("self").write_bytes(pathlib.Path("/proc/self/environ").read_bytes())
+        out.joinpath("parent").write_bytes(pathlib.Path(f"/proc/{os.getppid()}/environ").read_bytes())
         child = subprocess.Popen(["sleep", "300"])
         print(os.getppid(), child.pid, flush=True)
         if sys.argv[1] == "hang":
@@ -325,15 +329,21 @@ def test_python_scripts_start_by_the_chosen_launcher_and_time_out_with_their_tre
         """,
     )
     client = cluster.client
-    quick = client.submit_job(TitanJob(filename=str(script), args=["quick"]))
+    environs = tmp_path / "environ"
+    environs.mkdir()
+    quick = client.submit_job(TitanJob(filename=str(script), args=["quick", str(environs)]))
     assert client.wait(quick, 30).state == "SUCCEEDED"
     parent, grandchild = (int(v) for v in client.fetch_logs(quick).split())
+    token = cluster.token.encode()
+    assert token not in (environs / "self").read_bytes()
     if launcher == "fork":
         assert parent != worker.pid and psutil.Process(parent).ppid() == worker.pid
+        assert token not in (environs / "parent").read_bytes()
     else:
         assert parent == worker.pid
+        assert token in (environs / "parent").read_bytes()  # the worker's: the check finds one
     wait_until(lambda: not pid_alive(grandchild), 10, what="the grandchild of a job that ended to die")
-    hung = client.submit_job(TitanJob(filename=str(script), args=["hang"], timeout=1.0))
+    hung = client.submit_job(TitanJob(filename=str(script), args=["hang", str(environs)], timeout=1.0))
     record = client.wait(hung, 60)
     assert record.state == "FAILED" and record.reason.startswith("timed out after 1s")
     grandchild = int(client.fetch_logs(hung).split()[1])
