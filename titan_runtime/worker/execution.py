@@ -211,8 +211,9 @@ class AttemptRunner:
                 ex.result_path.unlink(missing_ok=True)
             if ex.superseded:
                 ex.spool.remove()
-            self._on_change()  # report the end first; removing the workspace can take a while
+            self._on_change()
             if not self.keep_workspaces:
+                await asyncio.sleep(0)  # the send loop reports the end before the disk work starts
                 await self._remove_workspace(ex.workspace)
 
     @staticmethod

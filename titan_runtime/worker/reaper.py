@@ -5,6 +5,10 @@ a cancel reaches grandchildren), so nothing would stop them: they would keep run
 ports. The worker therefore starts this helper first and tells it, over a pipe, each process group
 it starts and ends. The helper ignores signals and waits for the pipe to close; when it does (the
 worker exited, however it died), it SIGKILLs every group still registered and exits.
+
+It reads the pipe five times a second, not at every message: woken twice per job, it would compete
+for a CPU at the moment a job starts and ends. The pipe's 64 KiB hold some 4,000 messages, far more
+than a worker starts and ends jobs in 0.2 s.
 """
 
 from __future__ import annotations
@@ -14,18 +18,24 @@ import subprocess
 import sys
 
 REAPER_SOURCE = r"""
-import os, signal
+import os, select, signal
 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(sig, signal.SIG_IGN)
-groups, buf = set(), b""
-while True:
-    try:
-        data = os.read(0, 4096)
-    except InterruptedError:
-        continue
-    if not data:
-        break
-    buf += data
+os.set_blocking(0, False)
+hangup = select.poll()
+hangup.register(0, 0)  # no events asked: poll wakes only when the worker's end closes (POLLHUP)
+groups, buf, open_ = set(), b"", True
+while open_:
+    hangup.poll(200)
+    while True:
+        try:
+            data = os.read(0, 65536)
+        except (BlockingIOError, InterruptedError):
+            break
+        if not data:
+            open_ = False
+            break
+        buf += data
     *lines, buf = buf.split(b"\n")
     for line in lines:
         if line[:1] == b"+":
