@@ -72,6 +72,7 @@ def signal_name(number: int) -> str:
 
 
 def _kill_when_started(started: asyncio.Future[int]) -> None:
+    """For a fork whose caller stopped waiting: the job must not outlive the worker that gave up."""
     if started.exception() is None:
         with contextlib.suppress(OSError):
             os.killpg(started.result(), signal.SIGKILL)
@@ -149,9 +150,7 @@ class JobProcess:
         try:
             return await asyncio.shield(started)
         except asyncio.CancelledError:  # the worker is stopping: the job must not outlive this
-            started.add_done_callback(
-                lambda f: f.exception() is None and os.killpg(f.result(), signal.SIGKILL)
-            )
+            started.add_done_callback(_kill_when_started)
             raise
 
     def _exec(self, writers: tuple[int, int]) -> None:
