@@ -140,6 +140,39 @@ def test_failures_look_the_same(tmp_path: Path, source: str) -> None:
     assert fork_out == exec_out
 
 
+MULTIPROCESSING = """\
+import multiprocessing, pickle, sys
+
+def square(x):
+    return x * x
+
+if __name__ == "__main__":
+    print(pickle.loads(pickle.dumps(square)) is square, flush=True)
+    for method in ("spawn", "forkserver", "fork"):
+        with multiprocessing.get_context(method).Pool(2) as pool:
+            print(method, pool.map_async(square, range(4)).get(30), flush=True)
+"""
+
+
+def test_multiprocessing_works_as_in_an_execd_script(tmp_path: Path) -> None:
+    """Its spawn and forkserver children start a new interpreter from the parent's __main__ (by its
+    __file__ and sys.path), and pickle finds the script's functions there."""
+    exec_done, exec_out, _, _ = run_script(tmp_path, MULTIPROCESSING, [], fork=False)
+    fork_done, fork_out, _, forked = run_script(tmp_path, MULTIPROCESSING, [], fork=True)
+    assert forked
+    assert fork_done == exec_done and fork_done.outcome == "succeeded"
+    assert (
+        [text for _, text in fork_out]
+        == [text for _, text in exec_out]
+        == [
+            "True",
+            "spawn [0, 1, 4, 9]",
+            "forkserver [0, 1, 4, 9]",
+            "fork [0, 1, 4, 9]",
+        ]
+    )
+
+
 def test_a_job_that_sets_startup_variables_is_execd(tmp_path: Path) -> None:
     for env in ({"PYTHONPATH": str(tmp_path)}, {"LC_ALL": "C"}, {"PYTHONHASHSEED": "1"}):
         _, _, _, forked = run_script(tmp_path / str(len(os.listdir(tmp_path))), "pass\n", [], True, env)
