@@ -7,6 +7,7 @@ processes and compares what it saw and how it ended.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -252,12 +253,31 @@ def test_when_the_launcher_dies_its_jobs_are_handed_back_and_later_jobs_are_exec
     asyncio.run(with_launcher(body, fork=True))
 
 
-def test_closing_the_launcher_stops_it(tmp_path: Path) -> None:
-    async def body() -> int:
-        launcher = PythonLauncher(ENV)
-        pid = launcher.pid
-        launcher.close()
-        return pid
+def test_closing_the_launcher_stops_it_and_what_it_still_runs(tmp_work: Path) -> None:
+    """The worker stops its jobs before it closes the launcher; one that could not (a test that
+    timed out, say) must not leave a job behind either."""
+    script = tmp_work / "job.py"
+    script.write_text(
+        "import subprocess, time\nprint(subprocess.Popen(['sleep', '300']).pid, flush=True)\ntime.sleep(300)\n"
+    )
+    spool = Spool(tmp_work / "out.log")
 
-    pid = asyncio.run(body())
-    assert not pid_alive(pid)
+    async def body() -> list[int]:
+        launcher = PythonLauncher(ENV)
+        printed = asyncio.Event()
+        proc = JobProcess([sys.executable, "-u", str(script)], tmp_work, ENV, spool, printed.set)
+        pid = await proc.start(launcher)
+        assert proc.proc is None  # forked
+        await asyncio.wait_for(printed.wait(), 20)
+        launcher.close()
+        return [launcher.pid, pid]
+
+    pids = asyncio.run(body())
+    spool.close()
+    pids.append(int((tmp_work / "out.log").read_text().split("\n")[0].split(" ", 2)[2]))
+    try:
+        for pid in pids:
+            wait_until(lambda pid=pid: not pid_alive(pid), 10, what=f"process {pid} to be gone")
+    finally:  # when the check fails, the job's group must not outlive the test
+        with contextlib.suppress(OSError):
+            os.killpg(pids[1], signal.SIGKILL)

@@ -155,7 +155,7 @@ class PythonLauncher:
             on_exit(None)
 
     def close(self) -> None:
-        """Close the socket (the launcher leaves when it sees that) and reap it."""
+        """Close the socket (the launcher kills what it still runs and leaves) and reap it."""
         if self.alive:
             self.alive = False
             self._loop.remove_reader(self._sock.fileno())

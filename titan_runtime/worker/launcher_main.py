@@ -6,7 +6,8 @@ of one that has started costs ~1 ms. Each request is a marshalled (argv, cwd, en
 stdin, stdout and stderr attached (SCM_RIGHTS); the answer is ("pid", pid) once the child leads its
 own session, or ("error", why). When a child exits, the launcher SIGKILLs what is left of its
 group (the leader is a zombie until reaped, so the group id cannot have been reused), reaps it and
-sends ("exit", pid, wait status). It leaves when the worker closes its end.
+sends ("exit", pid, wait status). It leaves when the worker closes its end, killing the groups of
+the children it still has (the worker stops its jobs first; this is for a worker that could not).
 
 The child then becomes what `python -u SCRIPT ARGS` would be: its own session, the job's fds, cwd,
 environment, argv and sys.path[0], the default SIGINT handler, the script as `__main__`, and the
@@ -78,7 +79,13 @@ def serve(sock_fd):
             for level, kind, payload in ancdata:
                 if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
                     fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
-            if not data:
+            if not data:  # the worker closed its end: nothing it started may outlive that
+                for pid in children.values():
+                    try:
+                        os.killpg(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                    os.waitpid(pid, 0)
                 return None
             try:
                 argv, cwd, env = marshal.loads(data)
