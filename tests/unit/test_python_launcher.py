@@ -182,6 +182,11 @@ def test_a_job_that_sets_startup_variables_is_execd(tmp_path: Path) -> None:
     assert forked
 
 
+def first_printed(log: Path) -> str:
+    """The text of the first record a Spool wrote to `log` (records are "TIME STREAM TEXT")."""
+    return log.read_text().split("\n")[0].split(" ", 2)[2]
+
+
 @pytest.fixture(autouse=False)
 def tmp_work(tmp_path: Path) -> Path:
     (tmp_path / "w").mkdir()
@@ -219,8 +224,7 @@ def test_terminate_reaches_grandchildren_and_an_exit_kills_what_is_left(tmp_work
             done = await asyncio.wait_for(proc.wait(), 20)
             assert done.outcome == ("cancelled" if mode == "wait" else "succeeded")
             spool.close()
-            line = (tmp_work / f"{mode}.log").read_text().split("\n")[0]
-            grandchildren.append(int(line.split(" ", 2)[2]))
+            grandchildren.append(int(first_printed(tmp_work / f"{mode}.log")))
         return grandchildren
 
     for pid in asyncio.run(with_launcher(body, fork=True)):
@@ -274,7 +278,7 @@ def test_closing_the_launcher_stops_it_and_what_it_still_runs(tmp_work: Path) ->
 
     pids = asyncio.run(body())
     spool.close()
-    pids.append(int((tmp_work / "out.log").read_text().split("\n")[0].split(" ", 2)[2]))
+    pids.append(int(first_printed(tmp_work / "out.log")))
     try:
         for pid in pids:
             wait_until(lambda pid=pid: not pid_alive(pid), 10, what=f"process {pid} to be gone")

@@ -55,6 +55,15 @@ def _spawn(cwd, fds, inherited):
     return pid
 
 
+def _end(pid):
+    """SIGKILL what is left of a child's group and reap it; its wait status."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    return os.waitpid(pid, 0)[1]
+
+
 def serve(sock_fd):
     """Answer requests until the worker closes the socket. Returns (argv, env) in a forked child."""
     sock = _socket.socket(fileno=sock_fd)
@@ -67,12 +76,7 @@ def serve(sock_fd):
                 pid = children.pop(fd)
                 poller.unregister(fd)
                 os.close(fd)
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-                _, status = os.waitpid(pid, 0)
-                sock.send(marshal.dumps(("exit", pid, status)))
+                sock.send(marshal.dumps(("exit", pid, _end(pid))))
                 continue
             fds = array.array("i")
             data, ancdata, _, _ = sock.recvmsg(MAX_REQUEST, _socket.CMSG_SPACE(FDS * fds.itemsize))
@@ -81,11 +85,7 @@ def serve(sock_fd):
                     fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
             if not data:  # the worker closed its end: nothing it started may outlive that
                 for pid in children.values():
-                    try:
-                        os.killpg(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
-                    os.waitpid(pid, 0)
+                    _end(pid)
                 return None
             try:
                 argv, cwd, env = marshal.loads(data)

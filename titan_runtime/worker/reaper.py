@@ -30,7 +30,7 @@ while open_:
     while True:
         try:
             data = os.read(0, 65536)
-        except (BlockingIOError, InterruptedError):
+        except BlockingIOError:  # drained (EINTR is retried by Python itself)
             break
         if not data:
             open_ = False
