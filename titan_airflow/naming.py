@@ -16,7 +16,7 @@ from typing import Any
 
 #: Titan's id rule: 1-128 of letters, digits, '_', '.', '-', not starting with '.' or '-'.
 MAX_ID_LENGTH = 128
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}\Z")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 RUN_ID_PREFIX = "af_"
 

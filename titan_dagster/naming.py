@@ -15,7 +15,7 @@ import hashlib
 import re
 
 #: Titan's id rule (titan_runtime.core.model.ID_PATTERN), restated: the client is all we may import.
-TITAN_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+TITAN_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}\Z")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 
 #: Job id of the single job inside each Titan run we submit.

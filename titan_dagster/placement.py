@@ -21,7 +21,7 @@ TAG_TIMEOUT = "titan/timeout"
 TAG_RESOURCES = "titan/resources"
 
 #: Titan's worker tag rule (titan_runtime.core.model.TAG_PATTERN), restated: the client is all we may import.
-WORKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,63}$")
+WORKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,63}\Z")
 #: What `titan/resources` may ask for. Titan places work by slots today; cpus/memory/gpus are not scheduled yet.
 RESOURCE_KEYS = ("slots",)
 

@@ -29,6 +29,7 @@ _EXPORTS = {
     "JobNotFound": "titan_runtime.client.errors",
     "InvalidJob": "titan_runtime.client.errors",
     "Conflict": "titan_runtime.client.errors",
+    "ResourceExhausted": "titan_runtime.client.errors",
 }
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "JobRecord",
     "LogLine",
     "PermissionDenied",
+    "ResourceExhausted",
     "Run",
     "RunRecord",
     "TitanClient",
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
         InvalidJob,
         JobNotFound,
         PermissionDenied,
+        ResourceExhausted,
         TitanConnectionError,
         TitanError,
         Unauthenticated,

@@ -189,6 +189,55 @@ def _cluster_option(fn: F) -> F:
     )(fn)
 
 
+def _master_limit_options(fn: F) -> F:
+    """--limit NAME=VALUE (repeatable) and --min-free, shared by `master` and `up`."""
+    from titan_runtime.core.limits import Limits
+    from titan_runtime.diskspace import DEFAULT_MIN_FREE
+
+    fn = click.option(
+        "--min-free",
+        default=DEFAULT_MIN_FREE,
+        show_default=True,
+        callback=_check_min_free,
+        help="Free space the data dir's disk keeps: below it submissions are refused and job output "
+        'is cut. Bytes ("2G"), a share ("5%") or both (the smaller applies); 0 turns it off.',
+    )(fn)
+    return click.option(
+        "--limit",
+        "limit_pairs",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help=f"Raise or lower a limit on what clients may ask (repeatable): {', '.join(Limits.names())}. "
+        "See docs/operations.md.",
+    )(fn)
+
+
+def _check_min_free(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from titan_runtime.diskspace import MinFreeError, parse_min_free
+
+    try:
+        parse_min_free(value)
+    except MinFreeError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def _limits(pairs: tuple[str, ...], file_settings: dict[str, Any] | None = None) -> Any:
+    """The master's Limits: the cluster file's `limits:`, then each --limit NAME=VALUE over them."""
+    from titan_runtime.core.limits import limits_from
+
+    settings: dict[str, object] = dict(file_settings or {})
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--limit")
+        settings[name.strip()] = value.strip()
+    try:
+        return limits_from(settings)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--limit") from None
+
+
 def _load_cluster(path: Path) -> Any:
     from titan_runtime.clusterconfig import load_cluster_file
 
@@ -217,6 +266,7 @@ def _file_settings(cluster: Any, keys: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--worker-tags", default="", help="Tags of the local workers, comma-separated (e.g. GPU,ssd).")
 @click.option("--slots", type=int, default=None, help="Slots per worker [default: its CPU count].")
 @click.option("--store", type=click.Choice(["sqlite", "memory"]), default="sqlite", show_default=True)
+@_master_limit_options
 @_cluster_option
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @friendly_errors
@@ -228,6 +278,8 @@ def up(
     worker_tags: str,
     slots: int | None,
     store: str,
+    min_free: str,
+    limit_pairs: tuple[str, ...],
     cluster_file: Path | None,
     verbose: bool,
 ) -> None:
@@ -250,7 +302,11 @@ def up(
         )
         if _is_default("n_workers"):
             n_workers = 0
-        master_settings = _file_settings(cluster_config, ("heartbeat_interval", "lease_timeout"))
+        master_settings = _file_settings(cluster_config, ("heartbeat_interval", "lease_timeout", "min_free"))
+    master_settings["limits"] = _limits(
+        limit_pairs, cluster_config.master.get("limits") if cluster_config else None
+    )
+    master_settings.setdefault("min_free", min_free)
     if n_workers < 0:
         raise click.BadParameter("must be 0 or more", param_hint="--workers")
     if slots is not None and slots < 1:
@@ -270,6 +326,7 @@ def up(
         store=store,
         master_config=master_settings,
         cluster=cluster_config,
+        on_master_exit=stop.set,
     )
     try:
         cluster.start()
@@ -289,6 +346,8 @@ def up(
         click.echo("Stopping: workers first, then the master...", err=True)
     finally:
         cluster.stop()
+    if cluster.failure:
+        fail(f"{cluster.failure}; what was acknowledged is in {directory}: fix the cause and start it again")
     click.echo("Stopped.", err=True)
 
 
@@ -313,6 +372,7 @@ def up(
     show_default=True,
     help="fsync every commit (survives power loss); --no-fsync survives master crashes only, but is faster.",
 )
+@_master_limit_options
 @_cluster_option
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @friendly_errors
@@ -324,6 +384,8 @@ def master(
     heartbeat_interval: float,
     lease_timeout: float,
     fsync: bool,
+    min_free: str,
+    limit_pairs: tuple[str, ...],
     cluster_file: Path | None,
     verbose: bool,
 ) -> None:
@@ -332,10 +394,13 @@ def master(
 
     setup_logging(verbose)
     cluster_config = None
+    file_limits = None
     if cluster_file is not None:
         cluster_config = _load_cluster(cluster_file)
-        keys = ("port", "bind", "store", "heartbeat_interval", "lease_timeout")
+        keys = ("port", "bind", "store", "heartbeat_interval", "lease_timeout", "min_free")
         settings = _file_settings(cluster_config, keys)
+        min_free = settings.get("min_free", min_free)
+        file_limits = cluster_config.master.get("limits")
         port, bind, store = (
             settings.get("port", port),
             settings.get("bind", bind),
@@ -352,9 +417,11 @@ def master(
         lease_timeout=lease_timeout,
         fsync=fsync,
         cluster=cluster_config,
+        limits=_limits(limit_pairs, file_limits),
+        min_free=min_free,
     )
 
-    async def serve() -> None:
+    async def serve() -> str:
         server = MasterServer(cfg)
         await server.start()
         loop = asyncio.get_running_loop()
@@ -362,8 +429,11 @@ def master(
             loop.add_signal_handler(sig, server.stopped.set)
         await server.stopped.wait()
         await server.stop()
+        return server.failure
 
-    eventloop.run(serve())
+    failure = eventloop.run(serve())
+    if failure:
+        fail(f"{failure}; what was acknowledged is in {cfg.data_dir}: fix the cause and start it again")
 
 
 @cli.group(invoke_without_command=True)

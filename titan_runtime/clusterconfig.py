@@ -16,7 +16,9 @@ import yaml
 
 from titan_runtime.config import ConfigError, split_host_port
 from titan_runtime.core.autoscaler import PROVIDERS, PoolSpec
+from titan_runtime.core.limits import limits_from
 from titan_runtime.core.model import GENERAL, TAG_PATTERN
+from titan_runtime.diskspace import parse_min_free
 
 POOL_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
@@ -68,6 +70,8 @@ MASTER_KEYS = {
     "store": str,
     "heartbeat_interval": float,
     "lease_timeout": float,
+    "min_free": str,
+    "limits": dict,
 }
 AUTOSCALER_KEYS = {"interval": float, "max_events": int}
 #: Register deadlines by provider when the pool sets none: an SSH bootstrap installs a virtualenv.
@@ -109,6 +113,11 @@ def _typed(value: Any, kind: type, where: str, errors: list[str]) -> Any:
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
         errors.append(f"{where}: expected a whole number, got {value!r}")
         return None
+    if kind is dict:
+        if not isinstance(value, dict):
+            errors.append(f"{where}: expected a mapping, got {value!r}")
+            return None
+        return value
     if kind is list:
         if isinstance(value, str):
             return [value]
@@ -249,6 +258,16 @@ def load_cluster_file(path: str | os.PathLike[str]) -> ClusterFile:
     master = _section(data.get("master"), MASTER_KEYS, "master", errors)
     if master.get("store") not in (None, "sqlite", "memory"):
         errors.append(f"master.store: expected sqlite or memory, got {master['store']!r}")
+    if "limits" in master:
+        try:
+            limits_from(master["limits"])
+        except ValueError as exc:
+            errors.append(f"master.limits: {exc}")
+    if "min_free" in master:
+        try:
+            parse_min_free(master["min_free"])
+        except ValueError as exc:
+            errors.append(f"master.min_free: {exc}")
     scaler = _section(data.get("autoscaler"), AUTOSCALER_KEYS, "autoscaler", errors)
     if scaler.get("interval", 1.0) <= 0:
         errors.append("autoscaler.interval: must be more than 0 seconds")

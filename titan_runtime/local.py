@@ -14,9 +14,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 from titan_runtime import eventloop
 from titan_runtime.clusterconfig import ClusterFile
@@ -43,9 +44,12 @@ class LocalCluster:
         slots: int | None = None,
         store: str = "sqlite",
         worker_log_dir: Path | None = None,
-        master_config: dict[str, float] | None = None,
+        master_config: dict[str, Any] | None = None,
         cluster: ClusterFile | None = None,
+        on_master_exit: Callable[[], None] | None = None,
     ) -> None:
+        """`on_master_exit` is called (from the master's thread) if the master stops by itself:
+        its store failed. `failure` then says why."""
         self.data_dir = data_dir
         self.config = MasterConfig(
             data_dir=data_dir, bind=bind, port=port, store=store, cluster=cluster, **(master_config or {})
@@ -58,6 +62,12 @@ class LocalCluster:
         self.workers: list[subprocess.Popen[bytes]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._on_master_exit = on_master_exit
+
+    @property
+    def failure(self) -> str:
+        """Why the master stopped by itself, or ""."""
+        return self.server.failure if self.server is not None else ""
 
     @property
     def address(self) -> str:
@@ -104,7 +114,9 @@ class LocalCluster:
                 loop.close()
                 return
             ready.set()
+            watcher = loop.create_task(self._watch_master(self.server))
             loop.run_forever()
+            watcher.cancel()
             loop.close()
 
         self._thread = threading.Thread(target=serve, name="titan-master", daemon=True)
@@ -113,6 +125,11 @@ class LocalCluster:
         if failure:
             self._thread.join()
             raise failure[0]
+
+    async def _watch_master(self, server: MasterServer) -> None:
+        await server.stopped.wait()
+        if server.failure and self._on_master_exit is not None:
+            self._on_master_exit()
 
     async def _alive_workers(self) -> int:
         assert self.server is not None and self.server._loop is not None

@@ -375,11 +375,22 @@ def test_master_restart_adopts_running_accepts_missed_and_requeues_unstarted() -
     effects = fresh.take_effects()
     assert AckFinished("w", placed["done"].attempt_id) in effects
     new = [e for e in effects if isinstance(e, Assign)]
-    # "unstarted" is requeued (not counted as lost), "child" starts now that "done" committed.
-    assert sorted((a.job_id, a.number) for a in new) == [("child", 1), ("unstarted", 2)]
+    # "unstarted" is requeued (not counted as lost, and its never-started attempt not counted at all:
+    # it is attempt 1 again), "child" starts now that "done" committed.
+    assert sorted((a.job_id, a.number) for a in new) == [("child", 1), ("unstarted", 1)]
     assert fresh.resolve("r/run").state is JobState.RUNNING
     assert fresh.resolve("r/done").state is JobState.SUCCEEDED
-    assert fresh.resolve("r/unstarted").lost == 0
+    unstarted = fresh.resolve("r/unstarted")
+    assert unstarted.lost == 0 and [a.number for a in unstarted.attempts] == [1]
+    # A late report of the void attempt is still rejected.
+    void = placed["unstarted"].attempt_id
+    fresh.attempt_finished("w", void, OK, 102)
+    assert unstarted.state is JobState.ASSIGNED
+    # And it stays out of the job's attempts across another restart.
+    persist(fresh, store)
+    again = restored(store, 103)
+    assert [a.number for a in again.resolve("r/unstarted").attempts] == [1]
+    assert again.attempt(void) is not None
 
 
 def test_worker_that_never_returns_after_restart_loses_its_attempts() -> None:

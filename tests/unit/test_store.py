@@ -126,3 +126,58 @@ def test_sqlite_save_is_atomic(tmp_path: Path) -> None:
         store.save(bad)
     assert store.load().runs == []
     store.close()
+
+
+def test_kv_keys_remember_the_run_that_created_them(store: Store) -> None:
+    store.kv_put("a", "1", owner="r1")
+    store.kv_put("a", "2", owner="r2")  # an update: still r1's
+    store.kv_incr("n", 1, owner="r1")
+    store.kv_cas("c", None, "x", owner="r2")
+    store.kv_sadd("s", "m", owner="r1")
+    store.kv_sadd("s", "n", owner="r2")
+    store.kv_put("cluster", "v")
+    assert (store.kv_owned("r1"), store.kv_owned("r2"), store.kv_owned("")) == (3, 1, 0)
+    assert store.kv_exists("s") and store.kv_exists("a") and not store.kv_exists("nope")
+    store.kv_delete("a")
+    store.kv_srem("s", "m")
+    assert store.kv_owned("r1") == 2
+    store.kv_srem("s", "n")
+    assert store.kv_owned("r1") == 1 and not store.kv_exists("s")
+
+
+def test_a_full_disk_fails_the_write_cleanly_and_the_store_goes_on(tmp_path: Path) -> None:
+    from titan_runtime.store import StoreFull
+
+    store = SqliteStore(tmp_path / "titan.db")
+    store.save(sample_changes())
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count={pages}")
+    big = [
+        {"run_id": "r", "job_id": f"x{i}", "state": "PENDING", "spec": {"id": "x" * 2000}} for i in range(50)
+    ]
+    with pytest.raises(StoreFull, match="is full"):
+        store.write(Changes(new_jobs=big))
+    with pytest.raises(StoreFull):
+        store.kv_put("k", "v" * 100_000)
+    assert not store._db.in_transaction
+    store._db.execute(f"PRAGMA max_page_count={pages * 100}")
+    store.write(Changes(new_jobs=big))  # the connection is usable again once there is room
+    assert len(store.load().jobs) == 52
+    store.close()
+
+
+def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "titan.db")
+    db.executescript(
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES('schema_version', '1');"
+        "CREATE TABLE kv(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO kv VALUES('old', 'v');"
+    )
+    db.commit()
+    db.close()
+    store = SqliteStore(tmp_path / "titan.db")
+    assert store.kv_get("old") == "v" and store.kv_owned("") == 0
+    store.close()
+    version = sqlite3.connect(tmp_path / "titan.db").execute("SELECT value FROM meta").fetchone()[0]
+    assert version == "2"

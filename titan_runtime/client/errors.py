@@ -36,6 +36,11 @@ class Conflict(TitanError):
     """The request does not fit the current state (incr on a non-integer value, a missing artifact)."""
 
 
+class ResourceExhausted(TitanError):
+    """Over one of the master's limits (KV keys, upload bytes), or its disk is nearly full; the
+    message names the limit and how to raise it."""
+
+
 def error_from_rpc(exc: grpc.RpcError, address: str) -> TitanError:
     import grpc
 
@@ -61,6 +66,8 @@ def error_from_rpc(exc: grpc.RpcError, address: str) -> TitanError:
         return InvalidJob(details)
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return Conflict(details)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return ResourceExhausted(details)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return TitanConnectionError(f"the Titan master at {address} did not answer in time: {details}")
     return TitanError(f"{code.name if code else 'error'}: {details}")

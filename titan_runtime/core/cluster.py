@@ -14,6 +14,7 @@ import itertools
 import json
 import random
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -33,7 +34,9 @@ from titan_runtime.core.effects import (
     WorkerHello,
 )
 from titan_runtime.core.expr import ExpressionError, evaluate
+from titan_runtime.core.limits import DEFAULT_LIMITS, Limits
 from titan_runtime.core.model import (
+    MAX_RESULT_BYTES,
     Attempt,
     AttemptState,
     InvalidSpec,
@@ -59,6 +62,36 @@ class NotFound(KeyError):
 class ClusterConfig:
     heartbeat_interval: float = 1.0
     lease_timeout: float = 10.0  # a worker silent this long is declared dead
+    limits: Limits = DEFAULT_LIMITS
+
+
+class BadResult(ValueError):
+    """A committed result that is not what it must be (JSON, of the right shape)."""
+
+
+def parse_result(text: str | None) -> Any:
+    """A job's committed result as a value (None when it set none). Raises BadResult, nothing else:
+    results come from workers, and nothing a worker sends may stop the master."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except Exception as exc:  # ValueError, or RecursionError for JSON nested too deep
+        raise BadResult(f"its result is not valid JSON ({type(exc).__name__})") from None
+
+
+def _result_problem(text: str) -> str:
+    if len(text) > MAX_RESULT_BYTES // 4 and len(text.encode()) > MAX_RESULT_BYTES:
+        return f"the job's result is over the {MAX_RESULT_BYTES // (1024 * 1024)} MB limit"
+    try:
+        parse_result(text)
+    except BadResult as exc:
+        return f"the worker reported a bad result: {exc}"
+    return ""
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def describe_exit(exit: AttemptExit) -> str:
@@ -140,6 +173,8 @@ class ClusterState:
         self._dirty_workers: set[str] = set()
         self._ended_attempts: set[str] = set()
         self._dispatch_needed = False
+        self._released: deque[Job] = deque()  # resolved jobs whose children have not been told yet
+        self._releasing = False
 
     # ------------------------------------------------------------------ queries
 
@@ -267,7 +302,7 @@ class ClusterState:
             return existing, True
         if not specs:
             raise InvalidSpec("a run needs at least one job")
-        self._validate_new_jobs(specs, existing=())
+        self._validate_new_jobs(specs, existing={})
         self._run_seq += 1
         run = Run(
             id=run_id,
@@ -389,7 +424,7 @@ class ClusterState:
                 continue
             job, attempt = self._attempts[attempt_id]
             if attempt.state is AttemptState.ASSIGNED:
-                self._lose(job, attempt, now, "assigned but never started; requeued", counted=False)
+                self._requeue_unstarted(job, attempt, now, f"worker {worker.name} never received it")
             else:
                 self._lose(job, attempt, now, f"worker {worker.name} restarted without it")
         self._dispatch_needed = True
@@ -440,7 +475,13 @@ class ClusterState:
             self._effects.append(Note(f"worker {worker.name} ({worker_id}) left"))
         for attempt_id in sorted(worker.attempts):
             job, attempt = self._attempts[attempt_id]
-            self._lose(job, attempt, now, f"worker {worker.name} {reason}", counted=state is WorkerState.DEAD)
+            if state is WorkerState.LEFT and attempt.state is AttemptState.ASSIGNED:
+                # It handed back all it had started before leaving: this one it never received.
+                self._requeue_unstarted(job, attempt, now, f"worker {worker.name} left before starting it")
+            else:
+                self._lose(
+                    job, attempt, now, f"worker {worker.name} {reason}", counted=state is WorkerState.DEAD
+                )
         # Jobs pinned to it by hard affinity can never run now.
         for key in self.queues.queued():
             requirement = self.queues.requirement_of(key)
@@ -707,16 +748,34 @@ class ClusterState:
         """Rebuild from the store after a master (re)start.
 
         Workers not known dead become UNKNOWN: they keep their attempts for one lease, to
-        reconnect and report what they hold. Nothing terminal is touched.
+        reconnect and report what they hold. Nothing terminal is touched. A record that cannot be
+        read never stops the master from starting: its job is FAILED saying so (or, for a record
+        that names no job, it is skipped), and the master's log says which.
         """
         for row in runs:
-            run = Run.from_row(row)
+            try:
+                run = Run.from_row(row)
+            except Exception as exc:
+                self._skip_record("run", row, exc)
+                continue
             self.runs[run.id] = run
             self._run_seq = max(self._run_seq, run.seq)
         for row in jobs:
-            job = Job.from_row(row)
+            unreadable = False
+            try:
+                job = Job.from_row(row)
+            except Exception as exc:
+                found = self._unreadable_job(row, exc, now)
+                if found is None:
+                    continue
+                job, unreadable = found, True
+            run = self.runs.get(job.run_id)
+            if run is None:
+                self._skip_record("job", row, KeyError(f"its run {job.run_id} has no record"))
+                continue
+            if unreadable:  # failed just now, which must be stored
+                self._dirty_jobs.add(job.key)
             job.order = next(self._job_order)
-            run = self.runs[job.run_id]
             run.jobs[job.id] = job
             self._runs_by_job_id.setdefault(job.id, []).append(run.id)
             if job.spec.is_service:
@@ -724,26 +783,32 @@ class ClusterState:
                 run.services += 1
             if not job.state.terminal:
                 run.unfinished += 1
-        for row in sorted(attempts, key=lambda r: (r["run_id"], r["job_id"], r["number"])):
-            attempt = Attempt.from_row(row)
-            job = self.runs[attempt.run_id].jobs[attempt.job_id]
-            job.attempts.append(attempt)
-            self._attempts[attempt.id] = (job, attempt)
+        self._restore_attempts(attempts)
         for row in workers:
-            worker = Worker.from_row(row)
+            try:
+                worker = Worker.from_row(row)
+            except Exception as exc:
+                self._skip_record("worker", row, exc)
+                continue
             if not worker.state.gone:
                 worker.state = WorkerState.UNKNOWN
                 worker.last_heartbeat = now
             self.workers[worker.id] = worker
         for index in self._runs_by_job_id.values():
             index.sort(key=lambda run_id: self.runs[run_id].seq)
+        orphans: list[tuple[Job, str]] = []
         for run in self.runs.values():
             for job in run.jobs.values():
                 job.released = job.state.terminal or job.delivered
             for job in run.jobs.values():
-                self._link(run, job)
+                missing = self._link(run, job)
+                if missing:
+                    orphans.append((job, missing))
             for job in run.jobs.values():
                 job.mapped.sort(key=lambda i, run=run: run.jobs[i].spec.map_index)
+        for job, missing in orphans:
+            if not job.state.terminal:
+                self._end_job(job, JobState.FAILED, now, f"its parent {missing} has no stored record")
         for job, attempt in list(self._attempts.values()):
             if attempt.state.terminal:
                 continue
@@ -771,12 +836,55 @@ class ClusterState:
         self._dispatch_needed = True
         self._settle(now)
 
+    def _restore_attempts(self, rows: Iterable[dict[str, Any]]) -> None:
+        readable: list[Attempt] = []
+        for row in rows:
+            try:
+                readable.append(Attempt.from_row(row))
+            except Exception as exc:
+                self._skip_record("attempt", row, exc)
+        for attempt in sorted(readable, key=lambda a: (a.run_id, a.job_id, a.number, a.void is False)):
+            run = self.runs.get(attempt.run_id)
+            job = run.jobs.get(attempt.job_id) if run else None
+            if job is None:
+                self._skip_record("attempt", attempt.to_row(), KeyError("its job has no record"))
+                continue
+            if not attempt.void:
+                job.attempts.append(attempt)
+            self._attempts[attempt.id] = (job, attempt)
+
+    def _skip_record(self, kind: str, row: Any, exc: BaseException) -> None:
+        self._effects.append(
+            Note(f"skipped a {kind} record that cannot be read ({_describe(exc)}): {str(row)[:300]}")
+        )
+
+    def _unreadable_job(self, row: Any, exc: BaseException, now: float) -> Job | None:
+        """A job whose stored record cannot be read: FAILED (saying why) in place of what it was."""
+        run_id = row.get("run_id") if isinstance(row, dict) else None
+        job_id = row.get("job_id") if isinstance(row, dict) else None
+        if not (isinstance(run_id, str) and isinstance(job_id, str) and job_id):
+            self._skip_record("job", row, exc)
+            return None
+        reason = f"its stored record could not be read when the master restarted ({_describe(exc)})"
+        self._effects.append(Note(f"job {run_id}/{job_id}: {reason}"))
+        return Job(
+            run_id=run_id,
+            spec=JobSpec(id=job_id, command=("false",)),
+            state=JobState.FAILED,
+            reason=reason,
+            ended_at=now,
+        )
+
     # ------------------------------------------------------------------ transitions
 
-    def _validate_new_jobs(self, specs: Sequence[JobSpec], existing: Iterable[str]) -> None:
+    def _validate_new_jobs(self, specs: Sequence[JobSpec], existing: dict[str, Job]) -> None:
+        limits = self.config.limits
+        total = len(existing) + len(specs)
+        if total > limits.jobs_per_run:
+            raise InvalidSpec(limits.refusal("jobs_per_run", f"the run would have {total:,} jobs"))
         seen: set[str] = set()
         for spec in specs:
-            spec.validate()
+            spec.validate(limits)
             if spec.id in seen:
                 raise InvalidSpec(f"duplicate job id {spec.id!r}: job ids must be unique within a run")
             seen.add(spec.id)
@@ -804,21 +912,42 @@ class ClusterState:
     # ------------------------------------------------------------------ dependencies
 
     @staticmethod
-    def _link(run: Run, job: Job) -> None:
-        """Enter a job in its parents' child lists (and a mapped instance in its template's)."""
+    def _link(run: Run, job: Job) -> str:
+        """Enter a job in its parents' child lists (and a mapped instance in its template's).
+        Returns the first parent it names that the run does not have (only a damaged store can)."""
+        missing = ""
         for parent_id in job.parents:
-            parent = run.jobs[parent_id]
+            parent = run.jobs.get(parent_id)
+            if parent is None:
+                missing = missing or parent_id
+                continue
             parent.children.append(job.id)
             if not parent.released:
                 job.waiting_on += 1
-        if job.spec.map_of:
-            run.jobs[job.spec.map_of].mapped.append(job.id)
+        template = run.jobs.get(job.spec.map_of) if job.spec.map_of else None
+        if template is not None:
+            template.mapped.append(job.id)
+        return missing
 
     def _notify_children(self, job: Job, now: float) -> None:
-        """`job` resolved (it ended, or a service became healthy): each child may now decide."""
+        """`job` resolved (it ended, or a service became healthy): each child may now decide.
+
+        Through a worklist, not recursion: a child that ends at once (UPSTREAM_FAILED, SKIPPED)
+        resolves in turn, and a 100,000-job chain must settle without growing the stack."""
         if job.released:
             return
         job.released = True
+        self._released.append(job)
+        if self._releasing:
+            return
+        self._releasing = True
+        try:
+            while self._released:
+                self._release_children(self._released.popleft(), now)
+        finally:
+            self._releasing = False
+
+    def _release_children(self, job: Job, now: float) -> None:
         run = self.runs[job.run_id]
         for child_id in job.children:
             child = run.jobs[child_id]
@@ -837,8 +966,10 @@ class ClusterState:
             if job.spec.when:
                 try:
                     holds = evaluate(job.spec.when, self._condition_names(job))
-                except ExpressionError as exc:
-                    self._end_job(job, JobState.FAILED, now, f"condition {job.spec.when!r} failed: {exc}")
+                except (ExpressionError, BadResult) as exc:
+                    self._end_job(
+                        job, JobState.FAILED, now, f"condition {job.spec.when[:200]!r} failed: {exc}"
+                    )
                     return
                 if not holds:
                     self._end_job(job, JobState.SKIPPED, now, f"condition is false: {job.spec.when}")
@@ -896,14 +1027,21 @@ class ClusterState:
 
     def _expand_map(self, job: Job, now: float) -> None:
         """map_over: one instance per item of the parent's list result; the job ends when they all have."""
-        text = self.runs[job.run_id].jobs[job.spec.map_over].result
-        items = json.loads(text) if text else None
+        run = self.runs[job.run_id]
+        try:
+            items = parse_result(run.jobs[job.spec.map_over].result)
+        except BadResult:
+            items = None
         if not isinstance(items, list):
             self._end_job(
                 job, JobState.FAILED, now, f"map_over: the result of {job.spec.map_over} is not a list"
             )
             return
-        run = self.runs[job.run_id]
+        limits = self.config.limits
+        if len(run.jobs) + len(items) > limits.jobs_per_run:
+            what = f"map_over: {len(items):,} items of {job.spec.map_over} would give the run {len(run.jobs) + len(items):,} jobs"
+            self._end_job(job, JobState.FAILED, now, limits.refusal("jobs_per_run", what))
+            return
         specs = []
         for index, item in enumerate(items):
             env = {**job.spec.env, "TITAN_MAP_INDEX": str(index), "TITAN_MAP_ITEM": json.dumps(item)}
@@ -944,7 +1082,11 @@ class ClusterState:
                 f"{len(failed)} of {len(instances)} mapped jobs did not succeed ({failed[0].id}: {failed[0].state.value})",
             )
             return
-        job.result = json.dumps([json.loads(i.result) if i.result else None for i in instances])
+        try:
+            job.result = json.dumps([parse_result(i.result) for i in instances])
+        except BadResult as exc:
+            self._end_job(job, JobState.FAILED, now, f"map_over: {exc}")
+            return
         self._succeed(job, now)
 
     @staticmethod
@@ -959,8 +1101,10 @@ class ClusterState:
         run = self.runs[job.run_id]
         results: dict[str, Any] = {}
         for parent_id in job.parents:
-            text = run.jobs[parent_id].result
-            results[parent_id] = json.loads(text) if text else None
+            try:
+                results[parent_id] = parse_result(run.jobs[parent_id].result)
+            except BadResult as exc:
+                raise BadResult(f"parent {parent_id}: {exc}") from None
         names: dict[str, Any] = {}
         for parent_id, value in results.items():
             base = parent_id.partition("@")[0]  # a loop's later iterations answer to their first id too
@@ -1100,11 +1244,33 @@ class ClusterState:
         self._dirty_attempts.add(attempt.id)
         self._ended_attempts.add(attempt.id)
 
+    def _requeue_unstarted(self, job: Job, attempt: Attempt, now: float, reason: str) -> None:
+        """An attempt whose process never started is void: closed (its late reports are still
+        rejected) and taken out of the job's attempts, so attempt numbers count real starts only.
+        The job goes back to the queue, preferably to another worker, counting nothing against it."""
+        self._close_attempt(job, attempt, AttemptState.CANCELLED, now, reason)
+        attempt.void = True
+        job.attempts.remove(attempt)
+        if job.state.terminal:
+            return
+        job.avoid = attempt.worker_id
+        self._make_ready(job, now)
+        job.reason = f"requeued: {reason}"
+
     def _finish(self, job: Job, attempt: Attempt, exit: AttemptExit, now: float) -> None:
         reason = describe_exit(exit)
         if job.state.terminal:
             # Cancelled (or otherwise ended) while it ran: record how the process went, nothing more.
             self._close_attempt(job, attempt, AttemptState.CANCELLED, now, reason or job.reason, exit)
+            return
+        if exit.outcome == "succeeded" and exit.result is not None:
+            problem = _result_problem(exit.result)
+            if problem:  # the worker checks this too: only a worker that lies gets here
+                exit = replace(exit, outcome="failed", reason=problem, result=None)
+                reason = problem
+        if exit.outcome == "cancelled" and attempt.state is AttemptState.ASSIGNED:
+            # Handed back before its process started (a stopping worker): not an attempt at all.
+            self._requeue_unstarted(job, attempt, now, reason or "handed back before it started")
             return
         if job.spec.is_service:
             self._finish_service(job, attempt, exit, reason, now)
@@ -1225,7 +1391,11 @@ class ClusterState:
 
     def _take_branch(self, job: Job, now: float) -> bool:
         """A branch job's result names the children to follow (a name, a list, or null for none)."""
-        value = json.loads(job.result) if job.result else None
+        try:
+            value = parse_result(job.result)
+        except BadResult as exc:
+            self._end_job(job, JobState.FAILED, now, f"branch: {exc}")
+            return False
         names = (
             [value]
             if isinstance(value, str)

@@ -12,6 +12,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from enum import Enum
 from typing import Any
 
+from titan_runtime.core.limits import DEFAULT_LIMITS, Limits
+
 
 class RunState(str, Enum):
     RUNNING = "RUNNING"
@@ -82,11 +84,13 @@ class WorkerState(str, Enum):
 
 
 # Ids travel in "RUN/JOB" references, file paths and environment variable names: keep them tame.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@\-]{0,127}$")
-TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,63}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@\-]{0,127}\Z")
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,63}\Z")
 
 #: The original Titan's "any worker" requirement.
 GENERAL = "GENERAL"
+#: Largest result a job may commit (JSON text, in bytes of UTF-8).
+MAX_RESULT_BYTES = 1024 * 1024
 
 
 class InvalidSpec(ValueError):
@@ -155,7 +159,7 @@ class ApprovalGate:
 
 
 TRIGGER_RULES = ("all_success", "all_done", "one_success", "none_failed")
-PORT_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+PORT_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}\Z")
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,7 @@ class JobSpec:
     # to_dict() of an immutable spec never changes: computed once (a job's row is written several times).
     _as_dict: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
-    def validate(self) -> None:
+    def validate(self, limits: Limits = DEFAULT_LIMITS) -> None:
         """Raise InvalidSpec naming the first problem with this job on its own."""
         if not ID_PATTERN.match(self.id):
             raise InvalidSpec(
@@ -254,14 +258,19 @@ class JobSpec:
         for key in self.env:
             if not key or "=" in key or "\0" in key:
                 raise InvalidSpec(f"job {self.id}: invalid environment variable name {key!r}")
+        env_bytes = sum(len(k.encode()) + len(v.encode()) + 2 for k, v in self.env.items())
+        if env_bytes > limits.env_bytes:
+            raise InvalidSpec(
+                limits.refusal("env_bytes", f"job {self.id}: its environment is {env_bytes:,} bytes")
+            )
         if len(set(self.parents)) != len(self.parents):
             raise InvalidSpec(f"job {self.id}: a parent is listed twice in depends_on")
         if self.id in self.parents:
             raise InvalidSpec(f"job {self.id}: a job cannot depend on itself")
-        self._validate_dynamic()
+        self._validate_dynamic(limits)
         self._validate_service()
 
-    def _validate_dynamic(self) -> None:
+    def _validate_dynamic(self, limits: Limits) -> None:
         if self.trigger_rule not in TRIGGER_RULES:
             raise InvalidSpec(
                 f"job {self.id}: unknown trigger_rule {self.trigger_rule!r}; use {', '.join(TRIGGER_RULES)}"
@@ -269,10 +278,16 @@ class JobSpec:
         if self.when:
             from titan_runtime.core.expr import ExpressionError, check
 
+            if len(self.when) > limits.expression_length:
+                raise InvalidSpec(
+                    limits.refusal(
+                        "expression_length", f"job {self.id}: its condition is {len(self.when):,} characters"
+                    )
+                )
             try:
-                check(self.when)
+                check(self.when, limits.expression_length)
             except ExpressionError as exc:
-                raise InvalidSpec(f"job {self.id}: when {self.when!r}: {exc}") from None
+                raise InvalidSpec(f"job {self.id}: when {self.when[:200]!r}: {exc}") from None
         if self.map_over and self.map_over not in self.parents:
             raise InvalidSpec(
                 f"job {self.id}: map_over {self.map_over!r} must be one of its parents (depends_on)"
@@ -399,6 +414,9 @@ class Attempt:
     host: str = ""  # services: where the worker says it can be reached
     ports: dict[str, int] = field(default_factory=dict)  # services: leased ports by name
     healthy: bool = False  # services: its health check passed
+    #: Ended before its process started and the job went on (handed back by a stopping worker,
+    #: never received): kept to reject its late reports, but not one of the job's attempts.
+    void: bool = False
 
     @property
     def endpoint(self) -> str:

@@ -18,6 +18,7 @@ import grpc
 
 from titan_runtime.core.cluster import NotFound
 from titan_runtime.core.model import ID_PATTERN, Attempt, InvalidSpec, Job, JobSpec
+from titan_runtime.diskspace import DiskGuard
 from titan_runtime.master.api_autoscaler import AutoscalerApi
 from titan_runtime.master.api_dynamic import DynamicApi
 from titan_runtime.master.artifacts import ArtifactError, ArtifactStore
@@ -40,6 +41,8 @@ ARTIFACT_PREFIX = RESERVED_PREFIX + "artifact/"
 DEAD_WORKER_VISIBLE_S = 600.0
 #: When a finished attempt's log stops growing for this long, a follower stops waiting for more.
 LOG_SETTLE_S = 5.0
+#: KV operations that can create a key (and so count against a run's kv_keys_per_run).
+KV_CREATING = ("put", "incr", "cas", "sadd")
 
 
 def new_run_id() -> str:
@@ -48,15 +51,27 @@ def new_run_id() -> str:
 
 class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
     def __init__(
-        self, loop: MasterLoop, logs: LogStore, artifacts: ArtifactStore, credentials: Credentials
+        self,
+        loop: MasterLoop,
+        logs: LogStore,
+        artifacts: ArtifactStore,
+        credentials: Credentials,
+        disk: DiskGuard | None = None,
     ) -> None:
         self._loop = loop
         self._state = loop.state
         self._logs = logs
         self._artifacts = artifacts
         self._credentials = credentials
+        self._disk = disk
+        self._limits = loop.state.config.limits
 
     # -------------------------------------------------------------- helpers
+
+    def check_disk(self) -> None:
+        """Refuse what only adds data while the data dir's disk is below its watermark."""
+        if self._disk is not None and self._disk.low:
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, self._disk.describe("the master's disk"))
 
     async def _resolve(self, ref: str, context: grpc.aio.ServicerContext) -> Job:
         try:
@@ -87,6 +102,7 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
 
     async def submit(self, request: pb.SubmitRunRequest) -> pb.SubmitRunResponse:
         """Accept a run (the RPC, saved DAGs and schedules all come here)."""
+        self.check_disk()
         run_id = request.run_id or new_run_id()
         if not ID_PATTERN.match(run_id):
             raise RequestError(
@@ -107,6 +123,19 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
 
     def _specs(self, jobs: Any) -> list[JobSpec]:
         """Wire specs as the core's, each artifact checked to be on the master."""
+        limits = self._limits
+        if len(jobs) > limits.jobs_per_run:  # before any work on them
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                limits.refusal("jobs_per_run", f"{len(jobs):,} jobs were sent"),
+            )
+        for job in jobs:
+            size = job.ByteSize()
+            if size > limits.spec_bytes:
+                raise RequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    limits.refusal("spec_bytes", f"job {job.id[:128]}: its spec is {size:,} bytes"),
+                )
         try:
             specs = [spec_from_pb(job) for job in jobs]
         except (InvalidSpec, TypeError, ValueError) as exc:
@@ -246,16 +275,17 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
                 offset += len(data)
                 idle_since = None
                 continue
-            if not follow:
-                return
-            if attempt.state.terminal:
-                if offset >= attempt.log_size:
-                    return
-                # Finished, but bytes are still on their way (a worker resending after a reconnect).
+            if attempt.state.terminal and offset < attempt.log_size:
+                # Finished, but bytes are missing: cut (a full disk), or still on their way (a
+                # worker resending after a reconnect), which a follower waits a little for.
                 now = self._loop.clock()
                 idle_since = idle_since or now
-                if now - idle_since > LOG_SETTLE_S:
+                if not follow or attempt.id in self._logs.cut or now - idle_since > LOG_SETTLE_S:
+                    note = self._logs.missing_note(attempt.id, offset, attempt.log_size)
+                    yield pb.LogChunk(attempt=attempt.number, offset=offset, data=note)
                     return
+            elif not follow or attempt.state.terminal:
+                return
             await self._logs.wait_change(attempt.id, 1.0)
 
     # -------------------------------------------------------------- workers
@@ -346,23 +376,32 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
                 "store large data as an artifact (publish_artifact) and keep its name in the KV store",
             )
         op = request.op
+        owner = caller_of(context, self._credentials).run_id or ""  # "": the cluster's own
+        if op in KV_CREATING:
+            self.check_disk()
+            if owner and not store.kv_exists(key) and store.kv_owned(owner) >= self._limits.kv_keys_per_run:
+                what = f"run {owner} has created {store.kv_owned(owner):,} KV keys"
+                raise RequestError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED, self._limits.refusal("kv_keys_per_run", what)
+                )
         try:
             if op == "get":
                 found: Any = await self._loop.in_store(store.kv_get, key)
                 return pb.KvResponse(found=found is not None, value=found or "")
             if op == "put":
-                await self._loop.in_store(store.kv_put, key, value)
+                await self._loop.in_store(store.kv_put, key, value, owner)
                 return pb.KvResponse(changed=True)
             if op == "delete":
                 return pb.KvResponse(changed=await self._loop.in_store(store.kv_delete, key))
             if op == "incr":
-                number = await self._loop.in_store(store.kv_incr, key, request.delta)
+                number = await self._loop.in_store(store.kv_incr, key, request.delta, owner)
                 return pb.KvResponse(changed=True, number=number, value=str(number))
             if op == "cas":
                 expected = request.expected if request.HasField("expected") else None
-                return pb.KvResponse(changed=await self._loop.in_store(store.kv_cas, key, expected, value))
+                changed = await self._loop.in_store(store.kv_cas, key, expected, value, owner)
+                return pb.KvResponse(changed=changed)
             if op == "sadd":
-                return pb.KvResponse(changed=await self._loop.in_store(store.kv_sadd, key, value))
+                return pb.KvResponse(changed=await self._loop.in_store(store.kv_sadd, key, value, owner))
             if op == "srem":
                 return pb.KvResponse(changed=await self._loop.in_store(store.kv_srem, key, value))
             if op == "smembers":
@@ -377,6 +416,11 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
     async def PutArtifact(
         self, request_iterator: AsyncIterator[pb.ArtifactChunk], context: grpc.aio.ServicerContext
     ) -> pb.ArtifactRef:
+        self.check_disk()
+        run_id = caller_of(context, self._credentials).run_id or ""
+        usage_key = f"{RESERVED_PREFIX}usage/{run_id}/artifact_bytes"
+        budget = self._limits.artifact_bytes_per_run
+        used = int(await self._loop.in_store(self._loop.store.kv_get, usage_key) or 0) if run_id else 0
         upload = self._artifacts.upload()
         expected = ""
         try:
@@ -384,6 +428,15 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
                 if chunk.hash and not expected:
                     expected = chunk.hash
                 upload.write(chunk.data)
+                if run_id and used + upload.size > budget:
+                    what = f"run {run_id} would have uploaded {used + upload.size:,} bytes"
+                    raise RequestError(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        self._limits.refusal("artifact_bytes_per_run", what),
+                    )
+                if self._disk is not None:
+                    self._disk.wrote(len(chunk.data))
+                    self.check_disk()
             artifact_hash = await asyncio.get_running_loop().run_in_executor(None, upload.commit, expected)
         except ArtifactError as exc:
             upload.abort()
@@ -391,6 +444,8 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
         except BaseException:
             upload.abort()
             raise
+        if run_id:
+            await self._loop.in_store(self._loop.store.kv_incr, usage_key, upload.size)
         return pb.ArtifactRef(hash=artifact_hash, size=upload.size)
 
     async def GetArtifact(
@@ -416,6 +471,7 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
     ) -> pb.NamedArtifact:
         caller = caller_of(context, self._credentials)
         run_id = request.run_id if caller.is_cluster else (caller.run_id or "")
+        self.check_disk()
         if not request.name or len(request.name) > 512 or "\0" in request.name:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an artifact name must be 1-512 characters")
         try:

@@ -29,6 +29,7 @@ class DynamicApi(_Base):
         self, request: pb.AddJobsRequest, context: grpc.aio.ServicerContext
     ) -> pb.SubmitRunResponse:
         await self._check_scope(request.run_id, context, write=True)
+        self.check_disk()
         state = self._state
         try:
             specs = self._specs(request.jobs)
@@ -45,6 +46,7 @@ class DynamicApi(_Base):
         self, request: pb.AddIterationRequest, context: grpc.aio.ServicerContext
     ) -> pb.SubmitRunResponse:
         await self._check_scope(request.run_id, context, write=True)
+        self.check_disk()
         state = self._state
         try:
             jobs = await self._loop.call(
@@ -114,6 +116,7 @@ class DynamicApi(_Base):
     async def SaveDag(self, request: pb.SavedDag, context: grpc.aio.ServicerContext) -> pb.SavedDag:
         if not request.name or "/" in request.name:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a saved DAG needs a name without '/'")
+        self.check_disk()
         try:
             self._specs(request.run.jobs)  # refuse now what could never be submitted
         except RequestError as exc:
@@ -149,6 +152,7 @@ class DynamicApi(_Base):
     async def AddSchedule(self, request: pb.Schedule, context: grpc.aio.ServicerContext) -> pb.Schedule:
         if not request.name or "/" in request.name:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a schedule needs a name without '/'")
+        self.check_disk()
         try:
             return await self.schedules.add_schedule(request)
         except ScheduleError as exc:

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-HASH_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
+HASH_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 CHUNK = 1024 * 1024
 
 

@@ -4,26 +4,42 @@ The bytes are exactly the worker's spool file for that attempt (records of
 "<unix ms> <O|E> <line>\n"), so a byte offset means the same thing on both sides and a worker
 that reconnects resends from the master's size. Nothing here holds a log in memory: a job that
 prints 100 MB costs disk, not RAM.
+
+While the data dir's disk is below its watermark, appends are refused: the log is cut where it
+is (offsets stay the worker's), and a reader is told with a note where output is missing. The
+store, on the same disk, keeps the room it needs to commit the job's end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import time
 from pathlib import Path
 
 from titan_runtime.core.model import ID_PATTERN
+from titan_runtime.diskspace import DiskGuard, human
+
+log = logging.getLogger("titan.master")
 
 READ_CHUNK = 1024 * 1024
 
 
+def note_record(text: str) -> bytes:
+    """A line from Titan itself, in the log's own record format (on the stderr stream)."""
+    return b"%d E %s\n" % (int(time.time() * 1000), text.encode())
+
+
 class LogStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, disk: DiskGuard | None = None) -> None:
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self._disk = disk
         self._fds: dict[str, int] = {}
         self._sizes: dict[str, int] = {}
         self._changed: dict[str, asyncio.Event] = {}
+        self.cut: dict[str, str] = {}  # attempt id -> why its log stops short (while the master runs)
 
     def path(self, run_id: str, job_id: str, number: int) -> Path:
         """The log file of attempt `number` of RUN/JOB, refusing anything that leaves the log dir."""
@@ -55,6 +71,18 @@ class LogStore:
         data = data[size - offset :]
         if not data:
             return size
+        if self._disk is not None:
+            if self._disk.low:
+                if attempt_id not in self.cut:
+                    self.cut[attempt_id] = (
+                        f"the master's disk was nearly full ({human(self._disk.free())} free)"
+                    )
+                    log.warning(
+                        "log of %s cut at %d bytes: %s", path.name, size, self._disk.describe("the disk")
+                    )
+                    self._notify(attempt_id)
+                return size
+            self._disk.wrote(len(data))
         fd = self._fds.get(attempt_id)
         if fd is None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +117,11 @@ class LogStore:
             await asyncio.wait_for(event.wait(), timeout)
         except asyncio.TimeoutError:
             pass
+
+    def missing_note(self, attempt_id: str, size: int, expected: int) -> bytes:
+        """The note a reader gets where an ended attempt's log stops short of what its worker wrote."""
+        why = self.cut.get(attempt_id, "it never reached the master")
+        return note_record(f"titan: {expected - size:,} bytes of output are missing here: {why}")
 
     @staticmethod
     def read(path: Path, offset: int, limit: int = READ_CHUNK) -> bytes:

@@ -11,12 +11,18 @@ A commit is two steps: the write, inline on the event loop thread (a fraction of
 a hand-off to a thread and back costs more in wake-ups on small machines), then the fsync. When
 `before_sync` lets assignments go early, the fsync runs on a thread of its own while the event
 loop sends them; otherwise inline. Everything else waits for the fsync.
+
+Nothing a client or a worker sends can stop the loop: an event that raises fails its own caller
+(or, posted, is logged with a reference), and a tick that raises is logged and the loop goes on.
+The one thing it cannot go on from is a commit that fails: memory and disk would disagree, so
+every waiter is failed with `StoreFailed` and the loop ends, and with it the master process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
@@ -33,6 +39,10 @@ T = TypeVar("T")
 EffectHandler = Callable[[list[Effect], Changes], Awaitable[None]]
 #: The longest a change nothing depends on waits to be committed with others.
 LAZY_COMMIT_S = 0.1
+
+
+class StoreFailed(RuntimeError):
+    """The master's store failed a commit: the master stops (clients see UNAVAILABLE)."""
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
@@ -107,7 +117,7 @@ class MasterLoop:
     async def call(self, fn: Callable[[float], T]) -> T:
         """Apply `fn(now)` to the state; return its result once the change is committed."""
         if self.failed is not None:
-            raise RuntimeError(f"the master's store failed: {self.failed}")
+            raise StoreFailed(self.stopping_message())
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._push(fn, future)
         return await future
@@ -120,6 +130,9 @@ class MasterLoop:
         self._events.append((fn, future))
         if self._arrived is not None:
             _wake(self._arrived)
+
+    def stopping_message(self) -> str:
+        return f"the master is stopping: its store could not be written ({self.failed})"
 
     def start(self, handler: EffectHandler) -> None:
         self._handler = handler
@@ -167,9 +180,12 @@ class MasterLoop:
                     outcomes.append((future, fn(now), None))
                 except Exception as exc:  # a refused event (bad input) must not stop the loop
                     if future is None:
-                        log.exception("event failed")
+                        log.error("an event failed (reference %s)", secrets.token_hex(4), exc_info=exc)
                     outcomes.append((future, None, exc))
-            self.state.tick(now)
+            try:
+                self.state.tick(now)
+            except Exception as exc:
+                log.error("a tick failed (reference %s); going on", secrets.token_hex(4), exc_info=exc)
             effects = self.state.take_effects()
             if not effects and all(future is None for _, future in batch) and self.state.has_changes():
                 # Nothing acts on these changes and nobody waits for them (a process started, say):
@@ -193,11 +209,13 @@ class MasterLoop:
             except Exception as exc:
                 # Memory and disk now disagree: refuse to act on anything, and stop.
                 self.failed = exc
-                log.critical("store write failed, the master stops: %s", exc)
-                for future, _, _ in outcomes:
+                log.critical("the store could not be written, the master stops: %s", exc)
+                waiting = [f for f, _, _ in outcomes] + [f for _, f in self._events]
+                for future in waiting:
                     if future is not None and not future.done():
-                        future.set_exception(RuntimeError(f"the master's store failed: {exc}"))
-                raise
+                        future.set_exception(StoreFailed(self.stopping_message()))
+                self._events.clear()
+                return
             for future, result, exc in outcomes:
                 if future is None or future.done():
                     continue

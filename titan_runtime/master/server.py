@@ -25,12 +25,16 @@ from titan_runtime.core.effects import (
     Effect,
     Note,
 )
+from titan_runtime.core.limits import DEFAULT_LIMITS, Limits
+from titan_runtime.diskspace import DEFAULT_MIN_FREE, DiskGuard
 from titan_runtime.master.api import TitanServicer
 from titan_runtime.master.artifacts import ArtifactStore
 from titan_runtime.master.auth import TOKEN_FILE, AuthInterceptor, Credentials, load_or_create_token
 from titan_runtime.master.convert import spec_to_pb
+from titan_runtime.master.guard import GuardInterceptor
 from titan_runtime.master.jointokens import JoinTokens
 from titan_runtime.master.link import WorkerLinkServicer
+from titan_runtime.master.lock import DataDirLock
 from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
 from titan_runtime.master.schedules import Schedules
@@ -78,6 +82,8 @@ class MasterConfig:
     kill_grace: float = 10.0  # SIGTERM to SIGKILL when cancelling
     fsync: bool = True  # False: commits survive a master crash but not a machine crash
     cluster: ClusterFile | None = None  # pools to autoscale (`--cluster cluster.yaml`)
+    limits: Limits = DEFAULT_LIMITS
+    min_free: str = DEFAULT_MIN_FREE  # the data dir's free-space watermark (diskspace.py)
 
 
 class MasterServer:
@@ -93,6 +99,14 @@ class MasterServer:
         self._logs: LogStore | None = None
         self.autoscaler: AutoscalerLoop | None = None
         self.stopped = asyncio.Event()
+        self._lock: DataDirLock | None = None
+
+    @property
+    def failure(self) -> str:
+        """Why the master stopped by itself (its store failed), or "" while it runs or stopped on request."""
+        if self._loop is None or self._loop.failed is None:
+            return ""
+        return self._loop.stopping_message().replace("is stopping", "stopped")
 
     async def __aenter__(self) -> MasterServer:
         await self.start()
@@ -104,25 +118,37 @@ class MasterServer:
     async def start(self) -> None:
         cfg = self.config
         data_dir = writable_dir(cfg.data_dir.expanduser().resolve())
+        self._lock = DataDirLock(data_dir)  # before anything is read or written there
+        try:
+            await self._start(data_dir)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    async def _start(self, data_dir: Path) -> None:
+        cfg = self.config
         self.token_path = data_dir / TOKEN_FILE
+        disk = DiskGuard(data_dir, cfg.min_free)
         store = open_store(cfg.store, data_dir, fsync=cfg.fsync)
         cluster_token = load_or_create_token(data_dir)
         credentials = Credentials(cluster_token, self.token_path, JoinTokens(store))
         state = ClusterState(
-            ClusterConfig(heartbeat_interval=cfg.heartbeat_interval, lease_timeout=cfg.lease_timeout),
+            ClusterConfig(
+                heartbeat_interval=cfg.heartbeat_interval, lease_timeout=cfg.lease_timeout, limits=cfg.limits
+            ),
             new_id=new_attempt_id,
         )
         loop = MasterLoop(state, store)
         snapshot = await loop.in_store(store.load)
         state.restore(snapshot.runs, snapshot.jobs, snapshot.attempts, snapshot.workers, loop.clock())
         self._loop = loop
-        self._logs = LogStore(data_dir / "logs")
+        self._logs = LogStore(data_dir / "logs", disk)
         artifacts = ArtifactStore(data_dir / "artifacts")
         self._link = WorkerLinkServicer(loop, self._logs, cfg.heartbeat_interval, credentials.join_tokens)
         self._credentials = credentials
 
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(credentials)],
+            interceptors=[GuardInterceptor(), AuthInterceptor(credentials)],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -131,7 +157,7 @@ class MasterServer:
                 ("grpc.http2.min_ping_interval_without_data_ms", 5000),
             ],
         )
-        servicer = TitanServicer(loop, self._logs, artifacts, credentials)
+        servicer = TitanServicer(loop, self._logs, artifacts, credentials, disk)
         self._schedules = servicer.schedules = Schedules(loop, servicer.submit)
         rpc.add_TitanServicer_to_server(servicer, server)
         rpc.add_WorkerLinkServicer_to_server(self._link, server)
@@ -167,6 +193,7 @@ class MasterServer:
             )
         (data_dir / READY_FILE).write_text(json.dumps(ready) + "\n")
         self._ready_file = data_dir / READY_FILE
+        self._lock.describe(self.address)
         log.info(
             "titan master %s listening on %s (store %s in %s); token in %s",
             __version__,
@@ -195,6 +222,8 @@ class MasterServer:
             self._ready_file.unlink()
         except OSError:
             pass
+        if self._lock is not None:
+            self._lock.release()
         self.stopped.set()
         log.info("titan master stopped")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from titan_runtime.store.base import MAX_KV_VALUE_BYTES, KvTypeError, Snapshot, Store, StoreError
+from titan_runtime.store.base import MAX_KV_VALUE_BYTES, KvTypeError, Snapshot, Store, StoreError, StoreFull
 from titan_runtime.store.memory import MemoryStore
 from titan_runtime.store.sqlite import SqliteStore
 
@@ -29,5 +29,6 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "StoreFull",
     "open_store",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 
 from titan_runtime.core.effects import Changes
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Largest KV value or set member, in bytes of UTF-8.
 MAX_KV_VALUE_BYTES = 1024 * 1024
@@ -22,6 +22,10 @@ MAX_KV_VALUE_BYTES = 1024 * 1024
 
 class StoreError(RuntimeError):
     """The store cannot be opened or used; the message says what to do."""
+
+
+class StoreFull(StoreError):
+    """The store's disk is full: the write did not happen (and nothing else changed)."""
 
 
 class KvTypeError(ValueError):
@@ -69,22 +73,31 @@ class Store(abc.ABC):
     def kv_get(self, key: str) -> str | None: ...
 
     @abc.abstractmethod
-    def kv_put(self, key: str, value: str) -> None: ...
+    def kv_put(self, key: str, value: str, owner: str = "") -> None:
+        """Set a value. `owner` (the run whose job created the key) is recorded when the key is new."""
+
+    @abc.abstractmethod
+    def kv_exists(self, key: str) -> bool:
+        """Whether a value or a set of that name exists."""
+
+    @abc.abstractmethod
+    def kv_owned(self, owner: str) -> int:
+        """How many keys (values and sets) `owner` created that still exist."""
 
     @abc.abstractmethod
     def kv_delete(self, key: str) -> bool:
         """Delete a value and a set of that name; True if either existed."""
 
     @abc.abstractmethod
-    def kv_incr(self, key: str, delta: int) -> int:
+    def kv_incr(self, key: str, delta: int, owner: str = "") -> int:
         """Add `delta` to an integer value (a missing key counts as 0) and return the new value."""
 
     @abc.abstractmethod
-    def kv_cas(self, key: str, expected: str | None, value: str) -> bool:
+    def kv_cas(self, key: str, expected: str | None, value: str, owner: str = "") -> bool:
         """Set `key` to `value` only if it currently holds `expected` (None: only if absent)."""
 
     @abc.abstractmethod
-    def kv_sadd(self, key: str, member: str) -> bool:
+    def kv_sadd(self, key: str, member: str, owner: str = "") -> bool:
         """Add to a set; True if the member was new."""
 
     @abc.abstractmethod

@@ -22,6 +22,7 @@ class MemoryStore(Store):
         self._workers: dict[str, dict[str, Any]] = {}
         self._kv: dict[str, str] = {}
         self._sets: dict[str, set[str]] = {}
+        self._owners: dict[str, str] = {}  # key -> the run that created it
 
     def load(self) -> Snapshot:
         return Snapshot(
@@ -46,26 +47,39 @@ class MemoryStore(Store):
     def kv_get(self, key: str) -> str | None:
         return self._kv.get(key)
 
-    def kv_put(self, key: str, value: str) -> None:
+    def _own(self, key: str, owner: str) -> None:
+        if owner and not self.kv_exists(key):
+            self._owners[key] = owner
+
+    def kv_put(self, key: str, value: str, owner: str = "") -> None:
+        self._own(key, owner)
         self._kv[key] = value
+
+    def kv_exists(self, key: str) -> bool:
+        return key in self._kv or key in self._sets
+
+    def kv_owned(self, owner: str) -> int:
+        return sum(1 for o in self._owners.values() if o == owner)
 
     def kv_delete(self, key: str) -> bool:
         had_value = self._kv.pop(key, None) is not None
         had_set = self._sets.pop(key, None) is not None
+        self._owners.pop(key, None)
         return had_value or had_set
 
-    def kv_incr(self, key: str, delta: int) -> int:
+    def kv_incr(self, key: str, delta: int, owner: str = "") -> int:
         number = parse_int(key, self._kv.get(key)) + delta
-        self._kv[key] = str(number)
+        self.kv_put(key, str(number), owner)
         return number
 
-    def kv_cas(self, key: str, expected: str | None, value: str) -> bool:
+    def kv_cas(self, key: str, expected: str | None, value: str, owner: str = "") -> bool:
         if self._kv.get(key) != expected:
             return False
-        self._kv[key] = value
+        self.kv_put(key, value, owner)
         return True
 
-    def kv_sadd(self, key: str, member: str) -> bool:
+    def kv_sadd(self, key: str, member: str, owner: str = "") -> bool:
+        self._own(key, owner)
         members = self._sets.setdefault(key, set())
         if member in members:
             return False
@@ -79,6 +93,8 @@ class MemoryStore(Store):
         members.discard(member)
         if not members:
             del self._sets[key]
+            if key not in self._kv:
+                self._owners.pop(key, None)
         return True
 
     def kv_smembers(self, key: str) -> list[str]:

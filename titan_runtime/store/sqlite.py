@@ -11,14 +11,16 @@ while the fsync of its submission runs (see `MasterLoop`). KV changes are synced
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from titan_runtime.core.effects import Changes
-from titan_runtime.store.base import SCHEMA_VERSION, Snapshot, Store, StoreError, parse_int
+from titan_runtime.store.base import SCHEMA_VERSION, Snapshot, Store, StoreError, StoreFull, parse_int
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -30,7 +32,12 @@ CREATE TABLE IF NOT EXISTS attempts(id TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS workers(id TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv_sets(key TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY(key, member));
+CREATE TABLE IF NOT EXISTS kv_owners(key TEXT PRIMARY KEY, owner TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS kv_owners_by_owner ON kv_owners(owner);
 """
+#: What each schema version adds to the one before, applied in order to an older store. Version 2
+#: records which run created each KV key (kv_owners, created by _SCHEMA): keys from before have none.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {2: ()}
 
 
 def _dump(row: dict[str, Any]) -> str:
@@ -62,11 +69,39 @@ class SqliteStore(Store):
         row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
+            return
+        version = int(row[0])
+        if version > SCHEMA_VERSION:
             raise StoreError(
                 f"the store at {self.path} has schema version {row[0]}, newer than this Titan's "
                 f"{SCHEMA_VERSION}: upgrade titan-runtime or use another --data-dir"
             )
+        with self._transaction() as db:
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[step]:
+                    db.execute(statement)
+            db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error. A full disk is a StoreFull.
+
+        SQLite rolls a transaction back by itself after some errors (SQLITE_FULL among them): a
+        ROLLBACK then would fail and hide the error that matters, so it is only sent if needed."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc):
+                raise StoreFull(f"the disk of {self.path} is full: {exc}") from exc
+            raise
 
     def load(self) -> Snapshot:
         def rows(sql: str) -> list[dict[str, Any]]:
@@ -84,9 +119,7 @@ class SqliteStore(Store):
         )
 
     def write(self, changes: Changes) -> None:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             if changes.runs:
                 db.executemany(
                     "INSERT INTO runs(id, data) VALUES(?, ?) ON CONFLICT(id) DO UPDATE SET data=excluded.data",
@@ -120,10 +153,6 @@ class SqliteStore(Store):
                     "INSERT INTO workers(id, data) VALUES(?, ?) ON CONFLICT(id) DO UPDATE SET data=excluded.data",
                     [(r["id"], _dump(r)) for r in changes.workers],
                 )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def sync(self) -> None:
         """fdatasync the WAL, where every commit is (its own descriptor: safe beside the connection).
@@ -144,62 +173,71 @@ class SqliteStore(Store):
         row = self._db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
         return None if row is None else row[0]
 
-    def kv_put(self, key: str, value: str) -> None:
-        self._put(key, value)
-        self.sync()
+    def kv_exists(self, key: str) -> bool:
+        found = self._db.execute(
+            "SELECT 1 FROM kv WHERE key=? UNION ALL SELECT 1 FROM kv_sets WHERE key=? LIMIT 1", (key, key)
+        ).fetchone()
+        return found is not None
 
-    def _put(self, key: str, value: str) -> None:
+    def kv_owned(self, owner: str) -> int:
+        return self._db.execute("SELECT count(*) FROM kv_owners WHERE owner=?", (owner,)).fetchone()[0]
+
+    def _own(self, key: str, owner: str) -> None:
+        """Record who created `key` (called before it is written, inside the transaction)."""
+        if owner and not self.kv_exists(key):
+            self._db.execute("INSERT OR REPLACE INTO kv_owners(key, owner) VALUES(?, ?)", (key, owner))
+
+    def _put(self, key: str, value: str, owner: str) -> None:
+        self._own(key, owner)
         self._db.execute(
             "INSERT INTO kv(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
             (key, value),
         )
 
+    def kv_put(self, key: str, value: str, owner: str = "") -> None:
+        with self._transaction():
+            self._put(key, value, owner)
+        self.sync()
+
     def kv_delete(self, key: str) -> bool:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        removed = db.execute("DELETE FROM kv WHERE key=?", (key,)).rowcount
-        removed += db.execute("DELETE FROM kv_sets WHERE key=?", (key,)).rowcount
-        db.execute("COMMIT")
+        with self._transaction() as db:
+            removed = db.execute("DELETE FROM kv WHERE key=?", (key,)).rowcount
+            removed += db.execute("DELETE FROM kv_sets WHERE key=?", (key,)).rowcount
+            db.execute("DELETE FROM kv_owners WHERE key=?", (key,))
         self.sync()
         return removed > 0
 
-    def kv_incr(self, key: str, delta: int) -> int:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+    def kv_incr(self, key: str, delta: int, owner: str = "") -> int:
+        with self._transaction():
             number = parse_int(key, self.kv_get(key)) + delta
-            self._put(key, str(number))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            self._put(key, str(number), owner)
         self.sync()
         return number
 
-    def kv_cas(self, key: str, expected: str | None, value: str) -> bool:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+    def kv_cas(self, key: str, expected: str | None, value: str, owner: str = "") -> bool:
+        with self._transaction():
             if self.kv_get(key) != expected:
-                db.execute("ROLLBACK")
                 return False
-            self._put(key, value)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            self._put(key, value, owner)
         self.sync()
         return True
 
-    def kv_sadd(self, key: str, member: str) -> bool:
-        cursor = self._db.execute("INSERT OR IGNORE INTO kv_sets(key, member) VALUES(?, ?)", (key, member))
+    def kv_sadd(self, key: str, member: str, owner: str = "") -> bool:
+        with self._transaction() as db:
+            self._own(key, owner)
+            added = db.execute(
+                "INSERT OR IGNORE INTO kv_sets(key, member) VALUES(?, ?)", (key, member)
+            ).rowcount
         self.sync()
-        return cursor.rowcount == 1
+        return added == 1
 
     def kv_srem(self, key: str, member: str) -> bool:
-        cursor = self._db.execute("DELETE FROM kv_sets WHERE key=? AND member=?", (key, member))
+        with self._transaction() as db:
+            removed = db.execute("DELETE FROM kv_sets WHERE key=? AND member=?", (key, member)).rowcount
+            if removed and not self.kv_exists(key):
+                db.execute("DELETE FROM kv_owners WHERE key=?", (key,))
         self.sync()
-        return cursor.rowcount == 1
+        return removed == 1
 
     def kv_smembers(self, key: str) -> list[str]:
         return sorted(m for (m,) in self._db.execute("SELECT member FROM kv_sets WHERE key=?", (key,)))

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-_HASH = re.compile(r"^sha256:([0-9a-f]{64})$")
+_HASH = re.compile(r"^sha256:([0-9a-f]{64})\Z")
 
 Fetch = Callable[[str], AsyncIterator[bytes]]
 

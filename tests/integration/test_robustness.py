@@ -1,0 +1,154 @@
+"""Nothing a careless user or an attacker sends stops, corrupts or confuses the master (issue 18).
+
+Each test is one failure seen in the field, driven through real processes; after each, the master
+must still take writes, and a restart must find the same state.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ProcessCluster
+from titan_runtime import InvalidJob, TitanJob
+
+pytestmark = pytest.mark.integration
+
+
+def still_takes_writes(cluster: ProcessCluster) -> None:
+    job = cluster.client.submit_job(TitanJob(command=["true"]))
+    assert cluster.client.wait(job, 60).state == "SUCCEEDED"
+
+
+def result_job(job_id: str, value: object, **kw: object) -> TitanJob:
+    text = json.dumps(json.dumps(value))
+    return TitanJob(job_id, command=["sh", "-c", f"echo {text} > $TITAN_RESULT_FILE"], **kw)  # type: ignore[arg-type]
+
+
+def test_a_condition_that_builds_a_huge_value_fails_its_job_not_the_master(cluster: ProcessCluster) -> None:
+    # Built from constants, it is refused at submission, saying why.
+    with pytest.raises(InvalidJob, match="condition budget"):
+        cluster.client.submit_dag(
+            "const",
+            [
+                TitanJob("p", command=["true"]),
+                TitanJob("c", command=["true"], parents=["p"], when="'a' * 100000000000000000000 == ''"),
+            ],
+        )
+    # Built from a result, after an approval gate times out (in the master's tick): the job fails.
+    gate = result_job("gate", "xx", approval={"message": "ok?", "timeout": 1})
+    after = TitanJob(
+        "after",
+        command=["true"],
+        parents=["gate"],
+        trigger_rule="all_done",
+        when="gate * 100000 * 100000 != ''",
+    )
+    run = cluster.client.submit_dag("gated", [gate, after])
+    record = run.wait(60)
+    assert record.state == "FAILED"
+    jobs = {j.id: j for j in record.jobs}
+    assert jobs["gate"].reason.startswith("approval timed out")
+    assert jobs["after"].state == "FAILED" and "condition budget" in jobs["after"].reason
+    still_takes_writes(cluster)
+    cluster.restart_master()
+    cluster._client = None
+    assert cluster.client.get_run(run.id).state == "FAILED"
+    still_takes_writes(cluster)
+
+
+def test_a_long_chain_whose_root_fails_settles_and_restarts(cluster: ProcessCluster) -> None:
+    jobs = [TitanJob("j0", command=["false"])]
+    jobs += [TitanJob(f"j{i}", command=["true"], parents=[f"j{i - 1}"]) for i in range(1, 1000)]
+    run = cluster.client.submit_dag("chain", jobs)
+    record = run.wait(120)
+    assert record.state == "FAILED"
+    assert record.counts == {"FAILED": 1, "UPSTREAM_FAILED": 999}
+    cluster.restart_master()
+    cluster._client = None
+    assert cluster.client.get_run(run.id).counts == {"FAILED": 1, "UPSTREAM_FAILED": 999}
+    still_takes_writes(cluster)
+
+
+def test_a_second_master_on_the_same_data_dir_stops_at_once_and_touches_nothing(
+    cluster: ProcessCluster,
+) -> None:
+    ready = (cluster.data_dir / "master.json").read_text()
+    assert cluster.master is not None
+    out = subprocess.run(
+        [sys.executable, "-m", "titan_runtime", "master", "--port", "0", "--data-dir", str(cluster.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert (
+        f"in use by another master (pid {cluster.master.pid}, listening on {cluster.address})" in out.stderr
+    )
+    assert (cluster.data_dir / "master.json").read_text() == ready
+    up = subprocess.run(
+        [sys.executable, "-m", "titan_runtime", "up", "--port", "0", "--data-dir", str(cluster.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert up.returncode != 0 and "in use by another master" in up.stderr
+    assert [w.state for w in cluster.client.list_workers()] == ["ALIVE"]
+    still_takes_writes(cluster)
+
+
+@pytest.mark.parametrize("bad", ["ok\n", "ok\n\n", "\nok"])
+def test_ids_with_a_newline_are_refused(cluster: ProcessCluster, bad: str) -> None:
+    with pytest.raises(InvalidJob, match="invalid"):
+        cluster.client.submit_job(TitanJob(command=["true"]), run_id=bad)
+    with pytest.raises(InvalidJob, match="invalid job id"):
+        cluster.client.submit_job(TitanJob(bad, command=["true"]))
+
+
+def test_limits_are_refused_with_their_name_and_how_to_raise_them(make_cluster, tmp_path: Path) -> None:
+    cluster: ProcessCluster = make_cluster(
+        master_args=(
+            "--limit",
+            "jobs_per_run=5",
+            "--limit",
+            "kv_keys_per_run=3",
+            "--limit",
+            "artifact_bytes_per_run=4K",
+        )
+    )
+    cluster.add_worker("w1", slots=2)
+    with pytest.raises(
+        InvalidJob, match=r"6 jobs.*jobs_per_run=5; raise it with `titan-runtime master --limit"
+    ):
+        cluster.client.submit_dag("big", [TitanJob(f"j{i}", command=["true"]) for i in range(6)])
+    script = tmp_path / "greedy.py"
+    script.write_text(
+        "import sys\n"
+        "from titan_runtime import task, ResourceExhausted\n"
+        "for i in range(3):\n"
+        "    task.store_put(f'k{i}', 'v')\n"
+        "task.store_put('k0', 'again')  # an update creates nothing\n"
+        "try:\n"
+        "    task.store_put('k3', 'v')\n"
+        "except ResourceExhausted as exc:\n"
+        "    print('kv refused:', exc)\n"
+        "open('blob', 'wb').write(b'x' * 5000)\n"
+        "try:\n"
+        "    task.publish_artifact('blob', 'blob')\n"
+        "except ResourceExhausted as exc:\n"
+        "    print('upload refused:', exc)\n"
+    )
+    job = cluster.client.submit_job(TitanJob(filename=str(script)))
+    assert cluster.client.wait(job, 60).state == "SUCCEEDED"
+    logs = cluster.client.fetch_logs(job)
+    assert "kv refused:" in logs and "kv_keys_per_run=3" in logs
+    assert "upload refused:" in logs and "artifact_bytes_per_run=4096" in logs
+    # The cluster token is not a run: its keys are not counted.
+    for i in range(5):
+        cluster.client.store_put(f"admin{i}", "v")
+    out = cluster.cli("master", "--limit", "nonsense=1", "--data-dir", str(tmp_path / "x"))
+    assert out.returncode == 2 and "unknown limit 'nonsense'" in out.stderr

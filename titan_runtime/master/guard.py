@@ -1,0 +1,98 @@
+"""Every RPC handler runs behind this guard: no request can take more than itself down.
+
+A handler that raises something it did not mean to fails its own request with INTERNAL and a
+reference the master's log repeats next to the traceback, so a user can report it and an operator
+can find it. The refusals the handlers and the core mean (a bad spec, an unknown id, a full disk, a
+master whose store failed) become the status codes that say so, wherever they are raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from titan_runtime.core.cluster import NotFound
+from titan_runtime.core.model import InvalidSpec
+from titan_runtime.master.errors import RequestError
+from titan_runtime.master.loop import StoreFailed
+from titan_runtime.store import StoreFull
+
+log = logging.getLogger("titan.master")
+
+
+def status_of(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
+    """The status a failed request leaves with, and its message."""
+    if isinstance(exc, RequestError):
+        return exc.code, str(exc)
+    if isinstance(exc, InvalidSpec):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, NotFound):
+        return grpc.StatusCode.NOT_FOUND, str(exc)
+    if isinstance(exc, StoreFull):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, f"the master's disk is full: {exc}"
+    if isinstance(exc, StoreFailed):
+        return grpc.StatusCode.UNAVAILABLE, str(exc)
+    reference = secrets.token_hex(4)
+    log.error("internal error %s in %s", reference, method, exc_info=exc)
+    return (
+        grpc.StatusCode.INTERNAL,
+        f"internal error in the master (reference {reference}); its log has the details",
+    )
+
+
+def _unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await behavior(request, context)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:
+            await context.abort(*status_of(exc, method))
+
+    return guarded
+
+
+def _streaming(behavior: Callable[..., Any], method: str) -> Callable[..., AsyncIterator[Any]]:
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            responses = behavior(request, context)
+            if inspect.isawaitable(responses):  # a coroutine (one that aborts, say), not a generator
+                responses = await responses
+            if responses is not None:
+                async for item in responses:
+                    yield item
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:
+            await context.abort(*status_of(exc, method))
+
+    return guarded
+
+
+class GuardInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        kwargs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, method), **kwargs)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(_unary(handler.stream_unary, method), **kwargs)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(_streaming(handler.unary_stream, method), **kwargs)
+        return grpc.stream_stream_rpc_method_handler(_streaming(handler.stream_stream, method), **kwargs)
