@@ -147,8 +147,42 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
     Console(soft_wrap=True).print(table)
 
 
-def echo_line(line: LogLine) -> None:
-    click.echo(str(line), err=line.stream == "stderr")
+class LineWriter:
+    """Writes job output lines as bytes, each to the stream the job wrote it to.
+
+    Without `raw`, each line ends with a newline and Titan's own notes are included; with it, the
+    exact bytes the job wrote (an unended last line stays unended), and nothing else. `live`
+    flushes every line (following a running job); otherwise only when the stream changes, so that
+    a 50 MB log is not a million writes while stdout and stderr still interleave in order."""
+
+    def __init__(self, raw: bool = False, live: bool = False) -> None:
+        self.raw = raw
+        self.live = live
+        self._last: Any = None
+
+    def write(self, line: LogLine) -> None:
+        if self.raw and line.titan:
+            return
+        stream = sys.stderr if line.stream == "stderr" else sys.stdout
+        if self._last is not None and self._last is not stream:
+            self._last.flush()
+        self._last = stream
+        data = line.raw if self.raw else line.data + b"\n"
+        buffer = getattr(stream, "buffer", None)
+        if buffer is not None:
+            stream.flush()  # what was written as text first
+            buffer.write(data)
+        else:  # a stream without bytes (an embedding that captured it): the text must do
+            stream.write(data.decode("utf-8", errors="replace"))
+        if self.live:
+            (buffer or stream).flush()
+
+    def close(self) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+            buffer = getattr(stream, "buffer", None)
+            if buffer is not None:
+                buffer.flush()
 
 
 # ====================================================================== the command group
@@ -476,6 +510,23 @@ def master(
     default=None,
     help="Address others reach this worker's services at [default: route to master].",
 )
+@click.option(
+    "--min-free",
+    default="1G,5%",
+    show_default=True,
+    callback=_check_min_free,
+    help="Free space the work dir's disk keeps: below it, job output is cut (with a note). "
+    'Bytes ("2G"), a share ("5%") or both (the smaller applies); 0 turns it off.',
+)
+@click.option(
+    "--max-project-size",
+    default="10G",
+    show_default=True,
+    help="Largest size a project archive may unpack to in a workspace.",
+)
+@click.option(
+    "--max-project-files", default=100_000, show_default=True, help="Most files a project archive may hold."
+)
 @click.option("--pool", default="", help="The autoscaled pool it belongs to (set by the pool's provider).")
 @click.option("--provider", default="", hidden=True)
 @click.option("--launch-id", default="", hidden=True)
@@ -498,6 +549,9 @@ def worker(
     python_launcher: str,
     port_range: str,
     advertise_host: str | None,
+    min_free: str,
+    max_project_size: str,
+    max_project_files: int,
     pool: str,
     provider: str,
     launch_id: str,
@@ -515,9 +569,11 @@ def worker(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from titan_runtime.core.limits import parse_size
     from titan_runtime.worker import capabilities
     from titan_runtime.worker.agent import WorkerConfig, run_worker
     from titan_runtime.worker.agent import exit_with_parent as arm_parent_death
+    from titan_runtime.worker.project import ProjectLimits
 
     setup_logging(verbose)
     if exit_with_parent:
@@ -527,6 +583,10 @@ def worker(
     config.split_host_port(master_address)
     if slots is not None and slots < 1:
         raise click.BadParameter("must be at least 1", param_hint="--slots")
+    try:
+        project_limits = ProjectLimits(parse_size(max_project_size), max_project_files)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--max-project-size") from None
     resolved_token = config.token(token, data_dir)
     if not resolved_token:
         fail(
@@ -549,6 +609,8 @@ def worker(
         python_launcher=python_launcher,
         port_range=_parse_port_range(port_range),
         advertise_host=advertise_host or "",
+        min_free=min_free,
+        project_limits=project_limits,
         pool=pool,
         provider=provider,
         launch_id=launch_id,
@@ -682,8 +744,9 @@ def submit(
         return
     try:
         if follow:
+            writer = LineWriter(live=True)
             for line in client.follow_logs(run_id):
-                echo_line(line)
+                writer.write(line)
         record = client.wait(run_id)
     except KeyboardInterrupt:
         click.echo(f"\nStill running; cancel it with: titan-runtime cancel {run_id}", err=True)
@@ -724,15 +787,23 @@ def status(client: TitanClient, job: str, as_json: bool) -> None:
 @click.argument("job")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the job ends.")
 @click.option("--attempt", type=int, default=None, help="Attempt number [default: the latest].")
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="The exact bytes the job wrote (no newline added to an unended last line, no Titan notes).",
+)
 @client_options
-def logs(client: TitanClient, job: str, follow: bool, attempt: int | None) -> None:
-    """Print a job's output (stdout lines to stdout, stderr lines to stderr)."""
+def logs(client: TitanClient, job: str, follow: bool, attempt: int | None, raw: bool) -> None:
+    """Print a job's output (stdout lines to stdout, stderr lines to stderr), byte for byte."""
+    writer = LineWriter(raw=raw, live=follow)
     try:
         lines = client.follow_logs(job, attempt=attempt) if follow else client.read_logs(job, attempt=attempt)
         for line in lines:
-            echo_line(line)
+            writer.write(line)
     except KeyboardInterrupt:
         sys.exit(EXIT_CANCELLED)
+    finally:
+        writer.close()
 
 
 @cli.command()

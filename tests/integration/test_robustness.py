@@ -152,3 +152,55 @@ def test_limits_are_refused_with_their_name_and_how_to_raise_them(make_cluster, 
         cluster.client.store_put(f"admin{i}", "v")
     out = cluster.cli("master", "--limit", "nonsense=1", "--data-dir", str(tmp_path / "x"))
     assert out.returncode == 2 and "unknown limit 'nonsense'" in out.stderr
+
+
+def test_ctrl_c_of_up_hands_each_running_job_back_once(tmp_path: Path) -> None:
+    import signal
+    import sqlite3
+
+    from tests.helpers import wait_until
+    from titan_runtime import TitanClient
+
+    data = tmp_path / "data"
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "titan_runtime",
+            "up",
+            "--port",
+            "0",
+            "--workers",
+            "2",
+            "--slots",
+            "1",
+            "--data-dir",
+            str(data),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until(lambda: (data / "master.json").exists(), 60, what="up to start")
+        address = json.loads((data / "master.json").read_text())["address"]
+        with TitanClient(address=address, data_dir=str(data)) as client:
+            wait_until(lambda: len(client.list_workers()) == 2, 60, what="both workers")
+            jobs = [client.submit_job(TitanJob(f"sleep{i}", command=["sleep", "60"])) for i in range(2)]
+            wait_until(lambda: all(client.get_job(j).state == "RUNNING" for j in jobs), 60, what="both jobs")
+        up.send_signal(signal.SIGINT)
+        out, _ = up.communicate(timeout=60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    assert up.returncode == 0, out
+    db = sqlite3.connect(data / "titan.db")
+    attempts = [json.loads(row) for (row,) in db.execute("SELECT data FROM attempts")]
+    db.close()
+    for job in jobs:
+        mine = [a for a in attempts if a["run_id"] == job]
+        started = [a for a in mine if not a.get("void")]
+        assert len(started) == 1, mine  # handed back once; no attempt spent on a worker that was stopping
+        assert len(mine) <= 3, mine
+        assert started[0]["state"] == "CANCELLED" and "handed back" in started[0]["reason"]

@@ -19,11 +19,11 @@ from titan_runtime.client.records import (
     AgentRunRecord,
     JobRecord,
     LogLine,
+    LogReader,
     RunRecord,
     ScheduleRecord,
     ServiceRecord,
     WorkerRecord,
-    parse_log_chunk,
 )
 from titan_runtime.client.run import AsyncRun
 from titan_runtime.client.sync import CHANNEL_OPTIONS, _ref, _user
@@ -262,16 +262,26 @@ class AsyncTitanClient:
         self, job_id: str, offset: int = 0, attempt: int | None = None
     ) -> AsyncIterator[LogLine]:
         request = pb.ReadLogsRequest(ref=job_id, attempt=attempt or 0, offset=offset, follow=True)
+        reader = LogReader()
         async for chunk in self._stream("ReadLogs", request):
-            for line in parse_log_chunk(chunk):
+            for line in reader.feed(chunk):
                 yield line
+        for line in reader.end():
+            yield line
 
     async def read_logs(self, job_id: str, attempt: int | None = None, offset: int = 0) -> list[LogLine]:
         request = pb.ReadLogsRequest(ref=job_id, attempt=attempt or 0, offset=offset, follow=False)
-        return [line async for chunk in self._stream("ReadLogs", request) for line in parse_log_chunk(chunk)]
+        reader = LogReader()
+        lines = [line async for chunk in self._stream("ReadLogs", request) for line in reader.feed(chunk)]
+        return lines + reader.end()
 
     async def fetch_logs(self, job_id: str, attempt: int | None = None) -> str:
-        return "".join(line + "\n" for line in await self.read_logs(job_id, attempt))
+        return "".join(
+            line + "\n" if line.terminated else line for line in await self.read_logs(job_id, attempt)
+        )
+
+    async def fetch_log_bytes(self, job_id: str, attempt: int | None = None) -> bytes:
+        return b"".join(line.raw for line in await self.read_logs(job_id, attempt) if not line.titan)
 
     async def upload_file(self, path: str | Path) -> str:
         return await self._run(ops.upload(Path(path).resolve(), self._uploads))

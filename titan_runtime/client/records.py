@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -222,16 +223,29 @@ class WorkerRecord:
 
 
 class LogLine(str):
-    """One line of a job's output: a str (the text) that also knows where it came from."""
+    """One line of a job's output: a str (the text, invalid UTF-8 replaced by U+FFFD) that also
+    knows its exact bytes and where it came from."""
 
-    stream: str  # "stdout" or "stderr"
-    timestamp: float  # seconds since the epoch, from the worker's clock
-    offset: int  # byte offset of the record in the attempt's log (resume with offset=)
-    next_offset: int  # offset of the record after this one
+    stream: str  # "stdout" or "stderr" (Titan's own notes are on stderr, with `titan` set)
+    timestamp: float  # seconds since the epoch, from the worker's clock (of the line's first piece)
+    offset: int  # byte offset of the line's first record in the attempt's log
+    next_offset: int  # offset of the record after its last one
     attempt: int
+    data: bytes  # exactly what the job wrote, without the newline
+    terminated: bool  # the job ended it with a newline (False: the last line of its output, unended)
+    titan: bool  # a line from Titan itself (output cut, the job could not start...)
 
     def __new__(
-        cls, text: str, stream: str, timestamp: float, offset: int, next_offset: int, attempt: int
+        cls,
+        text: str,
+        stream: str,
+        timestamp: float,
+        offset: int,
+        next_offset: int,
+        attempt: int,
+        data: bytes | None = None,
+        terminated: bool = True,
+        titan: bool = False,
     ) -> LogLine:
         line = super().__new__(cls, text)
         line.stream = stream
@@ -239,33 +253,87 @@ class LogLine(str):
         line.offset = offset
         line.next_offset = next_offset
         line.attempt = attempt
+        line.data = text.encode() if data is None else data
+        line.terminated = terminated
+        line.titan = titan
         return line
 
+    @property
+    def raw(self) -> bytes:
+        """The line as the job wrote it: its bytes and, if it ended one, the newline."""
+        return self.data + b"\n" if self.terminated else self.data
 
-def parse_log_chunk(chunk: pb.LogChunk) -> list[LogLine]:
-    """Split a chunk of whole records into lines."""
-    lines = []
-    offset = chunk.offset
-    for record in chunk.data.split(b"\n")[:-1]:
-        size = len(record) + 1
-        stamp, _, rest = record.partition(b" ")
-        stream, _, text = rest.partition(b" ")
-        try:
-            timestamp = int(stamp) / 1000.0
-        except ValueError:
-            timestamp = 0.0
-        lines.append(
-            LogLine(
-                text.decode("utf-8", errors="replace"),
-                "stderr" if stream == b"E" else "stdout",
-                timestamp,
-                offset,
-                offset + size,
-                chunk.attempt,
-            )
-        )
-        offset += size
-    return lines
+
+_STREAMS = {b"O": "stdout", b"o": "stdout", b"E": "stderr", b"e": "stderr", b"T": "stderr"}
+
+
+class LogReader:
+    """Log records back into lines, chunk after chunk (see worker/spool.py for the records).
+
+    A line longer than the worker's record size arrives in pieces, possibly across chunks and
+    with the other stream's lines in between: the reader keeps the pieces until the line ends.
+    `offset` is where to ask for more after a broken stream: everything before it was read, and
+    pieces of unfinished lines are kept here, so nothing is lost or repeated.
+    """
+
+    def __init__(self, attempt: int = 0, offset: int = 0) -> None:
+        self.attempt = attempt
+        self.offset = offset
+        self._pieces: dict[str, tuple[list[bytes], float, int]] = {}
+
+    def feed(self, chunk: pb.LogChunk) -> list[LogLine]:
+        lines = self.end() if chunk.attempt != self.attempt and self.attempt else []
+        self.attempt = chunk.attempt
+        offset = chunk.offset
+        for record in chunk.data.split(b"\n")[:-1]:
+            size = len(record) + 1
+            stamp, _, rest = record.partition(b" ")
+            kind, _, data = rest.partition(b" ")
+            try:
+                timestamp = int(stamp) / 1000.0
+            except ValueError:
+                timestamp = 0.0
+            stream = _STREAMS.get(kind, "stdout")
+            if kind in (b"o", b"e"):
+                pieces, first_stamp, first_offset = self._pieces.get(stream) or ([], timestamp, offset)
+                pieces.append(data)
+                self._pieces[stream] = (pieces, first_stamp, first_offset)
+            else:
+                pieces, first_stamp, first_offset = (
+                    self._pieces.pop(stream, None) if kind != b"T" else None
+                ) or ([], timestamp, offset)
+                lines.append(
+                    self._line(
+                        stream, [*pieces, data], first_stamp, first_offset, offset + size, True, kind == b"T"
+                    )
+                )
+            offset += size
+        self.offset = offset
+        return lines
+
+    def end(self) -> list[LogLine]:
+        """The log is over: what is left unended are last lines without a newline."""
+        lines = [
+            self._line(stream, pieces, stamp, first, self.offset, False, False)
+            for stream, (pieces, stamp, first) in sorted(self._pieces.items(), key=lambda kv: kv[1][2])
+        ]
+        self._pieces.clear()
+        return lines
+
+    def _line(
+        self, stream: str, pieces: list[bytes], stamp: float, offset: int, end: int, ended: bool, titan: bool
+    ) -> LogLine:
+        data = b"".join(pieces)
+        text = data.decode("utf-8", errors="replace")
+        return LogLine(text, stream, stamp, offset, end, self.attempt, data, ended, titan)
+
+
+def read_lines(chunks: Iterable[pb.LogChunk]) -> Iterator[LogLine]:
+    """Every line of a finished read (unended last lines included)."""
+    reader = LogReader()
+    for chunk in chunks:
+        yield from reader.feed(chunk)
+    yield from reader.end()
 
 
 @dataclass

@@ -19,11 +19,12 @@ from titan_runtime.client.records import (
     AgentRunRecord,
     JobRecord,
     LogLine,
+    LogReader,
     RunRecord,
     ScheduleRecord,
     ServiceRecord,
     WorkerRecord,
-    parse_log_chunk,
+    read_lines,
 )
 from titan_runtime.client.run import Run
 from titan_runtime.client.transfer import ArtifactWriter
@@ -308,18 +309,25 @@ class TitanClient:
         Without `attempt`, follows the latest attempt and then any retry after it.
         """
         request = pb.ReadLogsRequest(ref=job_id, attempt=attempt or 0, offset=offset, follow=True)
+        reader = LogReader()
         for chunk in self._stream("ReadLogs", request):
-            yield from parse_log_chunk(chunk)
+            yield from reader.feed(chunk)
+        yield from reader.end()
 
     def read_logs(self, job_id: str, attempt: int | None = None, offset: int = 0) -> list[LogLine]:
         """Every line logged so far by one attempt (default: the latest)."""
         request = pb.ReadLogsRequest(ref=job_id, attempt=attempt or 0, offset=offset, follow=False)
-        return [line for chunk in self._stream("ReadLogs", request) for line in parse_log_chunk(chunk)]
+        return list(read_lines(self._stream("ReadLogs", request)))
 
     def fetch_logs(self, job_id: str, attempt: int | None = None) -> str:
-        """The whole output of one attempt (default: the latest) as text, never truncated."""
-        lines = self.read_logs(job_id, attempt)
-        return "".join(line + "\n" for line in lines)
+        """The whole output of one attempt (default: the latest) as text, never truncated (bytes that
+        are not UTF-8 read as U+FFFD: `fetch_log_bytes` has them exactly)."""
+        return "".join(line + "\n" if line.terminated else line for line in self.read_logs(job_id, attempt))
+
+    def fetch_log_bytes(self, job_id: str, attempt: int | None = None) -> bytes:
+        """The exact bytes one attempt wrote (stdout and stderr, line by line as they came),
+        without Titan's own notes."""
+        return b"".join(line.raw for line in self.read_logs(job_id, attempt) if not line.titan)
 
     # ------------------------------------------------------------------ artifacts
 

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from titan_runtime.client.errors import TitanError
+from titan_runtime.core.model import MAX_RESULT_BYTES
 
 if TYPE_CHECKING:
     from titan_runtime.client.sync import TitanClient
-
-MAX_RESULT_BYTES = 1024 * 1024
 
 
 class NotInJob(TitanError):

@@ -172,6 +172,8 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
                 if message.HasField("heartbeat"):
                     hb = message.heartbeat
                     state.heartbeat(worker_id, self._loop.clock(), hb.cpu_percent, hb.memory_percent)
+                if message.draining:  # first: what it hands back in this message must go elsewhere
+                    self._loop.post(lambda now: state.set_draining(worker_id, now))
                 for started in message.started:
                     self._loop.post(
                         lambda now, s=started: state.attempt_started(
@@ -189,8 +191,6 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
                     )
                 for attempt_id in message.healthy:
                     self._loop.post(lambda now, a=attempt_id: state.attempt_healthy(worker_id, a, now))
-                if message.draining:
-                    self._loop.post(lambda now: state.set_draining(worker_id, now))
                 if message.leaving:
                     session.leaving = True
         except (grpc.aio.AioRpcError, asyncio.CancelledError):

@@ -27,8 +27,8 @@ READ_CHUNK = 1024 * 1024
 
 
 def note_record(text: str) -> bytes:
-    """A line from Titan itself, in the log's own record format (on the stderr stream)."""
-    return b"%d E %s\n" % (int(time.time() * 1000), text.encode())
+    """A line from Titan itself, in the log's own record format (see worker/spool.py)."""
+    return b"%d T %s\n" % (int(time.time() * 1000), text.encode())
 
 
 class LogStore:

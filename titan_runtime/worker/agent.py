@@ -25,6 +25,7 @@ from pathlib import Path
 
 import grpc
 
+from titan_runtime.diskspace import DEFAULT_MIN_FREE, DiskGuard
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.version import __version__
@@ -32,7 +33,9 @@ from titan_runtime.worker import capabilities, launcher
 from titan_runtime.worker.cache import ArtifactCache
 from titan_runtime.worker.execution import AttemptRunner, Execution
 from titan_runtime.worker.launcher import PythonLauncher
+from titan_runtime.worker.orphans import Orphans
 from titan_runtime.worker.ports import PortLeases
+from titan_runtime.worker.project import ProjectLimits
 from titan_runtime.worker.reaper import Reaper
 from titan_runtime.worker.spool import Spool
 
@@ -43,6 +46,8 @@ MAX_MESSAGE_LOG_BYTES = 4 * 1024 * 1024  # log bytes in one message, to stay far
 GOODBYE_TIMEOUT = 3.0  # how long a stopping worker waits for the master to acknowledge its reports
 # Reconnect delays double up to this (times a 0.5-1.5 jitter), so a restarted master is found fast.
 MAX_BACKOFF = 1.0
+#: How often processes jobs left behind are looked for while jobs run (see orphans.py).
+SWEEP_INTERVAL = 1.0
 
 
 CHANNEL_OPTIONS = [
@@ -79,6 +84,8 @@ class WorkerConfig:
     worker_id: str = ""
     port_range: tuple[int, int] = (20000, 32000)  # where services' ports are leased
     advertise_host: str = ""  # how others reach this worker's services; default: the route to the master
+    min_free: str = DEFAULT_MIN_FREE  # the work dir's free-space watermark: job output is cut below it
+    project_limits: ProjectLimits = field(default_factory=ProjectLimits)
     pool: str = ""  # set by the provider that started it for an autoscaled pool
     provider: str = ""
     launch_id: str = ""
@@ -128,6 +135,8 @@ class WorkerAgent:
         self._ws_dir = work / "work"
         self.cache = ArtifactCache(work / "cache", self._fetch_artifact)
         self.reaper: Reaper | None = None
+        self.orphans = Orphans(self._running_attempts)
+        self._disk: DiskGuard | None = None
         self._runner: AttemptRunner | None = None
         self.host = config.advertise_host or capabilities.advertise_host(config.master)
 
@@ -135,7 +144,8 @@ class WorkerAgent:
 
     @property
     def draining(self) -> bool:
-        return self._drain_deadline is not None
+        """Taking no new work (the master is told so before anything is handed back)."""
+        return self._drain_deadline is not None or self._stop_now
 
     def drain(self, deadline: float | None = None, reason: str = "SIGTERM") -> None:
         """Take no new work; let running attempts finish for up to `deadline` seconds."""
@@ -184,7 +194,9 @@ class WorkerAgent:
         """Connect, reconnect with backoff and jitter, until stopped or drained."""
         self._ws_dir.mkdir(parents=True, exist_ok=True)
         self._spool_dir.mkdir(parents=True, exist_ok=True)
+        self._disk = DiskGuard(self.config.work_dir, self.config.min_free)
         self.reaper = Reaper()
+        self.orphans.own(self.reaper.pid)
         self._runner = AttemptRunner(
             master=self.config.master,
             worker_id=self.config.worker_id,
@@ -195,8 +207,13 @@ class WorkerAgent:
             watcher=self.reaper,
             on_change=self._signal_change,
             ports=PortLeases(*self.config.port_range),
+            orphans=self.orphans,
+            project_limits=self.config.project_limits,
         )
         self._runner.launcher = self._start_launcher(self._runner.base_env)
+        if self._runner.launcher is not None:
+            self.orphans.own(self._runner.launcher.pid)
+        sweeper = asyncio.create_task(self._sweep_orphans())
         self._channel = grpc.aio.insecure_channel(self.config.master, options=CHANNEL_OPTIONS)
         self._stub = rpc.TitanStub(self._channel)
         link = rpc.WorkerLinkStub(self._channel)
@@ -215,11 +232,23 @@ class WorkerAgent:
                 await wait_event(self._changed, delay)
         finally:
             await self._stop_attempts("worker stopping")
+            sweeper.cancel()
             if self._runner.launcher is not None:
                 self._runner.launcher.close()
+            self.orphans.sweep()  # nothing runs now: whatever jobs left behind goes
             self.reaper.close()
             await self._channel.close()
             log.info("worker %s stopped", self.config.name)
+
+    def _running_attempts(self) -> set[str]:
+        return {ex.attempt_id for ex in self.executions.values() if ex.exit is None}
+
+    async def _sweep_orphans(self) -> None:
+        """Reap and end what jobs left behind, while there can be any (see orphans.py)."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            if self.orphans.busy:
+                self.orphans.sweep()
 
     def _start_launcher(self, env: dict[str, str]) -> PythonLauncher | None:
         if self.config.python_launcher != "fork" or not launcher.supported():
@@ -467,7 +496,7 @@ class WorkerAgent:
         assert self._runner is not None
         ex = Execution(
             assignment=assignment,
-            spool=Spool(self._spool_dir / f"{assignment.attempt_id}.log"),
+            spool=Spool(self._spool_dir / f"{assignment.attempt_id}.log", self._disk),
             workspace=self._ws_dir / assignment.attempt_id,
             result_path=self._spool_dir / f"{assignment.attempt_id}.result.json",
         )

@@ -20,16 +20,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from titan_runtime.core.model import MAX_RESULT_BYTES
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.worker import health
 from titan_runtime.worker.cache import ArtifactCache
 from titan_runtime.worker.launcher import PythonLauncher
+from titan_runtime.worker.orphans import Orphans
 from titan_runtime.worker.ports import PortLeases, PortUnavailable
 from titan_runtime.worker.process import GroupWatcher, JobProcess
-from titan_runtime.worker.project import unpack
+from titan_runtime.worker.project import ProjectLimits, unpack
 from titan_runtime.worker.spool import Spool
 
-MAX_RESULT_BYTES = 1024 * 1024
+#: Characters of a forked job's process title (what `ps` shows for it).
+TITLE_LENGTH = 200
 #: Up to this many files and no directory: a workspace is removed on the event loop, not by a thread.
 SMALL_WORKSPACE = 8
 
@@ -111,8 +114,12 @@ class AttemptRunner:
         on_change: Callable[[], None],
         ports: PortLeases | None = None,
         launcher: PythonLauncher | None = None,
+        orphans: Orphans | None = None,
+        project_limits: ProjectLimits | None = None,
     ) -> None:
         self.ports = ports or PortLeases()
+        self.orphans = orphans
+        self.project_limits = project_limits or ProjectLimits()
         self.launcher = launcher  # forks Python script jobs; None: every job is exec'd
         # The worker's own environment, minus the cluster token, which a job must never see.
         self.base_env = {k: v for k, v in os.environ.items() if k != "TITAN_TOKEN"}
@@ -149,7 +156,16 @@ class AttemptRunner:
             if launcher is not None and (spec.memory_mb or not launcher.compatible(argv, env)):
                 launcher = None
             process = JobProcess(
-                argv, ex.workspace, env, ex.spool, self._on_change, self.watcher, spec.memory_mb
+                argv,
+                ex.workspace,
+                env,
+                ex.spool,
+                self._on_change,
+                self.watcher,
+                spec.memory_mb,
+                orphans=self.orphans,
+                attempt_id=ex.attempt_id,
+                title=self.title(ex, argv),
             )
             ex.pid = await process.start(launcher)
             ex.process = process
@@ -241,7 +257,9 @@ class AttemptRunner:
         script: Path | None = None
         if spec.project_hash:
             archive = await self.cache.get(spec.project_hash)
-            await asyncio.get_running_loop().run_in_executor(None, unpack, archive, ex.workspace)
+            await asyncio.get_running_loop().run_in_executor(
+                None, unpack, archive, ex.workspace, self.project_limits
+            )
             if spec.script_name:
                 script = (ex.workspace / spec.script_name).resolve()
                 if ex.workspace.resolve() not in script.parents or not script.is_file():
@@ -267,6 +285,14 @@ class AttemptRunner:
         if not spec.command:
             raise ValueError("the job has neither a script nor a command")
         return [expand(arg, ex.ports) for arg in (*spec.command, *spec.args)]
+
+    @staticmethod
+    def title(ex: Execution, argv: list[str]) -> str:
+        """What `ps` shows for a forked job: run, job, attempt (its id, which orphans.py reads) and script."""
+        a = ex.assignment
+        script = " ".join([os.path.basename(argv[2]), *argv[3:]]) if len(argv) > 2 else ""
+        title = f"titan job {a.run_id}/{a.job_id} attempt {a.attempt} ({a.attempt_id}): {script}"
+        return title[:TITLE_LENGTH]
 
     def _healthy(self, ex: Execution) -> None:
         ex.healthy = True

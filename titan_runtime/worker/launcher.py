@@ -97,12 +97,14 @@ class PythonLauncher:
         env: Mapping[str, str],
         fds: tuple[int, int, int],
         on_exit: Callable[[int | None], None],
+        title: str = "",
     ) -> asyncio.Future[int]:
         """Ask for a child; the future gives its pid. `on_exit(returncode)` follows when it has
-        exited, been reaped, and its group killed (None: the launcher died first, status unknown)."""
+        exited, been reaped, and its group killed (None: the launcher died first, status unknown).
+        `title`, when given, is the child's process title (what `ps` shows)."""
         if not self.alive:
             raise LauncherUnavailable("the Python launcher has exited")
-        request = marshal.dumps((argv, str(cwd), dict(env)))
+        request = marshal.dumps((argv, str(cwd), dict(env), title))
         fd_bytes = array.array("i", fds).tobytes()
         try:
             self._sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd_bytes)])

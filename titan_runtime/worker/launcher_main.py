@@ -88,13 +88,13 @@ def serve(sock_fd):
                     _end(pid)
                 return None
             try:
-                argv, cwd, env = marshal.loads(data)
+                argv, cwd, env, title = marshal.loads(data)
                 if len(fds) != FDS:
                     raise ValueError(f"expected {FDS} file descriptors, got {len(fds)}")
                 pid = _spawn(cwd, fds, [sock_fd, *children])
                 if pid is None:
                     sock.detach()
-                    return argv, env
+                    return argv, env, title
                 pidfd = os.pidfd_open(pid)
                 children[pidfd] = pid
                 poller.register(pidfd, select.POLLIN)
@@ -117,8 +117,22 @@ def _trimmed_excepthook(script):
     return hook
 
 
+def _title_spec():
+    """Where setproctitle's C module is, found without importing its package, which would bring
+    logging, threading and more into every job's sys.modules; None if it is not installed."""
+    finder = sys.modules["_frozen_importlib_external"].PathFinder
+    try:
+        package = finder.find_spec("setproctitle")
+        if package is None or not package.submodule_search_locations:
+            return None
+        return finder.find_spec("setproctitle._setproctitle", package.submodule_search_locations)
+    except Exception:
+        return None
+
+
 for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(_sig, signal.SIG_IGN)  # the worker stops it by closing the socket
+_TITLE_SPEC = _title_spec()
 _job = serve(int(sys.argv[1]))
 if _job is None:
     sys.exit(0)
@@ -127,7 +141,15 @@ if _job is None:
 signal.signal(signal.SIGINT, signal.default_int_handler)
 signal.signal(signal.SIGTERM, signal.SIG_DFL)
 signal.signal(signal.SIGHUP, signal.SIG_DFL)
-_argv, _env = _job
+_argv, _env, _title = _job
+if _title and _TITLE_SPEC is not None:  # `ps` and `top` name the job, not the launcher
+    try:
+        _module = sys.modules["_frozen_importlib"].module_from_spec(_TITLE_SPEC)
+        _TITLE_SPEC.loader.exec_module(_module)
+        _module.setproctitle(_title)
+        del _module
+    except Exception:
+        pass
 os.environ.clear()
 os.environ.update(_env)
 if "TZ" in _env:
@@ -147,5 +169,5 @@ _main.__builtins__ = __builtins__
 with open(_script, "rb") as _fh:
     _code = compile(_fh.read(), _script, "exec")
 sys.modules["__main__"] = _main
-del _job, _argv, _env, _fh, _sig
+del _job, _argv, _env, _title, _fh, _sig, _TITLE_SPEC
 exec(_code, _main.__dict__)

@@ -2,7 +2,10 @@
 
 Killing the group (not just the direct child) is what makes a timeout or cancel take the
 grandchildren with it. When the main process exits, whatever it left running in its group is
-killed too: a batch job ends when its process does (long-lived work is what services are for).
+killed too, and so is what escaped the group (a daemon in a session of its own: see orphans.py):
+a batch job ends when its process does (long-lived work is what services are for). Its output is
+read until every writer has closed it, for at most DRAIN_S after the main process exited, so a
+process that still holds the job's stdout cannot keep the job from ending.
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ from pathlib import Path
 from typing import Protocol
 
 from titan_runtime.worker.launcher import LauncherUnavailable, PythonLauncher
+from titan_runtime.worker.orphans import Orphans
 from titan_runtime.worker.spool import Spool
 
 log = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
+#: How long output is still read after the main process exited and its group was killed.
+DRAIN_S = 2.0
 
 
 @dataclass
@@ -88,9 +94,17 @@ class JobProcess:
         on_output: Callable[[], None],
         watcher: GroupWatcher | None = None,
         memory_mb: int = 0,
+        orphans: Orphans | None = None,
+        attempt_id: str = "",
+        title: str = "",
     ) -> None:
+        """`orphans`: told of the process (so it is never taken for an orphan) and swept at its end;
+        `attempt_id` names whose orphans those are; `title`: the process title of a forked job."""
         self.argv = argv
         self._watcher = watcher
+        self._orphans = orphans
+        self.attempt_id = attempt_id
+        self.title = title
         self.memory_mb = memory_mb
         self.cwd = cwd
         self.env = env
@@ -107,6 +121,8 @@ class JobProcess:
         self._kill_timer: asyncio.TimerHandle | None = None
         self._pidfd = -1
         self._watched = False
+        self._readers: list[int] = []
+        self._drain_timer: asyncio.TimerHandle | None = None
 
     async def start(self, launcher: PythonLauncher | None = None) -> int:
         """Start the process (raises OSError when it cannot be executed) and return its pid: forked
@@ -118,6 +134,7 @@ class JobProcess:
         for (fd, _), stream in zip(pipes, (b"O", b"E"), strict=True):
             os.set_blocking(fd, False)
             loop.add_reader(fd, self._on_readable, fd, stream)
+            self._readers.append(fd)
             self._open_pipes += 1
         writers = (pipes[0][1], pipes[1][1])
         try:
@@ -129,10 +146,7 @@ class JobProcess:
             if not self.pid:
                 self._exec(writers)
         except BaseException:
-            for fd, _ in pipes:
-                loop.remove_reader(fd)
-                os.close(fd)
-            self._open_pipes = 0
+            self._stop_reading()
             raise
         finally:
             for fd in writers:
@@ -145,7 +159,7 @@ class JobProcess:
     async def _fork(self, launcher: PythonLauncher, writers: tuple[int, int]) -> int:
         with open(os.devnull, "rb") as devnull:
             started = launcher.spawn(
-                self.argv, self.cwd, self.env, (devnull.fileno(), *writers), self._on_forked_exit
+                self.argv, self.cwd, self.env, (devnull.fileno(), *writers), self._on_forked_exit, self.title
             )
         try:
             return await asyncio.shield(started)
@@ -166,6 +180,8 @@ class JobProcess:
             close_fds=True,
         )
         self.pid = self.proc.pid
+        if self._orphans is not None:
+            self._orphans.own(self.pid)
         loop = asyncio.get_running_loop()
         try:
             self._pidfd = os.pidfd_open(self.pid)
@@ -194,8 +210,28 @@ class JobProcess:
             return
         asyncio.get_running_loop().remove_reader(fd)
         os.close(fd)
+        self._readers.remove(fd)
         self._open_pipes -= 1
         self._maybe_done()
+
+    def _stop_reading(self) -> None:
+        loop = asyncio.get_running_loop()
+        for fd in self._readers:
+            loop.remove_reader(fd)
+            os.close(fd)
+        self._readers.clear()
+        self._open_pipes = 0
+
+    def _drained(self) -> None:
+        """DRAIN_S after the main process: whoever still holds the output is not part of the job."""
+        self._drain_timer = None
+        if self._open_pipes > 0:
+            self.spool.flush()
+            self.spool.note(
+                f"titan: the job ended {DRAIN_S:g}s ago; output its leftover processes write is not kept"
+            )
+            self._stop_reading()
+            self._maybe_done()
 
     def _on_exit(self) -> None:
         if self._exited:
@@ -210,6 +246,8 @@ class JobProcess:
         self._killpg(signal.SIGKILL)
         assert self.proc is not None
         self.returncode = self.proc.wait()
+        if self._orphans is not None:
+            self._orphans.disown(self.pid)
         self._finish_exit()
 
     def _finish_exit(self) -> None:
@@ -217,11 +255,18 @@ class JobProcess:
             self._watcher.forget(self.pid)
         if self._kill_timer is not None:
             self._kill_timer.cancel()
+        if self._orphans is not None:
+            self._orphans.sweep(ended=self.attempt_id)  # what escaped its group goes with it
+        if self._open_pipes > 0:
+            self._drain_timer = asyncio.get_running_loop().call_later(DRAIN_S, self._drained)
         self._maybe_done()
 
     def _maybe_done(self) -> None:
         if not self._exited or self._open_pipes > 0 or self._done is None or self._done.done():
             return
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
         self.spool.flush()
         self._on_output()
         self._done.set_result(self._describe(self.returncode))

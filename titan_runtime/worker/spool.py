@@ -1,60 +1,109 @@
 """An attempt's output, as the worker keeps it until the master has it.
 
-Lines from stdout and stderr become records "<unix ms> <O|E> <line>\\n" appended to a spool file.
-The master's copy is byte-identical, so after a reconnect the worker resends from the offset the
-master reports. Memory stays flat however much a job prints: lines longer than MAX_LINE are split,
-and the file, not a queue, holds what has not been shipped yet.
+Output becomes records "<unix ms> <S> <bytes>\\n" appended to a spool file, where S says what the
+bytes are:
+
+- `O` / `E`: the end of a stdout / stderr line (the job wrote a newline after these bytes);
+- `o` / `e`: part of a stdout / stderr line that goes on in the next record of that stream (a line
+  longer than MAX_LINE is cut into pieces), or, last in the log, bytes the job never ended with a
+  newline;
+- `T`: a line from Titan itself (why a job could not start, output that was cut).
+
+So any line comes back whole and byte for byte (clients join the pieces), while memory stays flat
+however much a job prints: the file, not a queue, holds what has not been shipped yet. The
+master's copy is byte-identical, so after a reconnect the worker resends from the offset the
+master reports.
+
+When the worker's disk falls below its watermark (or a write finds it full), the spool is cut:
+one `T` record says so, and the rest of the job's output is read and dropped, so that the job runs
+on and ends normally instead of blocking on a full pipe.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
 
+from titan_runtime.diskspace import DiskGuard
+
 MAX_LINE = 64 * 1024
+_PIECE = {b"O": b"o", b"E": b"e"}
 
 
 class Spool:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, disk: DiskGuard | None = None) -> None:
         self.path = path
+        self._disk = disk
         self._fd = -1  # the file is created with the first line: a silent job costs no file
         self._created = False
         self.size = 0
+        self.dropped = 0  # bytes of output not kept since the spool was cut
+        self.cut = False
         self._partial = {b"O": b"", b"E": b""}
 
     def feed(self, stream: bytes, data: bytes) -> None:
-        """Add raw output of `stream` (b"O" or b"E"); complete lines become records."""
+        """Add raw output of `stream` (b"O" or b"E"); complete lines (and pieces of long ones) become records."""
+        if self.cut:
+            self.dropped += len(data)
+            return
         buf = self._partial[stream] + data
         lines = buf.split(b"\n")
         rest = lines.pop()
-        pieces = [line[i : i + MAX_LINE] for line in lines for i in range(0, max(len(line), 1), MAX_LINE)]
+        records: list[tuple[bytes, bytes]] = []
+        piece = _PIECE[stream]
+        for line in lines:
+            while len(line) > MAX_LINE:
+                records.append((piece, line[:MAX_LINE]))
+                line = line[MAX_LINE:]
+            records.append((stream, line))
         while len(rest) >= MAX_LINE:
-            pieces.append(rest[:MAX_LINE])
+            records.append((piece, rest[:MAX_LINE]))
             rest = rest[MAX_LINE:]
         self._partial[stream] = rest
-        if pieces:
-            self._write(stream, pieces)
+        if records:
+            self._write(records)
 
     def flush(self) -> None:
-        """Write out unterminated last lines (at process exit)."""
+        """Write out unterminated last lines (at process exit), as pieces: no newline follows them."""
         for stream, rest in self._partial.items():
             if rest:
-                self._write(stream, [rest])
                 self._partial[stream] = b""
+                if not self.cut:
+                    self._write([(_PIECE[stream], rest)])
 
     def note(self, text: str) -> None:
-        """A line from Titan itself (why a job could not start), on the stderr stream."""
-        self._write(b"E", [text.encode()])
+        """A line from Titan itself (why a job could not start, what happened to its output)."""
+        self._write([(b"T", text.encode())], note=True)
 
-    def _write(self, stream: bytes, lines: list[bytes]) -> None:
-        prefix = str(int(time.time() * 1000)).encode() + b" " + stream + b" "
-        out = b"".join(prefix + line + b"\n" for line in lines)
-        if self._fd < 0:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            self._created = True
-        os.write(self._fd, out)
+    def _write(self, records: list[tuple[bytes, bytes]], note: bool = False) -> None:
+        prefix = str(int(time.time() * 1000)).encode() + b" "
+        out = b"".join(prefix + kind + b" " + data + b"\n" for kind, data in records)
+        if not note and self._disk is not None and self._disk.low:
+            self._cut(self._disk.describe("the worker's disk"), len(out))
+            return
+        try:
+            if self._fd < 0:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                self._created = True
+            os.write(self._fd, out)
+        except OSError as exc:
+            if note or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self._cut(f"the worker's disk is full ({exc.strerror})", len(out))
+            return
         self.size += len(out)
+        if self._disk is not None:
+            self._disk.wrote(len(out))
+
+    def _cut(self, why: str, lost: int) -> None:
+        self.cut = True
+        self.dropped += lost
+        try:
+            self.note(f"titan: output cut here: {why}; the rest of this job's output is not kept")
+        except OSError:
+            pass  # not even room for the note: the master will say bytes are missing
 
     def read(self, offset: int, limit: int) -> bytes:
         if offset >= self.size:
