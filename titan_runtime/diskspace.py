@@ -5,22 +5,25 @@ so that what must be written to go on (a job's end, a worker's registration) alw
 the store never fails for lack of space. `--min-free` sets it as bytes ("500M", "2G") or a share of
 the filesystem ("5%"); the default is the smaller of 1 GiB and 5 %, so that a small disk is not
 declared full while empty. 0 turns it off.
+
+Free space is read at every question (a statvfs costs about a microsecond): another process may
+be filling the same disk (a local worker's spool, the master's logs). Writers ask before each
+write of at most WRITE_SLICE bytes whether it leaves the watermark's room, so concurrent writers
+can eat into the reserve by at most a slice each; a write that still meets a full disk is cut
+there, never left half written.
 """
 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from titan_runtime.config import ConfigError
 from titan_runtime.core.limits import parse_size
 
 DEFAULT_MIN_FREE = "1G,5%"
-#: Free space is read again after this long, or after this many bytes were written through the guard.
-RECHECK_S = 0.25
-RECHECK_BYTES = 1024 * 1024
+#: The most a writer writes after one look at the free space.
+WRITE_SLICE = 64 * 1024
 
 
 class MinFreeError(ConfigError, ValueError):
@@ -60,9 +63,7 @@ def human(size: float) -> str:
 class DiskGuard:
     """Is the disk holding `path` below the watermark? Cheap enough to ask at every write."""
 
-    def __init__(
-        self, path: Path, min_free: str = DEFAULT_MIN_FREE, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, path: Path, min_free: str = DEFAULT_MIN_FREE) -> None:
         self.path = path
         self.setting = min_free
         size, share = parse_min_free(min_free)
@@ -70,26 +71,18 @@ class DiskGuard:
         total = stat.f_blocks * stat.f_frsize
         limits = [v for v in (size, None if share is None else int(total * share / 100)) if v is not None]
         self.threshold = min(limits)
-        self._clock = clock
-        self._checked_at = float("-inf")
-        self._written = 0
-        self._free = 0
 
     def free(self) -> int:
-        now = self._clock()
-        if now - self._checked_at >= RECHECK_S or self._written >= RECHECK_BYTES:
-            stat = os.statvfs(self.path)
-            self._free = stat.f_bavail * stat.f_frsize
-            self._checked_at, self._written = now, 0
-        return self._free
+        stat = os.statvfs(self.path)
+        return stat.f_bavail * stat.f_frsize
+
+    def has_room(self, size: int = 0) -> bool:
+        """Whether `size` more bytes leave the watermark's room free."""
+        return self.threshold <= 0 or self.free() - size >= self.threshold
 
     @property
     def low(self) -> bool:
-        return self.threshold > 0 and self.free() < self.threshold
-
-    def wrote(self, size: int) -> None:
-        """Count bytes written, so that a fast writer makes the guard look again sooner."""
-        self._written += size
+        return not self.has_room()
 
     def describe(self, what: str) -> str:
         return (

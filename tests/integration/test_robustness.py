@@ -204,3 +204,82 @@ def test_ctrl_c_of_up_hands_each_running_job_back_once(tmp_path: Path) -> None:
         assert len(started) == 1, mine  # handed back once; no attempt spent on a worker that was stopping
         assert len(mine) <= 3, mine
         assert started[0]["state"] == "CANCELLED" and "handed back" in started[0]["reason"]
+
+
+def test_any_line_comes_back_whole_and_byte_for_byte(cluster: ProcessCluster, tmp_path: Path) -> None:
+    """A 300 KB line, bytes that are not UTF-8 and an unended last line, through every way to read logs."""
+    script = tmp_path / "noisy.py"
+    script.write_text(
+        "import sys\n"
+        "out = sys.stdout.buffer\n"
+        "out.write(b'x' * 300_000 + b'\\n')\n"
+        "out.write(b'caf\\xe9 \\xff\\n')\n"
+        "sys.stderr.write('err\\n')\n"
+        "out.write(b'unended')\n"
+    )
+    job = cluster.client.submit_job(TitanJob(filename=str(script)))
+    assert cluster.client.wait(job, 60).state == "SUCCEEDED"
+    expected_out = b"x" * 300_000 + b"\ncaf\xe9 \xff\nunended"
+    lines = cluster.client.read_logs(job)
+    assert [len(line.data) for line in lines if line.stream == "stdout"] == [300_000, 6, 7]
+    assert cluster.client.fetch_logs(job).startswith("x" * 300_000 + "\ncaf\ufffd \ufffd\n")
+    assert b"".join(line.raw for line in lines if line.stream == "stdout") == expected_out
+    for args in (("logs", job), ("logs", "--follow", job)):
+        out = subprocess.run(
+            [sys.executable, "-m", "titan_runtime", *args], capture_output=True, env=cluster.env(), timeout=60
+        )
+        assert out.returncode == 0 and out.stdout == expected_out + b"\n" and out.stderr == b"err\n", args
+    raw = subprocess.run(
+        [sys.executable, "-m", "titan_runtime", "logs", "--raw", job],
+        capture_output=True,
+        env=cluster.env(),
+        timeout=60,
+    )
+    assert raw.stdout == expected_out
+
+
+def test_a_project_that_unpacks_to_more_than_the_worker_allows_fails_its_job(
+    make_cluster, tmp_path: Path
+) -> None:
+    """A 1 MB archive that unpacks to 1.1 GB: refused at its first header, nothing written."""
+    import gzip
+    import io
+    import tarfile
+
+    from titan_runtime.proto import titan_pb2 as pb
+
+    class Zeros:
+        def __init__(self, size: int) -> None:
+            self.left = size
+
+        def read(self, size: int = -1) -> bytes:
+            size = self.left if size < 0 else min(size, self.left)
+            self.left -= size
+            return bytes(size)
+
+    bomb = tmp_path / "bomb.tar.gz"
+    with (
+        open(bomb, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
+        main = tarfile.TarInfo("main.py")
+        main.size = 12
+        tar.addfile(main, io.BytesIO(b"print('hi')\n"))
+        zeros = tarfile.TarInfo("zeros")
+        zeros.size = 1100 * 1024 * 1024
+        tar.addfile(zeros, Zeros(zeros.size))
+    assert bomb.stat().st_size < 2 * 1024 * 1024
+    cluster: ProcessCluster = make_cluster()
+    cluster.add_worker("w1", slots=1, args=("--max-project-size", "100M"))
+    client = cluster.client
+    archive = client.upload_file(bomb)
+    spec = pb.JobSpec(id="bomb", project_hash=archive, script_name="main.py")
+    response = client._stub.SubmitRun(
+        pb.SubmitRunRequest(name="bomb", jobs=[spec]), metadata=client._metadata
+    )
+    record = client.wait(response.run_id, 60)
+    assert record.state == "FAILED"
+    assert "unpacks to more than 100.0 MiB" in record.reason and "--max-project-size" in record.reason
+    workspaces = cluster.root / "workers" / "w1" / "work"
+    assert sum(f.stat().st_size for f in workspaces.rglob("*") if f.is_file()) < 1024 * 1024

@@ -434,9 +434,7 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
                         self._limits.refusal("artifact_bytes_per_run", what),
                     )
-                if self._disk is not None:
-                    self._disk.wrote(len(chunk.data))
-                    self.check_disk()
+                self.check_disk()
             artifact_hash = await asyncio.get_running_loop().run_in_executor(None, upload.commit, expected)
         except ArtifactError as exc:
             upload.abort()

@@ -13,13 +13,14 @@ store, on the same disk, keeps the room it needs to commit the job's end.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import time
 from pathlib import Path
 
 from titan_runtime.core.model import ID_PATTERN
-from titan_runtime.diskspace import DiskGuard, human
+from titan_runtime.diskspace import WRITE_SLICE, DiskGuard, human
 
 log = logging.getLogger("titan.master")
 
@@ -71,28 +72,38 @@ class LogStore:
         data = data[size - offset :]
         if not data:
             return size
-        if self._disk is not None:
-            if self._disk.low:
-                if attempt_id not in self.cut:
-                    self.cut[attempt_id] = (
-                        f"the master's disk was nearly full ({human(self._disk.free())} free)"
-                    )
-                    log.warning(
-                        "log of %s cut at %d bytes: %s", path.name, size, self._disk.describe("the disk")
-                    )
-                    self._notify(attempt_id)
-                return size
-            self._disk.wrote(len(data))
         fd = self._fds.get(attempt_id)
         if fd is None:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             self._fds[attempt_id] = fd
-        os.write(fd, data)
-        size += len(data)
+        for start in range(0, len(data), WRITE_SLICE):
+            piece = data[start : start + WRITE_SLICE]
+            if self._disk is not None and not self._disk.has_room(len(piece)):
+                self._cut(attempt_id, path, size, "the master's disk was nearly full")
+                break
+            try:
+                written = os.write(fd, piece)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                written = 0
+            if written < len(piece):  # the disk is full after all: keep no half-written piece
+                os.ftruncate(fd, size)
+                self._cut(attempt_id, path, size, "the master's disk was full")
+                break
+            size += written
         self._sizes[attempt_id] = size
         self._notify(attempt_id)
         return size
+
+    def _cut(self, attempt_id: str, path: Path, size: int, why: str) -> None:
+        """Keep no more of this log for now. The worker's later bytes are refused as a gap until it
+        resends from here (after a reconnect, when there may be room again)."""
+        if attempt_id not in self.cut:
+            log.warning("log %s cut at %d bytes: %s", path, size, why)
+        free = f" ({human(self._disk.free())} free)" if self._disk is not None else ""
+        self.cut[attempt_id] = why + free
 
     def close(self, attempt_id: str) -> None:
         """The attempt ended: release its file and wake followers so they can finish."""

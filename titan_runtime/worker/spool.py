@@ -26,7 +26,7 @@ import os
 import time
 from pathlib import Path
 
-from titan_runtime.diskspace import DiskGuard
+from titan_runtime.diskspace import DiskGuard, human
 
 MAX_LINE = 64 * 1024
 _PIECE = {b"O": b"o", b"E": b"e"}
@@ -80,30 +80,33 @@ class Spool:
     def _write(self, records: list[tuple[bytes, bytes]], note: bool = False) -> None:
         prefix = str(int(time.time() * 1000)).encode() + b" "
         out = b"".join(prefix + kind + b" " + data + b"\n" for kind, data in records)
-        if not note and self._disk is not None and self._disk.low:
+        if not note and self._disk is not None and not self._disk.has_room(len(out)):
             self._cut(self._disk.describe("the worker's disk"), len(out))
             return
         try:
             if self._fd < 0:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
                 self._created = True
-            os.write(self._fd, out)
+            written = os.write(self._fd, out)
         except OSError as exc:
-            if note or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
-            self._cut(f"the worker's disk is full ({exc.strerror})", len(out))
+            written = 0
+        if written < len(out):  # the disk is full after all: keep no half-written record
+            if self._fd >= 0:
+                os.ftruncate(self._fd, self.size)
+            if not note:
+                self._cut(
+                    f"the worker's disk is full ({human(self._disk.free()) if self._disk else '?'} free)",
+                    len(out),
+                )
             return
         self.size += len(out)
-        if self._disk is not None:
-            self._disk.wrote(len(out))
 
     def _cut(self, why: str, lost: int) -> None:
         self.cut = True
         self.dropped += lost
-        try:
-            self.note(f"titan: output cut here: {why}; the rest of this job's output is not kept")
-        except OSError:
-            pass  # not even room for the note: the master will say bytes are missing
+        self.note(f"titan: output cut here: {why}; the rest of this job's output is not kept")
 
     def read(self, offset: int, limit: int) -> bytes:
         if offset >= self.size:
