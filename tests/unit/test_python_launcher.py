@@ -269,7 +269,10 @@ def test_closing_the_launcher_stops_it_and_what_it_still_runs(tmp_work: Path) ->
     async def body() -> list[int]:
         launcher = PythonLauncher(ENV)
         printed = asyncio.Event()
-        proc = JobProcess([sys.executable, "-u", str(script)], tmp_work, ENV, spool, printed.set)
+        # print() writes the line and its newline apart: wait for a whole line in the spool.
+        proc = JobProcess(
+            [sys.executable, "-u", str(script)], tmp_work, ENV, spool, lambda: spool.size and printed.set()
+        )
         pid = await proc.start(launcher)
         assert proc.proc is None  # forked
         await asyncio.wait_for(printed.wait(), 20)

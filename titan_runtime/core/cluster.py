@@ -289,6 +289,7 @@ class ClusterState:
 
         Returns (run, existed). Raises InvalidSpec before changing anything.
         """
+        self._check_count(0, specs)
         specs = expand_replicas(specs)
         existing = self.runs.get(run_id)
         if existing is not None:
@@ -327,6 +328,7 @@ class ClusterState:
             )
         if not specs:
             raise InvalidSpec("no jobs to add")
+        self._check_count(len(run.jobs), specs)
         specs = expand_replicas(specs, run.jobs.values())
         self._validate_new_jobs(specs, existing=run.jobs)
         jobs = self._add_jobs(run, specs, now)
@@ -877,14 +879,18 @@ class ClusterState:
 
     # ------------------------------------------------------------------ transitions
 
-    def _validate_new_jobs(self, specs: Sequence[JobSpec], existing: dict[str, Job]) -> None:
+    def _check_count(self, existing: int, specs: Sequence[JobSpec]) -> None:
+        """Refuse a run that would grow past jobs_per_run, counting replicas before they exist."""
+        total = existing + sum(max(s.replicas, 1) if s.is_service else 1 for s in specs)
         limits = self.config.limits
-        total = len(existing) + len(specs)
         if total > limits.jobs_per_run:
             raise InvalidSpec(limits.refusal("jobs_per_run", f"the run would have {total:,} jobs"))
+
+    def _validate_new_jobs(self, specs: Sequence[JobSpec], existing: dict[str, Job]) -> None:
+        self._check_count(len(existing), specs)
         seen: set[str] = set()
         for spec in specs:
-            spec.validate(limits)
+            spec.validate(self.config.limits)
             if spec.id in seen:
                 raise InvalidSpec(f"duplicate job id {spec.id!r}: job ids must be unique within a run")
             seen.add(spec.id)

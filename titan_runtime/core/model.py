@@ -7,6 +7,7 @@ snapshot so every backend stores exactly the same thing.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import MISSING, dataclass, field, fields
 from enum import Enum
@@ -117,7 +118,12 @@ class RetryPolicy:
         """Seconds to wait before the next attempt after `failures` failed attempts."""
         if failures <= 0:
             return 0.0
-        return min(self.backoff_max, self.backoff_initial * self.backoff_factor ** (failures - 1))
+        try:
+            return min(
+                self.backoff_max, self.backoff_initial * self.backoff_factor ** min(failures - 1, 1024)
+            )
+        except OverflowError:  # a factor so large that the step is past any maximum
+            return self.backoff_max
 
 
 @dataclass(frozen=True)
@@ -145,7 +151,7 @@ class RestartPolicy:
 
     def backoff(self, crashes: int, jitter: float) -> float:
         """`jitter` in [0, 1) spreads the wait between half and all of the exponential step."""
-        step = min(self.backoff_max, self.backoff_initial * 2 ** max(crashes - 1, 0))
+        step = min(self.backoff_max, self.backoff_initial * 2.0 ** min(max(crashes - 1, 0), 64))
         return step * (0.5 + 0.5 * jitter)
 
 
@@ -233,8 +239,12 @@ class JobSpec:
                 raise InvalidSpec(
                     f"job {self.id}: invalid tag {tag!r}: use 1-64 letters, digits, '_', '-', '.' or ':'"
                 )
+        self._validate_numbers()
         if self.timeout < 0 or self.delay < 0:
             raise InvalidSpec(f"job {self.id}: timeout and delay must be zero or positive seconds")
+        for part in (*self.command, *self.args, *self.env.values()):
+            if "\0" in part:
+                raise InvalidSpec(f"job {self.id}: a command, argument or environment value holds a NUL byte")
         if self.slots < 1:
             raise InvalidSpec(f"job {self.id}: slots must be at least 1")
         if self.memory_mb < 0:
@@ -269,6 +279,24 @@ class JobSpec:
             raise InvalidSpec(f"job {self.id}: a job cannot depend on itself")
         self._validate_dynamic(limits)
         self._validate_service()
+
+    def _validate_numbers(self) -> None:
+        """Every number of the spec is finite (NaN would break the timers' ordering) and sane."""
+        numbers = {
+            "timeout": self.timeout,
+            "delay": self.delay,
+            **{f"retries.{k}": v for k, v in _numbers(self.retries).items()},
+            **{f"health.{k}": v for k, v in _numbers(self.health).items()},
+            **{f"restart.{k}": v for k, v in _numbers(self.restart).items()},
+            "approval.timeout": self.approval.timeout,
+        }
+        for name, value in numbers.items():
+            if not math.isfinite(value) or abs(value) > MAX_NUMBER:
+                raise InvalidSpec(
+                    f"job {self.id}: {name} must be a finite number below {MAX_NUMBER:g}, not {value!r}"
+                )
+        if self.replicas > MAX_REPLICAS:
+            raise InvalidSpec(f"job {self.id}: replicas must be at most {MAX_REPLICAS:,}")
 
     def _validate_dynamic(self, limits: Limits) -> None:
         if self.trigger_rule not in TRIGGER_RULES:
@@ -662,6 +690,18 @@ class Worker:
         data["gpus"] = tuple(data["gpus"])
         return cls(**data)
 
+
+def _numbers(policy: Any) -> dict[str, float]:
+    return {
+        f.name: getattr(policy, f.name)
+        for f in fields(policy)
+        if type(getattr(policy, f.name)) in (int, float)
+    }
+
+
+#: Larger numbers of seconds (or counts) than anyone means: 10 years.
+MAX_NUMBER = 10 * 365 * 24 * 3600.0
+MAX_REPLICAS = 10_000
 
 _SPEC_FIELDS = frozenset(f.name for f in fields(JobSpec) if f.init)
 _REQUIRED = object()  # never equal to a value: required fields are always written
