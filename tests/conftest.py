@@ -16,6 +16,16 @@ from tests.helpers import ProcessCluster
 MARK = "TITAN_TEST_MARK"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fuzz-examples",
+        type=int,
+        default=0,
+        help="Examples per property in tests/fuzz (default: each test's own, about 3 minutes in all); "
+        "raise it for a longer hunt, e.g. --fuzz-examples 5000.",
+    )
+
+
 def _marked_processes(mark: str) -> list[psutil.Process]:
     found = []
     me = os.getpid()

@@ -268,7 +268,7 @@ def _job(
                 raw.key_lines.get("id", raw.line),
                 f"invalid job id {job_id!r}: use letters, digits, '_', '-' or '.'",
             )
-        return None
+        return None, [], None
     job_id = str(job_id)
     where = f"job '{job_id}': "
     c.unknown_keys(raw, JOB_KEYS, where)

@@ -56,5 +56,8 @@ def check_graph(new: Mapping[str, Sequence[str]], existing: Iterable[str] = ()) 
                 raise InvalidSpec(f"job {job_id!r} depends on unknown job {parent!r}")
     cycle = find_cycle({job_id: [p for p in parents if p in new] for job_id, parents in new.items()})
     if cycle:
-        # The edges point child -> parent; show the cycle in execution order.
-        raise InvalidSpec("dependency cycle: " + " -> ".join(reversed(cycle)))
+        # The edges point child -> parent; show the cycle in execution order (its ends, if long).
+        path = list(reversed(cycle))
+        if len(path) > 12:
+            path = [*path[:5], f"... ({len(path) - 10} more)", *path[-5:]]
+        raise InvalidSpec("dependency cycle: " + " -> ".join(path))

@@ -4,6 +4,10 @@ A handler that raises something it did not mean to fails its own request with IN
 reference the master's log repeats next to the traceback, so a user can report it and an operator
 can find it. The refusals the handlers and the core mean (a bad spec, an unknown id, a full disk, a
 master whose store failed) become the status codes that say so, wherever they are raised.
+
+A status message travels in an HTTP/2 header, which a client refuses past 8 KB (and then reports
+a stream error instead of the message): whatever a message quotes of the request, it is cut to
+MAX_DETAILS bytes.
 """
 
 from __future__ import annotations
@@ -24,6 +28,29 @@ from titan_runtime.master.loop import StoreFailed
 from titan_runtime.store import StoreFull
 
 log = logging.getLogger("titan.master")
+
+#: Bytes of a status message (non-ASCII bytes travel as three characters each).
+MAX_DETAILS = 1000
+
+
+def bounded(details: str) -> str:
+    data = details.encode()
+    if len(data) <= MAX_DETAILS:
+        return details
+    return data[:MAX_DETAILS].decode(errors="ignore") + f"... ({len(data):,} bytes in all)"
+
+
+class _Context:
+    """The handler's context, with messages bounded however the handler aborts."""
+
+    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+        self._context = context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> None:
+        await self._context.abort(code, bounded(details), trailing_metadata)
 
 
 def status_of(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
@@ -48,6 +75,7 @@ def status_of(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
 
 def _unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        context = _Context(context)
         try:
             return await behavior(request, context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
@@ -60,6 +88,7 @@ def _unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[...
 
 def _streaming(behavior: Callable[..., Any], method: str) -> Callable[..., AsyncIterator[Any]]:
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        context = _Context(context)
         try:
             responses = behavior(request, context)
             if inspect.isawaitable(responses):  # a coroutine (one that aborts, say), not a generator
