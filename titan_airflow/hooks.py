@@ -28,11 +28,14 @@ class TitanSettings:
     address: str | None
     token: str | None
 
+    # The operator and the trigger reconnect themselves (for RECONNECT_FOR_S, logging each lost
+    # stream in the task log), so the SDK's own retries are off here rather than stacked on theirs.
+
     def client(self) -> TitanClient:
-        return TitanClient(address=self.address, token=self.token)
+        return TitanClient(address=self.address, token=self.token, reconnect_timeout=0)
 
     def async_client(self) -> AsyncTitanClient:
-        return AsyncTitanClient(address=self.address, token=self.token)
+        return AsyncTitanClient(address=self.address, token=self.token, reconnect_timeout=0)
 
 
 def settings_from_connection(conn: Any) -> TitanSettings:

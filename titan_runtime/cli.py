@@ -59,8 +59,24 @@ def friendly_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def reconnect_option(fn: F) -> F:
+    """--reconnect-timeout, for the commands that wait on the master (put it above @client_options)."""
+    return click.option(
+        "--reconnect-timeout",
+        type=click.FloatRange(min=0),
+        envvar="TITAN_RECONNECT_TIMEOUT",
+        default=config.DEFAULT_RECONNECT_TIMEOUT,
+        show_default=True,
+        help="Seconds to keep trying a master that went away (a restart) before failing; 0: fail at once "
+        "[env TITAN_RECONNECT_TIMEOUT].",
+    )(fn)
+
+
 def client_options(fn: F) -> F:
-    """--address, --token and --data-dir, resolved into a TitanClient passed as `client`."""
+    """--address, --token and --data-dir, resolved into a TitanClient passed as `client`.
+
+    Commands without --reconnect-timeout fail at once when the master is unreachable, as a quick
+    question should; those with it (see `reconnect_option`) ride out a restart."""
 
     @click.option(
         "--address",
@@ -83,8 +99,12 @@ def client_options(fn: F) -> F:
     ) -> Any:
         if address:
             config.split_host_port(address)
+        reconnect_timeout = kwargs.pop("reconnect_timeout", 0.0)
         with TitanClient(
-            address=address, token=token, data_dir=str(data_dir) if data_dir else None
+            address=address,
+            token=token,
+            data_dir=str(data_dir) if data_dir else None,
+            reconnect_timeout=reconnect_timeout,
         ) as client:
             return fn(*args, client=client, **kwargs)
 
@@ -692,6 +712,7 @@ def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
 )
 @click.argument("program", nargs=1, required=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@reconnect_option
 @client_options
 @click.pass_context
 def submit(
@@ -792,6 +813,7 @@ def status(client: TitanClient, job: str, as_json: bool) -> None:
     is_flag=True,
     help="The exact bytes the job wrote (no newline added to an unended last line, no Titan notes).",
 )
+@reconnect_option
 @client_options
 def logs(client: TitanClient, job: str, follow: bool, attempt: int | None, raw: bool) -> None:
     """Print a job's output (stdout lines to stdout, stderr lines to stderr), byte for byte."""
@@ -918,6 +940,7 @@ def _run_exit_code(record: RunRecord) -> int:
 @click.option("--name", default=None, help="Run name [default: the pipeline's name].")
 @click.option("--label", "labels", multiple=True, help="Label KEY=VALUE (repeatable).")
 @click.option("--agent-run", "agent_run_id", default=None, help="Group this run into an agent run.")
+@reconnect_option
 @client_options
 def run_pipeline(
     client: TitanClient,

@@ -19,6 +19,8 @@ from titan_runtime.core.autoscaler import PROVIDERS, PoolSpec
 from titan_runtime.core.limits import limits_from
 from titan_runtime.core.model import GENERAL, TAG_PATTERN
 from titan_runtime.diskspace import parse_min_free
+from titan_runtime.yamlbudget import YamlBudgetError
+from titan_runtime.yamlbudget import load as load_yaml
 
 POOL_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
@@ -246,7 +248,9 @@ def load_cluster_file(path: str | os.PathLike[str]) -> ClusterFile:
     except OSError as exc:
         raise ConfigError(f"cannot read the cluster file {file}: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except YamlBudgetError as exc:
+        raise ClusterConfigError(file, [f"line {exc.line}: {exc}"]) from None
     except yaml.YAMLError as exc:
         raise ClusterConfigError(file, [f"not valid YAML: {exc}"]) from None
     if not isinstance(data, dict):

@@ -3,6 +3,7 @@
 Address: explicit argument, else TITAN_ADDRESS, else TITAN_HOST/TITAN_PORT, else 127.0.0.1:9090.
 Token: explicit argument, else TITAN_TOKEN, else the file `token` in the data dir
 (explicit, else TITAN_DATA_DIR, else ~/.titan).
+Reconnect timeout: explicit argument, else TITAN_RECONNECT_TIMEOUT, else 60 seconds.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9090
+DEFAULT_RECONNECT_TIMEOUT = 60.0
 
 
 class ConfigError(Exception):
@@ -44,6 +46,23 @@ def token(explicit: str | None = None, data_dir_path: str | os.PathLike[str] | N
         return path.read_text().strip() or None
     except OSError:
         return None
+
+
+def reconnect_timeout(explicit: float | None = None) -> float:
+    """Seconds a client keeps trying a master it has lost (a restart) before it gives up."""
+    if explicit is not None:
+        value, source = explicit, "reconnect_timeout"
+    elif os.environ.get("TITAN_RECONNECT_TIMEOUT"):
+        raw, source = os.environ["TITAN_RECONNECT_TIMEOUT"], "TITAN_RECONNECT_TIMEOUT"
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{source}={raw!r} is not a number of seconds, for example 60") from None
+    else:
+        return DEFAULT_RECONNECT_TIMEOUT
+    if not value >= 0:  # also refuses NaN
+        raise ConfigError(f"{source} must be 0 (do not retry) or more seconds, not {value!r}")
+    return float(value)
 
 
 def join_host_port(host: str, port: int) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import click
 
+from titan_runtime.client.errors import TitanError
 from titan_runtime.client.records import JobRecord, RunRecord
 from titan_runtime.client.sync import TitanClient
 
@@ -64,7 +65,9 @@ def _table(run: RunRecord, started: float):  # type: ignore[no-untyped-def]
 
 
 def watch_run(client: TitanClient, run_id: str, follow: bool = False, interval: float = 0.25) -> RunRecord:
-    """Show the run until it ends; with `follow`, also every job's output, prefixed by its id."""
+    """Show the run until it ends; with `follow`, also every job's output, prefixed by its id.
+
+    A master restart only pauses it: the client's reads ride it out (its `reconnect_timeout`)."""
     started = time.time()
     if sys.stdout.isatty() and not follow:
         from rich.live import Live
@@ -84,6 +87,9 @@ def _plain(client: TitanClient, run_id: str, follow: bool, interval: float) -> R
     seen: dict[str, tuple[str, int]] = {}
     followers: list[threading.Thread] = []
     started: set[str] = set()
+    # A follower that gives up (the master gone for good) reports here, so the command fails with
+    # that error instead of a thread's traceback.
+    errors: list[TitanError] = []
 
     def say(text: str, err: bool = False) -> None:
         with lock:
@@ -91,8 +97,11 @@ def _plain(client: TitanClient, run_id: str, follow: bool, interval: float) -> R
 
     def follow_job(job: JobRecord) -> Callable[[], None]:
         def run() -> None:
-            for line in client.follow_logs(job.ref):
-                say(f"[{job.id}] {line}", err=line.stream == "stderr")
+            try:
+                for line in client.follow_logs(job.ref):
+                    say(f"[{job.id}] {line}", err=line.stream == "stderr")
+            except TitanError as exc:
+                errors.append(exc)
 
         return run
 
@@ -121,5 +130,7 @@ def _plain(client: TitanClient, run_id: str, follow: bool, interval: float) -> R
         time.sleep(interval)
     for thread in followers:
         thread.join(30)
+    if errors:
+        raise errors[0]
     say(counts_line(run), err=follow)
     return run

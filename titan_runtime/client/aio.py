@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -12,9 +13,10 @@ import grpc
 from titan_runtime import config
 from titan_runtime.client import autoscaler, ops
 from titan_runtime.client.autoscaler import AutoscalerStatusRecord, ScaleEventRecord
-from titan_runtime.client.errors import JobNotFound, error_from_rpc
+from titan_runtime.client.errors import JobNotFound, TitanConnectionError, error_from_rpc
 from titan_runtime.client.job import TitanJob
 from titan_runtime.client.pipeline import load_pipeline
+from titan_runtime.client.reconnect import Reconnect
 from titan_runtime.client.records import (
     AgentRunRecord,
     JobRecord,
@@ -35,12 +37,18 @@ T = TypeVar("T")
 
 
 class AsyncTitanClient:
-    """The same calls as `TitanClient`, as coroutines. Create it inside the event loop that uses it."""
+    """The same calls as `TitanClient`, as coroutines, riding out a master restart the same way
+    (`reconnect_timeout`). Create it inside the event loop that uses it."""
 
     def __init__(
-        self, address: str | None = None, token: str | None = None, data_dir: str | None = None
+        self,
+        address: str | None = None,
+        token: str | None = None,
+        data_dir: str | None = None,
+        reconnect_timeout: float | None = None,
     ) -> None:
         self.address = config.address(address)
+        self._reconnect = Reconnect(self.address, config.reconnect_timeout(reconnect_timeout))
         self._token = config.token(token, data_dir)
         self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
         self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
@@ -57,20 +65,34 @@ class AsyncTitanClient:
         await self.close()
 
     async def _run(self, op: ops.Op[T]) -> T:
+        """`TitanClient._run` with awaits: the same operations, the same retries."""
         try:
-            call = next(op)
+            step = next(op)
             while True:
-                call = op.send(await self._invoke(call))
+                if isinstance(step, ops.Sleep):
+                    await asyncio.sleep(step.seconds)
+                    step = op.send(None)
+                    continue
+                try:
+                    response = await self._invoke(step)
+                except TitanConnectionError as exc:
+                    error = exc
+                else:
+                    step = op.send(response)
+                    continue
+                step = op.throw(error)
         except StopIteration as stop:
             return stop.value
 
     async def _invoke(self, call: ops.Call) -> Any:
         try:
-            return await getattr(self._stub, call.method)(
+            response = await getattr(self._stub, call.method)(
                 call.request, metadata=self._metadata, timeout=call.timeout
             )
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self.address) from None
+        self._reconnect.answered()
+        return response
 
     async def _stream(self, method: str, request: Any) -> AsyncIterator[Any]:
         try:
@@ -84,7 +106,12 @@ class AsyncTitanClient:
     ) -> str:
         response = await self._run(
             ops.submit_run(
-                [job], name=job.id, run_id=run_id or "", base_dir=_path(base_dir), uploads=self._uploads
+                [job],
+                name=job.id,
+                run_id=run_id or "",
+                base_dir=_path(base_dir),
+                uploads=self._uploads,
+                reconnect=self._reconnect,
             )
         )
         return response.run_id
@@ -108,6 +135,7 @@ class AsyncTitanClient:
                 agent_run_id=agent_run_id or "",
                 base_dir=_path(base_dir),
                 uploads=self._uploads,
+                reconnect=self._reconnect,
             )
         )
         return AsyncRun(response.run_id, self)
@@ -138,32 +166,32 @@ class AsyncTitanClient:
         return run
 
     async def get_job(self, job_id: str) -> JobRecord:
-        return await self._run(ops.get_job(job_id))
+        return await self._run(ops.get_job(job_id, self._reconnect))
 
     async def get_job_status(self, job_id: str) -> str:
         return (await self.get_job(job_id)).state
 
     async def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:
-        return await self._run(ops.wait_job(job_id, timeout))
+        return await self._run(ops.wait_job(job_id, timeout, self._reconnect))
 
     async def cancel(self, job_or_run_id: str, wait: bool = False, timeout: float = 30.0) -> list[str]:
         return await self._run(ops.cancel(job_or_run_id, wait, timeout))
 
     async def get_result(self, job_id: str) -> Any:
-        text = await self._run(ops.get_result(job_id))
+        text = await self._run(ops.get_result(job_id, self._reconnect))
         return None if text is None else json.loads(text)
 
     async def get_run(self, run_id: str) -> RunRecord:
-        return await self._run(ops.get_run(run_id))
+        return await self._run(ops.get_run(run_id, self._reconnect))
 
     async def wait_run(self, run_id: str, timeout: float | None = None) -> RunRecord:
-        return await self._run(ops.wait_run(run_id, timeout))
+        return await self._run(ops.wait_run(run_id, timeout, self._reconnect))
 
     async def list_runs(self, limit: int = 0, agent_run_id: str | None = None) -> list[RunRecord]:
-        return await self._run(ops.list_runs(limit, agent_run_id or ""))
+        return await self._run(ops.list_runs(limit, agent_run_id or "", self._reconnect))
 
     async def list_workers(self) -> list[WorkerRecord]:
-        return await self._run(ops.list_workers())
+        return await self._run(ops.list_workers(self._reconnect))
 
     async def add_jobs(
         self, run_id: str, jobs: Sequence[TitanJob], base_dir: str | Path | None = None
@@ -261,12 +289,17 @@ class AsyncTitanClient:
     async def follow_logs(
         self, job_id: str, offset: int = 0, attempt: int | None = None
     ) -> AsyncIterator[LogLine]:
-        request = pb.ReadLogsRequest(ref=job_id, attempt=attempt or 0, offset=offset, follow=True)
-        reader = LogReader()
-        async for chunk in self._stream("ReadLogs", request):
-            for line in reader.feed(chunk):
-                yield line
-        for line in reader.end():
+        follow = ops.LogFollow(job_id, offset, attempt, self._reconnect)
+        while True:
+            try:
+                async for chunk in self._stream("ReadLogs", follow.request()):
+                    for line in follow.lines(chunk):
+                        yield line
+                break
+            except TitanConnectionError as exc:
+                error = exc
+            await asyncio.sleep(follow.retry_in(error))
+        for line in follow.end():
             yield line
 
     async def read_logs(self, job_id: str, attempt: int | None = None, offset: int = 0) -> list[LogLine]:

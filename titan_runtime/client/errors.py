@@ -13,7 +13,16 @@ class TitanError(Exception):
 
 
 class TitanConnectionError(TitanError, ConnectionError):
-    """The master could not be reached; the message names the address tried."""
+    """The master could not be reached; the message names the address tried.
+
+    `unavailable` is true when gRPC said UNAVAILABLE (no connection, or a call cut by a master that
+    went away): the call did not happen or may be asked again, which is what lets a client ride out
+    a restart. A call that timed out is not marked: the master may still be working on it.
+    """
+
+    def __init__(self, message: str, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
 
 
 class Unauthenticated(TitanError, PermissionError):
@@ -52,10 +61,13 @@ def error_from_rpc(exc: grpc.RpcError, address: str) -> TitanError:
     ):
         return TitanConnectionError(
             f"cannot reach the Titan master at {address}: is it running? "
-            "(start one with `titan-runtime up`, or set --address / TITAN_ADDRESS)"
+            "(start one with `titan-runtime up`, or set --address / TITAN_ADDRESS)",
+            unavailable=code == grpc.StatusCode.UNAVAILABLE,
         )
     if code == grpc.StatusCode.UNAVAILABLE:
-        return TitanConnectionError(f"the Titan master at {address} is unavailable: {details}")
+        return TitanConnectionError(
+            f"the Titan master at {address} is unavailable: {details}", unavailable=True
+        )
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return Unauthenticated(details)
     if code == grpc.StatusCode.PERMISSION_DENIED:

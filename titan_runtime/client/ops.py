@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from titan_runtime.client.errors import Conflict, InvalidJob
+from titan_runtime.client.errors import Conflict, InvalidJob, TitanConnectionError
 from titan_runtime.client.job import TitanJob
 from titan_runtime.client.project import build_archive
+from titan_runtime.client.reconnect import Outage, Reconnect
 from titan_runtime.client.records import (
     AgentRunRecord,
     JobRecord,
+    LogLine,
+    LogReader,
     RunRecord,
     ScheduleRecord,
     ServiceRecord,
@@ -37,12 +40,35 @@ WAIT_SLICE = 30.0
 
 @dataclass(frozen=True)
 class Call:
+    """Make this RPC and send back its response. When it fails with TitanConnectionError, the
+    driver throws the error into the operation, which may catch it and try again."""
+
     method: str
     request: Any
     timeout: float | None = 30.0
 
 
-Op = Generator[Call, Any, T]
+@dataclass(frozen=True)
+class Sleep:
+    """Wait this long, then resume the operation (with None): the pause before a retry, carried
+    out by the driver so that the asyncio client does not block its event loop."""
+
+    seconds: float
+
+
+Op = Generator[Call | Sleep, Any, T]
+
+
+def idempotent(call: Call, reconnect: Reconnect | None) -> Op[Any]:
+    """Make a call that may be asked twice, asking again while the master restarts (see Reconnect)."""
+    outage = reconnect.outage() if reconnect is not None else None
+    while True:
+        try:
+            return (yield call)
+        except TitanConnectionError as exc:
+            if outage is None:
+                raise
+            yield Sleep(outage.retry_in(exc))
 
 
 # ------------------------------------------------------------------ artifacts
@@ -254,6 +280,7 @@ def submit_run(
     agent_run_id: str = "",
     base_dir: Path | None = None,
     uploads: UploadCache | None = None,
+    reconnect: Reconnect | None = None,
 ) -> Op[pb.SubmitRunResponse]:
     base = base_dir or Path.cwd()
     known = uploads if uploads is not None else UploadCache()
@@ -266,44 +293,76 @@ def submit_run(
     request = pb.SubmitRunRequest(
         run_id=run_id, name=name, labels=labels or {}, agent_run_id=agent_run_id or "", jobs=specs
     )
-    return (yield Call("SubmitRun", request, timeout=120.0))
+    call = Call("SubmitRun", request, timeout=120.0)
+    # With a run id the master answers a repeat with the run it already has; without one, a repeat
+    # after a lost answer would start the work twice.
+    return (yield from idempotent(call, reconnect if run_id else None))
 
 
-def get_job(ref: str) -> Op[JobRecord]:
-    return JobRecord.from_pb((yield Call("GetJob", pb.JobRef(ref=ref))))
+def get_job(ref: str, reconnect: Reconnect | None = None) -> Op[JobRecord]:
+    return JobRecord.from_pb((yield from idempotent(Call("GetJob", pb.JobRef(ref=ref)), reconnect)))
 
 
-def get_run(run_id: str) -> Op[RunRecord]:
-    return RunRecord.from_pb((yield Call("GetRun", pb.RunRef(run_id=run_id))))
+def get_run(run_id: str, reconnect: Reconnect | None = None) -> Op[RunRecord]:
+    return RunRecord.from_pb((yield from idempotent(Call("GetRun", pb.RunRef(run_id=run_id)), reconnect)))
 
 
-def list_runs(limit: int = 0, agent_run_id: str = "") -> Op[list[RunRecord]]:
-    response = yield Call("ListRuns", pb.ListRunsRequest(limit=limit, agent_run_id=agent_run_id))
+def list_runs(
+    limit: int = 0, agent_run_id: str = "", reconnect: Reconnect | None = None
+) -> Op[list[RunRecord]]:
+    call = Call("ListRuns", pb.ListRunsRequest(limit=limit, agent_run_id=agent_run_id))
+    response = yield from idempotent(call, reconnect)
     return [RunRecord.from_pb(r) for r in response.runs]
 
 
-def _long_poll(method: str, ref: str, timeout: float | None, parse: Any, done: Any, what: str) -> Op[Any]:
-    """Ask the master to wait (in slices of WAIT_SLICE) until `done(record)`; TimeoutError after `timeout`."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+def _long_poll(
+    method: str,
+    ref: str,
+    timeout: float | None,
+    parse: Any,
+    done: Any,
+    what: str,
+    reconnect: Reconnect | None,
+) -> Op[Any]:
+    """Ask the master to wait (in slices of WAIT_SLICE) until `done(record)`; TimeoutError after `timeout`.
+
+    A slice cut by a master restart is asked again (with what is left of `timeout`), so a wait
+    outlives the restart as the job does."""
+    clock = reconnect.clock if reconnect is not None else time.monotonic
+    deadline = None if timeout is None else clock() + timeout
+    outage = reconnect.outage() if reconnect is not None else None
     while True:
-        remaining = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - time.monotonic())
+        remaining = WAIT_SLICE if deadline is None else min(WAIT_SLICE, deadline - clock())
         request = pb.WaitRequest(ref=ref, timeout=max(remaining, 0.0))
-        record = parse((yield Call(method, request, timeout=remaining + 30)))
+        try:
+            response = yield Call(method, request, timeout=max(remaining, 0.0) + 30)
+        except TitanConnectionError as exc:
+            if outage is None:
+                raise
+            yield Sleep(outage.retry_in(exc, not_after=deadline))
+            continue
+        if outage is not None:
+            outage.reset()
+        record = parse(response)
         if done(record):
             return record
-        if deadline is not None and time.monotonic() >= deadline:
+        if deadline is not None and clock() >= deadline:
             raise TimeoutError(f"{what} {ref} is still {record.state} after {timeout:g}s")
 
 
-def wait_job(ref: str, timeout: float | None) -> Op[JobRecord]:
+def wait_job(ref: str, timeout: float | None, reconnect: Reconnect | None = None) -> Op[JobRecord]:
     """Until the job is terminal."""
-    return (yield from _long_poll("WaitJob", ref, timeout, JobRecord.from_pb, lambda r: r.terminal, "job"))
+    return (
+        yield from _long_poll(
+            "WaitJob", ref, timeout, JobRecord.from_pb, lambda r: r.terminal, "job", reconnect
+        )
+    )
 
 
-def wait_run(run_id: str, timeout: float | None) -> Op[RunRecord]:
+def wait_run(run_id: str, timeout: float | None, reconnect: Reconnect | None = None) -> Op[RunRecord]:
     """Until the run is terminal, or settled (only its healthy services keep it running)."""
     done = lambda r: r.terminal or r.settled  # noqa: E731
-    return (yield from _long_poll("WaitRun", run_id, timeout, RunRecord.from_pb, done, "run"))
+    return (yield from _long_poll("WaitRun", run_id, timeout, RunRecord.from_pb, done, "run", reconnect))
 
 
 def cancel(ref: str, wait: bool = False, timeout: float = 30.0) -> Op[list[str]]:
@@ -312,14 +371,62 @@ def cancel(ref: str, wait: bool = False, timeout: float = 30.0) -> Op[list[str]]
     return list(response.cancelled)
 
 
-def get_result(ref: str) -> Op[str | None]:
-    response = yield Call("GetResult", pb.JobRef(ref=ref))
+def get_result(ref: str, reconnect: Reconnect | None = None) -> Op[str | None]:
+    response = yield from idempotent(Call("GetResult", pb.JobRef(ref=ref)), reconnect)
     return response.json if response.has_result else None
 
 
-def list_workers() -> Op[list[WorkerRecord]]:
-    response = yield Call("ListWorkers", pb.Empty())
+def list_workers(reconnect: Reconnect | None = None) -> Op[list[WorkerRecord]]:
+    response = yield from idempotent(Call("ListWorkers", pb.Empty()), reconnect)
     return [WorkerRecord.from_pb(w) for w in response.workers]
+
+
+# ------------------------------------------------------------------ logs
+
+
+class LogFollow:
+    """Where a log follower is, so that a stream cut by a master restart resumes at the very next
+    line: no line lost, none twice.
+
+    The position is the reader's: the attempt and the offset of the last record read (pieces of a
+    line not ended yet are kept in the reader, so they are not asked for again). Following "the
+    latest attempt and the retries after it" (no explicit attempt) resumes at that attempt and
+    offset with `and_later`, so it still goes on into later attempts; following one explicit
+    attempt resumes within that attempt only. Each driver opens `request()` as a stream, passes
+    every chunk through `lines()`, and on a TitanConnectionError sleeps `retry_in(error)`
+    (which raises when the error is not one to ride out) and opens the stream again; when the
+    stream ends, `end()` gives the last lines that were never ended with a newline.
+    """
+
+    def __init__(self, ref: str, offset: int, attempt: int | None, reconnect: Reconnect | None) -> None:
+        self.ref = ref
+        self.reader = LogReader(attempt or 0, offset)
+        self.and_later = not attempt
+        self._outage: Outage | None = reconnect.outage() if reconnect is not None else None
+
+    def request(self) -> pb.ReadLogsRequest:
+        return pb.ReadLogsRequest(
+            ref=self.ref,
+            attempt=self.reader.attempt,
+            offset=self.reader.offset,
+            follow=True,
+            and_later=self.and_later,
+        )
+
+    def lines(self, chunk: pb.LogChunk) -> list[LogLine]:
+        """The chunk's lines. Any chunk, even the empty one a follow stream opens with, proves the
+        master is there again."""
+        if self._outage is not None:
+            self._outage.reset()
+        return self.reader.feed(chunk)
+
+    def end(self) -> list[LogLine]:
+        return self.reader.end()
+
+    def retry_in(self, error: TitanConnectionError) -> float:
+        if self._outage is None:
+            raise error
+        return self._outage.retry_in(error)
 
 
 def add_jobs(

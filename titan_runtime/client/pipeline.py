@@ -35,6 +35,8 @@ from titan_runtime.core.dag import find_cycle
 from titan_runtime.core.expr import ExpressionError
 from titan_runtime.core.expr import check as check_expression
 from titan_runtime.core.model import ID_PATTERN, TAG_PATTERN, TRIGGER_RULES
+from titan_runtime.yamlbudget import YamlBudgetError
+from titan_runtime.yamlbudget import load as load_yaml
 
 ROOT_KEYS = ("name", "version", "project", "jobs", "labels", "description")
 JOB_KEYS = (
@@ -193,7 +195,9 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
     except OSError as exc:
         raise PipelineError(file, [f"{file}: cannot read it ({exc.strerror or exc})"]) from None
     try:
-        data = yaml.load(text, Loader=_Loader)
+        data = load_yaml(text, _Loader)
+    except YamlBudgetError as exc:
+        raise PipelineError(file, [f"{file.name}:{exc.line}: {exc}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1

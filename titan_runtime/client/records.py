@@ -282,6 +282,8 @@ class LogReader:
         self._pieces: dict[str, tuple[list[bytes], float, int]] = {}
 
     def feed(self, chunk: pb.LogChunk) -> list[LogLine]:
+        if not chunk.data:  # a follow stream opens with an empty chunk: it moves nothing
+            return []
         lines = self.end() if chunk.attempt != self.attempt and self.attempt else []
         self.attempt = chunk.attempt
         offset = chunk.offset

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,14 +13,14 @@ import grpc
 from titan_runtime import config
 from titan_runtime.client import autoscaler, ops
 from titan_runtime.client.autoscaler import AutoscalerStatusRecord, ScaleEventRecord
-from titan_runtime.client.errors import JobNotFound, error_from_rpc
+from titan_runtime.client.errors import JobNotFound, TitanConnectionError, error_from_rpc
 from titan_runtime.client.job import TitanJob
 from titan_runtime.client.pipeline import load_pipeline
+from titan_runtime.client.reconnect import Reconnect
 from titan_runtime.client.records import (
     AgentRunRecord,
     JobRecord,
     LogLine,
-    LogReader,
     RunRecord,
     ScheduleRecord,
     ServiceRecord,
@@ -49,12 +50,22 @@ class TitanClient:
 
     Every method raises on failure (`TitanConnectionError`, `JobNotFound`, `InvalidJob`,
     `Unauthenticated`, ...); none returns an error status string.
+
+    Once it has reached the master, the client rides out a restart: reads and waits (`wait`,
+    `wait_run`, `follow_logs`, `get_job`, ...) try again for up to `reconnect_timeout` seconds
+    (else TITAN_RECONNECT_TIMEOUT, else 60; 0 turns it off). Calls that must not happen twice
+    (a submission without a run id, KV writes, cancel) fail at once as before.
     """
 
     def __init__(
-        self, address: str | None = None, token: str | None = None, data_dir: str | None = None
+        self,
+        address: str | None = None,
+        token: str | None = None,
+        data_dir: str | None = None,
+        reconnect_timeout: float | None = None,
     ) -> None:
         self.address = config.address(address)
+        self._reconnect = Reconnect(self.address, config.reconnect_timeout(reconnect_timeout))
         self._token = config.token(token, data_dir)
         self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
         self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
@@ -73,20 +84,34 @@ class TitanClient:
     # ------------------------------------------------------------------ driver
 
     def _run(self, op: ops.Op[T]) -> T:
+        """Carry out an operation's instructions; a lost connection is thrown into it to decide."""
         try:
-            call = next(op)
+            step = next(op)
             while True:
-                call = op.send(self._invoke(call))
+                if isinstance(step, ops.Sleep):
+                    time.sleep(step.seconds)
+                    step = op.send(None)
+                    continue
+                try:
+                    response = self._invoke(step)
+                except TitanConnectionError as exc:
+                    error = exc
+                else:
+                    step = op.send(response)
+                    continue
+                step = op.throw(error)
         except StopIteration as stop:
             return stop.value
 
     def _invoke(self, call: ops.Call) -> Any:
         try:
-            return getattr(self._stub, call.method)(
+            response = getattr(self._stub, call.method)(
                 call.request, metadata=self._metadata, timeout=call.timeout
             )
         except grpc.RpcError as exc:
             raise error_from_rpc(exc, self.address) from None
+        self._reconnect.answered()
+        return response
 
     def _stream(self, method: str, request: Any) -> Iterator[Any]:
         try:
@@ -100,7 +125,12 @@ class TitanClient:
         """Submit one job (a run of one job) and return its id, which every job call accepts."""
         response = self._run(
             ops.submit_run(
-                [job], name=job.id, run_id=run_id or "", base_dir=_path(base_dir), uploads=self._uploads
+                [job],
+                name=job.id,
+                run_id=run_id or "",
+                base_dir=_path(base_dir),
+                uploads=self._uploads,
+                reconnect=self._reconnect,
             )
         )
         return response.run_id
@@ -125,6 +155,7 @@ class TitanClient:
                 agent_run_id=agent_run_id or "",
                 base_dir=_path(base_dir),
                 uploads=self._uploads,
+                reconnect=self._reconnect,
             )
         )
         return Run(response.run_id, self)
@@ -158,7 +189,7 @@ class TitanClient:
 
     def get_job(self, job_id: str) -> JobRecord:
         """The full record of a job: state, reason, attempts, exit code, worker."""
-        return self._run(ops.get_job(job_id))
+        return self._run(ops.get_job(job_id, self._reconnect))
 
     def get_job_status(self, job_id: str) -> str:
         """The job's state word (SUCCEEDED, FAILED, RUNNING, ...)."""
@@ -166,7 +197,7 @@ class TitanClient:
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:
         """Block until the job has ended (whatever the outcome); TimeoutError after `timeout` seconds."""
-        return self._run(ops.wait_job(job_id, timeout))
+        return self._run(ops.wait_job(job_id, timeout, self._reconnect))
 
     def cancel(self, job_or_run_id: str, wait: bool = False, timeout: float = 30.0) -> list[str]:
         """Cancel a job (and its descendants) or a whole run; with wait=True, return once its processes are gone."""
@@ -174,20 +205,20 @@ class TitanClient:
 
     def get_result(self, job_id: str) -> Any:
         """The job's result (what it passed to task.set_result), or None."""
-        text = self._run(ops.get_result(job_id))
+        text = self._run(ops.get_result(job_id, self._reconnect))
         return None if text is None else json.loads(text)
 
     def get_run(self, run_id: str) -> RunRecord:
-        return self._run(ops.get_run(run_id))
+        return self._run(ops.get_run(run_id, self._reconnect))
 
     def wait_run(self, run_id: str, timeout: float | None = None) -> RunRecord:
-        return self._run(ops.wait_run(run_id, timeout))
+        return self._run(ops.wait_run(run_id, timeout, self._reconnect))
 
     def list_runs(self, limit: int = 0, agent_run_id: str | None = None) -> list[RunRecord]:
-        return self._run(ops.list_runs(limit, agent_run_id or ""))
+        return self._run(ops.list_runs(limit, agent_run_id or "", self._reconnect))
 
     def list_workers(self) -> list[WorkerRecord]:
-        return self._run(ops.list_workers())
+        return self._run(ops.list_workers(self._reconnect))
 
     # ------------------------------------------------------------------ dynamic DAGs
 
@@ -306,13 +337,19 @@ class TitanClient:
     def follow_logs(self, job_id: str, offset: int = 0, attempt: int | None = None) -> Iterator[LogLine]:
         """Yield the job's output lines as they are printed, from byte `offset`, until the job ends.
 
-        Without `attempt`, follows the latest attempt and then any retry after it.
+        Without `attempt`, follows the latest attempt and then any retry after it. A master restart
+        does not end it: it resumes after the last line it yielded (see `reconnect_timeout`).
         """
-        request = pb.ReadLogsRequest(ref=job_id, attempt=attempt or 0, offset=offset, follow=True)
-        reader = LogReader()
-        for chunk in self._stream("ReadLogs", request):
-            yield from reader.feed(chunk)
-        yield from reader.end()
+        follow = ops.LogFollow(job_id, offset, attempt, self._reconnect)
+        while True:
+            try:
+                for chunk in self._stream("ReadLogs", follow.request()):
+                    yield from follow.lines(chunk)
+                break
+            except TitanConnectionError as exc:
+                error = exc
+            time.sleep(follow.retry_in(error))
+        yield from follow.end()
 
     def read_logs(self, job_id: str, attempt: int | None = None, offset: int = 0) -> list[LogLine]:
         """Every line logged so far by one attempt (default: the latest)."""

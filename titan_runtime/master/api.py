@@ -241,6 +241,8 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
             )
         number = request.attempt or len(job.attempts)
         offset = max(0, request.offset)
+        if request.follow:  # tells the follower it is connected, before any line (see titan.proto)
+            yield pb.LogChunk(attempt=number, offset=offset)
         while True:
             if request.follow:
                 while number > len(job.attempts) or number == 0:
@@ -253,8 +255,8 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
             attempt = job.attempts[number - 1]
             async for chunk in self._read_attempt(job, attempt, offset, request.follow):
                 yield chunk
-            # Following the latest attempt: go on with the retry, if one comes.
-            if not request.follow or request.attempt:
+            # Following the latest attempt (or resuming with and_later): go on with the retry, if one comes.
+            if not request.follow or (request.attempt and not request.and_later):
                 return
             while len(job.attempts) == number and not job.state.terminal:
                 await self._loop.notifier.wait(job.key, 30.0)

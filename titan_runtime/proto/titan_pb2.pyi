@@ -409,16 +409,18 @@ class CancelResponse(_message.Message):
     def __init__(self, cancelled: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReadLogsRequest(_message.Message):
-    __slots__ = ("ref", "attempt", "offset", "follow")
+    __slots__ = ("ref", "attempt", "offset", "follow", "and_later")
     REF_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    AND_LATER_FIELD_NUMBER: _ClassVar[int]
     ref: str
     attempt: int
     offset: int
     follow: bool
-    def __init__(self, ref: _Optional[str] = ..., attempt: _Optional[int] = ..., offset: _Optional[int] = ..., follow: bool = ...) -> None: ...
+    and_later: bool
+    def __init__(self, ref: _Optional[str] = ..., attempt: _Optional[int] = ..., offset: _Optional[int] = ..., follow: bool = ..., and_later: bool = ...) -> None: ...
 
 class LogChunk(_message.Message):
     __slots__ = ("attempt", "offset", "data")
