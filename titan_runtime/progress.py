@@ -85,7 +85,7 @@ def watch_run(client: TitanClient, run_id: str, follow: bool = False, interval: 
 def _plain(client: TitanClient, run_id: str, follow: bool, interval: float) -> RunRecord:
     lock = threading.Lock()
     seen: dict[str, tuple[str, int]] = {}
-    followers: list[threading.Thread] = []
+    followers: dict[str, threading.Thread] = {}  # batch jobs' (a service's output never ends)
     started: set[str] = set()
     # A follower that gives up (the master gone for good) reports here, so the command fails with
     # that error instead of a thread's traceback.
@@ -97,6 +97,10 @@ def _plain(client: TitanClient, run_id: str, follow: bool, interval: float) -> R
 
     def follow_job(job: JobRecord) -> Callable[[], None]:
         def run() -> None:
+            # A child ran after its parents: its output comes after theirs, however fast they were.
+            for parent in job.parents:
+                if parent in followers:
+                    followers[parent].join()
             try:
                 for line in client.follow_logs(job.ref):
                     say(f"[{job.id}] {line}", err=line.stream == "stderr")
@@ -122,13 +126,13 @@ def _plain(client: TitanClient, run_id: str, follow: bool, interval: float) -> R
             if follow and job.attempt and job.id not in started:
                 started.add(job.id)
                 thread = threading.Thread(target=follow_job(job), name=job.id, daemon=True)
-                if job.kind != "service":  # a service's output never ends: do not wait for it
-                    followers.append(thread)
+                if job.kind != "service":
+                    followers[job.id] = thread
                 thread.start()
         if run.terminal or run.settled:
             break
         time.sleep(interval)
-    for thread in followers:
+    for thread in followers.values():
         thread.join(30)
     if errors:
         raise errors[0]

@@ -283,3 +283,29 @@ def test_a_project_that_unpacks_to_more_than_the_worker_allows_fails_its_job(
     assert "unpacks to more than 100.0 MiB" in record.reason and "--max-project-size" in record.reason
     workspaces = cluster.root / "workers" / "w1" / "work"
     assert sum(f.stat().st_size for f in workspaces.rglob("*") if f.is_file()) < 1024 * 1024
+
+
+def test_a_master_starts_on_a_store_with_a_record_it_cannot_read(make_cluster) -> None:
+    """The damaged job fails, saying why; the others are restored and run; the master takes writes."""
+    import sqlite3
+
+    cluster: ProcessCluster = make_cluster()
+    run = cluster.client.submit_dag(
+        "damaged",
+        [TitanJob("bad", command=["true"]), TitanJob("after", command=["true"], parents=["bad"]),
+         TitanJob("fine", command=["true"])],
+    )  # fmt: skip
+    cluster.kill_master()
+    db = sqlite3.connect(cluster.data_dir / "titan.db")
+    db.execute('UPDATE jobs SET spec=\'{"id": "bad", "retries": {"nonsense": 1}}\' WHERE job_id=\'bad\'')
+    db.commit()
+    db.close()
+    cluster.start_master()
+    cluster._client = None
+    cluster.add_worker("w1", slots=2)
+    record = cluster.client.wait_run(run.id, 60)
+    jobs = {j.id: j for j in record.jobs}
+    assert jobs["bad"].state == "FAILED" and "its stored record could not be read" in jobs["bad"].reason
+    assert jobs["after"].state == "UPSTREAM_FAILED" and jobs["fine"].state == "SUCCEEDED"
+    assert "job " + run.id + "/bad: its stored record could not be read" in cluster.master_log()
+    still_takes_writes(cluster)

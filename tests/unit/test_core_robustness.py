@@ -250,3 +250,25 @@ def test_records_that_cannot_be_read_fail_their_job_and_the_rest_restores() -> N
     notes = [e for e in fresh.take_effects() if type(e).__name__ == "Note"]
     assert sum("cannot be read" in n.message for n in notes) >= 3
     assert any(row["job_id"] == "a" and row["state"] == "FAILED" for row in fresh.take_changes().jobs)
+
+
+# ---------------------------------------------------------------- the master's guard
+
+
+def test_an_unexpected_error_fails_its_request_with_a_reference_the_log_repeats(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import grpc
+
+    from titan_runtime.master.guard import bounded, status_of
+    from titan_runtime.master.loop import StoreFailed
+
+    code, message = status_of(ZeroDivisionError("boom"), "/titan.v1.Titan/SubmitRun")
+    reference = message.split("reference ")[1].split(")")[0]
+    assert code is grpc.StatusCode.INTERNAL and len(reference) == 8
+    assert any(reference in r.getMessage() and r.exc_info for r in caplog.records)
+    assert status_of(InvalidSpec("bad"), "/m") == (grpc.StatusCode.INVALID_ARGUMENT, "bad")
+    assert status_of(StoreFailed("gone"), "/m")[0] is grpc.StatusCode.UNAVAILABLE
+    long = "é" * 5000
+    assert len(bounded(long).encode()) < 1100 and bounded(long).endswith("(10,000 bytes in all)")
+    assert bounded("short") == "short"

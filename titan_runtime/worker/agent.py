@@ -197,6 +197,7 @@ class WorkerAgent:
         self._disk = DiskGuard(self.config.work_dir, self.config.min_free)
         self.reaper = Reaper()
         self.orphans.own(self.reaper.pid)
+        self.orphans.watcher = self.reaper
         self._runner = AttemptRunner(
             master=self.config.master,
             worker_id=self.config.worker_id,

@@ -12,7 +12,8 @@ worker's children that it did not start itself: a dead one is reaped; a live one
 to its attempt by the TITAN_ATTEMPT_ID in its environment, or by the attempt id in its process
 title (a forked Python job's children inherit the title, not an environment of their own). It is
 killed, with its process group, once that attempt has ended. One that names no attempt is kept
-only while every attempt that was running when it was first seen still runs.
+only while every attempt that was running when it was first seen still runs. While one is kept,
+its group is registered with the worker's reaper (reaper.py), so that it dies with the worker too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterable
+
+from titan_runtime.worker.reaper import GroupWatcher
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,13 @@ def attempt_of(pid: int, attempts: Iterable[str]) -> str:
     return ""
 
 
+def _leads_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except OSError:
+        return False
+
+
 def _kill(pid: int) -> None:
     """SIGKILL the process and, if it leads one, its process group (what it started after setsid)."""
     with contextlib.suppress(OSError):
@@ -93,9 +103,11 @@ def _kill(pid: int) -> None:
 class Orphans:
     """The worker's children it did not start: reaped when dead, killed when their job is over."""
 
-    def __init__(self, running: Callable[[], set[str]]) -> None:
-        """`running()`: the ids of the attempts whose processes are running now."""
+    def __init__(self, running: Callable[[], set[str]], watcher: GroupWatcher | None = None) -> None:
+        """`running()`: the ids of the attempts whose processes are running now; `watcher` is told
+        the groups of the orphans kept alive (the reaper kills them if the worker dies)."""
         self._running = running
+        self.watcher = watcher
         self._own: set[int] = set()  # children the worker started: job leaders, the reaper, the launcher
         self._kept: dict[int, set[str]] = {}  # live orphan -> the attempts it may belong to
         self._dying: set[int] = set()  # killed, not reaped yet
@@ -125,7 +137,7 @@ class Orphans:
                 continue
             seen.add(pid)
             if self._reaped(pid):
-                self._kept.pop(pid, None)
+                self._forget(pid)
                 self._dying.discard(pid)
                 continue
             if pid in self._dying:
@@ -134,17 +146,23 @@ class Orphans:
             candidates = {owner} if owner else self._kept.get(pid, running)
             candidates = candidates & running
             if candidates:
+                if pid not in self._kept and self.watcher is not None and _leads_group(pid):
+                    self.watcher.watch(pid)
                 self._kept[pid] = candidates
                 continue
             log.info("killing process %d, left behind by %s", pid, owner or "a job that has ended")
             _kill(pid)
-            self._kept.pop(pid, None)
+            self._forget(pid)
             self._dying.add(pid)
             killed += 1
         for pid in (set(self._kept) | self._dying) - seen:  # gone: reaped by someone else after all
-            self._kept.pop(pid, None)
+            self._forget(pid)
             self._dying.discard(pid)
         return killed
+
+    def _forget(self, pid: int) -> None:
+        if self._kept.pop(pid, None) is not None and self.watcher is not None:
+            self.watcher.forget(pid)
 
     @staticmethod
     def _reaped(pid: int) -> bool:

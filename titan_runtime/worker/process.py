@@ -21,10 +21,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from titan_runtime.worker.launcher import LauncherUnavailable, PythonLauncher
 from titan_runtime.worker.orphans import Orphans
+from titan_runtime.worker.reaper import GroupWatcher
 from titan_runtime.worker.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -40,14 +40,6 @@ class ProcessExit:
     exit_code: int | None
     signal: str
     reason: str
-
-
-class GroupWatcher(Protocol):
-    """Told about each process group, so it can kill them if the worker dies (the Reaper)."""
-
-    def watch(self, pgid: int) -> None: ...
-
-    def forget(self, pgid: int) -> None: ...
 
 
 # Sets the address-space limit, then becomes the job (for systems without util-linux's prlimit).

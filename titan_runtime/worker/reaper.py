@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Protocol
 
 REAPER_SOURCE = r"""
 import os, select, signal
@@ -48,6 +49,14 @@ for pgid in groups:
     except OSError:
         pass
 """
+
+
+class GroupWatcher(Protocol):
+    """Told about each process group, so it can kill them if the worker dies (the Reaper)."""
+
+    def watch(self, pgid: int) -> None: ...
+
+    def forget(self, pgid: int) -> None: ...
 
 
 class Reaper:
