@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import random
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -34,6 +32,8 @@ import psutil
 from _common import table
 
 from titan_runtime import ResourceExhausted, TitanClient, TitanError, TitanJob
+from titan_runtime.core.model import Attempt, AttemptState, Job, JobState
+from titan_runtime.store import SqliteStore
 
 MARK = "TITAN_CHAOS_MARK"
 PYTHON = sys.executable
@@ -255,28 +255,26 @@ class Soak:
 
     def check_store(self) -> dict[str, int]:
         """The guarantees, from what the store committed."""
-        db = sqlite3.connect(self.data / "titan.db")
-        runs = {json.loads(d)["id"]: json.loads(d) for (d,) in db.execute("SELECT data FROM runs")}
-        jobs = {}
-        for (data,) in db.execute("SELECT data FROM jobs"):
-            row = json.loads(data)
-            jobs[(row["run_id"], row["job_id"])] = row
-        attempts = [json.loads(d) for (d,) in db.execute("SELECT data FROM attempts")]
-        db.close()
+        store = SqliteStore(self.data / "titan.db")  # what was committed, read as the master does
+        snapshot = store.load()
+        store.close()
+        runs = {row["id"]: row for row in snapshot.runs}
+        jobs = {(job.run_id, job.id): job for job in map(Job.from_row, snapshot.jobs)}
+        attempts = [Attempt.from_row(row) for row in snapshot.attempts]
         problems: Counter[str] = Counter()
         for run_id in self.runs:
             if runs[run_id]["state"] == "RUNNING":
                 problems["run not terminal"] += 1
-        succeeded = Counter((a["run_id"], a["job_id"]) for a in attempts if a["state"] == "SUCCEEDED")
+        succeeded = Counter((a.run_id, a.job_id) for a in attempts if a.state is AttemptState.SUCCEEDED)
         for key, job in jobs.items():
             if succeeded[key] > 1:
                 problems["job with two committed results"] += 1
-            if (job["state"] == "SUCCEEDED") != (succeeded[key] == 1):
+            if (job.state is JobState.SUCCEEDED) != (succeeded[key] == 1):
                 problems["SUCCEEDED job without exactly one SUCCEEDED attempt"] += 1
         for a in attempts:
-            job = jobs[(a["run_id"], a["job_id"])]
-            committed = max((jobs[(a["run_id"], p)]["ended_at"] for p in job["parents"]), default=0.0)
-            if not a.get("void") and a["assigned_at"] < committed:
+            job = jobs[(a.run_id, a.job_id)]
+            committed = max((jobs[(a.run_id, p)].ended_at for p in job.parents), default=0.0)
+            if not a.void and a.assigned_at < committed:
                 problems["attempt assigned before its parents committed"] += 1
         return {
             "runs": len(self.runs),

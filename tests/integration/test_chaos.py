@@ -7,16 +7,16 @@ that no process was left behind.
 
 from __future__ import annotations
 
-import json
 import random
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
 from titan_runtime import TitanConnectionError, TitanJob
+from titan_runtime.core.model import Attempt, AttemptState, Job, JobState
+from titan_runtime.store import SqliteStore
 from titan_runtime.testing import ProcessCluster
 
 pytestmark = pytest.mark.integration
@@ -85,22 +85,20 @@ def test_chaos_keeps_every_guarantee(make_cluster, tmp_path: Path) -> None:
     assert cluster.client.get_run(run).state == "SUCCEEDED"
     cluster.stop()
 
-    db = sqlite3.connect(cluster.data_dir / "titan.db")
-    jobs = {}
-    for (data,) in db.execute("SELECT data FROM jobs"):
-        row = json.loads(data)  # the job's state, its parents included
-        jobs[row["job_id"]] = row
-    attempts = [json.loads(data) for (data,) in db.execute("SELECT data FROM attempts")]
-    db.close()
+    store = SqliteStore(cluster.data_dir / "titan.db")  # what was committed, read as the master does
+    snapshot = store.load()
+    store.close()
+    jobs = {job.id: job for job in map(Job.from_row, snapshot.jobs)}
+    attempts = [Attempt.from_row(row) for row in snapshot.attempts]
     assert len(jobs) == LAYERS * WIDTH
-    assert all(job["state"] == "SUCCEEDED" for job in jobs.values())
-    succeeded = [a["job_id"] for a in attempts if a["state"] == "SUCCEEDED"]
+    assert all(job.state is JobState.SUCCEEDED for job in jobs.values())
+    succeeded = [a.job_id for a in attempts if a.state is AttemptState.SUCCEEDED]
     assert sorted(succeeded) == sorted(jobs), "each job must be committed exactly once"
     for attempt in attempts:
-        parents = jobs[attempt["job_id"]]["parents"]
-        committed = max((jobs[p]["ended_at"] for p in parents), default=0.0)
-        assert attempt["assigned_at"] >= committed, (attempt, parents)
-    lost = sum(1 for a in attempts if a["state"] == "LOST")
+        parents = jobs[attempt.job_id].parents
+        committed = max((jobs[p].ended_at for p in parents), default=0.0)
+        assert attempt.assigned_at >= committed, (attempt, parents)
+    lost = sum(1 for a in attempts if a.state is AttemptState.LOST)
     print(
         f"chaos: {len(attempts)} attempts for {len(jobs)} jobs, {lost} lost, master killed {master_kills} times"
     )

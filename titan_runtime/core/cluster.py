@@ -173,6 +173,7 @@ class ClusterState:
         self._dirty_workers: set[str] = set()
         self._ended_attempts: set[str] = set()
         self._dispatch_needed = False
+        self._requirements: dict[tuple[frozenset[str], str, frozenset[str]], Requirement] = {}
         self._released: deque[Job] = deque()  # resolved jobs whose children have not been told yet
         self._releasing = False
 
@@ -1165,9 +1166,12 @@ class ClusterState:
         exclude = frozenset()
         if job.spec.retries.fallback:  # fallback compute: never again where it failed
             exclude = frozenset(a.worker_id for a in job.attempts if a.state is AttemptState.FAILED)
+        requirement = self._requirements.get((tags, node, exclude))
+        if requirement is None:  # a few per cluster, shared by every job that asks the same
+            requirement = self._requirements[(tags, node, exclude)] = Requirement(tags, node, exclude)
         self.queues.push(
             job.key,
-            Requirement(tags, node, exclude),
+            requirement,
             job.spec.priority,
             slots=job.spec.slots,
             prefer=prefer,

@@ -95,20 +95,10 @@ def check(expression: str, max_length: int = MAX_LENGTH, budget: Budget = DEFAUL
     """Parse and vet an expression (at submission time); raise ExpressionError if it is not allowed."""
     if len(expression) > max_length:
         raise ExpressionError(f"longer than {max_length} characters")
-    return _checked(expression, budget)
-
-
-@functools.lru_cache(maxsize=1024)
-def _checked(expression: str, budget: Budget) -> ast.Expression:
-    """Parsed and vetted once per text: a big DAG repeats the same condition on many jobs."""
-    try:
-        tree = ast.parse(expression, mode="eval")
-    except SyntaxError as exc:
-        raise ExpressionError(f"not a valid expression ({exc.msg})") from None
-    except (RecursionError, MemoryError, ValueError):
-        raise ExpressionError(f"nested deeper than {MAX_DEPTH} levels") from None
+    tree = _parse(expression)
     depth: dict[int, int] = {id(tree): 0}
-    for node in ast.walk(tree):  # breadth first: parents before children
+    order = list(ast.walk(tree))  # breadth first: parents before children
+    for node in order:
         level = depth[id(node)]
         if level > MAX_DEPTH:
             raise ExpressionError(f"nested deeper than {MAX_DEPTH} levels")
@@ -122,32 +112,55 @@ def _checked(expression: str, budget: Budget) -> ast.Expression:
             isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS and not node.keywords
         ):
             raise ExpressionError(f"only these functions may be called: {', '.join(sorted(_FUNCTIONS))}")
-    _fold_constants(tree.body, budget)
+    _fold_constants(tree, order, budget)
     return tree
 
 
-def _fold_constants(node: ast.AST, budget: Budget) -> None:
-    """Evaluate every sub-expression that reads no name now: what fails there fails at submission."""
-    if not any(isinstance(n, ast.Name) for n in ast.walk(node)):
+@functools.lru_cache(maxsize=4096)
+def _parse(expression: str) -> ast.Expression:
+    """Parsed once per text: a big DAG repeats the same condition on many jobs."""
+    try:
+        return ast.parse(expression, mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"not a valid expression ({exc.msg})") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise ExpressionError(f"nested deeper than {MAX_DEPTH} levels") from None
+
+
+def _fold_constants(tree: ast.Expression, order: list[ast.AST], budget: Budget) -> None:
+    """Evaluate now each largest sub-expression that reads no name: what fails there fails at
+    submission. `order` is the tree breadth first; one pass up marks what reads a name."""
+    reads: dict[int, bool] = {}
+    for node in reversed(order):  # children before their parents
+        reads[id(node)] = isinstance(node, ast.Name) or any(
+            reads[id(child)] for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr)
+        )
+    pending: list[ast.AST] = [tree.body]
+    while pending:
+        node = pending.pop()
+        if reads[id(node)]:
+            pending.extend(
+                child
+                for child in ast.iter_child_nodes(node)
+                if isinstance(child, ast.expr) and not (isinstance(node, ast.Call) and child is node.func)
+            )
+            continue
         try:
             _Evaluator({}, budget).eval(node)
         except ExpressionError as exc:
             raise ExpressionError(f"{ast.unparse(node)[:60]}: {exc}") from None
         except Exception as exc:
             raise ExpressionError(f"{ast.unparse(node)[:60]}: {_describe(exc)}") from None
-        return
-    for child in ast.iter_child_nodes(node):
-        if isinstance(child, ast.expr) and not (isinstance(node, ast.Call) and child is node.func):
-            _fold_constants(child, budget)
 
 
 def evaluate(expression: str, names: Mapping[str, Any], budget: Budget = DEFAULT_BUDGET) -> bool:
     """The truth of `expression` with `names` bound (each parent's result by id, and `results`).
 
-    Raises ExpressionError, and nothing else, whatever the expression or the names hold."""
-    tree = check(expression, max(MAX_LENGTH, len(expression)), budget)
+    Raises ExpressionError, and nothing else, whatever the expression or the names hold. It was
+    vetted at submission; the evaluator refuses on its own what it does not know, so the
+    expression is only parsed here."""
     try:
-        return bool(_Evaluator(names, budget).eval(tree.body))
+        return bool(_Evaluator(names, budget).eval(_parse(expression).body))
     except ExpressionError:
         raise
     except (KeyError, IndexError) as exc:
@@ -255,63 +268,71 @@ class _Evaluator:
     # ------------------------------------------------------------------ the walk
 
     def eval(self, node: ast.AST) -> Any:
-        self._spend(1)
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name):
-            if node.id in self.names:
-                return self.names[node.id]
-            if node.id in _CONSTANTS:
-                return _CONSTANTS[node.id]
-            raise ExpressionError(f"unknown name {node.id!r}; use a parent's id or results[...]")
-        if isinstance(node, ast.BoolOp):
-            value: Any = isinstance(node.op, ast.And)
-            for item in node.values:
+        self.steps += 1
+        if self.steps > self.budget.max_steps:
+            raise ExpressionError(f"takes more than {self.budget.max_steps} steps")
+        kind = type(node)  # AST classes are exact: `is` is cheaper than isinstance, most common first
+        if kind is ast.Name:
+            name = node.id  # type: ignore[attr-defined]
+            if name in self.names:
+                return self.names[name]
+            if name in _CONSTANTS:
+                return _CONSTANTS[name]
+            raise ExpressionError(f"unknown name {name!r}; use a parent's id or results[...]")
+        if kind is ast.Constant:
+            return node.value  # type: ignore[attr-defined]
+        if kind is ast.Compare:
+            return self._compare(node)  # type: ignore[arg-type]
+        if kind is ast.BoolOp:
+            conjunction = type(node.op) is ast.And  # type: ignore[attr-defined]
+            value: Any = conjunction
+            for item in node.values:  # type: ignore[attr-defined]
                 value = self.eval(item)
-                if bool(value) != isinstance(node.op, ast.And):
+                if bool(value) != conjunction:
                     return value
             return value
-        if isinstance(node, ast.UnaryOp):
-            operand = self.eval(node.operand)
-            if isinstance(node.op, ast.Not):
-                return not operand
-            return self._int(-operand if isinstance(node.op, ast.USub) else +operand)
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            return self._binary(node.op, self.eval(node.left), self.eval(node.right))
-        if isinstance(node, ast.Compare):
-            left = self.eval(node.left)
-            for op, comparator in zip(node.ops, node.comparators, strict=True):
-                right = self.eval(comparator)
-                if isinstance(op, (ast.In, ast.NotIn)) and isinstance(right, (list, tuple)):
-                    self._spend(len(right))
-                if not _COMPARE[type(op)](left, right):
-                    return False
-                left = right
-            return True
-        if isinstance(node, ast.IfExp):
-            return self.eval(node.body) if self.eval(node.test) else self.eval(node.orelse)
-        if isinstance(node, ast.Subscript):
-            return self.eval(node.value)[self.eval(node.slice)]
-        if isinstance(node, ast.Attribute):  # a.b is a["b"] on results (which are JSON: dicts)
-            container = self.eval(node.value)
+        if kind is ast.Subscript:
+            return self.eval(node.value)[self.eval(node.slice)]  # type: ignore[attr-defined]
+        if kind is ast.Attribute:  # a.b is a["b"] on results (which are JSON: dicts)
+            container = self.eval(node.value)  # type: ignore[attr-defined]
             if isinstance(container, Mapping):
-                return container[node.attr]
-            raise ExpressionError(f"cannot read .{node.attr} of a {type(container).__name__}")
-        if isinstance(node, (ast.List, ast.Tuple)):
-            items = [self.eval(item) for item in node.elts]
+                return container[node.attr]  # type: ignore[attr-defined]
+            raise ExpressionError(f"cannot read .{node.attr} of a {type(container).__name__}")  # type: ignore[attr-defined]
+        if kind is ast.BinOp and type(node.op) in _BINARY:  # type: ignore[attr-defined]
+            return self._binary(node.op, self.eval(node.left), self.eval(node.right))  # type: ignore[attr-defined]
+        if kind is ast.Call and type(node.func) is ast.Name and node.func.id in _FUNCTIONS:  # type: ignore[attr-defined]
+            return self._call(node.func.id, [self.eval(arg) for arg in node.args])  # type: ignore[attr-defined]
+        if kind is ast.UnaryOp:
+            operand = self.eval(node.operand)  # type: ignore[attr-defined]
+            if type(node.op) is ast.Not:  # type: ignore[attr-defined]
+                return not operand
+            return self._int(-operand if type(node.op) is ast.USub else +operand)  # type: ignore[attr-defined]
+        if kind is ast.IfExp:
+            return self.eval(node.body) if self.eval(node.test) else self.eval(node.orelse)  # type: ignore[attr-defined]
+        if kind is ast.List or kind is ast.Tuple:
+            items = [self.eval(item) for item in node.elts]  # type: ignore[attr-defined]
             self._fits(self._size(items))
             return items
-        if isinstance(node, ast.Dict):
+        if kind is ast.Dict:
             mapping = {
                 self.eval(k): self.eval(v)
-                for k, v in zip(node.keys, node.values, strict=True)
+                for k, v in zip(node.keys, node.values, strict=True)  # type: ignore[attr-defined]
                 if k is not None
             }
             self._fits(self._size(mapping))
             return mapping
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
-            return self._call(node.func.id, [self.eval(arg) for arg in node.args])
-        raise ExpressionError(f"{type(node).__name__} is not allowed in a condition")
+        raise ExpressionError(f"{kind.__name__} is not allowed in a condition")
+
+    def _compare(self, node: ast.Compare) -> bool:
+        left = self.eval(node.left)
+        for op, comparator in zip(node.ops, node.comparators, strict=True):
+            right = self.eval(comparator)
+            if type(op) in (ast.In, ast.NotIn) and isinstance(right, (list, tuple)):
+                self._spend(len(right))
+            if not _COMPARE[type(op)](left, right):
+                return False
+            left = right
+        return True
 
 
 _BUILTINS: dict[str, Callable[..., Any]] = {

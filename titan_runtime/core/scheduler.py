@@ -39,14 +39,23 @@ class Requirement:
         return " and ".join(parts) or "no requirement"
 
 
-@dataclass(order=True)
 class _Entry:
-    sort_key: tuple[int, int]
-    key: tuple[str, str]
-    slots: int
-    prefer: str  # worker id to prefer (soft affinity)
-    avoid: str  # worker id to avoid when another is free (retry after loss or failure)
-    live: bool = True
+    """A queued job. Ordered by (-priority, arrival) alone: heaps compare entries a lot."""
+
+    __slots__ = ("avoid", "key", "live", "prefer", "slots", "sort_key")
+
+    def __init__(
+        self, sort_key: tuple[int, int], key: tuple[str, str], slots: int, prefer: str, avoid: str
+    ) -> None:
+        self.sort_key = sort_key
+        self.key = key
+        self.slots = slots
+        self.prefer = prefer  # worker id to prefer (soft affinity)
+        self.avoid = avoid  # worker id to avoid when another is free (retry after loss or failure)
+        self.live = True
+
+    def __lt__(self, other: _Entry) -> bool:
+        return self.sort_key < other.sort_key
 
 
 class ReadyQueues:

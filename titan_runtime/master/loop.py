@@ -21,6 +21,7 @@ every waiter is failed with `StoreFailed` and the loop ends, and with it the mas
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 import time
@@ -39,6 +40,8 @@ T = TypeVar("T")
 EffectHandler = Callable[[list[Effect], Changes], Awaitable[None]]
 #: The longest a change nothing depends on waits to be committed with others.
 LAZY_COMMIT_S = 0.1
+#: A commit with this many new jobs freezes what exists out of the garbage collector's passes.
+FREEZE_AFTER = 10_000
 
 
 class StoreFailed(RuntimeError):
@@ -224,6 +227,10 @@ class MasterLoop:
                 else:
                     future.set_result(result)
             await self._carry_out(effects, changes)
+            if len(changes.new_jobs) >= FREEZE_AFTER:
+                # The jobs of a big submission live as long as their run, and form no cycles (the
+                # collector has nothing to find in them): out of its passes they go.
+                gc.freeze()
 
     async def _carry_out(self, effects: list[Effect], changes: Changes) -> None:
         assert self._handler is not None

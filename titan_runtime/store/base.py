@@ -9,8 +9,11 @@ A PostgreSQL backend for standby masters fits behind the same methods.
 from __future__ import annotations
 
 import abc
+import json
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from titan_runtime.core.effects import Changes
 
@@ -18,6 +21,22 @@ SCHEMA_VERSION = 2
 
 #: Largest KV value or set member, in bytes of UTF-8.
 MAX_KV_VALUE_BYTES = 1024 * 1024
+
+
+def dump_row(row: dict[str, Any]) -> str:
+    """A row as compact JSON. orjson: a 100,000-job commit or restart spends 0.05 s on it, not 0.7
+    (docs/performance.md). The standard library takes what orjson refuses (an integer past 64 bits)."""
+    try:
+        return orjson.dumps(row).decode()
+    except TypeError:
+        return json.dumps(row, separators=(",", ":"), ensure_ascii=False)
+
+
+def load_row(text: str | bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 class StoreError(RuntimeError):

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from titan_runtime.core.effects import Changes
-from titan_runtime.store.base import Snapshot, Store, parse_int
+from titan_runtime.store.base import Snapshot, Store, dump_row, load_row, parse_int
 
 
 def _copy(row: dict[str, Any]) -> dict[str, Any]:
-    # A JSON round trip gives exactly what the SQLite backend gives back.
-    return json.loads(json.dumps(row))
+    # The same JSON round trip as the SQLite backend's gives exactly what it gives back.
+    return load_row(dump_row(row))
 
 
 class MemoryStore(Store):

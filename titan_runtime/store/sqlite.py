@@ -12,7 +12,6 @@ while the fsync of its submission runs (see `MasterLoop`). KV changes are synced
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -20,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from titan_runtime.core.effects import Changes
-from titan_runtime.store.base import SCHEMA_VERSION, Snapshot, Store, StoreError, StoreFull, parse_int
+from titan_runtime.store.base import (
+    SCHEMA_VERSION,
+    Snapshot,
+    Store,
+    StoreError,
+    StoreFull,
+    dump_row,
+    load_row,
+    parse_int,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,10 +46,6 @@ CREATE INDEX IF NOT EXISTS kv_owners_by_owner ON kv_owners(owner);
 #: What each schema version adds to the one before, applied in order to an older store. Version 2
 #: records which run created each KV key (kv_owners, created by _SCHEMA): keys from before have none.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {2: ()}
-
-
-def _dump(row: dict[str, Any]) -> str:
-    return json.dumps(row, separators=(",", ":"), ensure_ascii=False)
 
 
 class SqliteStore(Store):
@@ -105,10 +109,10 @@ class SqliteStore(Store):
 
     def load(self) -> Snapshot:
         def rows(sql: str) -> list[dict[str, Any]]:
-            return [json.loads(data) for (data,) in self._db.execute(sql)]
+            return [load_row(data) for (data,) in self._db.execute(sql)]
 
         jobs = [
-            {**json.loads(data), "spec": json.loads(spec)}
+            {**load_row(data), "spec": load_row(spec)}
             for spec, data in self._db.execute("SELECT spec, data FROM jobs ORDER BY rowid")
         ]
         return Snapshot(
@@ -123,7 +127,7 @@ class SqliteStore(Store):
             if changes.runs:
                 db.executemany(
                     "INSERT INTO runs(id, data) VALUES(?, ?) ON CONFLICT(id) DO UPDATE SET data=excluded.data",
-                    [(r["id"], _dump(r)) for r in changes.runs],
+                    [(r["id"], dump_row(r)) for r in changes.runs],
                 )
             if changes.new_jobs:
                 db.executemany(
@@ -132,8 +136,8 @@ class SqliteStore(Store):
                         (
                             r["run_id"],
                             r["job_id"],
-                            _dump(r["spec"]),
-                            _dump({k: v for k, v in r.items() if k != "spec"}),
+                            dump_row(r["spec"]),
+                            dump_row({k: v for k, v in r.items() if k != "spec"}),
                         )
                         for r in changes.new_jobs
                     ],
@@ -141,17 +145,17 @@ class SqliteStore(Store):
             if changes.jobs:
                 db.executemany(
                     "UPDATE jobs SET data=? WHERE run_id=? AND job_id=?",
-                    [(_dump(r), r["run_id"], r["job_id"]) for r in changes.jobs],
+                    [(dump_row(r), r["run_id"], r["job_id"]) for r in changes.jobs],
                 )
             if changes.attempts:
                 db.executemany(
                     "INSERT INTO attempts(id, data) VALUES(?, ?) ON CONFLICT(id) DO UPDATE SET data=excluded.data",
-                    [(r["id"], _dump(r)) for r in changes.attempts],
+                    [(r["id"], dump_row(r)) for r in changes.attempts],
                 )
             if changes.workers:
                 db.executemany(
                     "INSERT INTO workers(id, data) VALUES(?, ?) ON CONFLICT(id) DO UPDATE SET data=excluded.data",
-                    [(r["id"], _dump(r)) for r in changes.workers],
+                    [(r["id"], dump_row(r)) for r in changes.workers],
                 )
 
     def sync(self) -> None:
