@@ -62,6 +62,9 @@ class SqliteStore(Store):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
+            # 64 MiB of page cache instead of 2: a commit that touches 100,000 jobs (a failure that
+            # settles a big run) rewrites pages all over the table, and thrashes a small cache.
+            self._db.execute("PRAGMA cache_size=-65536")
             self._db.executescript(_SCHEMA)
             self._check_version()
         except sqlite3.Error as exc:
