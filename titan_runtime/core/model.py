@@ -7,7 +7,6 @@ snapshot so every backend stores exactly the same thing.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import MISSING, dataclass, field, fields
 from enum import Enum
@@ -282,16 +281,9 @@ class JobSpec:
 
     def _validate_numbers(self) -> None:
         """Every number of the spec is finite (NaN would break the timers' ordering) and sane."""
-        numbers = {
-            "timeout": self.timeout,
-            "delay": self.delay,
-            **{f"retries.{k}": v for k, v in _numbers(self.retries).items()},
-            **{f"health.{k}": v for k, v in _numbers(self.health).items()},
-            **{f"restart.{k}": v for k, v in _numbers(self.restart).items()},
-            "approval.timeout": self.approval.timeout,
-        }
-        for name, value in numbers.items():
-            if not math.isfinite(value) or abs(value) > MAX_NUMBER:
+        for name, owner, field_name in _NUMBERS:
+            value = getattr(getattr(self, owner), field_name) if owner else getattr(self, field_name)
+            if not -MAX_NUMBER <= value <= MAX_NUMBER:  # False for NaN too
                 raise InvalidSpec(
                     f"job {self.id}: {name} must be a finite number below {MAX_NUMBER:g}, not {value!r}"
                 )
@@ -676,14 +668,6 @@ class Worker:
         return cls(**data)
 
 
-def _numbers(policy: Any) -> dict[str, float]:
-    return {
-        f.name: getattr(policy, f.name)
-        for f in fields(policy)
-        if type(getattr(policy, f.name)) in (int, float)
-    }
-
-
 #: Larger numbers of seconds (or counts) than anyone means: 10 years.
 MAX_NUMBER = 10 * 365 * 24 * 3600.0
 MAX_REPLICAS = 10_000
@@ -726,3 +710,20 @@ _SPEC_DEFAULTS: tuple[tuple[str, Any], ...] = tuple(
 
 #: What from_dict starts every spec from (env and labels are new dicts each time).
 _SPEC_FIXED_DEFAULTS = {name: value for name, value in _SPEC_DEFAULTS if value is not _REQUIRED}
+
+#: Every number of a spec: (its name in messages, the policy it is in or "", its field).
+_NUMBERS: tuple[tuple[str, str, str], ...] = (
+    ("timeout", "", "timeout"),
+    ("delay", "", "delay"),
+    *(
+        (f"{owner}.{f.name}", owner, f.name)
+        for owner, kind in (
+            ("retries", RetryPolicy),
+            ("health", HealthCheck),
+            ("restart", RestartPolicy),
+            ("approval", ApprovalGate),
+        )
+        for f in fields(kind)
+        if f.type in ("int", "float")
+    ),
+)

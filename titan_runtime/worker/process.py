@@ -105,7 +105,6 @@ class JobProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.pid = 0
         self.returncode: int | None = None
-        self._open_pipes = 0
         self._exited = False
         self._done: asyncio.Future[ProcessExit] | None = None
         self._kill_outcome = ""
@@ -127,7 +126,6 @@ class JobProcess:
             os.set_blocking(fd, False)
             loop.add_reader(fd, self._on_readable, fd, stream)
             self._readers.append(fd)
-            self._open_pipes += 1
         writers = (pipes[0][1], pipes[1][1])
         try:
             if launcher is not None:
@@ -203,7 +201,6 @@ class JobProcess:
         asyncio.get_running_loop().remove_reader(fd)
         os.close(fd)
         self._readers.remove(fd)
-        self._open_pipes -= 1
         self._maybe_done()
 
     def _stop_reading(self) -> None:
@@ -212,12 +209,11 @@ class JobProcess:
             loop.remove_reader(fd)
             os.close(fd)
         self._readers.clear()
-        self._open_pipes = 0
 
     def _drained(self) -> None:
         """DRAIN_S after the main process: whoever still holds the output is not part of the job."""
         self._drain_timer = None
-        if self._open_pipes > 0:
+        if self._readers:
             self.spool.flush()
             self.spool.note(
                 f"titan: the job ended {DRAIN_S:g}s ago; output its leftover processes write is not kept"
@@ -249,12 +245,12 @@ class JobProcess:
             self._kill_timer.cancel()
         if self._orphans is not None:
             self._orphans.sweep(ended=self.attempt_id)  # what escaped its group goes with it
-        if self._open_pipes > 0:
+        if self._readers:
             self._drain_timer = asyncio.get_running_loop().call_later(DRAIN_S, self._drained)
         self._maybe_done()
 
     def _maybe_done(self) -> None:
-        if not self._exited or self._open_pipes > 0 or self._done is None or self._done.done():
+        if not self._exited or self._readers or self._done is None or self._done.done():
             return
         if self._drain_timer is not None:
             self._drain_timer.cancel()
