@@ -196,13 +196,13 @@ class Soak:
             time.sleep(self.rng.uniform(0.1, 1.0))
             self.sample_master()
             roll = self.rng.random()
-            if roll < 0.6:
+            if roll < 0.7:
                 self.submit()
-            elif roll < 0.8:
+            elif roll < 0.87:
                 self.kill_worker()
-            elif roll < 0.85:
+            elif roll < 0.91:
                 self.kill_master(signal.SIGKILL)
-            elif roll < 0.9:
+            elif roll < 0.95:
                 self.kill_master(signal.SIGINT)
             else:
                 self.fill_disk()
@@ -280,11 +280,11 @@ class Soak:
             "runs": len(self.runs),
             "jobs": sum(1 for k in jobs if k[0] in set(self.runs)),
             "attempts": len(attempts),
-            "lost attempts": sum(1 for a in attempts if a["state"] == "LOST"),
-            "void (handed back before start)": sum(1 for a in attempts if a.get("void")),
-            "jobs SUCCEEDED": sum(1 for j in jobs.values() if j["state"] == "SUCCEEDED"),
+            "lost attempts": sum(1 for a in attempts if a.state is AttemptState.LOST),
+            "void (handed back before start)": sum(1 for a in attempts if a.void),
+            "jobs SUCCEEDED": sum(1 for j in jobs.values() if j.state is JobState.SUCCEEDED),
             "jobs FAILED or UPSTREAM_FAILED": sum(
-                1 for j in jobs.values() if j["state"] in ("FAILED", "UPSTREAM_FAILED")
+                1 for j in jobs.values() if j.state in (JobState.FAILED, JobState.UPSTREAM_FAILED)
             ),
             **{f"violation: {k}": v for k, v in problems.items()},
         }
@@ -313,11 +313,13 @@ def main() -> None:
             settle = soak.settle(900)
             soak.sample_master()
         finally:
-            soak.stop()
-            left = soak.leftovers()
-            found = soak.check_store() if (soak.data / "titan.db").exists() else {}
-            if disk is not None:
-                subprocess.run(["umount", "-l", str(disk)], check=False)
+            try:
+                soak.stop()
+                left = soak.leftovers()
+                found = soak.check_store() if (soak.data / "titan.db").exists() else {}
+            finally:
+                if disk is not None:
+                    subprocess.run(["umount", "-l", str(disk)], check=False)
         rows = [(k, str(v), "", "", "") for k, v in sorted(soak.events.items())]
         rows += [(k, str(v), "", "", "0" if k.startswith("violation") else "") for k, v in found.items()]
         rows += [
