@@ -8,7 +8,7 @@ job's parents had committed, and no process started here is left. Prints what ha
 
     sudo .venv/bin/python benchmarks/chaos_soak.py --minutes 30
 
-As root the data dir is a 256 MB tmpfs the soak mounts (and fills); otherwise the disk part is
+As root the data dir is a 512 MB tmpfs the soak mounts (and fills); otherwise the disk part is
 skipped and the table says so.
 """
 
@@ -122,8 +122,8 @@ class Soak:
             sleep = rng.choice(["0", "0.05", "0.2", "1"])
             code = 1 if rng.random() < 0.05 else 0
             script = f"sleep {sleep}; echo '{{\"n\": {i}}}' > $TITAN_RESULT_FILE; exit {code}"
-            if rng.random() < 0.03:  # a loud one: megabytes of output, towards the watermark
-                script = f"head -c {rng.randint(1, 20)}000000 /dev/zero | tr '\\0' x | fold -w 100; {script}"
+            if rng.random() < 0.01:  # a loud one: megabytes of output, towards the watermark
+                script = f"head -c {rng.randint(1, 5)}000000 /dev/zero | tr '\\0' x | fold -w 100; {script}"
             job = TitanJob(f"j{i}", command=["sh", "-c", script], parents=parents or None)
             if parents and rng.random() < 0.2:
                 job.when = (
@@ -301,7 +301,7 @@ def main() -> None:
         if os.geteuid() == 0:
             disk = root / "disk"
             disk.mkdir()
-            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(disk)], check=True)
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", str(disk)], check=True)
         soak = Soak(root, disk, args.seed)
         started = time.monotonic()
         settle = float("nan")
@@ -327,7 +327,7 @@ def main() -> None:
             ("seconds to settle after the chaos", f"{settle:.1f}", "", "", ""),
             ("master (up) peak RSS MB", f"{soak.master_peak_mb:.0f}", "", "", ""),
             ("processes left behind", str(len(left)), "", "", "0"),
-            ("disk", "256 MB tmpfs, filled and freed" if disk else "not root: not filled", "", "", ""),
+            ("disk", "512 MB tmpfs, filled and freed" if disk else "not root: not filled", "", "", ""),
             ("wall seconds", f"{time.monotonic() - started:.0f}", "", "", ""),
         ]
         table(f"chaos soak, seed {args.seed}", rows)

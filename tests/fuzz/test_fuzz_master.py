@@ -306,7 +306,7 @@ def test_random_specs_never_stop_the_master(
 ) -> None:
     accepted = []
 
-    @budget(request, 400)
+    @budget(request, 2500)
     @given(runs())
     def property(jobs: list[pb.JobSpec]) -> None:
         response = submit(fuzz_cluster, jobs)
@@ -321,7 +321,7 @@ def test_random_specs_never_stop_the_master(
 def test_dag_shapes_are_accepted_or_refused_for_their_cycle(
     fuzz_cluster: ProcessCluster, request: pytest.FixtureRequest
 ) -> None:
-    @budget(request, 25, most=200)  # a long hunt here stores a million jobs: the restart is no test
+    @budget(request, 60, most=200)  # a long hunt here stores a million jobs: the restart is no test
     @given(dag_shapes())
     def property(shape: tuple[list[pb.JobSpec], bool]) -> None:
         jobs, cycle = shape
@@ -344,7 +344,7 @@ def test_conditions_on_real_results_fail_only_their_job(
     """A parent that runs and commits a random JSON result; a child whose random condition reads it."""
     client = fuzz_cluster.client
 
-    @budget(request, 40)
+    @budget(request, 200)
     @given(json_values, expressions)
     def property(result: Any, when: str) -> None:
         parent = pb.JobSpec(
@@ -375,7 +375,7 @@ def test_random_yaml_is_a_pipeline_or_a_list_of_errors(
     path = tmp_path / "pipeline.yaml"
     (tmp_path / "step.py").write_text("print('hi')\n")
 
-    @budget(request, 300)
+    @budget(request, 3000)
     @given(
         st.one_of(
             yaml_documents.map(lambda d: yaml.safe_dump(d, allow_unicode=True)),
