@@ -94,10 +94,10 @@ def master_restart(tmp: Path, jobs: int, n: int) -> float:
         c.add_worker("w", slots=1)
         c.kill_master(signal.SIGKILL)
         start = time.perf_counter()
-        c.start_master()
+        c.start_master(timeout=120)
         c._client = None
         probe = c.client.submit_job(TitanJob(command=["true"]))
-        assert c.client.wait(probe, 60).state == "SUCCEEDED"
+        assert c.client.wait(probe, 120).state == "SUCCEEDED"
         return time.perf_counter() - start
     finally:
         c.stop()

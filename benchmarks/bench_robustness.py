@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import importlib.util
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,10 +27,10 @@ from pathlib import Path
 from types import ModuleType
 
 from _common import Timer, cluster, table
+from bench_recovery import master_restart
 
 from titan_runtime import TitanJob
 from titan_runtime.core import expr
-from titan_runtime.testing import ProcessCluster
 
 #: The last commit before the budgeted evaluator, and before this issue's other changes.
 BASELINE_REV = "f06ba7f"
@@ -57,29 +56,6 @@ def chain_failure() -> tuple[float, float]:
         assert root.state == "FAILED" and last.state == "UPSTREAM_FAILED", (root, last)
         assert c.client.get_run(run.id).state == "FAILED"
     return seen - root.attempts[-1].ended_at, accept.seconds
-
-
-# ---------------------------------------------------------------- restart
-
-
-def restart(tmp: Path, jobs: int, n: int) -> float:
-    c = ProcessCluster(tmp / f"restart{jobs}-{n}")
-    c.root.mkdir()
-    try:
-        c.start_master()
-        if jobs:
-            backlog = [TitanJob(f"j{i}", command=["true"], requirement="NOWHERE") for i in range(jobs)]
-            c.client.submit_dag("backlog", backlog)
-        c.add_worker("w", slots=1)
-        c.kill_master(signal.SIGKILL)
-        start = time.perf_counter()
-        c.start_master(timeout=120)
-        c._client = None
-        probe = c.client.submit_job(TitanJob(command=["true"]))
-        assert c.client.wait(probe, 120).state == "SUCCEEDED"
-        return time.perf_counter() - start
-    finally:
-        c.stop()
 
 
 # ---------------------------------------------------------------- conditions, this version and the one before
@@ -160,8 +136,8 @@ def main() -> None:
 
     propagation, accepted = chain_failure()
     with tempfile.TemporaryDirectory() as tmp:
-        empty = statistics.median(restart(Path(tmp), 0, n) for n in range(args.rounds))
-        full = statistics.median(restart(Path(tmp), CHAIN, n) for n in range(args.rounds))
+        empty = statistics.median(master_restart(Path(tmp), 0, n) for n in range(args.rounds))
+        full = statistics.median(master_restart(Path(tmp), CHAIN, n) for n in range(args.rounds))
     table(
         f"a {CHAIN:,}-job chain; a master restart with {CHAIN:,} jobs stored (seconds)",
         [

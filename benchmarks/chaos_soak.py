@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +38,11 @@ from titan_runtime.store import SqliteStore
 
 MARK = "TITAN_CHAOS_MARK"
 PYTHON = sys.executable
+
+
+def free_bytes(path: Path) -> int:
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
 
 
 def free_port() -> int:
@@ -178,10 +184,13 @@ class Soak:
             self.filler = None
             self.events["disk freed"] += 1
             return
-        stat = os.statvfs(self.disk)
         self.filler = self.disk / "filler"
         with open(self.filler, "wb") as fh, contextlib.suppress(OSError):
-            fh.write(b"\0" * max(0, stat.f_bavail * stat.f_frsize - 8 * 1024 * 1024))
+            while free_bytes(self.disk) > 8 * 1024 * 1024 + (
+                1 << 20
+            ):  # 8 MB left, in steps: others write too
+                fh.write(b"\0" * (1 << 20))
+                fh.flush()
         self.events["disk filled below the watermark"] += 1
 
     def sample_master(self) -> None:
@@ -295,44 +304,48 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=18)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="titan-chaos-") as tmp:
-        root = Path(tmp)
-        disk = None
-        if os.geteuid() == 0:
-            disk = root / "disk"
-            disk.mkdir()
-            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", str(disk)], check=True)
-        soak = Soak(root, disk, args.seed)
-        started = time.monotonic()
-        settle = float("nan")
+    root = Path(tempfile.mkdtemp(prefix="titan-chaos-"))  # kept when the soak fails: the logs are there
+    disk = None
+    if os.geteuid() == 0:
+        disk = root / "disk"
+        disk.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", str(disk)], check=True)
+    soak = Soak(root, disk, args.seed)
+    started = time.monotonic()
+    settle = float("nan")
+    try:
+        soak.start_up()
+        for _ in range(2):
+            soak.start_worker()
+        soak.chaos(args.minutes)
+        settle = soak.settle(900)
+        soak.sample_master()
+    except BaseException:
+        print(f"the processes' logs are in {root}", file=sys.stderr)
+        raise
+    finally:
         try:
-            soak.start_up()
-            for _ in range(2):
-                soak.start_worker()
-            soak.chaos(args.minutes)
-            settle = soak.settle(900)
-            soak.sample_master()
+            soak.stop()
+            left = soak.leftovers()
+            found = soak.check_store() if (soak.data / "titan.db").exists() else {}
         finally:
-            try:
-                soak.stop()
-                left = soak.leftovers()
-                found = soak.check_store() if (soak.data / "titan.db").exists() else {}
-            finally:
-                if disk is not None:
-                    subprocess.run(["umount", "-l", str(disk)], check=False)
-        rows = [(k, str(v), "", "", "") for k, v in sorted(soak.events.items())]
-        rows += [(k, str(v), "", "", "0" if k.startswith("violation") else "") for k, v in found.items()]
-        rows += [
-            ("minutes of chaos", f"{args.minutes:g}", "", "", ""),
-            ("seconds to settle after the chaos", f"{settle:.1f}", "", "", ""),
-            ("master (up) peak RSS MB", f"{soak.master_peak_mb:.0f}", "", "", ""),
-            ("processes left behind", str(len(left)), "", "", "0"),
-            ("disk", "512 MB tmpfs, filled and freed" if disk else "not root: not filled", "", "", ""),
-            ("wall seconds", f"{time.monotonic() - started:.0f}", "", "", ""),
-        ]
-        table(f"chaos soak, seed {args.seed}", rows)
-        if left or any(k.startswith("violation") for k in found):
-            sys.exit(1)
+            if disk is not None:
+                subprocess.run(["umount", "-l", str(disk)], check=False)
+    rows = [(k, str(v), "", "", "") for k, v in sorted(soak.events.items())]
+    rows += [(k, str(v), "", "", "0" if k.startswith("violation") else "") for k, v in found.items()]
+    rows += [
+        ("minutes of chaos", f"{args.minutes:g}", "", "", ""),
+        ("seconds to settle after the chaos", f"{settle:.1f}", "", "", ""),
+        ("master (up) peak RSS MB", f"{soak.master_peak_mb:.0f}", "", "", ""),
+        ("processes left behind", str(len(left)), "", "", "0"),
+        ("disk", "512 MB tmpfs, filled and freed" if disk else "not root: not filled", "", "", ""),
+        ("wall seconds", f"{time.monotonic() - started:.0f}", "", "", ""),
+    ]
+    table(f"chaos soak, seed {args.seed}", rows)
+    if left or any(k.startswith("violation") for k in found):
+        print(f"the processes' logs are in {root}")
+        sys.exit(1)
+    shutil.rmtree(root)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import functools
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -43,16 +44,25 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def friendly_errors(fn: F) -> F:
-    """Turn SDK and configuration errors into one line on stderr and exit code 1."""
+    """Turn SDK, configuration, store and system errors (a full disk) into one line on stderr and
+    exit code 1; a reader that went away (`logs | head`) ends the command quietly."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from titan_runtime.store import StoreError
+
         try:
             return fn(*args, **kwargs)
-        except (TitanError, config.ConfigError) as exc:
+        except (TitanError, config.ConfigError, StoreError) as exc:
             fail(str(exc))
         except TimeoutError as exc:
             fail(str(exc), EXIT_TIMEOUT)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush to
+            sys.exit(1)
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            fail(f"{exc.strerror or exc}{where}")
         except KeyboardInterrupt:
             sys.exit(EXIT_CANCELLED)
 

@@ -123,3 +123,29 @@ def test_a_master_whose_store_cannot_be_written_exits_saying_why(small_disk: Pat
         cluster.master = None
     finally:
         cluster.stop()
+
+
+def test_a_master_on_a_disk_that_is_full_already_says_so_in_one_line(small_disk: Path) -> None:
+    import sys
+
+    fill(small_disk, 0)
+    for command in ("master", "up"):
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "titan_runtime",
+                command,
+                "--port",
+                "0",
+                "--data-dir",
+                str(small_disk / command),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 1, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert lines[-1].startswith("titan-runtime: error: ") and "disk" in lines[-1], out.stderr
+        assert "Traceback" not in out.stderr

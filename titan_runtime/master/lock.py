@@ -38,10 +38,12 @@ class DataDirLock:
         self.describe()
 
     def describe(self, address: str = "") -> None:
-        """Write who holds the lock, for the next master that finds it taken."""
+        """Write who holds the lock, for the next master that finds it taken (what a full disk
+        leaves of it: nothing, and the next master says so)."""
         data = json.dumps({"pid": os.getpid(), "address": address}).encode()
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, data, 0)
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, data, 0)
 
     def release(self) -> None:
         """Unlock (the file stays: removing it could let two masters lock two different files)."""

@@ -69,7 +69,8 @@ class SqliteStore(Store):
             self._check_version()
         except sqlite3.Error as exc:
             raise StoreError(
-                f"cannot open the store at {self.path}: {exc}; check the data dir is writable"
+                f"cannot open the store at {self.path}: {exc}; check that the data dir is writable "
+                "and its disk not full"
             ) from exc
 
     def _check_version(self) -> None:
