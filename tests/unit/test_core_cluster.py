@@ -14,7 +14,15 @@ from titan_runtime.core.effects import (
     HeldAttempt,
     WorkerHello,
 )
-from titan_runtime.core.model import InvalidSpec, JobSpec, JobState, RetryPolicy, RunState, WorkerState
+from titan_runtime.core.model import (
+    AttemptState,
+    InvalidSpec,
+    JobSpec,
+    JobState,
+    RetryPolicy,
+    RunState,
+    WorkerState,
+)
 from titan_runtime.store import MemoryStore
 
 OK = AttemptExit("succeeded", 0)
@@ -446,3 +454,20 @@ def test_restart_keeps_arrival_order_among_equal_priorities(tmp_path) -> None:  
         finish(fresh, a, now=3)
     assert order == names
     store.close()
+
+
+def test_a_worker_claiming_another_workers_attempt_changes_nothing_of_it() -> None:
+    state = ClusterState()
+    state.worker_connected(hello("w1"), 0)
+    state.submit_run("r", "", [spec("a")], 0)
+    (a,) = assigns(state)
+    state.attempt_started("w1", a.attempt_id, 42, 1, 1)
+    claim = HeldAttempt(a.attempt_id, pid=7)
+    welcome = state.worker_connected(hello("intruder", held=(claim,)), 2)
+    assert welcome.superseded == (a.attempt_id,)
+    job = state.resolve("r/a")
+    assert (job.state, job.current.state, job.current.worker_id) == (
+        JobState.RUNNING, AttemptState.RUNNING, "w1"
+    )  # fmt: skip
+    finish(state, a, now=3)
+    assert state.resolve("r/a").state is JobState.SUCCEEDED

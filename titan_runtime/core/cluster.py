@@ -387,12 +387,14 @@ class ClusterState:
                 )
                 continue
             job, attempt = found
-            current = (
-                attempt.worker_id == worker.id
-                and not attempt.state.terminal
-                and not job.state.terminal
-                and job.current is attempt
-            )
+            if attempt.worker_id != worker.id:
+                # Never this worker's: a claim on another worker's attempt changes nothing of it.
+                superseded.append(held.attempt_id)
+                self._effects.append(
+                    Note(f"worker {worker.name} holds attempt {attempt.id} of another worker: superseded")
+                )
+                continue
+            current = not attempt.state.terminal and not job.state.terminal and job.current is attempt
             if not current:
                 superseded.append(held.attempt_id)
                 if not attempt.state.terminal:
