@@ -52,7 +52,9 @@ def test_a_worker_claiming_another_workers_attempt_does_not_stop_it(
     running = wait_until(lambda: (r := cluster.client.get_job(job)).state == "RUNNING" and r, 30)
     attempt = running.attempts[-1]
     claim = pb.HeldAttempt(attempt_id=attempt.id, pid=attempt.pid)
-    welcome = hand_written_worker(cluster, pb.WorkerHello(worker_id="intruder", name="intruder", held=[claim]))
+    welcome = hand_written_worker(
+        cluster, pb.WorkerHello(worker_id="intruder", name="intruder", held=[claim])
+    )
     assert list(welcome.superseded) == [attempt.id]
     after = cluster.client.get_job(job)
     assert (after.state, after.attempts[-1].state) == ("RUNNING", "RUNNING")
