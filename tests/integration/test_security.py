@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from tests.helpers import ProcessCluster, wait_until
-from titan_runtime import TitanJob
+from titan_runtime import InvalidJob, TitanClient, TitanJob
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 
@@ -40,6 +40,26 @@ def hand_written_worker(cluster: ProcessCluster, hello: pb.WorkerHello) -> pb.We
             stream.cancel()
     assert first.HasField("welcome"), first
     return first.welcome
+
+
+def job_credential(cluster: ProcessCluster) -> str:
+    """The credential a job of a fresh run holds, as that job would see it."""
+    job = cluster.client.submit_job(
+        TitanJob(command=["sh", "-c", 'printf \'"%s"\' "$TITAN_TOKEN" > "$TITAN_RESULT_FILE"'])
+    )
+    assert cluster.client.wait(job, 30).state == "SUCCEEDED"
+    credential = cluster.client.get_result(job)
+    assert credential.startswith("tj1.") and credential != cluster.token
+    return credential
+
+
+def test_a_job_credential_cannot_submit_a_run_in_the_cluster_wide_namespace(cluster: ProcessCluster) -> None:
+    with TitanClient(cluster.address, token=job_credential(cluster)) as as_job:
+        with pytest.raises(InvalidJob, match=r"invalid run id '_'.*starting with a letter or digit"):
+            as_job.submit_dag("x", [TitanJob(command=["true"])], run_id="_")
+        with pytest.raises(InvalidJob, match="starting with a letter or digit"):
+            as_job.submit_dag("x", [TitanJob(command=["true"])], run_id="_x")
+    assert not [r for r in cluster.client.list_runs() if r.id.startswith("_")]
 
 
 def test_a_worker_claiming_another_workers_attempt_does_not_stop_it(

@@ -85,6 +85,9 @@ class WorkerState(str, Enum):
 
 # Ids travel in "RUN/JOB" references, file paths and environment variable names: keep them tame.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@\-]{0,127}\Z")
+#: A run id starts with a letter or digit: "_" names the cluster-wide artifact namespace, and a run of
+#: that id would give its jobs' credentials the cluster's artifacts.
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,127}\Z")
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,63}\Z")
 
 #: The original Titan's "any worker" requirement.

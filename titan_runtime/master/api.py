@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from titan_runtime.core.cluster import NotFound
-from titan_runtime.core.model import ID_PATTERN, Attempt, InvalidSpec, Job, JobSpec
+from titan_runtime.core.model import RUN_ID_PATTERN, Attempt, InvalidSpec, Job, JobSpec
 from titan_runtime.diskspace import DiskGuard
 from titan_runtime.master.api_autoscaler import AutoscalerApi
 from titan_runtime.master.api_dynamic import DynamicApi
@@ -104,10 +104,11 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
         """Accept a run (the RPC, saved DAGs and schedules all come here)."""
         self.check_disk()
         run_id = request.run_id or new_run_id()
-        if not ID_PATTERN.match(run_id):
+        if not RUN_ID_PATTERN.match(run_id):
             raise RequestError(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"invalid run id {run_id!r}: use 1-128 letters, digits, '_', '-' or '.'",
+                f"invalid run id {run_id!r}: use 1-128 letters, digits, '_', '-', '.' or '@',"
+                " starting with a letter or digit",
             )
         specs = self._specs(request.jobs)
         state = self._state
