@@ -13,11 +13,12 @@ import grpc
 import pytest
 
 from tests.helpers import ProcessCluster, wait_until
-from titan_runtime import InvalidJob, TitanClient, TitanJob
+from titan_runtime import InvalidJob, PermissionDenied, TitanClient, TitanJob
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 
 pytestmark = pytest.mark.integration
+API = str(Path(__file__).resolve().parents[2] / "example_pipelines" / "services" / "api.py")
 
 
 def hand_written_worker(cluster: ProcessCluster, hello: pb.WorkerHello) -> pb.Welcome:
@@ -81,3 +82,18 @@ def test_a_worker_claiming_another_workers_attempt_does_not_stop_it(
     go.touch()
     done = cluster.client.wait(job, 30)
     assert (done.state, len(done.attempts)) == ("SUCCEEDED", 1)
+
+
+def test_a_job_credential_cannot_replace_another_runs_service(cluster: ProcessCluster) -> None:
+    cluster.client.submit_job(TitanJob("api", API, job_type="SERVICE"))
+    (deployed,) = wait_until(
+        lambda: [s for s in cluster.client.list_services("api") if s.state == "HEALTHY"], 30, what="the api"
+    )
+    endpoint = cluster.client.service_endpoint("api")
+    as_job = TitanClient(cluster.address, token=job_credential(cluster))
+    with as_job, pytest.raises(PermissionDenied, match=r"service 'api' is running in run .*its own run"):
+        as_job.submit_job(TitanJob("api", API, job_type="SERVICE"))
+    assert [(s.run_id, s.state) for s in cluster.client.list_services("api")] == [
+        (deployed.run_id, "HEALTHY")
+    ]
+    assert cluster.client.service_endpoint("api") == endpoint

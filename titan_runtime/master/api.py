@@ -95,13 +95,15 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
         self, request: pb.SubmitRunRequest, context: grpc.aio.ServicerContext
     ) -> pb.SubmitRunResponse:
         try:
-            return await self.submit(request)
+            return await self.submit(request, caller_of(context, self._credentials))
         except RequestError as exc:
             await context.abort(exc.code, str(exc))
             raise
 
-    async def submit(self, request: pb.SubmitRunRequest) -> pb.SubmitRunResponse:
-        """Accept a run (the RPC, saved DAGs and schedules all come here)."""
+    async def submit(
+        self, request: pb.SubmitRunRequest, caller: Caller | None = None
+    ) -> pb.SubmitRunResponse:
+        """Accept a run (the RPC, saved DAGs and schedules all come here); `caller` None: the master's own."""
         self.check_disk()
         run_id = request.run_id or new_run_id()
         if not RUN_ID_PATTERN.match(run_id):
@@ -112,15 +114,31 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
             )
         specs = self._specs(request.jobs)
         state = self._state
-        try:
-            run, existed = await self._loop.call(
-                lambda now: state.submit_run(
-                    run_id, request.name, specs, now, dict(request.labels), request.agent_run_id
-                )
+
+        def accept(now: float) -> tuple[Any, bool]:
+            if caller is not None and not caller.is_cluster:
+                self._check_replaces_only_its_own(specs, caller.run_id or "")
+            return state.submit_run(
+                run_id, request.name, specs, now, dict(request.labels), request.agent_run_id
             )
+
+        try:
+            run, existed = await self._loop.call(accept)
         except InvalidSpec as exc:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         return pb.SubmitRunResponse(run_id=run.id, job_ids=list(run.jobs), existed=existed)
+
+    def _check_replaces_only_its_own(self, specs: list[JobSpec], run_id: str) -> None:
+        """A job's credential may redeploy the services of its own run, never another run's: the
+        service's endpoint would then point at whatever the job chose to run."""
+        for spec in specs:
+            for other_run, job_id in self._state.services.get(spec.service_id, ()) if spec.is_service else ():
+                if other_run != run_id and not self._state.runs[other_run].jobs[job_id].state.terminal:
+                    raise RequestError(
+                        grpc.StatusCode.PERMISSION_DENIED,
+                        f"service {spec.service_id!r} is running in run {other_run}: a job's credential may "
+                        f"replace only the services of its own run ({run_id}); redeploy it with the cluster token",
+                    )
 
     def _specs(self, jobs: Any) -> list[JobSpec]:
         """Wire specs as the core's, each artifact checked to be on the master."""

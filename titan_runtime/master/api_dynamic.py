@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import grpc
 
 from titan_runtime.core.cluster import NotFound
-from titan_runtime.core.model import InvalidSpec, JobState
+from titan_runtime.core.model import InvalidSpec, Job, JobState
+from titan_runtime.master.auth import caller_of
 from titan_runtime.master.convert import job_to_pb, run_to_pb
 from titan_runtime.master.errors import RequestError
 from titan_runtime.master.schedules import ScheduleError, Schedules
@@ -28,12 +29,18 @@ class DynamicApi(_Base):
     async def AddJobs(
         self, request: pb.AddJobsRequest, context: grpc.aio.ServicerContext
     ) -> pb.SubmitRunResponse:
-        await self._check_scope(request.run_id, context, write=True)
+        caller = await self._check_scope(request.run_id, context, write=True)
         self.check_disk()
         state = self._state
+
+        def add(now: float) -> list[Job]:
+            if not caller.is_cluster:
+                self._check_replaces_only_its_own(specs, request.run_id)
+            return state.add_jobs(request.run_id, specs, now)
+
         try:
             specs = self._specs(request.jobs)
-            jobs = await self._loop.call(lambda now: state.add_jobs(request.run_id, specs, now))
+            jobs = await self._loop.call(add)
         except RequestError as exc:
             await context.abort(exc.code, str(exc))
         except NotFound as exc:
@@ -144,7 +151,7 @@ class DynamicApi(_Base):
         submission.CopyFrom(dag.run)
         submission.run_id = request.run_id
         try:
-            return await self.submit(submission)
+            return await self.submit(submission, caller_of(context, self._credentials))
         except RequestError as exc:
             await context.abort(exc.code, str(exc))
             raise
