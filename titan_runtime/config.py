@@ -80,9 +80,13 @@ def split_host_port(addr: str) -> tuple[str, int]:
 
 
 def writable_dir(path: Path, what: str = "data dir") -> Path:
-    """Create `path` if needed and prove we can write in it, or raise ConfigError saying so."""
+    """Create `path` if needed, private to its owner (0700, whatever the umask: it holds the token,
+    the store with every job's env, the jobs' workspaces), and prove we can write in it, or raise
+    ConfigError saying so."""
     try:
         path.mkdir(parents=True, exist_ok=True)
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o700)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
             pass
     except OSError as exc:

@@ -5,7 +5,9 @@ Each test is one attack seen to work, driven through real processes.
 
 from __future__ import annotations
 
+import os
 import queue
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,3 +99,35 @@ def test_a_job_credential_cannot_replace_another_runs_service(cluster: ProcessCl
         (deployed.run_id, "HEALTHY")
     ]
     assert cluster.client.service_endpoint("api") == endpoint
+
+
+def test_the_data_dir_store_and_work_dir_are_private_whatever_the_umask(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    old = os.umask(0)
+    try:
+        cluster: ProcessCluster = make_cluster()
+        cluster.add_worker("w")
+        job = cluster.client.submit_job(TitanJob(command=["true"], env={"DB_PASSWORD": "hunter2"}))
+        assert cluster.client.wait(job, 30).state == "SUCCEEDED"
+    finally:
+        os.umask(old)
+    data, work = cluster.data_dir, cluster.root / "workers" / "w"
+    modes = {
+        path.relative_to(cluster.root).as_posix(): stat.S_IMODE(path.stat().st_mode)
+        for path in (
+            data,
+            data / "token",
+            data / "titan.db",
+            data / "titan.db-wal",
+            data / "titan.db-shm",
+            work,
+        )
+    }
+    assert modes == {
+        "master": 0o700,
+        "master/token": 0o600,
+        "master/titan.db": 0o600,
+        "master/titan.db-wal": 0o600,
+        "master/titan.db-shm": 0o600,
+        "workers/w": 0o700,
+    }
+    assert b"hunter2" in (data / "titan.db").read_bytes() + (data / "titan.db-wal").read_bytes()

@@ -181,3 +181,17 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     store.close()
     version = sqlite3.connect(tmp_path / "titan.db").execute("SELECT value FROM meta").fetchone()[0]
     assert version == "2"
+
+
+def test_a_database_left_readable_by_others_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "titan.db"
+    SqliteStore(path).close()
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if name.exists():
+            name.chmod(0o644)
+    store = SqliteStore(path)
+    try:
+        modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+        assert modes and set(modes.values()) == {0o600}, modes
+    finally:
+        store.close()

@@ -35,7 +35,7 @@ def note_record(text: str) -> bytes:
 class LogStore:
     def __init__(self, root: Path, disk: DiskGuard | None = None) -> None:
         self.root = root.resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._disk = disk
         self._fds: dict[str, int] = {}
         self._sizes: dict[str, int] = {}

@@ -48,6 +48,17 @@ CREATE INDEX IF NOT EXISTS kv_owners_by_owner ON kv_owners(owner);
 _MIGRATIONS: dict[int, tuple[str, ...]] = {2: ()}
 
 
+def _private(path: Path) -> None:
+    """The database, 0600 whatever the umask (it holds every job's env): SQLite creates its WAL and
+    shared-memory files with the database's mode, so making the database first is enough; files
+    left by an older version are made private too."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if name.stat().st_mode & 0o077:
+                name.chmod(0o600)
+
+
 class SqliteStore(Store):
     """`fsync=True` (the default): a commit survives a power loss once `sync` has returned.
     `fsync=False`: `sync` does nothing; commits survive a master crash (kill -9), not a machine crash."""
@@ -58,6 +69,7 @@ class SqliteStore(Store):
         self._wal = f"{self.path}-wal"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private(self.path)
             self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -67,7 +79,7 @@ class SqliteStore(Store):
             self._db.execute("PRAGMA cache_size=-65536")
             self._db.executescript(_SCHEMA)
             self._check_version()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(
                 f"cannot open the store at {self.path}: {exc}; check that the data dir is writable "
                 "and its disk not full"

@@ -192,8 +192,8 @@ class WorkerAgent:
 
     async def run(self) -> None:
         """Connect, reconnect with backoff and jitter, until stopped or drained."""
-        self._ws_dir.mkdir(parents=True, exist_ok=True)
-        self._spool_dir.mkdir(parents=True, exist_ok=True)
+        self._ws_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._disk = DiskGuard(self.config.work_dir, self.config.min_free)
         self.reaper = Reaper()
         self.orphans.own(self.reaper.pid)

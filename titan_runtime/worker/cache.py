@@ -18,7 +18,7 @@ Fetch = Callable[[str], AsyncIterator[bytes]]
 class ArtifactCache:
     def __init__(self, root: Path, fetch: Fetch) -> None:
         self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._fetch = fetch
         self._locks: dict[str, asyncio.Lock] = {}
         self.fetches = 0  # how many times the master was asked (for tests and stats)
