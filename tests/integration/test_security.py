@@ -6,43 +6,17 @@ Each test is one attack seen to work, driven through real processes.
 from __future__ import annotations
 
 import os
-import queue
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 
-from tests.helpers import ProcessCluster, wait_until
+from tests.helpers import ProcessCluster, hand_written_worker, wait_until
 from titan_runtime import InvalidJob, PermissionDenied, TitanClient, TitanJob
 from titan_runtime.proto import titan_pb2 as pb
-from titan_runtime.proto import titan_pb2_grpc as rpc
 
 pytestmark = pytest.mark.integration
 API = str(Path(__file__).resolve().parents[2] / "example_pipelines" / "services" / "api.py")
-
-
-def hand_written_worker(cluster: ProcessCluster, hello: pb.WorkerHello) -> pb.Welcome:
-    """Connect as a worker that is not one, say hello, and return what the master answers."""
-    outbox: queue.Queue[pb.WorkerMessage | None] = queue.Queue()
-    outbox.put(pb.WorkerMessage(hello=hello))
-
-    def messages() -> Iterator[pb.WorkerMessage]:
-        while (message := outbox.get()) is not None:
-            yield message
-
-    with grpc.insecure_channel(cluster.address) as channel:
-        stream = rpc.WorkerLinkStub(channel).Connect(
-            messages(), metadata=(("authorization", f"Bearer {cluster.token}"),), timeout=30
-        )
-        try:
-            first = next(stream)
-        finally:
-            outbox.put(None)
-            stream.cancel()
-    assert first.HasField("welcome"), first
-    return first.welcome
 
 
 def job_credential(cluster: ProcessCluster) -> str:
@@ -76,7 +50,7 @@ def test_a_worker_claiming_another_workers_attempt_does_not_stop_it(
     attempt = running.attempts[-1]
     claim = pb.HeldAttempt(attempt_id=attempt.id, pid=attempt.pid)
     welcome = hand_written_worker(
-        cluster, pb.WorkerHello(worker_id="intruder", name="intruder", held=[claim])
+        cluster.address, cluster.token, pb.WorkerHello(worker_id="intruder", name="intruder", held=[claim])
     )
     assert list(welcome.superseded) == [attempt.id]
     after = cluster.client.get_job(job)

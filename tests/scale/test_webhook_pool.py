@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
-from tests.helpers import PYTHON, wait_until
+from tests.helpers import PYTHON, hand_written_worker, wait_until
 from titan_runtime import TitanJob
 from titan_runtime.client.errors import TitanError
 from titan_runtime.client.sync import TitanClient
+from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.providers.webhook import SIGNATURE_HEADER, sign, verify
 
 pytestmark = pytest.mark.integration
@@ -36,6 +38,7 @@ class CloudStandIn:
         self.rejected = 0
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.fail_next = 0  # answer this many requests with HTTP 503 first (retries)
+        self.start_workers = True  # False: only note the request (a test connects with its token)
         stand_in = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -55,7 +58,7 @@ class CloudStandIn:
                 payload = json.loads(body)
                 stand_in.requests.append(payload)
                 if payload["event"] == "scale_up":
-                    instance = stand_in.start(payload)
+                    instance = stand_in.start(payload) if stand_in.start_workers else "vm-none"
                     self._answer(200, {"instance": instance})
                 else:
                     self._answer(200, {})
@@ -190,3 +193,57 @@ def test_signatures_cover_the_whole_body() -> None:
     assert header.startswith("sha256=") and verify(SECRET.encode(), body, header)
     assert not verify(SECRET.encode(), body + b" ", header)
     assert not verify(b"another-secret-of-some-length", body, header)
+
+
+def test_a_join_token_admits_neither_tags_beyond_its_pool_nor_an_existing_workers_id(
+    make_cluster, cloud: CloudStandIn, tmp_path: Path
+) -> None:
+    (tmp_path / "webhook.secret").write_text(SECRET + "\n")
+    config = tmp_path / "cluster.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            autoscaler:
+              interval: 0.1
+            pools:
+              - name: cloud
+                provider: webhook
+                url: {cloud.url}
+                secret_file: webhook.secret
+                tags: [cloudy]
+                max: 1
+                register_timeout: 60
+            """
+        )
+    )
+    cloud.start_workers = False
+    cluster = make_cluster(master_args=("--cluster", str(config)))
+    cluster.add_worker("gpu-box", tags=("gpu",))
+    client = cluster.client
+    client.submit_job(TitanJob(command=["true"], tags=["cloudy"]))
+    up = wait_until(lambda: next((r for r in cloud.requests if r["event"] == "scale_up"), None), 30)
+    token = up["join_token"]
+
+    def refused(worker_id: str, tags: list[str]) -> str:
+        with pytest.raises(grpc.RpcError) as caught:
+            hand_written_worker(
+                cluster.address, token, pb.WorkerHello(worker_id=worker_id, name="x", tags=tags)
+            )
+        assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        return caught.value.details()
+
+    # Tags its pool does not have: it would receive the GPU jobs, and their secrets.
+    assert "pool cloud does not grant the tags gpu (it grants: cloudy)" in refused(
+        "fresh-1", ["cloudy", "gpu"]
+    )
+    # An existing worker's id: it would take over that worker's session and its running jobs.
+    (gpu_box,) = [w for w in client.list_workers() if w.name == "gpu-box"]
+    assert "already registered with the master" in refused(gpu_box.id, ["cloudy"])
+    gpu_job = client.submit_job(TitanJob(command=["true"], tags=["gpu"]))
+    done = client.wait(gpu_job, 30)
+    assert (done.state, done.worker_id) == ("SUCCEEDED", gpu_box.id)
+    # What the pool grants, under a new id, is admitted.
+    welcome = hand_written_worker(
+        cluster.address, token, pb.WorkerHello(worker_id="fresh-2", name="fresh-2", tags=["cloudy"])
+    )
+    assert welcome.worker_id == "fresh-2"

@@ -9,6 +9,8 @@ from titan_runtime.master.auth import Caller, Credentials
 from titan_runtime.master.jointokens import JoinTokens
 from titan_runtime.store import open_store
 
+NO_TAGS: frozenset[str] = frozenset()
+
 
 def test_a_join_token_admits_one_worker_once_and_survives_a_restart(tmp_path: Path) -> None:
     store = open_store("sqlite", tmp_path, fsync=False)
@@ -17,10 +19,12 @@ def test_a_join_token_admits_one_worker_once_and_survives_a_restart(tmp_path: Pa
     assert token.startswith("tjoin1.")
     assert tokens.lookup(token, 50.0).launch_id == "cloud-1"
     assert tokens.lookup("tjoin1.forged", 50.0) is None
-    record, why = tokens.bind(token, "worker-a", 50.0)
+    record, why = tokens.bind(token, "worker-a", NO_TAGS, False, 50.0)
     assert record is not None and why == ""
-    assert tokens.bind(token, "worker-a", 500.0)[0] is not None  # its own reconnects, even after expiry
-    refused, why = tokens.bind(token, "worker-b", 60.0)
+    assert (
+        tokens.bind(token, "worker-a", NO_TAGS, False, 500.0)[0] is not None
+    )  # its own reconnects, even after expiry
+    refused, why = tokens.bind(token, "worker-b", NO_TAGS, False, 60.0)
     assert refused is None and "already used by worker worker-a" in why
     # Only the hash is stored; a restarted master knows the token and its binding.
     raw = [store.kv_get("titan/join/" + d) for d in store.kv_smembers("titan/join/")]
@@ -28,8 +32,8 @@ def test_a_join_token_admits_one_worker_once_and_survives_a_restart(tmp_path: Pa
     store.close()
     store = open_store("sqlite", tmp_path, fsync=False)
     again = JoinTokens(store)
-    assert again.bind(token, "worker-a", 1000.0)[0] is not None
-    assert again.bind(token, "worker-b", 1000.0)[0] is None
+    assert again.bind(token, "worker-a", NO_TAGS, False, 1000.0)[0] is not None
+    assert again.bind(token, "worker-b", NO_TAGS, False, 1000.0)[0] is None
     again.revoke("cloud-1")
     assert again.lookup(token, 0.0) is None
     assert JoinTokens(store).lookup(token, 0.0) is None
@@ -41,7 +45,7 @@ def test_an_unused_join_token_expires() -> None:
     token = tokens.mint("cloud-2", "cloud", "webhook", expires_at=10.0)
     assert tokens.lookup(token, 9.0) is not None
     assert tokens.lookup(token, 11.0) is None
-    assert tokens.bind(token, "late-worker", 11.0)[0] is None
+    assert tokens.bind(token, "late-worker", NO_TAGS, False, 11.0)[0] is None
 
 
 def test_credentials_tell_a_join_caller_from_the_cluster(tmp_path: Path) -> None:
@@ -51,3 +55,16 @@ def test_credentials_tell_a_join_caller_from_the_cluster(tmp_path: Path) -> None
     caller = credentials.identify(token)
     assert caller == Caller(join="cloud-3") and not caller.is_cluster
     assert credentials.identify("cluster-secret").is_cluster
+
+
+def test_a_join_token_admits_only_its_pools_tags_and_a_new_worker_id() -> None:
+    tokens = JoinTokens()
+    token = tokens.mint("cloud-4", "cloud", "webhook", expires_at=100.0, tags=frozenset({"linux", "x86"}))
+    refused, why = tokens.bind(token, "w", frozenset({"linux", "gpu"}), False, 1.0)
+    assert refused is None and why.startswith(
+        "pool cloud does not grant the tags gpu (it grants: linux, x86)"
+    )
+    refused, why = tokens.bind(token, "someone-elses-id", frozenset({"linux"}), True, 1.0)
+    assert refused is None and "already registered" in why
+    assert tokens.bind(token, "w", frozenset({"linux"}), False, 1.0)[0] is not None
+    assert tokens.bind(token, "w", frozenset({"linux"}), True, 2.0)[0] is not None  # its own reconnect

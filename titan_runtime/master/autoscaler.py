@@ -166,7 +166,7 @@ class AutoscalerLoop:
         if spec.provider == "webhook":
             # The external system gets a one-time join token, never the cluster token.
             expires = self.loop.clock() + spec.register_timeout
-            token = self.join_tokens.mint(action.launch_id, spec.name, spec.provider, expires)
+            token = self.join_tokens.mint(action.launch_id, spec.name, spec.provider, expires, spec.tags)
         return LaunchRequest(
             launch_id=action.launch_id,
             pool=spec.name,

@@ -31,6 +31,7 @@ class JoinToken:
     provider: str
     expires_at: float  # unbound and past this: refused
     worker_id: str = ""  # bound to this worker once it registered
+    tags: list[str] | None = None  # the pool's, the only tags its worker may claim (None: an older token)
 
 
 class JoinTokens:
@@ -54,10 +55,12 @@ class JoinTokens:
             self._store.kv_put(KV_PREFIX + digest, json.dumps(asdict(record)))
             self._store.kv_sadd(KV_PREFIX, digest)
 
-    def mint(self, launch_id: str, pool: str, provider: str, expires_at: float) -> str:
+    def mint(
+        self, launch_id: str, pool: str, provider: str, expires_at: float, tags: frozenset[str] = frozenset()
+    ) -> str:
         token = PREFIX + secrets.token_urlsafe(32)
         digest = _digest(token)
-        self._tokens[digest] = JoinToken(launch_id, pool, provider, expires_at)
+        self._tokens[digest] = JoinToken(launch_id, pool, provider, expires_at, tags=sorted(tags))
         self._save(digest)
         return token
 
@@ -70,8 +73,14 @@ class JoinTokens:
             return None
         return record
 
-    def bind(self, token: str, worker_id: str, now: float) -> tuple[JoinToken | None, str]:
-        """Consume the token for `worker_id` on its registration: (record, "") or (None, why refused)."""
+    def bind(
+        self, token: str, worker_id: str, tags: frozenset[str], known: bool, now: float
+    ) -> tuple[JoinToken | None, str]:
+        """Consume the token for `worker_id` on its registration: (record, "") or (None, why refused).
+
+        A worker it admits claims no tags its pool lacks (a job's requirement is what keeps its secrets
+        on the workers meant for it), and a fresh token takes no worker id the master already knows
+        (that would take over the worker's session and its running jobs)."""
         record = self.lookup(token, now)
         if record is None:
             return (
@@ -82,6 +91,18 @@ class JoinTokens:
             return None, (
                 f"this join token was already used by worker {record.worker_id}: a join token admits one "
                 "worker once; each launch gets its own"
+            )
+        if not record.worker_id and known:
+            return None, (
+                f"worker id {worker_id} is already registered with the master: a join token admits a new "
+                "worker only"
+            )
+        beyond = sorted(tags - set(record.tags)) if record.tags is not None else []
+        if beyond:
+            granted = ", ".join(record.tags) or "none"
+            return None, (
+                f"pool {record.pool} does not grant the tags {', '.join(beyond)} (it grants: {granted}); "
+                "start the worker with its pool's tags"
             )
         if not record.worker_id:
             record.worker_id = worker_id

@@ -107,7 +107,8 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
         token = bearer(context.invocation_metadata())
         if self._join_tokens is not None and self._join_tokens.lookup(token, self._loop.clock()):
             # A one-time join token: consumed by this worker's first registration, its own after that.
-            joined, refused = self._join_tokens.bind(token, worker_id, self._loop.clock())
+            known = worker_id in self._loop.state.workers
+            joined, refused = self._join_tokens.bind(token, worker_id, hello.tags, known, self._loop.clock())
             if joined is None:
                 log.warning("refused worker %s (%s): %s", hello.name, worker_id, refused)
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
