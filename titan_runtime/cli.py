@@ -436,6 +436,13 @@ def up(
     show_default=True,
     help="fsync every commit (survives power loss); --no-fsync survives master crashes only, but is faster.",
 )
+@click.option(
+    "--credential-grace",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds a job's credential still works after its run ended.",
+)
 @_master_limit_options
 @_cluster_option
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
@@ -448,6 +455,7 @@ def master(
     heartbeat_interval: float,
     lease_timeout: float,
     fsync: bool,
+    credential_grace: float,
     min_free: str,
     limit_pairs: tuple[str, ...],
     cluster_file: Path | None,
@@ -483,6 +491,7 @@ def master(
         cluster=cluster_config,
         limits=_limits(limit_pairs, file_limits),
         min_free=min_free,
+        credential_grace=credential_grace,
     )
 
     async def serve() -> str:

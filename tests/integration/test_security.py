@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ProcessCluster, hand_written_worker, wait_until
-from titan_runtime import InvalidJob, PermissionDenied, TitanClient, TitanJob
+from titan_runtime import InvalidJob, PermissionDenied, TitanClient, TitanJob, Unauthenticated
+from titan_runtime.master.auth import Credentials
 from titan_runtime.proto import titan_pb2 as pb
 
 pytestmark = pytest.mark.integration
@@ -123,3 +124,33 @@ def test_a_job_credential_cannot_change_saved_dags_or_schedules(cluster: Process
                 attempt()
         assert as_job.list_saved_dags() == ["nightly"]  # reading is fine
     assert [s.name for s in admin.list_schedules()] == ["every-minute"]
+
+
+def test_a_job_credential_expires_when_its_run_ends(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cluster: ProcessCluster = make_cluster(master_args=("--credential-grace", "1"))
+    cluster.add_worker("w")
+    go, saved = tmp_path / "go", tmp_path / "credential"
+    script = f'printf %s "$TITAN_TOKEN" > {saved}; while [ ! -e {go} ]; do sleep 0.05; done'
+    job = cluster.client.submit_job(TitanJob(command=["sh", "-c", script]))
+    credential = wait_until(lambda: saved.exists() and saved.read_text(), 30, what="the job's credential")
+    as_job = TitanClient(cluster.address, token=credential)
+    with as_job:
+        assert cluster.client.get_job(job).run_id in [r.id for r in as_job.list_runs()]  # while it runs
+        go.touch()
+        assert cluster.client.wait(job, 30).state == "SUCCEEDED"
+
+        def refused() -> str:
+            try:
+                as_job.list_runs()
+            except Unauthenticated as exc:
+                return str(exc)
+            return ""
+
+        assert "is no longer valid" in wait_until(refused, 30, what="the credential to expire")
+    # One for a run the master never had, made with the cluster's own secret, admits nothing either.
+    forged = Credentials(cluster.token, tmp_path / "unused").job_credential("never-was")
+    with (
+        TitanClient(cluster.address, token=forged) as ghost,
+        pytest.raises(Unauthenticated, match="never-was"),
+    ):
+        ghost.list_runs()

@@ -68,3 +68,15 @@ def test_a_join_token_admits_only_its_pools_tags_and_a_new_worker_id() -> None:
     assert refused is None and "already registered" in why
     assert tokens.bind(token, "w", frozenset({"linux"}), False, 1.0)[0] is not None
     assert tokens.bind(token, "w", frozenset({"linux"}), True, 2.0)[0] is not None  # its own reconnect
+
+
+def test_a_job_credential_lasts_as_long_as_its_run_and_its_grace(tmp_path: Path) -> None:
+    ended = {"running": 0.0, "done": 100.0}
+    now = [130.0]
+    credentials = Credentials("cluster-secret", tmp_path / "token", None, ended.get, 60.0, lambda: now[0])
+    assert credentials.identify(credentials.job_credential("running")) == Caller(run_id="running")
+    assert credentials.identify(credentials.job_credential("done")) == Caller(run_id="done")
+    now[0] = 160.5
+    assert credentials.identify(credentials.job_credential("done")) == Caller(run_id="done", expired=True)
+    assert credentials.identify(credentials.job_credential("running")) == Caller(run_id="running")
+    assert credentials.identify(credentials.job_credential("unknown")).expired

@@ -48,18 +48,38 @@ class Caller:
 
     run_id: str | None = None  # None: cluster token
     join: str = ""  # a one-time join token: the launch it admits a worker for
+    expired: bool = False  # a job credential whose run ended (or is unknown): admits nothing
 
     @property
     def is_cluster(self) -> bool:
         return self.run_id is None and not self.join
 
 
+#: How long a job credential outlives its run: a call a job sent just before it ended may still be
+#: on its way.
+CREDENTIAL_GRACE = 60.0
+
+
 class Credentials:
-    def __init__(self, cluster_token: str, token_path: Path, join_tokens: JoinTokens | None = None) -> None:
+    """`run_ended(run_id)`: when the run ended, 0 while it runs, None when the master does not know
+    it; a job credential is good while its run runs and `grace` seconds after (None: forever)."""
+
+    def __init__(
+        self,
+        cluster_token: str,
+        token_path: Path,
+        join_tokens: JoinTokens | None = None,
+        run_ended: Callable[[str], float | None] | None = None,
+        grace: float = CREDENTIAL_GRACE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._token = cluster_token.encode()
         self.token_path = token_path
         self.join_tokens = join_tokens or JoinTokens()
         self._issued: dict[str, str] = {}
+        self._run_ended = run_ended
+        self.grace = grace
+        self._clock = clock
 
     def job_credential(self, run_id: str) -> str:
         credential = self._issued.get(run_id)
@@ -79,11 +99,17 @@ class Credentials:
         if token.startswith(_JOB_PREFIX):
             run_id, _, mac = token[len(_JOB_PREFIX) :].rpartition(".")
             if run_id and hmac.compare_digest(mac.encode(), self._mac(run_id).encode()):
-                return Caller(run_id=run_id)
+                return Caller(run_id=run_id, expired=self._expired(run_id))
         join = self.join_tokens.lookup(token, time.time())
         if join is not None:
             return Caller(join=join.launch_id)
         return None
+
+    def _expired(self, run_id: str) -> bool:
+        if self._run_ended is None:
+            return False
+        ended = self._run_ended(run_id)
+        return ended is None or (ended > 0 and self._clock() - ended > self.grace)
 
 
 def bearer(metadata: Any) -> str:
@@ -153,6 +179,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 handler,
                 grpc.StatusCode.UNAUTHENTICATED,
                 f"wrong token: {where}; pass it with --token or TITAN_TOKEN",
+            )
+        if caller.expired:
+            return _aborting_handler(
+                handler,
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"this job credential is no longer valid: run {caller.run_id} has ended or is unknown "
+                "(a job's credential lasts as long as its run)",
             )
         if caller.join and handler_call_details.method not in self.JOIN_METHODS:
             return _aborting_handler(

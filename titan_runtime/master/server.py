@@ -30,7 +30,13 @@ from titan_runtime.core.limits import DEFAULT_LIMITS, Limits
 from titan_runtime.diskspace import DEFAULT_MIN_FREE, DiskGuard
 from titan_runtime.master.api import TitanServicer
 from titan_runtime.master.artifacts import ArtifactStore
-from titan_runtime.master.auth import TOKEN_FILE, AuthInterceptor, Credentials, load_or_create_token
+from titan_runtime.master.auth import (
+    CREDENTIAL_GRACE,
+    TOKEN_FILE,
+    AuthInterceptor,
+    Credentials,
+    load_or_create_token,
+)
 from titan_runtime.master.convert import spec_to_pb
 from titan_runtime.master.guard import GuardInterceptor
 from titan_runtime.master.jointokens import JoinTokens
@@ -85,6 +91,7 @@ class MasterConfig:
     cluster: ClusterFile | None = None  # pools to autoscale (`--cluster cluster.yaml`)
     limits: Limits = DEFAULT_LIMITS
     min_free: str = DEFAULT_MIN_FREE  # the data dir's free-space watermark (diskspace.py)
+    credential_grace: float = CREDENTIAL_GRACE  # how long a job credential outlives its run
 
 
 class MasterServer:
@@ -132,7 +139,6 @@ class MasterServer:
         disk = DiskGuard(data_dir, cfg.min_free)
         store = open_store(cfg.store, data_dir, fsync=cfg.fsync)
         cluster_token = load_or_create_token(data_dir)
-        credentials = Credentials(cluster_token, self.token_path, JoinTokens(store))
         state = ClusterState(
             ClusterConfig(
                 heartbeat_interval=cfg.heartbeat_interval, lease_timeout=cfg.lease_timeout, limits=cfg.limits
@@ -152,6 +158,14 @@ class MasterServer:
             gc.enable()
         gc.freeze()
         self._loop = loop
+
+        def run_ended(run_id: str) -> float | None:
+            run = state.runs.get(run_id)
+            return None if run is None else run.ended_at
+
+        credentials = Credentials(
+            cluster_token, self.token_path, JoinTokens(store), run_ended, cfg.credential_grace, loop.clock
+        )
         self._logs = LogStore(data_dir / "logs", disk)
         artifacts = ArtifactStore(data_dir / "artifacts")
         self._link = WorkerLinkServicer(loop, self._logs, cfg.heartbeat_interval, credentials.join_tokens)
