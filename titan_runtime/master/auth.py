@@ -61,8 +61,9 @@ CREDENTIAL_GRACE = 60.0
 
 
 class Credentials:
-    """`run_ended(run_id)`: when the run ended, 0 while it runs, None when the master does not know
-    it; a job credential is good while its run runs and `grace` seconds after (None: forever)."""
+    """A job credential is good while its run runs and `grace` seconds after. `run_ended(run_id)`
+    says when the run ended: 0 while it runs, None when the master does not know it. Without
+    `run_ended`, job credentials do not expire."""
 
     def __init__(
         self,
