@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 
 from titan_runtime.master.jointokens import JoinTokens
+from titan_runtime.master.policy import Kind, refusal
 
 TOKEN_FILE = "token"
 _JOB_PREFIX = "tj1."
@@ -53,6 +54,12 @@ class Caller:
     @property
     def is_cluster(self) -> bool:
         return self.run_id is None and not self.join
+
+    @property
+    def kind(self) -> Kind:
+        if self.join:
+            return Kind.JOIN
+        return Kind.CLUSTER if self.run_id is None else Kind.JOB
 
 
 #: How long a job credential outlives its run: a call a job sent just before it ended may still be
@@ -141,19 +148,8 @@ def _aborting_handler(
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Rejects calls without a valid token before any servicer code runs."""
-
-    #: Methods a job credential may not call at all: the worker link, and writes to what belongs to
-    #: no run (saved DAGs and schedules outlive any run; a job could replace what others submit).
-    CLUSTER_ONLY = (
-        "/titan.v1.WorkerLink/",
-        "/titan.v1.Titan/SaveDag",
-        "/titan.v1.Titan/DeleteSavedDag",
-        "/titan.v1.Titan/AddSchedule",
-        "/titan.v1.Titan/DeleteSchedule",
-    )
-    #: The only methods a join token admits: what one worker needs.
-    JOIN_METHODS = ("/titan.v1.WorkerLink/Connect", "/titan.v1.Titan/GetArtifact")
+    """Rejects calls without a valid token, or that the caller's kind may not make (policy.py),
+    before any servicer code runs."""
 
     def __init__(self, credentials: Credentials) -> None:
         self._credentials = credentials
@@ -188,17 +184,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 f"this job credential is no longer valid: run {caller.run_id} has ended or is unknown "
                 "(a job's credential lasts as long as its run)",
             )
-        if caller.join and handler_call_details.method not in self.JOIN_METHODS:
-            return _aborting_handler(
-                handler, grpc.StatusCode.PERMISSION_DENIED, "a join token only admits a worker to its link"
-            )
-        method = handler_call_details.method
-        if not caller.is_cluster and not caller.join and method.startswith(self.CLUSTER_ONLY):
-            why = (
-                "a job credential cannot act as a worker"
-                if method.startswith(self.CLUSTER_ONLY[0])
-                else f"a job credential cannot call {method.rsplit('/', 1)[-1]}: saved DAGs and schedules "
-                "belong to no run; that takes the cluster token"
-            )
-            return _aborting_handler(handler, grpc.StatusCode.PERMISSION_DENIED, why)
+        refused = refusal(handler_call_details.method, caller.kind)
+        if refused:
+            return _aborting_handler(handler, grpc.StatusCode.PERMISSION_DENIED, refused)
         return handler

@@ -1,0 +1,113 @@
+"""Who may call which RPC: one declared policy per method, for every kind of credential.
+
+The auth interceptor applies this table before any handler runs. A method missing from it is
+refused to everyone but the cluster token (closed by default), and a test enumerates the proto's
+methods and fails for one without a policy, then checks every cell against a live master
+(tests/integration/test_policy.py). `OWN_RUN` admits the call; its handler then confines it to the
+caller's own run (a job's credential changes its own run only).
+
+Kinds of caller: the cluster token (everything), a job's credential (scoped to its run, expiring
+with it), a join token (what one autoscaled worker needs). A missing, wrong or expired credential
+never reaches this table: it is UNAUTHENTICATED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Access(str, Enum):
+    ALLOW = "allow"
+    OWN_RUN = "own run"  # admitted; the handler refuses what touches another run
+    DENY = "deny"
+
+
+class Kind(str, Enum):
+    CLUSTER = "cluster"
+    JOB = "job"
+    JOIN = "join"
+
+
+@dataclass(frozen=True)
+class Policy:
+    job: Access
+    join: Access = Access.DENY
+    why: str = ""  # why a job's credential is refused, said to it
+
+    def access(self, kind: Kind) -> Access:
+        if kind is Kind.CLUSTER:
+            return Access.ALLOW
+        return self.job if kind is Kind.JOB else self.join
+
+
+ALLOW, OWN_RUN, DENY = Access.ALLOW, Access.OWN_RUN, Access.DENY
+_NO_RUN = "saved DAGs and schedules belong to no run; that takes the cluster token"
+_WORKERS = "workers are the cluster's; that takes the cluster token"
+
+_TITAN: dict[str, Policy] = {
+    # Runs and jobs. Submitting is open to jobs (agents, Dagster Pipes steps submit runs).
+    "SubmitRun": Policy(job=ALLOW),
+    "GetJob": Policy(job=ALLOW),
+    "GetRun": Policy(job=ALLOW),
+    "ListRuns": Policy(job=ALLOW),
+    "WaitJob": Policy(job=ALLOW),
+    "WaitRun": Policy(job=ALLOW),
+    "Cancel": Policy(job=OWN_RUN),
+    "ReadLogs": Policy(job=ALLOW),
+    "GetResult": Policy(job=ALLOW),
+    # Workers.
+    "ListWorkers": Policy(job=ALLOW),
+    "DrainWorker": Policy(job=DENY, why=_WORKERS),
+    # Dynamic DAGs and approvals.
+    "AddJobs": Policy(job=OWN_RUN),
+    "AddIteration": Policy(job=OWN_RUN),
+    "DecideGate": Policy(job=OWN_RUN),
+    "ListApprovals": Policy(job=ALLOW),
+    "ListAgentRuns": Policy(job=ALLOW),
+    # Saved DAGs and schedules outlive every run: a job could replace what a schedule submits.
+    "SaveDag": Policy(job=DENY, why=_NO_RUN),
+    "ListSavedDags": Policy(job=ALLOW),
+    "DeleteSavedDag": Policy(job=DENY, why=_NO_RUN),
+    "SubmitSavedDag": Policy(job=ALLOW),
+    "AddSchedule": Policy(job=DENY, why=_NO_RUN),
+    "ListSchedules": Policy(job=ALLOW),
+    "DeleteSchedule": Policy(job=DENY, why=_NO_RUN),
+    # Services.
+    "ListServices": Policy(job=ALLOW),
+    "StopService": Policy(job=OWN_RUN),
+    "RestartService": Policy(job=OWN_RUN),
+    # KV store and artifacts: a job's writes are recorded as its run's (limits, namespaces).
+    "Kv": Policy(job=ALLOW),
+    "PutArtifact": Policy(job=ALLOW),
+    "GetArtifact": Policy(job=ALLOW, join=ALLOW),  # a worker fetches its jobs' scripts and projects
+    "HasArtifact": Policy(job=ALLOW),
+    "NameArtifact": Policy(job=ALLOW),  # a job's names go to its own run's namespace, whatever it asks
+    "ResolveArtifact": Policy(job=ALLOW),
+    # Autoscaler.
+    "GetAutoscalerStatus": Policy(job=ALLOW),
+    "ListAutoscalerEvents": Policy(job=ALLOW),
+}
+
+POLICY: dict[str, Policy] = {
+    **{f"/titan.v1.Titan/{name}": policy for name, policy in _TITAN.items()},
+    "/titan.v1.WorkerLink/Connect": Policy(
+        job=DENY, join=ALLOW, why="a job credential cannot act as a worker"
+    ),
+}
+
+#: What a caller gets for a method that is not in the table.
+UNDECLARED = Policy(job=DENY, why="this method has no declared policy")
+
+
+def refusal(method: str, kind: Kind) -> str:
+    """Why `kind` may not call `method`, or "" when it may (perhaps only on its own run)."""
+    policy = POLICY.get(method, UNDECLARED)
+    if policy.access(kind) is not DENY:
+        return ""
+    if kind is Kind.JOIN:
+        return "a join token only admits a worker to its link"
+    name = method.rsplit("/", 1)[-1]
+    return (
+        policy.why if policy.why.startswith("a job") else f"a job credential cannot call {name}: {policy.why}"
+    )
