@@ -154,3 +154,29 @@ def test_a_job_credential_expires_when_its_run_ends(make_cluster, tmp_path: Path
         pytest.raises(Unauthenticated, match="never-was"),
     ):
         ghost.list_runs()
+
+
+def test_a_job_credential_writes_only_the_kv_keys_its_own_run_created(cluster: ProcessCluster) -> None:
+    cluster.client.store_put("config", "the cluster's")
+    first, second = job_credential(cluster), job_credential(cluster)
+    with TitanClient(cluster.address, token=first) as one, TitanClient(cluster.address, token=second) as two:
+        one.store_put("mine", "1")
+        one.store_sadd("members", "a")
+        writes = [
+            (two.store_put, ("x",)), (two.store_delete, ()), (two.store_incr, ()),
+            (two.store_cas, (None, "x")), (two.store_sadd, ("x",)), (two.store_srem, ("a",)),
+        ]  # fmt: skip
+        for key in ("config", "mine", "members"):
+            for write, args in writes:
+                with pytest.raises(
+                    PermissionDenied, match=rf"KV key '{key}' belongs to .*it may read this one"
+                ):
+                    write(key, *args)  # type: ignore[operator]
+        assert (two.store_get("config"), two.store_get("mine"), two.store_smembers("members")) == (
+            "the cluster's", "1", {"a"}
+        )  # fmt: skip
+        two.store_put("theirs", "2")  # a new key is its run's
+        assert two.store_incr("theirs") == 3 and two.store_delete("theirs")
+        one.store_put("mine", "3")  # and the first run's keys stay writable for it
+    assert cluster.client.store_get("mine") == "3"
+    cluster.client.store_put("mine", "cluster may")  # the cluster token writes any key

@@ -138,6 +138,8 @@ def test_kv_keys_remember_the_run_that_created_them(store: Store) -> None:
     store.kv_put("cluster", "v")
     assert (store.kv_owned("r1"), store.kv_owned("r2"), store.kv_owned("")) == (3, 1, 0)
     assert store.kv_exists("s") and store.kv_exists("a") and not store.kv_exists("nope")
+    owners = {k: store.kv_owner(k) for k in ("a", "n", "c", "s", "cluster", "nope")}
+    assert owners == {"a": "r1", "n": "r1", "c": "r2", "s": "r1", "cluster": "", "nope": None}
     store.kv_delete("a")
     store.kv_srem("s", "m")
     assert store.kv_owned("r1") == 2

@@ -43,6 +43,7 @@ DEAD_WORKER_VISIBLE_S = 600.0
 LOG_SETTLE_S = 5.0
 #: KV operations that can create a key (and so count against a run's kv_keys_per_run).
 KV_CREATING = ("put", "incr", "cas", "sadd")
+KV_WRITING = (*KV_CREATING, "delete", "srem")
 
 
 def new_run_id() -> str:
@@ -401,6 +402,14 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
                 what = f"run {owner} has created {store.kv_owned(owner):,} KV keys"
                 raise RequestError(
                     grpc.StatusCode.RESOURCE_EXHAUSTED, self._limits.refusal("kv_keys_per_run", what)
+                )
+        if owner and op in KV_WRITING:
+            holder = store.kv_owner(key)  # checked and written with no await between: atomic
+            if holder is not None and holder != owner:
+                raise RequestError(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"KV key {key!r} belongs to {f'run {holder}' if holder else 'the cluster'}: a job's "
+                    f"credential changes only the keys its own run ({owner}) created; it may read this one",
                 )
         try:
             if op == "get":

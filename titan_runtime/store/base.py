@@ -100,6 +100,10 @@ class Store(abc.ABC):
         """Whether a value or a set of that name exists."""
 
     @abc.abstractmethod
+    def kv_owner(self, key: str) -> str | None:
+        """The run whose job created `key`, "" if the cluster did (or no run), None if it does not exist."""
+
+    @abc.abstractmethod
     def kv_owned(self, owner: str) -> int:
         """How many keys (values and sets) `owner` created that still exist."""
 

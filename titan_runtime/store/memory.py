@@ -57,6 +57,9 @@ class MemoryStore(Store):
     def kv_exists(self, key: str) -> bool:
         return key in self._kv or key in self._sets
 
+    def kv_owner(self, key: str) -> str | None:
+        return self._owners.get(key, "") if self.kv_exists(key) else None
+
     def kv_owned(self, owner: str) -> int:
         return sum(1 for o in self._owners.values() if o == owner)
 

@@ -199,6 +199,12 @@ class SqliteStore(Store):
         ).fetchone()
         return found is not None
 
+    def kv_owner(self, key: str) -> str | None:
+        if not self.kv_exists(key):
+            return None
+        row = self._db.execute("SELECT owner FROM kv_owners WHERE key=?", (key,)).fetchone()
+        return "" if row is None else row[0]
+
     def kv_owned(self, owner: str) -> int:
         return self._db.execute("SELECT count(*) FROM kv_owners WHERE owner=?", (owner,)).fetchone()[0]
 
