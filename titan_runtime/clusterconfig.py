@@ -56,6 +56,7 @@ PROVIDER_KEYS: dict[str, dict[str, type]] = {
     },
     "webhook": {
         "url": str,
+        "allow_http": bool,
         "secret_file": str,
         "secret_env": str,
         "timeout": float,
@@ -205,7 +206,12 @@ def _pool(raw: Any, index: int, base: Path, errors: list[str]) -> PoolConfig | N
     if provider == "webhook":
         url = settings.get("url", "")
         if not url.startswith(("http://", "https://")):
-            errors.append(f"{where}.url: required for provider webhook: an http:// or https:// URL")
+            errors.append(f"{where}.url: required for provider webhook: an https:// URL")
+        elif url.startswith("http://") and not settings.get("allow_http"):
+            errors.append(
+                f"{where}.url: {url} is plain http, which carries each launch's join token in clear; "
+                "use https://, or set allow_http: true where the network is trusted"
+            )
         if not settings.get("secret_file") and not settings.get("secret_env"):
             errors.append(
                 f"{where}: a webhook pool needs secret_file or secret_env (the HMAC key its requests are signed with)"

@@ -140,6 +140,7 @@ def test_every_cell_of_the_policy_holds_against_a_live_master(
               - name: cloud
                 provider: webhook
                 url: {recorder.url}
+                allow_http: true
                 secret_file: hook.secret
                 tags: [cloudy]
                 max: 1

@@ -10,6 +10,9 @@ import signal
 import subprocess
 import textwrap
 import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,14 @@ from titan_runtime import TitanJob
 from titan_runtime.client.errors import TitanError
 from titan_runtime.client.sync import TitanClient
 from titan_runtime.proto import titan_pb2 as pb
-from titan_runtime.providers.webhook import SIGNATURE_HEADER, sign, verify
+from titan_runtime.providers.webhook import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    Deliveries,
+    sign,
+    verify,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,6 +49,7 @@ class CloudStandIn:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.fail_next = 0  # answer this many requests with HTTP 503 first (retries)
         self.start_workers = True  # False: only note the request (a test connects with its token)
+        self.deliveries = Deliveries()
         stand_in = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -47,13 +58,19 @@ class CloudStandIn:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                if not verify(SECRET.encode(), body, self.headers.get(SIGNATURE_HEADER, "")):
+                headers = [
+                    self.headers.get(h, "") for h in (SIGNATURE_HEADER, TIMESTAMP_HEADER, DELIVERY_HEADER)
+                ]
+                if not verify(SECRET.encode(), body, *headers):
                     stand_in.rejected += 1
                     self._answer(401, {"error": "bad signature"})
                     return
                 if stand_in.fail_next:
                     stand_in.fail_next -= 1
                     self._answer(503, {"error": "try again"})
+                    return
+                if not stand_in.deliveries.first_time(headers[2]):
+                    self._answer(200, {"duplicate": True})
                     return
                 payload = json.loads(body)
                 stand_in.requests.append(payload)
@@ -130,6 +147,7 @@ def test_signed_requests_start_a_worker_with_a_join_token_used_once(
               - name: cloud
                 provider: webhook
                 url: {cloud.url}
+                allow_http: true
                 secret_file: webhook.secret
                 tags: [cloudy]
                 slots: 2
@@ -187,12 +205,19 @@ def test_signed_requests_start_a_worker_with_a_join_token_used_once(
         joined.list_workers()
 
 
-def test_signatures_cover_the_whole_body() -> None:
-    body = b'{"event": "scale_up"}'
-    header = sign(SECRET.encode(), body)
-    assert header.startswith("sha256=") and verify(SECRET.encode(), body, header)
-    assert not verify(SECRET.encode(), body + b" ", header)
-    assert not verify(b"another-secret-of-some-length", body, header)
+def test_signatures_cover_the_timestamp_the_delivery_and_the_whole_body() -> None:
+    key, body, now = SECRET.encode(), b'{"event": "scale_up"}', 1_767_225_000
+    header = sign(key, str(now), "d1", body)
+    assert header.startswith("sha256=") and verify(key, body, header, str(now), "d1", now=now + 299)
+    assert not verify(key, body + b" ", header, str(now), "d1", now=now)
+    assert not verify(key, body, header, str(now + 1), "d1", now=now)  # another timestamp
+    assert not verify(key, body, header, str(now), "d2", now=now)  # another delivery
+    assert not verify(b"another-secret-of-some-length", body, header, str(now), "d1", now=now)
+    assert not verify(key, body, header, str(now), "d1", now=now + 301)  # replayed too late
+    assert not verify(key, body, header, "soon", "d1", now=now)
+    deliveries = Deliveries(window=300)
+    assert deliveries.first_time("d1", now) and not deliveries.first_time("d1", now + 500)
+    assert deliveries.first_time("d1", now + 601)  # forgotten once verify would refuse it anyway
 
 
 def test_a_join_token_admits_neither_tags_beyond_its_pool_nor_an_existing_workers_id(
@@ -209,6 +234,7 @@ def test_a_join_token_admits_neither_tags_beyond_its_pool_nor_an_existing_worker
               - name: cloud
                 provider: webhook
                 url: {cloud.url}
+                allow_http: true
                 secret_file: webhook.secret
                 tags: [cloudy]
                 max: 1
@@ -247,3 +273,74 @@ def test_a_join_token_admits_neither_tags_beyond_its_pool_nor_an_existing_worker
         cluster.address, token, pb.WorkerHello(worker_id="fresh-2", name="fresh-2", tags=["cloudy"])
     )
     assert welcome.worker_id == "fresh-2"
+
+
+RECEIVER = Path(__file__).resolve().parents[2] / "example_pipelines" / "webhook_receiver" / "receiver.py"
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[str]:
+    """The example receiver, running: its URL."""
+    secret = tmp_path / "receiver.secret"
+    secret.write_text(SECRET + "\n")
+    argv = [PYTHON, str(RECEIVER), "--secret-file", str(secret), "--port", "0"]
+    argv += ["--work-root", str(tmp_path / "machines")]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith("listening on http://127.0.0.1:"), line + proc.stdout.read()  # type: ignore[union-attr]
+        yield line.split()[-1] + "hook"
+    finally:
+        proc.terminate()  # it stops the workers it started, then exits
+        assert proc.wait(60) == 0
+
+
+def post(url: str, body: bytes, timestamp: int, delivery: str, signature: str = "") -> tuple[int, dict]:  # type: ignore[type-arg]
+    headers = {
+        SIGNATURE_HEADER: signature or sign(SECRET.encode(), str(timestamp), delivery, body),
+        TIMESTAMP_HEADER: str(timestamp),
+        DELIVERY_HEADER: delivery,
+    }
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def test_the_example_receiver_refuses_forged_stale_and_replayed_requests_and_starts_workers(
+    make_cluster, receiver: str, tmp_path: Path
+) -> None:
+    body = json.dumps(
+        {"event": "scale_down", "pool": "p", "launch_id": "nothing-here", "force": False}
+    ).encode()
+    now = int(time.time())
+    assert post(receiver, body, now, "d-1") == (200, {})
+    assert post(receiver, body, now + 1, "d-1") == (200, {"duplicate": True})  # a replay, freshly signed
+    assert post(receiver, body, now - 1000, "d-2")[0] == 401  # outside the replay window
+    assert post(receiver, body, now, "d-3", signature="sha256=" + "0" * 64)[0] == 401
+    # And the real thing: the master's requests pass, and the worker it starts joins.
+    (tmp_path / "webhook.secret").write_text(SECRET + "\n")
+    config = tmp_path / "cluster.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            autoscaler:
+              interval: 0.1
+            pools:
+              - name: cloud
+                provider: webhook
+                url: {receiver}
+                allow_http: true
+                secret_file: webhook.secret
+                tags: [cloudy]
+                max: 1
+            """
+        )
+    )
+    cluster = make_cluster(master_args=("--cluster", str(config)))
+    job = cluster.client.submit_job(TitanJob(command=["true"], tags=["cloudy"]))
+    record = cluster.client.wait(job, 60)
+    assert record.state == "SUCCEEDED", (record.reason, cluster.master_log()[-3000:])
+    assert record.worker_name.startswith("cloud-")

@@ -65,6 +65,8 @@ def test_every_error_is_listed_with_its_key(tmp_path: Path) -> None:
           - {name: hook, provider: webhook, url: ftp://x}
           - {name: bad name, provider: cloud}
           - {name: tags, provider: local, tags: ["no spaces"], hostz: 1}
+          - {name: plain, provider: webhook, url: "http://10.0.0.5/hook", secret_env: S}
+          - {name: trusted, provider: webhook, url: "http://10.0.0.5/hook", secret_env: S, allow_http: true}
         """,
     )
     errors = errors_of(path)
@@ -81,7 +83,10 @@ def test_every_error_is_listed_with_its_key(tmp_path: Path) -> None:
         "pools[4] (#4).provider: expected one of local, ssh, webhook, got 'cloud'",
         "pools[5] (tags).hostz: unknown key for provider local",
         "pools[5] (tags).tags: invalid tag 'no spaces'",
+        "pools[6] (plain).url: http://10.0.0.5/hook is plain http, which carries each launch's join token in "
+        "clear; use https://, or set allow_http: true where the network is trusted",
     ]
+    assert not [e for e in errors if "(trusted)" in e]
     for text in expected:
         assert any(text in e for e in errors), (text, errors)
 

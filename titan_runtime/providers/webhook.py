@@ -1,8 +1,9 @@
 """Webhook provider: the autoscaler asks an external system (a cloud API, a Kubernetes operator,
 a script) to start and stop workers, by signed JSON POSTs.
 
-Every request body is signed with HMAC-SHA256 under the pool's secret; the signature travels in
-`X-Titan-Signature: sha256=<hex>`. A scale-up carries a one-time join token: the master accepts
+Every request is signed with HMAC-SHA256 under the pool's secret, over its timestamp, its delivery
+id and its body (`X-Titan-Signature: sha256=<hex>`), so that a receiver can refuse a request replayed
+later (outside its window) or again (a delivery id it has done). A scale-up carries a one-time join token: the master accepts
 it from one new worker only (the first to register with it), so the external system never sees
 the cluster token. Requests are retried with exponential backoff on network errors, 408, 429 and
 5xx answers; other 4xx answers fail the launch at once with the answer's text. The contract the
@@ -32,19 +33,58 @@ log = logging.getLogger("titan.providers.webhook")
 SIGNATURE_HEADER = "X-Titan-Signature"
 EVENT_HEADER = "X-Titan-Event"
 DELIVERY_HEADER = "X-Titan-Delivery"
+TIMESTAMP_HEADER = "X-Titan-Timestamp"
+#: How far a request's timestamp may be from the receiver's clock (seconds): the replay window.
+REPLAY_WINDOW = 300
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 8.0
 MAX_ANSWER_BYTES = 64 * 1024
 
 
-def sign(secret: bytes, body: bytes) -> str:
-    """The value of X-Titan-Signature for `body`."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+def sign(secret: bytes, timestamp: str, delivery: str, body: bytes) -> str:
+    """The value of X-Titan-Signature: over "TIMESTAMP.DELIVERY." and the raw body."""
+    message = f"{timestamp}.{delivery}.".encode() + body
+    return "sha256=" + hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
-def verify(secret: bytes, body: bytes, header: str) -> bool:
-    """What a receiver does: recompute the signature over the raw body, compare in constant time."""
-    return hmac.compare_digest(sign(secret, body), header or "")
+def verify(
+    secret: bytes,
+    body: bytes,
+    signature: str,
+    timestamp: str,
+    delivery: str,
+    now: float | None = None,
+    window: float = REPLAY_WINDOW,
+) -> bool:
+    """What a receiver does with a request's headers and raw body: the signature matches (compared
+    in constant time) and the timestamp is within `window` seconds of now. A receiver also drops a
+    delivery id it has already done (see example_pipelines/webhook_receiver)."""
+    try:
+        sent = int(timestamp)
+    except (TypeError, ValueError):
+        return False
+    if abs((time.time() if now is None else now) - sent) > window:
+        return False
+    return hmac.compare_digest(sign(secret, timestamp, delivery, body), signature or "")
+
+
+class Deliveries:
+    """The delivery ids a receiver has done, for as long as a replay of them could pass `verify`:
+    a request whose id is here was done already (a retry after a lost answer, or a replay)."""
+
+    def __init__(self, window: float = REPLAY_WINDOW) -> None:
+        self.window = window
+        self._done: dict[str, float] = {}
+
+    def first_time(self, delivery: str, now: float | None = None) -> bool:
+        """True (and remember it) the first time `delivery` is seen within twice the window."""
+        now = time.time() if now is None else now
+        for old in [d for d, at in self._done.items() if now - at > 2 * self.window]:
+            del self._done[old]
+        if delivery in self._done:
+            return False
+        self._done[delivery] = now
+        return True
 
 
 def read_secret(settings: dict[str, Any], pool: str) -> bytes:
@@ -88,6 +128,7 @@ class WebhookProvider(Provider):
     # ------------------------------------------------------------------ requests
 
     def _post_once(self, body: bytes, event: str, delivery: str) -> dict[str, Any]:
+        timestamp = str(int(time.time()))  # each attempt's own: a retry is not a replay
         request = urllib.request.Request(
             self.url,
             data=body,
@@ -95,9 +136,10 @@ class WebhookProvider(Provider):
             headers={
                 "Content-Type": "application/json",
                 "User-Agent": f"titan-runtime/{__version__}",
-                SIGNATURE_HEADER: sign(self.secret, body),
+                SIGNATURE_HEADER: sign(self.secret, timestamp, delivery, body),
                 EVENT_HEADER: event,
                 DELIVERY_HEADER: delivery,
+                TIMESTAMP_HEADER: timestamp,
             },
         )
         try:
