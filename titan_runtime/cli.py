@@ -443,6 +443,13 @@ def up(
     show_default=True,
     help="Seconds a job's credential still works after its run ended.",
 )
+@click.option(
+    "--auth-delay-max",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="Longest wait before answering a host's repeated failed authentications (0: answer at once).",
+)
 @_master_limit_options
 @_cluster_option
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
@@ -456,6 +463,7 @@ def master(
     lease_timeout: float,
     fsync: bool,
     credential_grace: float,
+    auth_delay_max: float,
     min_free: str,
     limit_pairs: tuple[str, ...],
     cluster_file: Path | None,
@@ -492,6 +500,7 @@ def master(
         limits=_limits(limit_pairs, file_limits),
         min_free=min_free,
         credential_grace=credential_grace,
+        auth_delay_max=auth_delay_max,
     )
 
     async def serve() -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,16 @@ def test_a_job_credential_writes_only_the_kv_keys_its_own_run_created(cluster: P
         one.store_put("mine", "3")  # and the first run's keys stay writable for it
     assert cluster.client.store_get("mine") == "3"
     cluster.client.store_put("mine", "cluster may")  # the cluster token writes any key
+
+
+def test_repeated_wrong_tokens_from_one_host_are_answered_later_and_logged(cluster: ProcessCluster) -> None:
+    started = time.monotonic()
+    with TitanClient(cluster.address, token="guess") as guessing:
+        for _ in range(6):
+            with pytest.raises(Unauthenticated, match="wrong token"):
+                guessing.list_runs()
+    assert time.monotonic() - started >= 0.1 + 0.2 + 0.4  # the fourth, fifth and sixth waited
+    log = cluster.master_log()
+    assert "failed authentication from ipv4:127.0.0.1:" in log and "1 in a row" in log
+    assert "guess" not in log  # the token tried is not logged
+    assert cluster.client.list_runs() is not None  # the cluster token is answered as ever

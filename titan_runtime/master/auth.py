@@ -8,8 +8,10 @@ it, and it never reveals the cluster token to the code a job runs.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import time
@@ -22,6 +24,9 @@ import grpc
 
 from titan_runtime.master.jointokens import JoinTokens
 from titan_runtime.master.policy import Kind, refusal
+from titan_runtime.master.throttle import AuthFailures
+
+log = logging.getLogger("titan.master.auth")
 
 TOKEN_FILE = "token"
 _JOB_PREFIX = "tj1."
@@ -133,9 +138,14 @@ def caller_of(context: grpc.aio.ServicerContext, credentials: Credentials) -> Ca
 
 
 def _aborting_handler(
-    handler: grpc.RpcMethodHandler, code: grpc.StatusCode, details: str
+    handler: grpc.RpcMethodHandler,
+    code: grpc.StatusCode,
+    details: str,
+    before: Callable[[grpc.aio.ServicerContext], Awaitable[None]] | None = None,
 ) -> grpc.RpcMethodHandler:
     async def abort(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+        if before is not None:
+            await before(context)
         await context.abort(code, details)
 
     if handler.request_streaming and handler.response_streaming:
@@ -151,8 +161,23 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Rejects calls without a valid token, or that the caller's kind may not make (policy.py),
     before any servicer code runs."""
 
-    def __init__(self, credentials: Credentials) -> None:
+    def __init__(self, credentials: Credentials, failures: AuthFailures | None = None) -> None:
         self._credentials = credentials
+        self._failures = failures or AuthFailures()
+
+    async def _slow_down(self, context: grpc.aio.ServicerContext) -> None:
+        """Answer a failed authentication later the more often its host failed (throttle.py)."""
+        peer = context.peer()
+        verdict = self._failures.failed(peer, time.monotonic())
+        if verdict.log:
+            log.warning(
+                "failed authentication from %s (%d in a row from its host; answering in %.1fs)",
+                peer,
+                verdict.count,
+                verdict.delay,
+            )
+        if verdict.delay:
+            await asyncio.sleep(verdict.delay)
 
     async def intercept_service(
         self,
@@ -169,6 +194,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 handler,
                 grpc.StatusCode.UNAUTHENTICATED,
                 f"missing token: {where}; pass --token or set TITAN_TOKEN",
+                self._slow_down,
             )
         caller = self._credentials.identify(token)
         if caller is None:
@@ -176,6 +202,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 handler,
                 grpc.StatusCode.UNAUTHENTICATED,
                 f"wrong token: {where}; pass it with --token or TITAN_TOKEN",
+                self._slow_down,
             )
         if caller.expired:
             return _aborting_handler(

@@ -45,6 +45,7 @@ from titan_runtime.master.lock import DataDirLock
 from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
 from titan_runtime.master.schedules import Schedules
+from titan_runtime.master.throttle import MAX_DELAY, AuthFailures
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.store import open_store
@@ -92,6 +93,7 @@ class MasterConfig:
     limits: Limits = DEFAULT_LIMITS
     min_free: str = DEFAULT_MIN_FREE  # the data dir's free-space watermark (diskspace.py)
     credential_grace: float = CREDENTIAL_GRACE  # how long a job credential outlives its run
+    auth_delay_max: float = MAX_DELAY  # the longest wait before answering a failed authentication
 
 
 class MasterServer:
@@ -172,7 +174,7 @@ class MasterServer:
         self._credentials = credentials
 
         server = grpc.aio.server(
-            interceptors=[GuardInterceptor(), AuthInterceptor(credentials)],
+            interceptors=[GuardInterceptor(), AuthInterceptor(credentials, AuthFailures(cfg.auth_delay_max))],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
