@@ -48,7 +48,9 @@ def submit(
 
     Submitting the same spec under the same id returns the existing run (Titan's idempotency);
     a different spec under an id already taken is a re-launch of an attempt whose earlier job
-    ended, so it goes under the next free `run_id-rN`.
+    ended, so it goes under the next free `run_id-rN`. A run id that another credential took
+    first (a job guessing the step's id) is never ours: the master refuses it (PermissionDenied)
+    and the step fails saying so.
     """
     job = TitanJob(
         job_id=job_id,

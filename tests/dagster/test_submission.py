@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import ProcessCluster
+from tests.helpers import PYTHON, ProcessCluster
 from titan_dagster import naming, remote
 from titan_dagster.placement import Placement
 from titan_dagster.step_handler import StepHandlerSettings, TitanStepHandler
+from titan_runtime import PermissionDenied, TitanJob
 
 pytestmark = pytest.mark.integration
 
@@ -52,3 +53,31 @@ def test_a_step_nobody_can_run_is_announced(titan: ProcessCluster) -> None:
     assert "No connected Titan worker has tags ['TPU']" in warning
     assert "titan-runtime worker --tags TPU" in warning
     assert "at least 3 slots" in handler._nobody_can_run(Placement(requirement=("GPU",), slots=3))
+
+
+def test_a_run_id_a_job_took_first_is_never_adopted(cluster: ProcessCluster) -> None:
+    # A job (any job: its credential may submit runs) guesses the step's deterministic run id and
+    # submits a job of its own there, live, before Dagster launches the step.
+    step_run = naming.step_run_id("run-1", "step[a]", 0)
+    squatter = TitanJob(
+        command=[PYTHON, "-c", SQUAT],
+        env={"STEP_RUN": step_run, "STEP_JOB": naming.STEP_JOB_ID},
+    )
+    squat = cluster.client.submit_job(squatter)
+    assert cluster.client.wait(squat, 60).state == "SUCCEEDED", cluster.client.fetch_logs(squat)
+    assert not cluster.client.get_job(f"{step_run}/{naming.STEP_JOB_ID}").terminal  # live, waiting
+    with pytest.raises(
+        PermissionDenied, match=f"run id '{step_run}' was submitted by a job of run .*not by this credential"
+    ):
+        submit(cluster, ["sleep", "30"])
+    with pytest.raises(PermissionDenied, match="not by this credential"):
+        submit(cluster, ["sleep", "999"])  # not even the squatter's own spec is taken for ours
+
+
+SQUAT = """
+import os
+from titan_runtime import TitanClient, TitanJob
+with TitanClient() as client:  # the job's own credential, from its environment
+    job = TitanJob(os.environ["STEP_JOB"], command=["sleep", "999"], tags=["nowhere"])
+    client.submit_dag("squat", [job], run_id=os.environ["STEP_RUN"])
+"""

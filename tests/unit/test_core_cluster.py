@@ -471,3 +471,16 @@ def test_a_worker_claiming_another_workers_attempt_changes_nothing_of_it() -> No
     )  # fmt: skip
     finish(state, a, now=3)
     assert state.resolve("r/a").state is JobState.SUCCEEDED
+
+
+def test_a_run_is_given_again_only_to_its_submitter() -> None:
+    from titan_runtime.core.cluster import NotYours
+
+    state = ClusterState()
+    run, existed = state.submit_run("r", "", [spec("a")], 0, submitted_by="run:x")
+    assert not existed and run.submitted_by == "run:x" and run.to_row()["submitted_by"] == "run:x"
+    assert state.submit_run("r", "", [spec("a")], 1, submitted_by="run:x") == (run, True)
+    for other in ("", "run:y"):
+        with pytest.raises(NotYours, match="submitted by a job of run x, not by this credential"):
+            state.submit_run("r", "", [spec("a")], 1, submitted_by=other)
+    assert "submitted_by" not in state.submit_run("s", "", [spec("a")], 2)[0].to_row()  # the cluster's

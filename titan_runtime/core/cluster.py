@@ -65,6 +65,14 @@ class ClusterConfig:
     limits: Limits = DEFAULT_LIMITS
 
 
+class NotYours(PermissionError):
+    """A request on something another credential made, that only its maker may have."""
+
+
+def describe_submitter(submitted_by: str) -> str:
+    return f"a job of run {submitted_by[4:]}" if submitted_by.startswith("run:") else "the cluster token"
+
+
 class BadResult(ValueError):
     """A committed result that is not what it must be (JSON, of the right shape)."""
 
@@ -285,14 +293,21 @@ class ClusterState:
         now: float,
         labels: dict[str, str] | None = None,
         agent_run_id: str = "",
+        submitted_by: str = "",
     ) -> tuple[Run, bool]:
-        """Accept a run, or return the existing one when `run_id` was already submitted.
+        """Accept a run, or return the existing one when `run_id` was already submitted, by the
+        same submitter, with the same jobs.
 
-        Returns (run, existed). Raises InvalidSpec before changing anything.
+        Returns (run, existed). Raises InvalidSpec (or NotYours) before changing anything.
         """
         self._check_count(0, specs)
         specs = expand_replicas(specs)
         existing = self.runs.get(run_id)
+        if existing is not None and existing.submitted_by != submitted_by:
+            raise NotYours(
+                f"run id {run_id!r} was submitted by {describe_submitter(existing.submitted_by)}, not by "
+                "this credential; submit under another run id"
+            )
         if existing is not None:
             same = set(existing.jobs) == {s.id for s in specs} and all(
                 existing.jobs[s.id].spec == s for s in specs
@@ -313,6 +328,7 @@ class ClusterState:
             agent_run_id=agent_run_id,
             created_at=now,
             seq=self._run_seq,
+            submitted_by=submitted_by,
         )
         self.runs[run_id] = run
         self._dirty_runs.add(run_id)

@@ -571,6 +571,9 @@ class Run:
     created_at: float = 0.0
     ended_at: float = 0.0
     seq: int = 0  # submission order, for listings and bare job-id lookups
+    # Who submitted it: "" the cluster token, "run:ID" a job of run ID. Only its submitter may
+    # submit it again and be given it (idempotency); anyone else would adopt a run they did not make.
+    submitted_by: str = ""
     # Derived while loaded:
     jobs: dict[str, Job] = field(default_factory=dict)
     unfinished: int = 0
@@ -600,6 +603,7 @@ class Run:
             "created_at": self.created_at,
             "ended_at": self.ended_at,
             "seq": self.seq,
+            **({"submitted_by": self.submitted_by} if self.submitted_by else {}),
         }
 
     @classmethod

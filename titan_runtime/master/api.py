@@ -115,12 +115,13 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
             )
         specs = self._specs(request.jobs)
         state = self._state
+        submitter = "" if caller is None or caller.is_cluster else f"run:{caller.run_id}"
 
         def accept(now: float) -> tuple[Any, bool]:
             if caller is not None and not caller.is_cluster:
                 self._check_replaces_only_its_own(specs, caller.run_id or "")
             return state.submit_run(
-                run_id, request.name, specs, now, dict(request.labels), request.agent_run_id
+                run_id, request.name, specs, now, dict(request.labels), request.agent_run_id, submitter
             )
 
         try:

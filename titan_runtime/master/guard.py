@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from titan_runtime.core.cluster import NotFound
+from titan_runtime.core.cluster import NotFound, NotYours
 from titan_runtime.core.model import InvalidSpec
 from titan_runtime.master.errors import RequestError
 from titan_runtime.master.loop import StoreFailed
@@ -61,6 +61,8 @@ def status_of(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, NotFound):
         return grpc.StatusCode.NOT_FOUND, str(exc)
+    if isinstance(exc, NotYours):
+        return grpc.StatusCode.PERMISSION_DENIED, str(exc)
     if isinstance(exc, StoreFull):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, f"the master's disk is full: {exc}"
     if isinstance(exc, StoreFailed):
