@@ -12,27 +12,56 @@ from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.testing import PYTHON, ProcessCluster, pid_alive, wait_until
 
-__all__ = ["PYTHON", "ProcessCluster", "hand_written_worker", "pid_alive", "wait_until"]
+__all__ = ["PYTHON", "HandWrittenWorker", "ProcessCluster", "hand_written_worker", "pid_alive", "wait_until"]
+
+
+class HandWrittenWorker:
+    """A worker that is not one: says `hello`, then sends and receives what a test makes it.
+    `welcome` is the master's answer; a refusal raises grpc.RpcError from the constructor."""
+
+    def __init__(self, address: str, token: str, hello: pb.WorkerHello) -> None:
+        self._outbox: queue.Queue[pb.WorkerMessage | None] = queue.Queue()
+        self._outbox.put(pb.WorkerMessage(hello=hello))
+        self._channel = grpc.insecure_channel(address)
+        self._stream = rpc.WorkerLinkStub(self._channel).Connect(
+            self._messages(), metadata=(("authorization", f"Bearer {token}"),), timeout=60
+        )
+        try:
+            first = next(self._stream)
+        except BaseException:
+            self.close()
+            raise
+        assert first.HasField("welcome"), first
+        self.welcome: pb.Welcome = first.welcome
+
+    def _messages(self) -> Iterator[pb.WorkerMessage]:
+        while (message := self._outbox.get()) is not None:
+            yield message
+
+    def send(self, message: pb.WorkerMessage) -> None:
+        self._outbox.put(message)
+
+    def assignment(self) -> pb.Assignment:
+        """The next job the master assigns to it."""
+        for message in self._stream:
+            if message.assign:
+                return message.assign[0]
+        raise AssertionError("the stream ended without an assignment")
+
+    def close(self) -> None:
+        self._outbox.put(None)
+        self._stream.cancel()
+        self._channel.close()
+
+    def __enter__(self) -> HandWrittenWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def hand_written_worker(address: str, token: str, hello: pb.WorkerHello) -> pb.Welcome:
     """Connect as a worker that is not one, say `hello`, and return the master's welcome (a refusal
     raises grpc.RpcError). The stream is closed after it: the master sees the worker go."""
-    outbox: queue.Queue[pb.WorkerMessage | None] = queue.Queue()
-    outbox.put(pb.WorkerMessage(hello=hello))
-
-    def messages() -> Iterator[pb.WorkerMessage]:
-        while (message := outbox.get()) is not None:
-            yield message
-
-    with grpc.insecure_channel(address) as channel:
-        stream = rpc.WorkerLinkStub(channel).Connect(
-            messages(), metadata=(("authorization", f"Bearer {token}"),), timeout=30
-        )
-        try:
-            first = next(stream)
-        finally:
-            outbox.put(None)
-            stream.cancel()
-    assert first.HasField("welcome"), first
-    return first.welcome
+    with HandWrittenWorker(address, token, hello) as worker:
+        return worker.welcome

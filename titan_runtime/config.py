@@ -79,6 +79,14 @@ def split_host_port(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def peer_host(peer: str) -> str:
+    """gRPC's peer ("ipv4:10.0.0.5:51234", "ipv6:[::1]:51234", "unix:/path") without its port."""
+    kind, _, address = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        return address.rsplit(":", 1)[0].strip("[]")
+    return peer
+
+
 def writable_dir(path: Path, what: str = "data dir") -> Path:
     """Create `path` if needed, private to its owner (0700, whatever the umask: it holds the token,
     the store with every job's env, the jobs' workspaces), and prove we can write in it, or raise

@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.helpers import PYTHON, hand_written_worker, wait_until
+from tests.helpers import PYTHON, HandWrittenWorker, hand_written_worker, wait_until
 from titan_runtime import TitanJob
 from titan_runtime.client.errors import TitanError
 from titan_runtime.client.sync import TitanClient
@@ -268,11 +268,22 @@ def test_a_join_token_admits_neither_tags_beyond_its_pool_nor_an_existing_worker
     gpu_job = client.submit_job(TitanJob(command=["true"], tags=["gpu"]))
     done = client.wait(gpu_job, 30)
     assert (done.state, done.worker_id) == ("SUCCEEDED", gpu_box.id)
-    # What the pool grants, under a new id, is admitted.
-    welcome = hand_written_worker(
-        cluster.address, token, pb.WorkerHello(worker_id="fresh-2", name="fresh-2", tags=["cloudy"])
-    )
-    assert welcome.worker_id == "fresh-2"
+    # What the pool grants, under a new id, is admitted; but where its services are is not its to
+    # say: the host is the address the master sees it from, the ports only those the job asked for.
+    cluster.stop_worker("gpu-box")
+    client.cancel(client.list_runs()[-1].id)  # the first job, so that the service is what it gets
+    client.submit_job(TitanJob("svc", command=["true"], job_type="SERVICE", tags=["cloudy"]))
+    hello = pb.WorkerHello(worker_id="fresh-2", name="fresh-2", tags=["cloudy"], slots=1)
+    with HandWrittenWorker(cluster.address, token, hello) as worker:
+        assert worker.welcome.worker_id == "fresh-2"
+        job = worker.assignment()
+        assert job.job_id == "svc"
+        spoofed = pb.AttemptStarted(
+            attempt_id=job.attempt_id, pid=4242, host="bank.example.com", ports={"port": 20001, "admin": 22}
+        )
+        worker.send(pb.WorkerMessage(started=[spoofed]))
+        (svc,) = wait_until(lambda: [s for s in client.list_services("svc") if s.host], 30, what="svc's host")
+        assert (svc.host, svc.ports) == ("127.0.0.1", {"port": 20001})
 
 
 RECEIVER = Path(__file__).resolve().parents[2] / "example_pipelines" / "webhook_receiver" / "receiver.py"

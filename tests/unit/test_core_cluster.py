@@ -484,3 +484,16 @@ def test_a_run_is_given_again_only_to_its_submitter() -> None:
         with pytest.raises(NotYours, match="submitted by a job of run x, not by this credential"):
             state.submit_run("r", "", [spec("a")], 1, submitted_by=other)
     assert "submitted_by" not in state.submit_run("s", "", [spec("a")], 2)[0].to_row()  # the cluster's
+
+
+def test_a_service_keeps_only_the_ports_it_asked_for() -> None:
+    from titan_runtime.core.cluster import reported_ports
+
+    named = JobSpec(id="s", command=("x",), kind="service", ports=("http", "admin"))
+    fixed = JobSpec(id="f", command=("x",), kind="service", port=8080)
+    batch = JobSpec(id="b", command=("x",))
+    assert reported_ports(named, {"http": 20001, "admin": 70000, "ssh": 22}) == {"http": 20001}
+    assert reported_ports(fixed, {"port": 9999}) == {} and reported_ports(fixed, {"port": 8080}) == {
+        "port": 8080
+    }
+    assert reported_ports(batch, {"port": 20001}) == {}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from titan_runtime.config import peer_host
 from titan_runtime.master import throttle
-from titan_runtime.master.throttle import AuthFailures, host_of
+from titan_runtime.master.throttle import AuthFailures
 
 
 def test_each_failure_after_the_first_few_doubles_the_wait_up_to_a_cap() -> None:
@@ -28,7 +29,7 @@ def test_the_table_of_hosts_is_bounded(monkeypatch) -> None:  # type: ignore[no-
     assert list(failures._peers) == ["b", "c", "d"]
 
 
-def test_host_of_drops_the_port() -> None:
-    assert host_of("ipv4:10.0.0.5:51234") == "10.0.0.5"
-    assert host_of("ipv6:[::1]:51234") == "::1"
-    assert host_of("unix:/tmp/sock") == "unix:/tmp/sock"
+def test_peer_host_drops_the_port() -> None:
+    assert peer_host("ipv4:10.0.0.5:51234") == "10.0.0.5"
+    assert peer_host("ipv6:[::1]:51234") == "::1"
+    assert peer_host("unix:/tmp/sock") == "unix:/tmp/sock"

@@ -15,7 +15,7 @@ import json
 import random
 import re
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -144,6 +144,19 @@ def expand_replicas(specs: Sequence[JobSpec], existing: Iterable[Job] = ()) -> l
         else s
         for s in out
     ]
+
+
+def reported_ports(spec: JobSpec, ports: Mapping[str, int]) -> dict[str, int]:
+    """What a worker says a service listens on, kept only where it can be: the spec's port names,
+    real port numbers, a fixed port as fixed. Anything else is dropped, so a worker cannot
+    advertise what the job never asked for."""
+    if not spec.is_service:
+        return {}
+    return {
+        name: port
+        for name, port in ports.items()
+        if name in spec.port_names and 0 < port < 65536 and (not spec.port or port == spec.port)
+    }
 
 
 def env_name(service_id: str) -> str:
@@ -435,7 +448,7 @@ class ClusterState:
                 # The worker is the authority on what it runs: its ports and health may not have been
                 # committed before the master went down.
                 attempt.host = held.host or attempt.host
-                attempt.ports = dict(held.ports) or attempt.ports
+                attempt.ports = reported_ports(job.spec, held.ports) or attempt.ports
                 attempt.healthy = attempt.healthy or held.healthy
                 self._mark_running(job, attempt, held.pid, held.started_at or now, now)
 
@@ -552,7 +565,7 @@ class ClusterState:
             )
             self._effects.append(CancelAttempt(worker_id, attempt_id, f"superseded ({attempt.state.value})"))
             return
-        attempt.host, attempt.ports = host, dict(ports or {})
+        attempt.host, attempt.ports = host, reported_ports(job.spec, ports or {})
         self._mark_running(job, attempt, pid, started_at or now, now)
         self._settle(now)
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from titan_runtime.config import peer_host
 from titan_runtime.core.effects import AttemptExit
 from titan_runtime.master.auth import bearer
 from titan_runtime.master.convert import exit_from_pb, hello_from_pb
@@ -33,9 +34,14 @@ _CLOSE = object()
 
 
 class WorkerSession:
-    def __init__(self, worker_id: str, peer: str) -> None:
+    """`service_host`: the host this worker's services are reached at whatever it reports ("": as
+    it reports; a worker admitted by a join token gets the address the master sees it from, so
+    that it cannot point a service's endpoint at another machine)."""
+
+    def __init__(self, worker_id: str, peer: str, service_host: str = "") -> None:
         self.worker_id = worker_id
         self.peer = peer
+        self.service_host = service_host
         self.outbox: asyncio.Queue[object] = asyncio.Queue()
         self.closed = False
         self.leaving = False  # the worker said goodbye: the stream's end is not a crash
@@ -104,6 +110,7 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
             return
         hello = hello_from_pb(first.hello)
         worker_id = hello.worker_id
+        service_host = ""
         token = bearer(context.invocation_metadata())
         if self._join_tokens is not None and self._join_tokens.lookup(token, self._loop.clock()):
             # A one-time join token: consumed by this worker's first registration, its own after that.
@@ -113,13 +120,18 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
                 log.warning("refused worker %s (%s): %s", hello.name, worker_id, refused)
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
                 return
+            service_host = peer_host(context.peer())
             hello = dataclasses.replace(
-                hello, pool=joined.pool, provider=joined.provider, launch_id=joined.launch_id
+                hello,
+                pool=joined.pool,
+                provider=joined.provider,
+                launch_id=joined.launch_id,
+                held=tuple(dataclasses.replace(h, host=h.host and service_host) for h in hello.held),
             )
         previous = self.sessions.get(worker_id)
         if previous is not None:
             previous.close()
-        session = WorkerSession(worker_id, context.peer())
+        session = WorkerSession(worker_id, context.peer(), service_host)
         self.sessions[worker_id] = session
         state = self._loop.state
         welcome = await self._loop.call(lambda now: state.worker_connected(hello, now))
@@ -176,9 +188,10 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
                 if message.draining:  # first: what it hands back in this message must go elsewhere
                     self._loop.post(lambda now: state.set_draining(worker_id, now))
                 for started in message.started:
+                    host = started.host and (session.service_host or started.host)
                     self._loop.post(
-                        lambda now, s=started: state.attempt_started(
-                            worker_id, s.attempt_id, s.pid, s.started_at, now, s.host, dict(s.ports)
+                        lambda now, s=started, h=host: state.attempt_started(
+                            worker_id, s.attempt_id, s.pid, s.started_at, now, h, dict(s.ports)
                         )
                     )
                 for data in message.logs:

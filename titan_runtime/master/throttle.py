@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from titan_runtime.config import peer_host
+
 #: Failures answered at once (a mistyped token, a client retrying with an old one).
 FREE = 3
 FIRST_DELAY = 0.1  # seconds, doubled at each further failure
@@ -40,7 +42,7 @@ class AuthFailures:
         self._peers: dict[str, _Record] = {}
 
     def failed(self, peer: str, now: float) -> Verdict:
-        host = host_of(peer)
+        host = peer_host(peer)
         record = self._peers.pop(host, None)  # re-inserted last: the dict's order is recency
         if record is None or now - record.last > FORGET_AFTER:
             record = _Record(0, now)
@@ -52,11 +54,3 @@ class AuthFailures:
         over = record.count - FREE
         delay = 0.0 if over <= 0 else min(self.max_delay, FIRST_DELAY * 2 ** (over - 1))
         return Verdict(delay, record.count, record.count == 1 or record.count % 10 == 0)
-
-
-def host_of(peer: str) -> str:
-    """gRPC's peer ("ipv4:10.0.0.5:51234", "ipv6:[::1]:51234", "unix:/path") without its port."""
-    kind, _, address = peer.partition(":")
-    if kind in ("ipv4", "ipv6"):
-        return address.rsplit(":", 1)[0].strip("[]")
-    return peer
