@@ -529,6 +529,13 @@ def master(
 @click.option(
     "--token", envvar="TITAN_TOKEN", help="Cluster token [env TITAN_TOKEN; default: DATA_DIR/token]."
 )
+@click.option(
+    "--token-fd",
+    type=int,
+    default=None,
+    help="Read the token from this inherited file descriptor (how `up` and local pools pass it, "
+    "never in the worker's environment).",
+)
 @click.option("--name", default=None, help="Worker name [default: host name].")
 @_data_dir_option
 @click.option(
@@ -588,6 +595,7 @@ def worker(
     tags: str,
     slots: int | None,
     token: str | None,
+    token_fd: int | None,
     name: str | None,
     data_dir: Path | None,
     work_dir: Path | None,
@@ -635,7 +643,7 @@ def worker(
         project_limits = ProjectLimits(parse_size(max_project_size), max_project_files)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--max-project-size") from None
-    resolved_token = config.token(token, data_dir)
+    resolved_token = config.read_token_fd(token_fd) if token_fd is not None else config.token(token, data_dir)
     if not resolved_token:
         fail(
             f"no token: pass --token or set TITAN_TOKEN (the master keeps it in {config.data_dir(data_dir)}/token "

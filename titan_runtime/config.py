@@ -79,6 +79,28 @@ def split_host_port(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def token_pipe(secret: str) -> int:
+    """A pipe holding `secret` for a child to read with `--token-fd`: the read end, to pass in
+    `pass_fds` and close once the child has started. A secret in a child's environment can be read
+    by any process of its user (and its jobs) in /proc/PID/environ for as long as it runs."""
+    read, write = os.pipe()
+    try:
+        os.write(write, secret.encode())  # a token is far below a pipe's buffer
+    finally:
+        os.close(write)
+    return read
+
+
+def read_token_fd(fd: int) -> str:
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(65536).decode().strip()
+
+
+def worker_env() -> dict[str, str]:
+    """The environment for a worker this process starts: its own, without a token in it."""
+    return {name: value for name, value in os.environ.items() if name != "TITAN_TOKEN"}
+
+
 def peer_host(peer: str) -> str:
     """gRPC's peer ("ipv4:10.0.0.5:51234", "ipv6:[::1]:51234", "unix:/path") without its port."""
     kind, _, address = peer.partition(":")

@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from titan_runtime import eventloop
+from titan_runtime import config, eventloop
 from titan_runtime.clusterconfig import ClusterFile
 from titan_runtime.config import ConfigError
 from titan_runtime.core.model import WorkerState
@@ -167,11 +167,20 @@ class LocalCluster:
             argv += ["--tags", ",".join(self.worker_tags)]
         if self.slots:
             argv += ["--slots", str(self.slots)]
-        env = dict(os.environ, TITAN_TOKEN=self.token)
+        token = config.token_pipe(self.token)
+        argv += ["--token-fd", str(token)]
         logfile = open(self.worker_log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
         try:
-            return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile)
+            return subprocess.Popen(
+                argv,
+                env=config.worker_env(),
+                pass_fds=(token,),
+                stdin=subprocess.DEVNULL,
+                stdout=logfile,
+                stderr=logfile,
+            )
         finally:
+            os.close(token)
             logfile.close()
 
     def wait_for_workers(self, count: int, timeout: float = 30.0) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from titan_runtime import config
 from titan_runtime.client.sync import TitanClient
 
 T = TypeVar("T")
@@ -135,9 +136,20 @@ class ProcessCluster:
         argv += ["--slots", str(slots), "--work-dir", str(self.root / "workers" / name), *args]
         if tags:
             argv += ["--tags", ",".join(tags)]
-        env = dict(os.environ, TITAN_TOKEN=self.token)
-        proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
-        log.close()
+        token = config.token_pipe(self.token)  # as `up` does: never in the worker's environment
+        argv += ["--token-fd", str(token)]
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                env=config.worker_env(),
+                pass_fds=(token,),
+            )
+        finally:
+            os.close(token)
+            log.close()
         self.workers[name] = proc
         if wait:
             self.wait_for_worker(name)

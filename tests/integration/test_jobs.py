@@ -311,7 +311,8 @@ def test_python_scripts_start_by_the_chosen_launcher_and_time_out_with_their_tre
 ) -> None:
     """fork (the default): a .py job is a child of the worker's launcher; exec: of the worker itself.
     Either way a timeout takes the job's grandchild with it, and the cluster token is in neither the
-    job's environment block nor (fork) the launcher's, though the worker was started with it."""
+    job's environment block nor its parent's (the launcher, or the worker: it read the token from a
+    pipe)."""
     cluster = make_cluster()
     args = () if launcher == "fork" else ("--python-launcher", "exec")
     worker = cluster.add_worker("w", slots=1, args=args)
@@ -336,12 +337,12 @@ def test_python_scripts_start_by_the_chosen_launcher_and_time_out_with_their_tre
     parent, grandchild = (int(v) for v in client.fetch_logs(quick).split())
     token = cluster.token.encode()
     assert token not in (environs / "self").read_bytes()
+    assert token not in (environs / "parent").read_bytes()
+    assert b"TITAN_TEST_MARK=" in (environs / "parent").read_bytes()  # the check reads what is there
     if launcher == "fork":
         assert parent != worker.pid and psutil.Process(parent).ppid() == worker.pid
-        assert token not in (environs / "parent").read_bytes()
     else:
         assert parent == worker.pid
-        assert token in (environs / "parent").read_bytes()  # the worker's: the check finds one
     wait_until(lambda: not pid_alive(grandchild), 10, what="the grandchild of a job that ended to die")
     hung = client.submit_job(TitanJob(filename=str(script), args=["hang", str(environs)], timeout=1.0))
     record = client.wait(hung, 60)

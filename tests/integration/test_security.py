@@ -6,7 +6,10 @@ Each test is one attack seen to work, driven through real processes.
 from __future__ import annotations
 
 import os
+import signal
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -194,3 +197,41 @@ def test_repeated_wrong_tokens_from_one_host_are_answered_later_and_logged(clust
     assert "failed authentication from ipv4:127.0.0.1:" in log and "1 in a row" in log
     assert "guess" not in log  # the token tried is not logged
     assert cluster.client.list_runs() is not None  # the cluster token is answered as ever
+
+
+ANCESTORS = """
+import os, sys
+token, found, pid = sys.argv[1].encode(), [], os.getpid()
+while pid > 1:
+    with open(f"/proc/{pid}/environ", "rb") as fh:
+        if token in fh.read():
+            found.append(pid)
+    with open(f"/proc/{pid}/stat") as fh:
+        pid = int(fh.read().rsplit(")", 1)[1].split()[1])  # its parent
+print("found in", found if found else "none of its ancestors")
+"""
+
+
+def test_no_job_of_up_finds_the_cluster_token_in_its_ancestors_environments(tmp_path: Path) -> None:
+    data, script = tmp_path / "data", tmp_path / "ancestors.py"
+    script.write_text(ANCESTORS)
+    env = dict(os.environ, TITAN_DATA_DIR=str(data))
+    env.pop("TITAN_TOKEN", None)
+    argv = [sys.executable, "-m", "titan_runtime", "up", "--port", "0", "--workers", "1"]
+    with open(tmp_path / "up.log", "wb") as log:
+        up = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    try:
+        address = up.stdout.readline().split("master at ")[1].split(",")[0]  # type: ignore[union-attr]
+        token = (data / "token").read_text().strip()
+        with TitanClient(address, token=token) as client:
+            jobs = [
+                TitanJob(command=[sys.executable, "-c", ANCESTORS, token]),  # the worker's own child
+                TitanJob(filename=str(script), args=[token]),  # forked from its Python launcher
+            ]
+            for job in jobs:
+                ref = client.submit_job(job)
+                assert client.wait(ref, 60).state == "SUCCEEDED", client.fetch_logs(ref)
+                assert client.fetch_logs(ref).strip() == "found in none of its ancestors"
+    finally:
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(30) == 0

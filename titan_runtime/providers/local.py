@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from titan_runtime import config
 from titan_runtime.providers.base import LaunchRequest, Provider, ProviderError
 
 log = logging.getLogger("titan.providers.local")
@@ -66,18 +67,26 @@ class LocalProvider(Provider):
             str(os.getpid()),
             *self.extra_args,
         ]
-        env = dict(os.environ, TITAN_TOKEN=request.token)  # never on the command line
+        token = config.token_pipe(request.token)  # never on the command line, nor in its environment
+        argv += ["--token-fd", str(token)]
         path = self.log_path(request.launch_id)
         try:
             with open(path, "ab") as logfile:
                 proc = subprocess.Popen(
-                    argv, env=env, stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile
+                    argv,
+                    env=config.worker_env(),
+                    pass_fds=(token,),
+                    stdin=subprocess.DEVNULL,
+                    stdout=logfile,
+                    stderr=logfile,
                 )
         except OSError as exc:
             raise ProviderError(
                 f"cannot start {self.python}: {exc.strerror or exc}; set the pool's `python` to an interpreter "
                 "with titan-runtime installed"
             ) from None
+        finally:
+            os.close(token)
         self.procs[request.launch_id] = proc
         log.info("pool %s: started worker %s (pid %d)", request.pool, request.launch_id, proc.pid)
 
