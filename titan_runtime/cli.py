@@ -629,6 +629,7 @@ def worker(
     from titan_runtime.worker import capabilities
     from titan_runtime.worker.agent import WorkerConfig, run_worker
     from titan_runtime.worker.agent import exit_with_parent as arm_parent_death
+    from titan_runtime.worker.hardening import make_undumpable
     from titan_runtime.worker.project import ProjectLimits
 
     setup_logging(verbose)
@@ -643,6 +644,7 @@ def worker(
         project_limits = ProjectLimits(parse_size(max_project_size), max_project_files)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--max-project-size") from None
+    make_undumpable()  # before the token is read: nothing of this process is open to its jobs
     resolved_token = config.read_token_fd(token_fd) if token_fd is not None else config.token(token, data_dir)
     if not resolved_token:
         fail(

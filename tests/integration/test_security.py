@@ -235,3 +235,21 @@ def test_no_job_of_up_finds_the_cluster_token_in_its_ancestors_environments(tmp_
     finally:
         up.send_signal(signal.SIGTERM)
         assert up.wait(30) == 0
+
+
+DUMPABLE = "import ctypes; print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))"  # PR_GET_DUMPABLE
+
+
+def test_the_launcher_is_closed_to_its_jobs_and_an_execd_job_is_an_ordinary_process(
+    cluster: ProcessCluster, tmp_path: Path
+) -> None:
+    """A forked job inherits the launcher's flag: 0 shows the launcher made itself non-dumpable, so
+    that processes of its user cannot read its memory or environ (the worker does the same, see
+    tests/unit/test_hardening.py). A job the worker execs is dumpable again, as any process."""
+    script = tmp_path / "dumpable.py"
+    script.write_text(DUMPABLE)
+    forked = cluster.client.submit_job(TitanJob(filename=str(script)))
+    execd = cluster.client.submit_job(TitanJob(command=[sys.executable, "-c", DUMPABLE]))
+    for ref, expected in ((forked, "0"), (execd, "1")):
+        assert cluster.client.wait(ref, 30).state == "SUCCEEDED", cluster.client.fetch_logs(ref)
+        assert cluster.client.fetch_logs(ref).strip() == expected

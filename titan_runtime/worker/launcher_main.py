@@ -130,6 +130,22 @@ def _title_spec():
         return None
 
 
+def _undumpable():
+    """PR_SET_DUMPABLE 0, as the worker does (worker/hardening.py): the launcher holds every forked
+    job's environment for a while, and its forked jobs inherit the flag. ctypes is imported for
+    this one call and taken out of sys.modules again."""
+    before = set(sys.modules)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)
+    except Exception:
+        pass
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+_undumpable()
 for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(_sig, signal.SIG_IGN)  # the worker stops it by closing the socket
 _TITLE_SPEC = _title_spec()
