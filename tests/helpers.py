@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import queue
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
+import yaml
 
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.testing import PYTHON, ProcessCluster, pid_alive, wait_until
 
-__all__ = ["PYTHON", "HandWrittenWorker", "ProcessCluster", "hand_written_worker", "pid_alive", "wait_until"]
+__all__ = [
+    "PYTHON",
+    "HandWrittenWorker",
+    "ProcessCluster",
+    "hand_written_worker",
+    "pid_alive",
+    "wait_until",
+    "webhook_cluster_file",
+]
 
 
 class HandWrittenWorker:
@@ -65,3 +75,23 @@ def hand_written_worker(address: str, token: str, hello: pb.WorkerHello) -> pb.W
     raises grpc.RpcError). The stream is closed after it: the master sees the worker go."""
     with HandWrittenWorker(address, token, hello) as worker:
         return worker.welcome
+
+
+def webhook_cluster_file(directory: Path, url: str, secret: str, **pool: object) -> Path:
+    """A cluster file with one webhook pool, `cloud` (tags [cloudy], at most one worker), posting
+    to `url` (plain http allowed: tests listen on 127.0.0.1), its secret in a file beside it;
+    `pool` adds or overrides settings."""
+    (directory / "webhook.secret").write_text(secret + "\n")
+    settings = {
+        "name": "cloud",
+        "provider": "webhook",
+        "url": url,
+        "allow_http": True,
+        "secret_file": "webhook.secret",
+        "tags": ["cloudy"],
+        "max": 1,
+        **pool,
+    }
+    path = directory / "cluster.yaml"
+    path.write_text(yaml.safe_dump({"autoscaler": {"interval": 0.1}, "pools": [settings]}))
+    return path

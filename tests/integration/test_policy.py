@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.helpers import ProcessCluster, wait_until
+from tests.helpers import ProcessCluster, wait_until, webhook_cluster_file
 from titan_runtime import TitanJob
 from titan_runtime.master.policy import POLICY, Access, Kind
 from titan_runtime.proto import titan_pb2 as pb
@@ -129,24 +128,8 @@ def recorder() -> Iterator[Recorder]:
 def test_every_cell_of_the_policy_holds_against_a_live_master(
     make_cluster: Callable[..., ProcessCluster], recorder: Recorder, tmp_path: Path
 ) -> None:
-    (tmp_path / "hook.secret").write_text("a-webhook-secret-long-enough-for-the-check\n")
-    config = tmp_path / "cluster.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            autoscaler:
-              interval: 0.1
-            pools:
-              - name: cloud
-                provider: webhook
-                url: {recorder.url}
-                allow_http: true
-                secret_file: hook.secret
-                tags: [cloudy]
-                max: 1
-                register_timeout: 120
-            """
-        )
+    config = webhook_cluster_file(
+        tmp_path, recorder.url, "a-webhook-secret-long-enough", register_timeout=120
     )
     # No waits for failed authentications: this test fails on purpose 70 times from one host.
     args = ("--credential-grace", "0", "--auth-delay-max", "0", "--cluster", str(config))

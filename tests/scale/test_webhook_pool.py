@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import textwrap
 import threading
 import time
 import urllib.error
@@ -20,7 +19,7 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.helpers import PYTHON, HandWrittenWorker, hand_written_worker, wait_until
+from tests.helpers import PYTHON, HandWrittenWorker, hand_written_worker, wait_until, webhook_cluster_file
 from titan_runtime import TitanJob
 from titan_runtime.client.errors import TitanError
 from titan_runtime.client.sync import TitanClient
@@ -135,27 +134,7 @@ def cloud(tmp_path: Path) -> Iterator[CloudStandIn]:
 def test_signed_requests_start_a_worker_with_a_join_token_used_once(
     make_cluster, cloud: CloudStandIn, tmp_path: Path
 ) -> None:
-    secret_file = tmp_path / "webhook.secret"
-    secret_file.write_text(SECRET + "\n")
-    config = tmp_path / "cluster.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            autoscaler:
-              interval: 0.1
-            pools:
-              - name: cloud
-                provider: webhook
-                url: {cloud.url}
-                allow_http: true
-                secret_file: webhook.secret
-                tags: [cloudy]
-                slots: 2
-                max: 1
-                idle_timeout: 1.5
-            """
-        )
-    )
+    config = webhook_cluster_file(tmp_path, cloud.url, SECRET, slots=2, idle_timeout=1.5)
     cloud.fail_next = 1  # the first POST is answered 503: the master retries it
     cluster = make_cluster(
         master_args=("--heartbeat-interval", "0.2", "--lease-timeout", "3", "--cluster", str(config))
@@ -223,25 +202,7 @@ def test_signatures_cover_the_timestamp_the_delivery_and_the_whole_body() -> Non
 def test_a_join_token_admits_neither_tags_beyond_its_pool_nor_an_existing_workers_id(
     make_cluster, cloud: CloudStandIn, tmp_path: Path
 ) -> None:
-    (tmp_path / "webhook.secret").write_text(SECRET + "\n")
-    config = tmp_path / "cluster.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            autoscaler:
-              interval: 0.1
-            pools:
-              - name: cloud
-                provider: webhook
-                url: {cloud.url}
-                allow_http: true
-                secret_file: webhook.secret
-                tags: [cloudy]
-                max: 1
-                register_timeout: 60
-            """
-        )
-    )
+    config = webhook_cluster_file(tmp_path, cloud.url, SECRET, register_timeout=60)
     cloud.start_workers = False
     cluster = make_cluster(master_args=("--cluster", str(config)))
     cluster.add_worker("gpu-box", tags=("gpu",))
@@ -332,24 +293,7 @@ def test_the_example_receiver_refuses_forged_stale_and_replayed_requests_and_sta
     assert post(receiver, body, now - 1000, "d-2")[0] == 401  # outside the replay window
     assert post(receiver, body, now, "d-3", signature="sha256=" + "0" * 64)[0] == 401
     # And the real thing: the master's requests pass, and the worker it starts joins.
-    (tmp_path / "webhook.secret").write_text(SECRET + "\n")
-    config = tmp_path / "cluster.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            autoscaler:
-              interval: 0.1
-            pools:
-              - name: cloud
-                provider: webhook
-                url: {receiver}
-                allow_http: true
-                secret_file: webhook.secret
-                tags: [cloudy]
-                max: 1
-            """
-        )
-    )
+    config = webhook_cluster_file(tmp_path, receiver, SECRET)
     cluster = make_cluster(master_args=("--cluster", str(config)))
     job = cluster.client.submit_job(TitanJob(command=["true"], tags=["cloudy"]))
     record = cluster.client.wait(job, 60)
