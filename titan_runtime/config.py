@@ -9,8 +9,10 @@ Reconnect timeout: explicit argument, else TITAN_RECONNECT_TIMEOUT, else 60 seco
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9090
@@ -79,26 +81,26 @@ def split_host_port(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def token_pipe(secret: str) -> int:
-    """A pipe holding `secret` for a child to read with `--token-fd`: the read end, to pass in
-    `pass_fds` and close once the child has started. A secret in a child's environment can be read
-    by any process of its user (and its jobs) in /proc/PID/environ for as long as it runs."""
+def start_worker(argv: list[str], token: str, **popen: Any) -> subprocess.Popen[bytes]:
+    """Start `titan-runtime worker` (`argv`, its options last) with `token` handed over through an
+    inherited pipe (`--token-fd`): never on its command line (other users read those in `ps`) and
+    never in its environment (any process of its user, its jobs included, reads that in
+    /proc/PID/environ for as long as it runs). `popen`: stdout, stderr and the like."""
     read, write = os.pipe()
     try:
-        os.write(write, secret.encode())  # a token is far below a pipe's buffer
-    finally:
+        os.write(write, token.encode())  # a token is far below a pipe's buffer
         os.close(write)
-    return read
+        env = {name: value for name, value in os.environ.items() if name != "TITAN_TOKEN"}
+        return subprocess.Popen(
+            [*argv, "--token-fd", str(read)], env=env, pass_fds=(read,), stdin=subprocess.DEVNULL, **popen
+        )
+    finally:
+        os.close(read)
 
 
 def read_token_fd(fd: int) -> str:
     with os.fdopen(fd, "rb") as fh:
         return fh.read(65536).decode().strip()
-
-
-def worker_env() -> dict[str, str]:
-    """The environment for a worker this process starts: its own, without a token in it."""
-    return {name: value for name, value in os.environ.items() if name != "TITAN_TOKEN"}
 
 
 def peer_host(peer: str) -> str:

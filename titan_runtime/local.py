@@ -167,20 +167,10 @@ class LocalCluster:
             argv += ["--tags", ",".join(self.worker_tags)]
         if self.slots:
             argv += ["--slots", str(self.slots)]
-        token = config.token_pipe(self.token)
-        argv += ["--token-fd", str(token)]
         logfile = open(self.worker_log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
         try:
-            return subprocess.Popen(
-                argv,
-                env=config.worker_env(),
-                pass_fds=(token,),
-                stdin=subprocess.DEVNULL,
-                stdout=logfile,
-                stderr=logfile,
-            )
+            return config.start_worker(argv, self.token, stdout=logfile, stderr=logfile)
         finally:
-            os.close(token)
             logfile.close()
 
     def wait_for_workers(self, count: int, timeout: float = 30.0) -> None:

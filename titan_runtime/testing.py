@@ -136,19 +136,9 @@ class ProcessCluster:
         argv += ["--slots", str(slots), "--work-dir", str(self.root / "workers" / name), *args]
         if tags:
             argv += ["--tags", ",".join(tags)]
-        token = config.token_pipe(self.token)  # as `up` does: never in the worker's environment
-        argv += ["--token-fd", str(token)]
         try:
-            proc = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                env=config.worker_env(),
-                pass_fds=(token,),
-            )
+            proc = config.start_worker(argv, self.token, stdout=log, stderr=log)  # the token as `up` gives it
         finally:
-            os.close(token)
             log.close()
         self.workers[name] = proc
         if wait:

@@ -67,26 +67,15 @@ class LocalProvider(Provider):
             str(os.getpid()),
             *self.extra_args,
         ]
-        token = config.token_pipe(request.token)  # never on the command line, nor in its environment
-        argv += ["--token-fd", str(token)]
         path = self.log_path(request.launch_id)
         try:
             with open(path, "ab") as logfile:
-                proc = subprocess.Popen(
-                    argv,
-                    env=config.worker_env(),
-                    pass_fds=(token,),
-                    stdin=subprocess.DEVNULL,
-                    stdout=logfile,
-                    stderr=logfile,
-                )
+                proc = config.start_worker(argv, request.token, stdout=logfile, stderr=logfile)
         except OSError as exc:
             raise ProviderError(
                 f"cannot start {self.python}: {exc.strerror or exc}; set the pool's `python` to an interpreter "
                 "with titan-runtime installed"
             ) from None
-        finally:
-            os.close(token)
         self.procs[request.launch_id] = proc
         log.info("pool %s: started worker %s (pid %d)", request.pool, request.launch_id, proc.pid)
 
