@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import click
 
 from titan_runtime import config, eventloop
+from titan_runtime.cli_tls import certs, master_tls_options, server_tls
 from titan_runtime.client.errors import TitanError
 from titan_runtime.client.job import TitanJob
 from titan_runtime.client.records import JobRecord, LogLine, RunRecord
@@ -50,10 +51,11 @@ def friendly_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from titan_runtime.store import StoreError
+        from titan_runtime.tls import TlsError
 
         try:
             return fn(*args, **kwargs)
-        except (TitanError, config.ConfigError, StoreError) as exc:
+        except (TitanError, config.ConfigError, StoreError, TlsError) as exc:
             fail(str(exc))
         except TimeoutError as exc:
             fail(str(exc), EXIT_TIMEOUT)
@@ -82,6 +84,17 @@ def reconnect_option(fn: F) -> F:
     )(fn)
 
 
+def tls_options(fn: F) -> F:
+    """--tls-ca, --tls-cert, --tls-key: how a client or worker dials a master that serves TLS."""
+    for name, env, what in (
+        ("--tls-key", "TITAN_TLS_KEY", "Its key, for --tls-cert"),
+        ("--tls-cert", "TITAN_TLS_CERT", "A client certificate, for a master that requires one"),
+        ("--tls-ca", "TITAN_TLS_CA", "The cluster's CA certificate: dial the master with TLS"),
+    ):
+        fn = click.option(name, envvar=env, default=None, help=f"{what} [env {env}].")(fn)
+    return fn
+
+
 def client_options(fn: F) -> F:
     """--address, --token and --data-dir, resolved into a TitanClient passed as `client`.
 
@@ -102,10 +115,18 @@ def client_options(fn: F) -> F:
         type=click.Path(file_okay=False, path_type=Path),
         help="Where the token file is [env TITAN_DATA_DIR; default ~/.titan].",
     )
+    @tls_options
     @functools.wraps(fn)
     @friendly_errors
     def wrapper(
-        *args: Any, address: str | None, token: str | None, data_dir: Path | None, **kwargs: Any
+        *args: Any,
+        address: str | None,
+        token: str | None,
+        data_dir: Path | None,
+        tls_ca: str | None,
+        tls_cert: str | None,
+        tls_key: str | None,
+        **kwargs: Any,
     ) -> Any:
         if address:
             config.split_host_port(address)
@@ -115,6 +136,9 @@ def client_options(fn: F) -> F:
             token=token,
             data_dir=str(data_dir) if data_dir else None,
             reconnect_timeout=reconnect_timeout,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         ) as client:
             return fn(*args, client=client, **kwargs)
 
@@ -331,6 +355,7 @@ def _file_settings(cluster: Any, keys: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--slots", type=int, default=None, help="Slots per worker [default: its CPU count].")
 @click.option("--store", type=click.Choice(["sqlite", "memory"]), default="sqlite", show_default=True)
 @_master_limit_options
+@master_tls_options
 @_cluster_option
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @friendly_errors
@@ -344,6 +369,12 @@ def up(
     store: str,
     min_free: str,
     limit_pairs: tuple[str, ...],
+    tls_dir: Path | None,
+    server_tls_cert: str | None,
+    server_tls_key: str | None,
+    server_tls_ca: str | None,
+    require_client_cert: bool,
+    insecure: bool,
     cluster_file: Path | None,
     verbose: bool,
 ) -> None:
@@ -371,6 +402,10 @@ def up(
         limit_pairs, cluster_config.master.get("limits") if cluster_config else None
     )
     master_settings.setdefault("min_free", min_free)
+    master_settings["tls"] = server_tls(
+        tls_dir, server_tls_cert, server_tls_key, server_tls_ca, require_client_cert
+    )
+    master_settings["insecure"] = insecure
     if n_workers < 0:
         raise click.BadParameter("must be 0 or more", param_hint="--workers")
     if slots is not None and slots < 1:
@@ -451,6 +486,7 @@ def up(
     help="Longest wait before answering a host's repeated failed authentications (0: answer at once).",
 )
 @_master_limit_options
+@master_tls_options
 @_cluster_option
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @friendly_errors
@@ -466,6 +502,12 @@ def master(
     auth_delay_max: float,
     min_free: str,
     limit_pairs: tuple[str, ...],
+    tls_dir: Path | None,
+    server_tls_cert: str | None,
+    server_tls_key: str | None,
+    server_tls_ca: str | None,
+    require_client_cert: bool,
+    insecure: bool,
     cluster_file: Path | None,
     verbose: bool,
 ) -> None:
@@ -501,6 +543,8 @@ def master(
         min_free=min_free,
         credential_grace=credential_grace,
         auth_delay_max=auth_delay_max,
+        tls=server_tls(tls_dir, server_tls_cert, server_tls_key, server_tls_ca, require_client_cert),
+        insecure=insecure,
     )
 
     async def serve() -> str:
@@ -565,6 +609,7 @@ def master(
     default=None,
     help="Address others reach this worker's services at [default: route to master].",
 )
+@tls_options
 @click.option(
     "--min-free",
     default="1G,5%",
@@ -605,6 +650,9 @@ def worker(
     python_launcher: str,
     port_range: str,
     advertise_host: str | None,
+    tls_ca: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
     min_free: str,
     max_project_size: str,
     max_project_files: int,
@@ -626,6 +674,7 @@ def worker(
     if ctx.invoked_subcommand is not None:
         return
     from titan_runtime.core.limits import parse_size
+    from titan_runtime.tls import client_tls
     from titan_runtime.worker import capabilities
     from titan_runtime.worker.agent import WorkerConfig, run_worker
     from titan_runtime.worker.agent import exit_with_parent as arm_parent_death
@@ -667,6 +716,7 @@ def worker(
         python_launcher=python_launcher,
         port_range=_parse_port_range(port_range),
         advertise_host=advertise_host or "",
+        tls=client_tls(tls_ca, tls_cert, tls_key),
         min_free=min_free,
         project_limits=project_limits,
         pool=pool,
@@ -1383,6 +1433,7 @@ cli.add_command(
 from titan_runtime.cli_scaling import autoscaler, ssh  # noqa: E402 - it uses the helpers above
 
 cli.add_command(autoscaler)
+cli.add_command(certs)
 cli.add_command(ssh)
 
 

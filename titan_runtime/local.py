@@ -167,6 +167,8 @@ class LocalCluster:
             argv += ["--tags", ",".join(self.worker_tags)]
         if self.slots:
             argv += ["--slots", str(self.slots)]
+        if self.server is not None and self.server.local_tls is not None:
+            argv += self.server.local_tls.args()
         logfile = open(self.worker_log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
         try:
             return config.start_worker(argv, self.token, stdout=logfile, stderr=logfile)

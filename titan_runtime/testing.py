@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from titan_runtime import config
 from titan_runtime.client.sync import TitanClient
+from titan_runtime.tls import ClientTls
 
 T = TypeVar("T")
 PYTHON = sys.executable
@@ -62,6 +63,8 @@ class ProcessCluster:
         self.port = 0
         self.address = ""
         self._client: TitanClient | None = None
+        #: How its clients and workers dial a master started with TLS options (set it before them).
+        self.tls: ClientTls | None = None
 
     # ------------------------------------------------------------------ master
 
@@ -136,6 +139,8 @@ class ProcessCluster:
         argv += ["--slots", str(slots), "--work-dir", str(self.root / "workers" / name), *args]
         if tags:
             argv += ["--tags", ",".join(tags)]
+        if self.tls is not None:
+            argv += self.tls.args()
         try:
             proc = config.start_worker(argv, self.token, stdout=log, stderr=log)  # the token as `up` gives it
         finally:
@@ -174,11 +179,21 @@ class ProcessCluster:
     @property
     def client(self) -> TitanClient:
         if self._client is None:
-            self._client = TitanClient(address=self.address, token=self.token)
+            tls = self.tls
+            self._client = TitanClient(
+                address=self.address,
+                token=self.token,
+                tls_ca=tls and tls.ca,
+                tls_cert=tls and tls.cert,
+                tls_key=tls and tls.key,
+            )
         return self._client
 
     def env(self) -> dict[str, str]:
-        return dict(os.environ, TITAN_ADDRESS=self.address, TITAN_DATA_DIR=str(self.data_dir))
+        env = dict(os.environ, TITAN_ADDRESS=self.address, TITAN_DATA_DIR=str(self.data_dir))
+        if self.tls is not None:
+            env.update(TITAN_TLS_CA=self.tls.ca, TITAN_TLS_CERT=self.tls.cert, TITAN_TLS_KEY=self.tls.key)
+        return env
 
     def cli(
         self, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None, cwd: Path | None = None

@@ -31,7 +31,15 @@ def test_partition_requeues_after_the_lease_and_heals_cleanly(
     make_cluster, netns: NetworkNamespace, tmp_path: Path
 ) -> None:
     cluster = make_cluster(
-        master_args=("--bind", netns.host_ip, "--heartbeat-interval", "0.25", "--lease-timeout", "2")
+        master_args=(
+            "--bind",
+            netns.host_ip,
+            "--insecure",
+            "--heartbeat-interval",
+            "0.25",
+            "--lease-timeout",
+            "2",
+        )
     )
     assert cluster.address.startswith(netns.host_ip)
     cluster.add_worker("remote", slots=1, prefix=netns.prefix)

@@ -113,7 +113,7 @@ def host_args(host: SshHost, remote: str) -> list[str]:
 
 
 def test_bootstrap_registers_runs_a_job_and_stop_stops_it(make_cluster, ssh_host: SshHost) -> None:
-    cluster = make_cluster(master_args=("--bind", ssh_host.ns.host_ip))
+    cluster = make_cluster(master_args=("--bind", ssh_host.ns.host_ip, "--insecure"))
     done = cluster.cli(
         *bootstrap_args(
             ssh_host,
@@ -212,6 +212,7 @@ def test_an_ssh_pool_bootstraps_on_demand_and_descales_when_idle(
         master_args=(
             "--bind",
             ssh_host.ns.host_ip,
+            "--insecure",
             "--heartbeat-interval",
             "0.2",
             "--lease-timeout",

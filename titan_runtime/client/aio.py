@@ -32,6 +32,7 @@ from titan_runtime.client.sync import CHANNEL_OPTIONS, _ref, _user
 from titan_runtime.client.transfer import ArtifactWriter
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
+from titan_runtime.tls import client_tls
 
 T = TypeVar("T")
 
@@ -46,12 +47,20 @@ class AsyncTitanClient:
         token: str | None = None,
         data_dir: str | None = None,
         reconnect_timeout: float | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ) -> None:
         self.address = config.address(address)
         self._reconnect = Reconnect(self.address, config.reconnect_timeout(reconnect_timeout))
         self._token = config.token(token, data_dir)
         self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
-        self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self.tls = client_tls(tls_ca, tls_cert, tls_key)
+        self._channel = (
+            grpc.aio.secure_channel(self.address, self.tls.credentials(), options=CHANNEL_OPTIONS)
+            if self.tls is not None
+            else grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        )
         self._stub = rpc.TitanStub(self._channel)
         self._uploads = ops.UploadCache()
 

@@ -31,6 +31,7 @@ from titan_runtime.client.run import Run
 from titan_runtime.client.transfer import ArtifactWriter
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
+from titan_runtime.tls import client_tls
 
 T = TypeVar("T")
 
@@ -51,6 +52,9 @@ class TitanClient:
     Every method raises on failure (`TitanConnectionError`, `JobNotFound`, `InvalidJob`,
     `Unauthenticated`, ...); none returns an error status string.
 
+    TLS: with the cluster's CA (`tls_ca`, else TITAN_TLS_CA), and a client certificate
+    (`tls_cert`, `tls_key`; TITAN_TLS_CERT, TITAN_TLS_KEY) for a master that requires one.
+
     Once it has reached the master, the client rides out a restart: reads and waits (`wait`,
     `wait_run`, `follow_logs`, `get_job`, ...) try again for up to `reconnect_timeout` seconds
     (else TITAN_RECONNECT_TIMEOUT, else 60; 0 turns it off). Calls that must not happen twice
@@ -63,12 +67,20 @@ class TitanClient:
         token: str | None = None,
         data_dir: str | None = None,
         reconnect_timeout: float | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ) -> None:
         self.address = config.address(address)
         self._reconnect = Reconnect(self.address, config.reconnect_timeout(reconnect_timeout))
         self._token = config.token(token, data_dir)
         self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
-        self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self.tls = client_tls(tls_ca, tls_cert, tls_key)
+        self._channel = (
+            grpc.secure_channel(self.address, self.tls.credentials(), options=CHANNEL_OPTIONS)
+            if self.tls is not None
+            else grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        )
         self._stub = rpc.TitanStub(self._channel)
         self._uploads = ops.UploadCache()
 

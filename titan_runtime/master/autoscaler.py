@@ -21,6 +21,7 @@ from titan_runtime.core.cluster import NotFound
 from titan_runtime.master.jointokens import JoinTokens
 from titan_runtime.master.loop import MasterLoop, cancel_and_wait
 from titan_runtime.providers.base import LaunchRequest, Provider, ProviderError
+from titan_runtime.tls import ClientTls
 
 log = logging.getLogger("titan.autoscaler")
 
@@ -54,8 +55,10 @@ class AutoscalerLoop:
         master_address: str,
         cluster_token: str,
         join_tokens: JoinTokens,
+        local_tls: ClientTls | None = None,
     ) -> None:
         self.loop = loop
+        self.local_tls = local_tls
         self.cluster = cluster
         self.pools = {p.name: p for p in cluster.pools}
         self.providers = providers
@@ -176,6 +179,7 @@ class AutoscalerLoop:
             master=self.master_address,
             token=token,
             token_expires_at=expires,
+            tls=self.local_tls,
         )
 
     async def _launch(self, action: Launch) -> None:

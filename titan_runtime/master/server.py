@@ -49,6 +49,7 @@ from titan_runtime.master.throttle import MAX_DELAY, AuthFailures
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.store import open_store
+from titan_runtime.tls import ClientTls, ServerTls, TlsError, is_loopback, local_client_tls
 from titan_runtime.version import __version__
 
 if TYPE_CHECKING:
@@ -94,6 +95,8 @@ class MasterConfig:
     min_free: str = DEFAULT_MIN_FREE  # the data dir's free-space watermark (diskspace.py)
     credential_grace: float = CREDENTIAL_GRACE  # how long a job credential outlives its run
     auth_delay_max: float = MAX_DELAY  # the longest wait before answering a failed authentication
+    tls: ServerTls | None = None  # None: plaintext, allowed only on loopback unless `insecure`
+    insecure: bool = False  # plaintext on a non-loopback address, said to be wanted
 
 
 class MasterServer:
@@ -110,6 +113,8 @@ class MasterServer:
         self.autoscaler: AutoscalerLoop | None = None
         self.stopped = asyncio.Event()
         self._lock: DataDirLock | None = None
+        #: How workers started on this host (`up`, local pools) dial it: None when it is plaintext.
+        self.local_tls: ClientTls | None = None
 
     @property
     def failure(self) -> str:
@@ -127,6 +132,16 @@ class MasterServer:
 
     async def start(self) -> None:
         cfg = self.config
+        if cfg.tls is None and not cfg.insecure and not is_loopback(cfg.bind):
+            raise ConfigError(
+                f"refusing to listen on {cfg.bind or 'every address'} without TLS: the token and everything "
+                "else would cross the network in clear. Give --tls-dir (make one with `titan-runtime certs "
+                "init --host NAME`), or --insecure on a network you trust"
+            )
+        try:
+            self.local_tls = local_client_tls(cfg.tls) if cfg.tls is not None else None
+        except TlsError as exc:
+            raise ConfigError(str(exc)) from None
         data_dir = writable_dir(cfg.data_dir.expanduser().resolve())
         self._lock = DataDirLock(data_dir)  # before anything is read or written there
         try:
@@ -189,7 +204,18 @@ class MasterServer:
         rpc.add_WorkerLinkServicer_to_server(self._link, server)
         target = join_host_port(cfg.bind, cfg.port)
         try:
-            port = server.add_insecure_port(target) if port_is_free(cfg.bind, cfg.port) else 0
+            credentials_tls = cfg.tls.credentials() if cfg.tls is not None else None
+        except TlsError as exc:
+            await loop.stop()
+            store.close()
+            raise ConfigError(f"{exc}; make the files with `titan-runtime certs init`") from None
+        try:
+            if not port_is_free(cfg.bind, cfg.port):
+                port = 0
+            elif credentials_tls is not None:
+                port = server.add_secure_port(target, credentials_tls)
+            else:
+                port = server.add_insecure_port(target)
         except RuntimeError:
             port = 0
         if not port:
@@ -212,6 +238,7 @@ class MasterServer:
             "bind": join_host_port(cfg.bind, port),
             "pid": os.getpid(),
             "version": __version__,
+            "tls": cfg.tls is not None,
         }
         if cfg.cluster is not None:
             self.autoscaler = servicer.autoscaler = self._start_autoscaler(
@@ -265,7 +292,7 @@ class MasterServer:
 
         providers = {pool.name: make_provider(pool, data_dir) for pool in cluster.pools}
         scaler = AutoscalerLoop(
-            loop, cluster, providers, self.address, cluster_token, credentials.join_tokens
+            loop, cluster, providers, self.address, cluster_token, credentials.join_tokens, self.local_tls
         )
         scaler.start()
         return scaler

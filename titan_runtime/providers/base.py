@@ -5,6 +5,8 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
+from titan_runtime.tls import ClientTls
+
 
 class ProviderError(Exception):
     """A launch or a stop failed; the message says what went wrong and what to do."""
@@ -22,6 +24,7 @@ class LaunchRequest:
     master: str  # HOST:PORT the worker dials (the provider may know better: a tunnel, a public address)
     token: str  # what the worker presents: the cluster token, or a one-time join token (webhook)
     token_expires_at: float = 0.0  # a join token not used by then is refused
+    tls: ClientTls | None = None  # how a worker on the master's host dials it (local pools)
 
     def worker_args(self, master: str | None = None) -> list[str]:
         """`titan-runtime worker` arguments (without the program) for this launch; no secret in them."""

@@ -66,6 +66,7 @@ class LocalProvider(Provider):
             "--exit-with-parent",
             str(os.getpid()),
             *self.extra_args,
+            *(request.tls.args() if request.tls is not None else ()),
         ]
         path = self.log_path(request.launch_id)
         try:

@@ -28,6 +28,7 @@ import grpc
 from titan_runtime.diskspace import DEFAULT_MIN_FREE, DiskGuard
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
+from titan_runtime.tls import ClientTls
 from titan_runtime.version import __version__
 from titan_runtime.worker import capabilities, launcher
 from titan_runtime.worker.cache import ArtifactCache
@@ -84,6 +85,7 @@ class WorkerConfig:
     worker_id: str = ""
     port_range: tuple[int, int] = (20000, 32000)  # where services' ports are leased
     advertise_host: str = ""  # how others reach this worker's services; default: the route to the master
+    tls: ClientTls | None = None  # None: plaintext
     min_free: str = DEFAULT_MIN_FREE  # the work dir's free-space watermark: job output is cut below it
     project_limits: ProjectLimits = field(default_factory=ProjectLimits)
     pool: str = ""  # set by the provider that started it for an autoscaled pool
@@ -215,7 +217,12 @@ class WorkerAgent:
         if self._runner.launcher is not None:
             self.orphans.own(self._runner.launcher.pid)
         sweeper = asyncio.create_task(self._sweep_orphans())
-        self._channel = grpc.aio.insecure_channel(self.config.master, options=CHANNEL_OPTIONS)
+        tls = self.config.tls
+        self._channel = (
+            grpc.aio.secure_channel(self.config.master, tls.credentials(), options=CHANNEL_OPTIONS)
+            if tls is not None
+            else grpc.aio.insecure_channel(self.config.master, options=CHANNEL_OPTIONS)
+        )
         self._stub = rpc.TitanStub(self._channel)
         link = rpc.WorkerLinkStub(self._channel)
         backoff = 0.1
