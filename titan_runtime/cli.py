@@ -700,6 +700,9 @@ def worker(
             f"no token: pass --token or set TITAN_TOKEN (the master keeps it in {config.data_dir(data_dir)}/token "
             "on its host)"
         )
+    worker_tls = client_tls(tls_ca, tls_cert, tls_key)
+    if worker_tls is not None:
+        worker_tls.credentials()  # the files are read now: a wrong path is said before anything starts
     worker_name = name or capabilities.hostname()
     directory = work_dir or config.data_dir(data_dir) / "workers" / worker_name
     config.writable_dir(directory, "work dir")
@@ -716,7 +719,7 @@ def worker(
         python_launcher=python_launcher,
         port_range=_parse_port_range(port_range),
         advertise_host=advertise_host or "",
-        tls=client_tls(tls_ca, tls_cert, tls_key),
+        tls=worker_tls,
         min_free=min_free,
         project_limits=project_limits,
         pool=pool,
