@@ -25,6 +25,7 @@ from titan_runtime.cli import (
     friendly_errors,
     parse_tags,
     print_table,
+    tls_options,
 )
 from titan_runtime.client.sync import TitanClient
 
@@ -186,6 +187,7 @@ def _ssh_errors(fn: F) -> F:
 @click.option(
     "--token", envvar="TITAN_TOKEN", help="Cluster token [env TITAN_TOKEN; default: DATA_DIR/token]."
 )
+@tls_options
 @_ssh_options
 @friendly_errors
 @_ssh_errors
@@ -202,6 +204,9 @@ def ssh_bootstrap(
     register_timeout: float,
     address: str | None,
     token: str | None,
+    tls_ca: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
     key: str | None,
     remote_dir: str,
     data_dir: Path | None,
@@ -212,8 +217,9 @@ def ssh_bootstrap(
     Strict host-key checking (--accept-new-host-key trusts a new host on first use); checks the
     host's Python; creates a virtualenv in --remote-dir; installs this very titan-runtime from a
     wheel uploaded by SFTP (with --wheelhouse, the dependencies too, without a package index);
-    writes the token into a mode-0600 file; starts the worker detached, its log on the host; waits
-    for it to register. Failures print the host's error verbatim and what to do.
+    writes the token into a mode-0600 file (with --tls-ca, the CA and any client certificate go along
+    into REMOTE_DIR/tls); starts the worker detached, its log on the host; waits for it to
+    register. Failures print the host's error verbatim and what to do.
     """
     import secrets as _secrets
 
@@ -238,7 +244,9 @@ def ssh_bootstrap(
             f"no token: pass --token or set TITAN_TOKEN (the master keeps it in {config.data_dir(data_dir)}/token)"
         )
     directory = config.data_dir(data_dir)
-    with TitanClient(address=master, token=resolved_token) as client:
+    with TitanClient(
+        address=master, token=resolved_token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key
+    ) as client:
         client.list_workers()  # the master answers and takes the token, before we touch the host
         launch_id = f"ssh-{_secrets.token_hex(4)}"
         started = time.monotonic()
@@ -259,6 +267,7 @@ def ssh_bootstrap(
                 master_address=master_address or "",
                 remote_dir=remote_dir,
                 launch_id=launch_id,
+                tls=client.tls,
             )
         )
         # From here Ctrl-C (or SIGTERM) stops the remote worker cleanly rather than leaving it behind.

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import PYTHON, pid_alive, wait_until
-from titan_runtime import TitanJob
+from titan_runtime import TitanJob, certs
 from titan_runtime.testing import NetworkNamespace, SshServer
+from titan_runtime.tls import ClientTls
 
 pytestmark = pytest.mark.integration
 
@@ -360,3 +361,50 @@ def test_target_syntax_errors_are_plain() -> None:
         check=False,
     )
     assert done.returncode == 1 and "is not USER@HOST[:PORT]" in done.stderr
+
+
+def test_an_ssh_pool_carries_tls_and_a_client_certificate_to_its_host(
+    make_cluster, ssh_host: SshHost, tmp_path: Path
+) -> None:
+    ca = tmp_path / "tls"
+    certs.init(ca, [ssh_host.ns.host_ip])
+    me = certs.issue(ca, "client", "test")
+    config = tmp_path / "cluster.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            autoscaler:
+              interval: 0.2
+            pools:
+              - name: remote
+                provider: ssh
+                hosts: [{ssh_host.target}]
+                key: {ssh_host.key}
+                python: {REMOTE_PYTHON}
+                accept_new_host_key: true
+                wheelhouse: {ssh_host.wheelhouse}
+                remote_dir: {ssh_host.remote_dir("tls")}
+                tags: [far]
+                max: 1
+            """
+        )
+    )
+    args = (
+        "--bind",
+        ssh_host.ns.host_ip,
+        "--tls-dir",
+        str(ca),
+        "--require-client-cert",
+        "--cluster",
+        str(config),
+    )
+    cluster = make_cluster(master_args=args)
+    cluster.tls = ClientTls(str(ca / "ca.pem"), *map(str, me))
+    job = cluster.client.submit_job(TitanJob(command=["true"], tags=["far"]))
+    record = cluster.client.wait(job, 240)
+    assert record.state == "SUCCEEDED", (record.reason, cluster.master_log()[-3000:])
+    remote = Path(ssh_host.remote_dir("tls")) / "tls"
+    modes = {p.name: p.stat().st_mode & 0o777 for p in remote.iterdir()}
+    assert modes == {"ca.pem": 0o644, "worker.pem": 0o644, "worker-key.pem": 0o600}
+    assert (remote / "ca.pem").read_bytes() == (ca / "ca.pem").read_bytes()
+    assert "ca-key" not in " ".join(modes)  # the CA's key never leaves the master's host

@@ -13,6 +13,7 @@ a port on the host's loopback to the master, alive as long as this side's SSH co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shlex
@@ -28,6 +29,7 @@ import paramiko
 
 from titan_runtime.providers.base import LaunchRequest, Provider, ProviderError
 from titan_runtime.providers.wheel import build_wheel
+from titan_runtime.tls import ClientTls
 from titan_runtime.version import __version__
 
 log = logging.getLogger("titan.providers.ssh")
@@ -263,6 +265,7 @@ class BootstrapOptions:
     provider: str = "ssh"
     launch_id: str = ""
     worker_args: tuple[str, ...] = ()
+    tls: ClientTls | None = None  # the master serves TLS: its CA (and a client certificate) go along
 
 
 @dataclass
@@ -323,12 +326,28 @@ def _upload(sftp: paramiko.SFTPClient, local: Path, remote: str) -> bool:
     return True
 
 
-def _write_secret(sftp: paramiko.SFTPClient, remote: str, secret: str) -> None:
-    """Write the token readable by its owner only: the file is 0600 before the secret goes in."""
+def _write_secret(sftp: paramiko.SFTPClient, remote: str, secret: str | bytes, mode: int = 0o600) -> None:
+    """Write a secret (the token, a key) readable by its owner only: the file has its mode before
+    the secret goes in."""
     with sftp.open(remote + ".part", "w") as fh:
-        fh.chmod(0o600)
-        fh.write(secret + "\n")
+        fh.chmod(mode)
+        fh.write(secret + "\n" if isinstance(secret, str) else secret)
     sftp.posix_rename(remote + ".part", remote)
+
+
+def _upload_tls(sftp: paramiko.SFTPClient, remote_dir: str, tls: ClientTls) -> list[str]:
+    """Copy the CA (and a client certificate and its key, 0600) into REMOTE_DIR/tls; the worker's
+    options that name them there."""
+    with contextlib.suppress(OSError):
+        sftp.mkdir(f"{remote_dir}/tls", 0o700)
+    remote = f"{remote_dir}/tls"
+    args = ["--tls-ca", f"{remote}/ca.pem"]
+    _write_secret(sftp, f"{remote}/ca.pem", Path(tls.ca).read_bytes(), 0o644)
+    if tls.cert:
+        _write_secret(sftp, f"{remote}/worker.pem", Path(tls.cert).read_bytes(), 0o644)
+        _write_secret(sftp, f"{remote}/worker-key.pem", Path(tls.key).read_bytes())
+        args += ["--tls-cert", f"{remote}/worker.pem", "--tls-key", f"{remote}/worker-key.pem"]
+    return args
 
 
 def bootstrap(options: BootstrapOptions) -> Bootstrapped:
@@ -372,6 +391,7 @@ def bootstrap(options: BootstrapOptions) -> Bootstrapped:
             timings["install"] = time.monotonic() - mark
             mark = time.monotonic()
             _write_secret(sftp, f"{remote_dir}/token", options.token)
+            tls_args = _upload_tls(sftp, remote_dir, options.tls) if options.tls is not None else []
             tunnel = None
             master = options.master_address or options.master
             if options.tunnel:
@@ -400,7 +420,7 @@ def bootstrap(options: BootstrapOptions) -> Bootstrapped:
                 args += ["--tags", ",".join(options.tags)]
             if options.slots:
                 args += ["--slots", str(options.slots)]
-            args += list(options.worker_args)
+            args += [*tls_args, *options.worker_args]
             meta = {
                 "name": name,
                 "master": master,
@@ -581,6 +601,7 @@ class SshPoolProvider(Provider):
             pool=request.pool,
             launch_id=request.launch_id,
             worker_args=tuple(self.settings.get("worker_args", ())),
+            tls=request.tls,
         )
         try:
             done = await asyncio.to_thread(bootstrap, options)
