@@ -26,8 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import median, table
-from titan_runtime import TitanJob
+from titan_runtime import TitanJob, certs
 from titan_runtime.testing import NetworkNamespace, ProcessCluster, SshServer, wait_until
+from titan_runtime.tls import ClientTls
 
 FAST = ["--heartbeat-interval", "0.2", "--lease-timeout", "3"]
 
@@ -78,7 +79,7 @@ def scale_from_zero(rounds: int) -> tuple[list[float], list[float]]:
         return titan, baseline
 
 
-def ssh_bootstrap(rounds: int) -> tuple[list[dict[str, float]], list[float]]:
+def ssh_bootstrap(rounds: int, tls: bool = False) -> tuple[list[dict[str, float]], list[float]]:
     from titan_runtime.providers.ssh import BootstrapOptions, SshTarget, bootstrap, connect, remote_stop
     from titan_runtime.providers.wheel import build_wheel, build_wheelhouse
 
@@ -91,7 +92,15 @@ def ssh_bootstrap(rounds: int) -> tuple[list[dict[str, float]], list[float]]:
         build_wheelhouse(wheelhouse, root / "data" / "wheels")  # and so the wheel cache is warm
         ns = NetworkNamespace()
         server = None
-        cluster = ProcessCluster(root / "c", master_args=["--bind", ns.host_ip, "--insecure"])
+        worker_tls = None
+        if tls:  # the master serves TLS: the CA goes to the host with the token
+            certs.init(root / "ca", [ns.host_ip])
+            worker_tls = ClientTls(str(root / "ca" / "ca.pem"))
+        cluster = ProcessCluster(
+            root / "c",
+            master_args=["--bind", ns.host_ip, *(["--tls-dir", str(root / "ca")] if tls else ["--insecure"])],
+        )
+        cluster.tls = worker_tls
         (root / "c").mkdir()
         try:
             server = SshServer(ns, root / "sshd")
@@ -113,6 +122,7 @@ def ssh_bootstrap(rounds: int) -> tuple[list[dict[str, float]], list[float]]:
                         wheelhouse=wheelhouse,
                         remote_dir=str(remote),
                         launch_id=f"bench-{n}",
+                        tls=worker_tls,
                     )
                 )
                 mark = time.monotonic()
@@ -160,6 +170,7 @@ def ssh_bootstrap(rounds: int) -> tuple[list[dict[str, float]], list[float]]:
                         f"by-hand{n}",
                         "--work-dir",
                         str(local / "work"),
+                        *(worker_tls.args() if worker_tls is not None else ()),
                     ],
                     env=env,
                     stdout=subprocess.DEVNULL,
@@ -190,11 +201,38 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-ssh", action="store_true")
+    parser.add_argument("--only-ssh", action="store_true", help="the SSH bootstrap alone")
+    parser.add_argument("--tls", action="store_true", help="bootstrap against a master serving TLS")
     args = parser.parse_args()
-    titan, baseline = scale_from_zero(args.rounds)
+    if not args.only_ssh:
+        report_scale_from_zero(args.rounds)
+    if args.skip_ssh:
+        return
+    why = SshServer.available()
+    if why:
+        print(f"\nSSH bootstrap: skipped ({why})")
+        return
+    runs, by_hand = ssh_bootstrap(max(1, min(args.rounds, 3)), args.tls)
+    rows = []
+    for phase in ("connect", "install", "registration", "total"):
+        value = median([r[phase] for r in runs])
+        if phase == "total":
+            hand = median(by_hand)
+            rows.append((f"{phase} (s)", f"{value:.1f}", f"{hand:.1f}", f"{value / hand:.2f}", "<= 20 s"))
+        else:
+            rows.append((f"{phase} (s)", f"{value:.1f}", "", "", ""))
+    table(
+        f"SSH bootstrap of a fresh host{' to a TLS master' if args.tls else ''}, warm wheel cache (median of "
+        f"{len(runs)}; baseline: same install done locally without SSH)",
+        rows,
+    )
+
+
+def report_scale_from_zero(rounds: int) -> None:
+    titan, baseline = scale_from_zero(rounds)
     t, b = median(titan), median(baseline)
     table(
-        f"Scale from zero: a job pending on an empty local pool until it runs (median of {args.rounds})",
+        f"Scale from zero: a job pending on an empty local pool until it runs (median of {rounds})",
         [
             ("pending -> running (s)", f"{t:.2f}", f"{b:.2f}", f"{t / b:.2f}", "<= 2 s"),
             (
@@ -205,26 +243,6 @@ def main() -> None:
                 "",
             ),
         ],
-    )
-    if args.skip_ssh:
-        return
-    why = SshServer.available()
-    if why:
-        print(f"\nSSH bootstrap: skipped ({why})")
-        return
-    runs, by_hand = ssh_bootstrap(max(1, min(args.rounds, 3)))
-    rows = []
-    for phase in ("connect", "install", "registration", "total"):
-        value = median([r[phase] for r in runs])
-        if phase == "total":
-            hand = median(by_hand)
-            rows.append((f"{phase} (s)", f"{value:.1f}", f"{hand:.1f}", f"{value / hand:.2f}", "<= 20 s"))
-        else:
-            rows.append((f"{phase} (s)", f"{value:.1f}", "", "", ""))
-    table(
-        f"SSH bootstrap of a fresh host, warm wheel cache (median of {len(runs)}; baseline: same install "
-        "done locally without SSH)",
-        rows,
     )
 
 

@@ -57,7 +57,9 @@ def partition_round(tmp: Path, n: int) -> tuple[float, str]:
     why = NetworkNamespace.available()
     ns = NetworkNamespace() if why is None else None
     args = ("--heartbeat-interval", "0.25", "--lease-timeout", str(LEASE))
-    c = ProcessCluster(tmp / f"part{n}", master_args=(*args, "--bind", ns.host_ip, "--insecure") if ns else args)
+    c = ProcessCluster(
+        tmp / f"part{n}", master_args=(*args, "--bind", ns.host_ip, "--insecure") if ns else args
+    )
     c.root.mkdir()
     try:
         c.start_master()
