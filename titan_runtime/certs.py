@@ -123,8 +123,9 @@ def init(directory: Path, hosts: Sequence[str] = (), days: int = 825) -> list[Pa
     return written
 
 
-def issue(directory: Path, kind: str, name: str, days: int = 365) -> tuple[Path, Path]:
-    """A client certificate (`kind` worker or client) named `name`, signed by the CA in `directory`."""
+def issue_pem(directory: Path, kind: str, name: str, days: int = 365) -> tuple[bytes, bytes]:
+    """A client certificate (`kind` worker or client) named `name`, signed by the CA in
+    `directory`: (certificate, key) as PEM, written nowhere."""
     if kind not in KINDS:
         raise CertError(f"unknown certificate kind {kind!r}: use worker or client")
     if not name or "/" in name or name.startswith("."):
@@ -140,7 +141,13 @@ def issue(directory: Path, kind: str, name: str, days: int = 365) -> tuple[Path,
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     key = _key()
     cert = _sign(_name(name, kind), key, ca.subject, ca_key, days, usage=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+
+def issue(directory: Path, kind: str, name: str, days: int = 365) -> tuple[Path, Path]:
+    """`issue_pem`, written next to the CA as KIND-NAME.pem and KIND-NAME-key.pem (0600)."""
+    cert, key = issue_pem(directory, kind, name, days)
     cert_path, key_path = directory / f"{kind}-{name}.pem", directory / f"{kind}-{name}-key.pem"
-    _write(key_path, _key_pem(key), private=True)
-    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), private=False)
+    _write(key_path, key, private=True)
+    _write(cert_path, cert, private=False)
     return cert_path, key_path

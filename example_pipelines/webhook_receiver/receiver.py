@@ -69,6 +69,7 @@ class Receiver:
             *payload["worker_args"],
             "--work-dir",
             str(self.work_root / launch),
+            *self.tls_files(launch, payload),
         ]
         log = open(self.work_root / f"{launch}.log", "ab")  # noqa: SIM115 - the worker's
         self.workers[launch] = subprocess.Popen(
@@ -76,6 +77,28 @@ class Receiver:
         )
         log.close()
         return {"instance": f"pid-{self.workers[launch].pid}"}
+
+    def tls_files(self, launch: str, payload: dict[str, Any]) -> list[str]:
+        """A master serving TLS sends its CA (and, if it requires one, a client certificate made for
+        this launch): into files the worker is pointed at, the key readable by its owner only."""
+        if "tls_ca_pem" not in payload:
+            return []
+        directory = self.work_root / f"{launch}-tls"
+        directory.mkdir(mode=0o700, exist_ok=True)
+        (directory / "ca.pem").write_text(payload["tls_ca_pem"])
+        args = ["--tls-ca", str(directory / "ca.pem")]
+        if "tls_cert_pem" in payload:
+            (directory / "worker.pem").write_text(payload["tls_cert_pem"])
+            key = os.open(directory / "worker-key.pem", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(key, "w") as fh:
+                fh.write(payload["tls_key_pem"])
+            args += [
+                "--tls-cert",
+                str(directory / "worker.pem"),
+                "--tls-key",
+                str(directory / "worker-key.pem"),
+            ]
+        return args
 
     def scale_down(self, payload: dict[str, Any]) -> dict[str, Any]:
         worker = self.workers.pop(payload["launch_id"], None)

@@ -18,9 +18,11 @@ from typing import Any
 
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from tests.helpers import PYTHON, HandWrittenWorker, hand_written_worker, wait_until, webhook_cluster_file
-from titan_runtime import TitanJob
+from titan_runtime import TitanJob, certs
 from titan_runtime.client.errors import TitanError
 from titan_runtime.client.sync import TitanClient
 from titan_runtime.proto import titan_pb2 as pb
@@ -32,6 +34,7 @@ from titan_runtime.providers.webhook import (
     sign,
     verify,
 )
+from titan_runtime.tls import ClientTls
 
 pytestmark = pytest.mark.integration
 
@@ -299,3 +302,24 @@ def test_the_example_receiver_refuses_forged_stale_and_replayed_requests_and_sta
     record = cluster.client.wait(job, 60)
     assert record.state == "SUCCEEDED", (record.reason, cluster.master_log()[-3000:])
     assert record.worker_name.startswith("cloud-")
+
+
+def test_a_webhook_launch_for_a_tls_master_carries_its_ca_and_a_certificate_of_its_own(
+    make_cluster, receiver: str, tmp_path: Path
+) -> None:
+    ca = tmp_path / "tls"
+    certs.init(ca)
+    me = certs.issue(ca, "client", "test")
+    config = webhook_cluster_file(tmp_path, receiver, SECRET)
+    cluster = make_cluster(
+        master_args=("--tls-dir", str(ca), "--require-client-cert", "--cluster", str(config))
+    )
+    cluster.tls = ClientTls(str(ca / "ca.pem"), *map(str, me))
+    job = cluster.client.submit_job(TitanJob(command=["true"], tags=["cloudy"]))
+    record = cluster.client.wait(job, 60)
+    assert record.state == "SUCCEEDED", (record.reason, cluster.master_log()[-3000:])
+    files = tmp_path / "machines" / f"{record.worker_name}-tls"
+    assert (files / "ca.pem").read_bytes() == (ca / "ca.pem").read_bytes()
+    issued = x509.load_pem_x509_certificate((files / "worker.pem").read_bytes())
+    assert issued.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == record.worker_name
+    assert (files / "worker-key.pem").stat().st_mode & 0o777 == 0o600

@@ -204,9 +204,24 @@ class WebhookProvider(Provider):
                 "worker_args": args,
                 "command": "TITAN_TOKEN=<join_token> titan-runtime " + " ".join(args),
                 "sent_at": time.time(),
+                **self._tls(request),
             }
         )
         self.instances[request.launch_id] = answer.get("instance", "")
+
+    @staticmethod
+    def _tls(request: LaunchRequest) -> dict[str, str]:
+        """The master serves TLS: its CA goes along, and when it requires client certificates, one
+        made for this launch alone (the request travels over https: see clusterconfig)."""
+        if request.tls is None:
+            return {}
+        out = {"tls_ca_pem": Path(request.tls.ca).read_text()}
+        if request.tls.cert:
+            from titan_runtime.certs import issue_pem  # cryptography: only for this
+
+            cert, key = issue_pem(Path(request.tls.ca).parent, "worker", request.launch_id)
+            out.update(tls_cert_pem=cert.decode(), tls_key_pem=key.decode())
+        return out
 
     async def retire(self, launch_id: str, reason: str, force: bool) -> None:
         await self.post(
