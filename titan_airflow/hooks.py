@@ -1,7 +1,8 @@
 """`TitanHook`: the Airflow connection of type `titan`, turned into Titan SDK clients.
 
 A `titan` connection holds the master's host and port and, in its password field, the cluster
-token. The hook is the one place that reads it, so the operator (sync client, in the worker) and
+token; for a master serving TLS, its extra holds the paths `tls_ca` (and `tls_cert`, `tls_key` for
+a master that requires client certificates). The hook is the one place that reads it, so the operator (sync client, in the worker) and
 the trigger (async client, in the triggerer) always agree on where the master is.
 """
 
@@ -27,15 +28,21 @@ class TitanSettings:
 
     address: str | None
     token: str | None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     # The operator and the trigger reconnect themselves (for RECONNECT_FOR_S, logging each lost
     # stream in the task log), so the SDK's own retries are off here rather than stacked on theirs.
 
     def client(self) -> TitanClient:
-        return TitanClient(address=self.address, token=self.token, reconnect_timeout=0)
+        return TitanClient(address=self.address, token=self.token, reconnect_timeout=0, **self._tls())
 
     def async_client(self) -> AsyncTitanClient:
-        return AsyncTitanClient(address=self.address, token=self.token, reconnect_timeout=0)
+        return AsyncTitanClient(address=self.address, token=self.token, reconnect_timeout=0, **self._tls())
+
+    def _tls(self) -> dict[str, str | None]:
+        return {"tls_ca": self.tls_ca, "tls_cert": self.tls_cert, "tls_key": self.tls_key}
 
 
 def settings_from_connection(conn: Any) -> TitanSettings:
@@ -60,7 +67,9 @@ def settings_from_connection(conn: Any) -> TitanSettings:
             )
         port = int(raw_port)
     address = join_host_port(host or "127.0.0.1", int(port or DEFAULT_PORT))
-    return TitanSettings(address=address, token=conn.password or None)
+    extra = getattr(conn, "extra_dejson", None) or {}
+    tls = {name: extra.get(name) or None for name in ("tls_ca", "tls_cert", "tls_key")}
+    return TitanSettings(address=address, token=conn.password or None, **tls)
 
 
 def missing_connection_error(conn_id: str) -> TitanConnectionConfigError:

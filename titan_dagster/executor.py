@@ -60,6 +60,24 @@ EXECUTOR_CONFIG: dict[str, Any] = {
         default_value=None,
         description="Cluster token. Default: TITAN_TOKEN, then the token file in TITAN_DATA_DIR (~/.titan).",
     ),
+    "tls_ca": Field(
+        Noneable(StringSource),
+        is_required=False,
+        default_value=None,
+        description="Path of the cluster's CA certificate: dial the master with TLS. Default: TITAN_TLS_CA.",
+    ),
+    "tls_cert": Field(
+        Noneable(StringSource),
+        is_required=False,
+        default_value=None,
+        description="Path of a client certificate, for a master that requires one. Default: TITAN_TLS_CERT.",
+    ),
+    "tls_key": Field(
+        Noneable(StringSource),
+        is_required=False,
+        default_value=None,
+        description="Path of its key. Default: TITAN_TLS_KEY.",
+    ),
     "requirement": Field(
         Noneable(StringSource),
         is_required=False,
@@ -145,6 +163,9 @@ def settings_from_config(config: dict[str, Any]) -> StepHandlerSettings:
     return StepHandlerSettings(
         address=config.get("address"),
         token=config.get("token"),
+        tls_ca=config.get("tls_ca"),
+        tls_cert=config.get("tls_cert"),
+        tls_key=config.get("tls_key"),
         placement=Placement(
             requirement=parse_requirement(config.get("requirement"), f"{where}, requirement"),
             priority=parse_priority(config.get("priority", 1), f"{where}, priority"),

@@ -25,9 +25,21 @@ class Submission:
     adopted: bool  # True when a live job of this attempt already existed and is used as is
 
 
-def connect(address: str | None, token: str | None) -> TitanClient:
-    """A client; None for address or token means Titan's usual resolution (env vars, data dir)."""
-    return TitanClient(address=address or None, token=token or None)
+def connect(
+    address: str | None,
+    token: str | None,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> TitanClient:
+    """A client; None for any of them means Titan's usual resolution (env vars, data dir)."""
+    return TitanClient(
+        address=address or None,
+        token=token or None,
+        tls_ca=tls_ca or None,
+        tls_cert=tls_cert or None,
+        tls_key=tls_key or None,
+    )
 
 
 def submit(

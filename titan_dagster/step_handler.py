@@ -39,6 +39,10 @@ ATTEMPT_OUTCOMES = {
 class StepHandlerSettings:
     address: str | None = None
     token: str | None = None
+    #: TLS: the cluster's CA, and a client certificate for a master that requires one (paths).
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
     placement: Placement = field(default_factory=Placement)
     env: Mapping[str, str] = field(default_factory=dict)
     #: How long terminate_step waits for the remote processes to be gone.
@@ -65,7 +69,10 @@ class TitanStepHandler(StepHandler):
     @property
     def client(self) -> TitanClient:
         if self._client is None:
-            self._client = remote.connect(self._settings.address, self._settings.token)
+            settings = self._settings
+            self._client = remote.connect(
+                settings.address, settings.token, settings.tls_ca, settings.tls_cert, settings.tls_key
+            )
         return self._client
 
     # ------------------------------------------------------------------ identity of an attempt

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from tests.airflow.harness import AIRFLOW, PYTHON, AirflowHome
 from tests.helpers import ProcessCluster
+from titan_runtime import certs
+from titan_runtime.tls import ClientTls
 
 pytestmark = pytest.mark.integration
 
@@ -141,3 +144,31 @@ def test_bad_operator_arguments_fail_when_the_dag_is_parsed(airflow_home: Airflo
     assert errors["priority"].startswith("TitanConfigError: task t: priority must be an integer")
     assert errors["poll"] == "TitanConfigError: task p: poll_interval must be more than 0 seconds"
     assert errors["fine"] is None
+
+
+TLS_PROBE = """
+import json
+from titan_airflow import TitanHook
+with TitanHook("titan_tls").get_conn() as client:
+    print(json.dumps([w.name for w in client.list_workers()]))
+"""
+
+
+def test_a_connection_whose_extra_names_the_ca_dials_a_tls_master(
+    airflow_home: AirflowHome, make_cluster, tmp_path: Path
+) -> None:
+    ca = tmp_path / "tls"
+    certs.init(ca)
+    cluster: ProcessCluster = make_cluster(master_args=("--tls-dir", str(ca)))
+    cluster.tls = ClientTls(str(ca / "ca.pem"))
+    cluster.add_worker("w1")
+    tls = conn(
+        host="127.0.0.1", port=cluster.port, password=cluster.token, extra={"tls_ca": str(ca / "ca.pem")}
+    )
+    env = airflow_home.env(AIRFLOW_CONN_TITAN_TLS=tls)
+    assert "TITAN_TLS_CA" not in env  # the CA comes from the connection alone
+    done = subprocess.run(
+        [PYTHON, "-c", TLS_PROBE], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == ["w1"]

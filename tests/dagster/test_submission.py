@@ -81,3 +81,30 @@ with TitanClient() as client:  # the job's own credential, from its environment
     job = TitanJob(os.environ["STEP_JOB"], command=["sleep", "999"], tags=["nowhere"])
     client.submit_dag("squat", [job], run_id=os.environ["STEP_RUN"])
 """
+
+
+def test_the_executors_tls_settings_reach_a_tls_master(make_cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from titan_dagster.executor import settings_from_config
+    from titan_runtime import certs
+    from titan_runtime.tls import ClientTls
+
+    ca = tmp_path / "tls"
+    certs.init(ca)
+    worker, client = certs.issue(ca, "worker", "w"), certs.issue(ca, "client", "dagster")
+    cluster = make_cluster(master_args=("--tls-dir", str(ca), "--require-client-cert"))
+    cluster.tls = ClientTls(str(ca / "ca.pem"), *map(str, worker))
+    cluster.add_worker("gpu", tags=("GPU",))
+    settings = settings_from_config(
+        {
+            "address": cluster.address,
+            "token": cluster.token,
+            "tls_ca": str(ca / "ca.pem"),
+            "tls_cert": str(client[0]),
+            "tls_key": str(client[1]),
+        }
+    )
+    handler = TitanStepHandler(settings)
+    assert [w.name for w in handler.client.list_workers()] == ["gpu"]
+    assert "No connected Titan worker has tags ['TPU']" in handler._nobody_can_run(
+        Placement(requirement=("TPU",))
+    )
