@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from tests.helpers import ProcessCluster
+from titan_runtime.testing import NetworkNamespace
 
 MARK = "TITAN_TEST_MARK"
 
@@ -82,3 +83,17 @@ def cluster(make_cluster) -> ProcessCluster:  # type: ignore[no-untyped-def]
     c = make_cluster()
     c.add_worker("w1", slots=2)
     return c
+
+
+@pytest.fixture
+def netns() -> Iterator[NetworkNamespace]:
+    """A network namespace joined to this one by a veth pair: another host, as far as the network
+    goes (root, iproute2)."""
+    why = NetworkNamespace.available()
+    if why:
+        pytest.skip(f"needs a network namespace: {why}")
+    ns = NetworkNamespace()
+    try:
+        yield ns
+    finally:
+        ns.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,18 +12,6 @@ from titan_runtime import TitanJob
 from titan_runtime.testing import NetworkNamespace
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def netns() -> Iterator[NetworkNamespace]:
-    why = NetworkNamespace.available()
-    if why:
-        pytest.skip(f"partition test skipped: {why}")
-    ns = NetworkNamespace()
-    try:
-        yield ns
-    finally:
-        ns.close()
 
 
 def test_partition_requeues_after_the_lease_and_heals_cleanly(

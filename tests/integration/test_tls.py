@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import stat
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -136,18 +136,6 @@ def test_a_master_that_requires_client_certificates_admits_only_those_the_ca_sig
         pytest.raises(TitanConnectionError),
     ):
         client.list_workers()
-
-
-@pytest.fixture
-def netns() -> Iterator[NetworkNamespace]:
-    why = NetworkNamespace.available()
-    if why:
-        pytest.skip(f"network namespace test skipped: {why}")
-    ns = NetworkNamespace()
-    try:
-        yield ns
-    finally:
-        ns.close()
 
 
 @pytest.mark.parametrize("client_certs", [False, True], ids=["tls", "mutual-tls"])
