@@ -1437,6 +1437,10 @@ from titan_runtime.cli_scaling import autoscaler, ssh  # noqa: E402 - it uses th
 
 cli.add_command(autoscaler)
 cli.add_command(certs)
+
+from titan_runtime.cli_audit import audit  # noqa: E402 - it uses the helpers above
+
+cli.add_command(audit)
 cli.add_command(ssh)
 
 

@@ -5,6 +5,7 @@ Each test is one attack seen to work, driven through real processes.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -253,3 +254,29 @@ def test_the_launcher_is_closed_to_its_jobs_and_an_execd_job_is_an_ordinary_proc
     for ref, expected in ((forked, "0"), (execd, "1")):
         assert cluster.client.wait(ref, 30).state == "SUCCEEDED", cluster.client.fetch_logs(ref)
         assert cluster.client.fetch_logs(ref).strip() == expected
+
+
+def test_the_audit_log_records_who_changed_what_and_how_it_ended(cluster: ProcessCluster) -> None:
+    run = cluster.client.submit_dag("audited", [TitanJob("a", command=["true"])], run_id="audited-run")
+    credential = job_credential(cluster)
+    with TitanClient(cluster.address, token=credential) as as_job:
+        with pytest.raises(PermissionDenied):
+            as_job.save_dag("nightly", [TitanJob("a", command=["true"])])
+        with pytest.raises(PermissionDenied, match="the audit log is the cluster's"):
+            as_job.audit()
+    with TitanClient(cluster.address, token="guess") as wrong, pytest.raises(Unauthenticated):
+        wrong.cancel(run.id)
+    cluster.client.store_get("read-only")  # a read: not audited
+    cluster.restart_master()  # the log is in the store
+    cluster._client = None
+    done = cluster.cli("audit", "--json", "--since", "10m")
+    assert done.returncode == 0, done.stderr
+    entries = [(e["rpc"], e["who"], e["target"], e["outcome"]) for e in json.loads(done.stdout)]
+    job_run = credential.split(".")[1]
+    assert ("SubmitRun", "the cluster token", "audited-run", "OK") in entries
+    assert ("SaveDag", f"a job of run {job_run}", "nightly", "PERMISSION_DENIED") in entries
+    assert ("Cancel", "a wrong token", "audited-run", "UNAUTHENTICATED") in entries
+    assert not [e for e in entries if e[0] in ("Kv", "ListAudit")]
+    assert credential not in done.stdout and cluster.token not in done.stdout and "guess" not in done.stdout
+    assert all(e["peer"].startswith("ipv4:127.0.0.1:") for e in json.loads(done.stdout))
+    assert cluster.client.audit(limit=1)[-1].rpc == entries[-1][0]

@@ -182,7 +182,7 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     assert store.kv_get("old") == "v" and store.kv_owned("") == 0
     store.close()
     version = sqlite3.connect(tmp_path / "titan.db").execute("SELECT value FROM meta").fetchone()[0]
-    assert version == "2"
+    assert version == "3"
 
 
 def test_a_database_left_readable_by_others_is_made_private(tmp_path: Path) -> None:
@@ -197,3 +197,12 @@ def test_a_database_left_readable_by_others_is_made_private(tmp_path: Path) -> N
         assert modes and set(modes.values()) == {0o600}, modes
     finally:
         store.close()
+
+
+def test_the_audit_log_keeps_entries_in_order_and_reads_the_latest(store: Store) -> None:
+    store.audit_append([{"at": float(t), "rpc": f"R{t}", "who": "cluster token"} for t in range(5)])
+    store.audit_append([{"at": 5.0, "rpc": "R5", "who": "job of run r"}])
+    assert [e["rpc"] for e in store.audit_read()] == ["R0", "R1", "R2", "R3", "R4", "R5"]
+    assert [e["rpc"] for e in store.audit_read(since=3.0)] == ["R3", "R4", "R5"]
+    assert [e["rpc"] for e in store.audit_read(limit=2)] == ["R4", "R5"]
+    assert store.audit_read(since=9.0) == []

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import grpc
 
 from titan_runtime import config
-from titan_runtime.client import autoscaler, ops
+from titan_runtime.client import audit, autoscaler, ops
+from titan_runtime.client.audit import AuditRecord
 from titan_runtime.client.autoscaler import AutoscalerStatusRecord, ScaleEventRecord
 from titan_runtime.client.errors import JobNotFound, TitanConnectionError, error_from_rpc
 from titan_runtime.client.job import TitanJob
@@ -339,6 +340,10 @@ class TitanClient:
     def autoscaler_status(self) -> AutoscalerStatusRecord:
         """The autoscaled pools: sizes, what they wait for, why they cannot grow."""
         return self._run(autoscaler.autoscaler_status())
+
+    def audit(self, since: float = 0.0, limit: int = 0) -> list[AuditRecord]:
+        """The audit log's latest entries at or after `since` (oldest first; the cluster token only)."""
+        return self._run(audit.audit(since, limit))
 
     def autoscaler_events(self, limit: int = 0, pool: str = "") -> list[ScaleEventRecord]:
         """The autoscaler's latest decisions, oldest first, each with its reason."""

@@ -376,6 +376,14 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         return pb.ServiceActionResponse(refs=refs)
 
+    # -------------------------------------------------------------- audit
+
+    async def ListAudit(self, request: pb.AuditQuery, context: grpc.aio.ServicerContext) -> pb.AuditList:
+        """The latest entries of the audit log (the policy admits the cluster token alone)."""
+        limit = min(request.limit or 1000, 100_000)
+        entries = await self._loop.in_store(self._loop.store.audit_read, request.since, limit)
+        return pb.AuditList(entries=[pb.AuditEntry(**e) for e in entries])
+
     # -------------------------------------------------------------- KV
 
     async def Kv(self, request: pb.KvRequest, context: grpc.aio.ServicerContext) -> pb.KvResponse:

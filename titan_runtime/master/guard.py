@@ -23,6 +23,7 @@ import grpc
 
 from titan_runtime.core.cluster import NotFound, NotYours
 from titan_runtime.core.model import InvalidSpec
+from titan_runtime.master.audit import AuditLog
 from titan_runtime.master.errors import RequestError
 from titan_runtime.master.loop import StoreFailed
 from titan_runtime.store import StoreFull
@@ -41,15 +42,18 @@ def bounded(details: str) -> str:
 
 
 class _Context:
-    """The handler's context, with messages bounded however the handler aborts."""
+    """The handler's context, with messages bounded however the handler aborts, and the code it
+    aborted with remembered (for the audit log)."""
 
     def __init__(self, context: grpc.aio.ServicerContext) -> None:
         self._context = context
+        self.aborted = ""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._context, name)
 
     async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> None:
+        self.aborted = code.name
         await self._context.abort(code, bounded(details), trailing_metadata)
 
 
@@ -75,15 +79,27 @@ def status_of(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
     )
 
 
-def _unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+def _unary(
+    behavior: Callable[..., Awaitable[Any]], method: str, audit: AuditLog | None
+) -> Callable[..., Awaitable[Any]]:
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
         context = _Context(context)
+        outcome = "OK"
         try:
             return await behavior(request, context)
-        except (asyncio.CancelledError, grpc.aio.AbortError):
+        except asyncio.CancelledError:
+            outcome = "CANCELLED"
+            raise
+        except grpc.aio.AbortError:
+            outcome = context.aborted or "ABORTED"
             raise
         except Exception as exc:
-            await context.abort(*status_of(exc, method))
+            status = status_of(exc, method)
+            outcome = status[0].name
+            await context.abort(*status)
+        finally:
+            if audit is not None and audit.wants(method, request):
+                audit.record(method, context.invocation_metadata(), context.peer(), request, outcome)
 
     return guarded
 
@@ -107,6 +123,12 @@ def _streaming(behavior: Callable[..., Any], method: str) -> Callable[..., Async
 
 
 class GuardInterceptor(grpc.aio.ServerInterceptor):
+    """Outermost: whatever happens inside a call, it leaves with a status; with `audit`, every
+    call that changes something is recorded once it is over, refused ones included."""
+
+    def __init__(self, audit: AuditLog | None = None) -> None:
+        self._audit = audit
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -121,9 +143,13 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, method), **kwargs)
+            return grpc.unary_unary_rpc_method_handler(
+                _unary(handler.unary_unary, method, self._audit), **kwargs
+            )
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(_unary(handler.stream_unary, method), **kwargs)
+            return grpc.stream_unary_rpc_method_handler(
+                _unary(handler.stream_unary, method, self._audit), **kwargs
+            )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(_streaming(handler.unary_stream, method), **kwargs)
         return grpc.stream_stream_rpc_method_handler(_streaming(handler.stream_stream, method), **kwargs)

@@ -87,7 +87,28 @@ _TITAN: dict[str, Policy] = {
     # Autoscaler.
     "GetAutoscalerStatus": Policy(job=ALLOW),
     "ListAutoscalerEvents": Policy(job=ALLOW),
+    # The audit log: who did what, the cluster's to read.
+    "ListAudit": Policy(job=DENY, why="the audit log is the cluster's; that takes the cluster token"),
 }
+
+#: The calls the audit log records: every one that changes something.
+_MUTATING = {
+    f"/titan.v1.Titan/{name}"
+    for name in (
+        "SubmitRun", "Cancel", "DrainWorker", "AddJobs", "AddIteration", "DecideGate", "SaveDag",
+        "DeleteSavedDag", "SubmitSavedDag", "AddSchedule", "DeleteSchedule", "StopService",
+        "RestartService", "Kv", "PutArtifact", "NameArtifact",
+    )
+}  # fmt: skip
+_KV_READS = ("get", "smembers")
+
+
+def is_mutating(method: str, request: object) -> bool:
+    """Whether a call changes something (a KV call by its operation)."""
+    if method not in _MUTATING:
+        return False
+    return not (method.endswith("/Kv") and getattr(request, "op", "") in _KV_READS)
+
 
 POLICY: dict[str, Policy] = {
     **{f"/titan.v1.Titan/{name}": policy for name, policy in _TITAN.items()},

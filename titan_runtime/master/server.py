@@ -30,6 +30,7 @@ from titan_runtime.core.limits import DEFAULT_LIMITS, Limits
 from titan_runtime.diskspace import DEFAULT_MIN_FREE, DiskGuard
 from titan_runtime.master.api import TitanServicer
 from titan_runtime.master.artifacts import ArtifactStore
+from titan_runtime.master.audit import AuditLog
 from titan_runtime.master.auth import (
     CREDENTIAL_GRACE,
     TOKEN_FILE,
@@ -189,7 +190,10 @@ class MasterServer:
         self._credentials = credentials
 
         server = grpc.aio.server(
-            interceptors=[GuardInterceptor(), AuthInterceptor(credentials, AuthFailures(cfg.auth_delay_max))],
+            interceptors=[
+                GuardInterceptor(AuditLog(store, credentials, loop.clock)),
+                AuthInterceptor(credentials, AuthFailures(cfg.auth_delay_max)),
+            ],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -753,6 +753,38 @@ class AutoscalerEvent(_message.Message):
     worker: str
     def __init__(self, at: _Optional[float] = ..., pool: _Optional[str] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ..., launch_id: _Optional[str] = ..., worker: _Optional[str] = ...) -> None: ...
 
+class AuditQuery(_message.Message):
+    __slots__ = ("since", "limit")
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    since: float
+    limit: int
+    def __init__(self, since: _Optional[float] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class AuditEntry(_message.Message):
+    __slots__ = ("at", "who", "kind", "peer", "rpc", "target", "outcome")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    WHO_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    RPC_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    at: float
+    who: str
+    kind: str
+    peer: str
+    rpc: str
+    target: str
+    outcome: str
+    def __init__(self, at: _Optional[float] = ..., who: _Optional[str] = ..., kind: _Optional[str] = ..., peer: _Optional[str] = ..., rpc: _Optional[str] = ..., target: _Optional[str] = ..., outcome: _Optional[str] = ...) -> None: ...
+
+class AuditList(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ...) -> None: ...
+
 class AutoscalerEventsRequest(_message.Message):
     __slots__ = ("limit", "pool")
     LIMIT_FIELD_NUMBER: _ClassVar[int]

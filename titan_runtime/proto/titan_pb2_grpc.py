@@ -204,6 +204,11 @@ class TitanStub(object):
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.AutoscalerEventsRequest.SerializeToString,
                 response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.AutoscalerEventList.FromString,
                 _registered_method=True)
+        self.ListAudit = channel.unary_unary(
+                '/titan.v1.Titan/ListAudit',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.AuditQuery.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.AuditList.FromString,
+                _registered_method=True)
 
 
 class TitanServicer(object):
@@ -413,6 +418,12 @@ class TitanServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TitanServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -585,6 +596,11 @@ def add_TitanServicer_to_server(servicer, server):
                     servicer.ListAutoscalerEvents,
                     request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.AutoscalerEventsRequest.FromString,
                     response_serializer=titan__runtime_dot_proto_dot_titan__pb2.AutoscalerEventList.SerializeToString,
+            ),
+            'ListAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAudit,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.AuditQuery.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.AuditList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1505,6 +1521,33 @@ class Titan(object):
             '/titan.v1.Titan/ListAutoscalerEvents',
             titan__runtime_dot_proto_dot_titan__pb2.AutoscalerEventsRequest.SerializeToString,
             titan__runtime_dot_proto_dot_titan__pb2.AutoscalerEventList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/ListAudit',
+            titan__runtime_dot_proto_dot_titan__pb2.AuditQuery.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.AuditList.FromString,
             options,
             channel_credentials,
             insecure,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ import orjson
 
 from titan_runtime.core.effects import Changes
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Largest KV value or set member, in bytes of UTF-8.
 MAX_KV_VALUE_BYTES = 1024 * 1024
@@ -130,6 +131,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def kv_smembers(self, key: str) -> list[str]:
         """The members, sorted."""
+
+    @abc.abstractmethod
+    def audit_append(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Append audit entries (each with its time `at`), in one write. Durable with the next
+        `sync`: the master's next commit, not at once."""
+
+    @abc.abstractmethod
+    def audit_read(self, since: float = 0.0, limit: int = 1000) -> list[dict[str, Any]]:
+        """The latest `limit` entries at or after `since`, oldest first."""
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release files and connections."""

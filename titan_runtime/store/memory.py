@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from titan_runtime.core.effects import Changes
@@ -13,6 +14,10 @@ def _copy(row: dict[str, Any]) -> dict[str, Any]:
     return load_row(dump_row(row))
 
 
+#: Audit entries a store in memory keeps (the oldest go first).
+MEMORY_AUDIT_ENTRIES = 100_000
+
+
 class MemoryStore(Store):
     def __init__(self) -> None:
         self._runs: dict[str, dict[str, Any]] = {}
@@ -22,6 +27,7 @@ class MemoryStore(Store):
         self._kv: dict[str, str] = {}
         self._sets: dict[str, set[str]] = {}
         self._owners: dict[str, str] = {}  # key -> the run that created it
+        self._audit: list[dict[str, Any]] = []
 
     def load(self) -> Snapshot:
         return Snapshot(
@@ -98,6 +104,14 @@ class MemoryStore(Store):
             if key not in self._kv:
                 self._owners.pop(key, None)
         return True
+
+    def audit_append(self, entries: Sequence[dict[str, Any]]) -> None:
+        self._audit.extend(_copy(e) for e in entries)
+        del self._audit[:-MEMORY_AUDIT_ENTRIES]  # a store in memory keeps the latest only
+
+    def audit_read(self, since: float = 0.0, limit: int = 1000) -> list[dict[str, Any]]:
+        found = [_copy(e) for e in self._audit if e["at"] >= since]
+        return found[-limit:] if limit > 0 else []
 
     def kv_smembers(self, key: str) -> list[str]:
         return sorted(self._sets.get(key, ()))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,12 @@ CREATE TABLE IF NOT EXISTS kv(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv_sets(key TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY(key, member));
 CREATE TABLE IF NOT EXISTS kv_owners(key TEXT PRIMARY KEY, owner TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS kv_owners_by_owner ON kv_owners(owner);
+CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit(at);
 """
 #: What each schema version adds to the one before, applied in order to an older store. Version 2
 #: records which run created each KV key (kv_owners, created by _SCHEMA): keys from before have none.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {2: ()}
+_MIGRATIONS: dict[int, tuple[str, ...]] = {2: (), 3: ()}  # 3: the audit log (created by _SCHEMA)
 
 
 def _private(path: Path) -> None:
@@ -264,6 +266,18 @@ class SqliteStore(Store):
                 db.execute("DELETE FROM kv_owners WHERE key=?", (key,))
         self.sync()
         return removed == 1
+
+    def audit_append(self, entries: Sequence[dict[str, Any]]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO audit(at, data) VALUES(?, ?)", [(e["at"], dump_row(e)) for e in entries]
+            )
+
+    def audit_read(self, since: float = 0.0, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT data FROM audit WHERE at >= ? ORDER BY seq DESC LIMIT ?", (since, limit)
+        ).fetchall()
+        return [load_row(data) for (data,) in reversed(rows)]
 
     def kv_smembers(self, key: str) -> list[str]:
         return sorted(m for (m,) in self._db.execute("SELECT member FROM kv_sets WHERE key=?", (key,)))
