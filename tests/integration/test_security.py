@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.helpers import ProcessCluster, hand_written_worker, wait_until
-from titan_runtime import InvalidJob, PermissionDenied, TitanClient, TitanJob, Unauthenticated
+from titan_runtime import InvalidJob, PermissionDenied, TitanClient, TitanJob, Unauthenticated, config
 from titan_runtime.master.auth import Credentials
 from titan_runtime.proto import titan_pb2 as pb
 
@@ -280,3 +286,87 @@ def test_the_audit_log_records_who_changed_what_and_how_it_ended(cluster: Proces
     assert credential not in done.stdout and cluster.token not in done.stdout and "guess" not in done.stdout
     assert all(e["peer"].startswith("ipv4:127.0.0.1:") for e in json.loads(done.stdout))
     assert cluster.client.audit(limit=1)[-1].rpc == entries[-1][0]
+
+
+PROBE = """
+import json, os
+def parent(pid):
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[1])
+def probe(pid):
+    out = {}
+    for what in ("environ", "mem"):
+        try:
+            with open(f"/proc/{pid}/{what}", "rb") as fh:
+                fh.read(1)
+            out[what] = "read"
+        except OSError as exc:
+            out[what] = type(exc).__name__
+    return out
+seen, pid = {}, parent(os.getpid())
+while pid > 1:
+    seen[pid] = probe(pid)
+    pid = parent(pid)
+print(json.dumps({"uid": os.getuid(), "ancestors": seen}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting a worker as another user needs root")
+def test_a_job_of_a_non_root_worker_cannot_read_its_workers_or_launchers_environment_or_memory(
+    make_cluster: Callable[..., ProcessCluster],
+) -> None:
+    """The worker runs as `nobody`, and so do its jobs: same user, so only the non-dumpable flag
+    keeps them out of the worker's and the launcher's /proc files. (The system's interpreter, with
+    this checkout and its packages on the path: the virtualenv's may live where `nobody` cannot go.)"""
+    python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    if not os.path.exists(python):
+        pytest.skip(f"needs {python}, which `nobody` can run")
+    cluster = make_cluster()  # its only worker is the one below
+    nobody = pwd.getpwnam("nobody")
+    home = Path(tempfile.mkdtemp(prefix="titan-nobody-"))  # not under pytest's root-only tmp dir
+    try:
+        os.chown(home, nobody.pw_uid, nobody.pw_gid)
+        script = home / "probe.py"
+        script.write_text(PROBE)
+        path = os.pathsep.join(
+            [str(Path(__file__).resolve().parents[2]), *sysconfig.get_paths()["purelib"].split(os.pathsep)]
+        )
+        argv = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+        argv += [
+            "env",
+            f"PYTHONPATH={path}",
+            python,
+            "-m",
+            "titan_runtime",
+            "worker",
+            "--master",
+            cluster.address,
+        ]
+        argv += ["--name", "nobody", "--work-dir", str(home / "work")]
+        with open(cluster.root / "worker-nobody.log", "ab") as log:
+            worker = cluster.workers["nobody"] = config.start_worker(
+                argv, cluster.token, stdout=log, stderr=log
+            )
+        cluster.wait_for_worker("nobody")
+        for how, job in {
+            "exec'd by the worker": TitanJob(command=[python, "-c", PROBE], env={"PYTHONPATH": path}),
+            "forked by its launcher": TitanJob(filename=str(script)),
+        }.items():
+            ref = cluster.client.submit_job(job)
+            assert cluster.client.wait(ref, 60).state == "SUCCEEDED", cluster.client.fetch_logs(ref)
+            seen = json.loads(cluster.client.fetch_logs(ref))
+            assert seen["uid"] == nobody.pw_uid, how
+            ours = {
+                int(p): what
+                for p, what in seen["ancestors"].items()
+                if psutil.Process(int(p)).uids().real == nobody.pw_uid
+            }
+            assert worker.pid in ours or any(psutil.Process(p).ppid() == worker.pid for p in ours), (
+                how,
+                seen,
+            )
+            for pid, what in ours.items():
+                assert what == {"environ": "PermissionError", "mem": "PermissionError"}, (how, pid, seen)
+    finally:
+        cluster.stop()
+        shutil.rmtree(home, ignore_errors=True)
