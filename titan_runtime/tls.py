@@ -12,6 +12,7 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -52,6 +53,18 @@ class ClientTls:
         return out
 
 
+def channel(address: str, tls: ClientTls | None, options: Any, aio: bool = False) -> Any:
+    """A gRPC channel (asyncio's with `aio`) to the master: TLS when given `tls`, plaintext otherwise."""
+    module = grpc.aio if aio else grpc
+    if tls is None:
+        return module.insecure_channel(address, options=options)
+    return module.secure_channel(address, tls.credentials(), options=options)
+
+
+def _absolute(path: str) -> str:
+    return str(Path(path).expanduser().resolve()) if path else ""
+
+
 def client_tls(ca: str | None = None, cert: str | None = None, key: str | None = None) -> ClientTls | None:
     """From the arguments, else TITAN_TLS_CA/CERT/KEY; None (plaintext) without a CA."""
     ca = ca or os.environ.get("TITAN_TLS_CA") or ""
@@ -65,8 +78,7 @@ def client_tls(ca: str | None = None, cert: str | None = None, key: str | None =
         if cert:
             raise TlsError("a client certificate without --tls-ca: give the cluster's CA too (TITAN_TLS_CA)")
         return None
-    return ClientTls(str(Path(ca).expanduser().resolve()), cert and str(Path(cert).expanduser().resolve()),
-                     key and str(Path(key).expanduser().resolve()))  # fmt: skip
+    return ClientTls(_absolute(ca), _absolute(cert), _absolute(key))
 
 
 @dataclass(frozen=True)

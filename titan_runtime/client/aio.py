@@ -33,7 +33,7 @@ from titan_runtime.client.sync import CHANNEL_OPTIONS, _ref, _user
 from titan_runtime.client.transfer import ArtifactWriter
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
-from titan_runtime.tls import client_tls
+from titan_runtime.tls import channel, client_tls
 
 T = TypeVar("T")
 
@@ -57,11 +57,7 @@ class AsyncTitanClient:
         self._token = config.token(token, data_dir)
         self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
         self.tls = client_tls(tls_ca, tls_cert, tls_key)
-        self._channel = (
-            grpc.aio.secure_channel(self.address, self.tls.credentials(), options=CHANNEL_OPTIONS)
-            if self.tls is not None
-            else grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
-        )
+        self._channel = channel(self.address, self.tls, CHANNEL_OPTIONS, aio=True)
         self._stub = rpc.TitanStub(self._channel)
         self._uploads = ops.UploadCache()
 

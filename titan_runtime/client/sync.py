@@ -32,7 +32,7 @@ from titan_runtime.client.run import Run
 from titan_runtime.client.transfer import ArtifactWriter
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
-from titan_runtime.tls import client_tls
+from titan_runtime.tls import channel, client_tls
 
 T = TypeVar("T")
 
@@ -77,11 +77,7 @@ class TitanClient:
         self._token = config.token(token, data_dir)
         self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
         self.tls = client_tls(tls_ca, tls_cert, tls_key)
-        self._channel = (
-            grpc.secure_channel(self.address, self.tls.credentials(), options=CHANNEL_OPTIONS)
-            if self.tls is not None
-            else grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
-        )
+        self._channel = channel(self.address, self.tls, CHANNEL_OPTIONS)
         self._stub = rpc.TitanStub(self._channel)
         self._uploads = ops.UploadCache()
 

@@ -28,7 +28,7 @@ import grpc
 from titan_runtime.diskspace import DEFAULT_MIN_FREE, DiskGuard
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
-from titan_runtime.tls import ClientTls
+from titan_runtime.tls import ClientTls, channel
 from titan_runtime.version import __version__
 from titan_runtime.worker import capabilities, launcher
 from titan_runtime.worker.cache import ArtifactCache
@@ -217,12 +217,7 @@ class WorkerAgent:
         if self._runner.launcher is not None:
             self.orphans.own(self._runner.launcher.pid)
         sweeper = asyncio.create_task(self._sweep_orphans())
-        tls = self.config.tls
-        self._channel = (
-            grpc.aio.secure_channel(self.config.master, tls.credentials(), options=CHANNEL_OPTIONS)
-            if tls is not None
-            else grpc.aio.insecure_channel(self.config.master, options=CHANNEL_OPTIONS)
-        )
+        self._channel = channel(self.config.master, self.config.tls, CHANNEL_OPTIONS, aio=True)
         self._stub = rpc.TitanStub(self._channel)
         link = rpc.WorkerLinkStub(self._channel)
         backoff = 0.1
