@@ -116,6 +116,7 @@ class MasterServer:
         self._lock: DataDirLock | None = None
         #: How workers started on this host (`up`, local pools) dial it: None when it is plaintext.
         self.local_tls: ClientTls | None = None
+        self._tls_credentials: grpc.ServerCredentials | None = None
 
     @property
     def failure(self) -> str:
@@ -139,10 +140,11 @@ class MasterServer:
                 "else would cross the network in clear. Give --tls-dir (make one with `titan-runtime certs "
                 "init --host NAME`), or --insecure on a network you trust"
             )
-        try:
+        try:  # the files are read before anything is opened: a wrong path is said at once
+            self._tls_credentials = cfg.tls.credentials() if cfg.tls is not None else None
             self.local_tls = local_client_tls(cfg.tls) if cfg.tls is not None else None
         except TlsError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(f"{exc}; make the files with `titan-runtime certs init`") from None
         data_dir = writable_dir(cfg.data_dir.expanduser().resolve())
         self._lock = DataDirLock(data_dir)  # before anything is read or written there
         try:
@@ -208,16 +210,10 @@ class MasterServer:
         rpc.add_WorkerLinkServicer_to_server(self._link, server)
         target = join_host_port(cfg.bind, cfg.port)
         try:
-            credentials_tls = cfg.tls.credentials() if cfg.tls is not None else None
-        except TlsError as exc:
-            await loop.stop()
-            store.close()
-            raise ConfigError(f"{exc}; make the files with `titan-runtime certs init`") from None
-        try:
             if not port_is_free(cfg.bind, cfg.port):
                 port = 0
-            elif credentials_tls is not None:
-                port = server.add_secure_port(target, credentials_tls)
+            elif self._tls_credentials is not None:
+                port = server.add_secure_port(target, self._tls_credentials)
             else:
                 port = server.add_insecure_port(target)
         except RuntimeError:
