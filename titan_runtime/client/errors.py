@@ -50,26 +50,28 @@ class ResourceExhausted(TitanError):
     message names the limit and how to raise it."""
 
 
-def _tls_trouble(details: str, address: str) -> str:
-    """What a failed connection says of TLS on one side and not the other, or of a certificate."""
+def _tls_trouble(details: str, address: str) -> tuple[str, bool]:
+    """What a failed connection says of TLS on one side and not the other, or of a certificate:
+    (the message, or "" when it says nothing of it; whether to try again, as for a master that went
+    down, which a closed socket may also be)."""
     lowered = details.lower()
     if "wrong_version_number" in lowered:
         return (
             f"the Titan master at {address} does not serve TLS: dial it without --tls-ca (unset "
             "TITAN_TLS_CA), or start it with --tls-dir"
-        )
+        ), False
     if "handshake" in lowered or "certificate" in lowered or "ssl" in lowered:
         return (
             f"cannot set up TLS with the Titan master at {address}: its certificate is not signed by this "
             "CA or not made for this address (`titan-runtime certs init --host NAME`), or it requires a "
             "client certificate (--tls-cert, --tls-key). " + details.rsplit(": ", 1)[0][-300:]
-        )
+        ), False
     if "socket closed" in lowered:
         return (
             f"the Titan master at {address} closed the connection: if it serves TLS, give its CA with "
             "--tls-ca (TITAN_TLS_CA), and a client certificate if it requires one (--tls-cert, --tls-key)"
-        )
-    return ""
+        ), True
+    return "", False
 
 
 def error_from_rpc(exc: grpc.RpcError, address: str) -> TitanError:
@@ -77,10 +79,9 @@ def error_from_rpc(exc: grpc.RpcError, address: str) -> TitanError:
 
     code = exc.code() if hasattr(exc, "code") else None
     details = (exc.details() if hasattr(exc, "details") else "") or str(exc)
-    tls = _tls_trouble(details, address)
+    tls, retry = _tls_trouble(details, address)
     if tls and code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        # A closed socket may also be a master going down: that is tried again (the reconnect policy).
-        return TitanConnectionError(tls, unavailable="closed the connection" in tls)
+        return TitanConnectionError(tls, unavailable=retry)
     if (
         code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
         and "connect" in details.lower()

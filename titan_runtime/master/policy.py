@@ -33,7 +33,8 @@ class Kind(str, Enum):
 class Policy:
     job: Access
     join: Access = Access.DENY
-    why: str = ""  # why a job's credential is refused, said to it
+    why: str = ""  # why a job's credential is refused, said after "a job credential cannot call X:"
+    mutates: bool = False  # it changes something: the audit log records it
 
     def access(self, kind: Kind) -> Access:
         if kind is Kind.CLUSTER:
@@ -47,42 +48,44 @@ _WORKERS = "workers are the cluster's; that takes the cluster token"
 
 _TITAN: dict[str, Policy] = {
     # Runs and jobs. Submitting is open to jobs (agents, Dagster Pipes steps submit runs).
-    "SubmitRun": Policy(job=ALLOW),
+    "SubmitRun": Policy(job=ALLOW, mutates=True),
     "GetJob": Policy(job=ALLOW),
     "GetRun": Policy(job=ALLOW),
     "ListRuns": Policy(job=ALLOW),
     "WaitJob": Policy(job=ALLOW),
     "WaitRun": Policy(job=ALLOW),
-    "Cancel": Policy(job=OWN_RUN),
+    "Cancel": Policy(job=OWN_RUN, mutates=True),
     "ReadLogs": Policy(job=ALLOW),
     "GetResult": Policy(job=ALLOW),
     # Workers.
     "ListWorkers": Policy(job=ALLOW),
-    "DrainWorker": Policy(job=DENY, why=_WORKERS),
+    "DrainWorker": Policy(job=DENY, why=_WORKERS, mutates=True),
     # Dynamic DAGs and approvals.
-    "AddJobs": Policy(job=OWN_RUN),
-    "AddIteration": Policy(job=OWN_RUN),
-    "DecideGate": Policy(job=OWN_RUN),
+    "AddJobs": Policy(job=OWN_RUN, mutates=True),
+    "AddIteration": Policy(job=OWN_RUN, mutates=True),
+    "DecideGate": Policy(job=OWN_RUN, mutates=True),
     "ListApprovals": Policy(job=ALLOW),
     "ListAgentRuns": Policy(job=ALLOW),
     # Saved DAGs and schedules outlive every run: a job could replace what a schedule submits.
-    "SaveDag": Policy(job=DENY, why=_NO_RUN),
+    "SaveDag": Policy(job=DENY, why=_NO_RUN, mutates=True),
     "ListSavedDags": Policy(job=ALLOW),
-    "DeleteSavedDag": Policy(job=DENY, why=_NO_RUN),
-    "SubmitSavedDag": Policy(job=ALLOW),
-    "AddSchedule": Policy(job=DENY, why=_NO_RUN),
+    "DeleteSavedDag": Policy(job=DENY, why=_NO_RUN, mutates=True),
+    "SubmitSavedDag": Policy(job=ALLOW, mutates=True),
+    "AddSchedule": Policy(job=DENY, why=_NO_RUN, mutates=True),
     "ListSchedules": Policy(job=ALLOW),
-    "DeleteSchedule": Policy(job=DENY, why=_NO_RUN),
+    "DeleteSchedule": Policy(job=DENY, why=_NO_RUN, mutates=True),
     # Services.
     "ListServices": Policy(job=ALLOW),
-    "StopService": Policy(job=OWN_RUN),
-    "RestartService": Policy(job=OWN_RUN),
+    "StopService": Policy(job=OWN_RUN, mutates=True),
+    "RestartService": Policy(job=OWN_RUN, mutates=True),
     # KV store and artifacts: a job's writes are recorded as its run's (limits, namespaces).
-    "Kv": Policy(job=ALLOW),
-    "PutArtifact": Policy(job=ALLOW),
+    "Kv": Policy(job=ALLOW, mutates=True),
+    "PutArtifact": Policy(job=ALLOW, mutates=True),
     "GetArtifact": Policy(job=ALLOW, join=ALLOW),  # a worker fetches its jobs' scripts and projects
     "HasArtifact": Policy(job=ALLOW),
-    "NameArtifact": Policy(job=ALLOW),  # a job's names go to its own run's namespace, whatever it asks
+    "NameArtifact": Policy(
+        job=ALLOW, mutates=True
+    ),  # a job's names go to its own run's namespace, whatever it asks
     "ResolveArtifact": Policy(job=ALLOW),
     # Autoscaler.
     "GetAutoscalerStatus": Policy(job=ALLOW),
@@ -91,34 +94,21 @@ _TITAN: dict[str, Policy] = {
     "ListAudit": Policy(job=DENY, why="the audit log is the cluster's; that takes the cluster token"),
 }
 
-#: The calls the audit log records: every one that changes something.
-_MUTATING = {
-    f"/titan.v1.Titan/{name}"
-    for name in (
-        "SubmitRun", "Cancel", "DrainWorker", "AddJobs", "AddIteration", "DecideGate", "SaveDag",
-        "DeleteSavedDag", "SubmitSavedDag", "AddSchedule", "DeleteSchedule", "StopService",
-        "RestartService", "Kv", "PutArtifact", "NameArtifact",
-    )
-}  # fmt: skip
+POLICY: dict[str, Policy] = {
+    **{f"/titan.v1.Titan/{name}": policy for name, policy in _TITAN.items()},
+    "/titan.v1.WorkerLink/Connect": Policy(job=DENY, join=ALLOW, why="it is the worker link"),
+}
+
+#: What a caller gets for a method that is not in the table.
+UNDECLARED = Policy(job=DENY, why="this method has no declared policy")
 _KV_READS = ("get", "smembers")
 
 
 def is_mutating(method: str, request: object) -> bool:
     """Whether a call changes something (a KV call by its operation)."""
-    if method not in _MUTATING:
+    if not POLICY.get(method, UNDECLARED).mutates:
         return False
     return not (method.endswith("/Kv") and getattr(request, "op", "") in _KV_READS)
-
-
-POLICY: dict[str, Policy] = {
-    **{f"/titan.v1.Titan/{name}": policy for name, policy in _TITAN.items()},
-    "/titan.v1.WorkerLink/Connect": Policy(
-        job=DENY, join=ALLOW, why="a job credential cannot act as a worker"
-    ),
-}
-
-#: What a caller gets for a method that is not in the table.
-UNDECLARED = Policy(job=DENY, why="this method has no declared policy")
 
 
 def refusal(method: str, kind: Kind) -> str:
@@ -128,7 +118,4 @@ def refusal(method: str, kind: Kind) -> str:
         return ""
     if kind is Kind.JOIN:
         return "a join token only admits a worker to its link"
-    name = method.rsplit("/", 1)[-1]
-    return (
-        policy.why if policy.why.startswith("a job") else f"a job credential cannot call {name}: {policy.why}"
-    )
+    return f"a job credential cannot call {method.rsplit('/', 1)[-1]}: {policy.why}"
