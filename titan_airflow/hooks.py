@@ -2,8 +2,9 @@
 
 A `titan` connection holds the master's host and port and, in its password field, the cluster
 token; for a master serving TLS, its extra holds the paths `tls_ca` (and `tls_cert`, `tls_key` for
-a master that requires client certificates). The hook is the one place that reads it, so the operator (sync client, in the worker) and
-the trigger (async client, in the triggerer) always agree on where the master is.
+a master that requires client certificates). The hook is the one place that reads it, so the
+operator (sync client, in the worker) and the trigger (async client, in the triggerer) always
+agree on where the master is.
 """
 
 from __future__ import annotations

@@ -17,11 +17,8 @@ def _since(value: str | None) -> float:
     """--since: a duration back from now ("90s", "10m", "2h", "1d") or seconds since the epoch."""
     if not value:
         return 0.0
-    text = value.strip()
     try:
-        if text.endswith("d"):
-            return time.time() - float(text[:-1]) * 86400
-        seconds = parse_duration(text)
+        seconds = parse_duration(value)
     except ValueError:
         raise click.BadParameter(
             f"{value!r}: give a duration (90s, 10m, 2h, 1d) or seconds since the epoch", param_hint="--since"

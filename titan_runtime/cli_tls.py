@@ -6,7 +6,6 @@ module needs nothing of cli.py's.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -71,11 +70,6 @@ def server_tls(
     return None
 
 
-def _fail(message: str) -> None:
-    click.echo(f"titan-runtime: error: {message}", err=True)
-    sys.exit(1)
-
-
 @click.group()
 def certs() -> None:
     """A certificate authority for TLS between the cluster's hosts (docs/security.md)."""
@@ -115,7 +109,7 @@ def certs_init(directory: Path | None, hosts: tuple[str, ...], days: int) -> Non
     try:
         written = init(directory, hosts, days)
     except CertError as exc:
-        _fail(str(exc))
+        raise click.ClickException(str(exc)) from None  # said as `titan-runtime: error: ...`, exit 1
     for path in written:
         click.echo(path)
     click.echo(
@@ -141,6 +135,6 @@ def certs_issue(kind: str, name: str, directory: Path | None, days: int) -> None
     try:
         cert, key = issue(directory or config.data_dir() / "tls", kind, name, days)
     except CertError as exc:
-        _fail(str(exc))
+        raise click.ClickException(str(exc)) from None
     click.echo(cert)
     click.echo(key)

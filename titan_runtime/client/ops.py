@@ -166,8 +166,8 @@ def _policy_pb(
 
 
 def parse_duration(text: str) -> float:
-    """Seconds from "90", "90s", "10m" or "2h"."""
-    units = {"s": 1, "m": 60, "h": 3600}
+    """Seconds from "90", "90s", "10m", "2h" or "1d"."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     text = text.strip()
     if text and text[-1] in units:
         return float(text[:-1]) * units[text[-1]]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from titan_runtime.master.auth import Credentials, bearer
-from titan_runtime.master.policy import Kind, is_mutating
+from titan_runtime.master.policy import is_mutating
 from titan_runtime.store import Store, StoreError
 
 log = logging.getLogger("titan.master.audit")
@@ -51,11 +51,7 @@ class AuditLog:
         caller = self._credentials.identify(token)
         if caller is None:
             return "a wrong token", "wrong"
-        if caller.kind is Kind.CLUSTER:
-            return "the cluster token", "cluster"
-        if caller.kind is Kind.JOIN:
-            return f"the join token of launch {caller.join}", "join"
-        return f"a job of run {caller.run_id}" + (" (expired)" if caller.expired else ""), "job"
+        return caller.describe(), caller.kind.value
 
     def record(self, method: str, metadata: Any, peer: str, request: Any, outcome: str) -> None:
         who, kind = self.who(metadata)

@@ -66,6 +66,14 @@ class Caller:
             return Kind.JOIN
         return Kind.CLUSTER if self.run_id is None else Kind.JOB
 
+    def describe(self) -> str:
+        """Who is calling, as the audit log says it: never the token itself."""
+        if self.kind is Kind.CLUSTER:
+            return "the cluster token"
+        if self.kind is Kind.JOIN:
+            return f"the join token of launch {self.join}"
+        return f"a job of run {self.run_id}" + (" (expired)" if self.expired else "")
+
 
 #: How long a job credential outlives its run: a call a job sent just before it ended may still be
 #: on its way.

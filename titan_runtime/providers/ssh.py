@@ -326,12 +326,12 @@ def _upload(sftp: paramiko.SFTPClient, local: Path, remote: str) -> bool:
     return True
 
 
-def _write_secret(sftp: paramiko.SFTPClient, remote: str, secret: str | bytes, mode: int = 0o600) -> None:
-    """Write a secret (the token, a key) readable by its owner only: the file has its mode before
-    the secret goes in."""
+def _write_file(sftp: paramiko.SFTPClient, remote: str, data: str | bytes, mode: int = 0o600) -> None:
+    """Write a file whole (renamed into place), with its mode set before anything goes in: 0600
+    by default, for the token and keys."""
     with sftp.open(remote + ".part", "w") as fh:
         fh.chmod(mode)
-        fh.write(secret + "\n" if isinstance(secret, str) else secret)
+        fh.write(data + "\n" if isinstance(data, str) else data)
     sftp.posix_rename(remote + ".part", remote)
 
 
@@ -342,10 +342,10 @@ def _upload_tls(sftp: paramiko.SFTPClient, remote_dir: str, tls: ClientTls) -> l
         sftp.mkdir(f"{remote_dir}/tls", 0o700)
     remote = f"{remote_dir}/tls"
     args = ["--tls-ca", f"{remote}/ca.pem"]
-    _write_secret(sftp, f"{remote}/ca.pem", Path(tls.ca).read_bytes(), 0o644)
+    _write_file(sftp, f"{remote}/ca.pem", Path(tls.ca).read_bytes(), 0o644)
     if tls.cert:
-        _write_secret(sftp, f"{remote}/worker.pem", Path(tls.cert).read_bytes(), 0o644)
-        _write_secret(sftp, f"{remote}/worker-key.pem", Path(tls.key).read_bytes())
+        _write_file(sftp, f"{remote}/worker.pem", Path(tls.cert).read_bytes(), 0o644)
+        _write_file(sftp, f"{remote}/worker-key.pem", Path(tls.key).read_bytes())
         args += ["--tls-cert", f"{remote}/worker.pem", "--tls-key", f"{remote}/worker-key.pem"]
     return args
 
@@ -390,7 +390,7 @@ def bootstrap(options: BootstrapOptions) -> Bootstrapped:
                 raise SshError(_install_failure(target, code, out, err, options.wheelhouse is not None))
             timings["install"] = time.monotonic() - mark
             mark = time.monotonic()
-            _write_secret(sftp, f"{remote_dir}/token", options.token)
+            _write_file(sftp, f"{remote_dir}/token", options.token)
             tls_args = _upload_tls(sftp, remote_dir, options.tls) if options.tls is not None else []
             tunnel = None
             master = options.master_address or options.master

@@ -2,9 +2,9 @@
 a script) to start and stop workers, by signed JSON POSTs.
 
 Every request is signed with HMAC-SHA256 under the pool's secret, over its timestamp, its delivery
-id and its body (`X-Titan-Signature: sha256=<hex>`), so that a receiver can refuse a request replayed
-later (outside its window) or again (a delivery id it has done). A scale-up carries a one-time join token: the master accepts
-it from one new worker only (the first to register with it), so the external system never sees
+id and its body (`X-Titan-Signature: sha256=<hex>`), so that a receiver can refuse a request
+replayed later (outside its window) or again (a delivery id it has done). A scale-up carries a
+one-time join token: the master accepts it from one new worker only (the first to register with it), so the external system never sees
 the cluster token. Requests are retried with exponential backoff on network errors, 408, 429 and
 5xx answers; other 4xx answers fail the launch at once with the answer's text. The contract the
 external system must honour is in docs/scaling.md.
@@ -215,12 +215,17 @@ class WebhookProvider(Provider):
         made for this launch alone (the request travels over https: see clusterconfig)."""
         if request.tls is None:
             return {}
-        out = {"tls_ca_pem": Path(request.tls.ca).read_text()}
-        if request.tls.cert:
-            from titan_runtime.certs import issue_pem  # cryptography: only for this
+        from titan_runtime.certs import CertError, issue_pem  # cryptography: only for this
 
-            cert, key = issue_pem(Path(request.tls.ca).parent, "worker", request.launch_id)
-            out.update(tls_cert_pem=cert.decode(), tls_key_pem=key.decode())
+        try:
+            out = {"tls_ca_pem": Path(request.tls.ca).read_text()}
+            if request.tls.cert:
+                cert, key = issue_pem(Path(request.tls.ca).parent, "worker", request.launch_id)
+                out.update(tls_cert_pem=cert.decode(), tls_key_pem=key.decode())
+        except (OSError, CertError) as exc:
+            raise ProviderError(
+                f"cannot give launch {request.launch_id} the cluster's TLS files: {exc}"
+            ) from None
         return out
 
     async def retire(self, launch_id: str, reason: str, force: bool) -> None:
