@@ -11,6 +11,7 @@ About two minutes in all by default; `pytest tests/fuzz --fuzz-examples 5000` hu
 from __future__ import annotations
 
 import json
+import re
 import string
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import ProcessCluster
+from tests.helpers import ProcessCluster, wait_until
 from titan_runtime.client.pipeline import PipelineError, load_pipeline
 from titan_runtime.proto import titan_pb2 as pb
 
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.integration
 REFUSALS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
 NEVER = "fuzz-never"  # no worker has it: fuzzed jobs wait, so the state is the same after a restart
 RUNNER = "fuzz-run"
+DELAYED = re.compile(r"delayed (\S+)s after becoming ready")  # the reason of a job in its delay
 
 # ---------------------------------------------------------------- strategies
 
@@ -284,7 +286,19 @@ def state_of(cluster: ProcessCluster) -> dict[str, Any]:
     return out
 
 
+def delays_running_out_soon(cluster: ProcessCluster) -> int:
+    """Jobs whose short delay is running: one that runs out during the restart changes state."""
+    client = cluster.client
+    return sum(
+        1
+        for run in client.list_runs(0)
+        for job in client.get_run(run.id).jobs
+        if job.state == "PENDING" and (delay := DELAYED.match(job.reason)) and float(delay[1]) <= 10
+    )
+
+
 def restart_restores_the_state(cluster: ProcessCluster) -> None:
+    wait_until(lambda: not delays_running_out_soon(cluster), timeout=30, what="short delays to run out")
     before = state_of(cluster)
     cluster.restart_master()
     cluster._client = None

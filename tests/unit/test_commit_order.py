@@ -161,6 +161,33 @@ def test_the_loop_assigns_before_the_fsync_and_answers_after_it() -> None:
     asyncio.run(main())
 
 
+def test_a_change_held_for_a_lazy_commit_is_committed_when_the_loop_stops() -> None:
+    async def main() -> None:
+        state = connected(now=time.time())
+        store = MemoryStore()
+        loop = MasterLoop(state, store)
+
+        async def handler(effects: list[Effect], changes: Changes) -> None:
+            pass
+
+        loop.start(handler)
+        await loop.call(lambda now: state.submit_run("r", "r", [spec("a")], now))
+        (attempt,) = store.load().attempts
+        applied = asyncio.Event()
+
+        def started(now: float) -> None:  # nothing acts on it and nobody waits: held back
+            state.attempt_started("w", attempt["id"], 4242, now, now)
+            applied.set()
+
+        loop.post(started)
+        await asyncio.wait_for(applied.wait(), 10)
+        await loop.stop()
+        (attempt,) = store.load().attempts
+        assert attempt["pid"] == 4242
+
+    asyncio.run(main())
+
+
 # ---------------------------------------------------------------- SQLite: write, then fsync the WAL
 
 

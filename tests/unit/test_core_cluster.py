@@ -435,6 +435,18 @@ def test_returning_dead_worker_is_told_its_attempts_are_superseded() -> None:
     assert [at.state.value for at in state.resolve("r/a").attempts] == ["LOST", "SUCCEEDED"]
 
 
+def test_a_delay_that_ran_out_while_the_master_was_down_is_not_started_again() -> None:
+    state, store = ClusterState(LEASED), MemoryStore()
+    state.submit_run("r", "", [spec("a", delay=5.0)], 0)
+    persist(state, store)  # PENDING until 5
+    fresh = restored(store, 7)
+    fresh.tick(7)
+    assert job_state(fresh, "r/a") is JobState.READY
+    early = restored(store, 3)  # not yet due: it becomes ready at 5, not at 3 + 5
+    early.tick(5)
+    assert job_state(early, "r/a") is JobState.READY
+
+
 def test_restart_keeps_arrival_order_among_equal_priorities(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from titan_runtime.store import SqliteStore
 

@@ -861,7 +861,7 @@ class ClusterState:
                 elif job.state is JobState.WAITING_APPROVAL:
                     heapq.heappush(self._timers, (job.gate_deadline, next(self._timer_seq), job.key))
                 elif job.state is JobState.PENDING and job.waiting_on == 0:
-                    if job.not_before > now:
+                    if job.not_before:  # a delay or a backoff already started: it runs out as it was
                         self._push_timer(job)
                     else:
                         self._decide(job, now)

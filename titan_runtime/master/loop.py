@@ -144,10 +144,21 @@ class MasterLoop:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="titan-master-loop")
 
     async def stop(self) -> None:
+        """Stop applying events; what the state changed and has not committed yet is committed.
+
+        Changes held back for a lazy commit (a delayed job becoming ready, say) have nobody to
+        report them again: without this, a restart would find them undone.
+        """
         await cancel_and_wait(self._task)
         if self._syncer is not None:
             self._syncer.shutdown(wait=True)  # a running fsync finishes before the store closes
             self._syncer = None
+        if self.failed is None and self.state.has_changes():
+            try:
+                self.store.write(self.state.take_changes())
+                self.store.sync()
+            except Exception as exc:
+                log.error("the last changes could not be written as the master stopped: %s", exc)
 
     async def _next_batch(self) -> list[tuple[Callable[[float], Any], asyncio.Future[Any] | None]]:
         """Every event that has arrived; waits for one, or until the core's next deadline."""
