@@ -107,7 +107,7 @@ def client_options(fn: F) -> F:
         help="Master HOST:PORT [env TITAN_ADDRESS; default 127.0.0.1:9090].",
     )
     @click.option(
-        "--token", envvar="TITAN_TOKEN", help="Cluster token [env TITAN_TOKEN; default: DATA_DIR/token]."
+        "--token", envvar="TITAN_TOKEN", help="The cluster token or a named one (`token create`) [env TITAN_TOKEN; default: DATA_DIR/token]."
     )
     @click.option(
         "--data-dir",
@@ -571,7 +571,7 @@ def master(
 )
 @click.option("--slots", type=int, default=None, help="Jobs run at once [default: CPU count].")
 @click.option(
-    "--token", envvar="TITAN_TOKEN", help="Cluster token [env TITAN_TOKEN; default: DATA_DIR/token]."
+    "--token", envvar="TITAN_TOKEN", help="The cluster token or a named one (`token create`) [env TITAN_TOKEN; default: DATA_DIR/token]."
 )
 @click.option(
     "--token-fd",
@@ -1439,8 +1439,10 @@ cli.add_command(autoscaler)
 cli.add_command(certs)
 
 from titan_runtime.cli_audit import audit  # noqa: E402 - it uses the helpers above
+from titan_runtime.cli_tokens import token as token_group  # noqa: E402 - it uses the helpers above
 
 cli.add_command(audit)
+cli.add_command(token_group)
 cli.add_command(ssh)
 
 

@@ -131,8 +131,10 @@ class ProcessCluster:
         args: Sequence[str] = (),
         wait: bool = True,
         prefix: Sequence[str] = (),
+        token: str | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Start a worker process (`prefix` runs it elsewhere, e.g. inside a network namespace)."""
+        """Start a worker process (`prefix` runs it elsewhere, e.g. inside a network namespace;
+        `token` another credential than the cluster token)."""
         log = open(self.root / f"worker-{name}.log", "ab")  # noqa: SIM115
         argv = [*prefix, PYTHON, "-m", "titan_runtime", "worker", "--master", self.address, "--name", name]
 
@@ -142,7 +144,7 @@ class ProcessCluster:
         if self.tls is not None:
             argv += self.tls.args()
         try:
-            proc = config.start_worker(argv, self.token, stdout=log, stderr=log)  # the token as `up` gives it
+            proc = config.start_worker(argv, token or self.token, stdout=log, stderr=log)  # as `up` gives it
         finally:
             log.close()
         self.workers[name] = proc

@@ -19,7 +19,7 @@ import grpc
 import pytest
 
 from tests.helpers import ProcessCluster, wait_until, webhook_cluster_file
-from titan_runtime import TitanJob
+from titan_runtime import TitanClient, TitanJob
 from titan_runtime.master.policy import POLICY, Access, Kind
 from titan_runtime.proto import titan_pb2 as pb
 
@@ -158,6 +158,18 @@ def test_every_cell_of_the_policy_holds_against_a_live_master(
     ).id
     client.submit_job(TitanJob(command=["true"], tags=["cloudy"]))
     join_token = wait_until(lambda: recorder.tokens and recorder.tokens[0], 30, what="a join token")
+    named = {
+        role: client.create_token(role, name=f"the-{role}")[0]
+        for role in ("admin", "submit", "read", "worker")
+    }
+    with TitanClient(cluster.address, token=named["submit"]) as submitter:  # the submit token's own run
+        submitted = submitter.submit_dag(
+            "mine",
+            [
+                TitanJob("held", command=["true"], tags=["nowhere"]),
+                TitanJob("a", command=["true"], tags=["nowhere"]),
+            ],
+        ).id
 
     credentials: dict[str, tuple[str | None, Kind | None]] = {
         "none": (None, None),
@@ -166,6 +178,7 @@ def test_every_cell_of_the_policy_holds_against_a_live_master(
         "cluster": (cluster.token, Kind.CLUSTER),
         "job": (job_token, Kind.JOB),
         "join": (join_token, Kind.JOIN),
+        **{role: (token, Kind(role)) for role, token in named.items()},
     }
     wrong: list[str] = []
     with grpc.insecure_channel(cluster.address) as channel:
@@ -178,8 +191,14 @@ def test_every_cell_of_the_policy_holds_against_a_live_master(
                 else:
                     access = policy.access(kind)
                     expected = access.value
-                    if access is Access.OWN_RUN:
-                        on_own, on_other = own_and_other(method, own, other)
+                    if access is Access.READS:
+                        got = call(channel, method, token, pb.KvRequest(op="get", key="k"))
+                        refused = call(channel, method, token, pb.KvRequest(op="put", key="k", value="v"))
+                        ok = got not in AUTH and refused is grpc.StatusCode.PERMISSION_DENIED
+                        got = f"{got.name} reading, {refused.name} writing"  # type: ignore[assignment]
+                    elif access is Access.OWN_RUN:
+                        mine = submitted if kind is Kind.SUBMIT else own
+                        on_own, on_other = own_and_other(method, mine, other)
                         got = call(channel, method, token, on_own)
                         refused = call(channel, method, token, on_other)
                         ok = got not in AUTH and refused is grpc.StatusCode.PERMISSION_DENIED
@@ -193,6 +212,7 @@ def test_every_cell_of_the_policy_holds_against_a_live_master(
                     wrong.append(f"{method} as {name}: expected {expected}, got {getattr(got, 'name', got)}")
     assert not wrong, "\n".join(wrong)
     assert client.get_run(own).state == "RUNNING"  # nothing above touched the job's own run
+    assert client.get_run(submitted).state == "RUNNING"
     (tmp_path / "running.gate").touch()
     assert client.wait_run(own, 30).state == "SUCCEEDED"
 
@@ -207,7 +227,8 @@ def test_the_cells_that_keep_jobs_and_join_tokens_in_their_place() -> None:
     assert names(Kind.JOIN, Access.ALLOW) == {"Connect", "GetArtifact"}
     assert names(Kind.JOIN, Access.OWN_RUN) == set()
     assert names(Kind.JOB, Access.DENY) == {
-        "Connect", "DrainWorker", "SaveDag", "DeleteSavedDag", "AddSchedule", "DeleteSchedule", "ListAudit"
+        "Connect", "DrainWorker", "SaveDag", "DeleteSavedDag", "AddSchedule", "DeleteSchedule", "ListAudit",
+        "CreateToken", "ListTokens", "RevokeToken",
     }  # fmt: skip
     assert names(Kind.JOB, Access.OWN_RUN) == {
         "Cancel", "AddJobs", "AddIteration", "DecideGate", "StopService", "RestartService"

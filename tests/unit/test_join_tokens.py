@@ -7,6 +7,7 @@ from pathlib import Path
 
 from titan_runtime.master.auth import Caller, Credentials
 from titan_runtime.master.jointokens import JoinTokens
+from titan_runtime.master.policy import Kind
 from titan_runtime.store import open_store
 
 NO_TAGS: frozenset[str] = frozenset()
@@ -53,8 +54,8 @@ def test_credentials_tell_a_join_caller_from_the_cluster(tmp_path: Path) -> None
     credentials = Credentials("cluster-secret", tmp_path / "token", tokens)
     token = tokens.mint("cloud-3", "cloud", "webhook", expires_at=1e12)
     caller = credentials.identify(token)
-    assert caller == Caller(join="cloud-3") and not caller.is_cluster
-    assert credentials.identify("cluster-secret").is_cluster
+    assert caller == Caller(Kind.JOIN, join="cloud-3") and not caller.is_admin
+    assert credentials.identify("cluster-secret").is_admin
 
 
 def test_a_join_token_admits_only_its_pools_tags_and_a_new_worker_id() -> None:
@@ -74,9 +75,11 @@ def test_a_job_credential_lasts_as_long_as_its_run_and_its_grace(tmp_path: Path)
     ended = {"running": 0.0, "done": 100.0}
     now = [130.0]
     credentials = Credentials("cluster-secret", tmp_path / "token", None, ended.get, 60.0, lambda: now[0])
-    assert credentials.identify(credentials.job_credential("running")) == Caller(run_id="running")
-    assert credentials.identify(credentials.job_credential("done")) == Caller(run_id="done")
+    assert credentials.identify(credentials.job_credential("running")) == Caller(Kind.JOB, run_id="running")
+    assert credentials.identify(credentials.job_credential("done")) == Caller(Kind.JOB, run_id="done")
     now[0] = 160.5
-    assert credentials.identify(credentials.job_credential("done")) == Caller(run_id="done", expired=True)
-    assert credentials.identify(credentials.job_credential("running")) == Caller(run_id="running")
+    assert credentials.identify(credentials.job_credential("done")) == Caller(
+        Kind.JOB, run_id="done", expired=True
+    )
+    assert credentials.identify(credentials.job_credential("running")) == Caller(Kind.JOB, run_id="running")
     assert credentials.identify(credentials.job_credential("unknown")).expired

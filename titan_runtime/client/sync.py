@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import grpc
 
 from titan_runtime import config
-from titan_runtime.client import audit, autoscaler, ops
+from titan_runtime.client import audit, autoscaler, ops, tokens
 from titan_runtime.client.audit import AuditRecord
 from titan_runtime.client.autoscaler import AutoscalerStatusRecord, ScaleEventRecord
 from titan_runtime.client.errors import JobNotFound, TitanConnectionError, error_from_rpc
@@ -29,6 +29,7 @@ from titan_runtime.client.records import (
     read_lines,
 )
 from titan_runtime.client.run import Run
+from titan_runtime.client.tokens import TokenRecord
 from titan_runtime.client.transfer import ArtifactWriter
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
@@ -338,8 +339,28 @@ class TitanClient:
         return self._run(autoscaler.autoscaler_status())
 
     def audit(self, since: float = 0.0, limit: int = 0) -> list[AuditRecord]:
-        """The audit log's latest entries at or after `since` (oldest first; the cluster token only)."""
+        """The audit log's latest entries at or after `since` (oldest first; an admin or read token)."""
         return self._run(audit.audit(since, limit))
+
+    def create_token(
+        self,
+        role: str,
+        name: str = "",
+        expires_in: float = 0.0,
+        pool: str = "",
+        tags: list[str] | None = None,
+    ) -> tuple[str, TokenRecord]:
+        """Make a named token with a role (admin, submit, read, worker): (the token, shown this
+        once; its record). `expires_in` seconds (0: never); `pool`/`tags` bind a worker token."""
+        return self._run(tokens.create_token(role, name, expires_in, pool, tags))
+
+    def list_tokens(self) -> list[TokenRecord]:
+        """The named tokens' records (never the tokens)."""
+        return self._run(tokens.list_tokens())
+
+    def revoke_token(self, name: str) -> TokenRecord:
+        """Revoke a named token: it admits nothing from now on, and its workers are disconnected."""
+        return self._run(tokens.revoke_token(name))
 
     def autoscaler_events(self, limit: int = 0, pool: str = "") -> list[ScaleEventRecord]:
         """The autoscaler's latest decisions, oldest first, each with its reason."""

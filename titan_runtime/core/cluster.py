@@ -70,7 +70,9 @@ class NotYours(PermissionError):
 
 
 def describe_submitter(submitted_by: str) -> str:
-    return f"a job of run {submitted_by[4:]}" if submitted_by.startswith("run:") else "the cluster token"
+    """ "run:R" (a job's credential), "token:N" (a named token) or "" (the cluster's)."""
+    kind, _, name = submitted_by.partition(":")
+    return {"run": f"a job of run {name}", "token": f"the token {name}"}.get(kind, "an admin")
 
 
 class BadResult(ValueError):

@@ -21,12 +21,14 @@ from titan_runtime.core.model import RUN_ID_PATTERN, Attempt, InvalidSpec, Job, 
 from titan_runtime.diskspace import DiskGuard
 from titan_runtime.master.api_autoscaler import AutoscalerApi
 from titan_runtime.master.api_dynamic import DynamicApi
+from titan_runtime.master.api_tokens import TokensApi
 from titan_runtime.master.artifacts import ArtifactError, ArtifactStore
-from titan_runtime.master.auth import Caller, Credentials, caller_of
+from titan_runtime.master.auth import Caller, Credentials, caller_of, describe_owner
 from titan_runtime.master.convert import job_to_pb, run_to_pb, service_to_pb, spec_from_pb, worker_to_pb
 from titan_runtime.master.errors import RequestError
 from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
+from titan_runtime.master.policy import Kind
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.store import MAX_KV_VALUE_BYTES, KvTypeError
@@ -50,7 +52,7 @@ def new_run_id() -> str:
     return "r-" + secrets.token_hex(5)
 
 
-class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
+class TitanServicer(DynamicApi, AutoscalerApi, TokensApi, rpc.TitanServicer):
     def __init__(
         self,
         loop: MasterLoop,
@@ -84,11 +86,15 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
 
     async def _check_scope(self, run_id: str, context: grpc.aio.ServicerContext, write: bool) -> Caller:
         caller = caller_of(context, self._credentials)
-        if not caller.is_cluster and write and caller.run_id != run_id:
+        if write and not self._may_change(caller, run_id):
             await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED, f"a job of run {caller.run_id} cannot change run {run_id}"
+                grpc.StatusCode.PERMISSION_DENIED, f"{caller.describe()} cannot change run {run_id}"
             )
         return caller
+
+    def _may_change(self, caller: Caller, run_id: str) -> bool:
+        run = self._state.runs.get(run_id)
+        return caller.may_change(run_id, run.submitted_by if run is not None else "")
 
     # -------------------------------------------------------------- runs and jobs
 
@@ -115,11 +121,11 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
             )
         specs = self._specs(request.jobs)
         state = self._state
-        submitter = "" if caller is None or caller.is_cluster else f"run:{caller.run_id}"
+        submitter = "" if caller is None else caller.submitter
 
         def accept(now: float) -> tuple[Any, bool]:
-            if caller is not None and not caller.is_cluster:
-                self._check_replaces_only_its_own(specs, caller.run_id or "")
+            if caller is not None:
+                self._check_replaces_only_its_own(specs, caller)
             return state.submit_run(
                 run_id, request.name, specs, now, dict(request.labels), request.agent_run_id, submitter
             )
@@ -130,17 +136,21 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         return pb.SubmitRunResponse(run_id=run.id, job_ids=list(run.jobs), existed=existed)
 
-    def _check_replaces_only_its_own(self, specs: list[JobSpec], run_id: str) -> None:
-        """A job's credential may redeploy the services of its own run, never another run's: the
-        service's endpoint would then point at whatever the job chose to run."""
+    def _check_replaces_only_its_own(self, specs: list[JobSpec], caller: Caller) -> None:
+        """A job's credential may redeploy the services of its own run (a submit token those of
+        its runs), never another's: the service's endpoint would then point at whatever it chose."""
         for spec in specs:
             for other_run, job_id in self._state.services.get(spec.service_id, ()) if spec.is_service else ():
-                if other_run != run_id and not self._state.runs[other_run].jobs[job_id].state.terminal:
-                    raise RequestError(
-                        grpc.StatusCode.PERMISSION_DENIED,
-                        f"service {spec.service_id!r} is running in run {other_run}: a job's credential may "
-                        f"replace only the services of its own run ({run_id}); redeploy it with the cluster token",
-                    )
+                if (
+                    self._may_change(caller, other_run)
+                    or self._state.runs[other_run].jobs[job_id].state.terminal
+                ):
+                    continue
+                raise RequestError(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"service {spec.service_id!r} is running in run {other_run}: {caller.describe()} may "
+                    "replace only the services of its own runs; redeploy it with the cluster token or an admin token",
+                )
 
     def _specs(self, jobs: Any) -> list[JobSpec]:
         """Wire specs as the core's, each artifact checked to be on the master."""
@@ -404,11 +414,11 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
                 "store large data as an artifact (publish_artifact) and keep its name in the KV store",
             )
         op = request.op
-        owner = caller_of(context, self._credentials).run_id or ""  # "": the cluster's own
+        owner = caller_of(context, self._credentials).kv_owner  # "": the cluster's own
         if op in KV_CREATING:
             self.check_disk()
             if owner and not store.kv_exists(key) and store.kv_owned(owner) >= self._limits.kv_keys_per_run:
-                what = f"run {owner} has created {store.kv_owned(owner):,} KV keys"
+                what = f"{describe_owner(owner)} has created {store.kv_owned(owner):,} KV keys"
                 raise RequestError(
                     grpc.StatusCode.RESOURCE_EXHAUSTED, self._limits.refusal("kv_keys_per_run", what)
                 )
@@ -417,8 +427,8 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
             if holder is not None and holder != owner:
                 raise RequestError(
                     grpc.StatusCode.PERMISSION_DENIED,
-                    f"KV key {key!r} belongs to {f'run {holder}' if holder else 'the cluster'}: a job's "
-                    f"credential changes only the keys its own run ({owner}) created; it may read this one",
+                    f"KV key {key!r} belongs to {describe_owner(holder)}: {describe_owner(owner)} may change "
+                    "only the keys it created; it may read this one",
                 )
         try:
             if op == "get":
@@ -453,7 +463,7 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
         self, request_iterator: AsyncIterator[pb.ArtifactChunk], context: grpc.aio.ServicerContext
     ) -> pb.ArtifactRef:
         self.check_disk()
-        run_id = caller_of(context, self._credentials).run_id or ""
+        run_id = caller_of(context, self._credentials).run_id
         usage_key = f"{RESERVED_PREFIX}usage/{run_id}/artifact_bytes"
         budget = self._limits.artifact_bytes_per_run
         used = int(await self._loop.in_store(self._loop.store.kv_get, usage_key) or 0) if run_id else 0
@@ -504,7 +514,12 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
         self, request: pb.NamedArtifact, context: grpc.aio.ServicerContext
     ) -> pb.NamedArtifact:
         caller = caller_of(context, self._credentials)
-        run_id = request.run_id if caller.is_cluster else (caller.run_id or "")
+        run_id = caller.run_id if caller.kind is Kind.JOB else request.run_id  # a job's go to its run's
+        if run_id and not self._may_change(caller, run_id):
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{caller.describe()} cannot name artifacts in run {run_id}",
+            )
         self.check_disk()
         if not request.name or len(request.name) > 512 or "\0" in request.name:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an artifact name must be 1-512 characters")
@@ -530,7 +545,7 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
     ) -> pb.NamedArtifact:
         """Look a name up in the given run's namespace (a job's own run by default), then the cluster's."""
         caller = caller_of(context, self._credentials)
-        scopes = [request.run_id or (caller.run_id or ""), ""]
+        scopes = [request.run_id or caller.run_id, ""]
         for scope in dict.fromkeys(scopes):
             found = await self._loop.in_store(
                 self._loop.store.kv_get, f"{ARTIFACT_PREFIX}{scope or '_'}/{request.name}"

@@ -34,8 +34,7 @@ class DynamicApi(_Base):
         state = self._state
 
         def add(now: float) -> list[Job]:
-            if not caller.is_cluster:
-                self._check_replaces_only_its_own(specs, request.run_id)
+            self._check_replaces_only_its_own(specs, caller)
             return state.add_jobs(request.run_id, specs, now)
 
         try:

@@ -1,9 +1,11 @@
-"""Who may call the master: the cluster token, and per-run credentials handed to jobs.
+"""Who may call the master: the cluster token, named tokens with a role, per-run credentials
+handed to jobs, and join tokens.
 
 Every RPC carries `authorization: Bearer <token>` metadata. The cluster token (generated on first
-start, file mode 0600) admits workers and clients. A job gets a credential derived from the
-cluster secret and its run id (`tj1.<run>.<mac>`): the master can verify it without storing
-it, and it never reveals the cluster token to the code a job runs.
+start, file mode 0600) admits workers and clients with every right; named tokens (tokens.py) carry
+one role each. A job gets a credential derived from the cluster secret and its run id
+(`tj1.<run>.<mac>`): the master can verify it without storing it, and it never reveals the
+cluster token to the code a job runs. What each kind may call is policy.py's table.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from typing import Any
 import grpc
 
 from titan_runtime.master.jointokens import JoinTokens
-from titan_runtime.master.policy import Kind, refusal
+from titan_runtime.master.policy import POLICY, UNDECLARED, Access, Kind, is_mutating, refusal
 from titan_runtime.master.throttle import AuthFailures
+from titan_runtime.master.tokens import NamedTokens
 
 log = logging.getLogger("titan.master.auth")
 
@@ -50,21 +53,41 @@ def load_or_create_token(data_dir: Path) -> str:
 
 @dataclass(frozen=True)
 class Caller:
-    """The authenticated identity of an RPC: the cluster (full access) or one run's jobs."""
+    """The authenticated identity of an RPC, as policy.py knows it (its `kind`)."""
 
-    run_id: str | None = None  # None: cluster token
+    kind: Kind = Kind.CLUSTER
+    run_id: str = ""  # a job's credential: its run
     join: str = ""  # a one-time join token: the launch it admits a worker for
-    expired: bool = False  # a job credential whose run ended (or is unknown): admits nothing
+    name: str = ""  # a named token: its name
+    expired: bool = False  # a job credential whose run ended, or a named token past its expiry
 
     @property
-    def is_cluster(self) -> bool:
-        return self.run_id is None and not self.join
+    def is_admin(self) -> bool:
+        """The cluster token or an admin token: every right."""
+        return self.kind in (Kind.CLUSTER, Kind.ADMIN)
 
     @property
-    def kind(self) -> Kind:
-        if self.join:
-            return Kind.JOIN
-        return Kind.CLUSTER if self.run_id is None else Kind.JOB
+    def submitter(self) -> str:
+        """What the runs it submits record as their submitter ("" for an admin): only the same
+        submitter may submit the same run id again, or change that run."""
+        if self.is_admin:
+            return ""
+        return f"run:{self.run_id}" if self.kind is Kind.JOB else f"token:{self.name}"
+
+    @property
+    def kv_owner(self) -> str:
+        """Whose the KV keys it creates are ("": the cluster's): a job's are its run's."""
+        if self.is_admin:
+            return ""
+        return self.run_id if self.kind is Kind.JOB else f"token:{self.name}"
+
+    def may_change(self, run_id: str, submitted_by: str) -> bool:
+        """A job changes its own run; a submit token the runs it submitted; an admin any."""
+        if self.is_admin:
+            return True
+        if self.kind is Kind.JOB:
+            return run_id == self.run_id
+        return self.kind is Kind.SUBMIT and submitted_by == self.submitter
 
     def describe(self) -> str:
         """Who is calling, as the audit log says it: never the token itself."""
@@ -72,7 +95,19 @@ class Caller:
             return "the cluster token"
         if self.kind is Kind.JOIN:
             return f"the join token of launch {self.join}"
-        return f"a job of run {self.run_id}" + (" (expired)" if self.expired else "")
+        if self.kind is Kind.JOB:
+            return f"a job of run {self.run_id}" + (" (expired)" if self.expired else "")
+        return f"the {self.kind.value} token {self.name}" + (" (expired)" if self.expired else "")
+
+
+def describe_owner(owner: str) -> str:
+    """A KV key's or a run's owner as a sentence says it."""
+    if not owner:
+        return "the cluster"
+    kind, _, name = owner.partition(":")
+    if kind == "token":
+        return f"the token {name}"
+    return f"run {name if kind == 'run' else owner}"
 
 
 #: How long a job credential outlives its run: a call a job sent just before it ended may still be
@@ -93,10 +128,12 @@ class Credentials:
         run_ended: Callable[[str], float | None] | None = None,
         grace: float = CREDENTIAL_GRACE,
         clock: Callable[[], float] = time.time,
+        named: NamedTokens | None = None,
     ) -> None:
         self._token = cluster_token.encode()
         self.token_path = token_path
         self.join_tokens = join_tokens or JoinTokens()
+        self.named = named or NamedTokens()
         self._issued: dict[str, str] = {}
         self._run_ended = run_ended
         self.grace = grace
@@ -120,10 +157,13 @@ class Credentials:
         if token.startswith(_JOB_PREFIX):
             run_id, _, mac = token[len(_JOB_PREFIX) :].rpartition(".")
             if run_id and hmac.compare_digest(mac.encode(), self._mac(run_id).encode()):
-                return Caller(run_id=run_id, expired=self._expired(run_id))
+                return Caller(Kind.JOB, run_id=run_id, expired=self._expired(run_id))
+        named = self.named.lookup(token)
+        if named is not None:
+            return Caller(named.kind, name=named.name, expired=named.expired(self._clock()))
         join = self.join_tokens.lookup(token, time.time())
         if join is not None:
-            return Caller(join=join.launch_id)
+            return Caller(Kind.JOIN, join=join.launch_id)
         return None
 
     def _expired(self, run_id: str) -> bool:
@@ -142,7 +182,7 @@ def bearer(metadata: Any) -> str:
 
 def caller_of(context: grpc.aio.ServicerContext, credentials: Credentials) -> Caller:
     """The caller of an RPC the interceptor already admitted."""
-    return credentials.identify(bearer(context.invocation_metadata())) or Caller(run_id="")
+    return credentials.identify(bearer(context.invocation_metadata())) or Caller(Kind.JOB, expired=True)
 
 
 def _aborting_handler(
@@ -168,6 +208,27 @@ def _aborting_handler(
     if handler.response_streaming:
         return grpc.unary_stream_rpc_method_handler(abort, **kwargs)
     return grpc.unary_unary_rpc_method_handler(abort, **kwargs)
+
+
+def _reads_only(handler: grpc.RpcMethodHandler, method: str, why: str) -> grpc.RpcMethodHandler:
+    """A unary handler that refuses a request that would change something (a KV put from a read
+    token): the interceptor cannot see the request, the wrapped handler can."""
+    assert handler.unary_unary is not None, f"{method}: only unary calls are open to reads only"
+    behavior = handler.unary_unary
+
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if is_mutating(method, request):
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{why}: {method.rsplit('/', 1)[-1]} {getattr(request, 'op', '')} changes something",
+            )
+        return await behavior(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(
+        guarded,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -218,13 +279,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 self._slow_down,
             )
         if caller.expired:
-            return _aborting_handler(
-                handler,
-                grpc.StatusCode.UNAUTHENTICATED,
+            why = (
                 f"this job credential is no longer valid: run {caller.run_id} has ended or is unknown "
-                "(a job's credential lasts as long as its run)",
+                "(a job's credential lasts as long as its run)"
+                if caller.kind is Kind.JOB
+                else f"the token {caller.name} has expired: make a new one with `titan-runtime token create`"
             )
-        refused = refusal(handler_call_details.method, caller.kind)
+            return _aborting_handler(handler, grpc.StatusCode.UNAUTHENTICATED, why)
+        method = handler_call_details.method
+        refused = refusal(method, caller.kind)
         if refused:
             return _aborting_handler(handler, grpc.StatusCode.PERMISSION_DENIED, refused)
+        if POLICY.get(method, UNDECLARED).access(caller.kind) is Access.READS:
+            return _reads_only(handler, method, f"a {caller.kind.value} token changes nothing")
         return handler

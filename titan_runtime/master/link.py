@@ -16,12 +16,13 @@ from collections.abc import AsyncIterator
 import grpc
 
 from titan_runtime.config import peer_host
-from titan_runtime.core.effects import AttemptExit
-from titan_runtime.master.auth import bearer
+from titan_runtime.core.effects import AttemptExit, WorkerHello
+from titan_runtime.master.auth import Credentials, bearer
 from titan_runtime.master.convert import exit_from_pb, hello_from_pb
-from titan_runtime.master.jointokens import JoinTokens
 from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
+from titan_runtime.master.policy import Kind
+from titan_runtime.master.tokens import NamedToken
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 
@@ -33,15 +34,34 @@ ACK_DELAY = 0.02
 _CLOSE = object()
 
 
+def worker_token_refusal(record: NamedToken, hello: WorkerHello) -> str:
+    """Why a worker token does not admit this hello, or "": its workers are named after it and
+    claim no tag it was not granted (a job's tags are what keep its secrets on the workers meant for it)."""
+    if not record.admits_worker_id(hello.worker_id):
+        return (
+            f"worker token {record.name} admits only workers named {record.name}; start the worker "
+            f"with --name {record.name}"
+        )
+    beyond = sorted(hello.tags - set(record.tags))
+    if beyond:
+        granted = ", ".join(record.tags) or "none"
+        return (
+            f"worker token {record.name} does not grant the tags {', '.join(beyond)} (it grants: {granted}); "
+            "make a token with `token create --role worker --tags ...`"
+        )
+    return ""
+
+
 class WorkerSession:
     """`service_host`: the host this worker's services are reached at whatever it reports ("": as
     it reports; a worker admitted by a join token gets the address the master sees it from, so
     that it cannot point a service's endpoint at another machine)."""
 
-    def __init__(self, worker_id: str, peer: str, service_host: str = "") -> None:
+    def __init__(self, worker_id: str, peer: str, service_host: str = "", token_name: str = "") -> None:
         self.worker_id = worker_id
         self.peer = peer
         self.service_host = service_host
+        self.token_name = token_name  # the worker token that admitted it: revoking it closes the session
         self.outbox: asyncio.Queue[object] = asyncio.Queue()
         self.closed = False
         self.leaving = False  # the worker said goodbye: the stream's end is not a crash
@@ -85,17 +105,57 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
         loop: MasterLoop,
         logs: LogStore,
         heartbeat_interval: float,
-        join_tokens: JoinTokens | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self._loop = loop
         self._logs = logs
         self._heartbeat_interval = heartbeat_interval
-        self._join_tokens = join_tokens
+        self._credentials = credentials
         self.sessions: dict[str, WorkerSession] = {}
 
     def close_all(self) -> None:
         for session in list(self.sessions.values()):
             session.close()
+
+    def drop_credential(self, token_name: str) -> None:
+        """A worker token was revoked: the workers it admitted are disconnected (and refused when
+        they come back)."""
+        for session in list(self.sessions.values()):
+            if session.token_name == token_name:
+                log.warning("worker %s disconnected: its token %s was revoked", session.worker_id, token_name)
+                session.close()
+
+    def _admit(self, token: str, hello: WorkerHello, peer: str) -> tuple[WorkerHello | None, str, str, str]:
+        """What a worker credential lets this hello register as: (hello as granted, or None;
+        why refused; the host its services are reached at; the worker token's name)."""
+        caller = self._credentials.identify(token) if self._credentials is not None else None
+        if caller is None or caller.kind not in (Kind.JOIN, Kind.WORKER):
+            return hello, "", "", ""  # the cluster token or an admin token: as reported
+        worker_id, now = hello.worker_id, self._loop.clock()
+        if caller.kind is Kind.JOIN:
+            # A one-time join token: consumed by this worker's first registration, its own after that.
+            known = worker_id in self._loop.state.workers
+            joined, refused = self._credentials.join_tokens.bind(token, worker_id, hello.tags, known, now)  # type: ignore[union-attr]
+            if joined is None:
+                return None, refused, "", ""
+            pool, provider, launch_id = joined.pool, joined.provider, joined.launch_id
+        else:
+            record = self._credentials.named.lookup(token)  # type: ignore[union-attr]
+            assert record is not None
+            refused = worker_token_refusal(record, hello)
+            if refused:
+                return None, refused, "", ""
+            pool, provider, launch_id = record.pool or hello.pool, hello.provider, hello.launch_id
+        # Its services are reached where the master sees it from: it cannot point an endpoint elsewhere.
+        host = peer_host(peer)
+        granted = dataclasses.replace(
+            hello,
+            pool=pool,
+            provider=provider,
+            launch_id=launch_id,
+            held=tuple(dataclasses.replace(h, host=h.host and host) for h in hello.held),
+        )
+        return granted, "", host, caller.name
 
     async def Connect(
         self, request_iterator: AsyncIterator[pb.WorkerMessage], context: grpc.aio.ServicerContext
@@ -110,28 +170,18 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
             return
         hello = hello_from_pb(first.hello)
         worker_id = hello.worker_id
-        service_host = ""
-        token = bearer(context.invocation_metadata())
-        if self._join_tokens is not None and self._join_tokens.lookup(token, self._loop.clock()):
-            # A one-time join token: consumed by this worker's first registration, its own after that.
-            known = worker_id in self._loop.state.workers
-            joined, refused = self._join_tokens.bind(token, worker_id, hello.tags, known, self._loop.clock())
-            if joined is None:
-                log.warning("refused worker %s (%s): %s", hello.name, worker_id, refused)
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
-                return
-            service_host = peer_host(context.peer())
-            hello = dataclasses.replace(
-                hello,
-                pool=joined.pool,
-                provider=joined.provider,
-                launch_id=joined.launch_id,
-                held=tuple(dataclasses.replace(h, host=h.host and service_host) for h in hello.held),
-            )
+        admitted, refused, service_host, token_name = self._admit(
+            bearer(context.invocation_metadata()), hello, context.peer()
+        )
+        if admitted is None:
+            log.warning("refused worker %s (%s): %s", hello.name, worker_id, refused)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
+            return
+        hello = admitted
         previous = self.sessions.get(worker_id)
         if previous is not None:
             previous.close()
-        session = WorkerSession(worker_id, context.peer(), service_host)
+        session = WorkerSession(worker_id, context.peer(), service_host, token_name)
         self.sessions[worker_id] = session
         state = self._loop.state
         welcome = await self._loop.call(lambda now: state.worker_connected(hello, now))

@@ -6,9 +6,12 @@ methods and fails for one without a policy, then checks every cell against a liv
 (tests/integration/test_policy.py). `OWN_RUN` admits the call; its handler then confines it to the
 caller's own run (a job's credential changes its own run only).
 
-Kinds of caller: the cluster token (everything), a job's credential (scoped to its run, expiring
-with it), a join token (what one autoscaled worker needs). A missing, wrong or expired credential
-never reaches this table: it is UNAUTHENTICATED.
+Kinds of caller: the cluster token and admin tokens (everything), a job's credential (scoped to
+its run, expiring with it), a join token (what one autoscaled worker needs), and the named tokens of
+`titan-runtime token create`: read (every call that changes nothing), submit (read, plus what a
+job may do, on the runs it submitted), worker (what a join token may). The table declares a job's and
+a join token's column; the named roles' columns follow from them and `mutates` (`Policy.access`).
+A missing, wrong or expired credential never reaches this table: it is UNAUTHENTICATED.
 """
 
 from __future__ import annotations
@@ -20,13 +23,22 @@ from enum import Enum
 class Access(str, Enum):
     ALLOW = "allow"
     OWN_RUN = "own run"  # admitted; the handler refuses what touches another run
+    READS = "reads only"  # admitted; a request that would change something is refused
     DENY = "deny"
 
 
 class Kind(str, Enum):
-    CLUSTER = "cluster"
+    CLUSTER = "cluster"  # the cluster token
+    ADMIN = "admin"  # a named admin token: what the cluster token may
+    SUBMIT = "submit"
+    READ = "read"
+    WORKER = "worker"
     JOB = "job"
     JOIN = "join"
+
+
+#: The roles `titan-runtime token create --role` gives.
+ROLES = (Kind.ADMIN, Kind.SUBMIT, Kind.READ, Kind.WORKER)
 
 
 @dataclass(frozen=True)
@@ -35,16 +47,25 @@ class Policy:
     join: Access = Access.DENY
     why: str = ""  # why a job's credential is refused, said after "a job credential cannot call X:"
     mutates: bool = False  # it changes something: the audit log records it
+    reads_too: bool = False  # some of its requests change nothing (a KV get): read tokens may send those
 
     def access(self, kind: Kind) -> Access:
-        if kind is Kind.CLUSTER:
+        if kind in (Kind.CLUSTER, Kind.ADMIN):
             return Access.ALLOW
-        return self.job if kind is Kind.JOB else self.join
+        if kind is Kind.READ:
+            if not self.mutates:
+                return Access.ALLOW
+            return Access.READS if self.reads_too else Access.DENY
+        if kind is Kind.SUBMIT:  # a job's rights, on the runs it submitted; and every read
+            return self.job if self.mutates else Access.ALLOW
+        return self.job if kind is Kind.JOB else self.join  # a worker token is a lasting join token
 
 
 ALLOW, OWN_RUN, DENY = Access.ALLOW, Access.OWN_RUN, Access.DENY
-_NO_RUN = "saved DAGs and schedules belong to no run; that takes the cluster token"
-_WORKERS = "workers are the cluster's; that takes the cluster token"
+_ADMIN = "that takes the cluster token or an admin token"
+_NO_RUN = f"saved DAGs and schedules belong to no run; {_ADMIN}"
+_WORKERS = f"workers are the cluster's; {_ADMIN}"
+_CLUSTERS = "{} the cluster's; " + _ADMIN
 
 _TITAN: dict[str, Policy] = {
     # Runs and jobs. Submitting is open to jobs (agents, Dagster Pipes steps submit runs).
@@ -79,7 +100,7 @@ _TITAN: dict[str, Policy] = {
     "StopService": Policy(job=OWN_RUN, mutates=True),
     "RestartService": Policy(job=OWN_RUN, mutates=True),
     # KV store and artifacts: a job's writes are recorded as its run's (limits, namespaces).
-    "Kv": Policy(job=ALLOW, mutates=True),
+    "Kv": Policy(job=ALLOW, mutates=True, reads_too=True),
     "PutArtifact": Policy(job=ALLOW, mutates=True),
     "GetArtifact": Policy(job=ALLOW, join=ALLOW),  # a worker fetches its jobs' scripts and projects
     "HasArtifact": Policy(job=ALLOW),
@@ -91,12 +112,16 @@ _TITAN: dict[str, Policy] = {
     "GetAutoscalerStatus": Policy(job=ALLOW),
     "ListAutoscalerEvents": Policy(job=ALLOW),
     # The audit log: who did what, the cluster's to read.
-    "ListAudit": Policy(job=DENY, why="the audit log is the cluster's; that takes the cluster token"),
+    "ListAudit": Policy(job=DENY, why=_CLUSTERS.format("the audit log is")),
+    # Named tokens: their records (never the tokens) are readable; making and revoking them is admin's.
+    "CreateToken": Policy(job=DENY, why=_CLUSTERS.format("tokens are"), mutates=True),
+    "ListTokens": Policy(job=DENY, why=_CLUSTERS.format("tokens are")),
+    "RevokeToken": Policy(job=DENY, why=_CLUSTERS.format("tokens are"), mutates=True),
 }
 
 POLICY: dict[str, Policy] = {
     **{f"/titan.v1.Titan/{name}": policy for name, policy in _TITAN.items()},
-    "/titan.v1.WorkerLink/Connect": Policy(job=DENY, join=ALLOW, why="it is the worker link"),
+    "/titan.v1.WorkerLink/Connect": Policy(job=DENY, join=ALLOW, why="it is the worker link", mutates=True),
 }
 
 #: What a caller gets for a method that is not in the table.
@@ -106,9 +131,10 @@ _KV_READS = ("get", "smembers")
 
 def is_mutating(method: str, request: object) -> bool:
     """Whether a call changes something (a KV call by its operation)."""
-    if not POLICY.get(method, UNDECLARED).mutates:
+    policy = POLICY.get(method, UNDECLARED)
+    if not policy.mutates:
         return False
-    return not (method.endswith("/Kv") and getattr(request, "op", "") in _KV_READS)
+    return not (policy.reads_too and getattr(request, "op", "") in _KV_READS)
 
 
 def refusal(method: str, kind: Kind) -> str:
@@ -116,6 +142,13 @@ def refusal(method: str, kind: Kind) -> str:
     policy = POLICY.get(method, UNDECLARED)
     if policy.access(kind) is not DENY:
         return ""
+    name = method.rsplit("/", 1)[-1]
     if kind is Kind.JOIN:
         return "a join token only admits a worker to its link"
-    return f"a job credential cannot call {method.rsplit('/', 1)[-1]}: {policy.why}"
+    if kind is Kind.WORKER:
+        return f"a worker token only admits a worker to its link, not {name}"
+    if kind is Kind.READ:
+        return f"a read token cannot call {name}: it changes something, and a read token changes nothing"
+    if kind is Kind.SUBMIT:
+        return f"a submit token cannot call {name}: {policy.why}"
+    return f"a job credential cannot call {name}: {policy.why}"

@@ -47,6 +47,7 @@ from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
 from titan_runtime.master.schedules import Schedules
 from titan_runtime.master.throttle import MAX_DELAY, AuthFailures
+from titan_runtime.master.tokens import NamedTokens
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.store import open_store
@@ -184,11 +185,17 @@ class MasterServer:
             return None if run is None else run.ended_at
 
         credentials = Credentials(
-            cluster_token, self.token_path, JoinTokens(store), run_ended, cfg.credential_grace, loop.clock
+            cluster_token,
+            self.token_path,
+            JoinTokens(store),
+            run_ended,
+            cfg.credential_grace,
+            loop.clock,
+            NamedTokens(store),
         )
         self._logs = LogStore(data_dir / "logs", disk)
         artifacts = ArtifactStore(data_dir / "artifacts")
-        self._link = WorkerLinkServicer(loop, self._logs, cfg.heartbeat_interval, credentials.join_tokens)
+        self._link = WorkerLinkServicer(loop, self._logs, cfg.heartbeat_interval, credentials)
         self._credentials = credentials
 
         server = grpc.aio.server(
@@ -206,6 +213,7 @@ class MasterServer:
         )
         servicer = TitanServicer(loop, self._logs, artifacts, credentials, disk)
         self._schedules = servicer.schedules = Schedules(loop, servicer.submit)
+        servicer.on_revoke = self._link.drop_credential
         rpc.add_TitanServicer_to_server(servicer, server)
         rpc.add_WorkerLinkServicer_to_server(self._link, server)
         target = join_host_port(cfg.bind, cfg.port)

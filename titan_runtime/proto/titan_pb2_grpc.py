@@ -209,6 +209,21 @@ class TitanStub(object):
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.AuditQuery.SerializeToString,
                 response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.AuditList.FromString,
                 _registered_method=True)
+        self.CreateToken = channel.unary_unary(
+                '/titan.v1.Titan/CreateToken',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.TokenSpec.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.TokenCreated.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/titan.v1.Titan/ListTokens',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.TokenList.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/titan.v1.Titan/RevokeToken',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.TokenRef.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.TokenInfo.FromString,
+                _registered_method=True)
 
 
 class TitanServicer(object):
@@ -424,6 +439,24 @@ class TitanServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TitanServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -601,6 +634,21 @@ def add_TitanServicer_to_server(servicer, server):
                     servicer.ListAudit,
                     request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.AuditQuery.FromString,
                     response_serializer=titan__runtime_dot_proto_dot_titan__pb2.AuditList.SerializeToString,
+            ),
+            'CreateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateToken,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.TokenSpec.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.TokenCreated.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.TokenList.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.TokenRef.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.TokenInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1548,6 +1596,87 @@ class Titan(object):
             '/titan.v1.Titan/ListAudit',
             titan__runtime_dot_proto_dot_titan__pb2.AuditQuery.SerializeToString,
             titan__runtime_dot_proto_dot_titan__pb2.AuditList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/CreateToken',
+            titan__runtime_dot_proto_dot_titan__pb2.TokenSpec.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.TokenCreated.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/ListTokens',
+            titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.TokenList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/RevokeToken',
+            titan__runtime_dot_proto_dot_titan__pb2.TokenRef.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.TokenInfo.FromString,
             options,
             channel_credentials,
             insecure,
