@@ -19,6 +19,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,9 +220,10 @@ while not os.path.exists(sys.argv[1]):
 """
 
 SIBLINGS = """
-import json, sys
+import json, os, sys
 seen = {}
 for name, pid in json.loads(sys.argv[1]).items():
+    os.kill(pid, 0)  # a process of its own user: it may signal it (PermissionError otherwise)
     try:
         with open(f"/proc/{pid}/environ", "rb") as fh:
             seen[name] = "its credential" if b"TITAN_TOKEN=tj1." in fh.read() else "no credential"
@@ -356,3 +358,32 @@ def test_job_user_is_refused_on_a_worker_that_is_not_root_and_for_root_or_an_unk
     for user, why in (("root", "is root"), ("0", "is root"), ("no-such-user-here", "no such user")):
         done = _worker("--job-user", user)
         assert done.returncode == 2 and why in done.stderr, (user, done.stderr)
+
+
+API = str(Path(CHECKOUT) / "example_pipelines" / "services" / "api.py")
+
+
+def test_a_service_runs_as_the_job_user_and_stops(jobs_as_nobody: JobUserCluster) -> None:
+    c = jobs_as_nobody
+    ref = c.client.submit_job(TitanJob("api-as-nobody", API, job_type="SERVICE"))
+    wait_until(
+        lambda: [s for s in c.client.list_services("api-as-nobody") if s.state == "HEALTHY"],
+        30,
+        what="the api",
+    )
+    pid = c.client.get_job(ref).attempts[-1].pid
+    assert psutil.Process(pid).uids().real == c.nobody.pw_uid
+    with urllib.request.urlopen(
+        f"http://{c.client.service_endpoint('api-as-nobody')}/hello", timeout=10
+    ) as answer:
+        assert json.loads(answer.read())["worker"] == "ju"
+    c.client.stop_service("api-as-nobody")
+    wait_until(lambda: not pid_alive(pid), 30, what="the service to stop")
+
+
+def test_a_program_the_job_user_cannot_start_ends_the_job_with_127(jobs_as_nobody: JobUserCluster) -> None:
+    c = jobs_as_nobody
+    ref = c.client.submit_job(TitanJob(command=["no-such-program-here", "x"]))
+    record = c.client.wait(ref, 60)
+    assert (record.state, record.exit_code) == ("FAILED", 127), record
+    assert c.client.fetch_logs(ref).startswith("titan: cannot start 'no-such-program-here': ")
