@@ -387,3 +387,15 @@ def test_a_program_the_job_user_cannot_start_ends_the_job_with_127(jobs_as_nobod
     record = c.client.wait(ref, 60)
     assert (record.state, record.exit_code) == ("FAILED", 127), record
     assert c.client.fetch_logs(ref).startswith("titan: cannot start 'no-such-program-here': ")
+
+
+def test_a_timeout_kills_a_job_of_the_job_user_and_its_children(jobs_as_nobody: JobUserCluster) -> None:
+    c = jobs_as_nobody
+    job = TitanJob(command=[PYTHON, "-c", TREE])
+    job.timeout = 2
+    ref = c.client.submit_job(job)
+    child = int(wait_until(lambda: c.client.fetch_logs(ref).strip(), 30, what="the job's child"))
+    leader = c.client.get_job(ref).attempts[-1].pid
+    record = c.client.wait(ref, 60)
+    assert "timed out after 2s" in record.reason, record
+    wait_until(lambda: not pid_alive(leader) and not pid_alive(child), 30, what="the job's processes to end")
