@@ -627,6 +627,13 @@ def master(
 @click.option(
     "--max-project-files", default=100_000, show_default=True, help="Most files a project archive may hold."
 )
+@click.option(
+    "--job-user",
+    default=None,
+    envvar="TITAN_JOB_USER",
+    help="Run jobs as this user (name or uid), with its own HOME and no access to the worker's "
+    "files; the worker must be started as root [env TITAN_JOB_USER].",
+)
 @click.option("--pool", default="", help="The autoscaled pool it belongs to (set by the pool's provider).")
 @click.option("--provider", default="", hidden=True)
 @click.option("--launch-id", default="", hidden=True)
@@ -656,6 +663,7 @@ def worker(
     min_free: str,
     max_project_size: str,
     max_project_files: int,
+    job_user: str | None,
     pool: str,
     provider: str,
     launch_id: str,
@@ -679,6 +687,7 @@ def worker(
     from titan_runtime.worker.agent import WorkerConfig, run_worker
     from titan_runtime.worker.agent import exit_with_parent as arm_parent_death
     from titan_runtime.worker.hardening import make_undumpable
+    from titan_runtime.worker.jobuser import JobUser, JobUserError
     from titan_runtime.worker.project import ProjectLimits
 
     setup_logging(verbose)
@@ -693,6 +702,21 @@ def worker(
         project_limits = ProjectLimits(parse_size(max_project_size), max_project_files)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--max-project-size") from None
+    runs_as: JobUser | None = None
+    if job_user:
+        try:
+            runs_as = JobUser.resolve(job_user)
+        except JobUserError as exc:
+            fail(str(exc), 2)
+        assert runs_as is not None
+        why = runs_as.cannot_run(sys.executable)
+        if why:
+            logging.getLogger("titan.worker").warning(
+                "jobs run as %s cannot run this worker's Python (%s): %s; .py jobs will fail",
+                runs_as.name,
+                sys.executable,
+                why,
+            )
     make_undumpable()  # before the token is read: nothing of this process is open to its jobs
     resolved_token = config.read_token_fd(token_fd) if token_fd is not None else config.token(token, data_dir)
     if not resolved_token:
@@ -725,6 +749,7 @@ def worker(
         pool=pool,
         provider=provider,
         launch_id=launch_id,
+        job_user=runs_as,
     )
     sys.exit(eventloop.run(run_worker(cfg)))
 

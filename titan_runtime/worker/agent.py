@@ -33,6 +33,7 @@ from titan_runtime.version import __version__
 from titan_runtime.worker import capabilities, launcher
 from titan_runtime.worker.cache import ArtifactCache
 from titan_runtime.worker.execution import AttemptRunner, Execution
+from titan_runtime.worker.jobuser import JobDirs, JobUser, JobUserError
 from titan_runtime.worker.launcher import PythonLauncher
 from titan_runtime.worker.orphans import Orphans
 from titan_runtime.worker.ports import PortLeases
@@ -91,6 +92,7 @@ class WorkerConfig:
     pool: str = ""  # set by the provider that started it for an autoscaled pool
     provider: str = ""
     launch_id: str = ""
+    job_user: JobUser | None = None  # --job-user: who jobs run as (None: this worker's own user)
 
     def __post_init__(self) -> None:
         if not self.worker_id:
@@ -140,6 +142,7 @@ class WorkerAgent:
         self.orphans = Orphans(self._running_attempts)
         self._disk: DiskGuard | None = None
         self._runner: AttemptRunner | None = None
+        self._jobs: JobDirs | None = None  # with a job user: where attempts live (see jobuser.py)
         self.host = config.advertise_host or capabilities.advertise_host(config.master)
 
     # ------------------------------------------------------------------ stopping
@@ -197,6 +200,9 @@ class WorkerAgent:
         self._ws_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._disk = DiskGuard(self.config.work_dir, self.config.min_free)
+        if self.config.job_user is not None:
+            self._jobs = JobDirs(self.config.job_user, self.config.name)
+            log.info("jobs run as %s, in %s", self.config.job_user.name, self._jobs.root)
         self.reaper = Reaper()
         self.orphans.own(self.reaper.pid)
         self.orphans.watcher = self.reaper
@@ -212,6 +218,7 @@ class WorkerAgent:
             ports=PortLeases(*self.config.port_range),
             orphans=self.orphans,
             project_limits=self.config.project_limits,
+            job_user=self.config.job_user,
         )
         self._runner.launcher = self._start_launcher(self._runner.base_env)
         if self._runner.launcher is not None:
@@ -240,6 +247,8 @@ class WorkerAgent:
                 self._runner.launcher.close()
             self.orphans.sweep()  # nothing runs now: whatever jobs left behind goes
             self.reaper.close()
+            if self._jobs is not None and not self.config.keep_workspaces:
+                self._jobs.close()
             await self._channel.close()
             log.info("worker %s stopped", self.config.name)
 
@@ -257,7 +266,7 @@ class WorkerAgent:
         if self.config.python_launcher != "fork" or not launcher.supported():
             return None
         try:
-            return PythonLauncher(env)
+            return PythonLauncher(env, self.config.job_user)
         except OSError as exc:
             log.warning("cannot start the Python launcher (%s); Python jobs are exec'd", exc)
             return None
@@ -497,12 +506,17 @@ class WorkerAgent:
         if assignment.attempt_id in self.executions:
             return
         assert self._runner is not None
-        ex = Execution(
-            assignment=assignment,
-            spool=Spool(self._spool_dir / f"{assignment.attempt_id}.log", self._disk),
-            workspace=self._ws_dir / assignment.attempt_id,
-            result_path=self._spool_dir / f"{assignment.attempt_id}.result.json",
-        )
+        spool = Spool(self._spool_dir / f"{assignment.attempt_id}.log", self._disk)
+        if self._jobs is not None:  # the job user's directory, outside this worker's private one
+            private = self._jobs.attempt(assignment.attempt_id)
+            ex = Execution(assignment, spool, private.workspace, private.result, private=private)
+        else:
+            ex = Execution(
+                assignment=assignment,
+                spool=spool,
+                workspace=self._ws_dir / assignment.attempt_id,
+                result_path=self._spool_dir / f"{assignment.attempt_id}.result.json",
+            )
         self.executions[ex.attempt_id] = ex
         if self._stop_now:
             ex.cancel = ("handed back: the worker is stopping", 0.0)
@@ -539,5 +553,8 @@ async def run_worker(config: WorkerConfig) -> int:
         await agent.run()
     except FatalWorkerError as exc:
         log.error("the master at %s refused this worker: %s", config.master, exc)
+        return 2
+    except JobUserError as exc:
+        log.error("%s", exc)
         return 2
     return 0

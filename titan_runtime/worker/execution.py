@@ -24,6 +24,7 @@ from titan_runtime.core.model import MAX_RESULT_BYTES
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.worker import health
 from titan_runtime.worker.cache import ArtifactCache
+from titan_runtime.worker.jobuser import AttemptDir, JobUser, hand_over, open_result, prepare
 from titan_runtime.worker.launcher import PythonLauncher
 from titan_runtime.worker.orphans import Orphans
 from titan_runtime.worker.ports import PortLeases, PortUnavailable
@@ -54,6 +55,9 @@ class Execution:
     acked: bool = False
     task: asyncio.Task[None] | None = None
     ports: dict[str, int] = field(default_factory=dict)  # services: leased ports by name
+    # With --job-user: the attempt's own directory (workspace and result file), the job user's once
+    # the job starts, removed whole. None: the workspace is in the worker's work dir.
+    private: AttemptDir | None = None
     healthy: bool = False
     # Per connection: what this connection's master has been told.
     sent: int = 0
@@ -116,13 +120,17 @@ class AttemptRunner:
         launcher: PythonLauncher | None = None,
         orphans: Orphans | None = None,
         project_limits: ProjectLimits | None = None,
+        job_user: JobUser | None = None,
     ) -> None:
+        self.job_user = job_user  # None: jobs run as the worker's own user
         self.ports = ports or PortLeases()
         self.orphans = orphans
         self.project_limits = project_limits or ProjectLimits()
         self.launcher = launcher  # forks Python script jobs; None: every job is exec'd
         # The worker's own environment, minus the cluster token, which a job must never see.
         self.base_env = {k: v for k, v in os.environ.items() if k != "TITAN_TOKEN"}
+        if job_user is not None:  # a job of another user finds its own HOME, USER and LOGNAME
+            self.base_env.update(job_user.env())
 
         self.master = master
         self.worker_id = worker_id
@@ -139,7 +147,10 @@ class AttemptRunner:
         timer: asyncio.TimerHandle | None = None
         watching: asyncio.Task[None] | None = None
         try:
-            ex.workspace.mkdir(parents=True, exist_ok=True)
+            if ex.private is not None:
+                prepare(ex.private)
+            else:
+                ex.workspace.mkdir(parents=True, exist_ok=True)
             if ex.is_service:
                 try:
                     ex.ports = self.ports.lease(spec.ports or ("port",), spec.port, self.worker_name)
@@ -151,6 +162,8 @@ class AttemptRunner:
             if ex.cancel is not None:
                 ex.exit = pb.AttemptExit(outcome="cancelled", reason=ex.cancel[0])
                 return
+            if ex.private is not None and self.job_user is not None:  # all root's work is done now
+                await asyncio.get_running_loop().run_in_executor(None, hand_over, ex.private, self.job_user)
             env = self.env(ex)
             launcher = self.launcher
             if launcher is not None and (spec.memory_mb or not launcher.compatible(argv, env)):
@@ -166,6 +179,7 @@ class AttemptRunner:
                 orphans=self.orphans,
                 attempt_id=ex.attempt_id,
                 title=self.title(ex, argv),
+                user=self.job_user,
             )
             ex.pid = await process.start(launcher)
             ex.process = process
@@ -230,7 +244,12 @@ class AttemptRunner:
             self._on_change()
             if not self.keep_workspaces:
                 await asyncio.sleep(0)  # the send loop reports the end before the disk work starts
-                await self._remove_workspace(ex.workspace)
+                if ex.private is not None:  # the job user's: rmtree never follows its links out
+                    await asyncio.get_running_loop().run_in_executor(
+                        None, shutil.rmtree, ex.private.root, True
+                    )
+                else:
+                    await self._remove_workspace(ex.workspace)
 
     @staticmethod
     async def _remove_workspace(path: Path) -> None:
@@ -322,20 +341,25 @@ class AttemptRunner:
         )
         return env
 
-    @staticmethod
-    def read_result(ex: Execution) -> tuple[str, str]:
-        """(result JSON, problem): the job's $TITAN_RESULT_FILE, checked for size and syntax."""
-        path = ex.result_path
+    def read_result(self, ex: Execution) -> tuple[str, str]:
+        """(result JSON, problem): the job's $TITAN_RESULT_FILE, checked for size and syntax.
+
+        Opened without following a link, and only if it is a regular file (a FIFO would block the
+        worker) that, for jobs of another user, that user owns: the job chose what is at that path."""
         try:
-            size = path.stat().st_size
-        except FileNotFoundError:
+            fd = open_result(ex.result_path, self.job_user.uid if self.job_user is not None else None)
+        except ValueError as exc:
+            return "", str(exc)
+        if fd is None:
             return "", ""
-        if size > MAX_RESULT_BYTES:
-            return "", (
-                f"the job's result is {size} bytes, over the 1 MB limit; "
-                "publish large data with task.publish_artifact and return its name"
-            )
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with os.fdopen(fd, "rb") as fh:
+            size = os.fstat(fd).st_size
+            if size > MAX_RESULT_BYTES:
+                return "", (
+                    f"the job's result is {size} bytes, over the 1 MB limit; "
+                    "publish large data with task.publish_artifact and return its name"
+                )
+            text = fh.read(MAX_RESULT_BYTES + 1).decode("utf-8", errors="replace")
         try:
             json.loads(text)
         except ValueError as exc:

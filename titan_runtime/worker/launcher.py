@@ -22,6 +22,8 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from titan_runtime.worker.jobuser import JobUser
+
 log = logging.getLogger(__name__)
 
 MAIN = Path(__file__).with_name("launcher_main.py")
@@ -45,15 +47,21 @@ def _startup_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 class PythonLauncher:
-    """One launcher process per worker, started with the environment every job starts from."""
+    """One launcher process per worker, started with the environment every job starts from.
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    With a job user it runs as that user (the kernel sets it as it starts, like an exec'd job's), so
+    every child it forks is that user without dropping anything itself; it is non-dumpable all the
+    same, so the jobs, of its user, cannot read the environments it receives."""
+
+    def __init__(self, env: Mapping[str, str], user: JobUser | None = None) -> None:
         self._env = {**env, "PYTHONUNBUFFERED": "1"}
         self._startup = _startup_env(self._env)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            self._proc = subprocess.Popen(
+            start = subprocess.Popen if user is None else user.start  # the same, as the job user
+            self._proc = start(
                 [sys.executable, "-u", str(MAIN), str(theirs.fileno())],
+                cwd="/",  # not the worker's, which may be closed to the job user
                 env=self._env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from titan_runtime.worker.jobuser import JobUser
 from titan_runtime.worker.launcher import LauncherUnavailable, PythonLauncher
 from titan_runtime.worker.orphans import Orphans
 from titan_runtime.worker.reaper import GroupWatcher
@@ -89,9 +90,12 @@ class JobProcess:
         orphans: Orphans | None = None,
         attempt_id: str = "",
         title: str = "",
+        user: JobUser | None = None,
     ) -> None:
         """`orphans`: told of the process (so it is never taken for an orphan) and swept at its end;
-        `attempt_id` names whose orphans those are; `title`: the process title of a forked job."""
+        `attempt_id` names whose orphans those are; `title`: the process title of a forked job;
+        `user`: who an exec'd job runs as (None: the worker's user; a forked job is the launcher's)."""
+        self.user = user
         self.argv = argv
         self._watcher = watcher
         self._orphans = orphans
@@ -159,7 +163,8 @@ class JobProcess:
 
     def _exec(self, writers: tuple[int, int]) -> None:
         argv = memory_limited(self.argv, self.memory_mb) if self.memory_mb else self.argv
-        self.proc = subprocess.Popen(
+        start = subprocess.Popen if self.user is None else self.user.start  # the same, as the job user
+        self.proc = start(
             argv,
             cwd=self.cwd,
             env=self.env,
