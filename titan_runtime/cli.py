@@ -107,7 +107,9 @@ def client_options(fn: F) -> F:
         help="Master HOST:PORT [env TITAN_ADDRESS; default 127.0.0.1:9090].",
     )
     @click.option(
-        "--token", envvar="TITAN_TOKEN", help="The cluster token or a named one (`token create`) [env TITAN_TOKEN; default: DATA_DIR/token]."
+        "--token",
+        envvar="TITAN_TOKEN",
+        help="The cluster token or a named one (`token create`) [env TITAN_TOKEN; default: DATA_DIR/token].",
     )
     @click.option(
         "--data-dir",
@@ -571,7 +573,9 @@ def master(
 )
 @click.option("--slots", type=int, default=None, help="Jobs run at once [default: CPU count].")
 @click.option(
-    "--token", envvar="TITAN_TOKEN", help="The cluster token or a named one (`token create`) [env TITAN_TOKEN; default: DATA_DIR/token]."
+    "--token",
+    envvar="TITAN_TOKEN",
+    help="The cluster token or a named one (`token create`) [env TITAN_TOKEN; default: DATA_DIR/token].",
 )
 @click.option(
     "--token-fd",
