@@ -12,8 +12,8 @@ from titan_runtime.proto import titan_pb2 as pb
 @dataclass
 class AuditRecord:
     at: float
-    who: str  # the cluster token, a job of run R, the join token of launch L, no token, a wrong token
-    kind: str  # cluster, job, join, none, wrong
+    who: str  # the cluster token, the submit token N, a job of run R, the join token of launch L, no token, a wrong token
+    kind: str  # cluster, admin, submit, read, worker, job, join, none, wrong
     peer: str
     rpc: str
     target: str
