@@ -181,8 +181,10 @@ def bearer(metadata: Any) -> str:
 
 
 def caller_of(context: grpc.aio.ServicerContext, credentials: Credentials) -> Caller:
-    """The caller of an RPC the interceptor already admitted."""
-    return credentials.identify(bearer(context.invocation_metadata())) or Caller(Kind.JOB, expired=True)
+    """The caller of an RPC the interceptor already admitted (one revoked since is no one: it may
+    change nothing, and nothing it makes is the cluster's)."""
+    found = credentials.identify(bearer(context.invocation_metadata()))
+    return found or Caller(Kind.READ, name="(revoked)", expired=True)
 
 
 def _aborting_handler(
