@@ -207,7 +207,8 @@ def test_the_cells_that_keep_jobs_and_join_tokens_in_their_place() -> None:
     assert names(Kind.JOIN, Access.ALLOW) == {"Connect", "GetArtifact"}
     assert names(Kind.JOIN, Access.OWN_RUN) == set()
     assert names(Kind.JOB, Access.DENY) == {
-        "Connect", "DrainWorker", "SaveDag", "DeleteSavedDag", "AddSchedule", "DeleteSchedule", "ListAudit"
+        "Connect", "DrainWorker", "SaveDag", "DeleteSavedDag", "AddSchedule", "DeleteSchedule", "ListAudit",
+        "SetSecret", "ListSecrets", "DeleteSecret",
     }  # fmt: skip
     assert names(Kind.JOB, Access.OWN_RUN) == {
         "Cancel", "AddJobs", "AddIteration", "DecideGate", "StopService", "RestartService"

@@ -21,6 +21,7 @@ from titan_runtime.core.model import RUN_ID_PATTERN, Attempt, InvalidSpec, Job, 
 from titan_runtime.diskspace import DiskGuard
 from titan_runtime.master.api_autoscaler import AutoscalerApi
 from titan_runtime.master.api_dynamic import DynamicApi
+from titan_runtime.master.api_secrets import SecretsApi
 from titan_runtime.master.artifacts import ArtifactError, ArtifactStore
 from titan_runtime.master.auth import Caller, Credentials, caller_of
 from titan_runtime.master.convert import job_to_pb, run_to_pb, service_to_pb, spec_from_pb, worker_to_pb
@@ -50,7 +51,7 @@ def new_run_id() -> str:
     return "r-" + secrets.token_hex(5)
 
 
-class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
+class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, rpc.TitanServicer):
     def __init__(
         self,
         loop: MasterLoop,
@@ -114,6 +115,7 @@ class TitanServicer(DynamicApi, AutoscalerApi, rpc.TitanServicer):
                 " starting with a letter or digit",
             )
         specs = self._specs(request.jobs)
+        self.check_secrets(specs, caller)
         state = self._state
         submitter = "" if caller is None or caller.is_cluster else f"run:{caller.run_id}"
 

@@ -92,6 +92,13 @@ _TITAN: dict[str, Policy] = {
     "ListAutoscalerEvents": Policy(job=ALLOW),
     # The audit log: who did what, the cluster's to read.
     "ListAudit": Policy(job=DENY, why="the audit log is the cluster's; that takes the cluster token"),
+    "SetSecret": Policy(
+        job=DENY, why="secrets are the cluster's; that takes the cluster token", mutates=True
+    ),
+    "ListSecrets": Policy(job=DENY, why="secrets are the cluster's; that takes the cluster token"),
+    "DeleteSecret": Policy(
+        job=DENY, why="secrets are the cluster's; that takes the cluster token", mutates=True
+    ),
 }
 
 POLICY: dict[str, Policy] = {
