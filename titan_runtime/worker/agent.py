@@ -499,7 +499,11 @@ class WorkerAgent:
         assert self._runner is not None
         ex = Execution(
             assignment=assignment,
-            spool=Spool(self._spool_dir / f"{assignment.attempt_id}.log", self._disk),
+            spool=Spool(
+                self._spool_dir / f"{assignment.attempt_id}.log",
+                self._disk,
+                secrets=assignment.secret_env.values(),  # masked as *** in its output
+            ),
             workspace=self._ws_dir / assignment.attempt_id,
             result_path=self._spool_dir / f"{assignment.attempt_id}.result.json",
         )
