@@ -1439,8 +1439,10 @@ cli.add_command(autoscaler)
 cli.add_command(certs)
 
 from titan_runtime.cli_audit import audit  # noqa: E402 - it uses the helpers above
+from titan_runtime.cli_secrets import secret  # noqa: E402 - it uses the helpers above
 
 cli.add_command(audit)
+cli.add_command(secret)
 cli.add_command(ssh)
 
 
