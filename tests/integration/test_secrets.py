@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -245,3 +246,21 @@ def test_a_jobs_credential_cannot_set_list_delete_or_use_secrets(cluster: Proces
         with pytest.raises(PermissionDenied, match="a job's credential cannot submit jobs that use secrets"):
             as_job.submit_job(TitanJob(command=["env"], secrets={"X": "guarded"}))
     assert [s.name for s in cluster.client.list_secrets()] == ["guarded"]
+
+
+def test_secrets_survive_a_restart_and_a_key_others_can_read_stops_the_master(
+    make_cluster: Callable[..., ProcessCluster],
+) -> None:
+    cluster = make_cluster()
+    cluster.client.set_secret("kept", "kept-across-restarts")
+    cluster.restart_master()
+    cluster.add_worker("w", slots=1)
+    job = cluster.client.submit_job(hashed_job({"VALUE": "kept"}, ["VALUE"]))
+    assert cluster.client.wait(job, 30).state == "SUCCEEDED"
+    assert cluster.client.get_result(job) == {"VALUE": sha("kept-across-restarts")}
+    key = cluster.data_dir / "secrets.key"
+    key.chmod(0o640)
+    with pytest.raises(
+        AssertionError, match=r"master exited with 1:[\s\S]*readable by other users \(mode 640\)"
+    ):
+        cluster.restart_master()
