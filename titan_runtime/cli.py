@@ -1468,9 +1468,11 @@ cli.add_command(autoscaler)
 cli.add_command(certs)
 
 from titan_runtime.cli_audit import audit  # noqa: E402 - it uses the helpers above
+from titan_runtime.cli_secrets import secret  # noqa: E402 - it uses the helpers above
 from titan_runtime.cli_tokens import token as token_group  # noqa: E402 - it uses the helpers above
 
 cli.add_command(audit)
+cli.add_command(secret)
 cli.add_command(token_group)
 cli.add_command(ssh)
 

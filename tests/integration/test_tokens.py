@@ -64,6 +64,9 @@ def test_a_submit_token_changes_only_the_runs_and_keys_it_made(cluster: ProcessC
         with pytest.raises(PermissionDenied, match="belongs to the cluster"):
             ci.store_put("shared", "mine now")
         ci.store_put("ci-key", "v")
+        admin.set_secret("deploy-key", "a-deploy-secret")  # a submit token's jobs may name secrets
+        deploy = ci.submit_job(TitanJob(command=["true"], tags=["nowhere"], secrets={"KEY": "deploy-key"}))
+        assert admin.get_job(deploy).state == "READY"
         with pytest.raises(PermissionDenied, match="cannot call SaveDag"):
             ci.save_dag("d", [TitanJob("a", command=["true"])])
     other = create(cluster, "--role", "submit", "--name", "other-ci")

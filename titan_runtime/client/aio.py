@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import grpc
 
 from titan_runtime import config
-from titan_runtime.client import audit, autoscaler, ops, tokens
+from titan_runtime.client import audit, autoscaler, ops, secrets, tokens
 from titan_runtime.client.audit import AuditRecord
 from titan_runtime.client.autoscaler import AutoscalerStatusRecord, ScaleEventRecord
 from titan_runtime.client.errors import JobNotFound, TitanConnectionError, error_from_rpc
@@ -29,6 +29,7 @@ from titan_runtime.client.records import (
     WorkerRecord,
 )
 from titan_runtime.client.run import AsyncRun
+from titan_runtime.client.secrets import SecretRecord
 from titan_runtime.client.sync import CHANNEL_OPTIONS, _ref, _user
 from titan_runtime.client.tokens import TokenRecord
 from titan_runtime.client.transfer import ArtifactWriter
@@ -313,6 +314,19 @@ class AsyncTitanClient:
     async def revoke_token(self, name: str) -> TokenRecord:
         """Revoke a named token: it admits nothing from now on, and its workers are disconnected."""
         return await self._run(tokens.revoke_token(name))
+
+    async def set_secret(self, name: str, value: str | bytes) -> None:
+        """Set (or replace) secret `name`: encrypted on the master, given to the jobs that name it
+        in `secrets` in their environment only. The cluster token only."""
+        await self._run(secrets.set_secret(name, value))
+
+    async def list_secrets(self) -> list[SecretRecord]:
+        """The secrets' names and when each was last set (never a value; the cluster token only)."""
+        return await self._run(secrets.list_secrets())
+
+    async def delete_secret(self, name: str) -> None:
+        """Delete secret `name` (JobNotFound, a LookupError, when there is none; the cluster token only)."""
+        await self._run(secrets.delete_secret(name))
 
     async def autoscaler_events(self, limit: int = 0, pool: str = "") -> list[ScaleEventRecord]:
         return await self._run(autoscaler.autoscaler_events(limit, pool))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from titan_runtime.client.errors import InvalidJob
+from titan_runtime.core.model import SECRET_ENV_PATTERN
 
 
 @dataclass(eq=False)
@@ -65,6 +66,9 @@ class TitanJob:
     map_over: str | TitanJob | None = field(default=None, kw_only=True)  # once per item of this parent's list
     approval: dict[str, Any] | None = field(default=None, kw_only=True)  # {message, timeout}; or hitl_message
     allow_failure: bool = field(default=False, kw_only=True)  # its failure does not fail the run
+    #: Secrets set with `titan-runtime secret set NAME`, in the job's environment: a list of names
+    #: (each its own variable) or {ENV_VAR: NAME}. Only the names are in the job's definition.
+    secrets: list[str] | dict[str, str] | None = field(default=None, kw_only=True)
 
     # ------------------------------------------------------------------ DAG builder
 
@@ -184,6 +188,27 @@ class TitanJob:
         if requirement and requirement != "GENERAL":
             tags.insert(0, str(requirement))
         return tags
+
+    def secret_env(self) -> dict[str, str]:
+        """`secrets` as {environment variable: secret name}."""
+        given = self.secrets
+        if given is None:
+            return {}
+        if isinstance(given, dict):
+            return {str(env): str(name) for env, name in given.items()}
+        if isinstance(given, (str, bytes)) or not isinstance(given, (list, tuple)):
+            raise InvalidJob(
+                f"job {self.id}: secrets is a list of names or a mapping {{ENV_VAR: NAME}}, not {given!r}"
+            )
+        out: dict[str, str] = {}
+        for name in given:
+            if not SECRET_ENV_PATTERN.match(str(name)):
+                raise InvalidJob(
+                    f"job {self.id}: secret {name!r} is no environment variable name; give the variable: "
+                    f"secrets={{'MY_VAR': {name!r}}} (YAML: secrets: {{MY_VAR: {name}}})"
+                )
+            out[str(name)] = str(name)
+        return out
 
     def approval_gate(self) -> dict[str, Any] | None:
         """The approval gate after this job: `approval={message, timeout}`, or the original `hitl_message`."""

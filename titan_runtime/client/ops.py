@@ -216,6 +216,7 @@ def job_spec(
         node=job.node or "",
         labels={str(k): str(v) for k, v in (job.labels or {}).items()},
         slots=int(job.slots or 1),
+        secrets=job.secret_env(),
     )
     if job.job_type == "SERVICE":
         spec.port = int(job.port or 0)

@@ -69,6 +69,7 @@ JOB_KEYS = (
     "map_over",
     "approval",
     "allow_failure",
+    "secrets",
     "hitl_message",
     "max_wait_seconds",
     "description",
@@ -362,6 +363,7 @@ def _job(
     map_over = c.typed(raw, "map_over", (str,), "the id of a parent with a list result", where)
     approval = c.typed(raw, "approval", (dict,), "a mapping like {message: ..., timeout: 3600}", where)
     allow_failure = c.typed(raw, "allow_failure", (bool,), "true or false", where)
+    secrets = c.typed(raw, "secrets", (list, dict), "a list of secret names or {ENV_VAR: NAME}", where)
     if map_over and map_over not in parents:
         parents.append(map_over)  # map_over implies depending on it
     is_service = (kind or "run").lower() == "service"
@@ -405,12 +407,14 @@ def _job(
         map_over=map_over,
         approval=dict(approval) if approval else None,
         allow_failure=bool(allow_failure),
+        secrets=dict(secrets) if isinstance(secrets, dict) else list(secrets) if secrets else None,
     )
 
     try:
         job.retry_policy()
         job.affinity_mode  # noqa: B018 - validates
         job.approval_gate()
+        job.secret_env()
         if job.trigger_rule not in TRIGGER_RULES:
             raise InvalidJob(
                 f"job {job.id}: unknown trigger_rule {job.trigger_rule!r}; use {', '.join(TRIGGER_RULES)}"

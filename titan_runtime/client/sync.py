@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import grpc
 
 from titan_runtime import config
-from titan_runtime.client import audit, autoscaler, ops, tokens
+from titan_runtime.client import audit, autoscaler, ops, secrets, tokens
 from titan_runtime.client.audit import AuditRecord
 from titan_runtime.client.autoscaler import AutoscalerStatusRecord, ScaleEventRecord
 from titan_runtime.client.errors import JobNotFound, TitanConnectionError, error_from_rpc
@@ -29,6 +29,7 @@ from titan_runtime.client.records import (
     read_lines,
 )
 from titan_runtime.client.run import Run
+from titan_runtime.client.secrets import SecretRecord
 from titan_runtime.client.tokens import TokenRecord
 from titan_runtime.client.transfer import ArtifactWriter
 from titan_runtime.proto import titan_pb2 as pb
@@ -361,6 +362,19 @@ class TitanClient:
     def revoke_token(self, name: str) -> TokenRecord:
         """Revoke a named token: it admits nothing from now on, and its workers are disconnected."""
         return self._run(tokens.revoke_token(name))
+
+    def set_secret(self, name: str, value: str | bytes) -> None:
+        """Set (or replace) secret `name`: encrypted on the master, given to the jobs that name it
+        in `secrets` in their environment only. The cluster token only."""
+        self._run(secrets.set_secret(name, value))
+
+    def list_secrets(self) -> list[SecretRecord]:
+        """The secrets' names and when each was last set (never a value; the cluster token only)."""
+        return self._run(secrets.list_secrets())
+
+    def delete_secret(self, name: str) -> None:
+        """Delete secret `name` (JobNotFound, a LookupError, when there is none; the cluster token only)."""
+        self._run(secrets.delete_secret(name))
 
     def autoscaler_events(self, limit: int = 0, pool: str = "") -> list[ScaleEventRecord]:
         """The autoscaler's latest decisions, oldest first, each with its reason."""

@@ -89,6 +89,11 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@\-]{0,127}\Z")
 #: that id would give its jobs' credentials the cluster's artifacts.
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,127}\Z")
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,63}\Z")
+#: A secret's name (`titan-runtime secret set NAME`) and the environment variable a job gets it in.
+SECRET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}\Z")
+SECRET_ENV_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+#: Secrets one job may name: each is decrypted at every assignment and masked in all its output.
+MAX_SECRETS_PER_JOB = 64
 
 #: The original Titan's "any worker" requirement.
 GENERAL = "GENERAL"
@@ -211,6 +216,9 @@ class JobSpec:
     iteration: int = 0  # a feedback loop's iteration (0: not in a loop; iterations 2, 3... are ID@N)
     approval: ApprovalGate = ApprovalGate()
     allow_failure: bool = False  # its failure does not fail the run (an agent handles it)
+    #: Environment variable -> secret name. Only names: the master puts the values in the
+    #: assignment it sends (never in the spec), so nothing that reads a spec back sees them.
+    secrets: dict[str, str] = field(default_factory=dict)
 
     # to_dict() of an immutable spec never changes: computed once (a job's row is written several times).
     _as_dict: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
@@ -281,6 +289,28 @@ class JobSpec:
             raise InvalidSpec(f"job {self.id}: a job cannot depend on itself")
         self._validate_dynamic(limits)
         self._validate_service()
+        self._validate_secrets()
+
+    def _validate_secrets(self) -> None:
+        if len(self.secrets) > MAX_SECRETS_PER_JOB:
+            raise InvalidSpec(
+                f"job {self.id}: {len(self.secrets)} secrets; a job may name at most {MAX_SECRETS_PER_JOB}"
+            )
+        for env_name, secret in self.secrets.items():
+            if not SECRET_ENV_PATTERN.match(env_name) or env_name.startswith("TITAN_"):
+                raise InvalidSpec(
+                    f"job {self.id}: secret {secret[:128]!r} cannot go into environment variable "
+                    f"{env_name[:128]!r}: use letters, digits and '_' (not starting with a digit or TITAN_)"
+                )
+            if not SECRET_NAME_PATTERN.match(secret):
+                raise InvalidSpec(
+                    f"job {self.id}: invalid secret name {secret[:128]!r}: use 1-128 letters, digits, "
+                    "'_', '-' or '.', not starting with '-' or '.'"
+                )
+            if env_name in self.env:
+                raise InvalidSpec(
+                    f"job {self.id}: {env_name} is given both in env and in secrets; keep it in one"
+                )
 
     def _validate_numbers(self) -> None:
         """Every number of the spec is finite (NaN would break the timers' ordering) and sane."""
@@ -420,7 +450,7 @@ class JobSpec:
         if "tags" in kwargs:
             kwargs["tags"] = frozenset(t for t in kwargs["tags"] if t and t != GENERAL)
         spec = object.__new__(cls)
-        spec.__dict__.update(_SPEC_FIXED_DEFAULTS, env={}, labels={}, _as_dict=None)
+        spec.__dict__.update(_SPEC_FIXED_DEFAULTS, env={}, labels={}, secrets={}, _as_dict=None)
         spec.__dict__.update(kwargs)
         return spec
 

@@ -21,6 +21,7 @@ from titan_runtime.core.model import RUN_ID_PATTERN, Attempt, InvalidSpec, Job, 
 from titan_runtime.diskspace import DiskGuard
 from titan_runtime.master.api_autoscaler import AutoscalerApi
 from titan_runtime.master.api_dynamic import DynamicApi
+from titan_runtime.master.api_secrets import SecretsApi
 from titan_runtime.master.api_tokens import TokensApi
 from titan_runtime.master.artifacts import ArtifactError, ArtifactStore
 from titan_runtime.master.auth import Caller, Credentials, caller_of, describe_owner
@@ -52,7 +53,7 @@ def new_run_id() -> str:
     return "r-" + secrets.token_hex(5)
 
 
-class TitanServicer(DynamicApi, AutoscalerApi, TokensApi, rpc.TitanServicer):
+class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanServicer):
     def __init__(
         self,
         loop: MasterLoop,
@@ -120,6 +121,7 @@ class TitanServicer(DynamicApi, AutoscalerApi, TokensApi, rpc.TitanServicer):
                 " starting with a letter or digit",
             )
         specs = self._specs(request.jobs)
+        self.check_secrets(specs, caller)
         state = self._state
         submitter = "" if caller is None else caller.submitter
 

@@ -39,6 +39,7 @@ class DynamicApi(_Base):
 
         try:
             specs = self._specs(request.jobs)
+            self.check_secrets(specs, caller)
             jobs = await self._loop.call(add)
         except RequestError as exc:
             await context.abort(exc.code, str(exc))

@@ -80,6 +80,7 @@ def spec_from_pb(msg: pb.JobSpec) -> JobSpec:
         iteration=msg.iteration,
         approval=_gate(msg),
         allow_failure=msg.allow_failure,
+        secrets=dict(msg.secrets),
     )
 
 
@@ -121,6 +122,7 @@ def spec_to_pb(spec: JobSpec) -> pb.JobSpec:
         map_index=spec.map_index,
         iteration=spec.iteration,
         allow_failure=spec.allow_failure,
+        secrets=spec.secrets,  # env var -> secret name: the values never travel in a spec
     )
     r = spec.retries
     if r != _NO_RETRIES:

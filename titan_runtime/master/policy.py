@@ -117,6 +117,10 @@ _TITAN: dict[str, Policy] = {
     "CreateToken": Policy(job=DENY, why=_CLUSTERS.format("tokens are"), mutates=True),
     "ListTokens": Policy(job=DENY, why=_CLUSTERS.format("tokens are")),
     "RevokeToken": Policy(job=DENY, why=_CLUSTERS.format("tokens are"), mutates=True),
+    # Secrets: their names and values are the cluster's.
+    "SetSecret": Policy(job=DENY, why=_CLUSTERS.format("secrets are"), mutates=True),
+    "ListSecrets": Policy(job=DENY, why=_CLUSTERS.format("secrets are")),
+    "DeleteSecret": Policy(job=DENY, why=_CLUSTERS.format("secrets are"), mutates=True),
 }
 
 POLICY: dict[str, Policy] = {

@@ -19,6 +19,7 @@ from titan_runtime.core.cluster import ClusterConfig, ClusterState
 from titan_runtime.core.effects import (
     AckFinished,
     Assign,
+    AttemptExit,
     CancelAttempt,
     Changes,
     DisconnectWorker,
@@ -46,6 +47,7 @@ from titan_runtime.master.lock import DataDirLock
 from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
 from titan_runtime.master.schedules import Schedules
+from titan_runtime.master.secrets import MissingSecret, SecretError, Secrets
 from titan_runtime.master.throttle import MAX_DELAY, AuthFailures
 from titan_runtime.master.tokens import NamedTokens
 from titan_runtime.proto import titan_pb2 as pb
@@ -160,6 +162,11 @@ class MasterServer:
         disk = DiskGuard(data_dir, cfg.min_free)
         store = open_store(cfg.store, data_dir, fsync=cfg.fsync)
         cluster_token = load_or_create_token(data_dir)
+        try:
+            self._secrets = Secrets(store, data_dir)
+        except SecretError as exc:
+            store.close()
+            raise ConfigError(str(exc)) from None
         state = ClusterState(
             ClusterConfig(
                 heartbeat_interval=cfg.heartbeat_interval, lease_timeout=cfg.lease_timeout, limits=cfg.limits
@@ -212,6 +219,7 @@ class MasterServer:
             ],
         )
         servicer = TitanServicer(loop, self._logs, artifacts, credentials, disk)
+        servicer.secrets = self._secrets
         self._schedules = servicer.schedules = Schedules(loop, servicer.submit)
         servicer.on_revoke = self._link.drop_credential
         rpc.add_TitanServicer_to_server(servicer, server)
@@ -305,6 +313,30 @@ class MasterServer:
         scaler.start()
         return scaler
 
+    def _open_secrets(self, effect: Assign) -> dict[str, str] | None:
+        """The values of the secrets the job names, for its assignment alone; None when one cannot
+        be opened (deleted since the job was submitted, or the key is gone): the attempt then ends as
+        an error of its own, never running without what it asked for."""
+        if not effect.spec.secrets:
+            return {}
+        try:
+            return self._secrets.resolve(effect.spec.secrets)
+        except SecretError as exc:
+            if isinstance(exc, MissingSecret):
+                why = (
+                    f"secret {exc.name} was deleted after submission; set it again with "
+                    f"`titan-runtime secret set {exc.name}`"
+                )
+            else:
+                why = str(exc)
+            assert self._loop is not None
+            state = self._loop.state
+            exit = AttemptExit("error", reason=why)
+            self._loop.post(
+                lambda now: state.attempt_finished(effect.worker_id, effect.attempt_id, exit, now)
+            )
+            return None
+
     async def _carry_out(self, effects: list[Effect], changes: Changes) -> None:
         """Send what the committed batch decided, one message per worker, and wake whoever waits."""
         assert self._link and self._loop and self._logs
@@ -320,7 +352,8 @@ class MasterServer:
         for effect in effects:
             if isinstance(effect, Assign):
                 message = message_for(effect.worker_id)
-                if message is not None:
+                secret_env = self._open_secrets(effect) if message is not None else {}
+                if message is not None and secret_env is not None:
                     message.assign.append(
                         pb.Assignment(
                             attempt_id=effect.attempt_id,
@@ -330,6 +363,7 @@ class MasterServer:
                             spec=spec_to_pb(effect.spec),
                             credential=self._credentials.job_credential(effect.run_id),
                             env=effect.env,
+                            secret_env=secret_env,
                         )
                     )
             elif isinstance(effect, CancelAttempt):

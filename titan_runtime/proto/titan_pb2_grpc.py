@@ -224,6 +224,21 @@ class TitanStub(object):
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.TokenRef.SerializeToString,
                 response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.TokenInfo.FromString,
                 _registered_method=True)
+        self.SetSecret = channel.unary_unary(
+                '/titan.v1.Titan/SetSecret',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.SecretValue.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListSecrets = channel.unary_unary(
+                '/titan.v1.Titan/ListSecrets',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.SecretList.FromString,
+                _registered_method=True)
+        self.DeleteSecret = channel.unary_unary(
+                '/titan.v1.Titan/DeleteSecret',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.SecretRef.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class TitanServicer(object):
@@ -457,6 +472,24 @@ class TitanServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSecrets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TitanServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -649,6 +682,21 @@ def add_TitanServicer_to_server(servicer, server):
                     servicer.RevokeToken,
                     request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.TokenRef.FromString,
                     response_serializer=titan__runtime_dot_proto_dot_titan__pb2.TokenInfo.SerializeToString,
+            ),
+            'SetSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSecret,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.SecretValue.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+            ),
+            'ListSecrets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSecrets,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.SecretList.SerializeToString,
+            ),
+            'DeleteSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSecret,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.SecretRef.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1677,6 +1725,87 @@ class Titan(object):
             '/titan.v1.Titan/RevokeToken',
             titan__runtime_dot_proto_dot_titan__pb2.TokenRef.SerializeToString,
             titan__runtime_dot_proto_dot_titan__pb2.TokenInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/SetSecret',
+            titan__runtime_dot_proto_dot_titan__pb2.SecretValue.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSecrets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/ListSecrets',
+            titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.SecretList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/DeleteSecret',
+            titan__runtime_dot_proto_dot_titan__pb2.SecretRef.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

@@ -506,7 +506,11 @@ class WorkerAgent:
         if assignment.attempt_id in self.executions:
             return
         assert self._runner is not None
-        spool = Spool(self._spool_dir / f"{assignment.attempt_id}.log", self._disk)
+        spool = Spool(
+            self._spool_dir / f"{assignment.attempt_id}.log",
+            self._disk,
+            secrets=assignment.secret_env.values(),  # masked as *** in its output
+        )
         if self._jobs is not None:  # the job user's directory, outside this worker's private one
             private = self._jobs.attempt(assignment.attempt_id)
             ex = Execution(assignment, spool, private.workspace, private.result, private=private)

@@ -166,7 +166,10 @@ class AttemptRunner:
                 await asyncio.get_running_loop().run_in_executor(None, hand_over, ex.private, self.job_user)
             env = self.env(ex)
             launcher = self.launcher
-            if launcher is not None and (spec.memory_mb or not launcher.compatible(argv, env)):
+            # A job with secrets is exec'd, never forked: what the launcher receives stays in its heap,
+            # which every job it forks later gets a copy of (docs/security.md, "Secrets").
+            secret_env = ex.assignment.secret_env
+            if launcher is not None and (spec.memory_mb or secret_env or not launcher.compatible(argv, env)):
                 launcher = None
             process = JobProcess(
                 argv,
@@ -323,6 +326,7 @@ class AttemptRunner:
 
         env.update(a.spec.env)
         env.update(a.env)
+        env.update(a.secret_env)  # the values of the spec's secrets: here only, never on disk
         env.update(port_env(ex.ports))
         env.update(
             TITAN_RUN_ID=a.run_id,

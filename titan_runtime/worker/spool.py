@@ -14,6 +14,9 @@ however much a job prints: the file, not a queue, holds what has not been shippe
 master's copy is byte-identical, so after a reconnect the worker resends from the offset the
 master reports.
 
+A job's secrets are masked before anything is written (masking.py): the spool file, and so the
+master's copy, never holds a value of 4 bytes or more that the job printed.
+
 When the worker's disk falls below its watermark (or a write finds it full), the spool is cut:
 one `T` record says so, and the rest of the job's output is read and dropped, so that the job runs
 on and ends normally instead of blocking on a full pipe.
@@ -24,17 +27,22 @@ from __future__ import annotations
 import errno
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from titan_runtime.diskspace import DiskGuard, human
+from titan_runtime.worker.masking import Masker, mask_text
 
 MAX_LINE = 64 * 1024
 _PIECE = {b"O": b"o", b"E": b"e"}
 
 
 class Spool:
-    def __init__(self, path: Path, disk: DiskGuard | None = None) -> None:
+    def __init__(self, path: Path, disk: DiskGuard | None = None, secrets: Iterable[str] = ()) -> None:
+        """`secrets`: values to mask as `***` in everything this spool is fed."""
         self.path = path
+        self._secrets = [s for s in secrets if s]
+        self._maskers = {b"O": Masker(self._secrets), b"E": Masker(self._secrets)} if self._secrets else None
         self._disk = disk
         self._fd = -1  # the file is created with the first line: a silent job costs no file
         self._created = False
@@ -48,6 +56,11 @@ class Spool:
         if self.cut:
             self.dropped += len(data)
             return
+        if self._maskers is not None:
+            data = self._maskers[stream].feed(data)
+        self._lines(stream, data)
+
+    def _lines(self, stream: bytes, data: bytes) -> None:
         buf = self._partial[stream] + data
         lines = buf.split(b"\n")
         rest = lines.pop()
@@ -67,6 +80,11 @@ class Spool:
 
     def flush(self) -> None:
         """Write out unterminated last lines (at process exit), as pieces: no newline follows them."""
+        if self._maskers is not None and not self.cut:
+            for stream, masker in self._maskers.items():
+                held = masker.flush()
+                if held:
+                    self._lines(stream, held)
         for stream, rest in self._partial.items():
             if rest:
                 self._partial[stream] = b""
@@ -75,7 +93,7 @@ class Spool:
 
     def note(self, text: str) -> None:
         """A line from Titan itself (why a job could not start, what happened to its output)."""
-        self._write([(b"T", text.encode())], note=True)
+        self._write([(b"T", mask_text(text, self._secrets).encode())], note=True)
 
     def _write(self, records: list[tuple[bytes, bytes]], note: bool = False) -> None:
         prefix = str(int(time.time() * 1000)).encode() + b" "
