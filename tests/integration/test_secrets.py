@@ -243,7 +243,7 @@ def test_a_jobs_credential_cannot_set_list_delete_or_use_secrets(cluster: Proces
             as_job.list_secrets()
         with pytest.raises(PermissionDenied, match="cannot call DeleteSecret"):
             as_job.delete_secret("guarded")
-        with pytest.raises(PermissionDenied, match="a job of run .* cannot submit jobs that use secrets"):
+        with pytest.raises(PermissionDenied, match=r"a job of run \S+ cannot submit jobs that use secrets"):
             as_job.submit_job(TitanJob(command=["env"], secrets={"X": "guarded"}))
     assert [s.name for s in cluster.client.list_secrets()] == ["guarded"]
 

@@ -113,7 +113,15 @@ def test_a_master_that_requires_client_certificates_admits_only_those_the_ca_sig
     cluster = make_cluster(master_args=("--tls-dir", str(ca), "--require-client-cert"))
     cluster.tls = ClientTls(str(ca / "ca.pem"), *worker_cert)
     cluster.add_worker("w")
+    # A worker certificate binds the worker's name; a client certificate connects no worker.
+    impostor = cluster.add_worker("not-w", wait=False)
+    assert impostor.wait(30) != 0
+    assert "the worker certificate w admits only workers named w" in cluster.worker_log("not-w")
     cluster.tls = ClientTls(str(ca / "ca.pem"), *client_cert)
+    as_client = cluster.add_worker("me", wait=False)
+    assert as_client.wait(30) != 0
+    assert "a client certificate (me) cannot connect a worker" in cluster.worker_log("me")
+    del cluster.workers["not-w"], cluster.workers["me"]
     runs_a_job(cluster)
     with (
         TitanClient(cluster.address, token=cluster.token, tls_ca=str(ca / "ca.pem")) as no_cert,

@@ -9,7 +9,7 @@ import pytest
 
 from titan_runtime.core.effects import WorkerHello
 from titan_runtime.master.auth import Caller, Credentials
-from titan_runtime.master.link import worker_token_refusal
+from titan_runtime.master.link import certificate_refusal, worker_token_refusal
 from titan_runtime.master.policy import POLICY, Access, Kind, refusal
 from titan_runtime.master.tokens import NamedTokens, TokenError
 from titan_runtime.store import open_store
@@ -94,3 +94,11 @@ def test_the_roles_columns_follow_from_the_table() -> None:
     assert "ListAudit" in reads and "ListTokens" in reads
     assert refusal("/titan.v1.Titan/SubmitRun", Kind.READ).startswith("a read token cannot call SubmitRun")
     assert "an admin token" in refusal("/titan.v1.Titan/SaveDag", Kind.SUBMIT)
+
+
+def test_a_worker_certificate_binds_the_name_a_client_certificate_connects_no_worker() -> None:
+    assert certificate_refusal("", "", "anyone-0a1b2c") == ""  # no certificate: the token decides
+    assert certificate_refusal("worker", "local", "w7-0a1b2c") == ""  # the master's own pools
+    assert certificate_refusal("worker", "gpu1", "gpu1-0a1b2c") == ""
+    assert "admits only workers named gpu1" in certificate_refusal("worker", "gpu1", "gpu2-0a1b2c")
+    assert "a client certificate (me) cannot connect a worker" in certificate_refusal("client", "me", "me")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 from collections.abc import AsyncIterator
 
 import grpc
@@ -22,9 +23,10 @@ from titan_runtime.master.convert import exit_from_pb, hello_from_pb
 from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
 from titan_runtime.master.policy import Kind
-from titan_runtime.master.tokens import NamedToken
+from titan_runtime.master.tokens import NamedToken, named_after
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
+from titan_runtime.tls import LOCAL_WORKER
 
 log = logging.getLogger("titan.master")
 
@@ -49,6 +51,33 @@ def worker_token_refusal(record: NamedToken, hello: WorkerHello) -> str:
             f"worker token {record.name} does not grant the tags {', '.join(beyond)} (it grants: {granted}); "
             "make a token with `token create --role worker --tags ...`"
         )
+    return ""
+
+
+def certificate_of(context: grpc.aio.ServicerContext) -> tuple[str, str]:
+    """(kind, name) of the client certificate the peer presented (`certs issue KIND NAME`), or
+    ("", "") when it presented none."""
+    auth = context.auth_context() or {}
+    names, subjects = auth.get("x509_common_name") or [b""], auth.get("x509_subject") or [b""]
+    unit = re.search(rb"(?:^|,)OU=([^,]*)", subjects[0])
+    return (unit[1] if unit else b"").decode(errors="replace"), names[0].decode(errors="replace")
+
+
+def certificate_refusal(kind: str, name: str, worker_id: str) -> str:
+    """Why a worker with this client certificate may not register as `worker_id`, or "".
+
+    A worker certificate binds the worker's name, as a worker token does; the master's own pools
+    share the certificate `local` (their workers are named by the master), and a client certificate
+    connects clients, not workers."""
+    if not kind or (kind == "worker" and name == LOCAL_WORKER):
+        return ""
+    if kind != "worker":
+        return (
+            f"a {kind} certificate ({name}) cannot connect a worker; give the worker one made with "
+            "`titan-runtime certs issue worker NAME`"
+        )
+    if not named_after(name, worker_id):
+        return f"the worker certificate {name} admits only workers named {name}; start the worker with --name {name}"
     return ""
 
 
@@ -125,10 +154,16 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
                 log.warning("worker %s disconnected: its token %s was revoked", session.worker_id, token_name)
                 session.close()
 
-    def _admit(self, token: str, hello: WorkerHello, peer: str) -> tuple[WorkerHello | None, str, str, str]:
-        """What a worker credential lets this hello register as: (hello as granted, or None;
+    def _admit(
+        self, token: str, hello: WorkerHello, peer: str, certificate: tuple[str, str] = ("", "")
+    ) -> tuple[WorkerHello | None, str, str, str]:
+        """What a worker's credentials let this hello register as: (hello as granted, or None;
         why refused; the host its services are reached at; the worker token's name)."""
         caller = self._credentials.identify(token) if self._credentials is not None else None
+        if caller is None or caller.kind is not Kind.JOIN:  # a launch's certificate is named after it
+            refused = certificate_refusal(*certificate, hello.worker_id)
+            if refused:
+                return None, refused, "", ""
         if caller is None or caller.kind not in (Kind.JOIN, Kind.WORKER):
             return hello, "", "", ""  # the cluster token or an admin token: as reported
         worker_id, now = hello.worker_id, self._loop.clock()
@@ -171,7 +206,7 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
         hello = hello_from_pb(first.hello)
         worker_id = hello.worker_id
         admitted, refused, service_host, token_name = self._admit(
-            bearer(context.invocation_metadata()), hello, context.peer()
+            bearer(context.invocation_metadata()), hello, context.peer(), certificate_of(context)
         )
         if admitted is None:
             log.warning("refused worker %s (%s): %s", hello.name, worker_id, refused)

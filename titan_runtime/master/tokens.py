@@ -32,6 +32,14 @@ class TokenError(ValueError):
     """A token that cannot be made or revoked as asked; the message says what to do."""
 
 
+def named_after(name: str, worker_id: str) -> bool:
+    """Whether `worker_id` is what a worker started with `--name NAME` calls itself: `NAME` or
+    `NAME-xxxxxx`. A worker credential bound to a name admits those ids alone."""
+    if worker_id == name:
+        return True
+    return worker_id.startswith(name) and bool(_WORKER_SUFFIX.fullmatch(worker_id[len(name) :]))
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -53,11 +61,8 @@ class NamedToken:
         return bool(self.expires_at) and now > self.expires_at
 
     def admits_worker_id(self, worker_id: str) -> bool:
-        """A worker token's workers are named after it: `NAME` or `NAME-xxxxxx` (what a worker
-        started with `--name NAME` calls itself), so it can never take another credential's worker."""
-        if worker_id == self.name:
-            return True
-        return worker_id.startswith(self.name) and bool(_WORKER_SUFFIX.fullmatch(worker_id[len(self.name) :]))
+        """A worker token's workers are named after it, so it can never take another credential's worker."""
+        return named_after(self.name, worker_id)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
