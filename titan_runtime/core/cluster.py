@@ -12,7 +12,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
-import random
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -176,7 +175,7 @@ class ClusterState:
         self.config = config or ClusterConfig()
         counter = itertools.count(1)
         self._new_id = new_id or (lambda: f"a{next(counter)}")
-        self._jitter = jitter or random.random
+        self._jitter = jitter or (lambda: 1.0)  # the master gives random.random; 1.0: the whole step
         #: service id -> keys of the jobs that ran or run it, oldest deployment first
         self.services: dict[str, list[tuple[str, str]]] = {}
         self.runs: dict[str, Run] = {}

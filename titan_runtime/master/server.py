@@ -7,6 +7,7 @@ import gc
 import json
 import logging
 import os
+import random
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,6 +173,7 @@ class MasterServer:
                 heartbeat_interval=cfg.heartbeat_interval, lease_timeout=cfg.lease_timeout, limits=cfg.limits
             ),
             new_id=new_attempt_id,
+            jitter=random.random,
         )
         loop = MasterLoop(state, store)
         # Restoring builds a few objects per stored job and frees none of them: the collector's
