@@ -15,10 +15,11 @@ from typing import Any
 import yaml
 
 from titan_runtime.config import ConfigError, split_host_port
-from titan_runtime.core.autoscaler import PROVIDERS, PoolSpec
+from titan_runtime.core.autoscaler import PoolSpec
 from titan_runtime.core.limits import limits_from
 from titan_runtime.core.model import GENERAL, TAG_PATTERN
 from titan_runtime.diskspace import parse_min_free
+from titan_runtime.providers import registry
 from titan_runtime.yamlbudget import YamlBudgetError
 from titan_runtime.yamlbudget import load as load_yaml
 
@@ -39,32 +40,6 @@ COMMON_KEYS = {
     "backoff_max": float,
     "drain_deadline": float,
 }
-#: Provider settings: key -> type (str, bool, float, int, list).
-PROVIDER_KEYS: dict[str, dict[str, type]] = {
-    "local": {"python": str, "worker_args": list},
-    "ssh": {
-        "hosts": list,
-        "key": str,
-        "python": str,
-        "accept_new_host_key": bool,
-        "tunnel": bool,
-        "master_address": str,
-        "wheelhouse": str,
-        "remote_dir": str,
-        "connect_timeout": float,
-        "worker_args": list,
-    },
-    "webhook": {
-        "url": str,
-        "allow_http": bool,
-        "secret_file": str,
-        "secret_env": str,
-        "timeout": float,
-        "retries": int,
-        "master_address": str,
-        "worker_args": list,
-    },
-}
 #: Settings that name files: relative paths are taken from the cluster file's folder.
 PATH_KEYS = ("key", "wheelhouse", "secret_file")
 MASTER_KEYS = {
@@ -77,8 +52,6 @@ MASTER_KEYS = {
     "limits": dict,
 }
 AUTOSCALER_KEYS = {"interval": float, "max_events": int}
-#: Register deadlines by provider when the pool sets none: an SSH bootstrap installs a virtualenv.
-DEFAULT_REGISTER_TIMEOUT = {"local": 60.0, "ssh": 600.0, "webhook": 600.0}
 
 
 @dataclass(frozen=True)
@@ -162,10 +135,14 @@ def _pool(raw: Any, index: int, base: Path, errors: list[str]) -> PoolConfig | N
         name = f"#{index}"
     where = f"pools[{index}] ({name})"
     provider = raw.get("provider")
-    if provider not in PROVIDERS:
-        errors.append(f"{where}.provider: expected one of {', '.join(PROVIDERS)}, got {provider!r}")
+    try:
+        if not isinstance(provider, str):
+            raise registry.UnknownProvider(f"expected one of {', '.join(registry.names())}, got {provider!r}")
+        provider_class = registry.provider_class(provider)
+    except registry.UnknownProvider as exc:
+        errors.append(f"{where}.provider: {exc}")
         return None
-    known = {**COMMON_KEYS, **PROVIDER_KEYS[provider]}
+    known = {**COMMON_KEYS, **provider_class.settings_keys}
     before = len(errors)
     for key in raw:
         if key not in known:
@@ -183,45 +160,21 @@ def _pool(raw: Any, index: int, base: Path, errors: list[str]) -> PoolConfig | N
         if checked is not None:
             values[key] = checked
     settings: dict[str, Any] = {}
-    for key, kind in PROVIDER_KEYS[provider].items():
+    for key, key_type in provider_class.settings_keys.items():
         if key in raw:
-            checked = _typed(raw[key], kind, f"{where}.{key}", errors)
+            checked = _typed(raw[key], key_type, f"{where}.{key}", errors)
             if checked is not None:
                 if key in PATH_KEYS or (key == "python" and "/" in str(checked)):
                     path = Path(os.path.expanduser(str(checked)))
                     checked = str(path if path.is_absolute() else (base / path).resolve())
                 settings[key] = checked
-    if provider == "ssh":
-        hosts = settings.get("hosts") or []
-        if not hosts:
-            errors.append(f"{where}.hosts: required for provider ssh: a list of USER@HOST[:PORT]")
-        for host in hosts:
-            if "@" not in host:
-                errors.append(f"{where}.hosts: {host!r} is not USER@HOST[:PORT]")
-        values.setdefault("max", len(hosts) or 1)
-        if hosts and values["max"] > len(hosts):
-            errors.append(
-                f"{where}.max: {values['max']} is more than its {len(hosts)} host(s): one worker per host"
-            )
-    if provider == "webhook":
-        url = settings.get("url", "")
-        if not url.startswith(("http://", "https://")):
-            errors.append(f"{where}.url: required for provider webhook: an https:// URL")
-        elif url.startswith("http://") and not settings.get("allow_http"):
-            errors.append(
-                f"{where}.url: {url} is plain http, which carries each launch's join token in clear; "
-                "use https://, or set allow_http: true where the network is trusted"
-            )
-        if not settings.get("secret_file") and not settings.get("secret_env"):
-            errors.append(
-                f"{where}: a webhook pool needs secret_file or secret_env (the HMAC key its requests are signed with)"
-            )
+    errors.extend(provider_class.check(settings, values, where))
     if "master_address" in settings:
         try:
             split_host_port(settings["master_address"])
         except ConfigError as exc:
             errors.append(f"{where}.master_address: {exc}")
-    values.setdefault("register_timeout", DEFAULT_REGISTER_TIMEOUT[provider])
+    values.setdefault("register_timeout", provider_class.register_timeout)
     lo, hi = values.get("min", 0), values.get("max", 1)
     if lo < 0:
         errors.append(f"{where}.min: must be 0 or more")

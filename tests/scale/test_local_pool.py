@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 import textwrap
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.helpers import pid_alive, wait_until
+from tests.helpers import PYTHON, pid_alive, wait_until
 from titan_runtime import TitanJob
 
 pytestmark = pytest.mark.integration
@@ -145,3 +146,45 @@ def test_workers_that_never_register_are_stopped_and_the_pool_backs_off(make_clu
     status = client.autoscaler_status().pools[0]
     assert status.failures >= 2
     assert os.path.exists(cluster.data_dir / "pools")
+
+
+THIRD_PARTY = '''
+from titan_runtime.providers.local import LocalProvider
+
+
+class HereProvider(LocalProvider):
+    """Local workers, from a package that is not Titan: found through its entry point."""
+
+    settings_keys = {**LocalProvider.settings_keys, "greeting": str}
+
+    @classmethod
+    def check(cls, settings, values, where):
+        return [] if settings.get("greeting") else [f"{where}.greeting: required for provider here"]
+'''
+
+
+def test_a_provider_from_another_package_is_found_through_its_entry_point(
+    make_cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    info = site / "thirdparty_titan-1.0.dist-info"
+    info.mkdir(parents=True)
+    (site / "thirdparty_titan.py").write_text(THIRD_PARTY)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-titan\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[titan_runtime.providers]\nhere = thirdparty_titan:HereProvider\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+    pool = "- name: elsewhere\n  provider: here\n  tags: [elsewhere]\n  max: 1\n"
+    refused = subprocess.run(
+        [PYTHON, "-m", "titan_runtime", "master", "--cluster", str(cluster_file(tmp_path, pool)),
+         "--port", "0", "--data-dir", str(tmp_path / "refused")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode != 0, refused.stderr
+    assert "pools[0] (elsewhere).greeting: required for provider here" in refused.stderr
+    config = cluster_file(tmp_path, pool + "  greeting: hello\n")
+    cluster = make_cluster(master_args=(*FAST, "--cluster", str(config)))
+    job = cluster.client.submit_job(TitanJob(command=["true"], tags=["elsewhere"]))
+    assert cluster.client.wait(job, 60).state == "SUCCEEDED"
+    assert [(p.name, p.provider) for p in cluster.client.autoscaler_status().pools] == [("elsewhere", "here")]

@@ -27,8 +27,6 @@ from typing import Any
 from titan_runtime.core.cluster import ClusterState
 from titan_runtime.core.model import Worker, WorkerState
 
-PROVIDERS = ("local", "ssh", "webhook")
-
 
 @dataclass(frozen=True)
 class PoolSpec:

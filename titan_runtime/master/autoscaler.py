@@ -13,9 +13,8 @@ import asyncio
 import json
 import logging
 import secrets
-from pathlib import Path
 
-from titan_runtime.clusterconfig import ClusterFile, PoolConfig
+from titan_runtime.clusterconfig import ClusterFile
 from titan_runtime.core.autoscaler import Action, Autoscaler, Drain, Launch, Retire, ScaleEvent, pending_needs
 from titan_runtime.core.cluster import NotFound
 from titan_runtime.master.jointokens import JoinTokens
@@ -26,24 +25,6 @@ from titan_runtime.tls import ClientTls
 log = logging.getLogger("titan.autoscaler")
 
 EVENTS_KEY = "titan/autoscaler/events"
-
-
-def make_provider(pool: PoolConfig, data_dir: Path) -> Provider:
-    """The provider of a pool, from its checked settings."""
-    provider = pool.spec.provider
-    if provider == "local":
-        from titan_runtime.providers.local import LocalProvider
-
-        return LocalProvider(pool.settings, data_dir)
-    if provider == "ssh":
-        from titan_runtime.providers.ssh import SshPoolProvider
-
-        return SshPoolProvider(pool.settings, data_dir)
-    if provider == "webhook":
-        from titan_runtime.providers.webhook import WebhookProvider
-
-        return WebhookProvider(pool.settings, pool.spec.name)
-    raise ValueError(f"unknown provider {provider!r}")
 
 
 class AutoscalerLoop:

@@ -53,6 +53,7 @@ from titan_runtime.master.throttle import MAX_DELAY, AuthFailures
 from titan_runtime.master.tokens import NamedTokens
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
+from titan_runtime.providers import registry
 from titan_runtime.store import open_store
 from titan_runtime.tls import ClientTls, ServerTls, TlsError, is_loopback, local_client_tls
 from titan_runtime.version import __version__
@@ -306,9 +307,14 @@ class MasterServer:
         cluster_token: str,
         credentials: Credentials,
     ) -> AutoscalerLoop:
-        from titan_runtime.master.autoscaler import AutoscalerLoop, make_provider
+        from titan_runtime.master.autoscaler import AutoscalerLoop
 
-        providers = {pool.name: make_provider(pool, data_dir) for pool in cluster.pools}
+        providers = {
+            pool.name: registry.provider_class(pool.spec.provider).from_pool(
+                pool.name, pool.settings, data_dir
+            )
+            for pool in cluster.pools
+        }
         scaler = AutoscalerLoop(
             loop, cluster, providers, self.address, cluster_token, credentials.join_tokens, self.local_tls
         )

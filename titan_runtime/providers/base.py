@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
 from titan_runtime.tls import ClientTls
 
@@ -49,7 +51,28 @@ class LaunchRequest:
 
 
 class Provider(abc.ABC):
-    """Starts and stops the workers of one pool."""
+    """Starts and stops the workers of one pool.
+
+    A provider is found by the name a pool gives in cluster.yaml (`provider: NAME`) in the registry
+    (registry.py): the built-in ones, and any a package declares in the `titan_runtime.providers`
+    entry-point group. What its pools may set, and how they are checked, is the class's to say."""
+
+    #: The settings its pools take in cluster.yaml beyond the common ones: key -> type (str, bool,
+    #: float, int, list). Anything else is refused, naming what is known.
+    settings_keys: ClassVar[dict[str, type]] = {}
+    #: How long one of its launches may take to register when the pool sets no register_timeout.
+    register_timeout: ClassVar[float] = 60.0
+
+    @classmethod
+    def check(cls, settings: dict[str, Any], values: dict[str, Any], where: str) -> list[str]:
+        """What is wrong with a pool's settings beyond their types, each error starting with `where`.
+        `values` are the pool's common keys (min, max, ...): a provider may give them defaults."""
+        return []
+
+    @classmethod
+    @abc.abstractmethod
+    def from_pool(cls, name: str, settings: dict[str, Any], data_dir: Path) -> Provider:
+        """The provider of pool `name`, from its checked settings; `data_dir` is the master's."""
 
     @abc.abstractmethod
     async def launch(self, request: LaunchRequest) -> None:

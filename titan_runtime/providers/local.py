@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from titan_runtime import config
 from titan_runtime.providers.base import LaunchRequest, Provider, ProviderError
@@ -43,6 +43,12 @@ def log_tail(path: Path, lines: int = 12) -> str:
 
 
 class LocalProvider(Provider):
+    settings_keys: ClassVar[dict[str, type]] = {"python": str, "worker_args": list}
+
+    @classmethod
+    def from_pool(cls, name: str, settings: dict[str, Any], data_dir: Path) -> LocalProvider:
+        return cls(settings, data_dir)
+
     def __init__(self, settings: dict[str, Any], data_dir: Path) -> None:
         self.python = settings.get("python") or sys.executable
         self.extra_args = list(settings.get("worker_args", []))

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import paramiko
 
@@ -558,6 +558,42 @@ def remote_stop(client: paramiko.SSHClient, remote_dir: str, now: bool = False, 
 
 class SshPoolProvider(Provider):
     """Workers on a fixed list of SSH hosts, one per host, bootstrapped on demand."""
+
+    settings_keys: ClassVar[dict[str, type]] = {
+        "hosts": list,
+        "key": str,
+        "python": str,
+        "accept_new_host_key": bool,
+        "tunnel": bool,
+        "master_address": str,
+        "wheelhouse": str,
+        "remote_dir": str,
+        "connect_timeout": float,
+        "worker_args": list,
+    }
+    register_timeout: ClassVar[float] = 600.0  # a bootstrap installs a virtualenv
+
+    @classmethod
+    def check(cls, settings: dict[str, Any], values: dict[str, Any], where: str) -> list[str]:
+        """Hosts are USER@HOST[:PORT], and a pool has at most one worker per host (its max
+        defaults to its number of hosts)."""
+        errors = []
+        hosts = settings.get("hosts") or []
+        if not hosts:
+            errors.append(f"{where}.hosts: required for provider ssh: a list of USER@HOST[:PORT]")
+        for host in hosts:
+            if "@" not in host:
+                errors.append(f"{where}.hosts: {host!r} is not USER@HOST[:PORT]")
+        values.setdefault("max", len(hosts) or 1)
+        if hosts and values["max"] > len(hosts):
+            errors.append(
+                f"{where}.max: {values['max']} is more than its {len(hosts)} host(s): one worker per host"
+            )
+        return errors
+
+    @classmethod
+    def from_pool(cls, name: str, settings: dict[str, Any], data_dir: Path) -> SshPoolProvider:
+        return cls(settings, data_dir)
 
     def __init__(self, settings: dict[str, Any], data_dir: Path) -> None:
         self.settings = settings

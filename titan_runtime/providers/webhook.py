@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from titan_runtime.providers.base import LaunchRequest, Provider, ProviderError
 from titan_runtime.version import __version__
@@ -115,6 +115,41 @@ class WebhookError(ProviderError):
 
 
 class WebhookProvider(Provider):
+    settings_keys: ClassVar[dict[str, type]] = {
+        "url": str,
+        "allow_http": bool,
+        "secret_file": str,
+        "secret_env": str,
+        "timeout": float,
+        "retries": int,
+        "master_address": str,
+        "worker_args": list,
+    }
+    register_timeout: ClassVar[float] = 600.0  # a machine is made, booted and set up
+
+    @classmethod
+    def check(cls, settings: dict[str, Any], values: dict[str, Any], where: str) -> list[str]:
+        """An https URL (http only when allowed: it carries each launch's join token) and a key
+        its requests are signed with."""
+        errors = []
+        url = settings.get("url", "")
+        if not url.startswith(("http://", "https://")):
+            errors.append(f"{where}.url: required for provider webhook: an https:// URL")
+        elif url.startswith("http://") and not settings.get("allow_http"):
+            errors.append(
+                f"{where}.url: {url} is plain http, which carries each launch's join token in clear; "
+                "use https://, or set allow_http: true where the network is trusted"
+            )
+        if not settings.get("secret_file") and not settings.get("secret_env"):
+            errors.append(
+                f"{where}: a webhook pool needs secret_file or secret_env (the HMAC key its requests are signed with)"
+            )
+        return errors
+
+    @classmethod
+    def from_pool(cls, name: str, settings: dict[str, Any], data_dir: Path) -> WebhookProvider:
+        return cls(settings, name)
+
     def __init__(self, settings: dict[str, Any], pool: str) -> None:
         self.pool = pool
         self.url: str = settings["url"]
