@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from titan_runtime import JobRecord, LogLine, TitanClient, TitanConnectionError
+from titan_runtime.client.backoff import Backoff
 
 Emit = Callable[[LogLine], None]
 
@@ -53,26 +54,22 @@ def follow(
     A broken stream (master restart, network) is reopened from the cursor for up to
     `reconnect_for` seconds of continuous failure.
     """
-    failing_since: float | None = None
-    delay = 0.5
+    backoff = Backoff(0.5, 10.0, patience=reconnect_for)
 
     def emit_and_reset(line: LogLine) -> None:
-        nonlocal failing_since, delay
-        failing_since, delay = None, 0.5
+        backoff.reset()
         emit(line)
 
     while True:
         try:
             return _follow_once(client, ref, cursor, emit_and_reset)
         except TitanConnectionError as exc:
-            now = time.monotonic()
-            failing_since = failing_since or now
-            if now - failing_since > reconnect_for:
+            delay = backoff.next_delay()
+            if delay is None:
                 raise
             if on_reconnect is not None:
                 on_reconnect(exc, delay)
             time.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
 
 def _follow_once(client: TitanClient, ref: str, cursor: LogCursor, emit: Emit) -> JobRecord:

@@ -13,7 +13,6 @@ the deferred task), never in `cleanup()`, which also runs when the triggerer mer
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from titan_airflow.hooks import DEFAULT_CONN_ID, TitanHook
 from titan_runtime import AsyncTitanClient, TitanConnectionError, TitanError
+from titan_runtime.client.backoff import Backoff
 
 #: How long an unreachable master is retried before the trigger reports an error.
 RECONNECT_FOR_S = 300.0
@@ -64,8 +64,7 @@ class TitanJobTrigger(BaseTrigger):
             await client.close()
 
     async def _wait(self, client: AsyncTitanClient) -> dict[str, Any]:
-        failing_since: float | None = None
-        delay = 0.5
+        backoff = Backoff(0.5, 10.0, patience=self.reconnect_for)
         announced = False
         while True:
             try:
@@ -84,13 +83,11 @@ class TitanJobTrigger(BaseTrigger):
                     "exit_code": record.exit_code,
                 }
             except TitanConnectionError as exc:
-                now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since > self.reconnect_for:
+                delay = backoff.next_delay()
+                if delay is None:
                     return {"status": "error", "ref": self.ref, "message": str(exc)}
                 self.log.warning("Titan master unreachable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
             except TitanError as exc:
                 return {"status": "error", "ref": self.ref, "message": str(exc)}
 

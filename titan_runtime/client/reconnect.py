@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 
+from titan_runtime.client.backoff import Backoff
 from titan_runtime.client.errors import TitanConnectionError
 
 INITIAL_DELAY = 0.1
@@ -65,14 +66,14 @@ class Outage:
 
     def __init__(self, policy: Reconnect) -> None:
         self.policy = policy
-        self.started: float | None = None
-        self.failures = 0
+        self._backoff = Backoff(
+            policy.initial, policy.maximum, jitter=lambda: policy.jitter(), clock=lambda: policy.clock()
+        )  # through the policy: what it is set to later counts
 
     def reset(self) -> None:
         """The master answered: a later failure starts a new outage."""
         self.policy.answered()
-        self.started = None
-        self.failures = 0
+        self._backoff.reset()
 
     def retry_in(self, error: TitanConnectionError, not_after: float | None = None) -> float:
         """Seconds to wait before asking again; raises `error` when it is not worth retrying, and
@@ -87,20 +88,17 @@ class Outage:
         now = policy.clock()
         if not_after is not None and now >= not_after:
             raise error
-        if self.started is None:
-            self.started = now
-        elapsed = now - self.started
+        delay = self._backoff.next_delay() or 0.0  # no limits of its own: never None
+        started = self._backoff.since if self._backoff.since is not None else now
+        elapsed = now - started
         if elapsed >= policy.timeout:
             raise TitanConnectionError(
                 f"the Titan master at {policy.address} has been unreachable for {elapsed:.1f}s "
                 f"(reconnect timeout {policy.timeout:g}s): is it running? To wait longer for it, "
                 "raise --reconnect-timeout (SDK: reconnect_timeout=, env TITAN_RECONNECT_TIMEOUT)"
             ) from error
-        step = min(policy.maximum, policy.initial * 2**self.failures)
-        self.failures += 1
-        delay = step * (0.5 + 0.5 * policy.jitter())
         # One last try at the deadline (the policy's, or the caller's) rather than a sleep past it.
-        last_try = self.started + policy.timeout
+        last_try = started + policy.timeout
         if not_after is not None:
             last_try = min(last_try, not_after)
         return max(0.0, min(delay, last_try - now))

@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any, ClassVar
 
+from titan_runtime.client.backoff import Backoff
 from titan_runtime.providers.base import LaunchRequest, Provider, ProviderError
 from titan_runtime.version import __version__
 
@@ -206,20 +207,20 @@ class WebhookProvider(Provider):
         event = payload["event"]
         delivery = uuid.uuid4().hex  # the same for every retry: receivers can drop duplicates
         body = json.dumps(payload, sort_keys=True).encode()
-        wait = BACKOFF_INITIAL
-        for attempt in range(1, self.retries + 2):
+        backoff = Backoff(BACKOFF_INITIAL, BACKOFF_MAX, attempts=self.retries)
+        while True:
             try:
                 return await asyncio.to_thread(self._post_once, body, event, delivery)
             except WebhookError as exc:
-                if not exc.retry or attempt > self.retries:
-                    suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
+                wait = backoff.next_delay() if exc.retry else None
+                if wait is None:
+                    tries = backoff.failures + 1
+                    suffix = f" (after {tries} attempts)" if tries > 1 else ""
                     raise ProviderError(
                         f"webhook {event} for pool {self.pool} failed{suffix}: {exc}"
                     ) from None
                 log.warning("webhook %s for pool %s: %s; retrying in %.1fs", event, self.pool, exc, wait)
                 await asyncio.sleep(wait)
-                wait = min(wait * 2, BACKOFF_MAX)
-        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ the provider
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import grpc
 
+from titan_runtime.client.backoff import Backoff
 from titan_runtime.diskspace import DEFAULT_MIN_FREE, DiskGuard
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
@@ -227,15 +228,15 @@ class WorkerAgent:
         self._channel = channel(self.config.master, self.config.tls, CHANNEL_OPTIONS, aio=True)
         self._stub = rpc.TitanStub(self._channel)
         link = rpc.WorkerLinkStub(self._channel)
-        backoff = 0.1
+        backoff = Backoff(0.1, MAX_BACKOFF, jitter=random.random)
         try:
             while not self._done():
                 connected = await self._session(link)
                 if self._done():
                     break
-                backoff = 0.1 if connected else min(backoff * 2, MAX_BACKOFF)
-                delay = backoff * random.uniform(0.5, 1.0)  # jitter that never exceeds MAX_BACKOFF
-
+                if connected:
+                    backoff.reset()
+                delay = backoff.next_delay() or 0.0  # no attempts or patience: never None
                 if not connected:
                     log.warning("master at %s unreachable; retrying in %.1fs", self.config.master, delay)
                 self._changed.clear()
