@@ -1,5 +1,5 @@
 """`titan-runtime secret set|list|rm`: the cluster's secrets (docs/security.md, "Secrets").
-Registered on the main group by `cli.py`.
+Registered on the main group by `cli/__init__.py`.
 
 A value is read from stdin, a file, or a hidden prompt at a terminal, never from the command line:
 other users read a process's arguments in `ps`, and shells keep them in their history.
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from titan_runtime.cli import client_options, print_table
+from titan_runtime.cli.options import client_options
+from titan_runtime.cli.output import print_table
 from titan_runtime.client.sync import TitanClient
 
 

@@ -1,7 +1,6 @@
 """TLS on the command line: the master's options (`master`, `up`) and `titan-runtime certs`.
 
-Kept apart from cli.py, which imports it for the options before it defines its commands; this
-module needs nothing of cli.py's.
+The process commands (cli/processes.py) take its master options; it needs nothing of theirs.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """`titan-runtime token create|list|revoke`: named tokens with a role (docs/security.md).
-Registered on the main group by `cli.py`."""
+Registered on the main group by `cli/__init__.py`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 
 import click
 
-from titan_runtime.cli import client_options, fmt_time, print_table
+from titan_runtime.cli.options import client_options
+from titan_runtime.cli.output import fmt_time, print_table
 from titan_runtime.client.ops import parse_duration
 from titan_runtime.client.sync import TitanClient
 

@@ -1,5 +1,5 @@
 """`titan-runtime autoscaler ...` and `titan-runtime ssh ...`: the pools' status and decisions, and
-workers bootstrapped over SSH (docs/scaling.md). Registered on the main group by `cli.py`."""
+workers bootstrapped over SSH (docs/scaling.md). Registered on the main group by `cli/__init__.py`."""
 
 from __future__ import annotations
 
@@ -15,18 +15,17 @@ from typing import Any
 import click
 
 from titan_runtime import config
-from titan_runtime.cli import (
+from titan_runtime.cli.options import (
     EXIT_CANCELLED,
     F,
-    _data_dir_option,
     client_options,
+    data_dir_option,
     fail,
-    fmt_time,
     friendly_errors,
     parse_tags,
-    print_table,
     tls_options,
 )
+from titan_runtime.cli.output import fmt_time, print_table
 from titan_runtime.client.sync import TitanClient
 
 
@@ -125,7 +124,7 @@ def _ssh_options(fn: F) -> F:
         show_default=True,
         help="Where the worker lives on the host: virtualenv, token, log, work.",
     )(fn)
-    fn = _data_dir_option(fn)
+    fn = data_dir_option(fn)
     return fn
 
 
@@ -421,7 +420,7 @@ def ssh_stop(
 
 @ssh.command("wheelhouse")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@_data_dir_option
+@data_dir_option
 @friendly_errors
 @_ssh_errors
 def ssh_wheelhouse(directory: Path, data_dir: Path | None) -> None:

@@ -1,0 +1,133 @@
+"""`titan-runtime`: start a cluster, submit work, watch it, inspect it.
+
+Client commands find the master through --address / TITAN_ADDRESS (TITAN_HOST/TITAN_PORT),
+default 127.0.0.1:9090, and authenticate with --token / TITAN_TOKEN or the `token` file in the
+data dir (--data-dir / TITAN_DATA_DIR, default ~/.titan). Errors print one line saying what was
+wrong and what to do, and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from titan_runtime.cli.audit import audit
+from titan_runtime.cli.jobs import cancel, logs, result, status, submit
+from titan_runtime.cli.kv import kv
+from titan_runtime.cli.options import EXIT_CANCELLED, friendly_errors
+from titan_runtime.cli.processes import master, up, worker, workers
+from titan_runtime.cli.runs import (
+    agent_runs,
+    approvals,
+    approve,
+    reject,
+    run_pipeline,
+    run_status,
+    runs,
+    schedule,
+    validate,
+)
+from titan_runtime.cli.scaling import autoscaler, ssh
+from titan_runtime.cli.secrets import secret
+from titan_runtime.cli.services import service, services
+from titan_runtime.cli.tls import certs
+from titan_runtime.cli.tokens import token
+from titan_runtime.version import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="titan-runtime")
+def cli() -> None:
+    """Titan: run scripts, commands and DAGs on a cluster of capability-tagged workers.
+
+    \b
+    Start a local cluster:   titan-runtime up
+    Run a script on it:      titan-runtime submit --wait hello.py
+    Run a command:           titan-runtime submit --follow -- echo hi
+    See what happened:       titan-runtime status ID; titan-runtime logs ID
+    """
+
+
+for command in (
+    up, master, worker, workers, submit, status, logs, cancel, result, runs, run_pipeline, validate, run_status,
+    approve, reject, approvals, agent_runs, schedule, services, service, kv, autoscaler, ssh, certs, audit,
+    secret, token,
+):  # fmt: skip
+    cli.add_command(command)
+
+
+class LazyGroup(click.Group):
+    """A command group from an optional extra: imported only when used, with an install hint when missing."""
+
+    def __init__(self, name: str, import_path: str, extra: str, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.import_path = import_path
+        self.extra = extra
+        self._group: click.Group | None = None
+
+    def _load(self) -> click.Group:
+        if self._group is None:
+            module_name, _, attr = self.import_path.partition(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                missing = (exc.name or str(exc)).split(".")[0]
+                raise click.ClickException(
+                    f"`titan-runtime {self.name}` needs the {self.extra} extra ({missing} is not "
+                    f"installed): pip install 'titan-runtime[{self.extra}]'"
+                ) from None
+            self._group = getattr(module, attr)
+        return self._group
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return self._load().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._load().get_command(ctx, cmd_name)
+
+
+cli.add_command(
+    LazyGroup(
+        "airflow",
+        import_path="titan_airflow.cli:airflow",
+        extra="airflow",
+        help="Start Airflow DAG runs and wait for them, through Airflow's REST API (needs the airflow extra).",
+    )
+)
+
+
+@cli.command(hidden=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@friendly_errors
+def demo(data_dir: Path | None) -> None:
+    """Start a throwaway cluster, run the example pipeline, show what happened, stop (make demo)."""
+    from titan_runtime.demo import run_demo
+
+    sys.exit(run_demo(data_dir))
+
+
+def main() -> None:
+    """Entry point: usage errors are one line too (what was wrong, where to read more)."""
+    try:
+        code = cli.main(prog_name="titan-runtime", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(2)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "titan-runtime"
+        click.echo(f"titan-runtime: error: {exc.format_message()} (see `{command} --help`)", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"titan-runtime: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(EXIT_CANCELLED)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

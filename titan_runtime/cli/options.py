@@ -1,0 +1,156 @@
+"""What every command shares: options, error handling, logging, exit codes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from titan_runtime import config
+from titan_runtime.client.errors import TitanError
+from titan_runtime.client.sync import TitanClient
+from titan_runtime.core.model import TAG_PATTERN
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_TIMEOUT = 124
+EXIT_CANCELLED = 130
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"titan-runtime: error: {message}", err=True)
+    sys.exit(code)
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn SDK, configuration, store and system errors (a full disk) into one line on stderr and
+    exit code 1; a reader that went away (`logs | head`) ends the command quietly."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from titan_runtime.store import StoreError
+        from titan_runtime.tls import TlsError
+
+        try:
+            return fn(*args, **kwargs)
+        except (TitanError, config.ConfigError, StoreError, TlsError) as exc:
+            fail(str(exc))
+        except TimeoutError as exc:
+            fail(str(exc), EXIT_TIMEOUT)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush to
+            sys.exit(1)
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            fail(f"{exc.strerror or exc}{where}")
+        except KeyboardInterrupt:
+            sys.exit(EXIT_CANCELLED)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def reconnect_option(fn: F) -> F:
+    """--reconnect-timeout, for the commands that wait on the master (put it above @client_options)."""
+    return click.option(
+        "--reconnect-timeout",
+        type=click.FloatRange(min=0),
+        envvar="TITAN_RECONNECT_TIMEOUT",
+        default=config.DEFAULT_RECONNECT_TIMEOUT,
+        show_default=True,
+        help="Seconds to keep trying a master that went away (a restart) before failing; 0: fail at once "
+        "[env TITAN_RECONNECT_TIMEOUT].",
+    )(fn)
+
+
+def tls_options(fn: F) -> F:
+    """--tls-ca, --tls-cert, --tls-key: how a client or worker dials a master that serves TLS."""
+    for name, env, what in (
+        ("--tls-key", "TITAN_TLS_KEY", "Its key, for --tls-cert"),
+        ("--tls-cert", "TITAN_TLS_CERT", "A client certificate, for a master that requires one"),
+        ("--tls-ca", "TITAN_TLS_CA", "The cluster's CA certificate: dial the master with TLS"),
+    ):
+        fn = click.option(name, envvar=env, default=None, help=f"{what} [env {env}].")(fn)
+    return fn
+
+
+def client_options(fn: F) -> F:
+    """--address, --token and --data-dir, resolved into a TitanClient passed as `client`.
+
+    Commands without --reconnect-timeout fail at once when the master is unreachable, as a quick
+    question should; those with it (see `reconnect_option`) ride out a restart."""
+
+    @click.option(
+        "--address",
+        envvar="TITAN_ADDRESS",
+        help="Master HOST:PORT [env TITAN_ADDRESS; default 127.0.0.1:9090].",
+    )
+    @click.option(
+        "--token",
+        envvar="TITAN_TOKEN",
+        help="The cluster token or a named one (`token create`) [env TITAN_TOKEN; default: DATA_DIR/token].",
+    )
+    @click.option(
+        "--data-dir",
+        envvar="TITAN_DATA_DIR",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Where the token file is [env TITAN_DATA_DIR; default ~/.titan].",
+    )
+    @tls_options
+    @functools.wraps(fn)
+    @friendly_errors
+    def wrapper(
+        *args: Any,
+        address: str | None,
+        token: str | None,
+        data_dir: Path | None,
+        tls_ca: str | None,
+        tls_cert: str | None,
+        tls_key: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        if address:
+            config.split_host_port(address)
+        reconnect_timeout = kwargs.pop("reconnect_timeout", 0.0)
+        with TitanClient(
+            address=address,
+            token=token,
+            data_dir=str(data_dir) if data_dir else None,
+            reconnect_timeout=reconnect_timeout,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+        ) as client:
+            return fn(*args, client=client, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_tags(value: str | None) -> list[str]:
+    tags = [t.strip() for t in (value or "").split(",") if t.strip()]
+    for tag in tags:
+        if not TAG_PATTERN.match(tag):
+            raise click.BadParameter(f"invalid tag {tag!r}: use letters, digits, '_', '-', '.' or ':'")
+    return tags
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def data_dir_option(fn: F) -> F:
+    return click.option(
+        "--data-dir",
+        envvar="TITAN_DATA_DIR",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="State, logs, artifacts and the token [env TITAN_DATA_DIR; default ~/.titan].",
+    )(fn)

@@ -1,0 +1,285 @@
+"""Runs and DAGs: `run`, `validate`, `runs`, `run-status`, approvals, agent runs, schedules."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from titan_runtime.cli.options import (
+    EXIT_CANCELLED,
+    client_options,
+    fail,
+    friendly_errors,
+    reconnect_option,
+)
+from titan_runtime.cli.output import fmt_duration, fmt_time, print_table
+from titan_runtime.client.records import RunRecord
+from titan_runtime.client.sync import TitanClient
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--limit", default=50, show_default=True, help="Most recent runs to show (0: all).")
+@client_options
+def runs(client: TitanClient, as_json: bool, limit: int) -> None:
+    """List runs, newest first."""
+    records = client.list_runs(limit)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in records], indent=2))
+        return
+    print_table(
+        ["RUN", "NAME", "STATE", "JOBS", "CREATED"],
+        [
+            [
+                r.id,
+                r.name,
+                r.state,
+                " ".join(f"{k}={v}" for k, v in sorted(r.counts.items())),
+                fmt_time(r.created_at),
+            ]
+            for r in records
+        ],
+    )
+
+
+def _parse_labels(pairs: tuple[str, ...]) -> dict[str, str]:
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--label")
+        labels[key] = value
+    return labels
+
+
+def _run_exit_code(record: RunRecord) -> int:
+    """0 for a run that SUCCEEDED, or that only its (healthy) services keep running."""
+    if record.state == "RUNNING":
+        return 1 if record.failed_jobs else 0
+    return {"SUCCEEDED": 0, "CANCELLED": EXIT_CANCELLED}.get(record.state, 1)
+
+
+@click.command("run")
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--wait", is_flag=True, help="Show progress until the run ends; exit 0 only if it SUCCEEDED.")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Like --wait, and print every job's output (prefixed by its id)."
+)
+@click.option("--name", default=None, help="Run name [default: the pipeline's name].")
+@click.option("--label", "labels", multiple=True, help="Label KEY=VALUE (repeatable).")
+@click.option("--agent-run", "agent_run_id", default=None, help="Group this run into an agent run.")
+@reconnect_option
+@client_options
+def run_pipeline(
+    client: TitanClient,
+    pipeline: Path,
+    wait: bool,
+    follow: bool,
+    name: str | None,
+    labels: tuple[str, ...],
+    agent_run_id: str | None,
+) -> None:
+    """Check a YAML pipeline whole, then run it as one run; print the run id."""
+    from titan_runtime.progress import watch_run
+
+    run = client.submit_yaml(pipeline, agent_run_id, name=name, labels=_parse_labels(labels))
+
+    click.echo(run.id, err=follow)
+    if not (wait or follow):
+        return
+    try:
+        record = watch_run(client, run.id, follow=follow)
+    except KeyboardInterrupt:
+        click.echo(f"\nThe run goes on; cancel it with: titan-runtime cancel {run.id}", err=True)
+        sys.exit(EXIT_CANCELLED)
+    if record.state == "RUNNING":  # settled: its services keep running
+        services = ", ".join(j.id for j in record.jobs if j.state == "HEALTHY")
+        click.echo(
+            f"run {record.id}: batch jobs done; services keep running ({services}); "
+            f"stop them with `titan-runtime cancel {record.id}` or `titan-runtime service stop ID`",
+            err=True,
+        )
+    elif record.state != "SUCCEEDED":
+        click.echo(f"titan-runtime: run {record.id} {record.state}: {record.reason}", err=True)
+    sys.exit(_run_exit_code(record))
+
+
+@click.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@friendly_errors
+def validate(pipeline: Path) -> None:
+    """Check a YAML pipeline without submitting it; list every error with its line."""
+    from titan_runtime.client.pipeline import PipelineError, load_pipeline
+
+    try:
+        loaded = load_pipeline(pipeline)
+    except PipelineError as exc:
+        for error in exc.errors:
+            click.echo(error, err=True)
+        fail(f"{pipeline} is not a valid pipeline ({len(exc.errors)} error(s))")
+    click.echo(f"{pipeline}: ok, pipeline '{loaded.name}' with {len(loaded.jobs)} job(s)")
+
+
+@click.command("run-status")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@client_options
+def run_status(client: TitanClient, run_id: str, as_json: bool) -> None:
+    """Show a run and the state of each of its jobs."""
+    record = client.get_run(run_id)
+    if as_json:
+        click.echo(json.dumps(record.to_dict(), indent=2))
+        return
+    click.echo(
+        f"run {record.id} ({record.name}): {record.state}" + (f": {record.reason}" if record.reason else "")
+    )
+    print_table(
+        ["JOB", "STATE", "WORKER", "ATTEMPT", "DURATION", "PARENTS", "REASON"],
+        [
+            [
+                j.id,
+                j.state,
+                j.worker_name or "-",
+                str(j.attempt),
+                fmt_duration(j),
+                ",".join(j.parents) or "-",
+                j.reason,
+            ]
+            for j in record.jobs
+        ],
+    )
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.argument("job_id", metavar="JOB")
+@click.option("--comment", default="", help="Why (recorded with the decision).")
+@client_options
+def approve(client: TitanClient, run_id: str, job_id: str, comment: str) -> None:
+    """Approve the gate after RUN/JOB: its dependents run."""
+    record = client.approve(run_id, job_id, comment)
+    click.echo(f"approved {record.ref}")
+
+
+@click.command()
+@click.argument("run_id", metavar="RUN")
+@click.argument("job_id", metavar="JOB")
+@click.option("--comment", default="", help="Why (recorded with the decision).")
+@client_options
+def reject(client: TitanClient, run_id: str, job_id: str, comment: str) -> None:
+    """Reject the gate after RUN/JOB: the job fails and its dependents never run."""
+    record = client.reject(run_id, job_id, comment)
+    click.echo(f"rejected {record.ref}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@client_options
+def approvals(client: TitanClient, as_json: bool) -> None:
+    """Approval gates: open ones (waiting for a decision) first, then decided ones."""
+    records = client.list_approvals()
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in records], indent=2))
+        return
+    if not records:
+        click.echo("No approval gates.")
+        return
+    rows = []
+    for r in records:
+        d = r.decision or {}
+        decided = f"{d.get('decision')} by {d.get('by') or '?'} at {fmt_time(d.get('at', 0))}" if d else "-"
+        rows.append([r.ref, r.state, r.approval_message or "-", decided, d.get("comment", "") if d else ""])
+    print_table(["JOB", "STATE", "MESSAGE", "DECISION", "COMMENT"], rows)
+
+
+@click.command("agent-runs")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@client_options
+def agent_runs(client: TitanClient, as_json: bool) -> None:
+    """Agent runs: runs grouped by their agent_run_id, newest first."""
+    records = client.list_agent_runs()
+    if as_json:
+        click.echo(json.dumps([a.to_dict() for a in records], indent=2))
+        return
+    if not records:
+        click.echo("No agent runs. Group runs with submit_dag(..., agent_run_id=ID) or `run --agent-run ID`.")
+        return
+    print_table(
+        ["AGENT RUN", "STATE", "RUNS", "CREATED"],
+        [
+            [a.id, a.state, " ".join(f"{r.id}:{r.state}" for r in a.runs), fmt_time(a.created_at)]
+            for a in records
+        ],
+    )
+
+
+@click.group()
+def schedule() -> None:
+    """Run saved pipelines on cron schedules (UTC)."""
+
+
+@schedule.command("add")
+@click.argument("name")
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--cron", required=True, help='Five cron fields, e.g. "*/5 * * * *" (UTC).')
+@click.option(
+    "--catch-up", is_flag=True, help="After downtime, run once for the last missed time (default: skip)."
+)
+@client_options
+def schedule_add(client: TitanClient, name: str, pipeline: Path, cron: str, catch_up: bool) -> None:
+    """Save PIPELINE under NAME and run it on CRON."""
+    client.save_yaml(name, pipeline)
+    record = client.add_schedule(name, name, cron, catch_up)
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(record.next_fire))
+    click.echo(
+        f"schedule {name}: {cron} (next run {when}; missed runs {'caught up once' if catch_up else 'skipped'})"
+    )
+
+
+@schedule.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@client_options
+def schedule_list(client: TitanClient, as_json: bool) -> None:
+    """List schedules with their next and last runs."""
+    records = client.list_schedules()
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in records], indent=2))
+        return
+    if not records:
+        click.echo(
+            "No schedules. Add one with: titan-runtime schedule add NAME FILE.yaml --cron '*/5 * * * *'"
+        )
+        return
+
+    def utc(ts: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) if ts else "-"
+
+    print_table(
+        ["NAME", "CRON", "NEXT (UTC)", "LAST (UTC)", "LAST RUN", "MISSED"],
+        [
+            [
+                s.name,
+                s.cron,
+                utc(s.next_fire),
+                utc(s.last_fire),
+                s.last_run_id or "-",
+                "catch up" if s.catch_up else "skip",
+            ]
+            for s in records
+        ],
+    )
+
+
+@schedule.command("rm")
+@click.argument("name")
+@client_options
+def schedule_rm(client: TitanClient, name: str) -> None:
+    """Delete a schedule (and the pipeline saved for it)."""
+    client.delete_schedule(name)
+    if name in client.list_saved_dags():
+        client.delete_saved_dag(name)
+    click.echo(f"deleted schedule {name}")
