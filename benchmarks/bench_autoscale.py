@@ -26,8 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import median, table
+from tests.hosts import NetworkNamespace, SshServer
 from titan_runtime import TitanJob, certs
-from titan_runtime.testing import NetworkNamespace, ProcessCluster, SshServer, wait_until
+from titan_runtime.testing import ProcessCluster, wait_until
 from titan_runtime.tls import ClientTls
 
 FAST = ["--heartbeat-interval", "0.2", "--lease-timeout", "3"]

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from _common import table
 
+from tests.hosts import NetworkNamespace
 from titan_runtime import TitanJob
-from titan_runtime.testing import NetworkNamespace, ProcessCluster, wait_until
+from titan_runtime.testing import ProcessCluster, wait_until
 
 LEASE = 2.0
 ROUNDS = 5

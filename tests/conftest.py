@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from tests.helpers import ProcessCluster
-from titan_runtime.testing import NetworkNamespace
+from tests.hosts import NetworkNamespace
 
 MARK = "TITAN_TEST_MARK"
 

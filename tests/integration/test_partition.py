@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import wait_until
+from tests.hosts import NetworkNamespace
 from titan_runtime import TitanJob
-from titan_runtime.testing import NetworkNamespace
 
 pytestmark = pytest.mark.integration
 

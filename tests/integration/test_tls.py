@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import PYTHON, ProcessCluster
+from tests.hosts import NetworkNamespace
 from titan_runtime import TitanClient, TitanConnectionError, TitanJob
-from titan_runtime.testing import NetworkNamespace
 from titan_runtime.tls import ClientTls
 
 pytestmark = pytest.mark.integration

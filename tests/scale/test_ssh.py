@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import PYTHON, pid_alive, wait_until
+from tests.hosts import NetworkNamespace, SshServer
 from titan_runtime import TitanJob, certs
-from titan_runtime.testing import NetworkNamespace, SshServer
 from titan_runtime.tls import ClientTls
 
 pytestmark = pytest.mark.integration
