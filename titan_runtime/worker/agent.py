@@ -26,6 +26,21 @@ from pathlib import Path
 import grpc
 
 from titan_runtime.client.backoff import Backoff
+from titan_runtime.core.worker_link import (
+    Acked,
+    Assigned,
+    AttemptFacts,
+    Forget,
+    Instruction,
+    Kill,
+    Observed,
+    ReportFinished,
+    ReportHealthy,
+    ReportStarted,
+    SendOutput,
+    Welcomed,
+    WorkerLink,
+)
 from titan_runtime.diskspace import DEFAULT_MIN_FREE, DiskGuard
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
@@ -125,6 +140,7 @@ class WorkerAgent:
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
         self.executions: dict[str, Execution] = {}
+        self.link = WorkerLink()  # what the master has been told of each (core/worker_link.py)
         self._stop_now = False
         self._drain_deadline: float | None = None  # monotonic time; set once draining
         self._changed = asyncio.Event()  # an attempt ended or was forgotten, or a stop was asked
@@ -355,21 +371,57 @@ class WorkerAgent:
         if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
             raise FatalWorkerError(exc.details() or "the master refused this worker's token")
 
+    def _observe(self) -> None:
+        """Tell the link's state what is true of each attempt now (started, healthy, output, end)."""
+        for ex in self.executions.values():
+            self.link.handle(
+                Observed(
+                    AttemptFacts(
+                        ex.attempt_id,
+                        pid=ex.pid,
+                        started_at=ex.started_at,
+                        ports=ex.ports,
+                        healthy=ex.healthy,
+                        output_size=ex.spool.size,
+                        exit=ex.exit,
+                    )
+                )
+            )
+
+    def _carry_out(self, instructions: list[Instruction]) -> None:
+        """What the link's state decided about attempts (reports are `_pending`'s to send)."""
+        for instruction in instructions:
+            if not isinstance(instruction, (Kill, Forget)):
+                continue
+            ex = self.executions.pop(instruction.attempt_id, None)
+            if ex is None:
+                continue
+            if isinstance(instruction, Kill):
+                log.info("attempt %s was superseded while we were away; stopping it", ex.attempt_id)
+                ex.superseded = True
+                if ex.process is not None:
+                    ex.process.kill_now()
+                if ex.task is None or ex.task.done():
+                    ex.spool.remove()
+            elif isinstance(instruction, Forget):
+                ex.spool.remove()
+                self._changed.set()
+
     def _hello(self) -> pb.WorkerHello:
+        self._observe()
         held = [
             pb.HeldAttempt(
-                attempt_id=ex.attempt_id,
-                pid=ex.pid,
-                started_at=ex.started_at,
-                finished=ex.exit is not None,
-                exit=ex.exit,
-                log_size=ex.spool.size,
-                host=self.host if ex.ports else "",
-                ports=ex.ports,
-                healthy=ex.healthy,
+                attempt_id=facts.attempt_id,
+                pid=facts.pid,
+                started_at=facts.started_at,
+                finished=facts.exit is not None,
+                exit=facts.exit,
+                log_size=facts.output_size,
+                host=self.host if facts.ports else "",
+                ports=facts.ports,
+                healthy=facts.healthy,
             )
-            for ex in self.executions.values()
-            if not ex.superseded
+            for facts in self.link.held()
         ]
         return pb.WorkerHello(
             worker_id=self.config.worker_id,
@@ -390,20 +442,9 @@ class WorkerAgent:
         )
 
     def _apply_welcome(self, welcome: pb.Welcome) -> None:
-        for attempt_id in welcome.superseded:
-            ex = self.executions.pop(attempt_id, None)
-            if ex is not None:
-                log.info("attempt %s was superseded while we were away; stopping it", attempt_id)
-                ex.superseded = True
-                if ex.process is not None:
-                    ex.process.kill_now()
-                if ex.task is None or ex.task.done():
-                    ex.spool.remove()
-        for ex in self.executions.values():
-            ex.sent = welcome.log_offsets.get(ex.attempt_id, 0)
-            ex.started_sent = bool(ex.pid)
-            ex.finish_sent = ex.exit is not None
-            ex.healthy_sent = ex.healthy
+        self._observe()
+        event = Welcomed(tuple(welcome.superseded), dict(welcome.log_offsets))
+        self._carry_out(self.link.handle(event))
         self._signal_change()
 
     async def _read_loop(self, conn: _Connection) -> None:
@@ -417,51 +458,43 @@ class WorkerAgent:
                 ex = self.executions.get(cancel.attempt_id)
                 if ex is not None:
                     ex.stop("cancelled", cancel.reason or "cancelled", cancel.grace)
-            for attempt_id in message.acks:
-                ex = self.executions.get(attempt_id)
-                if ex is not None:
-                    ex.acked = True
-                    self._forget_if_done(ex)
+            if message.acks:
+                self._observe()
+                self._carry_out(self.link.handle(Acked(tuple(message.acks))))
             if message.HasField("drain"):
                 self.drain(message.drain.deadline, message.drain.reason or "asked by the master")
 
     def _pending(self, conn: _Connection, heartbeat: bool) -> pb.WorkerMessage | None:
         """Everything the master has not been told yet, as one message (None when there is nothing)."""
         message = pb.WorkerMessage()
-        budget = MAX_MESSAGE_LOG_BYTES
-        for ex in list(self.executions.values()):
-            if ex.superseded:
-                continue
-            if ex.pid and not ex.started_sent:
-                ex.started_sent = True
+        self._observe()
+        for instruction in self.link.report(MAX_MESSAGE_LOG_BYTES):
+            if isinstance(instruction, ReportStarted):
+                facts = instruction.facts
                 message.started.append(
                     pb.AttemptStarted(
-                        attempt_id=ex.attempt_id,
-                        pid=ex.pid,
-                        started_at=ex.started_at,
-                        host=self.host if ex.ports else "",
-                        ports=ex.ports,
+                        attempt_id=facts.attempt_id,
+                        pid=facts.pid,
+                        started_at=facts.started_at,
+                        host=self.host if facts.ports else "",
+                        ports=facts.ports,
                     )
                 )
-            if ex.healthy and not ex.healthy_sent and ex.exit is None:
-                ex.healthy_sent = True
-                message.healthy.append(ex.attempt_id)
-            while ex.sent < ex.spool.size and budget > 0:
-                data = ex.spool.read(ex.sent, min(LOG_CHUNK, budget))
-                if not data:
-                    break
-                message.logs.append(pb.LogData(attempt_id=ex.attempt_id, offset=ex.sent, data=data))
-                ex.sent += len(data)
-                budget -= len(data)
-            if ex.exit is not None and not ex.finish_sent and ex.sent >= ex.spool.size:
-                ex.finish_sent = True
-                message.finished.append(pb.AttemptFinished(attempt_id=ex.attempt_id, exit=ex.exit))
-            self._forget_if_done(ex)
+            elif isinstance(instruction, ReportHealthy):
+                message.healthy.append(instruction.attempt_id)
+            elif isinstance(instruction, SendOutput):
+                message.logs.extend(self._output(instruction))
+            elif isinstance(instruction, ReportFinished):
+                message.finished.append(
+                    pb.AttemptFinished(attempt_id=instruction.attempt_id, exit=instruction.exit)
+                )
+            else:
+                self._carry_out([instruction])
         if self.draining and not conn.told_draining:
             conn.told_draining = message.draining = True
         if heartbeat:
             cpu, mem = self._sampler.sample()
-            running = sum(1 for ex in self.executions.values() if ex.exit is None)
+            running = self.link.running()
             message.heartbeat.CopyFrom(pb.Heartbeat(cpu_percent=cpu, memory_percent=mem, running=running))
         if not (
             message.started
@@ -495,11 +528,18 @@ class WorkerAgent:
         if self._conn is not None:
             self._conn.wake.set()
 
-    def _forget_if_done(self, ex: Execution) -> None:
-        if ex.acked and ex.exit is not None and ex.sent >= ex.spool.size:
-            self.executions.pop(ex.attempt_id, None)
-            ex.spool.remove()
-            self._changed.set()
+    def _output(self, send: SendOutput) -> list[pb.LogData]:
+        """The bytes the link's state said to send, in chunks. A spool that gives fewer than it has
+        written is broken: the connection ends, and the next welcome says what the master has."""
+        spool, out = self.executions[send.attempt_id].spool, []
+        offset, end = send.offset, send.offset + send.length
+        while offset < end:
+            data = spool.read(offset, min(LOG_CHUNK, end - offset))
+            if not data:
+                raise OSError(f"the output spool of attempt {send.attempt_id} ends at {offset}, before {end}")
+            out.append(pb.LogData(attempt_id=send.attempt_id, offset=offset, data=data))
+            offset += len(data)
+        return out
 
     # ------------------------------------------------------------------ attempts
 
@@ -523,6 +563,7 @@ class WorkerAgent:
                 result_path=self._spool_dir / f"{assignment.attempt_id}.result.json",
             )
         self.executions[ex.attempt_id] = ex
+        self.link.handle(Assigned(ex.attempt_id))
         if self._stop_now:
             ex.cancel = ("handed back: the worker is stopping", 0.0)
         ex.task = asyncio.create_task(self._runner.run(ex))

@@ -40,7 +40,8 @@ SMALL_WORKSPACE = 8
 
 @dataclass
 class Execution:
-    """One attempt on this worker, from assignment until the master acknowledged its end."""
+    """One attempt on this worker, from assignment until the master acknowledged its end: what its
+    process did. What the master has been told of it is the link's (core/worker_link.py)."""
 
     assignment: pb.Assignment
     spool: Spool
@@ -51,19 +52,13 @@ class Execution:
     started_at: float = 0.0
     exit: pb.AttemptExit | None = None
     cancel: tuple[str, float] | None = None  # (reason, grace) asked before the process started
-    superseded: bool = False
-    acked: bool = False
+    superseded: bool = False  # another worker's now (the master's welcome said so): stopped, not reported
     task: asyncio.Task[None] | None = None
     ports: dict[str, int] = field(default_factory=dict)  # services: leased ports by name
     # With --job-user: the attempt's own directory (workspace and result file), the job user's once
     # the job starts, removed whole. None: the workspace is in the worker's work dir.
     private: AttemptDir | None = None
     healthy: bool = False
-    # Per connection: what this connection's master has been told.
-    sent: int = 0
-    started_sent: bool = False
-    finish_sent: bool = False
-    healthy_sent: bool = False
 
     @property
     def is_service(self) -> bool:
