@@ -30,7 +30,7 @@ BATCH = 200
 def clusters(root: Path) -> Iterator[dict[str, ProcessCluster]]:
     ca = root / "ca"
     certs.init(ca)
-    worker = certs.issue(ca, "worker", "bench")
+    worker = certs.issue(ca, "worker", "w1")  # a worker certificate binds the name of the worker
     client = certs.issue(ca, "client", "bench")
     setups = {
         "plaintext": ((), None, None),

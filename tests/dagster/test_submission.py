@@ -90,7 +90,7 @@ def test_the_executors_tls_settings_reach_a_tls_master(make_cluster, tmp_path) -
 
     ca = tmp_path / "tls"
     certs.init(ca)
-    worker, client = certs.issue(ca, "worker", "w"), certs.issue(ca, "client", "dagster")
+    worker, client = certs.issue(ca, "worker", "gpu"), certs.issue(ca, "client", "dagster")
     cluster = make_cluster(master_args=("--tls-dir", str(ca), "--require-client-cert"))
     cluster.tls = ClientTls(str(ca / "ca.pem"), *map(str, worker))
     cluster.add_worker("gpu", tags=("GPU",))
