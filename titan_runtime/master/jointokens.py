@@ -11,10 +11,11 @@ memory and in the store's KV namespace `titan/join/`, so a master restart keeps 
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
+
+from titan_runtime.master.kvrecords import KvRecords
 
 PREFIX = "tjoin1."
 KV_PREFIX = "titan/join/"
@@ -36,32 +37,15 @@ class JoinToken:
 
 class JoinTokens:
     def __init__(self, store: Any | None = None) -> None:
-        self._store = store
-        self._tokens: dict[str, JoinToken] = {}
-        if store is not None:
-            for digest in store.kv_smembers(KV_PREFIX):
-                text = store.kv_get(KV_PREFIX + digest)
-                if text:
-                    self._tokens[digest] = JoinToken(**json.loads(text))
-
-    def _save(self, digest: str) -> None:
-        if self._store is None:
-            return
-        record = self._tokens.get(digest)
-        if record is None:
-            self._store.kv_delete(KV_PREFIX + digest)
-            self._store.kv_srem(KV_PREFIX, digest)
-        else:
-            self._store.kv_put(KV_PREFIX + digest, json.dumps(asdict(record)))
-            self._store.kv_sadd(KV_PREFIX, digest)
+        self._kept = KvRecords(store, KV_PREFIX, JoinToken)
+        self._tokens = self._kept.records
 
     def mint(
         self, launch_id: str, pool: str, provider: str, expires_at: float, tags: frozenset[str] = frozenset()
     ) -> str:
         token = PREFIX + secrets.token_urlsafe(32)
         digest = _digest(token)
-        self._tokens[digest] = JoinToken(launch_id, pool, provider, expires_at, tags=sorted(tags))
-        self._save(digest)
+        self._kept.put(digest, JoinToken(launch_id, pool, provider, expires_at, tags=sorted(tags)))
         return token
 
     def lookup(self, token: str, now: float) -> JoinToken | None:
@@ -106,11 +90,10 @@ class JoinTokens:
             )
         if not record.worker_id:
             record.worker_id = worker_id
-            self._save(_digest(token))
+            self._kept.save(_digest(token))
         return record, ""
 
     def revoke(self, launch_id: str) -> None:
         for digest, record in list(self._tokens.items()):
             if record.launch_id == launch_id:
-                del self._tokens[digest]
-                self._save(digest)
+                self._kept.delete(digest)

@@ -13,12 +13,12 @@ shown once, when it is made.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import secrets
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from titan_runtime.master.kvrecords import KvRecords
 from titan_runtime.master.policy import ROLES, Kind
 
 PREFIX = "ttok1."
@@ -72,24 +72,8 @@ class NamedTokens:
     """The named tokens, by digest; `store` None keeps them in memory only (tests)."""
 
     def __init__(self, store: Any | None = None) -> None:
-        self._store = store
-        self._tokens: dict[str, NamedToken] = {}
-        if store is not None:
-            for digest in store.kv_smembers(KV_PREFIX):
-                text = store.kv_get(KV_PREFIX + digest)
-                if text:
-                    self._tokens[digest] = NamedToken(**json.loads(text))
-
-    def _save(self, digest: str) -> None:
-        if self._store is None:
-            return
-        record = self._tokens.get(digest)
-        if record is None:
-            self._store.kv_delete(KV_PREFIX + digest)
-            self._store.kv_srem(KV_PREFIX, digest)
-        else:
-            self._store.kv_put(KV_PREFIX + digest, json.dumps(asdict(record)))
-            self._store.kv_sadd(KV_PREFIX, digest)
+        self._kept = KvRecords(store, KV_PREFIX, NamedToken)
+        self._tokens = self._kept.records
 
     def create(
         self,
@@ -118,9 +102,7 @@ class NamedTokens:
             raise TokenError("--pool and --tags bind a worker token; this one is not a worker token")
         token = PREFIX + secrets.token_urlsafe(32)
         record = NamedToken(name, role, now, expires_at, pool, sorted(set(tags or ())))
-        digest = _digest(token)
-        self._tokens[digest] = record
-        self._save(digest)
+        self._kept.put(_digest(token), record)
         return token, record
 
     def lookup(self, token: str) -> NamedToken | None:
@@ -135,7 +117,6 @@ class NamedTokens:
     def revoke(self, name: str) -> NamedToken:
         for digest, record in list(self._tokens.items()):
             if record.name == name:
-                del self._tokens[digest]
-                self._save(digest)
+                self._kept.delete(digest)
                 return record
         raise TokenError(f"no token named {name!r}; `titan-runtime token list` shows them")
