@@ -451,7 +451,7 @@ def worker(
     from titan_runtime.tls import client_tls
     from titan_runtime.worker import capabilities
     from titan_runtime.worker.agent import WorkerConfig, run_worker
-    from titan_runtime.worker.agent import exit_with_parent as arm_parent_death
+    from titan_runtime.worker.hardening import exit_with_parent as arm_parent_death
     from titan_runtime.worker.hardening import make_undumpable
     from titan_runtime.worker.jobuser import JobUser, JobUserError
     from titan_runtime.worker.project import ProjectLimits

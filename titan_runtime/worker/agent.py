@@ -576,20 +576,6 @@ class WorkerAgent:
             yield chunk.data
 
 
-def exit_with_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGTERM us when the process that started us dies (`titan-runtime up`)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGINT, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent_pid:  # it died before prctl took effect
-        os.kill(os.getpid(), signal.SIGINT)
-
-
 async def run_worker(config: WorkerConfig) -> int:
     agent = WorkerAgent(config)
     loop = asyncio.get_running_loop()
