@@ -26,7 +26,9 @@ from tests.helpers import ProcessCluster, wait_until
 from titan_runtime.client.pipeline import PipelineError, load_pipeline
 from titan_runtime.proto import titan_pb2 as pb
 
-pytestmark = pytest.mark.integration
+# 4,000 submissions and a restart take one to two minutes on two cores; the suite's 180 s guard
+# against a hang is too close for a loaded machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 REFUSALS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
 NEVER = "fuzz-never"  # no worker has it: fuzzed jobs wait, so the state is the same after a restart
