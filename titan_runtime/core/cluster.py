@@ -35,9 +35,11 @@ from titan_runtime.core.effects import (
 from titan_runtime.core.expr import ExpressionError, evaluate
 from titan_runtime.core.limits import DEFAULT_LIMITS, Limits
 from titan_runtime.core.model import (
+    JOB_TRANSITIONS,
     MAX_RESULT_BYTES,
     Attempt,
     AttemptState,
+    IllegalTransition,
     InvalidSpec,
     Job,
     JobSpec,
@@ -62,6 +64,9 @@ class ClusterConfig:
     heartbeat_interval: float = 1.0
     lease_timeout: float = 10.0  # a worker silent this long is declared dead
     limits: Limits = DEFAULT_LIMITS
+    #: A change of state outside JOB_TRANSITIONS raises IllegalTransition (tests); otherwise it is
+    #: done and said in a Note, so that a bug in one job's path never stops the master.
+    strict_transitions: bool = True
 
 
 class NotYours(PermissionError):
@@ -1095,10 +1100,9 @@ class ClusterState:
                 job, JobState.FAILED, now, f"map_over: job id {clash[0]} is already taken in the run"
             )
             return
-        job.state = JobState.RUNNING
+        self._move(job, JobState.RUNNING)
         job.started_at = job.started_at or now
         job.reason = f"mapped over {len(items)} item(s) of {job.spec.map_over}"
-        self._dirty_jobs.add(job.key)
         if not specs:
             self._check_mapped(job, now)
             return
@@ -1165,18 +1169,27 @@ class ClusterState:
         else:
             self._make_ready(job, now)
 
+    def _move(self, job: Job, to: JobState) -> None:
+        """The one place a job's state changes: held to JOB_TRANSITIONS, and marked for the store."""
+        if to not in JOB_TRANSITIONS[job.state]:
+            why = f"job {job.ref}: {job.state.value} -> {to.value} is not in the transition table"
+            if self.config.strict_transitions:
+                raise IllegalTransition(why)
+            self._effects.append(Note(why + " (a bug; done anyway)"))
+        job.state = to
+        self._dirty_jobs.add(job.key)
+
     def _push_timer(self, job: Job) -> None:
         heapq.heappush(self._timers, (job.not_before, next(self._timer_seq), job.key))
 
     def _make_ready(self, job: Job, now: float) -> None:
         if not self._enqueue(job, now):
             return
-        job.state = JobState.READY
+        self._move(job, JobState.READY)
         job.not_before = 0.0
         job.ready_at = now
         if job.reason.startswith("delayed"):
             job.reason = ""
-        self._dirty_jobs.add(job.key)
 
     def _enqueue(self, job: Job, now: float) -> bool:
         """Queue a job for placement; False (and the job failed) when its hard affinity cannot be met."""
@@ -1219,18 +1232,16 @@ class ClusterState:
         attempt.started_at = started_at
         self._dirty_attempts.add(attempt.id)
         if job.current is attempt and not job.state.terminal:
-            job.state = JobState.STARTING if job.spec.is_service else JobState.RUNNING
+            self._move(job, JobState.STARTING if job.spec.is_service else JobState.RUNNING)
             job.reason = "waiting for its health check" if job.spec.is_service else ""
             if not job.started_at:
                 job.started_at = started_at
-            self._dirty_jobs.add(job.key)
             if attempt.healthy and job.spec.is_service:
                 self._became_healthy(job, now)
 
     def _became_healthy(self, job: Job, now: float) -> None:
-        job.state = JobState.HEALTHY
+        self._move(job, JobState.HEALTHY)
         job.reason = ""
-        self._dirty_jobs.add(job.key)
         if not job.healthy_once:
             job.healthy_once = True
             self._notify_children(job, now)
@@ -1379,18 +1390,16 @@ class ClusterState:
             return
         job.restarts += 1
         wait = policy.backoff(len(job.crashes), self._jitter())
-        job.state = JobState.RESTARTING
+        self._move(job, JobState.RESTARTING)
         job.not_before = now + wait
         job.reason = f"crashed ({reason}); restarting in {wait:.1f}s"
-        self._dirty_jobs.add(job.key)
         self._push_timer(job)
 
     def _retry(self, job: Job, now: float, wait: float, why: str) -> None:
         if wait > 0:
-            job.state = JobState.PENDING
+            self._move(job, JobState.PENDING)
             job.not_before = now + wait
             job.reason = f"{why}; retrying in {wait:g}s"
-            self._dirty_jobs.add(job.key)
             self._push_timer(job)
         else:
             self._make_ready(job, now)
@@ -1423,10 +1432,9 @@ class ClusterState:
             return
         gate = job.spec.approval
         if gate.required and job.decision is None:
-            job.state = JobState.WAITING_APPROVAL
+            self._move(job, JobState.WAITING_APPROVAL)
             job.gate_deadline = now + gate.timeout
             job.reason = gate.message or "waiting for approval"
-            self._dirty_jobs.add(job.key)
             heapq.heappush(self._timers, (job.gate_deadline, next(self._timer_seq), job.key))
             return
         self._end_job(job, JobState.SUCCEEDED, now, "")
@@ -1481,13 +1489,12 @@ class ClusterState:
 
     def _end_job(self, job: Job, state: JobState, now: float, reason: str) -> None:
         self.queues.remove(job.key)
-        job.state = state
+        self._move(job, state)
         job.reason = reason
         job.ended_at = now
         job.not_before = 0.0
         run = self.runs[job.run_id]
         run.unfinished -= 1
-        self._dirty_jobs.add(job.key)
         self._notify_children(job, now)
         self._maybe_finish_run(run, now)
 
@@ -1530,13 +1537,12 @@ class ClusterState:
                 assigned_at=now,
             )
             job.attempts.append(attempt)
-            job.state = JobState.ASSIGNED
+            self._move(job, JobState.ASSIGNED)
             job.worker_id = worker.id
             job.avoid = ""
             worker.attempts.add(attempt.id)
             worker.used_slots += job.spec.slots
             self._attempts[attempt.id] = (job, attempt)
-            self._dirty_jobs.add(job.key)
             self._dirty_attempts.add(attempt.id)
             spec = (
                 job.spec

@@ -56,6 +56,34 @@ _TERMINAL_JOB_STATES = frozenset(
 )
 
 
+def _job_transitions() -> dict[JobState, frozenset[JobState]]:
+    J = JobState
+    ends = _TERMINAL_JOB_STATES
+    # An attempt is out: it starts, ends in success (perhaps behind a gate), fails into a retry
+    # (PENDING for its backoff, or READY at once), or crashes as a service (RESTARTING).
+    out = {J.RUNNING, J.PENDING, J.READY, J.RESTARTING, J.WAITING_APPROVAL}
+    return {
+        J.PENDING: frozenset({J.PENDING, J.READY, J.RUNNING} | ends),  # RUNNING: a map's parent spreads
+        J.READY: frozenset({J.READY, J.ASSIGNED} | ends),  # READY again: queued anew (a worker left)
+        J.ASSIGNED: frozenset(out | {J.STARTING} | ends),
+        J.RUNNING: frozenset(out | ends),
+        J.STARTING: frozenset(out | {J.STARTING, J.HEALTHY} | ends),
+        J.HEALTHY: frozenset(out | {J.HEALTHY} | ends),
+        J.RESTARTING: frozenset({J.READY} | ends),
+        J.WAITING_APPROVAL: frozenset(ends),
+        **{end: frozenset() for end in ends},  # an end is for good
+    }
+
+
+#: Where a job may go from each state: the one function that changes a job's state
+#: (ClusterState._move) holds every change to this table.
+JOB_TRANSITIONS = _job_transitions()
+
+
+class IllegalTransition(RuntimeError):
+    """A change of a job's state the table does not have: a bug in the core."""
+
+
 class AttemptState(str, Enum):
     ASSIGNED = "ASSIGNED"
     RUNNING = "RUNNING"

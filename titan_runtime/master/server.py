@@ -171,7 +171,10 @@ class MasterServer:
             raise ConfigError(str(exc)) from None
         state = ClusterState(
             ClusterConfig(
-                heartbeat_interval=cfg.heartbeat_interval, lease_timeout=cfg.lease_timeout, limits=cfg.limits
+                heartbeat_interval=cfg.heartbeat_interval,
+                lease_timeout=cfg.lease_timeout,
+                limits=cfg.limits,
+                strict_transitions=os.environ.get("TITAN_STRICT_TRANSITIONS") == "1",
             ),
             new_id=new_attempt_id,
             jitter=random.random,
