@@ -35,6 +35,7 @@ from titan_runtime.core.effects import (
 from titan_runtime.core.expr import ExpressionError, evaluate
 from titan_runtime.core.limits import DEFAULT_LIMITS, Limits
 from titan_runtime.core.model import (
+    ATTEMPT_TRANSITIONS,
     JOB_TRANSITIONS,
     MAX_RESULT_BYTES,
     Attempt,
@@ -1172,12 +1173,24 @@ class ClusterState:
     def _move(self, job: Job, to: JobState) -> None:
         """The one place a job's state changes: held to JOB_TRANSITIONS, and marked for the store."""
         if to not in JOB_TRANSITIONS[job.state]:
-            why = f"job {job.ref}: {job.state.value} -> {to.value} is not in the transition table"
-            if self.config.strict_transitions:
-                raise IllegalTransition(why)
-            self._effects.append(Note(why + " (a bug; done anyway)"))
+            self._illegal(f"job {job.ref}: {job.state.value} -> {to.value}")
         job.state = to
         self._dirty_jobs.add(job.key)
+
+    def _move_attempt(self, attempt: Attempt, to: AttemptState) -> None:
+        """The one place an attempt's state changes: held to ATTEMPT_TRANSITIONS, marked for the store."""
+        if to not in ATTEMPT_TRANSITIONS[attempt.state]:
+            self._illegal(
+                f"attempt {attempt.id} of {attempt.run_id}/{attempt.job_id}: {attempt.state.value} -> {to.value}"
+            )
+        attempt.state = to
+        self._dirty_attempts.add(attempt.id)
+
+    def _illegal(self, what: str) -> None:
+        why = f"{what} is not in the transition table"
+        if self.config.strict_transitions:
+            raise IllegalTransition(why)
+        self._effects.append(Note(why + " (a bug; done anyway)"))
 
     def _push_timer(self, job: Job) -> None:
         heapq.heappush(self._timers, (job.not_before, next(self._timer_seq), job.key))
@@ -1227,10 +1240,9 @@ class ClusterState:
         return True
 
     def _mark_running(self, job: Job, attempt: Attempt, pid: int, started_at: float, now: float) -> None:
-        attempt.state = AttemptState.RUNNING
+        self._move_attempt(attempt, AttemptState.RUNNING)
         attempt.pid = pid
         attempt.started_at = started_at
-        self._dirty_attempts.add(attempt.id)
         if job.current is attempt and not job.state.terminal:
             self._move(job, JobState.STARTING if job.spec.is_service else JobState.RUNNING)
             job.reason = "waiting for its health check" if job.spec.is_service else ""
@@ -1287,14 +1299,13 @@ class ClusterState:
         exit: AttemptExit | None = None,
     ) -> None:
         self._release(attempt, job.spec.slots)
-        attempt.state = state
+        self._move_attempt(attempt, state)
         attempt.ended_at = (exit.ended_at if exit and exit.ended_at else 0.0) or now
         attempt.reason = reason
         if exit is not None:
             attempt.exit_code = exit.exit_code
             attempt.signal = exit.signal
             attempt.log_size = exit.log_size
-        self._dirty_attempts.add(attempt.id)
         self._ended_attempts.add(attempt.id)
 
     def _requeue_unstarted(self, job: Job, attempt: Attempt, now: float, reason: str) -> None:

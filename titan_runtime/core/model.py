@@ -80,8 +80,18 @@ def _job_transitions() -> dict[JobState, frozenset[JobState]]:
 JOB_TRANSITIONS = _job_transitions()
 
 
+def _attempt_transitions() -> dict[AttemptState, frozenset[AttemptState]]:
+    A = AttemptState
+    ends = frozenset(a for a in A if a.terminal)
+    return {
+        A.ASSIGNED: frozenset({A.RUNNING} | ends),  # it may end without a start report (cancelled first)
+        A.RUNNING: frozenset({A.RUNNING} | ends),  # RUNNING again: a start reported twice (a reconnect)
+        **{end: frozenset() for end in ends},
+    }
+
+
 class IllegalTransition(RuntimeError):
-    """A change of a job's state the table does not have: a bug in the core."""
+    """A change of a job's or an attempt's state its table does not have: a bug in the core."""
 
 
 class AttemptState(str, Enum):
@@ -95,6 +105,10 @@ class AttemptState(str, Enum):
     @property
     def terminal(self) -> bool:
         return self not in (AttemptState.ASSIGNED, AttemptState.RUNNING)
+
+
+#: Where an attempt may go from each state (ClusterState._move_attempt holds every change to it).
+ATTEMPT_TRANSITIONS = _attempt_transitions()
 
 
 class WorkerState(str, Enum):

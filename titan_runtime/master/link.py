@@ -268,8 +268,12 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
                 if session.closed:
                     break
                 if message.HasField("heartbeat"):
-                    hb = message.heartbeat
-                    state.heartbeat(worker_id, self._loop.clock(), hb.cpu_percent, hb.memory_percent)
+                    hb = message.heartbeat  # through the loop, in order with this worker's other reports
+                    self._loop.post(
+                        lambda now, c=hb.cpu_percent, m=hb.memory_percent: state.heartbeat(
+                            worker_id, now, c, m
+                        )
+                    )
                 if message.draining:  # first: what it hands back in this message must go elsewhere
                     self._loop.post(lambda now: state.set_draining(worker_id, now))
                 for started in message.started:
