@@ -5,20 +5,38 @@ events (a submission, a worker's hello, an attempt's exit, the passing of time) 
 the effects it emits (send this assignment, cancel that attempt) only after `take_changes()`
 has been written to the store. Everything that decides something lives here, so it is tested
 without processes, sockets or clocks (`now` is always passed in).
+
+This module holds submissions, dependencies, placement, attempts ending and the passing of time;
+its parts, sharing the same state, are workers.py (joining, leaving, reports), services.py,
+dynamic.py (gates, loops, maps, branches) and recovery.py (a restart). What they share besides is
+in common.py; job and attempt states change only through `_move` and `_move_attempt`, held to the
+transition tables in model.py.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-import json
-import re
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
+from titan_runtime.core.common import (  # noqa: F401 - also this module's public names, as before
+    FAILED_STATES,
+    BadResult,
+    ClusterConfig,
+    NotFound,
+    NotYours,
+    describe_exit,
+    describe_submitter,
+    env_name,
+    expand_replicas,
+    parse_result,
+    reported_ports,
+    result_problem,
+)
 from titan_runtime.core.dag import check_graph
+from titan_runtime.core.dynamic import DynamicMixin
 from titan_runtime.core.effects import (
     AckFinished,
     Assign,
@@ -26,18 +44,13 @@ from titan_runtime.core.effects import (
     CancelAttempt,
     Changes,
     DisconnectWorker,
-    DrainWorker,
     Effect,
     Note,
-    Welcome,
-    WorkerHello,
 )
 from titan_runtime.core.expr import ExpressionError, evaluate
-from titan_runtime.core.limits import DEFAULT_LIMITS, Limits
 from titan_runtime.core.model import (
     ATTEMPT_TRANSITIONS,
     JOB_TRANSITIONS,
-    MAX_RESULT_BYTES,
     Attempt,
     AttemptState,
     IllegalTransition,
@@ -50,128 +63,13 @@ from titan_runtime.core.model import (
     Worker,
     WorkerState,
 )
+from titan_runtime.core.recovery import RecoveryMixin
 from titan_runtime.core.scheduler import ReadyQueues, Requirement
+from titan_runtime.core.services import ServicesMixin
+from titan_runtime.core.workers import WorkersMixin
 
 
-class NotFound(KeyError):
-    """An unknown run or job reference; str() is a sentence a user can act on."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "not found"
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    heartbeat_interval: float = 1.0
-    lease_timeout: float = 10.0  # a worker silent this long is declared dead
-    limits: Limits = DEFAULT_LIMITS
-    #: A change of state outside JOB_TRANSITIONS raises IllegalTransition (tests); otherwise it is
-    #: done and said in a Note, so that a bug in one job's path never stops the master.
-    strict_transitions: bool = True
-
-
-class NotYours(PermissionError):
-    """A request on something another credential made, that only its maker may have."""
-
-
-def describe_submitter(submitted_by: str) -> str:
-    """ "run:R" (a job's credential), "token:N" (a named token) or "" (the cluster's)."""
-    kind, _, name = submitted_by.partition(":")
-    return {"run": f"a job of run {name}", "token": f"the token {name}"}.get(kind, "an admin")
-
-
-class BadResult(ValueError):
-    """A committed result that is not what it must be (JSON, of the right shape)."""
-
-
-def parse_result(text: str | None) -> Any:
-    """A job's committed result as a value (None when it set none). Raises BadResult, nothing else:
-    results come from workers, and nothing a worker sends may stop the master."""
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except Exception as exc:  # ValueError, or RecursionError for JSON nested too deep
-        raise BadResult(f"its result is not valid JSON ({type(exc).__name__})") from None
-
-
-def _result_problem(text: str) -> str:
-    if len(text) > MAX_RESULT_BYTES // 4 and len(text.encode()) > MAX_RESULT_BYTES:
-        return f"the job's result is over the {MAX_RESULT_BYTES // (1024 * 1024)} MB limit"
-    try:
-        parse_result(text)
-    except BadResult as exc:
-        return f"the worker reported a bad result: {exc}"
-    return ""
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc)[:200]}"
-
-
-def describe_exit(exit: AttemptExit) -> str:
-    """The reason a user reads for an attempt's end."""
-    if exit.reason:
-        return exit.reason
-    if exit.outcome == "succeeded":
-        return ""
-    if exit.signal:
-        return f"killed by {exit.signal}"
-    if exit.exit_code is not None:
-        return f"exit code {exit.exit_code}"
-    return exit.outcome
-
-
-_FAILED_STATES = (JobState.FAILED, JobState.UPSTREAM_FAILED)
-_LIVE_SERVICE_STATES = (JobState.STARTING, JobState.HEALTHY, JobState.RESTARTING)
-
-
-def expand_replicas(specs: Sequence[JobSpec], existing: Iterable[Job] = ()) -> list[JobSpec]:
-    """A service with `replicas: N` becomes N jobs `ID.1` ... `ID.N` sharing the service id `ID`;
-    jobs that depend on `ID` depend on every replica."""
-    groups: dict[str, tuple[str, ...]] = {
-        job.spec.service: () for job in existing if job.spec.service and job.spec.service != job.id
-    }
-    for job in existing:
-        if job.spec.service in groups:
-            groups[job.spec.service] += (job.id,)
-    out: list[JobSpec] = []
-    for spec in specs:
-        if spec.is_service and spec.replicas > 1:
-            ids = tuple(f"{spec.id}.{n}" for n in range(1, spec.replicas + 1))
-            groups[spec.id] = ids
-            out.extend(replace(spec, id=job_id, service=spec.id, replicas=1) for job_id in ids)
-        else:
-            out.append(replace(spec, service=spec.service_id) if spec.is_service else spec)
-    if not groups:
-        return out
-    return [
-        replace(s, parents=tuple(p for parent in s.parents for p in groups.get(parent, (parent,))))
-        if any(parent in groups for parent in s.parents)
-        else s
-        for s in out
-    ]
-
-
-def reported_ports(spec: JobSpec, ports: Mapping[str, int]) -> dict[str, int]:
-    """What a worker says a service listens on, kept only where it can be: the spec's port names,
-    real port numbers, a fixed port as fixed. Anything else is dropped, so a worker cannot
-    advertise what the job never asked for."""
-    if not spec.is_service:
-        return {}
-    return {
-        name: port
-        for name, port in ports.items()
-        if name in spec.port_names and 0 < port < 65536 and (not spec.port or port == spec.port)
-    }
-
-
-def env_name(service_id: str) -> str:
-    """TITAN_SERVICE_<ID>_ADDR: the id upper-cased, anything but letters and digits as '_'."""
-    return "TITAN_SERVICE_" + re.sub(r"[^A-Za-z0-9]", "_", service_id).upper() + "_ADDR"
-
-
-class ClusterState:
+class ClusterState(WorkersMixin, DynamicMixin, ServicesMixin, RecoveryMixin):
     def __init__(
         self,
         config: ClusterConfig | None = None,
@@ -382,347 +280,7 @@ class ClusterState:
         self._settle(now)
         return cancelled
 
-    # ------------------------------------------------------------------ events: workers
-
-    def worker_connected(self, hello: WorkerHello, now: float) -> Welcome:
-        worker = self.workers.get(hello.worker_id)
-        if worker is None:
-            worker = Worker(id=hello.worker_id, name=hello.name, registered_at=now)
-            self.workers[worker.id] = worker
-        elif worker.state is WorkerState.DEAD:
-            self._effects.append(
-                Note(f"worker {worker.name} ({worker.id}) came back after being declared dead")
-            )
-        elif worker.state is WorkerState.LEFT:
-            self._effects.append(Note(f"worker {worker.name} ({worker.id}) came back after leaving"))
-        worker.name = hello.name
-
-        worker.host = hello.host
-        worker.pid = hello.pid
-        worker.tags = hello.tags
-        worker.slots = max(1, hello.slots)
-        worker.cpu_count = hello.cpu_count
-        worker.memory_bytes = hello.memory_bytes
-        worker.gpus = hello.gpus
-        worker.version = hello.version
-        worker.pool, worker.provider, worker.launch_id = hello.pool, hello.provider, hello.launch_id
-        worker.state = WorkerState.DRAINING if hello.draining else WorkerState.ALIVE
-        worker.last_heartbeat = now
-        self._dirty_workers.add(worker.id)
-
-        superseded: list[str] = []
-        adopted: dict[str, int] = {}
-        held_ids = set()
-        for held in hello.held:
-            held_ids.add(held.attempt_id)
-            found = self._attempts.get(held.attempt_id)
-            if found is None:
-                superseded.append(held.attempt_id)
-                self._effects.append(
-                    Note(f"worker {worker.name} holds unknown attempt {held.attempt_id}: superseded")
-                )
-                continue
-            job, attempt = found
-            if attempt.worker_id != worker.id:
-                # Never this worker's: a claim on another worker's attempt changes nothing of it.
-                superseded.append(held.attempt_id)
-                self._effects.append(
-                    Note(f"worker {worker.name} holds attempt {attempt.id} of another worker: superseded")
-                )
-                continue
-            current = not attempt.state.terminal and not job.state.terminal and job.current is attempt
-            if not current:
-                superseded.append(held.attempt_id)
-                if not attempt.state.terminal:
-                    # The job ended without it (cancelled while the worker was away).
-                    self._close_attempt(
-                        job, attempt, AttemptState.CANCELLED, now, reason=job.reason or "cancelled"
-                    )
-                self._effects.append(
-                    Note(
-                        f"attempt {attempt.id} of {job.ref} on worker {worker.name} is superseded; telling it to stop"
-                    )
-                )
-                continue
-            adopted[attempt.id] = held.log_size
-            if attempt.id not in worker.attempts:
-                worker.attempts.add(attempt.id)
-                worker.used_slots += job.spec.slots
-            if held.exit is not None:
-                self._finish(job, attempt, held.exit, now)
-                self._effects.append(AckFinished(worker.id, attempt.id))
-            else:
-                # The worker is the authority on what it runs: its ports and health may not have been
-                # committed before the master went down.
-                attempt.host = held.host or attempt.host
-                attempt.ports = reported_ports(job.spec, held.ports) or attempt.ports
-                attempt.healthy = attempt.healthy or held.healthy
-                self._mark_running(job, attempt, held.pid, held.started_at or now, now)
-
-        # What we believe this worker holds but it does not: never received, or lost with a restart.
-        for attempt_id in list(worker.attempts):
-            if attempt_id in held_ids:
-                continue
-            job, attempt = self._attempts[attempt_id]
-            if attempt.state is AttemptState.ASSIGNED:
-                self._requeue_unstarted(job, attempt, now, f"worker {worker.name} never received it")
-            else:
-                self._lose(job, attempt, now, f"worker {worker.name} restarted without it")
-        self._dispatch_needed = True
-        self._settle(now)
-        return Welcome(superseded=tuple(superseded), log_offsets=adopted)
-
-    def worker_disconnected(self, worker_id: str, now: float, reason: str) -> None:
-        """The worker's stream ended without a goodbye, or its lease ran out: it is dead."""
-        self._worker_gone(worker_id, now, reason, WorkerState.DEAD)
-
-    def worker_left(self, worker_id: str, now: float) -> None:
-        """The worker said it was leaving (drained or stopped) before its stream ended."""
-        self._worker_gone(worker_id, now, "left", WorkerState.LEFT)
-
-    def request_drain(
-        self, worker_id: str, deadline: float, now: float, reason: str = "drain requested"
-    ) -> None:
-        worker = self.workers.get(worker_id)
-        if worker is None or worker.state.gone:
-            raise NotFound(f"no live worker {worker_id!r}")
-        self.set_draining(worker_id, now)
-        self._effects.append(DrainWorker(worker_id, deadline, reason))
-
-    def find_worker(self, name_or_id: str) -> Worker:
-        """A live worker by id, or by name when exactly one live worker has it."""
-        worker = self.workers.get(name_or_id)
-        if worker is not None and not worker.state.gone:
-            return worker
-        named = [w for w in self.workers.values() if w.name == name_or_id and not w.state.gone]
-        if len(named) == 1:
-            return named[0]
-        if named:
-            raise NotFound(
-                f"{len(named)} live workers are named {name_or_id!r}; use its id (titan-runtime workers)"
-            )
-        raise NotFound(f"no live worker {name_or_id!r}: list them with `titan-runtime workers`")
-
-    def _worker_gone(self, worker_id: str, now: float, reason: str, state: WorkerState) -> None:
-        worker = self.workers.get(worker_id)
-        if worker is None or worker.state.gone:
-            return
-        worker.state = state
-        worker.last_heartbeat = now
-        self._dirty_workers.add(worker_id)
-        if state is WorkerState.DEAD:
-            self._effects.append(Note(f"worker {worker.name} ({worker_id}) declared dead: {reason}"))
-        else:
-            self._effects.append(Note(f"worker {worker.name} ({worker_id}) left"))
-        for attempt_id in sorted(worker.attempts):
-            job, attempt = self._attempts[attempt_id]
-            if state is WorkerState.LEFT and attempt.state is AttemptState.ASSIGNED:
-                # It handed back all it had started before leaving: this one it never received.
-                self._requeue_unstarted(job, attempt, now, f"worker {worker.name} left before starting it")
-            else:
-                self._lose(
-                    job, attempt, now, f"worker {worker.name} {reason}", counted=state is WorkerState.DEAD
-                )
-        # Jobs pinned to it by hard affinity can never run now.
-        for key in self.queues.queued():
-            requirement = self.queues.requirement_of(key)
-            if requirement is not None and requirement.node == worker_id:
-                job = self.runs[key[0]].jobs[key[1]]
-                if job.spec.affinity == "hard":
-                    self._fail(job, now, f"affinity: worker {worker.name} that ran its parent is gone")
-        self._settle(now)
-
-    def set_draining(self, worker_id: str, now: float) -> None:
-        worker = self.workers.get(worker_id)
-        if worker is not None and worker.state is WorkerState.ALIVE:
-            worker.state = WorkerState.DRAINING
-            self._dirty_workers.add(worker_id)
-
-    def heartbeat(
-        self, worker_id: str, now: float, cpu_percent: float = 0.0, memory_percent: float = 0.0
-    ) -> None:
-        worker = self.workers.get(worker_id)
-        if worker is None or worker.state.gone:
-            return
-        worker.last_heartbeat = now
-        worker.cpu_percent = cpu_percent
-        worker.memory_percent = memory_percent
-
-    def attempt_started(
-        self,
-        worker_id: str,
-        attempt_id: str,
-        pid: int,
-        started_at: float,
-        now: float,
-        host: str = "",
-        ports: dict[str, int] | None = None,
-    ) -> None:
-        found = self._attempts.get(attempt_id)
-        if found is None or found[1].worker_id != worker_id:
-            self._effects.append(
-                Note(f"rejected start report for unknown attempt {attempt_id} from {worker_id}")
-            )
-            self._effects.append(CancelAttempt(worker_id, attempt_id, "unknown attempt"))
-            return
-        job, attempt = found
-        if attempt.state.terminal:
-            self._effects.append(
-                Note(f"rejected start report for attempt {attempt_id}: it is {attempt.state.value}")
-            )
-            self._effects.append(CancelAttempt(worker_id, attempt_id, f"superseded ({attempt.state.value})"))
-            return
-        attempt.host, attempt.ports = host, reported_ports(job.spec, ports or {})
-        self._mark_running(job, attempt, pid, started_at or now, now)
-        self._settle(now)
-
-    def attempt_healthy(self, worker_id: str, attempt_id: str, now: float) -> None:
-        """A service's health check passed for the first time in this attempt."""
-        found = self._attempts.get(attempt_id)
-        if found is None or found[1].worker_id != worker_id or found[1].state.terminal:
-            return
-        job, attempt = found
-        attempt.healthy = True
-        self._dirty_attempts.add(attempt.id)
-        if job.current is attempt and job.state is JobState.STARTING:
-            self._became_healthy(job, now)
-        self._settle(now)
-
-    # ------------------------------------------------------------------ events: approvals
-
-    def decide_gate(self, ref: str, approved: bool, by: str, comment: str, now: float) -> Job:
-        """Approve or reject a job's gate. Refused unless the gate is open (reached, not decided)."""
-        job = self.resolve(ref)
-        if not job.spec.approval.required:
-            raise InvalidSpec(f"{job.ref} has no approval gate")
-        if job.state is not JobState.WAITING_APPROVAL:
-            if job.decision is not None:
-                raise InvalidSpec(f"the gate of {job.ref} was already decided: {job.decision['decision']}")
-            raise InvalidSpec(f"the gate of {job.ref} is not reached yet: the job is {job.state.value}")
-        job.decision = {
-            "decision": "approved" if approved else "rejected",
-            "by": by,
-            "at": now,
-            "comment": comment,
-        }
-        if approved:
-            self._end_job(job, JobState.SUCCEEDED, now, "")
-        else:
-            why = f"rejected by {by or 'someone'}" + (f": {comment}" if comment else "")
-            self._end_job(job, JobState.FAILED, now, why)
-        self._settle(now)
-        return job
-
-    def open_gates(self) -> list[Job]:
-        return [
-            j for run in self.runs.values() for j in run.jobs.values() if j.state is JobState.WAITING_APPROVAL
-        ]
-
-    # ------------------------------------------------------------------ events: feedback loops
-
-    def add_iteration(
-        self, run_id: str, job_ids: Sequence[str], after: str, max_iterations: int, now: float
-    ) -> list[Job]:
-        """Enqueue the next iteration of a sub-graph of the run, to start once `after` has succeeded.
-
-        The sub-graph is the jobs `job_ids` (by their first iteration's ids). Iteration k of job X is
-        X@k; its parents inside the sub-graph are their iteration-k twins, the others are kept, and the
-        sub-graph's roots also wait for `after`. Jobs waiting on the previous iteration's jobs wait on
-        the new one instead. Refused past `max_iterations`.
-        """
-        run = self.run(run_id)
-        if run.state is not RunState.RUNNING:
-            raise InvalidSpec(f"run {run_id} has ended; no iteration can be added")
-        caller = run.jobs.get(after)
-        if caller is None:
-            raise NotFound(f"run {run_id} has no job {after!r}")
-        base = [j.partition("@")[0] for j in job_ids]
-        if not base or len(set(base)) != len(base):
-            raise InvalidSpec("give the jobs of the loop's sub-graph, each once")
-        k = max(caller.spec.iteration, 1) + 1
-        if k > max_iterations:
-            raise InvalidSpec(
-                f"max_iterations={max_iterations} reached: iteration {k} of {', '.join(base)} is refused"
-            )
-        previous = {b: (b if k == 2 else f"{b}@{k - 1}") for b in base}
-        missing = [p for p in previous.values() if p not in run.jobs]
-        if missing:
-            raise InvalidSpec(f"iteration {k - 1} has no job {missing[0]!r}")
-        renamed = {previous[b]: f"{b}@{k}" for b in base}
-        specs = []
-        for b in base:
-            template = run.jobs[previous[b]]
-            parents = [renamed.get(p, p) for p in template.parents]
-            if not any(p in renamed for p in template.parents) and after not in parents:
-                parents.append(after)
-            specs.append(
-                replace(
-                    template.spec,
-                    id=renamed[previous[b]],
-                    parents=tuple(parents),
-                    map_over=renamed.get(template.spec.map_over, template.spec.map_over),
-                    iteration=k,
-                )
-            )
-        self._validate_new_jobs(specs, existing=run.jobs)
-        # Jobs outside the loop that wait on its previous iteration wait on this one instead.
-        rewired = [
-            job
-            for job in run.jobs.values()
-            if job.state is JobState.PENDING
-            and job.id not in renamed
-            and any(p in renamed for p in job.parents)
-        ]
-        for job in rewired:
-            for old in [p for p in job.parents if p in renamed]:
-                parent = run.jobs[old]
-                parent.children.remove(job.id)
-                if not parent.released:
-                    job.waiting_on -= 1
-            job.parents = [renamed.get(p, p) for p in job.parents]
-            self._dirty_jobs.add(job.key)
-        added = self._add_jobs(run, specs, now)
-        for job in rewired:
-            for new_parent in [p for p in job.parents if p in renamed.values()]:
-                run.jobs[new_parent].children.append(job.id)
-                job.waiting_on += 1
-        self._settle(now)
-        return added
-
-    # ------------------------------------------------------------------ events: services
-
-    def service_jobs(self, service_id: str) -> list[Job]:
-        """Every job that ran or runs this service, oldest deployment first."""
-        found = [self.runs[r].jobs[j] for r, j in self.services.get(service_id, ())]
-        if not found:
-            raise NotFound(f"no service {service_id!r}: list them with `titan-runtime services`")
-        return found
-
-    def live_service_jobs(self, service_id: str) -> list[Job]:
-        return [job for job in self.service_jobs(service_id) if not job.state.terminal]
-
-    def stop_service(self, service_id: str, now: float, reason: str = "stopped by user") -> list[str]:
-        """Stop every live instance of a service for good (its whole process tree); no restart."""
-        stopped = []
-        for job in self.live_service_jobs(service_id):
-            self._stop_job(job, now, reason, JobState.STOPPED)
-            stopped.append(job.ref)
-        self._settle(now)
-        return stopped
-
-    def restart_service(self, service_id: str, now: float) -> list[str]:
-        """Restart every live instance now: stop its process, start a new one (not counted as a crash)."""
-        restarted = []
-        for job in self.live_service_jobs(service_id):
-            attempt = job.current
-            if attempt is not None and not attempt.state.terminal:
-                job.restart_requested = True
-                self._effects.append(CancelAttempt(attempt.worker_id, attempt.id, "restart requested"))
-            elif job.state is JobState.RESTARTING:
-                self._make_ready(job, now)
-            restarted.append(job.ref)
-        self._settle(now)
-        return restarted
+    # ------------------------------------------------------------------ events: attempts and time
 
     def attempt_finished(self, worker_id: str, attempt_id: str, exit: AttemptExit, now: float) -> None:
         # The worker may forget the attempt once this is committed, whatever we decide about it.
@@ -775,146 +333,6 @@ class ClusterState:
                 self._effects.append(DisconnectWorker(worker.id, reason))
             self.worker_disconnected(worker.id, now, reason)
         self._settle(now)
-
-    # ------------------------------------------------------------------ recovery
-
-    def restore(
-        self,
-        runs: Iterable[dict[str, Any]],
-        jobs: Iterable[dict[str, Any]],
-        attempts: Iterable[dict[str, Any]],
-        workers: Iterable[dict[str, Any]],
-        now: float,
-    ) -> None:
-        """Rebuild from the store after a master (re)start.
-
-        Workers not known dead become UNKNOWN: they keep their attempts for one lease, to
-        reconnect and report what they hold. Nothing terminal is touched. A record that cannot be
-        read never stops the master from starting: its job is FAILED saying so (or, for a record
-        that names no job, it is skipped), and the master's log says which.
-        """
-        for row in runs:
-            try:
-                run = Run.from_row(row)
-            except Exception as exc:
-                self._skip_record("run", row, exc)
-                continue
-            self.runs[run.id] = run
-            self._run_seq = max(self._run_seq, run.seq)
-        for row in jobs:
-            unreadable = False
-            try:
-                job = Job.from_row(row)
-            except Exception as exc:
-                found = self._unreadable_job(row, exc, now)
-                if found is None:
-                    continue
-                job, unreadable = found, True
-            run = self.runs.get(job.run_id)
-            if run is None:
-                self._skip_record("job", row, KeyError(f"its run {job.run_id} has no record"))
-                continue
-            if unreadable:  # failed just now, which must be stored
-                self._dirty_jobs.add(job.key)
-            job.order = next(self._job_order)
-            run.jobs[job.id] = job
-            self._runs_by_job_id.setdefault(job.id, []).append(run.id)
-            if job.spec.is_service:
-                self.services.setdefault(job.spec.service_id, []).append(job.key)
-                run.services += 1
-            if not job.state.terminal:
-                run.unfinished += 1
-        self._restore_attempts(attempts)
-        for row in workers:
-            try:
-                worker = Worker.from_row(row)
-            except Exception as exc:
-                self._skip_record("worker", row, exc)
-                continue
-            if not worker.state.gone:
-                worker.state = WorkerState.UNKNOWN
-                worker.last_heartbeat = now
-            self.workers[worker.id] = worker
-        for index in self._runs_by_job_id.values():
-            index.sort(key=lambda run_id: self.runs[run_id].seq)
-        orphans: list[tuple[Job, str]] = []
-        for run in self.runs.values():
-            for job in run.jobs.values():
-                job.released = job.state.terminal or job.delivered
-            for job in run.jobs.values():
-                missing = self._link(run, job)
-                if missing:
-                    orphans.append((job, missing))
-            for job in run.jobs.values():
-                job.mapped.sort(key=lambda i, run=run: run.jobs[i].spec.map_index)
-        for job, missing in orphans:
-            if not job.state.terminal:
-                self._end_job(job, JobState.FAILED, now, f"its parent {missing} has no stored record")
-        for job, attempt in list(self._attempts.values()):
-            if attempt.state.terminal:
-                continue
-            worker = self.workers.get(attempt.worker_id)
-            if worker is not None and worker.state is WorkerState.UNKNOWN:
-                worker.attempts.add(attempt.id)
-                worker.used_slots += job.spec.slots
-            else:
-                self._lose(job, attempt, now, "its worker was gone when the master restarted")
-        for run in sorted(self.runs.values(), key=lambda r: r.seq):
-            for job in run.jobs.values():
-                if job.state is JobState.READY:
-                    self._enqueue(job, now)  # unchanged: nothing to write back
-                elif job.state is JobState.RESTARTING:
-                    self._push_timer(job)
-                elif job.state is JobState.WAITING_APPROVAL:
-                    heapq.heappush(self._timers, (job.gate_deadline, next(self._timer_seq), job.key))
-                elif job.state is JobState.PENDING and job.waiting_on == 0:
-                    if job.not_before:  # a delay or a backoff already started: it runs out as it was
-                        self._push_timer(job)
-                    else:
-                        self._decide(job, now)
-
-            self._maybe_finish_run(run, now)
-        self._dispatch_needed = True
-        self._settle(now)
-
-    def _restore_attempts(self, rows: Iterable[dict[str, Any]]) -> None:
-        readable: list[Attempt] = []
-        for row in rows:
-            try:
-                readable.append(Attempt.from_row(row))
-            except Exception as exc:
-                self._skip_record("attempt", row, exc)
-        for attempt in sorted(readable, key=lambda a: (a.run_id, a.job_id, a.number, a.void is False)):
-            run = self.runs.get(attempt.run_id)
-            job = run.jobs.get(attempt.job_id) if run else None
-            if job is None:
-                self._skip_record("attempt", attempt.to_row(), KeyError("its job has no record"))
-                continue
-            if not attempt.void:
-                job.attempts.append(attempt)
-            self._attempts[attempt.id] = (job, attempt)
-
-    def _skip_record(self, kind: str, row: Any, exc: BaseException) -> None:
-        self._effects.append(
-            Note(f"skipped a {kind} record that cannot be read ({_describe(exc)}): {str(row)[:300]}")
-        )
-
-    def _unreadable_job(self, row: Any, exc: BaseException, now: float) -> Job | None:
-        """A job whose stored record cannot be read: FAILED (saying why) in place of what it was."""
-        run_id = row.get("run_id") if isinstance(row, dict) else None
-        job_id = row.get("job_id") if isinstance(row, dict) else None
-        if not (isinstance(run_id, str) and isinstance(job_id, str) and job_id):
-            self._skip_record("job", row, exc)
-            return None
-        reason = f"its stored record could not be read when the master restarted ({_describe(exc)})"
-        self._effects.append(Note(f"job {run_id}/{job_id}: {reason}"))
-        return Job(
-            run_id=run_id,
-            spec=JobSpec(id=job_id, command=("false",)),
-            state=JobState.FAILED,
-            reason=reason,
-            ended_at=now,
-        )
 
     # ------------------------------------------------------------------ transitions
 
@@ -1070,94 +488,12 @@ class ClusterState:
             )
         return ("wait", "") if waiting else ("run", "")
 
-    def _expand_map(self, job: Job, now: float) -> None:
-        """map_over: one instance per item of the parent's list result; the job ends when they all have."""
-        run = self.runs[job.run_id]
-        try:
-            items = parse_result(run.jobs[job.spec.map_over].result)
-        except BadResult:
-            items = None
-        if not isinstance(items, list):
-            self._end_job(
-                job, JobState.FAILED, now, f"map_over: the result of {job.spec.map_over} is not a list"
-            )
-            return
-        limits = self.config.limits
-        if len(run.jobs) + len(items) > limits.jobs_per_run:
-            what = f"map_over: {len(items):,} items of {job.spec.map_over} would give the run {len(run.jobs) + len(items):,} jobs"
-            self._end_job(job, JobState.FAILED, now, limits.refusal("jobs_per_run", what))
-            return
-        specs = []
-        for index, item in enumerate(items):
-            env = {**job.spec.env, "TITAN_MAP_INDEX": str(index), "TITAN_MAP_ITEM": json.dumps(item)}
-            specs.append(
-                replace(
-                    job.spec, id=f"{job.id}.{index}", map_over="", map_of=job.id, map_index=index, env=env
-                )
-            )
-        clash = [s.id for s in specs if s.id in run.jobs]
-        if clash:
-            self._end_job(
-                job, JobState.FAILED, now, f"map_over: job id {clash[0]} is already taken in the run"
-            )
-            return
-        self._move(job, JobState.RUNNING)
-        job.started_at = job.started_at or now
-        job.reason = f"mapped over {len(items)} item(s) of {job.spec.map_over}"
-        if not specs:
-            self._check_mapped(job, now)
-            return
-        self._add_jobs(run, specs, now)
-
-    def _check_mapped(self, job: Job, now: float) -> None:
-        """A mapped job ends once every instance has: SUCCEEDED with their results in order, or FAILED."""
-        if job.state.terminal:
-            return
-        run = self.runs[job.run_id]
-        instances = [run.jobs[i] for i in job.mapped]
-        if any(not i.state.terminal for i in instances):
-            return
-        failed = [i for i in instances if i.state is not JobState.SUCCEEDED]
-        if failed:
-            self._end_job(
-                job,
-                JobState.FAILED,
-                now,
-                f"{len(failed)} of {len(instances)} mapped jobs did not succeed ({failed[0].id}: {failed[0].state.value})",
-            )
-            return
-        try:
-            job.result = json.dumps([parse_result(i.result) for i in instances])
-        except BadResult as exc:
-            self._end_job(job, JobState.FAILED, now, f"map_over: {exc}")
-            return
-        self._succeed(job, now)
-
     @staticmethod
     def _upstream_reason(parent: Job, what: str) -> str:
         """Name the job where the trouble started, not the nearest parent it reached us through."""
         if parent.reason.startswith("upstream job "):
             return parent.reason
         return f"upstream job {parent.id} {what}"
-
-    def _condition_names(self, job: Job) -> dict[str, Any]:
-
-        run = self.runs[job.run_id]
-        results: dict[str, Any] = {}
-        for parent_id in job.parents:
-            try:
-                results[parent_id] = parse_result(run.jobs[parent_id].result)
-            except BadResult as exc:
-                raise BadResult(f"parent {parent_id}: {exc}") from None
-        names: dict[str, Any] = {}
-        for parent_id, value in results.items():
-            base = parent_id.partition("@")[0]  # a loop's later iterations answer to their first id too
-            for name in (base, parent_id):
-                if name.isidentifier():
-                    names[name] = value
-        names["results"] = results
-
-        return names
 
     def _parents_done(self, job: Job, now: float) -> None:
         if job.spec.map_over:
@@ -1251,25 +587,6 @@ class ClusterState:
             if attempt.healthy and job.spec.is_service:
                 self._became_healthy(job, now)
 
-    def _became_healthy(self, job: Job, now: float) -> None:
-        self._move(job, JobState.HEALTHY)
-        job.reason = ""
-        if not job.healthy_once:
-            job.healthy_once = True
-            self._notify_children(job, now)
-        self._retire_older_deployments(job.spec.service_id, now)
-
-    def _retire_older_deployments(self, service_id: str, now: float) -> None:
-        """Redeploy: once every instance of the newest deployment is HEALTHY, stop the older ones."""
-        jobs = self.service_jobs(service_id)
-        newest_run = jobs[-1].run_id
-        newest = [j for j in jobs if j.run_id == newest_run]
-        if not all(j.state is JobState.HEALTHY for j in newest):
-            return
-        for job in jobs:
-            if job.run_id != newest_run and not job.state.terminal:
-                self._stop_job(job, now, f"replaced by the deployment in run {newest_run}", JobState.STOPPED)
-
     def _stop_job(self, job: Job, now: float, reason: str, state: JobState) -> None:
         """End a job on purpose (cancel, stop, replaced): its running process is told to stop."""
         attempt = job.current
@@ -1328,7 +645,7 @@ class ClusterState:
             self._close_attempt(job, attempt, AttemptState.CANCELLED, now, reason or job.reason, exit)
             return
         if exit.outcome == "succeeded" and exit.result is not None:
-            problem = _result_problem(exit.result)
+            problem = result_problem(exit.result)
             if problem:  # the worker checks this too: only a worker that lies gets here
                 exit = replace(exit, outcome="failed", reason=problem, result=None)
                 reason = problem
@@ -1366,45 +683,6 @@ class ClusterState:
         else:
             suffix = f" after {job.failures} attempts" if job.failures > 1 else ""
             self._fail(job, now, f"{reason}{suffix}")
-
-    def _finish_service(self, job: Job, attempt: Attempt, exit: AttemptExit, reason: str, now: float) -> None:
-        """A service's process ended without being stopped: restart it, or fail it for good."""
-        if job.restart_requested or exit.outcome == "cancelled":
-            # Restarted on request, or handed back by a draining worker: start again now, no crash counted.
-            requested = job.restart_requested
-            job.restart_requested = False
-            why = "restart requested" if requested else reason or "handed back by its worker"
-            self._close_attempt(job, attempt, AttemptState.CANCELLED, now, why, exit)
-            if requested:
-                job.restarts += 1
-            else:
-                job.avoid = attempt.worker_id
-            self._make_ready(job, now)
-            job.reason = "restarting on request" if requested else "handed back by its worker; rescheduled"
-            return
-        self._close_attempt(job, attempt, AttemptState.FAILED, now, reason, exit)
-        job.exit_code = exit.exit_code
-        if (
-            exit.outcome == "error"
-        ):  # it could not start at all (its port is taken...): restarting cannot help
-            self._fail(job, now, reason)
-            return
-        policy = job.spec.restart
-        job.crashes = [t for t in job.crashes if now - t < policy.window] + [now]
-        if len(job.crashes) > policy.attempts:
-            self._fail(
-                job,
-                now,
-                f"crash loop: {len(job.crashes)} crashes within {policy.window:g}s "
-                f"(restart.attempts={policy.attempts}); last: {reason}",
-            )
-            return
-        job.restarts += 1
-        wait = policy.backoff(len(job.crashes), self._jitter())
-        self._move(job, JobState.RESTARTING)
-        job.not_before = now + wait
-        job.reason = f"crashed ({reason}); restarting in {wait:.1f}s"
-        self._push_timer(job)
 
     def _retry(self, job: Job, now: float, wait: float, why: str) -> None:
         if wait > 0:
@@ -1450,42 +728,6 @@ class ClusterState:
             return
         self._end_job(job, JobState.SUCCEEDED, now, "")
 
-    def _take_branch(self, job: Job, now: float) -> bool:
-        """A branch job's result names the children to follow (a name, a list, or null for none)."""
-        try:
-            value = parse_result(job.result)
-        except BadResult as exc:
-            self._end_job(job, JobState.FAILED, now, f"branch: {exc}")
-            return False
-        names = (
-            [value]
-            if isinstance(value, str)
-            else value
-            if isinstance(value, list)
-            else []
-            if value is None
-            else None
-        )
-        if names is None or not all(isinstance(n, str) for n in names):
-            self._end_job(
-                job,
-                JobState.FAILED,
-                now,
-                "branch: the result must name children (a string or a list of strings)",
-            )
-            return False
-        unknown = [n for n in names if n not in job.children]
-        if unknown:
-            self._end_job(
-                job,
-                JobState.FAILED,
-                now,
-                f"branch: {', '.join(unknown)} is not a child (children: {', '.join(job.children)})",
-            )
-            return False
-        job.branch_taken = list(names)
-        return True
-
     def _fail(self, job: Job, now: float, reason: str) -> None:
         self._end_job(job, JobState.FAILED, now, reason)
 
@@ -1516,7 +758,7 @@ class ClusterState:
             j for j in run.jobs.values() if not j.spec.allow_failure
         ]  # whose failure was handled do not count
         failed = [j for j in jobs if j.state is JobState.FAILED] or [
-            j for j in jobs if j.state in _FAILED_STATES
+            j for j in jobs if j.state in FAILED_STATES
         ]
         if failed:
             run.state = RunState.FAILED
@@ -1578,20 +820,3 @@ class ClusterState:
                 if sibling is not job and current is not None and not current.state.terminal:
                     avoid.add(current.worker_id)
         return avoid
-
-    def endpoints(self, job: Job) -> list[str]:
-        """Where a service instance answers (its current attempt's address), if it runs."""
-        current = job.current
-        if current is None or current.state.terminal or not current.endpoint:
-            return []
-        return [current.endpoint]
-
-    def _service_env(self, job: Job) -> dict[str, str]:
-        """TITAN_SERVICE_<ID>_ADDR for each service the job depends on (replicas comma-separated)."""
-        run = self.runs[job.run_id]
-        found: dict[str, list[str]] = {}
-        for parent_id in job.spec.parents:
-            parent = run.jobs[parent_id]
-            if parent.spec.is_service:
-                found.setdefault(parent.spec.service_id, []).extend(self.endpoints(parent))
-        return {env_name(service): ",".join(addresses) for service, addresses in found.items()}
