@@ -10,7 +10,7 @@ This module holds submissions, dependencies, placement, attempts ending and the 
 its parts, sharing the same state, are workers.py (joining, leaving, reports), services.py,
 dynamic.py (gates, loops, maps, branches) and recovery.py (a restart). What they share besides is
 in common.py; job and attempt states change only through `_move` and `_move_attempt`, held to the
-transition tables in model.py.
+transition tables in states.py.
 """
 
 from __future__ import annotations
