@@ -11,8 +11,9 @@ from titan_runtime.cli.options import client_options
 from titan_runtime.cli.output import fmt_time, print_table
 from titan_runtime.client.ops import parse_duration
 from titan_runtime.client.sync import TitanClient
+from titan_runtime.master import policy
 
-ROLES = ("admin", "submit", "read", "worker")
+ROLES = tuple(kind.value for kind in policy.ROLES)
 
 
 @click.group("token")

@@ -39,7 +39,7 @@ _CLOSE = object()
 def worker_token_refusal(record: NamedToken, hello: WorkerHello) -> str:
     """Why a worker token does not admit this hello, or "": its workers are named after it and
     claim no tag it was not granted (a job's tags are what keep its secrets on the workers meant for it)."""
-    if not record.admits_worker_id(hello.worker_id):
+    if not named_after(record.name, hello.worker_id):  # its workers are named after it
         return (
             f"worker token {record.name} admits only workers named {record.name}; start the worker "
             f"with --name {record.name}"

@@ -60,10 +60,6 @@ class NamedToken:
     def expired(self, now: float) -> bool:
         return bool(self.expires_at) and now > self.expires_at
 
-    def admits_worker_id(self, worker_id: str) -> bool:
-        """A worker token's workers are named after it, so it can never take another credential's worker."""
-        return named_after(self.name, worker_id)
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
