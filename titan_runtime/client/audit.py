@@ -7,6 +7,7 @@ from typing import Any
 
 from titan_runtime.client.ops import Call, Op
 from titan_runtime.proto import titan_pb2 as pb
+from titan_runtime.wire import from_message
 
 
 @dataclass
@@ -21,7 +22,7 @@ class AuditRecord:
 
     @classmethod
     def from_pb(cls, e: pb.AuditEntry) -> AuditRecord:
-        return cls(e.at, e.who, e.kind, e.peer, e.rpc, e.target, e.outcome)
+        return from_message(cls, e)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -7,6 +7,7 @@ from typing import Any
 
 from titan_runtime.client.ops import Call, Op
 from titan_runtime.proto import titan_pb2 as pb
+from titan_runtime.wire import from_message
 
 
 @dataclass
@@ -28,22 +29,7 @@ class PoolRecord:
 
     @classmethod
     def from_pb(cls, p: pb.PoolStatus) -> PoolRecord:
-        return cls(
-            p.name,
-            p.provider,
-            list(p.tags),
-            p.slots,
-            p.min,
-            p.max,
-            p.idle_timeout,
-            p.workers,
-            p.launching,
-            p.draining,
-            p.waiting_jobs,
-            p.failures,
-            p.backoff_until,
-            p.note,
-        )
+        return from_message(cls, p)
 
 
 @dataclass
@@ -55,11 +41,11 @@ class AutoscalerStatusRecord:
 
     @classmethod
     def from_pb(cls, s: pb.AutoscalerStatus) -> AutoscalerStatusRecord:
-        return cls(
-            s.enabled,
-            s.interval,
-            [PoolRecord.from_pb(p) for p in s.pools],
-            [list(t.tags) for t in s.unserved],
+        return from_message(
+            cls,
+            s,
+            pools=[PoolRecord.from_pb(p) for p in s.pools],
+            unserved=[list(t.tags) for t in s.unserved],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,7 +63,7 @@ class ScaleEventRecord:
 
     @classmethod
     def from_pb(cls, e: pb.AutoscalerEvent) -> ScaleEventRecord:
-        return cls(e.at, e.pool, e.kind, e.message, e.launch_id, e.worker)
+        return from_message(cls, e)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,9 +8,10 @@ clients identical in behaviour without writing every method twice.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ from titan_runtime.client.records import (
     ServiceRecord,
     WorkerRecord,
 )
+from titan_runtime.client.transfer import ArtifactWriter
 from titan_runtime.core.model import TRIGGER_RULES
 from titan_runtime.proto import titan_pb2 as pb
 
@@ -56,7 +58,17 @@ class Sleep:
     seconds: float
 
 
-Op = Generator[Call | Sleep, Any, T]
+@dataclass(frozen=True)
+class Stream:
+    """Read this server stream to its end, handing each message to `sink`; resume with None.
+    A TitanConnectionError is thrown into the operation as for a Call."""
+
+    method: str
+    request: Any
+    sink: Callable[[Any], object]
+
+
+Op = Generator[Call | Sleep | Stream, Any, T]
 
 
 def idempotent(call: Call, reconnect: Reconnect | None) -> Op[Any]:
@@ -372,9 +384,10 @@ def cancel(ref: str, wait: bool = False, timeout: float = 30.0) -> Op[list[str]]
     return list(response.cancelled)
 
 
-def get_result(ref: str, reconnect: Reconnect | None = None) -> Op[str | None]:
+def get_result(ref: str, reconnect: Reconnect | None = None) -> Op[Any]:
+    """What the job passed to task.set_result (decoded from its JSON), or None."""
     response = yield from idempotent(Call("GetResult", pb.JobRef(ref=ref)), reconnect)
-    return response.json if response.has_result else None
+    return json.loads(response.json) if response.has_result else None
 
 
 def list_workers(reconnect: Reconnect | None = None) -> Op[list[WorkerRecord]]:
@@ -382,7 +395,30 @@ def list_workers(reconnect: Reconnect | None = None) -> Op[list[WorkerRecord]]:
     return [WorkerRecord.from_pb(w) for w in response.workers]
 
 
-# ------------------------------------------------------------------ logs
+# ------------------------------------------------------------------ logs and downloads
+
+
+def read_logs(ref: str, attempt: int = 0, offset: int = 0) -> Op[list[LogLine]]:
+    """Every line of one attempt's log so far (unended last lines included)."""
+    reader = LogReader()
+    lines: list[LogLine] = []
+    request = pb.ReadLogsRequest(ref=ref, attempt=attempt, offset=offset, follow=False)
+    yield Stream("ReadLogs", request, lambda chunk: lines.extend(reader.feed(chunk)))
+    return lines + reader.end()
+
+
+def download(artifact_hash: str, dest: Path) -> Op[Path]:
+    """Write the artifact with this content hash to `dest` (under a temporary name until it is
+    whole and its hash checked)."""
+    writer = ArtifactWriter(dest, artifact_hash)
+    try:
+        yield Stream(
+            "GetArtifact", pb.ArtifactRef(hash=artifact_hash), lambda chunk: writer.write(chunk.data)
+        )
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.finish()
 
 
 class LogFollow:

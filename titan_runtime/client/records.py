@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from titan_runtime.proto import titan_pb2 as pb
+from titan_runtime.wire import from_message
 
 TERMINAL_JOB_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "UPSTREAM_FAILED", "SKIPPED"})
 TERMINAL_RUN_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
@@ -40,20 +41,7 @@ class AttemptRecord:
 
     @classmethod
     def from_pb(cls, a: pb.AttemptInfo) -> AttemptRecord:
-        return cls(
-            number=a.number,
-            id=a.id,
-            worker_id=a.worker_id,
-            state=a.state,
-            exit_code=a.exit_code if a.HasField("exit_code") else None,
-            signal=a.signal,
-            reason=a.reason,
-            assigned_at=a.assigned_at,
-            started_at=a.started_at,
-            ended_at=a.ended_at,
-            pid=a.pid,
-            log_size=a.log_size,
-        )
+        return from_message(cls, a)
 
 
 @dataclass
@@ -100,27 +88,11 @@ class JobRecord:
 
     @classmethod
     def from_pb(cls, j: pb.JobInfo) -> JobRecord:
-        return cls(
-            id=j.id,
-            run_id=j.run_id,
-            state=j.state,
-            reason=j.reason,
-            attempt=j.attempt,
-            worker_id=j.worker_id,
-            worker_name=j.worker_name,
-            exit_code=j.exit_code if j.HasField("exit_code") else None,
-            created_at=j.created_at,
-            ready_at=j.ready_at,
-            started_at=j.started_at,
-            ended_at=j.ended_at,
-            has_result=j.has_result,
-            tags=list(j.tags),
-            priority=j.priority,
-            parents=list(j.parents),
+        return from_message(
+            cls,
+            j,
             attempts=[AttemptRecord.from_pb(a) for a in j.attempts],
             kind=j.kind or "batch",
-            iteration=j.iteration,
-            approval_message=j.approval_message,
             decision=json.loads(j.decision_json) if j.decision_json else None,
         )
 
@@ -154,19 +126,7 @@ class RunRecord:
 
     @classmethod
     def from_pb(cls, r: pb.RunInfo) -> RunRecord:
-        return cls(
-            id=r.id,
-            name=r.name,
-            state=r.state,
-            reason=r.reason,
-            labels=dict(r.labels),
-            agent_run_id=r.agent_run_id,
-            created_at=r.created_at,
-            ended_at=r.ended_at,
-            counts=dict(r.counts),
-            jobs=[JobRecord.from_pb(j) for j in r.jobs],
-            settled=r.settled,
-        )
+        return from_message(cls, r, jobs=[JobRecord.from_pb(j) for j in r.jobs])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -196,27 +156,7 @@ class WorkerRecord:
 
     @classmethod
     def from_pb(cls, w: pb.WorkerInfo) -> WorkerRecord:
-        return cls(
-            id=w.id,
-            name=w.name,
-            host=w.host,
-            pid=w.pid,
-            tags=list(w.tags),
-            slots=w.slots,
-            running=w.running,
-            cpu_percent=w.cpu_percent,
-            memory_percent=w.memory_percent,
-            last_heartbeat=w.last_heartbeat,
-            state=w.state,
-            cpu_count=w.cpu_count,
-            memory_bytes=w.memory_bytes,
-            gpus=list(w.gpus),
-            version=w.version,
-            registered_at=w.registered_at,
-            pool=w.pool,
-            provider=w.provider,
-            launch_id=w.launch_id,
-        )
+        return from_message(cls, w)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -358,21 +298,7 @@ class ServiceRecord:
 
     @classmethod
     def from_pb(cls, s: pb.ServiceInfo) -> ServiceRecord:
-        return cls(
-            id=s.id,
-            service=s.service,
-            run_id=s.run_id,
-            worker_id=s.worker_id,
-            worker_name=s.worker_name,
-            host=s.host,
-            port=s.port,
-            ports=dict(s.ports),
-            endpoint=s.endpoint,
-            state=s.state,
-            restarts=s.restarts,
-            started_at=s.started_at,
-            reason=s.reason,
-        )
+        return from_message(cls, s)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -389,9 +315,7 @@ class AgentRunRecord:
 
     @classmethod
     def from_pb(cls, a: pb.AgentRunInfo) -> AgentRunRecord:
-        return cls(
-            id=a.id, state=a.state, created_at=a.created_at, runs=[RunRecord.from_pb(r) for r in a.runs]
-        )
+        return from_message(cls, a, runs=[RunRecord.from_pb(r) for r in a.runs])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -410,7 +334,7 @@ class ScheduleRecord:
 
     @classmethod
     def from_pb(cls, s: pb.Schedule) -> ScheduleRecord:
-        return cls(s.name, s.dag, s.cron, s.catch_up, s.next_fire, s.last_fire, s.last_run_id, s.created_at)
+        return from_message(cls, s)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

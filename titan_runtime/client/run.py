@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from titan_runtime.client import ops
+from titan_runtime.client.drivers import Awaiting, Blocking, operation
+from titan_runtime.client.ops import Op
 from titan_runtime.client.records import JobRecord, RunRecord
 
-if TYPE_CHECKING:
-    from titan_runtime.client.aio import AsyncTitanClient
-    from titan_runtime.client.sync import TitanClient
 
-
-class Run(str):
+class RunCalls(str):
     """A run submitted with `submit_dag` or `submit_yaml`. It is the run id, so it prints and
-    compares as one; its methods ask the master."""
+    compares as one; its methods ask the master through the client that submitted it (written
+    once, as operations: see client/drivers.py)."""
 
-    _client: TitanClient
+    _client: Any
 
-    def __new__(cls, run_id: str, client: TitanClient) -> Run:
+    def __new__(cls, run_id: str, client: Any) -> Any:
         run = super().__new__(cls, run_id)
         run._client = client
         return run
@@ -26,49 +26,39 @@ class Run(str):
     def id(self) -> str:
         return str(self)
 
-    def status(self) -> RunRecord:
-        return self._client.get_run(self.id)
+    def _run(self, op: Op[Any]) -> Any:
+        return self._client._run(op)
 
-    def wait(self, timeout: float | None = None) -> RunRecord:
-        """Block until the run has ended, whatever the outcome; TimeoutError after `timeout` seconds."""
-        return self._client.wait_run(self.id, timeout)
+    @operation
+    def status(self) -> Op[RunRecord]:
+        return (yield from ops.get_run(self.id, self._client._reconnect))
 
-    def jobs(self) -> list[JobRecord]:
-        return self.status().jobs
+    @operation
+    def wait(self, timeout: float | None = None) -> Op[RunRecord]:
+        """Until the run has ended, whatever the outcome; TimeoutError after `timeout` seconds."""
+        return (yield from ops.wait_run(self.id, timeout, self._client._reconnect))
 
-    def results(self) -> dict[str, Any]:
+    @operation
+    def jobs(self) -> Op[list[JobRecord]]:
+        return (yield from ops.get_run(self.id, self._client._reconnect)).jobs
+
+    @operation
+    def results(self) -> Op[dict[str, Any]]:
         """Job id -> result, for every job that set one."""
-        return {job.id: self._client.get_result(job.ref) for job in self.jobs() if job.has_result}
+        results = {}
+        for job in (yield from ops.get_run(self.id, self._client._reconnect)).jobs:
+            if job.has_result:
+                results[job.id] = yield from ops.get_result(job.ref, self._client._reconnect)
+        return results
 
-    def cancel(self) -> list[str]:
-        return self._client.cancel(self.id, wait=True)
+    @operation
+    def cancel(self) -> Op[list[str]]:
+        return (yield from ops.cancel(self.id, wait=True))
 
 
-class AsyncRun(str):
-    """`Run` for the asyncio client: the same methods, as coroutines."""
+class Run(RunCalls, Blocking):
+    """A run of the blocking client: its methods return their results."""
 
-    _client: AsyncTitanClient
 
-    def __new__(cls, run_id: str, client: AsyncTitanClient) -> AsyncRun:
-        run = super().__new__(cls, run_id)
-        run._client = client
-        return run
-
-    @property
-    def id(self) -> str:
-        return str(self)
-
-    async def status(self) -> RunRecord:
-        return await self._client.get_run(self.id)
-
-    async def wait(self, timeout: float | None = None) -> RunRecord:
-        return await self._client.wait_run(self.id, timeout)
-
-    async def jobs(self) -> list[JobRecord]:
-        return (await self.status()).jobs
-
-    async def results(self) -> dict[str, Any]:
-        return {job.id: await self._client.get_result(job.ref) for job in await self.jobs() if job.has_result}
-
-    async def cancel(self) -> list[str]:
-        return await self._client.cancel(self.id, wait=True)
+class AsyncRun(RunCalls, Awaiting):
+    """A run of the asyncio client: the same methods, as coroutines."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from titan_runtime.client.ops import Call, Op
 from titan_runtime.proto import titan_pb2 as pb
+from titan_runtime.wire import from_message
 
 
 @dataclass
@@ -22,7 +23,7 @@ class TokenRecord:
 
     @classmethod
     def from_pb(cls, info: pb.TokenInfo) -> TokenRecord:
-        return cls(info.name, info.role, info.created_at, info.expires_at, info.pool, list(info.tags))
+        return from_message(cls, info)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from titan_runtime.proto import titan_pb2 as pb
+from titan_runtime.wire import to_message
 
 if TYPE_CHECKING:
     from titan_runtime.master.autoscaler import AutoscalerLoop
@@ -23,25 +24,7 @@ class AutoscalerApi:
             return pb.AutoscalerStatus(enabled=False)
         answer = pb.AutoscalerStatus(enabled=True, interval=scaler.interval)
         for status in scaler.core.status():
-            spec = status.spec
-            answer.pools.append(
-                pb.PoolStatus(
-                    name=spec.name,
-                    provider=spec.provider,
-                    tags=sorted(spec.tags),
-                    slots=spec.slots,
-                    min=spec.min,
-                    max=spec.max,
-                    idle_timeout=spec.idle_timeout,
-                    workers=status.workers,
-                    launching=status.launching,
-                    draining=status.draining,
-                    waiting_jobs=status.waiting,
-                    failures=status.failures,
-                    backoff_until=status.backoff_until,
-                    note=status.note,
-                )
-            )
+            answer.pools.append(to_message(pb.PoolStatus, status.spec, status, waiting_jobs=status.waiting))
         answer.unserved.extend(pb.TagSet(tags=sorted(tags)) for tags in scaler.core.unserved)
         return answer
 

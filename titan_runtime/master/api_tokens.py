@@ -11,6 +11,7 @@ import grpc
 
 from titan_runtime.master.tokens import NamedToken, TokenError
 from titan_runtime.proto import titan_pb2 as pb
+from titan_runtime.wire import to_message
 
 if TYPE_CHECKING:
     from titan_runtime.master.api import TitanServicer
@@ -21,14 +22,7 @@ else:
 
 
 def token_to_pb(record: NamedToken) -> pb.TokenInfo:
-    return pb.TokenInfo(
-        name=record.name,
-        role=record.role,
-        created_at=record.created_at,
-        expires_at=record.expires_at,
-        pool=record.pool,
-        tags=record.tags,
-    )
+    return to_message(pb.TokenInfo, record)
 
 
 class TokensApi(_Base):

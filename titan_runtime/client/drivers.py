@@ -1,0 +1,190 @@
+"""The two drivers of client operations, and the one way an operation becomes a method of both.
+
+An operation (client/ops.py) is a generator of instructions. `BlockingDriver` carries them out
+with blocking gRPC calls, `AsyncDriver` with awaits; nothing else differs between `TitanClient`
+and `AsyncTitanClient`. A method is written once, as a generator method decorated with
+`@operation` (client/calls.py), and each client inherits it: on a blocking client the call
+returns the operation's result, on an asyncio client an awaitable of it. The descriptor's
+overloads say so to type checkers, so both clients keep exact signatures in an editor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+import grpc
+
+from titan_runtime import config
+from titan_runtime.client import ops
+from titan_runtime.client.errors import TitanConnectionError, error_from_rpc
+from titan_runtime.client.reconnect import Reconnect
+from titan_runtime.proto import titan_pb2_grpc as rpc
+from titan_runtime.tls import channel, client_tls
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    # A restarted master is reachable again within a second, not after gRPC's default backoff (1 s to 120 s).
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+class Driver:
+    """What both drivers hold: where the master is, how to prove who we are, and what we uploaded."""
+
+    _aio = False
+
+    def __init__(
+        self,
+        address: str | None = None,
+        token: str | None = None,
+        data_dir: str | None = None,
+        reconnect_timeout: float | None = None,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+    ) -> None:
+        self.address = config.address(address)
+        self._reconnect = Reconnect(self.address, config.reconnect_timeout(reconnect_timeout))
+        self._token = config.token(token, data_dir)
+        self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
+        self.tls = client_tls(tls_ca, tls_cert, tls_key)
+        self._channel = channel(self.address, self.tls, CHANNEL_OPTIONS, aio=self._aio)
+        self._stub = rpc.TitanStub(self._channel)
+        self._uploads = ops.UploadCache()
+
+    def _rpc(self, method: str) -> Any:
+        return getattr(self._stub, method)
+
+
+class BlockingDriver(Driver):
+    def _run(self, op: ops.Op[T]) -> T:
+        """Carry out an operation's instructions; a lost connection is thrown into it to decide."""
+        try:
+            step = next(op)
+            while True:
+                try:
+                    if isinstance(step, ops.Sleep):
+                        time.sleep(step.seconds)
+                        response = None
+                    elif isinstance(step, ops.Stream):
+                        for item in self._stream(step.method, step.request):
+                            step.sink(item)
+                        response = None
+                    else:
+                        response = self._invoke(step)
+                except TitanConnectionError as exc:
+                    error = exc
+                else:
+                    step = op.send(response)
+                    continue
+                step = op.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            op.close()  # an operation interrupted by anything else cleans up now (a partial download)
+
+    def _invoke(self, call: ops.Call) -> Any:
+        try:
+            response = self._rpc(call.method)(call.request, metadata=self._metadata, timeout=call.timeout)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self.address) from None
+        self._reconnect.answered()
+        return response
+
+    def _stream(self, method: str, request: Any) -> Iterator[Any]:
+        try:
+            yield from self._rpc(method)(request, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self.address) from None
+
+
+class AsyncDriver(Driver):
+    _aio = True
+
+    async def _run(self, op: ops.Op[T]) -> T:
+        """`BlockingDriver._run` with awaits: the same operations, the same retries."""
+        try:
+            step = next(op)
+            while True:
+                try:
+                    if isinstance(step, ops.Sleep):
+                        await asyncio.sleep(step.seconds)
+                        response = None
+                    elif isinstance(step, ops.Stream):
+                        async for item in self._stream(step.method, step.request):
+                            step.sink(item)
+                        response = None
+                    else:
+                        response = await self._invoke(step)
+                except TitanConnectionError as exc:
+                    error = exc
+                else:
+                    step = op.send(response)
+                    continue
+                step = op.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            op.close()  # an operation interrupted by anything else cleans up now (a partial download)
+
+    async def _invoke(self, call: ops.Call) -> Any:
+        try:
+            response = await self._rpc(call.method)(
+                call.request, metadata=self._metadata, timeout=call.timeout
+            )
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self.address) from None
+        self._reconnect.answered()
+        return response
+
+    async def _stream(self, method: str, request: Any) -> AsyncIterator[Any]:
+        try:
+            async for item in self._rpc(method)(request, metadata=self._metadata):
+                yield item
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self.address) from None
+
+
+class operation(Generic[P, T]):
+    """A method written once as an operation: it returns its result on a blocking client and an
+    awaitable of it on an asyncio client (whatever object's `_run` drives it)."""
+
+    def __init__(self, build: Callable[Concatenate[Any, P], ops.Op[T]]) -> None:
+        self.build = build
+        functools.update_wrapper(self, build)  # type: ignore[arg-type]
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Callable[Concatenate[Any, P], ops.Op[T]]: ...
+    @overload
+    def __get__(self, obj: BlockingDriver | Blocking, owner: type) -> Callable[P, T]: ...
+    @overload
+    def __get__(self, obj: AsyncDriver | Awaiting, owner: type) -> Callable[P, Awaitable[T]]: ...
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            return self.build  # help() and the docs see the function, its signature and docstring
+        build = self.build
+
+        @functools.wraps(build)
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return obj._run(build(obj, *args, **kwargs))
+
+        return method
+
+
+class Blocking:
+    """Marks a handle (such as a Run) whose operations a blocking client drives."""
+
+
+class Awaiting:
+    """Marks a handle whose operations an asyncio client drives."""
