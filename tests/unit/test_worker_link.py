@@ -11,16 +11,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from titan_runtime.core.worker_link import (
+    HAND_BACK,
     Acked,
     Assigned,
     AttemptFacts,
+    Cancelled,
     Forget,
+    HandingBack,
     Kill,
     Observed,
     ReportFinished,
     ReportHealthy,
     ReportStarted,
     SendOutput,
+    StartProcess,
+    Stop,
+    StopAll,
     Welcomed,
     WorkerLink,
 )
@@ -94,14 +100,41 @@ def test_an_end_acknowledged_from_the_hello_still_sends_the_rest_of_the_output_f
     assert link.report(BIG) == [SendOutput("a1", 10, 40), Forget("a1")]
 
 
-def test_an_attempt_superseded_while_away_is_killed_and_never_reported() -> None:
+def test_an_attempt_superseded_while_away_is_killed_never_reported_and_removed_once_ended() -> None:
     link = WorkerLink()
-    for attempt in ("a1", "a2"):
+    for attempt in ("a1", "a2", "a3"):
         link.handle(Assigned(attempt))
         run(link, AttemptFacts(attempt, pid=1))
-    assert link.handle(Welcomed(("a1", "unknown"), {})) == [Kill("a1")]
-    link.handle(Observed(AttemptFacts("a1", pid=1, exit="killed")))  # its process ends later
+    link.handle(Observed(AttemptFacts("a3", pid=1, exit="done")))  # ended while the link was down
+    assert link.handle(Welcomed(("a1", "a3", "unknown"), {})) == [Kill("a1"), Forget("a3")]
+    assert link.handle(Cancelled("a1", "late", 1.0)) == []  # being killed already
     assert link.report(BIG) == [] and [f.attempt_id for f in link.held()] == ["a2"]
+    assert link.handle(Observed(AttemptFacts("a1", pid=1, exit="killed"))) == [Forget("a1")]
+    assert link.report(BIG) == [] and "a1" not in link
+
+
+def test_an_assignment_starts_a_process_once_and_a_cancel_stops_only_what_runs() -> None:
+    link = WorkerLink()
+    assert link.handle(Assigned("a1")) == [StartProcess("a1")]
+    assert link.handle(Assigned("a1")) == []  # the master resent it: one process
+    # Cancelled before its process started (the driver makes sure it never does).
+    assert link.handle(Cancelled("a1", "by user", 2.0)) == [Stop("a1", "by user", 2.0)]
+    assert link.handle(Cancelled("nobody", "by user", 2.0)) == []
+    link.handle(Observed(AttemptFacts("a1", exit="cancelled")))
+    assert link.handle(Cancelled("a1", "again", 2.0)) == []  # ended: nothing to stop
+
+
+def test_a_stopping_worker_hands_back_new_work_and_stops_what_runs() -> None:
+    link = WorkerLink()
+    link.handle(Assigned("running"))
+    link.handle(Assigned("done"))
+    link.handle(Observed(AttemptFacts("done", pid=1, exit="ok")))
+    assert link.handle(HandingBack()) == []
+    assert link.handle(Assigned("late")) == [StartProcess("late"), Stop("late", HAND_BACK, 0.0)]
+    assert link.handle(StopAll("worker stopping", 5.0)) == [
+        Stop("running", "worker stopping", 5.0),
+        Stop("late", "worker stopping", 5.0),
+    ]
 
 
 def test_cancel_before_start_ends_without_a_start_report_and_a_service_reports_health_once() -> None:
@@ -120,6 +153,7 @@ ATTEMPTS = ("a", "b", "c")
 steps = st.lists(
     st.one_of(
         st.tuples(st.just("assign"), st.sampled_from(ATTEMPTS)),
+        st.tuples(st.just("cancel"), st.sampled_from(ATTEMPTS)),
         st.tuples(st.just("start"), st.sampled_from(ATTEMPTS)),
         st.tuples(st.just("print"), st.sampled_from(ATTEMPTS), st.integers(1, 50)),
         st.tuples(st.just("exit"), st.sampled_from(ATTEMPTS)),
@@ -166,9 +200,15 @@ def test_no_sequence_reports_an_end_twice_or_before_its_output_or_loses_one(sequ
 
     for step in sequence:
         kind = step[0]
-        if kind == "assign" and step[1] not in facts and step[1] not in superseded:
-            facts[step[1]] = AttemptFacts(step[1])
-            link.handle(Assigned(step[1]))
+        if kind == "assign" and step[1] not in superseded:
+            started = link.handle(Assigned(step[1]))
+            assert started == ([] if step[1] in facts else [StartProcess(step[1])]), "one process per attempt"
+            facts.setdefault(step[1], AttemptFacts(step[1]))
+        elif kind == "cancel":
+            observe()
+            running = step[1] in facts and facts[step[1]].exit is None
+            stops = link.handle(Cancelled(step[1], "cancelled", 0.0))
+            assert stops == ([Stop(step[1], "cancelled", 0.0)] if running else []), "stop only what runs"
         elif kind in ("start", "print", "exit") and step[1] in facts and facts[step[1]].exit is None:
             f = facts[step[1]]
             if kind == "start":
@@ -192,7 +232,9 @@ def test_no_sequence_reports_an_end_twice_or_before_its_output_or_loses_one(sequ
             ended_told = set()
             gone = tuple(a for a in step[1] if a in facts)
             instructions = link.handle(Welcomed(gone, {a: master_has.get(a, 0) for a in facts}))
-            assert {i.attempt_id for i in instructions if isinstance(i, Kill)} == set(gone)
+            assert instructions == [
+                Kill(a) if facts[a].exit is None else Forget(a) for a in dict.fromkeys(gone)
+            ], "a superseded attempt is killed, or removed when it has ended"
             for attempt_id in gone:
                 superseded.add(attempt_id)
                 del facts[attempt_id]

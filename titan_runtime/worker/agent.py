@@ -27,10 +27,13 @@ import grpc
 
 from titan_runtime.client.backoff import Backoff
 from titan_runtime.core.worker_link import (
+    HAND_BACK,
     Acked,
     Assigned,
     AttemptFacts,
+    Cancelled,
     Forget,
+    HandingBack,
     Instruction,
     Kill,
     Observed,
@@ -38,6 +41,9 @@ from titan_runtime.core.worker_link import (
     ReportHealthy,
     ReportStarted,
     SendOutput,
+    StartProcess,
+    Stop,
+    StopAll,
     Welcomed,
     WorkerLink,
 )
@@ -184,6 +190,7 @@ class WorkerAgent:
         """Hand every attempt back at once and exit."""
         log.info("stopping: running attempts are handed back")
         self._stop_now = True
+        self.link.handle(HandingBack())
         self._signal_change()
 
     def handle_signal(self, sig: int) -> None:
@@ -294,9 +301,8 @@ class WorkerAgent:
         They end as "cancelled", which the master takes as handed back: it runs them elsewhere
         without counting a failure.
         """
-        for ex in self.executions.values():
-            if ex.exit is None:
-                ex.stop("cancelled", reason, self.config.kill_grace)
+        self._observe()
+        self._carry_out(self.link.handle(StopAll(reason, self.config.kill_grace)))
         tasks = [ex.task for ex in self.executions.values() if ex.task is not None and not ex.task.done()]
         if tasks:
             await asyncio.wait(tasks, timeout=self.config.kill_grace + 5)
@@ -346,9 +352,7 @@ class WorkerAgent:
         self, conn: _Connection, sender: asyncio.Task[None], reader: asyncio.Task[None]
     ) -> None:
         """Still connected and done: hand back what runs, wait for the acks, then say we are leaving."""
-        await self._stop_attempts(
-            "handed back: the worker is stopping" if self._stop_now else "handed back at the drain deadline"
-        )
+        await self._stop_attempts(HAND_BACK if self._stop_now else "handed back at the drain deadline")
         deadline = time.monotonic() + GOODBYE_TIMEOUT
         while self.executions and time.monotonic() < deadline and not sender.done():
             self._changed.clear()
@@ -373,37 +377,35 @@ class WorkerAgent:
 
     def _observe(self) -> None:
         """Tell the link's state what is true of each attempt now (started, healthy, output, end)."""
-        for ex in self.executions.values():
-            self.link.handle(
-                Observed(
-                    AttemptFacts(
-                        ex.attempt_id,
-                        pid=ex.pid,
-                        started_at=ex.started_at,
-                        ports=ex.ports,
-                        healthy=ex.healthy,
-                        output_size=ex.spool.size,
-                        exit=ex.exit,
-                    )
-                )
+        for ex in list(self.executions.values()):
+            facts = AttemptFacts(
+                ex.attempt_id,
+                pid=ex.pid,
+                started_at=ex.started_at,
+                ports=ex.ports,
+                healthy=ex.healthy,
+                output_size=ex.spool.size,
+                exit=ex.exit,
             )
+            self._carry_out(self.link.handle(Observed(facts)))
 
     def _carry_out(self, instructions: list[Instruction]) -> None:
-        """What the link's state decided about attempts (reports are `_pending`'s to send)."""
+        """What the link's state decided about attempts' processes and files (reports are
+        `_pending`'s to send; a `StartProcess` is `_assign`'s, which has the assignment)."""
         for instruction in instructions:
-            if not isinstance(instruction, (Kill, Forget)):
-                continue
-            ex = self.executions.pop(instruction.attempt_id, None)
+            ex = self.executions.get(instruction.attempt_id)
             if ex is None:
                 continue
-            if isinstance(instruction, Kill):
+            if isinstance(instruction, Stop):
+                ex.stop("cancelled", instruction.reason, instruction.grace)
+            elif isinstance(instruction, Kill):
                 log.info("attempt %s was superseded while we were away; stopping it", ex.attempt_id)
-                ex.superseded = True
                 if ex.process is not None:
                     ex.process.kill_now()
-                if ex.task is None or ex.task.done():
-                    ex.spool.remove()
+                else:
+                    ex.stop("cancelled", "superseded", 0.0)
             elif isinstance(instruction, Forget):
+                del self.executions[instruction.attempt_id]
                 ex.spool.remove()
                 self._changed.set()
 
@@ -455,9 +457,8 @@ class WorkerAgent:
             for assignment in message.assign:
                 self._assign(assignment)
             for cancel in message.cancel:
-                ex = self.executions.get(cancel.attempt_id)
-                if ex is not None:
-                    ex.stop("cancelled", cancel.reason or "cancelled", cancel.grace)
+                event = Cancelled(cancel.attempt_id, cancel.reason or "cancelled", cancel.grace)
+                self._carry_out(self.link.handle(event))
             if message.acks:
                 self._observe()
                 self._carry_out(self.link.handle(Acked(tuple(message.acks))))
@@ -544,8 +545,13 @@ class WorkerAgent:
     # ------------------------------------------------------------------ attempts
 
     def _assign(self, assignment: pb.Assignment) -> None:
-        if assignment.attempt_id in self.executions:
-            return
+        for instruction in self.link.handle(Assigned(assignment.attempt_id)):
+            if isinstance(instruction, StartProcess):
+                self._start(assignment)
+            else:
+                self._carry_out([instruction])
+
+    def _start(self, assignment: pb.Assignment) -> None:
         assert self._runner is not None
         spool = Spool(
             self._spool_dir / f"{assignment.attempt_id}.log",
@@ -563,9 +569,6 @@ class WorkerAgent:
                 result_path=self._spool_dir / f"{assignment.attempt_id}.result.json",
             )
         self.executions[ex.attempt_id] = ex
-        self.link.handle(Assigned(ex.attempt_id))
-        if self._stop_now:
-            ex.cancel = ("handed back: the worker is stopping", 0.0)
         ex.task = asyncio.create_task(self._runner.run(ex))
 
     async def _fetch_artifact(self, artifact_hash: str) -> AsyncIterator[bytes]:

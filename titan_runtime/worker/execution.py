@@ -52,7 +52,6 @@ class Execution:
     started_at: float = 0.0
     exit: pb.AttemptExit | None = None
     cancel: tuple[str, float] | None = None  # (reason, grace) asked before the process started
-    superseded: bool = False  # another worker's now (the master's welcome said so): stopped, not reported
     task: asyncio.Task[None] | None = None
     ports: dict[str, int] = field(default_factory=dict)  # services: leased ports by name
     # With --job-user: the attempt's own directory (workspace and result file), the job user's once
@@ -237,8 +236,6 @@ class AttemptRunner:
             ex.spool.close()
             if ex.exit.has_result or ex.exit.outcome != "succeeded":
                 ex.result_path.unlink(missing_ok=True)
-            if ex.superseded:
-                ex.spool.remove()
             self._on_change()
             if not self.keep_workspaces:
                 await asyncio.sleep(0)  # the send loop reports the end before the disk work starts
