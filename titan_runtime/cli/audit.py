@@ -10,7 +10,7 @@ import click
 
 from titan_runtime.cli.options import client_options
 from titan_runtime.cli.output import fmt_time, print_table
-from titan_runtime.client.ops import parse_duration
+from titan_runtime.client.specs import parse_duration
 from titan_runtime.client.sync import TitanClient
 
 

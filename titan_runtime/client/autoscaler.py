@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
-from titan_runtime.client.ops import Call, Op
+from titan_runtime.client.instructions import Call, Op
+from titan_runtime.client.records import Record
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.wire import from_message
 
 
 @dataclass
-class PoolRecord:
+class PoolRecord(Record):
     name: str
     provider: str
     tags: list[str]
@@ -27,13 +27,9 @@ class PoolRecord:
     backoff_until: float
     note: str  # why it cannot grow right now
 
-    @classmethod
-    def from_pb(cls, p: pb.PoolStatus) -> PoolRecord:
-        return from_message(cls, p)
-
 
 @dataclass
-class AutoscalerStatusRecord:
+class AutoscalerStatusRecord(Record):
     enabled: bool
     interval: float = 0.0
     pools: list[PoolRecord] = field(default_factory=list)
@@ -48,25 +44,15 @@ class AutoscalerStatusRecord:
             unserved=[list(t.tags) for t in s.unserved],
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class ScaleEventRecord:
+class ScaleEventRecord(Record):
     at: float
     pool: str
     kind: str
     message: str
     launch_id: str
     worker: str
-
-    @classmethod
-    def from_pb(cls, e: pb.AutoscalerEvent) -> ScaleEventRecord:
-        return from_message(cls, e)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def autoscaler_status() -> Op[AutoscalerStatusRecord]:

@@ -18,8 +18,8 @@ from titan_runtime.client.audit import AuditRecord
 from titan_runtime.client.autoscaler import AutoscalerStatusRecord, ScaleEventRecord
 from titan_runtime.client.drivers import operation
 from titan_runtime.client.errors import JobNotFound
+from titan_runtime.client.instructions import Op
 from titan_runtime.client.job import TitanJob
-from titan_runtime.client.ops import Op
 from titan_runtime.client.pipeline import load_pipeline
 from titan_runtime.client.reconnect import Reconnect
 from titan_runtime.client.records import (

@@ -19,9 +19,10 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 import grpc
 
 from titan_runtime import config
-from titan_runtime.client import ops
 from titan_runtime.client.errors import TitanConnectionError, error_from_rpc
+from titan_runtime.client.instructions import Call, Op, Sleep, Stream
 from titan_runtime.client.reconnect import Reconnect
+from titan_runtime.client.specs import UploadCache
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.tls import channel, client_tls
 
@@ -60,23 +61,23 @@ class Driver:
         self.tls = client_tls(tls_ca, tls_cert, tls_key)
         self._channel = channel(self.address, self.tls, CHANNEL_OPTIONS, aio=self._aio)
         self._stub = rpc.TitanStub(self._channel)
-        self._uploads = ops.UploadCache()
+        self._uploads = UploadCache()
 
     def _rpc(self, method: str) -> Any:
         return getattr(self._stub, method)
 
 
 class BlockingDriver(Driver):
-    def _run(self, op: ops.Op[T]) -> T:
+    def _run(self, op: Op[T]) -> T:
         """Carry out an operation's instructions; a lost connection is thrown into it to decide."""
         try:
             step = next(op)
             while True:
                 try:
-                    if isinstance(step, ops.Sleep):
+                    if isinstance(step, Sleep):
                         time.sleep(step.seconds)
                         response = None
-                    elif isinstance(step, ops.Stream):
+                    elif isinstance(step, Stream):
                         for item in self._stream(step.method, step.request):
                             step.sink(item)
                         response = None
@@ -93,7 +94,7 @@ class BlockingDriver(Driver):
         finally:
             op.close()  # an operation interrupted by anything else cleans up now (a partial download)
 
-    def _invoke(self, call: ops.Call) -> Any:
+    def _invoke(self, call: Call) -> Any:
         try:
             response = self._rpc(call.method)(call.request, metadata=self._metadata, timeout=call.timeout)
         except grpc.RpcError as exc:
@@ -111,16 +112,16 @@ class BlockingDriver(Driver):
 class AsyncDriver(Driver):
     _aio = True
 
-    async def _run(self, op: ops.Op[T]) -> T:
+    async def _run(self, op: Op[T]) -> T:
         """`BlockingDriver._run` with awaits: the same operations, the same retries."""
         try:
             step = next(op)
             while True:
                 try:
-                    if isinstance(step, ops.Sleep):
+                    if isinstance(step, Sleep):
                         await asyncio.sleep(step.seconds)
                         response = None
-                    elif isinstance(step, ops.Stream):
+                    elif isinstance(step, Stream):
                         async for item in self._stream(step.method, step.request):
                             step.sink(item)
                         response = None
@@ -137,7 +138,7 @@ class AsyncDriver(Driver):
         finally:
             op.close()  # an operation interrupted by anything else cleans up now (a partial download)
 
-    async def _invoke(self, call: ops.Call) -> Any:
+    async def _invoke(self, call: Call) -> Any:
         try:
             response = await self._rpc(call.method)(
                 call.request, metadata=self._metadata, timeout=call.timeout
@@ -159,12 +160,12 @@ class operation(Generic[P, T]):
     """A method written once as an operation: it returns its result on a blocking client and an
     awaitable of it on an asyncio client (whatever object's `_run` drives it)."""
 
-    def __init__(self, build: Callable[Concatenate[Any, P], ops.Op[T]]) -> None:
+    def __init__(self, build: Callable[Concatenate[Any, P], Op[T]]) -> None:
         self.build = build
         functools.update_wrapper(self, build)  # type: ignore[arg-type]
 
     @overload
-    def __get__(self, obj: None, owner: type) -> Callable[Concatenate[Any, P], ops.Op[T]]: ...
+    def __get__(self, obj: None, owner: type) -> Callable[Concatenate[Any, P], Op[T]]: ...
     @overload
     def __get__(self, obj: BlockingDriver | Blocking, owner: type) -> Callable[P, T]: ...
     @overload

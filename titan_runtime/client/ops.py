@@ -1,24 +1,22 @@
 """Client operations written once, run by both the blocking and the asyncio client.
 
-Each operation is a generator that yields `Call`s (an RPC to make) and receives their responses;
-`TitanClient` drives it with blocking stubs, `AsyncTitanClient` with awaits. This keeps the two
-clients identical in behaviour without writing every method twice.
+Each operation is a generator that yields instructions (client/instructions.py: a `Call` to make,
+a `Stream` to read, a `Sleep` before a retry) and receives their results; `TitanClient` drives it
+with blocking stubs, `AsyncTitanClient` with awaits (client/drivers.py). Turning jobs into specs
+and uploading what they name is in client/specs.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from titan_runtime.client.errors import Conflict, InvalidJob, TitanConnectionError
+from titan_runtime.client.instructions import Call, Op, Sleep, Stream, idempotent
 from titan_runtime.client.job import TitanJob
-from titan_runtime.client.project import build_archive
 from titan_runtime.client.reconnect import Outage, Reconnect
 from titan_runtime.client.records import (
     AgentRunRecord,
@@ -30,259 +28,25 @@ from titan_runtime.client.records import (
     ServiceRecord,
     WorkerRecord,
 )
+from titan_runtime.client.specs import (  # noqa: F401 - public here too
+    HEALTH_KEYS,
+    RESTART_KEYS,
+    UPLOAD_CHUNK,
+    UploadCache,
+    file_hash,
+    job_spec,
+    parse_duration,
+    upload,
+    upload_project,
+)
 from titan_runtime.client.transfer import ArtifactWriter
-from titan_runtime.core.model import TRIGGER_RULES
 from titan_runtime.proto import titan_pb2 as pb
 
-T = TypeVar("T")
-UPLOAD_CHUNK = 1024 * 1024
 #: One long-poll on the master; a longer wait is several of them.
 WAIT_SLICE = 30.0
 
 
-@dataclass(frozen=True)
-class Call:
-    """Make this RPC and send back its response. When it fails with TitanConnectionError, the
-    driver throws the error into the operation, which may catch it and try again."""
-
-    method: str
-    request: Any
-    timeout: float | None = 30.0
-
-
-@dataclass(frozen=True)
-class Sleep:
-    """Wait this long, then resume the operation (with None): the pause before a retry, carried
-    out by the driver so that the asyncio client does not block its event loop."""
-
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Stream:
-    """Read this server stream to its end, handing each message to `sink`; resume with None.
-    A TitanConnectionError is thrown into the operation as for a Call."""
-
-    method: str
-    request: Any
-    sink: Callable[[Any], object]
-
-
-Op = Generator[Call | Sleep | Stream, Any, T]
-
-
-def idempotent(call: Call, reconnect: Reconnect | None) -> Op[Any]:
-    """Make a call that may be asked twice, asking again while the master restarts (see Reconnect)."""
-    outage = reconnect.outage() if reconnect is not None else None
-    while True:
-        try:
-            return (yield call)
-        except TitanConnectionError as exc:
-            if outage is None:
-                raise
-            yield Sleep(outage.retry_in(exc))
-
-
-# ------------------------------------------------------------------ artifacts
-
-
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(UPLOAD_CHUNK), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
-
-
-def _chunks(path: Path, artifact_hash: str) -> Iterator[pb.ArtifactChunk]:
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        first = True
-        while True:
-            data = fh.read(UPLOAD_CHUNK)
-            if not data and not first:
-                return
-            yield pb.ArtifactChunk(hash=artifact_hash if first else "", size=size if first else 0, data=data)
-            first = False
-            if not data:
-                return
-
-
-class UploadCache:
-    """What a client already knows: the hash of each file it has read, and what the master holds.
-
-    Artifacts are content-addressed and never deleted while the master runs, so a hash the master
-    confirmed once needs no second question: submitting one script 200 times uploads it once and
-    asks about it once.
-    """
-
-    def __init__(self) -> None:
-        self.hashes: dict[tuple[str, int, int], str] = {}
-        self.present: set[str] = set()
-
-    def hash_of(self, path: Path) -> str:
-        stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
-        found = self.hashes.get(key)
-        if found is None:
-            found = self.hashes[key] = file_hash(path)
-        return found
-
-
-def upload(path: Path, cache: UploadCache | None = None) -> Op[str]:
-    """Make sure the master has the file's content; return its hash. Uploads only when missing."""
-    cache = cache or UploadCache()
-    artifact_hash = cache.hash_of(path)
-    if artifact_hash not in cache.present:
-        present = yield Call("HasArtifact", pb.ArtifactRef(hash=artifact_hash))
-        if not present.present:
-            ref = yield Call("PutArtifact", _chunks(path, artifact_hash), timeout=None)
-            artifact_hash = ref.hash
-        cache.present.add(artifact_hash)
-    return artifact_hash
-
-
 # ------------------------------------------------------------------ jobs and runs
-
-
-HEALTH_KEYS = {
-    "tcp": bool,
-    "http": str,
-    "expect": int,
-    "interval": float,
-    "timeout": float,
-    "grace": float,
-    "failures": int,
-}
-RESTART_KEYS = {"attempts": int, "window": float, "backoff_initial": float, "backoff_max": float}
-
-
-def _policy_pb(
-    job: TitanJob, what: str, given: dict[str, Any] | None, message: Any, keys: dict[str, type]
-) -> Any:
-    """A service's health or restart mapping as its message, with clear errors for unknown keys or types."""
-    values: dict[str, Any] = {}
-    for key, value in (given or {}).items():
-        kind = keys.get(key)
-        if kind is None:
-            raise InvalidJob(f"job {job.id}: unknown {what} key {key!r}; use {', '.join(keys)}")
-        if key == "window" and isinstance(value, str):
-            value = parse_duration(value)
-        try:
-            values[key] = kind(value) if kind is not bool or isinstance(value, bool) else None
-        except (TypeError, ValueError):
-            values[key] = None
-        if values[key] is None:
-            raise InvalidJob(f"job {job.id}: {what}.{key} must be {kind.__name__}, not {value!r}")
-    return message(**values)
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from "90", "90s", "10m", "2h" or "1d"."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    text = text.strip()
-    if text and text[-1] in units:
-        return float(text[:-1]) * units[text[-1]]
-    return float(text)
-
-
-def upload_project(folder: Path, cache: UploadCache | None = None) -> Op[str]:
-    """Archive a project folder and make sure the master has it; return the archive's hash."""
-    archive = build_archive(folder)
-    try:
-        return (yield from upload(archive, cache))
-    finally:
-        archive.unlink(missing_ok=True)
-
-
-def job_spec(
-    job: TitanJob,
-    base_dir: Path,
-    uploads: UploadCache,
-    projects: dict[str, str] | None = None,
-) -> Op[pb.JobSpec]:
-    """Turn a TitanJob into the wire spec, uploading its script or project when needed."""
-
-    if job.is_archive:
-        raise InvalidJob(
-            f"job {job.id}: zipped payloads (is_archive) are not supported; "
-            "ship a folder with project_dir=FOLDER (YAML: project: true) instead"
-        )
-    if job.job_type not in ("RUN_PAYLOAD", "SERVICE"):
-        raise InvalidJob(f"job {job.id}: job_type must be 'RUN_PAYLOAD' or 'SERVICE', not {job.job_type!r}")
-    if job.filename and job.command:
-        raise InvalidJob(f"job {job.id}: give either filename or command, not both")
-    if job.command is not None and (not job.command or not str(job.command[0]).strip()):
-        raise InvalidJob(f"job {job.id}: the command is empty; give the program to run and its arguments")
-    spec = pb.JobSpec(
-        id=job.id,
-        kind="service" if job.job_type == "SERVICE" else "batch",
-        args=job.arg_list,
-        env={str(k): str(v) for k, v in (job.env or {}).items()},
-        tags=job.tag_list,
-        priority=int(job.priority),
-        timeout=float(job.timeout or 0),
-        delay=float(job.delay or 0) / 1000.0,
-        parents=job.parent_ids,
-        affinity=job.affinity_mode,
-        node=job.node or "",
-        labels={str(k): str(v) for k, v in (job.labels or {}).items()},
-        slots=int(job.slots or 1),
-        secrets=job.secret_env(),
-    )
-    if job.job_type == "SERVICE":
-        spec.port = int(job.port or 0)
-        spec.ports.extend(job.ports or [])
-        spec.replicas = int(job.replicas or 1)
-        spec.health.CopyFrom(_policy_pb(job, "health", job.health, pb.HealthCheck, HEALTH_KEYS))
-        spec.restart.CopyFrom(_policy_pb(job, "restart", job.restart, pb.RestartPolicy, RESTART_KEYS))
-    resources = dict(job.resources or {})
-    memory = resources.pop("memory_mb", 0)
-    if resources:
-        raise InvalidJob(f"job {job.id}: unknown resources {sorted(resources)}; supported: memory_mb")
-    if not isinstance(memory, int) or isinstance(memory, bool) or memory < 0:
-        raise InvalidJob(f"job {job.id}: resources.memory_mb must be a whole number of megabytes")
-    spec.memory_mb = memory
-    policy = job.retry_policy()
-    if policy is not None:
-        fallback = policy.pop("fallback", [])
-        spec.retries.CopyFrom(pb.RetryPolicy(**policy, fallback=[pb.TagSet(tags=tags) for tags in fallback]))
-    if job.trigger_rule not in TRIGGER_RULES:
-        raise InvalidJob(
-            f"job {job.id}: unknown trigger_rule {job.trigger_rule!r}; use {', '.join(TRIGGER_RULES)}"
-        )
-    spec.trigger_rule = job.trigger_rule
-    spec.when = job.when or ""
-    spec.branch = bool(job.branch)
-    spec.map_over = job.map_over_id
-    spec.allow_failure = bool(job.allow_failure)
-
-    gate = job.approval_gate()
-    if gate is not None:
-        spec.approval.CopyFrom(pb.ApprovalGate(required=True, **gate))
-
-    project = (base_dir / os.path.expanduser(job.project_dir)).resolve() if job.project_dir else None
-    if project is not None:
-        cache = projects if projects is not None else {}
-        if str(project) not in cache:
-            cache[str(project)] = yield from upload_project(project, uploads)
-        spec.project_hash = cache[str(project)]
-    if job.command:
-        spec.command.extend(str(c) for c in job.command)
-    elif job.filename:
-        path = (base_dir / os.path.expanduser(job.filename)).resolve()
-        if not path.is_file():
-            raise InvalidJob(f"job {job.id}: script {path} does not exist (or is not a file)")
-        if project is not None:
-            if project not in path.parents:
-                raise InvalidJob(f"job {job.id}: script {path} is not inside its project folder {project}")
-            spec.script_name = path.relative_to(project).as_posix()
-        else:
-            spec.script_name = path.name
-            spec.script_hash = yield from upload(path, uploads)
-    else:
-        raise InvalidJob(f"job {job.id}: nothing to run; give a script filename or a command")
-    return spec
 
 
 def submit_run(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.wire import from_message
@@ -24,8 +24,24 @@ ORIGINAL_STATUS_WORDS = {
 }
 
 
+R = TypeVar("R", bound="Record")
+
+
+class Record:
+    """What every record does: built from its message by field name (titan_runtime/wire.py), and
+    turned into a dict for JSON output. A record whose fields differ from its message's says how
+    in its own `from_pb`."""
+
+    @classmethod
+    def from_pb(cls: type[R], msg: Any) -> R:
+        return from_message(cls, msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+
 @dataclass
-class AttemptRecord:
+class AttemptRecord(Record):
     number: int
     id: str
     worker_id: str
@@ -39,13 +55,9 @@ class AttemptRecord:
     pid: int
     log_size: int
 
-    @classmethod
-    def from_pb(cls, a: pb.AttemptInfo) -> AttemptRecord:
-        return from_message(cls, a)
-
 
 @dataclass
-class JobRecord:
+class JobRecord(Record):
     id: str
     run_id: str
     state: str
@@ -103,7 +115,7 @@ class JobRecord:
 
 
 @dataclass
-class RunRecord:
+class RunRecord(Record):
     id: str
     name: str
     state: str
@@ -128,12 +140,9 @@ class RunRecord:
     def from_pb(cls, r: pb.RunInfo) -> RunRecord:
         return from_message(cls, r, jobs=[JobRecord.from_pb(j) for j in r.jobs])
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class WorkerRecord:
+class WorkerRecord(Record):
     id: str
     name: str
     host: str
@@ -153,13 +162,6 @@ class WorkerRecord:
     pool: str = ""  # the autoscaled pool it belongs to; "" for a worker started by hand
     provider: str = ""  # local | ssh | webhook
     launch_id: str = ""
-
-    @classmethod
-    def from_pb(cls, w: pb.WorkerInfo) -> WorkerRecord:
-        return from_message(cls, w)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class LogLine(str):
@@ -279,7 +281,7 @@ def read_lines(chunks: Iterable[pb.LogChunk]) -> Iterator[LogLine]:
 
 
 @dataclass
-class ServiceRecord:
+class ServiceRecord(Record):
     """One running (or ended) instance of a service."""
 
     id: str  # its job id: the service id, or SERVICE.N for a replica
@@ -296,16 +298,9 @@ class ServiceRecord:
     started_at: float
     reason: str
 
-    @classmethod
-    def from_pb(cls, s: pb.ServiceInfo) -> ServiceRecord:
-        return from_message(cls, s)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class AgentRunRecord:
+class AgentRunRecord(Record):
     """Several runs grouped by their agent_run_id: one logical agent run."""
 
     id: str
@@ -317,12 +312,9 @@ class AgentRunRecord:
     def from_pb(cls, a: pb.AgentRunInfo) -> AgentRunRecord:
         return from_message(cls, a, runs=[RunRecord.from_pb(r) for r in a.runs])
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class ScheduleRecord:
+class ScheduleRecord(Record):
     name: str
     dag: str
     cron: str
@@ -331,10 +323,3 @@ class ScheduleRecord:
     last_fire: float
     last_run_id: str
     created_at: float
-
-    @classmethod
-    def from_pb(cls, s: pb.Schedule) -> ScheduleRecord:
-        return from_message(cls, s)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

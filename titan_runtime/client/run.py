@@ -6,7 +6,7 @@ from typing import Any
 
 from titan_runtime.client import ops
 from titan_runtime.client.drivers import Awaiting, Blocking, operation
-from titan_runtime.client.ops import Op
+from titan_runtime.client.instructions import Op
 from titan_runtime.client.records import JobRecord, RunRecord
 
 

@@ -6,20 +6,17 @@ or in the environment of anything; nothing here ever reads one back: the master 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
-from titan_runtime.client.ops import Call, Op
+from titan_runtime.client.instructions import Call, Op
+from titan_runtime.client.records import Record
 from titan_runtime.proto import titan_pb2 as pb
 
 
 @dataclass
-class SecretRecord:
+class SecretRecord(Record):
     name: str
     updated_at: float  # when it was last set (seconds since the epoch)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def set_secret(name: str, value: str | bytes) -> Op[None]:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
-from titan_runtime.client.ops import Call, Op
+from titan_runtime.client.instructions import Call, Op
+from titan_runtime.client.records import Record
 from titan_runtime.proto import titan_pb2 as pb
-from titan_runtime.wire import from_message
 
 
 @dataclass
-class TokenRecord:
+class TokenRecord(Record):
     """What the master keeps of a named token: never the token itself."""
 
     name: str
@@ -20,13 +19,6 @@ class TokenRecord:
     expires_at: float  # 0: never
     pool: str = ""
     tags: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_pb(cls, info: pb.TokenInfo) -> TokenRecord:
-        return from_message(cls, info)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def create_token(

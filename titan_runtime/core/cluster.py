@@ -6,10 +6,11 @@ the effects it emits (send this assignment, cancel that attempt) only after `tak
 has been written to the store. Everything that decides something lives here, so it is tested
 without processes, sockets or clocks (`now` is always passed in).
 
-This module holds submissions, dependencies, placement, attempts ending and the passing of time;
-its parts, sharing the same state, are workers.py (joining, leaving, reports), services.py,
-dynamic.py (gates, loops, maps, branches) and recovery.py (a restart). What they share besides is
-in common.py; job and attempt states change only through `_move` and `_move_attempt`, held to the
+This module holds submissions, placement, jobs ending and the passing of time; its parts, sharing
+the same state, are dependencies.py (trigger rules, conditions, releasing children), outcomes.py
+(what an attempt's end makes of its job: success, retry, failure), workers.py (joining, leaving,
+reports), services.py, dynamic.py (gates, loops, maps, branches) and recovery.py (a restart). What
+they share besides is in common.py; job and attempt states change only through `_move` and `_move_attempt`, held to the
 transition tables in states.py.
 """
 
@@ -36,6 +37,7 @@ from titan_runtime.core.common import (  # noqa: F401 - also this module's publi
     result_problem,
 )
 from titan_runtime.core.dag import check_graph
+from titan_runtime.core.dependencies import DependenciesMixin
 from titan_runtime.core.dynamic import DynamicMixin
 from titan_runtime.core.effects import (
     AckFinished,
@@ -47,7 +49,6 @@ from titan_runtime.core.effects import (
     Effect,
     Note,
 )
-from titan_runtime.core.expr import ExpressionError, evaluate
 from titan_runtime.core.model import (
     ATTEMPT_TRANSITIONS,
     JOB_TRANSITIONS,
@@ -63,13 +64,16 @@ from titan_runtime.core.model import (
     Worker,
     WorkerState,
 )
+from titan_runtime.core.outcomes import OutcomesMixin
 from titan_runtime.core.recovery import RecoveryMixin
 from titan_runtime.core.scheduler import ReadyQueues, Requirement
 from titan_runtime.core.services import ServicesMixin
 from titan_runtime.core.workers import WorkersMixin
 
 
-class ClusterState(WorkersMixin, DynamicMixin, ServicesMixin, RecoveryMixin):
+class ClusterState(
+    DependenciesMixin, OutcomesMixin, WorkersMixin, DynamicMixin, ServicesMixin, RecoveryMixin
+):
     def __init__(
         self,
         config: ClusterConfig | None = None,
@@ -372,140 +376,6 @@ class ClusterState(WorkersMixin, DynamicMixin, ServicesMixin, RecoveryMixin):
                 self._decide(job, now)
         return new
 
-    # ------------------------------------------------------------------ dependencies
-
-    @staticmethod
-    def _link(run: Run, job: Job) -> str:
-        """Enter a job in its parents' child lists (and a mapped instance in its template's).
-        Returns the first parent it names that the run does not have (only a damaged store can)."""
-        missing = ""
-        for parent_id in job.parents:
-            parent = run.jobs.get(parent_id)
-            if parent is None:
-                missing = missing or parent_id
-                continue
-            parent.children.append(job.id)
-            if not parent.released:
-                job.waiting_on += 1
-        template = run.jobs.get(job.spec.map_of) if job.spec.map_of else None
-        if template is not None:
-            template.mapped.append(job.id)
-        return missing
-
-    def _notify_children(self, job: Job, now: float) -> None:
-        """`job` resolved (it ended, or a service became healthy): each child may now decide.
-
-        Through a worklist, not recursion: a child that ends at once (UPSTREAM_FAILED, SKIPPED)
-        resolves in turn, and a 100,000-job chain must settle without growing the stack."""
-        if job.released:
-            return
-        job.released = True
-        self._released.append(job)
-        if self._releasing:
-            return
-        self._releasing = True
-        try:
-            while self._released:
-                self._release_children(self._released.popleft(), now)
-        finally:
-            self._releasing = False
-
-    def _release_children(self, job: Job, now: float) -> None:
-        run = self.runs[job.run_id]
-        for child_id in job.children:
-            child = run.jobs[child_id]
-            child.waiting_on -= 1
-            if child.state is JobState.PENDING and not child.not_before:
-                self._decide(child, now)
-        if job.spec.map_of:
-            self._check_mapped(run.jobs[job.spec.map_of], now)
-
-    def _decide(self, job: Job, now: float) -> None:
-        """Apply the job's trigger rule to its parents: wait, run (if its condition holds), or end unrun."""
-        verdict, reason = self._trigger(job)
-        if verdict == "wait":
-            return
-        if verdict == "run":
-            if job.spec.when:
-                try:
-                    holds = evaluate(job.spec.when, self._condition_names(job))
-                except (ExpressionError, BadResult) as exc:
-                    self._end_job(
-                        job, JobState.FAILED, now, f"condition {job.spec.when[:200]!r} failed: {exc}"
-                    )
-                    return
-                if not holds:
-                    self._end_job(job, JobState.SKIPPED, now, f"condition is false: {job.spec.when}")
-                    return
-            self._parents_done(job, now)
-            return
-        state = {"skip": JobState.SKIPPED, "cancel": JobState.CANCELLED}.get(
-            verdict, JobState.UPSTREAM_FAILED
-        )
-        self._end_job(job, state, now, reason)
-
-    def _trigger(self, job: Job) -> tuple[str, str]:
-        """("wait" | "run" | "skip" | "fail" | "cancel", reason) from the trigger rule and the parents' states."""
-        run = self.runs[job.run_id]
-        delivered, skipped, failed, cancelled = [], [], [], []
-        for parent_id in job.parents:
-            parent = run.jobs[parent_id]
-            if parent.delivered:
-                taken = parent.branch_taken
-                (
-                    skipped if parent.spec.branch and taken is not None and job.id not in taken else delivered
-                ).append(parent)
-            elif parent.state is JobState.SKIPPED:
-                skipped.append(parent)
-            elif parent.state is JobState.CANCELLED:
-                cancelled.append(parent)
-            elif parent.state.terminal:  # FAILED, UPSTREAM_FAILED, a service stopped before it was healthy
-                failed.append(parent)
-        waiting = job.waiting_on > 0
-        rule = job.spec.trigger_rule
-        if rule == "all_done":
-            return ("wait", "") if waiting else ("run", "")
-        if rule == "one_success":
-            if delivered or not job.parents:
-                return "run", ""
-
-            if waiting:
-                return "wait", ""
-            if failed or cancelled:
-                return "fail", f"no parent succeeded (upstream job {(failed or cancelled)[0].id} did not)"
-            return "skip", "no parent succeeded (all were skipped)"
-        if cancelled:
-            return "cancel", self._upstream_reason(cancelled[0], "was cancelled")
-        if failed:
-            return "fail", self._upstream_reason(failed[0], "failed")
-
-        if rule == "all_success" and skipped:
-            first = skipped[0]
-            return "skip", (
-                f"not chosen by branch {first.id}"
-                if first.delivered
-                else f"upstream job {first.id} was skipped"
-            )
-        return ("wait", "") if waiting else ("run", "")
-
-    @staticmethod
-    def _upstream_reason(parent: Job, what: str) -> str:
-        """Name the job where the trouble started, not the nearest parent it reached us through."""
-        if parent.reason.startswith("upstream job "):
-            return parent.reason
-        return f"upstream job {parent.id} {what}"
-
-    def _parents_done(self, job: Job, now: float) -> None:
-        if job.spec.map_over:
-            self._expand_map(job, now)
-        elif job.spec.delay > 0:
-            job.not_before = now + job.spec.delay
-            job.reason = f"delayed {job.spec.delay:g}s after becoming ready"
-            self._dirty_jobs.add(job.key)
-            self._push_timer(job)
-        else:
-            self._make_ready(job, now)
-
     def _move(self, job: Job, to: JobState) -> None:
         """The one place a job's state changes: held to JOB_TRANSITIONS, and marked for the store."""
         if to not in JOB_TRANSITIONS[job.state]:
@@ -637,99 +507,6 @@ class ClusterState(WorkersMixin, DynamicMixin, ServicesMixin, RecoveryMixin):
         job.avoid = attempt.worker_id
         self._make_ready(job, now)
         job.reason = f"requeued: {reason}"
-
-    def _finish(self, job: Job, attempt: Attempt, exit: AttemptExit, now: float) -> None:
-        reason = describe_exit(exit)
-        if job.state.terminal:
-            # Cancelled (or otherwise ended) while it ran: record how the process went, nothing more.
-            self._close_attempt(job, attempt, AttemptState.CANCELLED, now, reason or job.reason, exit)
-            return
-        if exit.outcome == "succeeded" and exit.result is not None:
-            problem = result_problem(exit.result)
-            if problem:  # the worker checks this too: only a worker that lies gets here
-                exit = replace(exit, outcome="failed", reason=problem, result=None)
-                reason = problem
-        if exit.outcome == "cancelled" and attempt.state is AttemptState.ASSIGNED:
-            # Handed back before its process started (a stopping worker): not an attempt at all.
-            self._requeue_unstarted(job, attempt, now, reason or "handed back before it started")
-            return
-        if job.spec.is_service:
-            self._finish_service(job, attempt, exit, reason, now)
-            return
-        if exit.outcome == "succeeded":
-            self._close_attempt(job, attempt, AttemptState.SUCCEEDED, now, "", exit)
-            job.exit_code = exit.exit_code
-            job.result = exit.result
-            self._succeed(job, now)
-            return
-        if exit.outcome == "cancelled":
-            # The worker gave it back (drain deadline): run it again elsewhere, not a failure.
-            self._close_attempt(
-                job, attempt, AttemptState.CANCELLED, now, reason or "handed back by its worker", exit
-            )
-            job.avoid = attempt.worker_id
-            self._make_ready(job, now)
-            job.reason = f"attempt {attempt.number} was handed back by its worker; requeued"
-            return
-        self._close_attempt(job, attempt, AttemptState.FAILED, now, reason, exit)
-        job.exit_code = exit.exit_code
-        job.failures += 1
-        self._dirty_jobs.add(job.key)
-        policy = job.spec.retries
-        if job.failures < policy.attempts:
-            wait = policy.backoff(job.failures)
-            job.avoid = attempt.worker_id
-            self._retry(job, now, wait, f"attempt {attempt.number} failed ({reason})")
-        else:
-            suffix = f" after {job.failures} attempts" if job.failures > 1 else ""
-            self._fail(job, now, f"{reason}{suffix}")
-
-    def _retry(self, job: Job, now: float, wait: float, why: str) -> None:
-        if wait > 0:
-            self._move(job, JobState.PENDING)
-            job.not_before = now + wait
-            job.reason = f"{why}; retrying in {wait:g}s"
-            self._push_timer(job)
-        else:
-            self._make_ready(job, now)
-            job.reason = f"{why}; retrying"
-
-    def _lose(self, job: Job, attempt: Attempt, now: float, reason: str, counted: bool = True) -> None:
-        """The attempt's worker is gone (or never got it): retry elsewhere, counted apart from failures."""
-        self._close_attempt(job, attempt, AttemptState.LOST, now, f"lost: {reason}")
-        if job.state.terminal or job.current is not attempt:
-            return
-        job.avoid = attempt.worker_id
-        if job.spec.is_service:  # a service always comes back, elsewhere and with a new port if need be
-            self._make_ready(job, now)
-            job.reason = f"rescheduled: {reason}"
-            return
-        if counted:
-            job.lost += 1
-        self._dirty_jobs.add(job.key)
-        if job.lost > job.spec.retries.max_lost:
-            self._fail(
-                job,
-                now,
-                f"lost {job.lost} times (limit retries.max_lost={job.spec.retries.max_lost}); last: {reason}",
-            )
-        else:
-            self._retry(job, now, 0.0, f"attempt {attempt.number} lost ({reason})")
-
-    def _succeed(self, job: Job, now: float) -> None:
-        if job.spec.branch and not self._take_branch(job, now):
-            return
-        gate = job.spec.approval
-        if gate.required and job.decision is None:
-            self._move(job, JobState.WAITING_APPROVAL)
-            job.gate_deadline = now + gate.timeout
-            job.reason = gate.message or "waiting for approval"
-            heapq.heappush(self._timers, (job.gate_deadline, next(self._timer_seq), job.key))
-            return
-        self._end_job(job, JobState.SUCCEEDED, now, "")
-
-    def _fail(self, job: Job, now: float, reason: str) -> None:
-        self._end_job(job, JobState.FAILED, now, reason)
 
     def _cancel_job(self, job: Job, now: float, reason: str) -> list[str]:
         """Cancel a job; its waiting dependents follow it (CANCELLED, unless a trigger rule says run)."""

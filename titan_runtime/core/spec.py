@@ -1,0 +1,425 @@
+"""What a job asks for: its spec, the policies in it, and the checks of both.
+
+A spec is immutable once submitted; `validate` is the one place that says what a spec may hold
+(names, numbers, services, dynamic-DAG fields, secrets), so the client, the master and a restored
+store all refuse the same things. `to_dict`/`from_dict` are the spec's stored form.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+from titan_runtime.core.limits import DEFAULT_LIMITS, Limits
+
+# Ids travel in "RUN/JOB" references, file paths and environment variable names: keep them tame.
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@\-]{0,127}\Z")
+#: A run id starts with a letter or digit: "_" names the cluster-wide artifact namespace, and a run of
+#: that id would give its jobs' credentials the cluster's artifacts.
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,127}\Z")
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,63}\Z")
+#: A secret's name (`titan-runtime secret set NAME`) and the environment variable a job gets it in.
+SECRET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}\Z")
+SECRET_ENV_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+#: Secrets one job may name: each is decrypted at every assignment and masked in all its output.
+MAX_SECRETS_PER_JOB = 64
+
+#: The original Titan's "any worker" requirement.
+GENERAL = "GENERAL"
+#: Largest result a job may commit (JSON text, in bytes of UTF-8).
+MAX_RESULT_BYTES = 1024 * 1024
+
+
+class InvalidSpec(ValueError):
+    """A job or run definition that cannot be accepted; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 1
+    backoff_initial: float = 1.0
+    backoff_factor: float = 2.0
+    backoff_max: float = 60.0
+    max_lost: int = 3
+    #: Tags of attempts 2, 3, ...: each later attempt runs on other hardware (the last entry repeats),
+    #: never on a worker where the job already failed.
+    fallback: tuple[frozenset[str], ...] = ()
+
+    def tags_for(self, attempt: int, own: frozenset[str]) -> frozenset[str]:
+        if attempt < 2 or not self.fallback:
+            return own
+        return self.fallback[min(attempt - 2, len(self.fallback) - 1)]
+
+    def backoff(self, failures: int) -> float:
+        """Seconds to wait before the next attempt after `failures` failed attempts."""
+        if failures <= 0:
+            return 0.0
+        try:
+            return min(
+                self.backoff_max, self.backoff_initial * self.backoff_factor ** min(failures - 1, 1024)
+            )
+        except OverflowError:  # a factor so large that the step is past any maximum
+            return self.backoff_max
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """How a worker decides a service is up: a TCP connect, or an HTTP GET answering `expect`."""
+
+    tcp: bool = True
+    http: str = ""  # a path such as "/healthz"; when set, an HTTP check replaces the TCP one
+    expect: int = 200
+    interval: float = 1.0
+    timeout: float = 1.0
+    grace: float = 0.0  # seconds after start before the first check
+    failures: int = 3  # consecutive failed checks, once healthy, before the service is restarted
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Services restart after a crash with exponential backoff; more than `attempts` crashes within
+    `window` seconds is a crash loop, which fails the service."""
+
+    attempts: int = 5
+    window: float = 600.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+
+    def backoff(self, crashes: int, jitter: float) -> float:
+        """`jitter` in [0, 1) spreads the wait between half and all of the exponential step."""
+        step = min(self.backoff_max, self.backoff_initial * 2.0 ** min(max(crashes - 1, 0), 64))
+        return step * (0.5 + 0.5 * jitter)
+
+
+@dataclass(frozen=True)
+class ApprovalGate:
+    """A human decision after the job succeeds, before its dependents run (hitl_message)."""
+
+    required: bool = False
+    message: str = ""
+    timeout: float = 172800.0  # max_wait_seconds: past it, the gate (and the job) fails
+
+
+TRIGGER_RULES = ("all_success", "all_done", "one_success", "none_failed")
+PORT_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}\Z")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What the user asked for. Immutable once accepted."""
+
+    id: str
+    kind: str = "batch"
+    script_name: str = ""
+    script_hash: str = ""
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    tags: frozenset[str] = frozenset()
+    priority: int = 1
+    timeout: float = 0.0
+    delay: float = 0.0
+    parents: tuple[str, ...] = ()
+    retries: RetryPolicy = RetryPolicy()
+    affinity: str = ""
+    node: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    slots: int = 1
+    project_hash: str = ""
+    workdir: str = ""
+    memory_mb: int = 0  # resources.memory_mb: the job's address-space limit; 0 means none
+    # Services (kind == "service"):
+    port: int = 0  # a fixed port; 0: leased from the worker's range
+    ports: tuple[str, ...] = ()  # named ports, each leased; empty: one unnamed port
+    health: HealthCheck = HealthCheck()
+    restart: RestartPolicy = RestartPolicy()
+    replicas: int = 1
+    service: str = ""  # the service id replicas share (set by the master when it expands replicas)
+    # Dynamic DAGs:
+    trigger_rule: str = "all_success"  # all_success | all_done | one_success | none_failed
+    when: str = ""  # a condition on the parents' results (core.expr); false: the job is SKIPPED
+    branch: bool = False  # the job's result names the children to follow; the others are SKIPPED
+    map_over: str = ""  # a parent whose list result this job runs once per item of
+    map_of: str = ""  # set on a mapped instance: the job it was mapped from
+    map_index: int = -1
+    iteration: int = 0  # a feedback loop's iteration (0: not in a loop; iterations 2, 3... are ID@N)
+    approval: ApprovalGate = ApprovalGate()
+    allow_failure: bool = False  # its failure does not fail the run (an agent handles it)
+    #: Environment variable -> secret name. Only names: the master puts the values in the
+    #: assignment it sends (never in the spec), so nothing that reads a spec back sees them.
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    # to_dict() of an immutable spec never changes: computed once (a job's row is written several times).
+    _as_dict: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def validate(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        """Raise InvalidSpec naming the first problem with this job on its own."""
+        if not ID_PATTERN.match(self.id):
+            raise InvalidSpec(
+                f"invalid job id {self.id!r}: use 1-128 letters, digits, '_', '-' or '.', not starting with '-' or '.'"
+            )
+        if self.kind not in ("batch", "service"):
+            raise InvalidSpec(f"job {self.id}: unknown kind {self.kind!r}; use 'batch' or 'service'")
+        has_script = bool(self.script_hash or (self.project_hash and self.script_name))
+        if has_script == bool(self.command):
+            if has_script:
+                raise InvalidSpec(f"job {self.id}: give either a script or a command, not both")
+            raise InvalidSpec(f"job {self.id}: nothing to run; give a script file or a non-empty command")
+        if self.project_hash and self.script_name:
+            parts = self.script_name.split("/")
+            if self.script_name.startswith("/") or ".." in parts or "" in parts:
+                raise InvalidSpec(
+                    f"job {self.id}: script {self.script_name!r} must be a relative path inside the project"
+                )
+        if self.command and not self.command[0]:
+            raise InvalidSpec(f"job {self.id}: the command's program is an empty string")
+        for tag in self.tags:
+            if not TAG_PATTERN.match(tag):
+                raise InvalidSpec(
+                    f"job {self.id}: invalid tag {tag!r}: use 1-64 letters, digits, '_', '-', '.' or ':'"
+                )
+        self._validate_numbers()
+        if self.timeout < 0 or self.delay < 0:
+            raise InvalidSpec(f"job {self.id}: timeout and delay must be zero or positive seconds")
+        for part in (*self.command, *self.args, *self.env.values()):
+            if "\0" in part:
+                raise InvalidSpec(f"job {self.id}: a command, argument or environment value holds a NUL byte")
+        if self.slots < 1:
+            raise InvalidSpec(f"job {self.id}: slots must be at least 1")
+        if self.memory_mb < 0:
+            raise InvalidSpec(f"job {self.id}: resources.memory_mb must be a positive number of megabytes")
+        if self.retries.attempts < 1:
+            raise InvalidSpec(
+                f"job {self.id}: retries.attempts must be at least 1 (it counts the first attempt)"
+            )
+        if (
+            self.retries.backoff_initial < 0
+            or self.retries.backoff_factor < 1
+            or self.retries.backoff_max < 0
+        ):
+            raise InvalidSpec(f"job {self.id}: retry backoff needs initial >= 0, factor >= 1 and max >= 0")
+        if self.affinity not in ("", "soft", "hard"):
+            raise InvalidSpec(f"job {self.id}: affinity must be 'soft' or 'hard' (true means hard)")
+        if self.affinity and not self.parents:
+            raise InvalidSpec(f"job {self.id}: affinity needs a parent whose worker to follow (depends_on)")
+        if self.affinity and self.node:
+            raise InvalidSpec(f"job {self.id}: give either affinity or node, not both")
+        for key in self.env:
+            if not key or "=" in key or "\0" in key:
+                raise InvalidSpec(f"job {self.id}: invalid environment variable name {key!r}")
+        env_bytes = sum(len(k.encode()) + len(v.encode()) + 2 for k, v in self.env.items())
+        if env_bytes > limits.env_bytes:
+            raise InvalidSpec(
+                limits.refusal("env_bytes", f"job {self.id}: its environment is {env_bytes:,} bytes")
+            )
+        if len(set(self.parents)) != len(self.parents):
+            raise InvalidSpec(f"job {self.id}: a parent is listed twice in depends_on")
+        if self.id in self.parents:
+            raise InvalidSpec(f"job {self.id}: a job cannot depend on itself")
+        self._validate_dynamic(limits)
+        self._validate_service()
+        self._validate_secrets()
+
+    def _validate_secrets(self) -> None:
+        if len(self.secrets) > MAX_SECRETS_PER_JOB:
+            raise InvalidSpec(
+                f"job {self.id}: {len(self.secrets)} secrets; a job may name at most {MAX_SECRETS_PER_JOB}"
+            )
+        for env_name, secret in self.secrets.items():
+            if not SECRET_ENV_PATTERN.match(env_name) or env_name.startswith("TITAN_"):
+                raise InvalidSpec(
+                    f"job {self.id}: secret {secret[:128]!r} cannot go into environment variable "
+                    f"{env_name[:128]!r}: use letters, digits and '_' (not starting with a digit or TITAN_)"
+                )
+            if not SECRET_NAME_PATTERN.match(secret):
+                raise InvalidSpec(
+                    f"job {self.id}: invalid secret name {secret[:128]!r}: use 1-128 letters, digits, "
+                    "'_', '-' or '.', not starting with '-' or '.'"
+                )
+            if env_name in self.env:
+                raise InvalidSpec(
+                    f"job {self.id}: {env_name} is given both in env and in secrets; keep it in one"
+                )
+
+    def _validate_numbers(self) -> None:
+        """Every number of the spec is finite (NaN would break the timers' ordering) and sane."""
+        for name, owner, field_name in _NUMBERS:
+            value = getattr(getattr(self, owner), field_name) if owner else getattr(self, field_name)
+            if not -MAX_NUMBER <= value <= MAX_NUMBER:  # False for NaN too
+                raise InvalidSpec(
+                    f"job {self.id}: {name} must be a finite number below {MAX_NUMBER:g}, not {value!r}"
+                )
+        if self.replicas > MAX_REPLICAS:
+            raise InvalidSpec(f"job {self.id}: replicas must be at most {MAX_REPLICAS:,}")
+
+    def _validate_dynamic(self, limits: Limits) -> None:
+        if self.trigger_rule not in TRIGGER_RULES:
+            raise InvalidSpec(
+                f"job {self.id}: unknown trigger_rule {self.trigger_rule!r}; use {', '.join(TRIGGER_RULES)}"
+            )
+        if self.when:
+            from titan_runtime.core.expr import ExpressionError, check
+
+            if len(self.when) > limits.expression_length:
+                raise InvalidSpec(
+                    limits.refusal(
+                        "expression_length", f"job {self.id}: its condition is {len(self.when):,} characters"
+                    )
+                )
+            try:
+                check(self.when, limits.expression_length)
+            except ExpressionError as exc:
+                raise InvalidSpec(f"job {self.id}: when {self.when[:200]!r}: {exc}") from None
+        if self.map_over and self.map_over not in self.parents:
+            raise InvalidSpec(
+                f"job {self.id}: map_over {self.map_over!r} must be one of its parents (depends_on)"
+            )
+        if self.is_service and (self.map_over or self.branch or self.approval.required):
+            raise InvalidSpec(
+                f"job {self.id}: map_over, branch and approval are for batch jobs, not services"
+            )
+        if self.approval.required and self.approval.timeout <= 0:
+            raise InvalidSpec(f"job {self.id}: the approval timeout (max_wait_seconds) must be positive")
+        for tags in self.retries.fallback:
+            for tag in tags:
+                if not TAG_PATTERN.match(tag):
+                    raise InvalidSpec(f"job {self.id}: invalid tag {tag!r} in retries.fallback")
+
+    @property
+    def is_service(self) -> bool:
+        return self.kind == "service"
+
+    @property
+    def service_id(self) -> str:
+        return self.service or self.id
+
+    @property
+    def port_names(self) -> tuple[str, ...]:
+        """The ports to lease: the named ones, or one called "port"."""
+        return self.ports or ("port",)
+
+    def _validate_service(self) -> None:
+        if not self.is_service:
+            if self.port or self.ports or self.replicas != 1:
+                raise InvalidSpec(f"job {self.id}: port, ports and replicas are for services (type: service)")
+            return
+        if not 0 <= self.port < 65536:
+            raise InvalidSpec(f"job {self.id}: port must be between 1 and 65535")
+        if self.port and len(self.ports) > 1:
+            raise InvalidSpec(
+                f"job {self.id}: a fixed port goes with a single port, not named ports {list(self.ports)}"
+            )
+        for name in self.ports:
+            if not PORT_NAME_PATTERN.match(name):
+                raise InvalidSpec(f"job {self.id}: invalid port name {name!r}: use letters, digits and '_'")
+        if len(set(self.ports)) != len(self.ports):
+            raise InvalidSpec(f"job {self.id}: a port name is listed twice")
+        if self.replicas < 1:
+            raise InvalidSpec(f"job {self.id}: replicas must be at least 1")
+        if self.port and self.replicas > 1:
+            raise InvalidSpec(f"job {self.id}: replicas of a service cannot share the fixed port {self.port}")
+        h, r = self.health, self.restart
+        if h.interval <= 0 or h.timeout <= 0 or h.grace < 0 or h.failures < 1 or not 100 <= h.expect < 600:
+            raise InvalidSpec(
+                f"job {self.id}: health needs interval > 0, timeout > 0, grace >= 0, failures >= 1, expect an HTTP status"
+            )
+        if h.http and not h.http.startswith("/"):
+            raise InvalidSpec(f"job {self.id}: health.http is a path starting with '/', like /healthz")
+        if r.attempts < 1 or r.window <= 0 or r.backoff_initial < 0 or r.backoff_max < 0:
+            raise InvalidSpec(f"job {self.id}: restart needs attempts >= 1 and a window > 0 seconds")
+        if self.timeout:
+            raise InvalidSpec(f"job {self.id}: a service runs until stopped; timeout is for batch jobs")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, without the fields left at their defaults (most of them, in most jobs): a
+        large DAG is encoded and stored several times faster. `from_dict` restores the defaults."""
+        if self._as_dict is not None:
+            return self._as_dict
+        out: dict[str, Any] = {}
+        for name, default in _SPEC_DEFAULTS:
+            value = getattr(self, name)
+            if value == default:
+                continue
+            if isinstance(value, (RetryPolicy, HealthCheck, RestartPolicy, ApprovalGate)):
+                value = {g.name: getattr(value, g.name) for g in fields(value)}
+                if "fallback" in value:
+                    value["fallback"] = [sorted(tags) for tags in value["fallback"]]
+            elif isinstance(value, frozenset):
+                value = sorted(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, dict):
+                value = dict(value)
+            out[name] = value
+        object.__setattr__(self, "_as_dict", out)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        """The spec `to_dict` wrote. Built without the dataclass's __init__ (a third of a restart
+        with 100,000 jobs): what was stored was validated when it was submitted."""
+        kwargs: dict[str, Any] = {k: v for k, v in data.items() if k in _SPEC_FIELDS}
+        if not isinstance(kwargs.get("id"), str):
+            raise TypeError(f"a job spec without an id: {str(data)[:200]}")
+
+        for name, kind in (
+            ("retries", RetryPolicy),
+            ("health", HealthCheck),
+            ("restart", RestartPolicy),
+            ("approval", ApprovalGate),
+        ):
+            if isinstance(kwargs.get(name), dict):
+                given = dict(kwargs[name])
+                if "fallback" in given:
+                    given["fallback"] = tuple(frozenset(tags) for tags in given["fallback"])
+                kwargs[name] = kind(**given)
+        for name in ("command", "args", "parents", "ports"):
+            if name in kwargs:
+                kwargs[name] = tuple(kwargs[name])
+        if "tags" in kwargs:
+            kwargs["tags"] = frozenset(t for t in kwargs["tags"] if t and t != GENERAL)
+        spec = object.__new__(cls)
+        spec.__dict__.update(_SPEC_FIXED_DEFAULTS, env={}, labels={}, secrets={}, _as_dict=None)
+        spec.__dict__.update(kwargs)
+        return spec
+
+
+#: Larger numbers of seconds (or counts) than anyone means: 10 years.
+MAX_NUMBER = 10 * 365 * 24 * 3600.0
+MAX_REPLICAS = 10_000
+
+_SPEC_FIELDS = frozenset(f.name for f in fields(JobSpec) if f.init)
+_REQUIRED = object()  # never equal to a value: required fields are always written
+_SPEC_DEFAULTS: tuple[tuple[str, Any], ...] = tuple(
+    (
+        f.name,
+        f.default
+        if f.default is not MISSING
+        else f.default_factory()
+        if f.default_factory is not MISSING
+        else _REQUIRED,
+    )
+    for f in fields(JobSpec)
+    if f.init
+)
+
+#: What from_dict starts every spec from (env and labels are new dicts each time).
+_SPEC_FIXED_DEFAULTS = {name: value for name, value in _SPEC_DEFAULTS if value is not _REQUIRED}
+
+#: Every number of a spec: (its name in messages, the policy it is in or "", its field).
+_NUMBERS: tuple[tuple[str, str, str], ...] = (
+    ("timeout", "", "timeout"),
+    ("delay", "", "delay"),
+    *(
+        (f"{owner}.{f.name}", owner, f.name)
+        for owner, kind in (
+            ("retries", RetryPolicy),
+            ("health", HealthCheck),
+            ("restart", RestartPolicy),
+            ("approval", ApprovalGate),
+        )
+        for f in fields(kind)
+        if f.type in ("int", "float")
+    ),
+)
