@@ -74,6 +74,18 @@ def _tls_trouble(details: str, address: str) -> tuple[str, bool]:
     return "", False
 
 
+#: The status codes (by name: grpc loads only when a call is made) that say what was wrong with
+#: the request, not with the connection.
+_BY_CODE: dict[str, type[TitanError]] = {
+    "UNAUTHENTICATED": Unauthenticated,
+    "PERMISSION_DENIED": PermissionDenied,
+    "NOT_FOUND": JobNotFound,
+    "INVALID_ARGUMENT": InvalidJob,
+    "FAILED_PRECONDITION": Conflict,
+    "RESOURCE_EXHAUSTED": ResourceExhausted,
+}
+
+
 def error_from_rpc(exc: grpc.RpcError, address: str) -> TitanError:
     import grpc
 
@@ -95,18 +107,8 @@ def error_from_rpc(exc: grpc.RpcError, address: str) -> TitanError:
         return TitanConnectionError(
             f"the Titan master at {address} is unavailable: {details}", unavailable=True
         )
-    if code == grpc.StatusCode.UNAUTHENTICATED:
-        return Unauthenticated(details)
-    if code == grpc.StatusCode.PERMISSION_DENIED:
-        return PermissionDenied(details)
-    if code == grpc.StatusCode.NOT_FOUND:
-        return JobNotFound(details)
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return InvalidJob(details)
-    if code == grpc.StatusCode.FAILED_PRECONDITION:
-        return Conflict(details)
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return ResourceExhausted(details)
+    if code is not None and code.name in _BY_CODE:
+        return _BY_CODE[code.name](details)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return TitanConnectionError(f"the Titan master at {address} did not answer in time: {details}")
     return TitanError(f"{code.name if code else 'error'}: {details}")

@@ -24,6 +24,7 @@ from typing import Any
 
 import grpc
 
+from titan_runtime.master.interceptor import HandlerInterceptor
 from titan_runtime.master.jointokens import JoinTokens
 from titan_runtime.master.policy import POLICY, UNDECLARED, Access, Kind, is_mutating, refusal
 from titan_runtime.master.throttle import AuthFailures
@@ -233,7 +234,7 @@ def _reads_only(handler: grpc.RpcMethodHandler, method: str, why: str) -> grpc.R
     )
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(HandlerInterceptor):
     """Rejects calls without a valid token, or that the caller's kind may not make (policy.py),
     before any servicer code runs."""
 
@@ -255,14 +256,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if verdict.delay:
             await asyncio.sleep(verdict.delay)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
+    def wrap(
+        self, handler: grpc.RpcMethodHandler, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
         token = bearer(handler_call_details.invocation_metadata)
         where = f"the cluster token is in {self._credentials.token_path} on the master's host"
         if not token:

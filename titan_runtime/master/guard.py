@@ -25,6 +25,7 @@ from titan_runtime.core.cluster import NotFound, NotYours
 from titan_runtime.core.model import InvalidSpec
 from titan_runtime.master.audit import AuditLog
 from titan_runtime.master.errors import RequestError
+from titan_runtime.master.interceptor import HandlerInterceptor
 from titan_runtime.master.loop import StoreFailed
 from titan_runtime.store import StoreFull
 
@@ -122,21 +123,16 @@ def _streaming(behavior: Callable[..., Any], method: str) -> Callable[..., Async
     return guarded
 
 
-class GuardInterceptor(grpc.aio.ServerInterceptor):
+class GuardInterceptor(HandlerInterceptor):
     """Outermost: whatever happens inside a call, it leaves with a status; with `audit`, every
     call that changes something is recorded once it is over, refused ones included."""
 
     def __init__(self, audit: AuditLog | None = None) -> None:
         self._audit = audit
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
+    def wrap(
+        self, handler: grpc.RpcMethodHandler, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
         method = handler_call_details.method
         kwargs = {
             "request_deserializer": handler.request_deserializer,

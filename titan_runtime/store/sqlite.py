@@ -142,11 +142,16 @@ class SqliteStore(Store):
 
     def write(self, changes: Changes) -> None:
         with self._transaction() as db:
-            if changes.runs:
-                db.executemany(
-                    "INSERT INTO runs(id, data) VALUES(?, ?) ON CONFLICT(id) DO UPDATE SET data=excluded.data",
-                    [(r["id"], dump_row(r)) for r in changes.runs],
-                )
+            for table, rows in (
+                ("runs", changes.runs),
+                ("attempts", changes.attempts),
+                ("workers", changes.workers),
+            ):
+                if rows:
+                    db.executemany(
+                        f"INSERT INTO {table}(id, data) VALUES(?, ?) ON CONFLICT(id) DO UPDATE SET data=excluded.data",
+                        [(r["id"], dump_row(r)) for r in rows],
+                    )
             if changes.new_jobs:
                 db.executemany(
                     "INSERT INTO jobs(run_id, job_id, spec, data) VALUES(?, ?, ?, ?)",
@@ -164,16 +169,6 @@ class SqliteStore(Store):
                 db.executemany(
                     "UPDATE jobs SET data=? WHERE run_id=? AND job_id=?",
                     [(dump_row(r), r["run_id"], r["job_id"]) for r in changes.jobs],
-                )
-            if changes.attempts:
-                db.executemany(
-                    "INSERT INTO attempts(id, data) VALUES(?, ?) ON CONFLICT(id) DO UPDATE SET data=excluded.data",
-                    [(r["id"], dump_row(r)) for r in changes.attempts],
-                )
-            if changes.workers:
-                db.executemany(
-                    "INSERT INTO workers(id, data) VALUES(?, ?) ON CONFLICT(id) DO UPDATE SET data=excluded.data",
-                    [(r["id"], dump_row(r)) for r in changes.workers],
                 )
 
     def sync(self) -> None:
