@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from titan_runtime.core.effects import (
     AttemptExit,
@@ -19,6 +19,15 @@ from titan_runtime.core.model import (
     JobSpec,
     JobState,
 )
+
+if TYPE_CHECKING:
+    from titan_runtime.core.cluster import ClusterState
+
+    #: What each part of ClusterState subclasses: to a type checker the whole ClusterState (its
+    #: parts use each other's state and methods), at run time nothing.
+    ClusterPart = ClusterState
+else:
+    ClusterPart = object
 
 
 class NotFound(KeyError):

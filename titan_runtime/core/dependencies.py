@@ -4,21 +4,12 @@ state: events in, effects out, no I/O."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from titan_runtime.core.common import BadResult
+from titan_runtime.core.common import BadResult, ClusterPart
 from titan_runtime.core.expr import ExpressionError, evaluate
 from titan_runtime.core.model import Job, JobState, Run
 
-if TYPE_CHECKING:
-    from titan_runtime.core.cluster import ClusterState
 
-    _Base = ClusterState
-else:
-    _Base = object
-
-
-class DependenciesMixin(_Base):
+class DependenciesMixin(ClusterPart):
     @staticmethod
     def _link(run: Run, job: Job) -> str:
         """Enter a job in its parents' child lists (and a mapped instance in its template's).

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from titan_runtime.core.common import BadResult, NotFound, parse_result
+from titan_runtime.core.common import BadResult, ClusterPart, NotFound, parse_result
 from titan_runtime.core.model import (
     InvalidSpec,
     Job,
@@ -16,15 +16,8 @@ from titan_runtime.core.model import (
     RunState,
 )
 
-if TYPE_CHECKING:
-    from titan_runtime.core.cluster import ClusterState
 
-    _Base = ClusterState
-else:
-    _Base = object
-
-
-class DynamicMixin(_Base):
+class DynamicMixin(ClusterPart):
     def decide_gate(self, ref: str, approved: bool, by: str, comment: str, now: float) -> Job:
         """Approve or reject a job's gate. Refused unless the gate is open (reached, not decided)."""
         job = self.resolve(ref)

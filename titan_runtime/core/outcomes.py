@@ -6,21 +6,13 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from titan_runtime.core.common import describe_exit, result_problem
+from titan_runtime.core.common import ClusterPart, describe_exit, result_problem
 from titan_runtime.core.effects import AttemptExit
 from titan_runtime.core.model import Attempt, AttemptState, Job, JobState
 
-if TYPE_CHECKING:
-    from titan_runtime.core.cluster import ClusterState
 
-    _Base = ClusterState
-else:
-    _Base = object
-
-
-class OutcomesMixin(_Base):
+class OutcomesMixin(ClusterPart):
     def _finish(self, job: Job, attempt: Attempt, exit: AttemptExit, now: float) -> None:
         reason = describe_exit(exit)
         if job.state.terminal:

@@ -5,10 +5,10 @@ in place (never a master that cannot start), attempts adopted or lost. A part of
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
-from titan_runtime.core.common import describe_error
+from titan_runtime.core.common import ClusterPart, describe_error
 from titan_runtime.core.effects import (
     Note,
 )
@@ -22,15 +22,10 @@ from titan_runtime.core.model import (
     WorkerState,
 )
 
-if TYPE_CHECKING:
-    from titan_runtime.core.cluster import ClusterState
-
-    _Base = ClusterState
-else:
-    _Base = object
+T = TypeVar("T")
 
 
-class RecoveryMixin(_Base):
+class RecoveryMixin(ClusterPart):
     def restore(
         self,
         runs: Iterable[dict[str, Any]],
@@ -46,12 +41,7 @@ class RecoveryMixin(_Base):
         read never stops the master from starting: its job is FAILED saying so (or, for a record
         that names no job, it is skipped), and the master's log says which.
         """
-        for row in runs:
-            try:
-                run = Run.from_row(row)
-            except Exception as exc:
-                self._skip_record("run", row, exc)
-                continue
+        for run in self._readable("run", runs, Run.from_row):
             self.runs[run.id] = run
             self._run_seq = max(self._run_seq, run.seq)
         for row in jobs:
@@ -78,12 +68,7 @@ class RecoveryMixin(_Base):
             if not job.state.terminal:
                 run.unfinished += 1
         self._restore_attempts(attempts)
-        for row in workers:
-            try:
-                worker = Worker.from_row(row)
-            except Exception as exc:
-                self._skip_record("worker", row, exc)
-                continue
+        for worker in self._readable("worker", workers, Worker.from_row):
             if not worker.state.gone:
                 worker.state = WorkerState.UNKNOWN
                 worker.last_heartbeat = now
@@ -131,12 +116,7 @@ class RecoveryMixin(_Base):
         self._settle(now)
 
     def _restore_attempts(self, rows: Iterable[dict[str, Any]]) -> None:
-        readable: list[Attempt] = []
-        for row in rows:
-            try:
-                readable.append(Attempt.from_row(row))
-            except Exception as exc:
-                self._skip_record("attempt", row, exc)
+        readable = self._readable("attempt", rows, Attempt.from_row)
         for attempt in sorted(readable, key=lambda a: (a.run_id, a.job_id, a.number, a.void is False)):
             run = self.runs.get(attempt.run_id)
             job = run.jobs.get(attempt.job_id) if run else None
@@ -146,6 +126,16 @@ class RecoveryMixin(_Base):
             if not attempt.void:
                 job.attempts.append(attempt)
             self._attempts[attempt.id] = (job, attempt)
+
+    def _readable(
+        self, kind: str, rows: Iterable[dict[str, Any]], parse: Callable[[dict[str, Any]], T]
+    ) -> Iterator[T]:
+        """The records that can be read; each one that cannot is skipped and said in a Note."""
+        for row in rows:
+            try:
+                yield parse(row)
+            except Exception as exc:
+                self._skip_record(kind, row, exc)
 
     def _skip_record(self, kind: str, row: Any, exc: BaseException) -> None:
         self._effects.append(

@@ -4,9 +4,7 @@ restarts, redeploys, and the endpoints and environment other jobs see. A part of
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from titan_runtime.core.common import NotFound, env_name
+from titan_runtime.core.common import ClusterPart, NotFound, env_name
 from titan_runtime.core.effects import (
     AttemptExit,
     CancelAttempt,
@@ -18,15 +16,8 @@ from titan_runtime.core.model import (
     JobState,
 )
 
-if TYPE_CHECKING:
-    from titan_runtime.core.cluster import ClusterState
 
-    _Base = ClusterState
-else:
-    _Base = object
-
-
-class ServicesMixin(_Base):
+class ServicesMixin(ClusterPart):
     def service_jobs(self, service_id: str) -> list[Job]:
         """Every job that ran or runs this service, oldest deployment first."""
         found = [self.runs[r].jobs[j] for r, j in self.services.get(service_id, ())]

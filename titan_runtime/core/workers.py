@@ -4,9 +4,7 @@ heartbeats, and their reports of attempts starting and becoming healthy. A part 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from titan_runtime.core.common import NotFound, reported_ports
+from titan_runtime.core.common import ClusterPart, NotFound, reported_ports
 from titan_runtime.core.effects import (
     AckFinished,
     CancelAttempt,
@@ -22,15 +20,8 @@ from titan_runtime.core.model import (
     WorkerState,
 )
 
-if TYPE_CHECKING:
-    from titan_runtime.core.cluster import ClusterState
 
-    _Base = ClusterState
-else:
-    _Base = object
-
-
-class WorkersMixin(_Base):
+class WorkersMixin(ClusterPart):
     def worker_connected(self, hello: WorkerHello, now: float) -> Welcome:
         worker = self.workers.get(hello.worker_id)
         if worker is None:
