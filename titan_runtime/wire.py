@@ -22,7 +22,7 @@ D = TypeVar("D")
 M = TypeVar("M")
 
 _SCALAR, _LIST, _DICT, _OPTIONAL = range(4)
-_from_plans: dict[tuple[type, Any], list[tuple[str, Callable[[Any], Any] | None]]] = {}
+_from_plans: dict[tuple[Any, ...], list[tuple[str, Callable[[Any], Any]]]] = {}
 _to_plans: dict[tuple[Any, ...], list[tuple[str, int, Any]]] = {}
 
 
@@ -47,42 +47,45 @@ def from_message(cls: type[D], msg: Any, **given: Any) -> D:
     """An instance of dataclass `cls` from the message's fields of the same names; `given` sets
     the others (and overrides). A repeated field becomes the container the dataclass field is
     declared as (tuple, frozenset, else list); a field the message lacks keeps its default."""
-    key = (cls, msg.DESCRIPTOR)
+    key = (cls, msg.DESCRIPTOR, tuple(given))
     plan = _from_plans.get(key)
     if plan is None:
-        plan = _from_plans[key] = _from_plan(cls, msg.DESCRIPTOR)
-    values: dict[str, Any] = {}
-    for name, convert in plan:
-        if name in given:
-            continue
-        if convert is None:
-            values[name] = getattr(msg, name)
-        elif convert is _optional:
-            values[name] = getattr(msg, name) if msg.HasField(name) else None
-        else:
-            values[name] = convert(getattr(msg, name))
+        plan = _from_plans[key] = _from_plan(cls, msg.DESCRIPTOR, given)
+    values = {name: read(msg) for name, read in plan}
     values.update(given)
     return cls(**values)
-
-
-def _optional(value: Any) -> Any:  # a marker: an unset optional scalar reads as None
-    return value
 
 
 _CONTAINERS: dict[str, Callable[[Any], Any]] = {"tuple": tuple, "frozenset": frozenset, "set": set}
 
 
-def _from_plan(cls: type, descriptor: Any) -> list[tuple[str, Callable[[Any], Any] | None]]:
+def _from_plan(cls: type, descriptor: Any, given: dict[str, Any]) -> list[tuple[str, Callable[[Any], Any]]]:
+    """(field, how to read it from a message) for each dataclass field the message carries."""
     wire = descriptor.fields_by_name
-    plan: list[tuple[str, Callable[[Any], Any] | None]] = []
+    plan: list[tuple[str, Callable[[Any], Any]]] = []
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        kind = _kind(wire[f.name]) if f.name in wire else None
+        kind = _kind(wire[f.name]) if f.name in wire and f.name not in given else None
+        if kind is None:
+            continue
+        get = operator.attrgetter(f.name)
         if kind == _LIST:
-            declared = str(f.type).partition("[")[0]
-            plan.append((f.name, _CONTAINERS.get(declared, list)))
-        elif kind is not None:
-            plan.append((f.name, {_DICT: dict, _OPTIONAL: _optional, _SCALAR: None}[kind]))
+            plan.append((f.name, _then(get, _CONTAINERS.get(str(f.type).partition("[")[0], list))))
+        elif kind == _DICT:
+            plan.append((f.name, _then(get, dict)))
+        elif kind == _OPTIONAL:
+            plan.append((f.name, _if_set(f.name)))
+        else:
+            plan.append((f.name, get))
     return plan
+
+
+def _then(get: Callable[[Any], Any], convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda msg: convert(get(msg))
+
+
+def _if_set(name: str) -> Callable[[Any], Any]:
+    """An `optional` field: its value, or None when unset (a set 0 stays 0)."""
+    return lambda msg: getattr(msg, name) if msg.HasField(name) else None
 
 
 def to_message(message: type[M], *sources: Any, **given: Any) -> M:
