@@ -24,6 +24,8 @@ from titan_runtime.core.limits import parse_size
 DEFAULT_MIN_FREE = "1G,5%"
 #: The most a writer writes after one look at the free space.
 WRITE_SLICE = 64 * 1024
+#: Job output stops this far above the watermark (see DiskGuard.has_room).
+OUTPUT_HEADROOM = 2 * WRITE_SLICE
 
 
 class MinFreeError(ConfigError, ValueError):
@@ -77,12 +79,16 @@ class DiskGuard:
         return stat.f_bavail * stat.f_frsize
 
     def has_room(self, size: int = 0) -> bool:
-        """Whether `size` more bytes leave the watermark's room free."""
-        return self.threshold <= 0 or self.free() - size >= self.threshold
+        """Whether `size` more bytes of job output leave the watermark's room free, and
+        OUTPUT_HEADROOM above it: what is written after output is cut (the job's end committed,
+        its audit) then fits without the disk sinking below the watermark, so the cluster still
+        takes new work once the job that filled the disk has ended."""
+        return self.threshold <= 0 or self.free() - size >= self.threshold + OUTPUT_HEADROOM
 
     @property
     def low(self) -> bool:
-        return not self.has_room()
+        """Below the watermark: what only adds data (submissions, uploads, KV writes) is refused."""
+        return self.threshold > 0 and self.free() < self.threshold
 
     def describe(self, what: str) -> str:
         return (
