@@ -29,6 +29,32 @@ pytestmark = pytest.mark.skipif(not launcher_module.supported(), reason="the lau
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONUNBUFFERED": "1", "HOME": "/nonexistent"}
 
+#: The signals a process gives its exec'd children as it has them when ignored or blocked.
+_INHERITED = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
+
+
+@pytest.fixture(autouse=True)
+def a_worker_like_test_process() -> Any:
+    """The exec'd half of each comparison is a child of this test process and inherits an ignored
+    or blocked signal from it (a worker starts clean): once, in a full CI run, something earlier in
+    the process left SIGTERM ignored or blocked, and an exec'd script that killed itself with
+    SIGTERM exited 0 while the forked one was killed. Each test here starts from default
+    dispositions and an empty mask, says what it found otherwise, and puts it back."""
+    mask = signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    ignored = [sig for sig in _INHERITED if signal.getsignal(sig) is signal.SIG_IGN]
+    for sig in ignored:
+        signal.signal(sig, signal.SIG_DFL)
+    if mask or ignored:
+        found = f"blocked {sorted(s.name for s in mask)}, ignored {[s.name for s in ignored]}"
+        print(f"the test process came with signals changed by an earlier test: {found}", file=sys.stderr)
+    try:
+        yield
+    finally:
+        for sig in ignored:
+            signal.signal(sig, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 PROBE = """\
 import atexit, json, os, signal, sys, threading
 def at_exit():
