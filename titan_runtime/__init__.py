@@ -30,6 +30,7 @@ _EXPORTS = {
     "InvalidJob": "titan_runtime.client.errors",
     "Conflict": "titan_runtime.client.errors",
     "ResourceExhausted": "titan_runtime.client.errors",
+    "TitanTimeoutError": "titan_runtime.client.errors",
 }
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "TitanConnectionError",
     "TitanError",
     "TitanJob",
+    "TitanTimeoutError",
     "Unauthenticated",
     "WorkerRecord",
     "__version__",
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
         ResourceExhausted,
         TitanConnectionError,
         TitanError,
+        TitanTimeoutError,
         Unauthenticated,
     )
     from titan_runtime.client.job import TitanJob

@@ -1,6 +1,7 @@
 """Where to find the master and how to prove who we are: one resolution order everywhere.
 
-Address: explicit argument, else TITAN_ADDRESS, else TITAN_HOST/TITAN_PORT, else 127.0.0.1:9090.
+Address: explicit argument, else TITAN_ADDRESS, else TITAN_HOST/TITAN_PORT, else the address of the
+master running from the data dir (its master.json), else 127.0.0.1:9090.
 Token: explicit argument, else TITAN_TOKEN, else the file `token` in the data dir
 (explicit, else TITAN_DATA_DIR, else ~/.titan).
 Reconnect timeout: explicit argument, else TITAN_RECONNECT_TIMEOUT, else 60 seconds.
@@ -8,6 +9,7 @@ Reconnect timeout: explicit argument, else TITAN_RECONNECT_TIMEOUT, else 60 seco
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
@@ -28,14 +30,38 @@ def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path(raw).expanduser()
 
 
-def address(explicit: str | None = None) -> str:
+def address(explicit: str | None = None, data_dir_path: str | os.PathLike[str] | None = None) -> str:
+    """The master's address: the argument, else TITAN_ADDRESS (or TITAN_HOST/TITAN_PORT), else the
+    master running from this machine's data dir (its master.json, so that `up --port P` is found
+    without flags), else 127.0.0.1:9090."""
     if explicit:
         return explicit
     if os.environ.get("TITAN_ADDRESS"):
         return os.environ["TITAN_ADDRESS"]
+    if not (os.environ.get("TITAN_HOST") or os.environ.get("TITAN_PORT")):
+        running = running_master(data_dir(data_dir_path))
+        if running:
+            return running
     host = os.environ.get("TITAN_HOST") or DEFAULT_HOST
     port = os.environ.get("TITAN_PORT") or str(DEFAULT_PORT)
     return join_host_port(host, int(port))
+
+
+def running_master(directory: Path) -> str | None:
+    """The address in the data dir's master.json while the master that wrote it is alive (a master
+    killed outright leaves the file behind: its pid is gone, and it is ignored)."""
+    try:
+        ready = json.loads((directory / "master.json").read_text())
+        pid, found = int(ready["pid"]), str(ready["address"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's
+        pass
+    return found
 
 
 def token(explicit: str | None = None, data_dir_path: str | os.PathLike[str] | None = None) -> str | None:

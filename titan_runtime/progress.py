@@ -26,6 +26,12 @@ STATE_STYLE = {
 }
 #: More jobs than this and the live table shows only the ones that are moving or went wrong.
 TABLE_ROWS = 30
+#: The states a watcher of a big run asks for.
+MOVING = ("RUNNING", "ASSIGNED", "FAILED", "UPSTREAM_FAILED")
+#: Seconds between looks at a big run, between its piped summaries, and its failures printed one by one.
+BIG_INTERVAL = 0.5
+SUMMARY_EVERY = 10.0
+FAILURES_SHOWN = 200
 
 
 def duration(job: JobRecord, now: float) -> str:
@@ -41,17 +47,14 @@ def counts_line(run: RunRecord) -> str:
 
 
 def _table(run: RunRecord, started: float):  # type: ignore[no-untyped-def]
+    """The live table: the counts, and the jobs (of a big run, only those the watcher asked for)."""
     from rich.table import Table
 
     now = time.time()
-    jobs = run.jobs
-    if len(jobs) > TABLE_ROWS:
-        moving = [j for j in jobs if j.state in ("RUNNING", "ASSIGNED", "FAILED", "UPSTREAM_FAILED")]
-        jobs = moving[:TABLE_ROWS]
     table = Table(title=counts_line(run) + f"  [{now - started:.1f}s]", box=None, title_justify="left")
     for column in ("JOB", "STATE", "WORKER", "ATTEMPT", "TIME", "REASON"):
-        table.add_column(column)
-    for job in jobs:
+        table.add_column(column, overflow="fold")
+    for job in run.jobs[:TABLE_ROWS]:
         style = STATE_STYLE.get(job.state, "")
         table.add_row(
             job.id,
@@ -67,19 +70,57 @@ def _table(run: RunRecord, started: float):  # type: ignore[no-untyped-def]
 def watch_run(client: TitanClient, run_id: str, follow: bool = False, interval: float = 0.25) -> RunRecord:
     """Show the run until it ends; with `follow`, also every job's output, prefixed by its id.
 
-    A master restart only pauses it: the client's reads ride it out (its `reconnect_timeout`)."""
+    A run of more than TABLE_ROWS jobs is watched by what moves: the master is asked for the counts
+    and the running and failed jobs only (never every job, twice a second), and piped output is its
+    failures as they happen and a summary now and then, not a line per job. A master restart only
+    pauses it: the client's reads ride it out (its `reconnect_timeout`)."""
     started = time.time()
-    if sys.stdout.isatty() and not follow:
-        from rich.live import Live
+    first = client.get_run(run_id, jobs=MOVING, limit=TABLE_ROWS)
+    big = sum(first.counts.values()) > TABLE_ROWS
+    if follow or not (big or sys.stdout.isatty()):
+        return _plain(client, run_id, follow, interval)
+    if not sys.stdout.isatty():
+        return _summaries(client, run_id, max(interval, BIG_INTERVAL))
+    from rich.live import Live
 
-        run = client.get_run(run_id)
-        with Live(_table(run, started), refresh_per_second=8, transient=False) as live:
-            while not (run.terminal or run.settled):
-                time.sleep(interval)
-                run = client.get_run(run_id)
-                live.update(_table(run, started))
-        return run
-    return _plain(client, run_id, follow, interval)
+    def look() -> RunRecord:
+        if big:
+            return client.get_run(run_id, jobs=MOVING, limit=TABLE_ROWS)
+        return client.get_run(run_id)
+
+    run = look()
+    with Live(_table(run, started), refresh_per_second=8, transient=False) as live:
+        while not (run.terminal or run.settled):
+            time.sleep(max(interval, BIG_INTERVAL) if big else interval)
+            run = look()
+            live.update(_table(run, started))
+    return run
+
+
+def _summaries(client: TitanClient, run_id: str, interval: float) -> RunRecord:
+    """A big run, piped: each failed job once, as it fails; the counts every SUMMARY_EVERY seconds
+    and at the end."""
+    told: set[str] = set()
+    last_summary = time.monotonic()
+    while True:
+        run = client.get_run(run_id, jobs=("FAILED",), limit=FAILURES_SHOWN)
+        for job in run.jobs:
+            if job.id not in told:
+                told.add(job.id)
+                click.echo(f"{time.strftime('%H:%M:%S')} {job.id} FAILED: {job.reason}")
+        if run.terminal or run.settled:
+            break
+        if time.monotonic() - last_summary >= SUMMARY_EVERY:
+            last_summary = time.monotonic()
+            click.echo(f"{time.strftime('%H:%M:%S')} {counts_line(run)}")
+        time.sleep(interval)
+    failed = run.counts.get("FAILED", 0)
+    if failed > len(told):
+        click.echo(
+            f"... and {failed - len(told)} more failed jobs: titan-runtime run-status {run_id} --jobs FAILED"
+        )
+    click.echo(counts_line(run))
+    return run
 
 
 def _plain(client: TitanClient, run_id: str, follow: bool, interval: float) -> RunRecord:

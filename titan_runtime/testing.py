@@ -198,11 +198,18 @@ class ProcessCluster:
         return env
 
     def cli(
-        self, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None, cwd: Path | None = None
+        self,
+        *args: str,
+        timeout: float = 60.0,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run `titan-runtime ARGS` against this cluster and capture its output."""
+        """Run `titan-runtime ARGS` against this cluster (`input` on its standard input) and
+        capture its output."""
         return subprocess.run(
             [PYTHON, "-m", "titan_runtime", *args],
+            input=input,
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -183,7 +183,7 @@ def test_schedules_fire_once_per_time_across_a_master_restart(
 ) -> None:
     pipeline = tmp_path / "tick.yaml"
     pipeline.write_text("jobs:\n  - {id: tick, command: [echo, tick]}\n")
-    out = cluster.cli("schedule", "add", "ticker", str(pipeline), "--cron", "* * * * * */2")
+    out = cluster.cli("schedule", "add", "ticker", str(pipeline), "--cron", "* * * * * */2", "--seconds")
     assert out.returncode == 0, out.stderr
     client = cluster.client
 
@@ -203,5 +203,38 @@ def test_schedules_fire_once_per_time_across_a_master_restart(
     assert all(r.id.startswith("sched-ticker-") for r in runs)
     listed = json.loads(cluster.cli("schedule", "list", "--json").stdout)
     assert listed[0]["name"] == "ticker" and listed[0]["last_run_id"].startswith("sched-ticker-")
+    assert listed[0]["seconds"] is True
     assert cluster.cli("schedule", "rm", "ticker").returncode == 0
     assert json.loads(cluster.cli("schedule", "list", "--json").stdout) == []
+
+
+def test_a_schedule_that_cannot_be_added_saves_nothing_and_dags_are_managed_by_name(
+    cluster: ProcessCluster, tmp_path: Path
+) -> None:
+    pipeline = tmp_path / "two.yaml"
+    pipeline.write_text(
+        "jobs:\n  - {id: a, command: [echo, a]}\n  - {id: b, command: [echo, b], depends_on: [a]}\n"
+    )
+    six = cluster.cli("schedule", "add", "every-second", str(pipeline), "--cron", "* * * * * *")
+    assert six.returncode == 2 and "needs --seconds" in six.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("jobs:\n  - {id: a, command: [echo], depends_on: [nobody]}\n")
+    bad = cluster.cli("schedule", "add", "nightly", str(broken), "--cron", "0 3 * * *")
+    assert bad.returncode != 0 and "nobody" in bad.stderr
+    assert cluster.client.list_saved_dags() == [] and cluster.client.list_schedules() == []
+
+    assert cluster.cli("dags", "save", "two", str(pipeline)).returncode == 0
+    assert json.loads(cluster.cli("dags", "list", "--json").stdout) == ["two"]
+    shown = cluster.cli("dags", "show", "two").stdout.splitlines()
+    assert shown[0].startswith("DAG two (saved ") and shown[0].endswith("2 job(s)")
+    assert [line.split() for line in shown[2:]] == [["a", "echo", "a", "-"], ["b", "echo", "b", "a"]]
+    assert [j["id"] for j in json.loads(cluster.cli("dags", "show", "two", "--json").stdout)["jobs"]] == [
+        "a",
+        "b",
+    ]
+    ran = cluster.cli("dags", "run", "two", "--wait")
+    assert ran.returncode == 0, ran.stderr
+    assert cluster.client.get_run(ran.stdout.strip()).state == "SUCCEEDED"
+    assert cluster.cli("dags", "rm", "two").returncode == 0
+    missing = cluster.cli("dags", "show", "two")
+    assert missing.returncode == 1 and "no saved DAG 'two'" in missing.stderr

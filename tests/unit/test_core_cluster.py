@@ -509,3 +509,43 @@ def test_a_service_keeps_only_the_ports_it_asked_for() -> None:
         "port": 8080
     }
     assert reported_ports(batch, {"port": 20001}) == {}
+
+
+def test_a_job_no_worker_can_run_says_why_and_fails_after_its_unplaceable_seconds(
+    state: ClusterState,
+) -> None:
+    state.worker_connected(hello("cpu", slots=1), 0)
+    state.submit_run("r", "", [spec("gpu", tags=frozenset({"GPU"}), unplaceable_after=30.0)], 0)
+    job = state.resolve("r/gpu")
+    assert state.waiting_reason(job) == "waiting for a worker with tags {GPU}"
+    assert state.next_deadline() == 30.0
+    state.tick(29.9)
+    assert job.state is JobState.READY
+    state.tick(30.0)
+    assert job.state is JobState.FAILED
+    assert job.reason == "no worker can run it: waiting for a worker with tags {GPU} for 30s"
+    assert state.run("r").state is RunState.FAILED
+
+
+def test_an_unplaceable_deadline_passes_harmlessly_once_a_worker_can_run_the_job(state: ClusterState) -> None:
+    state.worker_connected(hello("busy", tags=("GPU",), slots=1), 0)
+    gpu = frozenset({"GPU"})
+    state.submit_run("r", "", [spec("first", tags=gpu), spec("second", tags=gpu, unplaceable_after=5.0)], 0)
+    [first] = assigns(state)
+    state.tick(5.0)  # queued behind `first`, but a worker can run it: it waits on
+    second = state.resolve("r/second")
+    assert second.state is JobState.READY
+    assert state.waiting_reason(second).startswith("waiting for a free slot")
+    finish(state, first, now=6.0)
+    assert [a.job_id for a in assigns(state)] == ["second"]
+
+
+def test_the_unplaceable_deadline_survives_a_master_restart() -> None:
+    store = MemoryStore()
+    state = ClusterState(LEASED)
+    state.submit_run("r", "", [spec("gpu", tags=frozenset({"GPU"}), unplaceable_after=10.0)], 0)
+    persist(state, store)
+    fresh = restored(store, 4.0)
+    assert fresh.next_deadline() == 10.0
+    fresh.tick(10.0)
+    assert fresh.resolve("r/gpu").state is JobState.FAILED

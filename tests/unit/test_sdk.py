@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import socket
 
 import pytest
 
-from titan_runtime import AsyncTitanClient, InvalidJob, TitanClient, TitanJob
+from titan_runtime import (
+    AsyncTitanClient,
+    InvalidJob,
+    TitanClient,
+    TitanConnectionError,
+    TitanError,
+    TitanJob,
+    TitanTimeoutError,
+)
+from titan_runtime.client import ops
+from titan_runtime.client.records import StatusWord
+from titan_runtime.proto import titan_pb2 as pb
 
 
 def test_builder_links_parents_like_airflow() -> None:
@@ -89,3 +102,46 @@ def test_the_asyncio_client_has_every_call_of_the_blocking_one() -> None:
         }
 
     assert calls(TitanClient) - {"close"} <= calls(AsyncTitanClient)
+
+
+def test_a_wait_that_runs_out_raises_a_titan_error_that_is_a_timeout_error() -> None:
+    op = ops.wait_job("r/j", timeout=0.0)
+    call = next(op)
+    assert call.method == "WaitJob"
+    with pytest.raises(TitanTimeoutError, match="job r/j is still RUNNING after 0s") as raised:
+        op.send(pb.JobInfo(id="j", run_id="r", state="RUNNING"))
+    assert isinstance(raised.value, TitanError) and isinstance(raised.value, TimeoutError)
+
+
+def test_add_iteration_takes_job_ids_or_the_jobs_themselves() -> None:
+    a, b = TitanJob("a", command=["true"]), TitanJob("b", command=["true"])
+    call = next(ops.add_iteration("r", [a, "c"], b, 3))
+    assert (list(call.request.jobs), call.request.after) == (["a", "c"], "b")
+    with pytest.raises(InvalidJob, match="expected a job id or a TitanJob, got int 7"):
+        next(ops.add_iteration("r", [7], "b", 3))  # type: ignore[list-item]
+
+
+def test_an_asyncio_client_may_be_made_before_its_event_loop_runs() -> None:
+    with socket.socket() as probe:  # a port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = AsyncTitanClient(f"127.0.0.1:{port}", token="t", reconnect_timeout=0)
+
+    async def use() -> None:
+        try:
+            with pytest.raises(TitanConnectionError, match="cannot reach the Titan master"):
+                await client.get_job("x")
+        finally:
+            await client.close()
+
+    asyncio.run(use())
+
+
+def test_a_succeeded_status_also_reads_as_the_originals_completed() -> None:
+    done, failed = StatusWord("SUCCEEDED"), StatusWord("FAILED")
+    original = "COMPLETED"
+    assert done == "SUCCEEDED" and done == original and original == done  # either side
+    assert done in ("COMPLETED", "FAILED") and failed not in ("COMPLETED",)
+    assert done != "FAILED" and (done != original) is False and failed != original
+    assert StatusWord("READY") != "PENDING"  # a word Titan has too keeps Titan's meaning
+    assert hash(done) == hash("SUCCEEDED") and {done: 1}["SUCCEEDED"] == 1

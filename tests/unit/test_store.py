@@ -96,6 +96,25 @@ def test_kv_sets(store: Store) -> None:
     assert store.kv_smembers("s") == []
 
 
+def test_kv_keys_are_listed_in_pages_by_prefix(store: Store) -> None:
+    for key in ("b/2", "a", "b/1", "b", "b/é", "c"):
+        store.kv_put(key, "v")
+    store.kv_sadd("b/set", "m1")
+    store.kv_sadd("b/set", "m2")  # one key, however many members
+    store.kv_sadd("b/1", "m")  # a value and a set of one name: listed once, as a value
+    assert store.kv_keys("b/", "", 100) == [
+        ("b/1", "value"),
+        ("b/2", "value"),
+        ("b/set", "set"),
+        ("b/é", "value"),
+    ]
+    assert store.kv_keys("b/", "", 2) == [("b/1", "value"), ("b/2", "value")]
+    assert store.kv_keys("b/", "b/2", 2) == [("b/set", "set"), ("b/é", "value")]
+    assert store.kv_keys("b/", "b/é", 2) == []
+    assert [k for k, _ in store.kv_keys("", "", 100)] == ["a", "b", "b/1", "b/2", "b/set", "b/é", "c"]
+    assert store.kv_keys("zz", "", 100) == []
+
+
 def test_sqlite_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "titan.db"
     first = SqliteStore(path)

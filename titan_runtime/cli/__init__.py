@@ -24,6 +24,7 @@ from titan_runtime.cli.runs import (
     agent_runs,
     approvals,
     approve,
+    dags,
     reject,
     run_pipeline,
     run_status,
@@ -52,10 +53,27 @@ def cli() -> None:
     """
 
 
+@click.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL.
+
+    \b
+    bash:  eval "$(titan-runtime completion bash)"    (in ~/.bashrc)
+    zsh:   eval "$(titan-runtime completion zsh)"     (in ~/.zshrc)
+    fish:  titan-runtime completion fish > ~/.config/fish/completions/titan-runtime.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    found = get_completion_class(shell)
+    assert found is not None  # the choice allows only shells click knows
+    click.echo(found(cli, {}, "titan-runtime", "_TITAN_RUNTIME_COMPLETE").source())
+
+
 for command in (
     up, master, worker, workers, submit, status, logs, cancel, result, runs, run_pipeline, validate, run_status,
-    approve, reject, approvals, agent_runs, schedule, services, service, kv, autoscaler, ssh, certs, audit,
-    secret, token,
+    approve, reject, approvals, agent_runs, schedule, dags, services, service, kv, autoscaler, ssh, certs, audit,
+    secret, token, completion,
 ):  # fmt: skip
     cli.add_command(command)
 

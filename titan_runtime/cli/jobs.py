@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import deque
 from pathlib import Path
 
 import click
@@ -14,9 +15,11 @@ from titan_runtime.cli.options import (
     fail,
     parse_tags,
     reconnect_option,
+    since_option,
 )
-from titan_runtime.cli.output import LineWriter, exit_code_of, fmt_duration, fmt_time
+from titan_runtime.cli.output import LineWriter, exit_code_of, fmt_duration, fmt_time, warn_if_unplaceable
 from titan_runtime.client.job import TitanJob
+from titan_runtime.client.records import LogLine
 from titan_runtime.client.sync import TitanClient
 
 
@@ -64,6 +67,14 @@ def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--retries", type=int, default=None, help="Retries after a failed attempt.")
 @click.option("--id", "job_id", default=None, help="Job id [default: the script or program name].")
 @click.option("--node", default=None, help="Run on this worker (name or id).")
+@click.option(
+    "--fail-if-unplaceable",
+    "unplaceable",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Fail the job if, SECONDS after it is ready, no connected worker can run it [default: wait].",
+)
 @click.option("--wait", is_flag=True, help="Wait for the end; exit with the job's exit code.")
 @click.option(
     "--follow", "-f", is_flag=True, help="Stream the output while it runs; exit with the job's exit code."
@@ -83,6 +94,7 @@ def submit(
     retries: int | None,
     job_id: str | None,
     node: str | None,
+    unplaceable: float | None,
     wait: bool,
     follow: bool,
     program: str | None,
@@ -117,10 +129,12 @@ def submit(
     job.env = _parse_env(env_pairs)
     job.retries = retries
     job.node = node
+    job.fail_if_unplaceable = unplaceable
     run_id = client.submit_job(job)
     click.echo(run_id, err=follow)
     if not (wait or follow):
         return
+    warning = warn_if_unplaceable(client, run_id)
     try:
         if follow:
             writer = LineWriter(live=True)
@@ -130,6 +144,8 @@ def submit(
     except KeyboardInterrupt:
         click.echo(f"\nStill running; cancel it with: titan-runtime cancel {run_id}", err=True)
         sys.exit(EXIT_CANCELLED)
+    finally:
+        warning.cancel()
     code = exit_code_of(record)
     if code:
         click.echo(f"titan-runtime: job {record.ref} {record.state}: {record.reason}", err=True)
@@ -171,15 +187,43 @@ def status(client: TitanClient, job: str, as_json: bool) -> None:
     is_flag=True,
     help="The exact bytes the job wrote (no newline added to an unended last line, no Titan notes).",
 )
+@click.option(
+    "--tail",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Only the last N lines (then, with -f, what follows).",
+)
+@since_option("lines printed")
 @reconnect_option
 @client_options
-def logs(client: TitanClient, job: str, follow: bool, attempt: int | None, raw: bool) -> None:
-    """Print a job's output (stdout lines to stdout, stderr lines to stderr), byte for byte."""
+def logs(
+    client: TitanClient,
+    job: str,
+    follow: bool,
+    attempt: int | None,
+    raw: bool,
+    tail: int | None,
+    since: float,
+) -> None:
+    """Print a job's output (stdout lines to stdout, stderr lines to stderr), byte for byte.
+
+    The output streams through: a log of any size is printed in little memory."""
     writer = LineWriter(raw=raw, live=follow)
     try:
-        lines = client.follow_logs(job, attempt=attempt) if follow else client.read_logs(job, attempt=attempt)
-        for line in lines:
-            writer.write(line)
+        offset = 0
+        if tail is not None:  # the last lines so far (only those held), then follow from there
+            last: deque[LogLine] = deque(maxlen=tail)
+            for line in client.follow_logs(job, attempt=attempt, follow=False):
+                if line.timestamp >= since:
+                    last.append(line)
+                offset = line.next_offset
+            for line in last:
+                writer.write(line)
+            if not follow:
+                return
+        for line in client.follow_logs(job, offset=offset, attempt=attempt, follow=follow):
+            if line.timestamp >= since:
+                writer.write(line)
     except KeyboardInterrupt:
         sys.exit(EXIT_CANCELLED)
     finally:

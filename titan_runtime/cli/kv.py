@@ -1,6 +1,9 @@
-"""The KV store: `kv put|get|delete|incr|sadd|srem|smembers`."""
+"""The KV store: `kv put|get|list|delete|incr|sadd|srem|smembers`."""
 
 from __future__ import annotations
+
+import json
+from typing import BinaryIO
 
 import click
 
@@ -9,6 +12,7 @@ from titan_runtime.cli.options import (
     fail,
 )
 from titan_runtime.client.sync import TitanClient
+from titan_runtime.store import MAX_KV_VALUE_BYTES
 
 
 @click.group()
@@ -18,22 +22,61 @@ def kv() -> None:
 
 @kv.command("put")
 @click.argument("key")
-@click.argument("value")
+@click.argument("value", required=False)
+@click.option(
+    "--file",
+    "value_file",
+    type=click.File("rb"),
+    default=None,
+    help="Read the value from FILE ('-': standard input) instead of the command line.",
+)
 @client_options
-def kv_put(client: TitanClient, key: str, value: str) -> None:
-    """Set KEY to VALUE."""
+def kv_put(client: TitanClient, key: str, value: str | None, value_file: BinaryIO | None) -> None:
+    """Set KEY to VALUE; VALUE '-' reads it from standard input (as does --file -).
+
+    A value is UTF-8 text of at most 1 MB; larger data belongs in an artifact."""
+    if (value is None) == (value_file is None) and value != "-":
+        fail("give the value as VALUE, as '-' (standard input) or with --file FILE, and only one of them", 2)
+    if value == "-" or value_file is not None:
+        stream = value_file or click.get_binary_stream("stdin")
+        data = stream.read(MAX_KV_VALUE_BYTES + 1)
+        if len(data) > MAX_KV_VALUE_BYTES:
+            fail(
+                f"the value is over the KV limit of {MAX_KV_VALUE_BYTES:,} bytes; publish it as an artifact instead"
+            )
+        try:
+            value = data.decode("utf-8")
+        except UnicodeDecodeError:
+            fail("the value is not UTF-8 text; store binary data as an artifact (titan-runtime artifact put)")
+    assert value is not None
     client.store_put(key, value)
 
 
 @kv.command("get")
 @click.argument("key")
+@click.option("--raw", is_flag=True, help="Print the value exactly, without adding a newline.")
 @client_options
-def kv_get(client: TitanClient, key: str) -> None:
+def kv_get(client: TitanClient, key: str, raw: bool) -> None:
     """Print KEY's value; exit 1 when it has none."""
     value = client.store_get(key)
     if value is None:
         fail(f"no value for key {key!r}")
-    click.echo(value)
+    click.echo(value, nl=not raw)
+
+
+@kv.command("list")
+@click.argument("prefix", default="")
+@click.option("--limit", type=click.IntRange(min=0), default=0, help="At most this many keys (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {key, kind}.")
+@client_options
+def kv_list(client: TitanClient, prefix: str, limit: int, as_json: bool) -> None:
+    """List the keys that start with PREFIX (every key without one), in order, one per line."""
+    keys = client.store_keys(prefix, limit)
+    if as_json:
+        click.echo(json.dumps([{"key": key, "kind": kind} for key, kind in keys.items()], indent=2))
+        return
+    for key in keys:
+        click.echo(key)
 
 
 @kv.command("delete")

@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -154,3 +155,34 @@ def data_dir_option(fn: F) -> F:
         type=click.Path(file_okay=False, path_type=Path),
         help="State, logs, artifacts and the token [env TITAN_DATA_DIR; default ~/.titan].",
     )(fn)
+
+
+def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> float:
+    """--since: a duration back from now ("90s", "10m", "2h", "1d") or seconds since the epoch;
+    0.0 when not given."""
+    from titan_runtime.client.specs import parse_duration
+
+    if not value:
+        return 0.0
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a duration (90s, 10m, 2h, 1d) or seconds since the epoch"
+        ) from None
+    return seconds if seconds > 10**9 else time.time() - seconds
+
+
+def since_option(what: str) -> Callable[[F], F]:
+    """--since DURATION, passed on as seconds since the epoch (0.0: no bound)."""
+
+    def decorate(fn: F) -> F:
+        return click.option(
+            "--since",
+            default=None,
+            callback=_since,
+            metavar="DURATION",
+            help=f"Only {what} from this long ago on (90s, 10m, 2h, 1d; or seconds since the epoch).",
+        )(fn)
+
+    return decorate

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
+import click
+
 from titan_runtime.cli.options import EXIT_CANCELLED, EXIT_TIMEOUT
+from titan_runtime.client.errors import TitanError
 from titan_runtime.client.records import JobRecord, LogLine
+from titan_runtime.client.sync import TitanClient
 
 
 def exit_code_of(job: JobRecord) -> int:
@@ -42,13 +47,29 @@ def fmt_duration(job: JobRecord) -> str:
 
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """A table that loses nothing: in a terminal, cells too wide for it fold onto further lines;
+    anywhere else (a pipe, a file), plain columns of any width, one row per line, for grep and awk."""
+    if not sys.stdout.isatty():
+        click.echo(plain_table(headers, rows), nl=False)
+        return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(*headers, box=None, header_style="bold", pad_edge=False)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for header in headers:
+        table.add_column(header, overflow="fold")
     for row in rows:
         table.add_row(*row)
     Console(soft_wrap=True).print(table)
+
+
+def plain_table(headers: list[str], rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell and two spaces apart, never cut (a cell's own newlines
+    become spaces so that a row stays one line)."""
+    cells = [[str(c).replace("\n", " ") for c in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells if i < len(row)) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in cells]
+    return "\n".join(lines) + "\n"
 
 
 class LineWriter:
@@ -87,3 +108,34 @@ class LineWriter:
             buffer = getattr(stream, "buffer", None)
             if buffer is not None:
                 buffer.flush()
+
+
+#: Seconds a waiting command gives a job before it says that no worker can run it.
+UNPLACEABLE_WARNING_AFTER = 5.0
+
+
+def warn_if_unplaceable(
+    client: TitanClient, run_id: str, after: float = UNPLACEABLE_WARNING_AFTER
+) -> threading.Timer:
+    """In `after` seconds, say on stderr (once) which of the run's queued jobs no connected worker
+    can run, and why: a command waiting on such a job would otherwise wait in silence."""
+
+    def look() -> None:
+        try:
+            queued = client.get_run(run_id, jobs=("READY",), limit=200).jobs
+        except TitanError:
+            return  # the wait itself reports a master that is gone
+        stuck = [j for j in queued if j.reason.startswith(("waiting for a worker", "waiting for worker "))]
+        if stuck:
+            first = stuck[0]
+            more = f" (and {len(stuck) - 1} more jobs)" if len(stuck) > 1 else ""
+            click.echo(
+                f"titan-runtime: warning: {first.ref} is {first.reason}{more}: no connected worker can run "
+                "it; start one that can, or cancel it (submit --fail-if-unplaceable SECONDS fails such a job)",
+                err=True,
+            )
+
+    timer = threading.Timer(after, look)
+    timer.daemon = True
+    timer.start()
+    return timer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shlex
 import signal
 import sys
 import threading
@@ -203,7 +204,9 @@ def up(
             )
             click.echo(f"Autoscaled pools: {pools}; see `titan-runtime autoscaler status`.")
         click.echo(f"Token: {cluster.token_path} (clients on this machine read it from there)")
-        click.echo("Try: titan-runtime submit --wait -- echo hello    Stop with Ctrl-C.")
+        # Clients find this master through the data dir (its master.json): name it unless it is theirs too.
+        where = f" --data-dir {shlex.quote(str(directory))}" if data_dir is not None else ""
+        click.echo(f"Try: titan-runtime submit{where} --wait -- echo hello    Stop with Ctrl-C.")
         sys.stdout.flush()
         stop.wait()
         click.echo("Stopping: workers first, then the master...", err=True)

@@ -1,4 +1,4 @@
-"""Runs and DAGs: `run`, `validate`, `runs`, `run-status`, approvals, agent runs, schedules."""
+"""Runs and DAGs: `run`, `validate`, `runs`, `run-status`, approvals, agent runs, schedules, saved DAGs."""
 
 from __future__ import annotations
 
@@ -15,19 +15,58 @@ from titan_runtime.cli.options import (
     fail,
     friendly_errors,
     reconnect_option,
+    since_option,
 )
-from titan_runtime.cli.output import fmt_duration, fmt_time, print_table
+from titan_runtime.cli.output import fmt_duration, fmt_time, print_table, warn_if_unplaceable
+from titan_runtime.client.pipeline import load_pipeline
 from titan_runtime.client.records import RunRecord
 from titan_runtime.client.sync import TitanClient
+from titan_runtime.core.states import JobState
+from titan_runtime.cron import CronError, check_cron
+
+#: Every job state, for --jobs.
+JOB_STATES = tuple(state.value for state in JobState)
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.option("--limit", default=50, show_default=True, help="Most recent runs to show (0: all).")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(["RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"], case_sensitive=False),
+    help="Only runs in this state (repeatable).",
+)
+@click.option(
+    "--name", default=None, help="Only runs whose name matches this pattern (* and ? as in a shell)."
+)
+@click.option(
+    "--label",
+    "label_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only runs with this label (repeatable).",
+)
+@since_option("runs created")
 @client_options
-def runs(client: TitanClient, as_json: bool, limit: int) -> None:
+def runs(
+    client: TitanClient,
+    as_json: bool,
+    limit: int,
+    states: tuple[str, ...],
+    name: str | None,
+    label_pairs: tuple[str, ...],
+    since: float,
+) -> None:
     """List runs, newest first."""
-    records = client.list_runs(limit)
+    labels = {}
+    for pair in label_pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--label")
+        labels[key] = value
+    records = client.list_runs(limit, states=states, name=name, labels=labels, since=since)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in records], indent=2))
         return
@@ -91,13 +130,17 @@ def run_pipeline(
     click.echo(run.id, err=follow)
     if not (wait or follow):
         return
+    warning = warn_if_unplaceable(client, run.id)
     try:
         record = watch_run(client, run.id, follow=follow)
     except KeyboardInterrupt:
         click.echo(f"\nThe run goes on; cancel it with: titan-runtime cancel {run.id}", err=True)
         sys.exit(EXIT_CANCELLED)
+    finally:
+        warning.cancel()
     if record.state == "RUNNING":  # settled: its services keep running
-        services = ", ".join(j.id for j in record.jobs if j.state == "HEALTHY")
+        healthy = client.get_run(record.id, jobs=("HEALTHY",), limit=20).jobs
+        services = ", ".join(j.id for j in healthy)
         click.echo(
             f"run {record.id}: batch jobs done; services keep running ({services}); "
             f"stop them with `titan-runtime cancel {record.id}` or `titan-runtime service stop ID`",
@@ -127,15 +170,29 @@ def validate(pipeline: Path) -> None:
 @click.command("run-status")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@click.option(
+    "--jobs",
+    "job_states",
+    multiple=True,
+    type=click.Choice(JOB_STATES, case_sensitive=False),
+    help="Only the jobs in this state (repeatable) [default: every job].",
+)
+@click.option("--limit", type=click.IntRange(min=0), default=0, help="At most this many jobs (0: all).")
 @client_options
-def run_status(client: TitanClient, run_id: str, as_json: bool) -> None:
-    """Show a run and the state of each of its jobs."""
-    record = client.get_run(run_id)
+def run_status(
+    client: TitanClient, run_id: str, as_json: bool, job_states: tuple[str, ...], limit: int
+) -> None:
+    """Show a run and the state of each of its jobs (or of some: --jobs FAILED --limit 20)."""
+    selected = job_states or (JOB_STATES if limit else None)
+    record = client.get_run(run_id, jobs=selected, limit=limit)
     if as_json:
         click.echo(json.dumps(record.to_dict(), indent=2))
         return
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(record.counts.items()))
     click.echo(
-        f"run {record.id} ({record.name}): {record.state}" + (f": {record.reason}" if record.reason else "")
+        f"run {record.id} ({record.name}): {record.state}"
+        + (f": {record.reason}" if record.reason else "")
+        + f"; {sum(record.counts.values())} jobs: {counts}"
     )
     print_table(
         ["JOB", "STATE", "WORKER", "ATTEMPT", "DURATION", "PARENTS", "REASON"],
@@ -152,6 +209,9 @@ def run_status(client: TitanClient, run_id: str, as_json: bool) -> None:
             for j in record.jobs
         ],
     )
+    matching = sum(n for state, n in record.counts.items() if selected is None or state in selected)
+    if matching > len(record.jobs):
+        click.echo(f"... {matching - len(record.jobs)} more (--limit, --jobs STATE)", err=True)
 
 
 @click.command()
@@ -226,14 +286,33 @@ def schedule() -> None:
 @click.argument("name")
 @click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--cron", required=True, help='Five cron fields, e.g. "*/5 * * * *" (UTC).')
+@click.option("--seconds", is_flag=True, help="CRON has a sixth field, the seconds (last).")
 @click.option(
     "--catch-up", is_flag=True, help="After downtime, run once for the last missed time (default: skip)."
 )
 @client_options
-def schedule_add(client: TitanClient, name: str, pipeline: Path, cron: str, catch_up: bool) -> None:
-    """Save PIPELINE under NAME and run it on CRON."""
+def schedule_add(
+    client: TitanClient, name: str, pipeline: Path, cron: str, seconds: bool, catch_up: bool
+) -> None:
+    """Save PIPELINE under NAME and run it on CRON.
+
+    Everything is checked before anything is saved: a schedule that cannot be added leaves no
+    saved pipeline behind."""
+    if not name or "/" in name:
+        fail(f"invalid schedule name {name!r}: give a name without '/'", 2)
+    try:
+        check_cron(cron, seconds)
+    except CronError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cron") from None
+    load_pipeline(pipeline)  # a PipelineError says what is wrong with it, before anything is saved
+    existed = name in client.list_saved_dags()
     client.save_yaml(name, pipeline)
-    record = client.add_schedule(name, name, cron, catch_up)
+    try:
+        record = client.add_schedule(name, name, cron, catch_up, seconds)
+    except BaseException:
+        if not existed:
+            client.delete_saved_dag(name)
+        raise
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(record.next_fire))
     click.echo(
         f"schedule {name}: {cron} (next run {when}; missed runs {'caught up once' if catch_up else 'skipped'})"
@@ -283,3 +362,79 @@ def schedule_rm(client: TitanClient, name: str) -> None:
     if name in client.list_saved_dags():
         client.delete_saved_dag(name)
     click.echo(f"deleted schedule {name}")
+
+
+@click.group()
+def dags() -> None:
+    """Saved DAGs: pipelines kept on the master under a name, to run or schedule later."""
+
+
+@dags.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of names.")
+@client_options
+def dags_list(client: TitanClient, as_json: bool) -> None:
+    """List the saved DAGs' names, one per line."""
+    names = client.list_saved_dags()
+    if as_json:
+        click.echo(json.dumps(names))
+    elif names:
+        click.echo("\n".join(names))
+    else:
+        click.echo("No saved DAGs. Save one with: titan-runtime dags save NAME FILE.yaml", err=True)
+
+
+@dags.command("save")
+@click.argument("name")
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@client_options
+def dags_save(client: TitanClient, name: str, pipeline: Path) -> None:
+    """Save PIPELINE (a YAML file) under NAME, its scripts uploaded; it replaces one of that name."""
+    client.save_yaml(name, pipeline)
+    click.echo(f"saved DAG {name}")
+
+
+@dags.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole saved run as JSON.")
+@client_options
+def dags_show(client: TitanClient, name: str, as_json: bool) -> None:
+    """Show a saved DAG: when it was saved and its jobs with what they run and their parents."""
+    dag = client.get_saved_dag(name)
+    if as_json:
+        click.echo(json.dumps(dag, indent=2))
+        return
+    click.echo(f"DAG {dag['name']} (saved {fmt_time(dag['saved_at'])}), {len(dag.get('jobs', []))} job(s)")
+    print_table(
+        ["JOB", "RUNS", "PARENTS"],
+        [
+            [
+                job["id"],
+                " ".join(job.get("command", [])) or job.get("script_name", ""),
+                ",".join(job.get("parents", [])) or "-",
+            ]
+            for job in dag.get("jobs", [])
+        ],
+    )
+
+
+@dags.command("rm")
+@click.argument("name")
+@client_options
+def dags_rm(client: TitanClient, name: str) -> None:
+    """Delete a saved DAG (a schedule that runs it fails until it is saved again)."""
+    client.delete_saved_dag(name)
+    click.echo(f"deleted saved DAG {name}")
+
+
+@dags.command("run")
+@click.argument("name")
+@click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 unless it succeeded.")
+@client_options
+def dags_run(client: TitanClient, name: str, wait: bool) -> None:
+    """Submit a saved DAG as a new run; prints the run id."""
+    run = client.submit_saved_dag(name)
+    click.echo(run.id)
+    if wait:
+        record = run.wait()
+        if record.state != "SUCCEEDED":
+            fail(f"run {record.id} {record.state}: {record.reason}")

@@ -236,7 +236,7 @@ def ssh_bootstrap(
         raise click.BadParameter("must be at least 1", param_hint="--slots")
     if master_address:
         config.split_host_port(master_address)
-    master = config.address(address)
+    master = config.address(address, data_dir)
     resolved_token = config.token(token, data_dir)
     if not resolved_token:
         fail(

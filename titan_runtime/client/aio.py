@@ -22,7 +22,8 @@ class AsyncTitanClient(Calls[AsyncRun], AsyncDriver):
         return AsyncRun(run_id, self)
 
     async def close(self) -> None:
-        await self._channel.close()
+        if self._channel is not None:
+            await self._channel.close()
 
     async def __aenter__(self) -> AsyncTitanClient:
         return self
@@ -31,18 +32,18 @@ class AsyncTitanClient(Calls[AsyncRun], AsyncDriver):
         await self.close()
 
     async def follow_logs(
-        self, job_id: str, offset: int = 0, attempt: int | None = None
+        self, job_id: str, offset: int = 0, attempt: int | None = None, follow: bool = True
     ) -> AsyncIterator[LogLine]:
         """`TitanClient.follow_logs` as an async iterator."""
-        follow = ops.LogFollow(job_id, offset, attempt, self._reconnect)
+        position = ops.LogFollow(job_id, offset, attempt, self._reconnect, follow)
         while True:
             try:
-                async for chunk in self._stream("ReadLogs", follow.request()):
-                    for line in follow.lines(chunk):
+                async for chunk in self._stream("ReadLogs", position.request()):
+                    for line in position.lines(chunk):
                         yield line
                 break
             except TitanConnectionError as exc:
                 error = exc
-            await asyncio.sleep(follow.retry_in(error))
-        for line in follow.end():
+            await asyncio.sleep(position.retry_in(error))
+        for line in position.end():
             yield line

@@ -29,6 +29,7 @@ from titan_runtime.client.records import (
     RunRecord,
     ScheduleRecord,
     ServiceRecord,
+    StatusWord,
     WorkerRecord,
 )
 from titan_runtime.client.secrets import SecretRecord
@@ -120,13 +121,15 @@ class Calls(Generic[R]):
         return (yield from ops.get_job(job_id, self._reconnect))
 
     @operation
-    def get_job_status(self, job_id: str) -> Op[str]:
-        """The job's state word (SUCCEEDED, FAILED, RUNNING, ...)."""
-        return (yield from ops.get_job(job_id, self._reconnect)).state
+    def get_job_status(self, job_id: str) -> Op[StatusWord]:
+        """The job's state word (SUCCEEDED, FAILED, RUNNING, ...); SUCCEEDED also equals the
+        original Titan's "COMPLETED"."""
+        return StatusWord((yield from ops.get_job(job_id, self._reconnect)).state)
 
     @operation
     def wait(self, job_id: str, timeout: float | None = None) -> Op[JobRecord]:
-        """Block until the job has ended (whatever the outcome); TimeoutError after `timeout` seconds."""
+        """Block until the job has ended (whatever the outcome); TitanTimeoutError (a TimeoutError)
+        after `timeout` seconds."""
         return (yield from ops.wait_job(job_id, timeout, self._reconnect))
 
     @operation
@@ -140,17 +143,36 @@ class Calls(Generic[R]):
         return (yield from ops.get_result(job_id, self._reconnect))
 
     @operation
-    def get_run(self, run_id: str) -> Op[RunRecord]:
-        return (yield from ops.get_run(run_id, self._reconnect))
+    def get_run(self, run_id: str, *, jobs: Sequence[str] | None = None, limit: int = 0) -> Op[RunRecord]:
+        """The run and its jobs; with `jobs` (states, e.g. ["RUNNING", "FAILED"]) only the jobs in
+        those states, at most `limit` (0: all). `counts` always covers every job."""
+        return (yield from ops.get_run(run_id, self._reconnect, jobs, limit))
 
     @operation
     def wait_run(self, run_id: str, timeout: float | None = None) -> Op[RunRecord]:
-        """Block until the run has ended, whatever the outcome; TimeoutError after `timeout` seconds."""
+        """Block until the run has ended, whatever the outcome; TitanTimeoutError (a TimeoutError)
+        after `timeout` seconds."""
         return (yield from ops.wait_run(run_id, timeout, self._reconnect))
 
     @operation
-    def list_runs(self, limit: int = 0, agent_run_id: str | None = None) -> Op[list[RunRecord]]:
-        return (yield from ops.list_runs(limit, agent_run_id or "", self._reconnect))
+    def list_runs(
+        self,
+        limit: int = 0,
+        agent_run_id: str | None = None,
+        *,
+        states: Sequence[str] = (),
+        name: str | None = None,
+        labels: dict[str, str] | None = None,
+        since: float = 0.0,
+    ) -> Op[list[RunRecord]]:
+        """Runs, newest first (without their jobs): at most `limit` (0: all), only those in one of
+        `states`, whose name matches the shell pattern `name`, with every one of `labels`, created at
+        or after `since` (seconds since the epoch)."""
+        return (
+            yield from ops.list_runs(
+                limit, agent_run_id or "", self._reconnect, states, name or "", labels, since
+            )
+        )
 
     @operation
     def list_workers(self) -> Op[list[WorkerRecord]]:
@@ -167,7 +189,7 @@ class Calls(Generic[R]):
 
     @operation
     def add_iteration(
-        self, run_id: str, jobs: Sequence[str], after: str, max_iterations: int = 10
+        self, run_id: str, jobs: Sequence[str | TitanJob], after: str | TitanJob, max_iterations: int = 10
     ) -> Op[list[str]]:
         """Enqueue the next iteration (JOB@N) of a sub-graph, to start after `after`; refused past max_iterations."""
         return (yield from ops.add_iteration(run_id, list(jobs), after, max_iterations))
@@ -232,6 +254,12 @@ class Calls(Generic[R]):
         return self._handle(response.run_id)
 
     @operation
+    def get_saved_dag(self, name: str) -> Op[dict[str, Any]]:
+        """A saved DAG: its name, `saved_at`, and the run it submits (`jobs`, `labels`, ...) as a
+        dict; JobNotFound when there is none."""
+        return (yield from ops.get_saved_dag(name))
+
+    @operation
     def list_saved_dags(self) -> Op[list[str]]:
         return (yield from ops.list_saved_dags())
 
@@ -240,10 +268,13 @@ class Calls(Generic[R]):
         yield from ops.named_call("DeleteSavedDag", pb.SavedDagRef(name=name))
 
     @operation
-    def add_schedule(self, name: str, dag: str, cron: str, catch_up: bool = False) -> Op[ScheduleRecord]:
-        """Run the saved DAG `dag` on a cron expression (UTC). After downtime, missed times are skipped,
-        or with catch_up=True the latest one runs once."""
-        return (yield from ops.add_schedule(name, dag, cron, catch_up))
+    def add_schedule(
+        self, name: str, dag: str, cron: str, catch_up: bool = False, seconds: bool = False
+    ) -> Op[ScheduleRecord]:
+        """Run the saved DAG `dag` on a cron expression (UTC): five fields, or with seconds=True six,
+        the seconds last. After downtime, missed times are skipped, or with catch_up=True the latest
+        one runs once."""
+        return (yield from ops.add_schedule(name, dag, cron, catch_up, seconds))
 
     @operation
     def list_schedules(self) -> Op[list[ScheduleRecord]]:
@@ -424,6 +455,12 @@ class Calls(Generic[R]):
     @operation
     def store_srem(self, key: str, member: Any) -> Op[bool]:
         return (yield from ops.kv("srem", key, ops.as_text(member, "member"))).changed
+
+    @operation
+    def store_keys(self, prefix: str = "", limit: int = 0) -> Op[dict[str, str]]:
+        """The KV store's keys that start with `prefix`, in order, each with its kind ("value" or
+        "set"); at most `limit` (0: all)."""
+        return (yield from ops.kv_keys(prefix, limit))
 
     @operation
     def store_smembers(self, key: str) -> Op[set[str]]:

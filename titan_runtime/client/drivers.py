@@ -54,14 +54,23 @@ class Driver:
         tls_cert: str | None = None,
         tls_key: str | None = None,
     ) -> None:
-        self.address = config.address(address)
+        self.address = config.address(address, data_dir)
         self._reconnect = Reconnect(self.address, config.reconnect_timeout(reconnect_timeout))
         self._token = config.token(token, data_dir)
         self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
         self.tls = client_tls(tls_ca, tls_cert, tls_key)
-        self._channel = channel(self.address, self.tls, CHANNEL_OPTIONS, aio=self._aio)
-        self._stub = rpc.TitanStub(self._channel)
+        self._channel: Any = None
+        self._stub_: rpc.TitanStub | None = None
         self._uploads = UploadCache()
+
+    @property
+    def _stub(self) -> rpc.TitanStub:
+        """The channel opens at the first call, not in the constructor: an asyncio channel belongs
+        to the event loop it is made in, and a client may be made before its loop runs."""
+        if self._stub_ is None:
+            self._channel = channel(self.address, self.tls, CHANNEL_OPTIONS, aio=self._aio)
+            self._stub_ = rpc.TitanStub(self._channel)
+        return self._stub_
 
     def _rpc(self, method: str) -> Any:
         return getattr(self._stub, method)

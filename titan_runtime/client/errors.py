@@ -45,6 +45,10 @@ class Conflict(TitanError):
     """The request does not fit the current state (incr on a non-integer value, a missing artifact)."""
 
 
+class TitanTimeoutError(TitanError, TimeoutError):
+    """A wait ran out of time (the job or run goes on): catch it as a TitanError or a TimeoutError."""
+
+
 class ResourceExhausted(TitanError):
     """Over one of the master's limits (KV keys, upload bytes), or its disk is nearly full; the
     message names the limit and how to raise it."""

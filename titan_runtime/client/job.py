@@ -66,6 +66,9 @@ class TitanJob:
     map_over: str | TitanJob | None = field(default=None, kw_only=True)  # once per item of this parent's list
     approval: dict[str, Any] | None = field(default=None, kw_only=True)  # {message, timeout}; or hitl_message
     allow_failure: bool = field(default=False, kw_only=True)  # its failure does not fail the run
+    #: Seconds after it is ready at which the job fails if no connected worker can run it (its tags,
+    #: node or slots); None: it waits for such a worker, however long.
+    fail_if_unplaceable: float | None = field(default=None, kw_only=True)
     #: Secrets set with `titan-runtime secret set NAME`, in the job's environment: a list of names
     #: (each its own variable) or {ENV_VAR: NAME}. Only the names are in the job's definition.
     secrets: list[str] | dict[str, str] | None = field(default=None, kw_only=True)

@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from titan_runtime.client.errors import Conflict, InvalidJob, TitanConnectionError
+from google.protobuf import json_format
+
+from titan_runtime.client.errors import (
+    Conflict,
+    InvalidJob,
+    JobNotFound,
+    TitanConnectionError,
+    TitanTimeoutError,
+)
 from titan_runtime.client.instructions import Call, Op, Sleep, Stream, idempotent
 from titan_runtime.client.job import TitanJob
 from titan_runtime.client.reconnect import Outage, Reconnect
@@ -42,6 +50,8 @@ from titan_runtime.client.specs import (  # noqa: F401 - public here too
 from titan_runtime.client.transfer import ArtifactWriter
 from titan_runtime.proto import titan_pb2 as pb
 
+#: The most keys the master gives in one page of ListKv.
+KV_PAGE_MAX = 10_000
 #: One long-poll on the master; a longer wait is several of them.
 WAIT_SLICE = 30.0
 
@@ -80,14 +90,35 @@ def get_job(ref: str, reconnect: Reconnect | None = None) -> Op[JobRecord]:
     return JobRecord.from_pb((yield from idempotent(Call("GetJob", pb.JobRef(ref=ref)), reconnect)))
 
 
-def get_run(run_id: str, reconnect: Reconnect | None = None) -> Op[RunRecord]:
-    return RunRecord.from_pb((yield from idempotent(Call("GetRun", pb.RunRef(run_id=run_id)), reconnect)))
+def get_run(
+    run_id: str, reconnect: Reconnect | None = None, jobs: Sequence[str] | None = None, limit: int = 0
+) -> Op[RunRecord]:
+    """The run with every job, or (`jobs` given) only its jobs in those states, at most `limit`."""
+    ref = pb.RunRef(run_id=run_id)
+    if jobs is not None:
+        ref.select_jobs, ref.job_limit = True, limit
+        ref.job_states.extend(state.upper() for state in jobs)
+    return RunRecord.from_pb((yield from idempotent(Call("GetRun", ref), reconnect)))
 
 
 def list_runs(
-    limit: int = 0, agent_run_id: str = "", reconnect: Reconnect | None = None
+    limit: int = 0,
+    agent_run_id: str = "",
+    reconnect: Reconnect | None = None,
+    states: Sequence[str] = (),
+    name: str = "",
+    labels: dict[str, str] | None = None,
+    since: float = 0.0,
 ) -> Op[list[RunRecord]]:
-    call = Call("ListRuns", pb.ListRunsRequest(limit=limit, agent_run_id=agent_run_id))
+    request = pb.ListRunsRequest(
+        limit=limit,
+        agent_run_id=agent_run_id,
+        states=[s.upper() for s in states],
+        name=name,
+        labels=labels or {},
+        since=since,
+    )
+    call = Call("ListRuns", request)
     response = yield from idempotent(call, reconnect)
     return [RunRecord.from_pb(r) for r in response.runs]
 
@@ -124,7 +155,7 @@ def _long_poll(
         if done(record):
             return record
         if deadline is not None and clock() >= deadline:
-            raise TimeoutError(f"{what} {ref} is still {record.state} after {timeout:g}s")
+            raise TitanTimeoutError(f"{what} {ref} is still {record.state} after {timeout:g}s")
 
 
 def wait_job(ref: str, timeout: float | None, reconnect: Reconnect | None = None) -> Op[JobRecord]:
@@ -199,10 +230,13 @@ class LogFollow:
     stream ends, `end()` gives the last lines that were never ended with a newline.
     """
 
-    def __init__(self, ref: str, offset: int, attempt: int | None, reconnect: Reconnect | None) -> None:
+    def __init__(
+        self, ref: str, offset: int, attempt: int | None, reconnect: Reconnect | None, follow: bool = True
+    ) -> None:
         self.ref = ref
         self.reader = LogReader(attempt or 0, offset)
-        self.and_later = not attempt
+        self.follow = follow  # False: what is logged so far, then the stream ends
+        self.and_later = not attempt and follow
         self._outage: Outage | None = reconnect.outage() if reconnect is not None else None
 
     def request(self) -> pb.ReadLogsRequest:
@@ -210,7 +244,7 @@ class LogFollow:
             ref=self.ref,
             attempt=self.reader.attempt,
             offset=self.reader.offset,
-            follow=True,
+            follow=self.follow,
             and_later=self.and_later,
         )
 
@@ -242,11 +276,22 @@ def add_jobs(
     return list(response.job_ids)
 
 
-def add_iteration(run_id: str, jobs: Sequence[str], after: str, max_iterations: int) -> Op[list[str]]:
+def add_iteration(
+    run_id: str, jobs: Sequence[str | TitanJob], after: str | TitanJob, max_iterations: int
+) -> Op[list[str]]:
+    """The next iteration of the sub-graph `jobs` (ids, or the TitanJobs submitted under them)."""
     request = pb.AddIterationRequest(
-        run_id=run_id, jobs=list(jobs), after=after, max_iterations=max_iterations
+        run_id=run_id, jobs=[_job_id(j) for j in jobs], after=_job_id(after), max_iterations=max_iterations
     )
     return list((yield Call("AddIteration", request)).job_ids)
+
+
+def _job_id(job: str | TitanJob) -> str:
+    if isinstance(job, TitanJob):
+        return job.id
+    if not isinstance(job, str):
+        raise InvalidJob(f"expected a job id or a TitanJob, got {type(job).__name__} {job!r}")
+    return job
 
 
 def decide_gate(ref: str, approved: bool, comment: str, by: str) -> Op[JobRecord]:
@@ -287,13 +332,22 @@ def named_call(method: str, request: Any) -> Op[None]:
     yield Call(method, request)
 
 
+def get_saved_dag(name: str) -> Op[dict[str, Any]]:
+    """A saved DAG as a dict: its name, when it was saved, and the run it submits (as JSON)."""
+    for dag in (yield Call("ListSavedDags", pb.Empty())).dags:
+        if dag.name == name:
+            run = json_format.MessageToDict(dag.run, preserving_proto_field_name=True)
+            return {"name": dag.name, "saved_at": dag.saved_at, **run}
+    raise JobNotFound(f"no saved DAG {name!r}: list them with `titan-runtime dags list`")
+
+
 def list_saved_dags() -> Op[list[str]]:
 
     return sorted(d.name for d in (yield Call("ListSavedDags", pb.Empty())).dags)
 
 
-def add_schedule(name: str, dag: str, cron: str, catch_up: bool) -> Op[ScheduleRecord]:
-    request = pb.Schedule(name=name, dag=dag, cron=cron, catch_up=catch_up)
+def add_schedule(name: str, dag: str, cron: str, catch_up: bool, seconds: bool = False) -> Op[ScheduleRecord]:
+    request = pb.Schedule(name=name, dag=dag, cron=cron, catch_up=catch_up, seconds=seconds)
     return ScheduleRecord.from_pb((yield Call("AddSchedule", request)))
 
 
@@ -361,6 +415,20 @@ def kv(op: str, key: str, value: str = "", expected: str | None = None, delta: i
     if expected is not None:
         request.expected = expected
     return (yield Call("Kv", request))
+
+
+def kv_keys(prefix: str = "", limit: int = 0) -> Op[dict[str, str]]:
+    """Key -> kind ("value" or "set") of the keys that start with `prefix`, in order, page after
+    page (at most `limit` of them; 0: all)."""
+    keys: dict[str, str] = {}
+    after = ""
+    while True:
+        want = 0 if not limit else min(limit - len(keys), KV_PAGE_MAX)
+        page = yield Call("ListKv", pb.KvListRequest(prefix=prefix, after=after, limit=want))
+        keys.update((k.key, k.kind) for k in page.keys)
+        if not page.more or not page.keys or (limit and len(keys) >= limit):
+            return keys
+        after = page.keys[-1].key
 
 
 def kv_incr(key: str, amount: int) -> Op[int]:

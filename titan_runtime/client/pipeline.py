@@ -69,6 +69,7 @@ JOB_KEYS = (
     "map_over",
     "approval",
     "allow_failure",
+    "fail_if_unplaceable",
     "secrets",
     "hitl_message",
     "max_wait_seconds",
@@ -324,6 +325,9 @@ def _job(
     priority = c.typed(raw, "priority", (int,), "an integer", where)
     delay = c.typed(raw, "delay", (int, float), "a number of seconds >= 0", where, lambda v: v >= 0)
     timeout = c.typed(raw, "timeout", (int, float), "a number of seconds > 0", where, lambda v: v > 0)
+    unplaceable = c.typed(
+        raw, "fail_if_unplaceable", (int, float), "a number of seconds > 0", where, lambda v: v > 0
+    )
     affinity = raw.get("affinity")
     if affinity is not None and not (isinstance(affinity, bool) or str(affinity).lower() in ("soft", "hard")):
         c.error(raw.key_lines["affinity"], f"{where}'affinity' must be true, false, soft or hard")
@@ -390,6 +394,7 @@ def _job(
         command=command,
         env={str(k): str(v) for k, v in env.items()},
         timeout=float(timeout) if timeout else None,
+        fail_if_unplaceable=float(unplaceable) if unplaceable else None,
         tags=tag_list or None,
         retries=retries,
         node=node,

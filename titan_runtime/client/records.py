@@ -24,6 +24,28 @@ ORIGINAL_STATUS_WORDS = {
 }
 
 
+class StatusWord(str):
+    """A job's state as `get_job_status` gives it: the word, which also equals the original Titan's
+    word for it where that word is not one of Titan's own (`"COMPLETED"` for SUCCEEDED), so that
+    code written for the original (`while client.get_job_status(ref) != "COMPLETED"`) works.
+
+    Words that both have (PENDING, RUNNING, FAILED, CANCELLED) compare as Titan's, exactly; see the
+    table in docs/sdk.md for what the original meant by them. It hashes as the word itself: as a
+    dict key, "COMPLETED" does not find it."""
+
+    ALIASES = {"COMPLETED": "SUCCEEDED"}
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str) and other in self.ALIASES:
+            return str.__eq__(self, self.ALIASES[other])
+        return str.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = str.__hash__
+
+
 R = TypeVar("R", bound="Record")
 
 
@@ -323,3 +345,4 @@ class ScheduleRecord(Record):
     last_fire: float
     last_run_id: str
     created_at: float
+    seconds: bool = False  # the cron expression has a sixth field, the seconds

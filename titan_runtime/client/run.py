@@ -35,7 +35,8 @@ class RunCalls(str):
 
     @operation
     def wait(self, timeout: float | None = None) -> Op[RunRecord]:
-        """Until the run has ended, whatever the outcome; TimeoutError after `timeout` seconds."""
+        """Until the run has ended, whatever the outcome; TitanTimeoutError (a TimeoutError) after
+        `timeout` seconds."""
         return (yield from ops.wait_run(self.id, timeout, self._client._reconnect))
 
     @operation

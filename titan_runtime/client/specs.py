@@ -108,6 +108,15 @@ def _policy_pb(
     return message(**values)
 
 
+def _seconds(job: TitanJob, what: str, value: Any) -> float:
+    """A number of seconds >= 0 (None: 0), or an InvalidJob naming the job and the option."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise InvalidJob(f"job {job.id}: {what} must be a number of seconds >= 0, not {value!r}")
+    return float(value)
+
+
 def parse_duration(text: str) -> float:
     """Seconds from "90", "90s", "10m", "2h" or "1d"."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -160,6 +169,7 @@ def job_spec(
         labels={str(k): str(v) for k, v in (job.labels or {}).items()},
         slots=int(job.slots or 1),
         secrets=job.secret_env(),
+        unplaceable_after=_seconds(job, "fail_if_unplaceable", job.fail_if_unplaceable),
     )
     if job.job_type == "SERVICE":
         spec.port = int(job.port or 0)

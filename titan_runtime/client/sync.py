@@ -35,7 +35,8 @@ class TitanClient(Calls[Run], BlockingDriver):
         return Run(run_id, self)
 
     def close(self) -> None:
-        self._channel.close()
+        if self._channel is not None:
+            self._channel.close()
 
     def __enter__(self) -> TitanClient:
         return self
@@ -43,19 +44,23 @@ class TitanClient(Calls[Run], BlockingDriver):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def follow_logs(self, job_id: str, offset: int = 0, attempt: int | None = None) -> Iterator[LogLine]:
+    def follow_logs(
+        self, job_id: str, offset: int = 0, attempt: int | None = None, follow: bool = True
+    ) -> Iterator[LogLine]:
         """Yield the job's output lines as they are printed, from byte `offset`, until the job ends.
 
         Without `attempt`, follows the latest attempt and then any retry after it. A master restart
-        does not end it: it resumes after the last line it yielded (see `reconnect_timeout`).
+        does not end it: it resumes after the last line it yielded (see `reconnect_timeout`). With
+        follow=False, the lines logged so far, as they arrive: any size of log in little memory
+        (`read_logs` holds them all).
         """
-        follow = ops.LogFollow(job_id, offset, attempt, self._reconnect)
+        position = ops.LogFollow(job_id, offset, attempt, self._reconnect, follow)
         while True:
             try:
-                for chunk in self._stream("ReadLogs", follow.request()):
-                    yield from follow.lines(chunk)
+                for chunk in self._stream("ReadLogs", position.request()):
+                    yield from position.lines(chunk)
                 break
             except TitanConnectionError as exc:
                 error = exc
-            time.sleep(follow.retry_in(error))
-        yield from follow.end()
+            time.sleep(position.retry_in(error))
+        yield from position.end()

@@ -139,26 +139,6 @@ class ClusterState(
     def attempt(self, attempt_id: str) -> tuple[Job, Attempt] | None:
         return self._attempts.get(attempt_id)
 
-    def waiting_reason(self, job: Job) -> str:
-        """Why a READY job has not started yet, in words."""
-        requirement = self.queues.requirement_of(job.key)
-        if requirement is None:
-            return job.reason
-        live = [w for w in self.workers.values() if w.schedulable]
-        if not any(requirement.admits(w) for w in live):
-            if requirement.node:
-                name = (
-                    self.workers[requirement.node].name
-                    if requirement.node in self.workers
-                    else requirement.node
-                )
-                return f"waiting for worker {name}"
-            return f"waiting for a worker with {requirement.describe()}"
-        if not any(requirement.admits(w) and w.slots >= job.spec.slots for w in live):
-            return f"waiting for a worker with {job.spec.slots} slots and {requirement.describe()}"
-        ahead = self.queues.position(job.key)
-        return f"waiting for a free slot ({ahead} queued ahead)" if ahead else "waiting for a free slot"
-
     def next_deadline(self) -> float | None:
         """When `tick` next has something to do, or None."""
         deadlines = [self._timers[0][0]] if self._timers else []
@@ -326,6 +306,11 @@ class ClusterState(
                 self._end_job(
                     job, JobState.FAILED, now, f"approval timed out after {job.spec.approval.timeout:g}s"
                 )
+            elif job.state is JobState.READY and job.ready_at + job.spec.unplaceable_after == due:
+                why = self._unplaceable(job)
+                if why:
+                    after = job.spec.unplaceable_after
+                    self._end_job(job, JobState.FAILED, now, f"no worker can run it: {why} for {after:g}s")
         lease = self.config.lease_timeout
         for worker in list(self.workers.values()):
             if worker.state.gone or now - worker.last_heartbeat < lease:
@@ -409,6 +394,14 @@ class ClusterState(
         job.ready_at = now
         if job.reason.startswith("delayed"):
             job.reason = ""
+        self._push_unplaceable_timer(job)
+
+    def _push_unplaceable_timer(self, job: Job) -> None:
+        """A job with `unplaceable_after` is looked at again then (`tick`): still READY, and no
+        connected worker could run it, it fails."""
+        if job.spec.unplaceable_after > 0:
+            due = job.ready_at + job.spec.unplaceable_after
+            heapq.heappush(self._timers, (due, next(self._timer_seq), job.key))
 
     def _enqueue(self, job: Job, now: float) -> bool:
         """Queue a job for placement; False (and the job failed) when its hard affinity cannot be met."""

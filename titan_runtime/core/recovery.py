@@ -101,6 +101,7 @@ class RecoveryMixin(ClusterPart):
             for job in run.jobs.values():
                 if job.state is JobState.READY:
                     self._enqueue(job, now)  # unchanged: nothing to write back
+                    self._push_unplaceable_timer(job)
                 elif job.state is JobState.RESTARTING:
                     self._push_timer(job)
                 elif job.state is JobState.WAITING_APPROVAL:

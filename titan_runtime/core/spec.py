@@ -149,6 +149,8 @@ class JobSpec:
     #: Environment variable -> secret name. Only names: the master puts the values in the
     #: assignment it sends (never in the spec), so nothing that reads a spec back sees them.
     secrets: dict[str, str] = field(default_factory=dict)
+    #: Seconds after it is READY at which the job fails if no connected worker can run it (0: it waits).
+    unplaceable_after: float = 0.0
 
     # to_dict() of an immutable spec never changes: computed once (a job's row is written several times).
     _as_dict: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
@@ -180,8 +182,10 @@ class JobSpec:
                     f"job {self.id}: invalid tag {tag!r}: use 1-64 letters, digits, '_', '-', '.' or ':'"
                 )
         self._validate_numbers()
-        if self.timeout < 0 or self.delay < 0:
-            raise InvalidSpec(f"job {self.id}: timeout and delay must be zero or positive seconds")
+        if self.timeout < 0 or self.delay < 0 or self.unplaceable_after < 0:
+            raise InvalidSpec(
+                f"job {self.id}: timeout, delay and fail_if_unplaceable must be zero or positive seconds"
+            )
         for part in (*self.command, *self.args, *self.env.values()):
             if "\0" in part:
                 raise InvalidSpec(f"job {self.id}: a command, argument or environment value holds a NUL byte")
@@ -411,6 +415,7 @@ _SPEC_FIXED_DEFAULTS = {name: value for name, value in _SPEC_DEFAULTS if value i
 _NUMBERS: tuple[tuple[str, str, str], ...] = (
     ("timeout", "", "timeout"),
     ("delay", "", "delay"),
+    ("fail_if_unplaceable", "", "unplaceable_after"),
     *(
         (f"{owner}.{f.name}", owner, f.name)
         for owner, kind in (

@@ -1,6 +1,7 @@
 """The cluster's workers: joining (and what they held when they did), leaving, draining, dying,
-heartbeats, and their reports of attempts starting and becoming healthy. A part of ClusterState
-(core/cluster.py), sharing its state: events in, effects out, no I/O."""
+heartbeats, their reports of attempts starting and becoming healthy, and why a queued job has no
+worker yet. A part of ClusterState (core/cluster.py), sharing its state: events in, effects out,
+no I/O."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from titan_runtime.core.effects import (
 )
 from titan_runtime.core.model import (
     AttemptState,
+    Job,
     JobState,
     Worker,
     WorkerState,
@@ -225,3 +227,35 @@ class WorkersMixin(ClusterPart):
         if job.current is attempt and job.state is JobState.STARTING:
             self._became_healthy(job, now)
         self._settle(now)
+
+    # ------------------------------------------------------------------ placement
+
+    def waiting_reason(self, job: Job) -> str:
+        """Why a READY job has not started yet, in words."""
+        if self.queues.requirement_of(job.key) is None:
+            return job.reason
+        unplaceable = self._unplaceable(job)
+        if unplaceable:
+            return unplaceable
+        ahead = self.queues.position(job.key)
+        return f"waiting for a free slot ({ahead} queued ahead)" if ahead else "waiting for a free slot"
+
+    def _unplaceable(self, job: Job) -> str:
+        """Why no connected worker could run a queued job now ("waiting for a worker with tags
+        {GPU}"), or "" when one could (it waits for a free slot)."""
+        requirement = self.queues.requirement_of(job.key)
+        if requirement is None:
+            return ""
+        live = [w for w in self.workers.values() if w.schedulable]
+        if not any(requirement.admits(w) for w in live):
+            if requirement.node:
+                name = (
+                    self.workers[requirement.node].name
+                    if requirement.node in self.workers
+                    else requirement.node
+                )
+                return f"waiting for worker {name}"
+            return f"waiting for a worker with {requirement.describe()}"
+        if not any(requirement.admits(w) and w.slots >= job.spec.slots for w in live):
+            return f"waiting for a worker with {job.spec.slots} slots and {requirement.describe()}"
+        return ""

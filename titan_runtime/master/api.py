@@ -8,16 +8,18 @@ turns them into exceptions.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
+import itertools
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 
 from titan_runtime.core.cluster import NotFound
-from titan_runtime.core.model import RUN_ID_PATTERN, Attempt, InvalidSpec, Job, JobSpec
+from titan_runtime.core.model import RUN_ID_PATTERN, Attempt, InvalidSpec, Job, JobSpec, Run, RunState
 from titan_runtime.diskspace import DiskGuard
 from titan_runtime.master.api_autoscaler import AutoscalerApi
 from titan_runtime.master.api_dynamic import DynamicApi
@@ -39,6 +41,8 @@ log = logging.getLogger("titan.master")
 MAX_KEY_BYTES = 1024
 #: KV keys Titan keeps for itself (artifact names); users get a clear refusal.
 RESERVED_PREFIX = "titan/"
+#: Keys in one page of ListKv: the default, and the most a client may ask for.
+KV_PAGE, MAX_KV_PAGE = 1000, 10_000
 ARTIFACT_PREFIX = RESERVED_PREFIX + "artifact/"
 #: How long a terminal worker stays in `workers` listings.
 DEAD_WORKER_VISIBLE_S = 600.0
@@ -51,6 +55,23 @@ KV_WRITING = (*KV_CREATING, "delete", "srem")
 
 def new_run_id() -> str:
     return "r-" + secrets.token_hex(5)
+
+
+def run_filter(request: pb.ListRunsRequest) -> Callable[[Run], bool]:
+    """Whether a run passes ListRuns' filters (each one given must hold)."""
+    states = set(request.states)
+    labels = dict(request.labels)
+
+    def wanted(run: Run) -> bool:
+        return (
+            (not request.agent_run_id or run.agent_run_id == request.agent_run_id)
+            and (not states or run.state.value in states)
+            and (not request.name or fnmatch.fnmatchcase(run.name, request.name))
+            and all(run.labels.get(k) == v for k, v in labels.items())
+            and run.created_at >= request.since
+        )
+
+    return wanted
 
 
 class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanServicer):
@@ -194,14 +215,32 @@ class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanS
             run = self._state.run(request.run_id)
         except NotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        return run_to_pb(self._state, run)
+        if not request.select_jobs:
+            return run_to_pb(self._state, run)
+        if len(request.job_states) > 16 or request.job_limit < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "at most 16 job states and a limit >= 0")
+        states = set(request.job_states)
+        limit = request.job_limit or len(run.jobs)
+        info = run_to_pb(self._state, run, with_jobs=False)
+        picked = (job for job in run.jobs.values() if job.state.value in states)
+        info.jobs.extend(job_to_pb(self._state, job) for job in itertools.islice(picked, limit))
+        return info
 
     async def ListRuns(
         self, request: pb.ListRunsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListRunsResponse:
-        runs = sorted(self._state.runs.values(), key=lambda r: r.seq, reverse=True)
-        if request.agent_run_id:
-            runs = [r for r in runs if r.agent_run_id == request.agent_run_id]
+        if len(request.name) > 256 or len(request.states) > 16 or len(request.labels) > 64:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "at most 16 states, 64 labels, a 256-character name"
+            )
+        unknown = set(request.states) - {s.value for s in RunState}
+        if unknown:
+            words = ", ".join(s.value for s in RunState)
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"unknown run state(s) {sorted(unknown)}: use {words}"
+            )
+        wanted = run_filter(request)
+        runs = [r for r in sorted(self._state.runs.values(), key=lambda r: r.seq, reverse=True) if wanted(r)]
         if request.limit > 0:
             runs = runs[: request.limit]
         return pb.ListRunsResponse(runs=[run_to_pb(self._state, r, with_jobs=False) for r in runs])
@@ -458,6 +497,27 @@ class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanS
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown KV operation {op!r}")
         raise AssertionError  # unreachable: abort raises
+
+    async def ListKv(self, request: pb.KvListRequest, context: grpc.aio.ServicerContext) -> pb.KvList:
+        """One page of the KV store's keys (Titan's own, under RESERVED_PREFIX, are not listed)."""
+        if len(request.prefix.encode()) > MAX_KEY_BYTES or len(request.after.encode()) > MAX_KEY_BYTES:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"prefix or after longer than {MAX_KEY_BYTES} bytes"
+            )
+        if request.limit < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "limit must be 0 (the default) or positive")
+        limit = min(request.limit or KV_PAGE, MAX_KV_PAGE)
+        keys: list[tuple[str, str]] = []
+        after, more = request.after, True
+        while more and len(keys) <= limit:  # Titan's own keys are skipped, not counted
+            found = await self._loop.in_store(self._loop.store.kv_keys, request.prefix, after, limit + 1)
+            more = len(found) == limit + 1
+            keys.extend((key, kind) for key, kind in found if not key.startswith(RESERVED_PREFIX))
+            after = found[-1][0] if found else after
+        return pb.KvList(
+            keys=[pb.KvKeyInfo(key=key, kind=kind) for key, kind in keys[:limit]],
+            more=len(keys) > limit,
+        )
 
     # -------------------------------------------------------------- artifacts
 

@@ -101,6 +101,7 @@ _TITAN: dict[str, Policy] = {
     "RestartService": Policy(job=OWN_RUN, mutates=True),
     # KV store and artifacts: a job's writes are recorded as its run's (limits, namespaces).
     "Kv": Policy(job=ALLOW, mutates=True, reads_too=True),
+    "ListKv": Policy(job=ALLOW),
     "PutArtifact": Policy(job=ALLOW, mutates=True),
     "GetArtifact": Policy(job=ALLOW, join=ALLOW),  # a worker fetches its jobs' scripts and projects
     "HasArtifact": Policy(job=ALLOW),

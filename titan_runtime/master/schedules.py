@@ -13,10 +13,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
-from croniter import croniter
 from google.protobuf import json_format
 
 from titan_runtime.core import schedule as policy
+from titan_runtime.cron import CronError, check_cron, next_after
 from titan_runtime.master.loop import MasterLoop, cancel_and_wait
 from titan_runtime.proto import titan_pb2 as pb
 
@@ -28,16 +28,6 @@ SCHEDULE_PREFIX = "titan/schedule/"
 
 class ScheduleError(ValueError):
     pass
-
-
-def next_after(cron: str, after: float) -> float:
-    return float(croniter(cron, datetime.fromtimestamp(after, tz=timezone.utc)).get_next(float))
-
-
-def check_cron(cron: str) -> None:
-    """Five fields (minute hour day month weekday), or six with seconds last."""
-    if len(cron.split()) not in (5, 6) or not croniter.is_valid(cron):
-        raise ScheduleError(f"invalid cron expression {cron!r}: use five fields, for example '*/5 * * * *'")
 
 
 Submit = Callable[[pb.SubmitRunRequest], Awaitable[pb.SubmitRunResponse]]
@@ -76,7 +66,10 @@ class Schedules:
     # ------------------------------------------------------------------ schedules
 
     async def add_schedule(self, item: pb.Schedule) -> pb.Schedule:
-        check_cron(item.cron)
+        try:
+            check_cron(item.cron, item.seconds)
+        except CronError as exc:
+            raise ScheduleError(str(exc)) from None
         if await self.get_dag(item.dag) is None:
             raise ScheduleError(
                 f"no saved DAG {item.dag!r}: save it first (titan-runtime schedule add saves the YAML)"

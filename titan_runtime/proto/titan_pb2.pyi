@@ -39,7 +39,7 @@ class ApprovalGate(_message.Message):
     def __init__(self, required: bool = ..., message: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("id", "kind", "script_name", "script_hash", "command", "args", "env", "tags", "priority", "timeout", "delay", "parents", "retries", "affinity", "node", "labels", "slots", "project_hash", "workdir", "memory_mb", "port", "ports", "health", "restart", "replicas", "service", "trigger_rule", "when", "branch", "map_over", "map_of", "map_index", "iteration", "approval", "allow_failure", "secrets")
+    __slots__ = ("id", "kind", "script_name", "script_hash", "command", "args", "env", "tags", "priority", "timeout", "delay", "parents", "retries", "affinity", "node", "labels", "slots", "project_hash", "workdir", "memory_mb", "port", "ports", "health", "restart", "replicas", "service", "trigger_rule", "when", "branch", "map_over", "map_of", "map_index", "iteration", "approval", "allow_failure", "secrets", "unplaceable_after")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +97,7 @@ class JobSpec(_message.Message):
     APPROVAL_FIELD_NUMBER: _ClassVar[int]
     ALLOW_FAILURE_FIELD_NUMBER: _ClassVar[int]
     SECRETS_FIELD_NUMBER: _ClassVar[int]
+    UNPLACEABLE_AFTER_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: str
     script_name: str
@@ -133,7 +134,8 @@ class JobSpec(_message.Message):
     approval: ApprovalGate
     allow_failure: bool
     secrets: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., script_name: _Optional[str] = ..., script_hash: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., timeout: _Optional[float] = ..., delay: _Optional[float] = ..., parents: _Optional[_Iterable[str]] = ..., retries: _Optional[_Union[RetryPolicy, _Mapping]] = ..., affinity: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., project_hash: _Optional[str] = ..., workdir: _Optional[str] = ..., memory_mb: _Optional[int] = ..., port: _Optional[int] = ..., ports: _Optional[_Iterable[str]] = ..., health: _Optional[_Union[HealthCheck, _Mapping]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ..., replicas: _Optional[int] = ..., service: _Optional[str] = ..., trigger_rule: _Optional[str] = ..., when: _Optional[str] = ..., branch: bool = ..., map_over: _Optional[str] = ..., map_of: _Optional[str] = ..., map_index: _Optional[int] = ..., iteration: _Optional[int] = ..., approval: _Optional[_Union[ApprovalGate, _Mapping]] = ..., allow_failure: bool = ..., secrets: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    unplaceable_after: float
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., script_name: _Optional[str] = ..., script_hash: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., timeout: _Optional[float] = ..., delay: _Optional[float] = ..., parents: _Optional[_Iterable[str]] = ..., retries: _Optional[_Union[RetryPolicy, _Mapping]] = ..., affinity: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., project_hash: _Optional[str] = ..., workdir: _Optional[str] = ..., memory_mb: _Optional[int] = ..., port: _Optional[int] = ..., ports: _Optional[_Iterable[str]] = ..., health: _Optional[_Union[HealthCheck, _Mapping]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ..., replicas: _Optional[int] = ..., service: _Optional[str] = ..., trigger_rule: _Optional[str] = ..., when: _Optional[str] = ..., branch: bool = ..., map_over: _Optional[str] = ..., map_of: _Optional[str] = ..., map_index: _Optional[int] = ..., iteration: _Optional[int] = ..., approval: _Optional[_Union[ApprovalGate, _Mapping]] = ..., allow_failure: bool = ..., secrets: _Optional[_Mapping[str, str]] = ..., unplaceable_after: _Optional[float] = ...) -> None: ...
 
 class HealthCheck(_message.Message):
     __slots__ = ("tcp", "http", "expect", "interval", "timeout", "grace", "failures")
@@ -374,10 +376,16 @@ class JobRef(_message.Message):
     def __init__(self, ref: _Optional[str] = ...) -> None: ...
 
 class RunRef(_message.Message):
-    __slots__ = ("run_id",)
+    __slots__ = ("run_id", "select_jobs", "job_states", "job_limit")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SELECT_JOBS_FIELD_NUMBER: _ClassVar[int]
+    JOB_STATES_FIELD_NUMBER: _ClassVar[int]
+    JOB_LIMIT_FIELD_NUMBER: _ClassVar[int]
     run_id: str
-    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+    select_jobs: bool
+    job_states: _containers.RepeatedScalarFieldContainer[str]
+    job_limit: int
+    def __init__(self, run_id: _Optional[str] = ..., select_jobs: bool = ..., job_states: _Optional[_Iterable[str]] = ..., job_limit: _Optional[int] = ...) -> None: ...
 
 class WaitRequest(_message.Message):
     __slots__ = ("ref", "timeout")
@@ -388,12 +396,27 @@ class WaitRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
-    __slots__ = ("limit", "agent_run_id")
+    __slots__ = ("limit", "agent_run_id", "states", "name", "labels", "since")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     AGENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
     limit: int
     agent_run_id: str
-    def __init__(self, limit: _Optional[int] = ..., agent_run_id: _Optional[str] = ...) -> None: ...
+    states: _containers.RepeatedScalarFieldContainer[str]
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    since: float
+    def __init__(self, limit: _Optional[int] = ..., agent_run_id: _Optional[str] = ..., states: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., since: _Optional[float] = ...) -> None: ...
 
 class ListRunsResponse(_message.Message):
     __slots__ = ("runs",)
@@ -482,6 +505,32 @@ class KvResponse(_message.Message):
     number: int
     members: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, found: bool = ..., value: _Optional[str] = ..., changed: bool = ..., number: _Optional[int] = ..., members: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class KvListRequest(_message.Message):
+    __slots__ = ("prefix", "after", "limit")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    after: str
+    limit: int
+    def __init__(self, prefix: _Optional[str] = ..., after: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class KvKeyInfo(_message.Message):
+    __slots__ = ("key", "kind")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    kind: str
+    def __init__(self, key: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
+
+class KvList(_message.Message):
+    __slots__ = ("keys", "more")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[KvKeyInfo]
+    more: bool
+    def __init__(self, keys: _Optional[_Iterable[_Union[KvKeyInfo, _Mapping]]] = ..., more: bool = ...) -> None: ...
 
 class ArtifactChunk(_message.Message):
     __slots__ = ("hash", "data", "size")
@@ -663,7 +712,7 @@ class SavedDagRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class Schedule(_message.Message):
-    __slots__ = ("name", "dag", "cron", "catch_up", "next_fire", "last_fire", "last_run_id", "created_at")
+    __slots__ = ("name", "dag", "cron", "catch_up", "next_fire", "last_fire", "last_run_id", "created_at", "seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DAG_FIELD_NUMBER: _ClassVar[int]
     CRON_FIELD_NUMBER: _ClassVar[int]
@@ -672,6 +721,7 @@ class Schedule(_message.Message):
     LAST_FIRE_FIELD_NUMBER: _ClassVar[int]
     LAST_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     dag: str
     cron: str
@@ -680,7 +730,8 @@ class Schedule(_message.Message):
     last_fire: float
     last_run_id: str
     created_at: float
-    def __init__(self, name: _Optional[str] = ..., dag: _Optional[str] = ..., cron: _Optional[str] = ..., catch_up: bool = ..., next_fire: _Optional[float] = ..., last_fire: _Optional[float] = ..., last_run_id: _Optional[str] = ..., created_at: _Optional[float] = ...) -> None: ...
+    seconds: bool
+    def __init__(self, name: _Optional[str] = ..., dag: _Optional[str] = ..., cron: _Optional[str] = ..., catch_up: bool = ..., next_fire: _Optional[float] = ..., last_fire: _Optional[float] = ..., last_run_id: _Optional[str] = ..., created_at: _Optional[float] = ..., seconds: bool = ...) -> None: ...
 
 class ScheduleList(_message.Message):
     __slots__ = ("schedules",)

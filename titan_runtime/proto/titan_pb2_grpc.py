@@ -169,6 +169,11 @@ class TitanStub(object):
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.KvRequest.SerializeToString,
                 response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.KvResponse.FromString,
                 _registered_method=True)
+        self.ListKv = channel.unary_unary(
+                '/titan.v1.Titan/ListKv',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.KvListRequest.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.KvList.FromString,
+                _registered_method=True)
         self.PutArtifact = channel.stream_unary(
                 '/titan.v1.Titan/PutArtifact',
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.ArtifactChunk.SerializeToString,
@@ -406,6 +411,12 @@ class TitanServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListKv(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PutArtifact(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -627,6 +638,11 @@ def add_TitanServicer_to_server(servicer, server):
                     servicer.Kv,
                     request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.KvRequest.FromString,
                     response_serializer=titan__runtime_dot_proto_dot_titan__pb2.KvResponse.SerializeToString,
+            ),
+            'ListKv': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKv,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.KvListRequest.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.KvList.SerializeToString,
             ),
             'PutArtifact': grpc.stream_unary_rpc_method_handler(
                     servicer.PutArtifact,
@@ -1428,6 +1444,33 @@ class Titan(object):
             '/titan.v1.Titan/Kv',
             titan__runtime_dot_proto_dot_titan__pb2.KvRequest.SerializeToString,
             titan__runtime_dot_proto_dot_titan__pb2.KvResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKv(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/ListKv',
+            titan__runtime_dot_proto_dot_titan__pb2.KvListRequest.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.KvList.FromString,
             options,
             channel_credentials,
             insecure,

@@ -133,6 +133,11 @@ class Store(abc.ABC):
         """The members, sorted."""
 
     @abc.abstractmethod
+    def kv_keys(self, prefix: str, after: str, limit: int) -> list[tuple[str, str]]:
+        """Up to `limit` keys that start with `prefix` and sort after `after`, in order, each with
+        its kind ("value" or "set"; a name that is both is listed once, as "value")."""
+
+    @abc.abstractmethod
     def audit_append(self, entries: Sequence[dict[str, Any]]) -> None:
         """Append audit entries (each with its time `at`), in one write. Durable with the next
         `sync`: the master's next commit, not at once."""

@@ -115,3 +115,8 @@ class MemoryStore(Store):
 
     def kv_smembers(self, key: str) -> list[str]:
         return sorted(self._sets.get(key, ()))
+
+    def kv_keys(self, prefix: str, after: str, limit: int) -> list[tuple[str, str]]:
+        kinds = {key: "set" for key in self._sets} | {key: "value" for key in self._kv}
+        found = sorted(k for k in kinds if k.startswith(prefix) and k > after)
+        return [(key, kinds[key]) for key in found[:limit]]

@@ -277,5 +277,19 @@ class SqliteStore(Store):
     def kv_smembers(self, key: str) -> list[str]:
         return sorted(m for (m,) in self._db.execute("SELECT member FROM kv_sets WHERE key=?", (key,)))
 
+    def kv_keys(self, prefix: str, after: str, limit: int) -> list[tuple[str, str]]:
+        # A range on the primary keys (SQLite compares text as UTF-8 bytes, in code point order):
+        # from the prefix, or just past `after`, to the first string that no longer starts with it.
+        low = max(prefix, after)
+        high = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else None
+        bound = "" if high is None else " AND key < :high"
+        rows = self._db.execute(
+            f"SELECT key, max(kind) FROM (SELECT key, 'set' AS kind FROM kv_sets WHERE key >= :low{bound} "
+            f"UNION ALL SELECT key, 'value' FROM kv WHERE key >= :low{bound}) "
+            "WHERE key > :after GROUP BY key ORDER BY key LIMIT :limit",
+            {"low": low, "high": high, "after": after, "limit": limit},
+        ).fetchall()
+        return [(key, kind) for key, kind in rows]  # max(kind): "value" over "set"
+
     def close(self) -> None:
         self._db.close()
