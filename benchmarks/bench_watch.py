@@ -1,7 +1,8 @@
 """What watching a big run costs it: a run of N /bin/true jobs (default 10,000) on 2 workers x 2
 slots, submitted with `titan-runtime run --wait` in a terminal (a pty) and piped, against the same
-run submitted with `run` and awaited through the SDK (the baseline). Target: each way of watching
-<= 5 % slower.
+run submitted with `run` and awaited through the SDK (the baseline). Target: the run's own time
+(created to ended, as the master records it) <= 5 % longer when watched. The time until the command
+returns is shown too: a watcher looks once a second, so it sees the end up to a second late.
 
 The three ways take turns, round after round (`--rounds`, default 2), on one cluster, and the
 table gives each way's median: this VM's speed drifts by tens of percent within a minute.
@@ -60,6 +61,7 @@ def main() -> None:
     known = parser.parse_args()
     ways = ("SDK wait (baseline)", "run --wait, piped", "run --wait, terminal")
     times: dict[str, list[float]] = {way: [] for way in ways}
+    walls: dict[str, list[float]] = {way: [] for way in ways}
     lines: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp, cluster([("w1", 2), ("w2", 2)]) as c:
         pipeline = Path(tmp) / "many.yaml"
@@ -74,13 +76,28 @@ def main() -> None:
                     else:
                         out = run_cli(c, ["run", "--wait", str(pipeline)], tty=way.endswith("terminal"))
                         lines[way] = out.count("\n")
-                times[way].append(t.seconds)
-    base = statistics.median(times[ways[0]])
+                        run_id = out.splitlines()[0].strip()
+                record = c.client.get_run(run_id, jobs=())
+                assert record.state == "SUCCEEDED", record.reason
+                times[way].append(record.ended_at - record.created_at)  # the run's own time
+                walls[way].append(t.seconds)
     rows = []
-    for way in ways:
-        median = statistics.median(times[way])
-        target = "" if way == ways[0] else "<= 1.05"
-        rows.append((f"{way}, seconds", f"{median:.2f}", f"{base:.2f}", f"{median / base:.3f}", target))
+    for what, measured, target in (
+        ("run's time", times, "<= 1.05"),
+        ("until the command returns", walls, ""),
+    ):
+        base = statistics.median(measured[ways[0]])
+        for way in ways:
+            median = statistics.median(measured[way])
+            rows.append(
+                (
+                    f"{way}: {what}, s",
+                    f"{median:.2f}",
+                    f"{base:.2f}",
+                    f"{median / base:.3f}",
+                    target if way != ways[0] else "",
+                )
+            )
     rows.append(("lines printed, piped", str(lines.get(ways[1], 0)), "", "", "not one per job"))
     table(
         f"a run of {known.jobs:,} /bin/true jobs on 2 workers x 2 slots, watched three ways "

@@ -29,7 +29,7 @@ TABLE_ROWS = 30
 #: The states a watcher of a big run asks for.
 MOVING = ("RUNNING", "ASSIGNED", "FAILED", "UPSTREAM_FAILED")
 #: Seconds between looks at a big run, between its piped summaries, and its failures printed one by one.
-BIG_INTERVAL = 0.5
+BIG_INTERVAL = 1.0
 SUMMARY_EVERY = 10.0
 FAILURES_SHOWN = 200
 
@@ -89,11 +89,12 @@ def watch_run(client: TitanClient, run_id: str, follow: bool = False, interval: 
         return client.get_run(run_id)
 
     run = look()
-    with Live(_table(run, started), refresh_per_second=8, transient=False) as live:
+    # Drawn once per look, not on a timer: on a busy machine the drawing competes with the run.
+    with Live(_table(run, started), auto_refresh=False, transient=False) as live:
         while not (run.terminal or run.settled):
             time.sleep(max(interval, BIG_INTERVAL) if big else interval)
             run = look()
-            live.update(_table(run, started))
+            live.update(_table(run, started), refresh=True)
     return run
 
 

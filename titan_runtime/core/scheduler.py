@@ -8,6 +8,7 @@ failure 4). Across queues the highest-priority head wins; within a queue, priori
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -65,6 +66,10 @@ class ReadyQueues:
         self._queues: dict[Requirement, list[_Entry]] = {}
         self._entries: dict[tuple[str, str], tuple[Requirement, _Entry]] = {}
         self._seq = 0
+        # Each queue's live sort keys in order, made when `position` is asked and kept until the
+        # queues change: a listing of 10,000 queued jobs asks it 10,000 times in a row.
+        self._changes = 0
+        self._ordered: dict[Requirement, tuple[int, list[tuple[int, int]]]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -88,12 +93,14 @@ class ReadyQueues:
         entry = _Entry((-priority, self._seq if order is None else order), key, slots, prefer, avoid)
         heapq.heappush(self._queues.setdefault(requirement, []), entry)
         self._entries[key] = (requirement, entry)
+        self._changes += 1
 
     def remove(self, key: tuple[str, str]) -> bool:
         found = self._entries.pop(key, None)
         if found is None:
             return False
         found[1].live = False  # dropped lazily from its heap
+        self._changes += 1
         return True
 
     def requirement_of(self, key: tuple[str, str]) -> Requirement | None:
@@ -109,7 +116,11 @@ class ReadyQueues:
         if found is None:
             return 0
         requirement, entry = found
-        return sum(1 for e in self._queues[requirement] if e.live and e.sort_key < entry.sort_key)
+        cached = self._ordered.get(requirement)
+        if cached is None or cached[0] != self._changes:
+            keys = sorted(e.sort_key for e in self._queues[requirement] if e.live)
+            cached = self._ordered[requirement] = (self._changes, keys)
+        return bisect.bisect_left(cached[1], entry.sort_key)
 
     def _head(self, requirement: Requirement) -> _Entry | None:
         heap = self._queues.get(requirement)
