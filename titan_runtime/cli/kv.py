@@ -42,12 +42,13 @@ def kv_put(client: TitanClient, key: str, value: str | None, value_file: BinaryI
         data = stream.read(MAX_KV_VALUE_BYTES + 1)
         if len(data) > MAX_KV_VALUE_BYTES:
             fail(
-                f"the value is over the KV limit of {MAX_KV_VALUE_BYTES:,} bytes; publish it as an artifact instead"
+                f"the value is over the KV limit of {MAX_KV_VALUE_BYTES:,} bytes; keep large data in an "
+                "artifact (the SDK's publish_artifact) and its name in the KV store"
             )
         try:
             value = data.decode("utf-8")
         except UnicodeDecodeError:
-            fail("the value is not UTF-8 text; store binary data as an artifact (titan-runtime artifact put)")
+            fail("the value is not UTF-8 text; keep binary data in an artifact (the SDK's publish_artifact)")
     assert value is not None
     client.store_put(key, value)
 

@@ -428,7 +428,7 @@ def dags_rm(client: TitanClient, name: str) -> None:
 
 @dags.command("run")
 @click.argument("name")
-@click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 unless it succeeded.")
+@click.option("--wait", is_flag=True, help="Wait for the run to end; exit as `run --wait` does.")
 @client_options
 def dags_run(client: TitanClient, name: str, wait: bool) -> None:
     """Submit a saved DAG as a new run; prints the run id."""
@@ -437,4 +437,5 @@ def dags_run(client: TitanClient, name: str, wait: bool) -> None:
     if wait:
         record = run.wait()
         if record.state != "SUCCEEDED":
-            fail(f"run {record.id} {record.state}: {record.reason}")
+            click.echo(f"titan-runtime: run {record.id} {record.state}: {record.reason}", err=True)
+        sys.exit(_run_exit_code(record))

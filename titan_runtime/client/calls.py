@@ -87,9 +87,8 @@ class Calls(Generic[R]):
         ended, failed or not. `poll_interval` is accepted for the original SDK and not needed."""
         pipeline = load_pipeline(path)
         labels = {**pipeline.labels, **(labels or {})}
-        jobs = pipeline.jobs
         response = yield from self._submit(
-            jobs, name or pipeline.name, run_id, labels, agent_run_id, pipeline.path.parent
+            pipeline.jobs, name or pipeline.name, run_id, labels, agent_run_id, pipeline.path.parent
         )
         if wait:
             yield from ops.wait_run(response.run_id, timeout, self._reconnect)

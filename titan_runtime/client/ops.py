@@ -43,6 +43,7 @@ from titan_runtime.client.specs import (  # noqa: F401 - public here too
     UploadCache,
     file_hash,
     job_spec,
+    job_specs,
     parse_duration,
     upload,
     upload_project,
@@ -69,14 +70,7 @@ def submit_run(
     uploads: UploadCache | None = None,
     reconnect: Reconnect | None = None,
 ) -> Op[pb.SubmitRunResponse]:
-    base = base_dir or Path.cwd()
-    known = uploads if uploads is not None else UploadCache()
-    projects: dict[str, str] = {}
-    specs = []
-    for job in jobs:
-        if not isinstance(job, TitanJob):
-            raise InvalidJob(f"expected TitanJob objects, got {type(job).__name__}")
-        specs.append((yield from job_spec(job, base, known, projects)))
+    specs = yield from job_specs(jobs, base_dir, uploads)
     request = pb.SubmitRunRequest(
         run_id=run_id, name=name, labels=labels or {}, agent_run_id=agent_run_id or "", jobs=specs
     )
@@ -267,11 +261,7 @@ class LogFollow:
 def add_jobs(
     run_id: str, jobs: Sequence[TitanJob], base_dir: Path | None, uploads: UploadCache
 ) -> Op[list[str]]:
-    base = base_dir or Path.cwd()
-    specs = []
-    projects: dict[str, str] = {}
-    for job in jobs:
-        specs.append((yield from job_spec(job, base, uploads, projects)))
+    specs = yield from job_specs(jobs, base_dir, uploads)
     response = yield Call("AddJobs", pb.AddJobsRequest(run_id=run_id, jobs=specs))
     return list(response.job_ids)
 
@@ -314,13 +304,8 @@ def save_dag(
     uploads: UploadCache,
     labels: dict[str, str] | None,
 ) -> Op[str]:
-    base = base_dir or Path.cwd()
-    projects: dict[str, str] = {}
-    specs = []
-    for job in jobs:
-        specs.append((yield from job_spec(job, base, uploads, projects)))
+    specs = yield from job_specs(jobs, base_dir, uploads)
     run = pb.SubmitRunRequest(name=name, labels=labels or {}, jobs=specs)
-
     return (yield Call("SaveDag", pb.SavedDag(name=name, run=run))).name
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +224,19 @@ def job_spec(
     else:
         raise InvalidJob(f"job {job.id}: nothing to run; give a script filename or a command")
     return spec
+
+
+def job_specs(
+    jobs: Sequence[TitanJob], base_dir: Path | None, uploads: UploadCache | None = None
+) -> Op[list[pb.JobSpec]]:
+    """Every job's wire spec, in order (paths relative to `base_dir`, else the current directory); a
+    project folder that several jobs name is archived and uploaded once."""
+    base = base_dir or Path.cwd()
+    known = uploads if uploads is not None else UploadCache()
+    projects: dict[str, str] = {}
+    specs = []
+    for job in jobs:
+        if not isinstance(job, TitanJob):
+            raise InvalidJob(f"expected TitanJob objects, got {type(job).__name__}")
+        specs.append((yield from job_spec(job, base, known, projects)))
+    return specs
