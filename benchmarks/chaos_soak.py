@@ -35,6 +35,7 @@ from _common import table
 from titan_runtime import ResourceExhausted, TitanClient, TitanError, TitanJob
 from titan_runtime.core.model import Attempt, AttemptState, Job, JobState
 from titan_runtime.store import SqliteStore
+from titan_runtime.store.base import Snapshot
 
 MARK = "TITAN_CHAOS_MARK"
 PYTHON = sys.executable
@@ -265,7 +266,13 @@ class Soak:
     def check_store(self) -> dict[str, int]:
         """The guarantees, from what the store committed."""
         store = SqliteStore(self.data / "titan.db")  # what was committed, read as the master does
-        snapshot = store.load()
+        snapshot = Snapshot()
+        for run_id in self.runs:  # finished ones are read from the store one by one, live ones too
+            found = store.read_run(run_id)
+            if found is not None:
+                snapshot.runs += found.runs
+                snapshot.jobs += found.jobs
+                snapshot.attempts += found.attempts
         store.close()
         runs = {row["id"]: row for row in snapshot.runs}
         jobs = {(job.run_id, job.id): job for job in map(Job.from_row, snapshot.jobs)}

@@ -18,6 +18,7 @@ from titan_runtime.config import ConfigError, split_host_port
 from titan_runtime.core.autoscaler import PoolSpec
 from titan_runtime.core.limits import limits_from
 from titan_runtime.core.model import GENERAL, TAG_PATTERN
+from titan_runtime.core.retention import retention_from
 from titan_runtime.diskspace import parse_min_free
 from titan_runtime.providers import registry
 from titan_runtime.yamlbudget import YamlBudgetError
@@ -50,6 +51,7 @@ MASTER_KEYS = {
     "lease_timeout": float,
     "min_free": str,
     "limits": dict,
+    "retention": dict,
 }
 AUTOSCALER_KEYS = {"interval": float, "max_events": int}
 
@@ -226,6 +228,11 @@ def load_cluster_file(path: str | os.PathLike[str]) -> ClusterFile:
             limits_from(master["limits"])
         except ValueError as exc:
             errors.append(f"master.limits: {exc}")
+    if "retention" in master:
+        try:
+            retention_from(master["retention"])
+        except ValueError as exc:
+            errors.append(f"master.retention: {exc}")
     if "min_free" in master:
         try:
             parse_min_free(master["min_free"])

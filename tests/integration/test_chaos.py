@@ -86,8 +86,9 @@ def test_chaos_keeps_every_guarantee(make_cluster, tmp_path: Path) -> None:
     cluster.stop()
 
     store = SqliteStore(cluster.data_dir / "titan.db")  # what was committed, read as the master does
-    snapshot = store.load()
+    snapshot = store.read_run(run)
     store.close()
+    assert snapshot is not None
     jobs = {job.id: job for job in map(Job.from_row, snapshot.jobs)}
     attempts = [Attempt.from_row(row) for row in snapshot.attempts]
     assert len(jobs) == LAYERS * WIDTH

@@ -229,7 +229,7 @@ def test_the_cells_that_keep_jobs_and_join_tokens_in_their_place() -> None:
     assert names(Kind.JOB, Access.DENY) == {
         "Connect", "DrainWorker", "SaveDag", "DeleteSavedDag", "AddSchedule", "DeleteSchedule", "ListAudit",
         "CreateToken", "ListTokens", "RevokeToken",
-        "SetSecret", "ListSecrets", "DeleteSecret",
+        "SetSecret", "ListSecrets", "DeleteSecret", "DeleteRun", "CollectGarbage",
     }  # fmt: skip
     assert names(Kind.JOB, Access.OWN_RUN) == {
         "Cancel", "AddJobs", "AddIteration", "DecideGate", "StopService", "RestartService"

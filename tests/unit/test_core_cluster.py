@@ -549,3 +549,26 @@ def test_the_unplaceable_deadline_survives_a_master_restart() -> None:
     assert fresh.next_deadline() == 10.0
     fresh.tick(10.0)
     assert fresh.resolve("r/gpu").state is JobState.FAILED
+
+
+def test_an_ended_run_leaves_memory_once_its_last_attempt_has_ended(state: ClusterState) -> None:
+    state.worker_connected(hello("w", slots=2), 0)
+    state.submit_run("r", "", [spec("a"), spec("b")], 0)
+    state.submit_run("other", "", [spec("a", tags=frozenset({"nowhere"}))], 0)
+    a, b = assigns(state)
+    finish(state, b)
+    state.cancel("r", 1)  # its attempt of "a" is still being stopped
+    state.take_changes()
+    assert state.run("r").state is RunState.CANCELLED
+    assert state.evict_finished() == []  # a report of "a" is still to come: the run stays
+    finish(state, a, AttemptExit("cancelled", None, "SIGTERM"), now=2)
+    assert state.evict_finished() == []  # its end is not committed yet
+    state.take_changes()
+    (evicted,) = state.evict_finished()
+    assert evicted.id == "r" and evicted.counts == {"CANCELLED": 1, "SUCCEEDED": 1}
+    assert "r" not in state.runs and state.attempt(a.attempt_id) is None
+    assert state.resolve("a").run_id == "other"  # the bare id now finds the live run's job
+    state.attempt_finished("w", b.attempt_id, OK, 3)  # a late report of an evicted attempt: rejected
+    assert state.evict_finished() == [] and state.has_changes() is False
+    state.submit_run("next", "", [spec("x")], 4)
+    assert state.run("next").seq == 3  # seqs go on

@@ -5,7 +5,8 @@ passing and master restarts, with the invariants checked after every step:
 - every change of a job's state is in JOB_TRANSITIONS (the state is strict: one outside raises);
 - a run's count of unfinished jobs is the number of its jobs that have not ended;
 - a job has at most one attempt out, and the attempt it waits on is its latest;
-- what was persisted, restored into a new state, equals the live state.
+- what was persisted, restored into a new state, equals the live state;
+- a run leaves memory only once it has ended, and the store then gives it back as it was.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from titan_runtime.core.cluster import ClusterConfig, ClusterState
 from titan_runtime.core.effects import Assign, AttemptExit, WorkerHello
-from titan_runtime.core.model import ApprovalGate, JobSpec, RetryPolicy
+from titan_runtime.core.model import ApprovalGate, JobSpec, RetryPolicy, Run, RunState
+from titan_runtime.master.history import build_run
 from titan_runtime.store import MemoryStore
 
 WORKERS = ("w1", "w2")
@@ -38,18 +40,17 @@ def spec(job_id: str, parents: tuple[str, ...], flavour: str) -> JobSpec:
     return JobSpec(id=job_id, command=("true",), parents=parents, **extra)
 
 
+def run_snapshot(run: Run) -> tuple:
+    return (
+        run.state.value,
+        {job.id: (job.state.value, tuple(a.state.value for a in job.attempts)) for job in run.jobs.values()},
+    )
+
+
 def snapshot(state: ClusterState) -> dict:
-    """What a restart must give back: each job's state and attempts' states, each run's state."""
-    return {
-        run.id: (
-            run.state.value,
-            {
-                job.id: (job.state.value, tuple(a.state.value for a in job.attempts))
-                for job in run.jobs.values()
-            },
-        )
-        for run in state.runs.values()
-    }
+    """What a restart must give back: each running run's state, its jobs' and their attempts' states
+    (a run that has ended is read from the store, not restored)."""
+    return {run.id: run_snapshot(run) for run in state.runs.values() if run.state is RunState.RUNNING}
 
 
 class ControlPlane(RuleBasedStateMachine):
@@ -72,6 +73,11 @@ class ControlPlane(RuleBasedStateMachine):
             if isinstance(effect, Assign):
                 self.out[effect.attempt_id] = effect
         self.store.save(self.state.take_changes())
+        for run in self.state.evict_finished():  # as the master does after each commit
+            assert run.state is not RunState.RUNNING, run.id
+            stored = self.store.read_run(run.id)
+            assert stored is not None
+            assert run_snapshot(build_run(stored.runs[0], stored.jobs, stored.attempts)) == run_snapshot(run)
 
     @rule(worker=st.sampled_from(WORKERS), slots=st.integers(1, 3))
     def worker_connects(self, worker: str, slots: int) -> None:
@@ -124,7 +130,8 @@ class ControlPlane(RuleBasedStateMachine):
     def cancel_a_run(self, data: st.DataObject) -> None:
         if self.runs:
             run = data.draw(st.integers(1, self.runs))
-            self.state.cancel(f"r{run}", self.now)
+            if f"r{run}" in self.state.runs:  # one that ended has left memory (the master answers it)
+                self.state.cancel(f"r{run}", self.now)
             self.settle()
 
     @rule(data=st.data(), approved=st.booleans())
@@ -149,7 +156,7 @@ class ControlPlane(RuleBasedStateMachine):
         before = snapshot(self.state)
         snap = self.store.load()
         fresh = self.new_state()
-        fresh.restore(snap.runs, snap.jobs, snap.attempts, snap.workers, self.now)
+        fresh.restore(snap.runs, snap.jobs, snap.attempts, snap.workers, self.now, snap.last_seq)
         fresh.take_effects()
         assert snapshot(fresh) == before
         self.state = fresh
@@ -183,6 +190,7 @@ class ControlPlane(RuleBasedStateMachine):
         live = {
             (job.run_id, job.id): job.state.value
             for run in self.state.runs.values()
+            if run.state is RunState.RUNNING
             for job in run.jobs.values()
         }
         assert stored == live

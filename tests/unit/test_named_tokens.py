@@ -88,7 +88,7 @@ def test_the_roles_columns_follow_from_the_table() -> None:
     assert names(Kind.WORKER, Access.ALLOW) == {"Connect", "GetArtifact"}
     assert names(Kind.SUBMIT, Access.DENY) == {
         "Connect", "DrainWorker", "SaveDag", "DeleteSavedDag", "AddSchedule", "DeleteSchedule",
-        "CreateToken", "RevokeToken", "SetSecret", "DeleteSecret",
+        "CreateToken", "RevokeToken", "SetSecret", "DeleteSecret", "DeleteRun", "CollectGarbage",
     }  # fmt: skip
     assert names(Kind.SUBMIT, Access.OWN_RUN) == names(Kind.JOB, Access.OWN_RUN)
     assert "ListAudit" in reads and "ListTokens" in reads

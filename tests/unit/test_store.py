@@ -12,6 +12,7 @@ from titan_runtime.core.cluster import ClusterState
 from titan_runtime.core.effects import Changes, WorkerHello
 from titan_runtime.core.model import JobSpec
 from titan_runtime.store import KvTypeError, MemoryStore, SqliteStore, Store, StoreError
+from titan_runtime.store.base import RunQuery
 
 
 @pytest.fixture(params=["sqlite", "memory"])
@@ -47,7 +48,7 @@ def test_save_and_load_round_trip(store: Store) -> None:
 
 def test_jobs_are_written_once_then_updated_in_insertion_order(store: Store) -> None:
     rows = [{"run_id": "r", "job_id": f"j{i}", "state": "PENDING", "spec": {"id": f"j{i}"}} for i in range(5)]
-    store.save(Changes(new_jobs=rows))
+    store.save(Changes(runs=[{"id": "r", "state": "RUNNING"}], new_jobs=rows))
     store.save(Changes(jobs=[{"run_id": "r", "job_id": "j2", "state": "SUCCEEDED"}]))
     snap = store.load()
     assert [r["job_id"] for r in snap.jobs] == ["j0", "j1", "j2", "j3", "j4"]
@@ -201,7 +202,36 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     assert store.kv_get("old") == "v" and store.kv_owned("") == 0
     store.close()
     version = sqlite3.connect(tmp_path / "titan.db").execute("SELECT value FROM meta").fetchone()[0]
-    assert version == "3"
+    assert version == "4"
+
+
+def test_a_version_3_store_gets_its_run_columns_from_the_rows(tmp_path: Path) -> None:
+    """Version 4 indexes what finished runs are found by; an older store's rows fill the columns."""
+    db = sqlite3.connect(tmp_path / "titan.db")
+    db.executescript(
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES('schema_version', '3');"
+        "CREATE TABLE runs(id TEXT PRIMARY KEY, data TEXT NOT NULL);"
+        "CREATE TABLE jobs(run_id TEXT NOT NULL, job_id TEXT NOT NULL, spec TEXT NOT NULL, data TEXT NOT NULL,"
+        " PRIMARY KEY(run_id, job_id));"
+        "CREATE TABLE attempts(id TEXT PRIMARY KEY, data TEXT NOT NULL);"
+        """INSERT INTO runs VALUES('old', '{"id":"old","state":"SUCCEEDED","seq":1,"ended_at":5.0}');"""
+        """INSERT INTO runs VALUES('live', '{"id":"live","state":"RUNNING","seq":2}');"""
+        """INSERT INTO jobs VALUES('old', 'j', '{"id":"j"}', '{"run_id":"old","job_id":"j","state":"SUCCEEDED"}');"""
+        """INSERT INTO jobs VALUES('live', 'j', '{"id":"j"}', '{"run_id":"live","job_id":"j","state":"RUNNING"}');"""
+        """INSERT INTO attempts VALUES('a1', '{"id":"a1","run_id":"old","job_id":"j"}');"""
+    )
+    db.commit()
+    db.close()
+    store = SqliteStore(tmp_path / "titan.db")
+    snap = store.load()
+    assert [r["id"] for r in snap.runs] == ["live"] and snap.last_seq == 2
+    assert [r["run_id"] for r in snap.jobs] == ["live"] and snap.attempts == []
+    old = store.read_run("old")
+    assert old is not None and [a["id"] for a in old.attempts] == ["a1"]
+    assert store.collectable_runs(ended_before=10.0, keep_latest=0, limit=10) == ["old"]
+    assert store.job_runs("j", 2) == ["live", "old"]
+    store.close()
 
 
 def test_a_database_left_readable_by_others_is_made_private(tmp_path: Path) -> None:
@@ -225,3 +255,97 @@ def test_the_audit_log_keeps_entries_in_order_and_reads_the_latest(store: Store)
     assert [e["rpc"] for e in store.audit_read(since=3.0)] == ["R3", "R4", "R5"]
     assert [e["rpc"] for e in store.audit_read(limit=2)] == ["R4", "R5"]
     assert store.audit_read(since=9.0) == []
+
+
+def run_row(run_id: str, seq: int, state: str = "SUCCEEDED", **extra: object) -> dict:
+    ended = float(seq) if state != "RUNNING" else 0.0
+    return {
+        "id": run_id,
+        "name": run_id,
+        "state": state,
+        "seq": seq,
+        "created_at": float(seq),
+        "ended_at": ended,
+        **extra,
+    }
+
+
+def job_row(run_id: str, job_id: str = "j") -> dict:
+    return {"run_id": run_id, "job_id": job_id, "state": "SUCCEEDED", "spec": {"id": job_id}}
+
+
+def test_a_restart_reads_the_running_runs_only(store: Store) -> None:
+    store.save(
+        Changes(
+            runs=[run_row("done", 1), run_row("live", 2, "RUNNING")],
+            new_jobs=[job_row("done"), job_row("live")],
+            attempts=[
+                {"id": "a1", "run_id": "done", "job_id": "j"},
+                {"id": "a2", "run_id": "live", "job_id": "j"},
+            ],
+        )
+    )
+    snap = store.load()
+    assert [r["id"] for r in snap.runs] == ["live"]
+    assert [(r["run_id"], r["job_id"]) for r in snap.jobs] == [("live", "j")]
+    assert [a["id"] for a in snap.attempts] == ["a2"]
+    assert snap.last_seq == 2  # the finished run's seq counts: seqs are never given twice
+    done = store.read_run("done")
+    assert done is not None and done.runs[0]["id"] == "done"
+    assert [j["spec"] for j in done.jobs] == [{"id": "j"}] and [a["id"] for a in done.attempts] == ["a1"]
+    assert store.read_run("nope") is None and store.run_row("nope") is None
+    assert store.run_row("done") == run_row("done", 1)
+
+
+def test_runs_are_listed_latest_first_with_filters_and_pages(store: Store) -> None:
+    store.save(
+        Changes(
+            runs=[run_row(f"r{i}", i, "FAILED" if i % 3 == 0 else "SUCCEEDED") for i in range(1, 11)]
+            + [run_row("agent", 11, "RUNNING", agent_run_id="ag")],
+            new_jobs=[job_row("r2", "x"), job_row("r7", "x")],
+        )
+    )
+
+    def ids(**query: object) -> list[str]:
+        return [r["id"] for r in store.list_runs(RunQuery(**query))]  # type: ignore[arg-type]
+
+    assert ids(limit=3) == ["agent", "r10", "r9"]
+    assert ids(limit=3, before_seq=9) == ["r8", "r7", "r6"]
+    assert ids(states=frozenset({"FAILED"})) == ["r9", "r6", "r3"]
+    assert ids(since=9.0) == ["agent", "r10", "r9"]
+    assert ids(agent_run_id="*") == ["agent"] and ids(agent_run_id="ag") == ["agent"]
+    assert ids(agent_run_id="other") == []
+    assert store.job_runs("x", 5) == ["r7", "r2"] and store.job_runs("nope") == []
+
+
+def test_retention_picks_old_and_surplus_finished_runs_never_kept_ones(store: Store) -> None:
+    store.save(
+        Changes(
+            runs=[run_row(f"r{i}", i) for i in range(1, 7)]
+            + [run_row("kept", 0, labels={"keep": "true"}), run_row("live", 7, "RUNNING")]
+        )
+    )
+    assert store.collectable_runs(ended_before=3.5, keep_latest=0, limit=10) == ["r1", "r2", "r3"]
+    assert store.collectable_runs(ended_before=0.0, keep_latest=2, limit=10) == ["r1", "r2", "r3", "r4"]
+    assert store.collectable_runs(ended_before=2.5, keep_latest=4, limit=10) == ["r1", "r2"]
+    assert store.collectable_runs(ended_before=100.0, keep_latest=0, limit=2) == ["r1", "r2"]
+
+
+def test_deleting_runs_takes_their_jobs_attempts_and_keys(store: Store) -> None:
+    store.save(
+        Changes(
+            runs=[run_row("gone", 1), run_row("stays", 2)],
+            new_jobs=[job_row("gone"), job_row("stays")],
+            attempts=[{"id": "a1", "run_id": "gone", "job_id": "j"}],
+        )
+    )
+    store.kv_put("made-by-gone", "v", owner="gone")
+    store.kv_sadd("set-by-gone", "m", owner="gone")
+    store.kv_put("titan/artifact/gone/model", "{}")
+    store.kv_put("cluster-wide", "v")
+    store.kv_put("made-by-stays", "v", owner="stays")
+    assert store.delete_runs(["gone"], key_prefixes=["titan/artifact/gone/"]) == 3
+    assert store.read_run("gone") is None and store.job_runs("j", 5) == ["stays"]
+    assert store.read_run("stays") is not None
+    assert [k for k, _ in store.kv_keys("", "", 100)] == ["cluster-wide", "made-by-stays"]
+    assert store.kv_owned("gone") == 0

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from titan_runtime.cli.audit import audit
+from titan_runtime.cli.history import gc, runs
 from titan_runtime.cli.jobs import cancel, logs, result, status, submit
 from titan_runtime.cli.kv import kv
 from titan_runtime.cli.options import EXIT_CANCELLED, friendly_errors
@@ -28,7 +29,6 @@ from titan_runtime.cli.runs import (
     reject,
     run_pipeline,
     run_status,
-    runs,
     schedule,
     validate,
 )
@@ -73,7 +73,7 @@ def completion(shell: str) -> None:
 for command in (
     up, master, worker, workers, submit, status, logs, cancel, result, runs, run_pipeline, validate, run_status,
     approve, reject, approvals, agent_runs, schedule, dags, services, service, kv, autoscaler, ssh, certs, audit,
-    secret, token, completion,
+    secret, token, gc, completion,
 ):  # fmt: skip
     cli.add_command(command)
 

@@ -43,9 +43,19 @@ def _cluster_option(fn: F) -> F:
 
 
 def _master_limit_options(fn: F) -> F:
-    """--limit NAME=VALUE (repeatable) and --min-free, shared by `master` and `up`."""
+    """--limit NAME=VALUE, --retention NAME=VALUE (repeatable) and --min-free, shared by `master` and `up`."""
     from titan_runtime.core.limits import Limits
+    from titan_runtime.core.retention import Retention
     from titan_runtime.diskspace import DEFAULT_MIN_FREE
+
+    fn = click.option(
+        "--retention",
+        "retention_pairs",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help=f"What history is kept (repeatable): {', '.join(Retention.names())}; e.g. runs_days=7, "
+        "logs_size=5G. Defaults: runs 30 days, logs and artifacts 30 days and 20 GiB. See docs/retention.md.",
+    )(fn)
 
     fn = click.option(
         "--min-free",
@@ -91,6 +101,22 @@ def _limits(pairs: tuple[str, ...], file_settings: dict[str, Any] | None = None)
         raise click.BadParameter(str(exc), param_hint="--limit") from None
 
 
+def _retention(pairs: tuple[str, ...], file_settings: dict[str, Any] | None = None) -> Any:
+    """The master's Retention: the cluster file's `retention:`, then each --retention NAME=VALUE."""
+    from titan_runtime.core.retention import retention_from
+
+    settings: dict[str, object] = dict(file_settings or {})
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--retention")
+        settings[name.strip()] = value.strip()
+    try:
+        return retention_from(settings)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--retention") from None
+
+
 def _load_cluster(path: Path) -> Any:
     from titan_runtime.clusterconfig import load_cluster_file
 
@@ -134,6 +160,7 @@ def up(
     store: str,
     min_free: str,
     limit_pairs: tuple[str, ...],
+    retention_pairs: tuple[str, ...],
     tls_dir: Path | None,
     server_tls_cert: str | None,
     server_tls_key: str | None,
@@ -165,6 +192,9 @@ def up(
         master_settings = _file_settings(cluster_config, ("heartbeat_interval", "lease_timeout", "min_free"))
     master_settings["limits"] = _limits(
         limit_pairs, cluster_config.master.get("limits") if cluster_config else None
+    )
+    master_settings["retention"] = _retention(
+        retention_pairs, cluster_config.master.get("retention") if cluster_config else None
     )
     master_settings.setdefault("min_free", min_free)
     master_settings["tls"] = server_tls(
@@ -269,6 +299,7 @@ def master(
     auth_delay_max: float,
     min_free: str,
     limit_pairs: tuple[str, ...],
+    retention_pairs: tuple[str, ...],
     tls_dir: Path | None,
     server_tls_cert: str | None,
     server_tls_key: str | None,
@@ -307,6 +338,9 @@ def master(
         fsync=fsync,
         cluster=cluster_config,
         limits=_limits(limit_pairs, file_limits),
+        retention=_retention(
+            retention_pairs, cluster_config.master.get("retention") if cluster_config else None
+        ),
         min_free=min_free,
         credential_grace=credential_grace,
         auth_delay_max=auth_delay_max,

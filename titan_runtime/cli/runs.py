@@ -1,4 +1,4 @@
-"""Runs and DAGs: `run`, `validate`, `runs`, `run-status`, approvals, agent runs, schedules, saved DAGs."""
+"""Runs and DAGs: `run`, `validate`, `run-status`, approvals, agent runs, schedules, saved DAGs."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from titan_runtime.cli.options import (
     fail,
     friendly_errors,
     reconnect_option,
-    since_option,
 )
 from titan_runtime.cli.output import fmt_duration, fmt_time, print_table, warn_if_unplaceable
 from titan_runtime.client.pipeline import load_pipeline
@@ -28,64 +27,7 @@ from titan_runtime.cron import CronError, check_cron
 JOB_STATES = tuple(state.value for state in JobState)
 
 
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
-@click.option("--limit", default=50, show_default=True, help="Most recent runs to show (0: all).")
-@click.option(
-    "--state",
-    "states",
-    multiple=True,
-    type=click.Choice(["RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"], case_sensitive=False),
-    help="Only runs in this state (repeatable).",
-)
-@click.option(
-    "--name", default=None, help="Only runs whose name matches this pattern (* and ? as in a shell)."
-)
-@click.option(
-    "--label",
-    "label_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Only runs with this label (repeatable).",
-)
-@since_option("runs created")
-@client_options
-def runs(
-    client: TitanClient,
-    as_json: bool,
-    limit: int,
-    states: tuple[str, ...],
-    name: str | None,
-    label_pairs: tuple[str, ...],
-    since: float,
-) -> None:
-    """List runs, newest first."""
-    labels = {}
-    for pair in label_pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--label")
-        labels[key] = value
-    records = client.list_runs(limit, states=states, name=name, labels=labels, since=since)
-    if as_json:
-        click.echo(json.dumps([r.to_dict() for r in records], indent=2))
-        return
-    print_table(
-        ["RUN", "NAME", "STATE", "JOBS", "CREATED"],
-        [
-            [
-                r.id,
-                r.name,
-                r.state,
-                " ".join(f"{k}={v}" for k, v in sorted(r.counts.items())),
-                fmt_time(r.created_at),
-            ]
-            for r in records
-        ],
-    )
-
-
-def _parse_labels(pairs: tuple[str, ...]) -> dict[str, str]:
+def parse_labels(pairs: tuple[str, ...]) -> dict[str, str]:
     labels = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -125,7 +67,7 @@ def run_pipeline(
     """Check a YAML pipeline whole, then run it as one run; print the run id."""
     from titan_runtime.progress import watch_run
 
-    run = client.submit_yaml(pipeline, agent_run_id, name=name, labels=_parse_labels(labels))
+    run = client.submit_yaml(pipeline, agent_run_id, name=name, labels=parse_labels(labels))
 
     click.echo(run.id, err=follow)
     if not (wait or follow):

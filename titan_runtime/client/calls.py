@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from titan_runtime.client import audit as audit_ops
-from titan_runtime.client import autoscaler, ops, secrets, tokens
+from titan_runtime.client import autoscaler, ops, retention, secrets, tokens
 from titan_runtime.client.audit import AuditRecord
 from titan_runtime.client.autoscaler import AutoscalerStatusRecord, ScaleEventRecord
 from titan_runtime.client.drivers import operation
@@ -32,6 +32,7 @@ from titan_runtime.client.records import (
     StatusWord,
     WorkerRecord,
 )
+from titan_runtime.client.retention import GcReportRecord
 from titan_runtime.client.secrets import SecretRecord
 from titan_runtime.client.tokens import TokenRecord
 from titan_runtime.proto import titan_pb2 as pb
@@ -323,6 +324,17 @@ class Calls(Generic[R]):
         return (yield from autoscaler.autoscaler_events(limit, pool))
 
     # ------------------------------------------------------------------ access
+
+    @operation
+    def delete_run(self, run_id: str) -> Op[GcReportRecord]:
+        """Delete a run that has ended, with its jobs, logs, artifact names and the KV keys its jobs
+        made (an admin token); a run still running is refused: cancel it first."""
+        return (yield from retention.delete_run(run_id))
+
+    @operation
+    def collect_garbage(self, dry_run: bool = False) -> Op[GcReportRecord]:
+        """Apply the master's retention now (an admin token); with dry_run, only say what would go."""
+        return (yield from retention.collect_garbage(dry_run))
 
     @operation
     def audit(self, since: float = 0.0, limit: int = 0) -> Op[list[AuditRecord]]:

@@ -104,6 +104,8 @@ class ClusterState(
         self._ended_attempts: set[str] = set()
         self._dispatch_needed = False
         self._requirements: dict[tuple[frozenset[str], str, frozenset[str]], Requirement] = {}
+        #: runs that ended -> their attempts still live; they leave memory once none is (evict_finished)
+        self._finishing: dict[str, set[str]] = {}
         self._released: deque[Job] = deque()  # resolved jobs whose children have not been told yet
         self._releasing = False
 
@@ -196,15 +198,17 @@ class ClusterState(
         labels: dict[str, str] | None = None,
         agent_run_id: str = "",
         submitted_by: str = "",
+        ended: Run | None = None,
     ) -> tuple[Run, bool]:
         """Accept a run, or return the existing one when `run_id` was already submitted, by the
         same submitter, with the same jobs.
 
-        Returns (run, existed). Raises InvalidSpec (or NotYours) before changing anything.
+        Returns (run, existed). Raises InvalidSpec (or NotYours) before changing anything. `ended`:
+        the run of that id read from the store, when it has ended and left memory.
         """
         self._check_count(0, specs)
         specs = expand_replicas(specs)
-        existing = self.runs.get(run_id)
+        existing = self.runs.get(run_id) or ended
         if existing is not None and existing.submitted_by != submitted_by:
             raise NotYours(
                 f"run id {run_id!r} was submitted by {describe_submitter(existing.submitted_by)}, not by "
@@ -495,6 +499,7 @@ class ClusterState(
         self._close_attempt(job, attempt, AttemptState.CANCELLED, now, reason)
         attempt.void = True
         job.attempts.remove(attempt)
+        job.voided.append(attempt.id)
         if job.state.terminal:
             return
         job.avoid = attempt.worker_id
@@ -542,7 +547,49 @@ class ClusterState(
             run.state = RunState.SUCCEEDED
             run.reason = ""
         run.ended_at = now
+        counts: dict[str, int] = {}
+        for job in run.jobs.values():
+            counts[job.state.value] = counts.get(job.state.value, 0) + 1
+        run.counts = counts
         self._dirty_runs.add(run.id)
+        self._track_ended(run)
+
+    def _track_ended(self, run: Run) -> None:
+        """Note an ended run for `evict_finished`, with its attempts still live (a cancel in flight)."""
+        self._finishing[run.id] = {
+            job.current.id for job in run.jobs.values() if job.current and not job.current.state.terminal
+        }
+
+    def evict_finished(self) -> list[Run]:
+        """Take ended runs out of memory once nothing of theirs can change any more (every attempt
+        ended, every row committed: the master calls this after a commit). From then on the master
+        reads them from the store, so memory holds what is live, not the history. Returns them."""
+        if self.has_changes():  # rows not yet taken could belong to them
+            return []
+        evicted: list[Run] = []
+        for run_id, live in list(self._finishing.items()):
+            live = {a for a in live if a in self._attempts and not self._attempts[a][1].state.terminal}
+            if live:
+                self._finishing[run_id] = live
+                continue
+            del self._finishing[run_id]
+            run = self.runs.pop(run_id)
+            for job in run.jobs.values():
+                for attempt_id in [a.id for a in job.attempts] + job.voided:
+                    self._attempts.pop(attempt_id, None)
+                holders = self._runs_by_job_id.get(job.id)
+                if holders is not None:
+                    holders.remove(run_id)
+                    if not holders:
+                        del self._runs_by_job_id[job.id]
+                if job.spec.is_service:
+                    deployments = self.services.get(job.spec.service_id, [])
+                    if job.key in deployments:
+                        deployments.remove(job.key)
+                    if not deployments:
+                        self.services.pop(job.spec.service_id, None)
+            evicted.append(run)
+        return evicted
 
     def _settle(self, now: float) -> None:
         """Place ready jobs on free slots; called at the end of every event."""

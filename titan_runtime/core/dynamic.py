@@ -17,16 +17,21 @@ from titan_runtime.core.model import (
 )
 
 
+def check_gate_open(job: Job) -> None:
+    """Raise InvalidSpec, saying why, unless the job's approval gate waits for a decision."""
+    if not job.spec.approval.required:
+        raise InvalidSpec(f"{job.ref} has no approval gate")
+    if job.state is not JobState.WAITING_APPROVAL:
+        if job.decision is not None:
+            raise InvalidSpec(f"the gate of {job.ref} was already decided: {job.decision['decision']}")
+        raise InvalidSpec(f"the gate of {job.ref} is not reached yet: the job is {job.state.value}")
+
+
 class DynamicMixin(ClusterPart):
     def decide_gate(self, ref: str, approved: bool, by: str, comment: str, now: float) -> Job:
         """Approve or reject a job's gate. Refused unless the gate is open (reached, not decided)."""
         job = self.resolve(ref)
-        if not job.spec.approval.required:
-            raise InvalidSpec(f"{job.ref} has no approval gate")
-        if job.state is not JobState.WAITING_APPROVAL:
-            if job.decision is not None:
-                raise InvalidSpec(f"the gate of {job.ref} was already decided: {job.decision['decision']}")
-            raise InvalidSpec(f"the gate of {job.ref} is not reached yet: the job is {job.state.value}")
+        check_gate_open(job)
         job.decision = {
             "decision": "approved" if approved else "rejected",
             "by": by,

@@ -113,6 +113,7 @@ class Job:
     restart_requested: bool = False
     released: bool = False  # its children were told it resolved (ended, or a service became healthy)
     mapped: list[str] = field(default_factory=list)  # a map_over job's instances, in item order
+    voided: list[str] = field(default_factory=list)  # ids of its void attempts (see Attempt.void)
 
     def __post_init__(self) -> None:
         if not self.parents and self.spec.parents:
@@ -187,6 +188,9 @@ class Run:
     # Who submitted it: "" the cluster token, "run:ID" a job of run ID. Only its submitter may
     # submit it again and be given it (idempotency); anyone else would adopt a run they did not make.
     submitted_by: str = ""
+    #: Its jobs by state once it has ended: persisted, so that a finished run is listed without
+    #: reading its jobs.
+    counts: dict[str, int] = field(default_factory=dict)
     # Derived while loaded:
     jobs: dict[str, Job] = field(default_factory=dict)
     unfinished: int = 0
@@ -217,6 +221,7 @@ class Run:
             "ended_at": self.ended_at,
             "seq": self.seq,
             **({"submitted_by": self.submitted_by} if self.submitted_by else {}),
+            **({"counts": dict(self.counts)} if self.counts else {}),
         }
 
     @classmethod

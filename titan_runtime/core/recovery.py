@@ -18,6 +18,7 @@ from titan_runtime.core.model import (
     JobSpec,
     JobState,
     Run,
+    RunState,
     Worker,
     WorkerState,
 )
@@ -33,14 +34,17 @@ class RecoveryMixin(ClusterPart):
         attempts: Iterable[dict[str, Any]],
         workers: Iterable[dict[str, Any]],
         now: float,
+        last_seq: int = 0,
     ) -> None:
         """Rebuild from the store after a master (re)start.
 
         Workers not known dead become UNKNOWN: they keep their attempts for one lease, to
-        reconnect and report what they hold. Nothing terminal is touched. A record that cannot be
+        reconnect and report what they hold. Nothing terminal is touched. `last_seq`: the highest
+        run seq given so far, finished runs (which are not restored) included. A record that cannot be
         read never stops the master from starting: its job is FAILED saying so (or, for a record
         that names no job, it is skipped), and the master's log says which.
         """
+        self._run_seq = max(self._run_seq, last_seq)
         for run in self._readable("run", runs, Run.from_row):
             self.runs[run.id] = run
             self._run_seq = max(self._run_seq, run.seq)
@@ -113,6 +117,8 @@ class RecoveryMixin(ClusterPart):
                         self._decide(job, now)
 
             self._maybe_finish_run(run, now)
+            if run.state is not RunState.RUNNING and run.id not in self._finishing:  # ended before
+                self._track_ended(run)
         self._dispatch_needed = True
         self._settle(now)
 
@@ -124,7 +130,9 @@ class RecoveryMixin(ClusterPart):
             if job is None:
                 self._skip_record("attempt", attempt.to_row(), KeyError("its job has no record"))
                 continue
-            if not attempt.void:
+            if attempt.void:
+                job.voided.append(attempt.id)
+            else:
                 job.attempts.append(attempt)
             self._attempts[attempt.id] = (job, attempt)
 

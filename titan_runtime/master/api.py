@@ -23,18 +23,21 @@ from titan_runtime.core.model import RUN_ID_PATTERN, Attempt, InvalidSpec, Job, 
 from titan_runtime.diskspace import DiskGuard
 from titan_runtime.master.api_autoscaler import AutoscalerApi
 from titan_runtime.master.api_dynamic import DynamicApi
+from titan_runtime.master.api_retention import RetentionApi
 from titan_runtime.master.api_secrets import SecretsApi
 from titan_runtime.master.api_tokens import TokensApi
 from titan_runtime.master.artifacts import ArtifactError, ArtifactStore
 from titan_runtime.master.auth import Caller, Credentials, caller_of, describe_owner
 from titan_runtime.master.convert import job_to_pb, run_to_pb, service_to_pb, spec_from_pb, worker_to_pb
 from titan_runtime.master.errors import RequestError
+from titan_runtime.master.history import History
 from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
 from titan_runtime.master.policy import Kind
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.store import MAX_KV_VALUE_BYTES, KvTypeError
+from titan_runtime.store.base import RunQuery
 
 log = logging.getLogger("titan.master")
 
@@ -44,6 +47,8 @@ RESERVED_PREFIX = "titan/"
 #: Keys in one page of ListKv: the default, and the most a client may ask for.
 KV_PAGE, MAX_KV_PAGE = 1000, 10_000
 ARTIFACT_PREFIX = RESERVED_PREFIX + "artifact/"
+#: Runs a listing without a limit gives: the latest thousand, not a history of millions.
+LIST_RUNS_DEFAULT = 1000
 #: How long a terminal worker stays in `workers` listings.
 DEAD_WORKER_VISIBLE_S = 600.0
 #: When a finished attempt's log stops growing for this long, a follower stops waiting for more.
@@ -74,7 +79,7 @@ def run_filter(request: pb.ListRunsRequest) -> Callable[[Run], bool]:
     return wanted
 
 
-class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanServicer):
+class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, RetentionApi, rpc.TitanServicer):
     def __init__(
         self,
         loop: MasterLoop,
@@ -82,6 +87,7 @@ class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanS
         artifacts: ArtifactStore,
         credentials: Credentials,
         disk: DiskGuard | None = None,
+        history: History | None = None,
     ) -> None:
         self._loop = loop
         self._state = loop.state
@@ -90,6 +96,7 @@ class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanS
         self._credentials = credentials
         self._disk = disk
         self._limits = loop.state.config.limits
+        self.history = history or History(loop.state, loop.store)
 
     # -------------------------------------------------------------- helpers
 
@@ -100,7 +107,7 @@ class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanS
 
     async def _resolve(self, ref: str, context: grpc.aio.ServicerContext) -> Job:
         try:
-            job = self._state.resolve(ref)
+            job = self.history.resolve(ref)
         except NotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         await self._check_scope(job.run_id, context, write=False)
@@ -115,7 +122,7 @@ class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanS
         return caller
 
     def _may_change(self, caller: Caller, run_id: str) -> bool:
-        run = self._state.runs.get(run_id)
+        run = self.history.header(run_id)
         return caller.may_change(run_id, run.submitted_by if run is not None else "")
 
     # -------------------------------------------------------------- runs and jobs
@@ -149,8 +156,9 @@ class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanS
         def accept(now: float) -> tuple[Any, bool]:
             if caller is not None:
                 self._check_replaces_only_its_own(specs, caller)
+            ended = None if run_id in state.runs else self.history.find(run_id)  # submitted again
             return state.submit_run(
-                run_id, request.name, specs, now, dict(request.labels), request.agent_run_id, submitter
+                run_id, request.name, specs, now, dict(request.labels), request.agent_run_id, submitter, ended
             )
 
         try:
@@ -212,7 +220,7 @@ class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanS
 
     async def GetRun(self, request: pb.RunRef, context: grpc.aio.ServicerContext) -> pb.RunInfo:
         try:
-            run = self._state.run(request.run_id)
+            run = self.history.run(request.run_id)
         except NotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         if not request.select_jobs:
@@ -240,9 +248,13 @@ class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanS
                 grpc.StatusCode.INVALID_ARGUMENT, f"unknown run state(s) {sorted(unknown)}: use {words}"
             )
         wanted = run_filter(request)
-        runs = [r for r in sorted(self._state.runs.values(), key=lambda r: r.seq, reverse=True) if wanted(r)]
-        if request.limit > 0:
-            runs = runs[: request.limit]
+        query = RunQuery(
+            states=frozenset(request.states),
+            since=request.since,
+            agent_run_id=request.agent_run_id or None,
+            limit=request.limit or LIST_RUNS_DEFAULT,
+        )
+        runs = itertools.islice((r for r in self.history.runs(query) if wanted(r)), query.limit)
         return pb.ListRunsResponse(runs=[run_to_pb(self._state, r, with_jobs=False) for r in runs])
 
     async def WaitJob(self, request: pb.WaitRequest, context: grpc.aio.ServicerContext) -> pb.JobInfo:
@@ -257,7 +269,7 @@ class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanS
 
     async def WaitRun(self, request: pb.WaitRequest, context: grpc.aio.ServicerContext) -> pb.RunInfo:
         try:
-            run = self._state.run(request.ref)
+            run = self.history.run(request.ref)
         except NotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         deadline = self._loop.clock() + (request.timeout if request.timeout > 0 else 60.0)
@@ -270,11 +282,13 @@ class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanS
 
     async def Cancel(self, request: pb.CancelRequest, context: grpc.aio.ServicerContext) -> pb.CancelResponse:
         state = self._state
-        if request.ref in state.runs:
+        if self.history.find(request.ref) is not None:
             run_id = request.ref
         else:
             run_id = (await self._resolve(request.ref, context)).run_id
         await self._check_scope(run_id, context, write=True)
+        if run_id not in state.runs:  # it has ended: nothing left to cancel
+            return pb.CancelResponse()
         try:
             cancelled = await self._loop.call(lambda now: state.cancel(request.ref, now))
         except NotFound as exc:
@@ -286,7 +300,7 @@ class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanS
     async def _wait_processes_gone(self, refs: list[str], timeout: float) -> None:
         deadline = self._loop.clock() + timeout
         for ref in refs:
-            job = self._state.resolve(ref)
+            job = self.history.resolve(ref)
             attempt = job.current
             while attempt is not None and not attempt.state.terminal:
                 remaining = deadline - self._loop.clock()
@@ -355,7 +369,7 @@ class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanS
                 now = self._loop.clock()
                 idle_since = idle_since or now
                 if not follow or attempt.id in self._logs.cut or now - idle_since > LOG_SETTLE_S:
-                    note = self._logs.missing_note(attempt.id, offset, attempt.log_size)
+                    note = self._logs.missing_note(attempt.id, offset, attempt.log_size, path)
                     yield pb.LogChunk(attempt=attempt.number, offset=offset, data=note)
                     return
             elif not follow or attempt.state.terminal:
@@ -393,11 +407,12 @@ class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanS
         state = self._state
         if request.id:
             try:
-                jobs = state.service_jobs(request.id)
+                jobs = self.history.service_jobs(request.id)
             except NotFound as exc:
                 await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         else:
             jobs = [state.runs[r].jobs[j] for keys in state.services.values() for r, j in keys]
+            jobs += self.history.ended_services() if request.all else []
         if not request.all:
             jobs = [job for job in jobs if not job.state.terminal]
         return pb.ListServicesResponse(services=[service_to_pb(state, job) for job in jobs])
@@ -593,7 +608,7 @@ class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, rpc.TitanS
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION, f"artifact {request.hash} was never uploaded"
             )
-        if run_id and run_id not in self._state.runs:
+        if run_id and self.history.header(run_id) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no run {run_id!r}")
         size = self._artifacts.size(request.hash)
         value = json.dumps({"hash": request.hash, "size": size})

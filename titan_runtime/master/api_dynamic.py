@@ -3,17 +3,20 @@ and schedules. A mixin of `TitanServicer` (same loop, state and credentials)."""
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING
 
 import grpc
 
 from titan_runtime.core.cluster import NotFound
+from titan_runtime.core.dynamic import check_gate_open
 from titan_runtime.core.model import InvalidSpec, Job, JobState
 from titan_runtime.master.auth import caller_of
 from titan_runtime.master.convert import job_to_pb, run_to_pb
 from titan_runtime.master.errors import RequestError
 from titan_runtime.master.schedules import ScheduleError, Schedules
 from titan_runtime.proto import titan_pb2 as pb
+from titan_runtime.store.base import RunQuery
 
 if TYPE_CHECKING:
     from titan_runtime.master.api import TitanServicer
@@ -21,6 +24,9 @@ if TYPE_CHECKING:
     _Base = TitanServicer
 else:
     _Base = object
+
+#: The runs of agents listed: the latest ones.
+AGENT_RUNS = 1000
 
 
 class DynamicApi(_Base):
@@ -44,7 +50,7 @@ class DynamicApi(_Base):
         except RequestError as exc:
             await context.abort(exc.code, str(exc))
         except NotFound as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            await self._abort_not_live(request.run_id, exc, context)
         except InvalidSpec as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return pb.SubmitRunResponse(run_id=request.run_id, job_ids=[j.id for j in jobs])
@@ -62,18 +68,30 @@ class DynamicApi(_Base):
                 )
             )
         except NotFound as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            await self._abort_not_live(request.run_id, exc, context)
         except InvalidSpec as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return pb.SubmitRunResponse(run_id=request.run_id, job_ids=[j.id for j in jobs])
+
+    async def _abort_not_live(self, run_id: str, exc: NotFound, context: grpc.aio.ServicerContext) -> None:
+        """A run the core does not hold: it has ended (and left memory), or there is none."""
+        ended = self.history.header(run_id)
+        if ended is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"run {run_id} has ended ({ended.state.value}); jobs can only be added to a running run",
+        )
 
     # -------------------------------------------------------------- approvals
 
     async def DecideGate(self, request: pb.GateDecision, context: grpc.aio.ServicerContext) -> pb.JobInfo:
         state = self._state
         try:
-            job = state.resolve(request.ref)
+            job = self.history.resolve(request.ref)
             await self._check_scope(job.run_id, context, write=True)
+            if job.run_id not in state.runs:  # its run has ended: the gate is decided or never reached
+                check_gate_open(job)
             job = await self._loop.call(
                 lambda now: state.decide_gate(request.ref, request.approved, request.by, request.comment, now)
             )
@@ -100,9 +118,9 @@ class DynamicApi(_Base):
 
     async def ListAgentRuns(self, request: pb.Empty, context: grpc.aio.ServicerContext) -> pb.AgentRunList:
         groups: dict[str, list] = {}  # type: ignore[type-arg]
-        for run in sorted(self._state.runs.values(), key=lambda r: r.seq):
-            if run.agent_run_id:
-                groups.setdefault(run.agent_run_id, []).append(run)
+        latest = itertools.islice(self.history.runs(RunQuery(agent_run_id="*", limit=AGENT_RUNS)), AGENT_RUNS)
+        for run in sorted(latest, key=lambda r: r.seq):
+            groups.setdefault(run.agent_run_id, []).append(run)
         out = []
         for agent_id, runs in groups.items():
             states = {r.state.value for r in runs}

@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from titan_runtime.core.retention import StoredFile
+
 HASH_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 CHUNK = 1024 * 1024
 
@@ -91,3 +93,18 @@ class ArtifactStore:
                 if not data:
                     return
                 yield data
+
+    def files(self) -> Iterator[StoredFile]:
+        """Every blob, its owner its hash (what names and jobs refer to it by)."""
+        for folder in (self.root / "sha256").glob("??"):
+            for entry in os.scandir(folder):
+                if entry.is_file():
+                    info = entry.stat()
+                    yield StoredFile(
+                        entry.path, info.st_size, info.st_mtime, f"sha256:{folder.name}{entry.name}"
+                    )
+
+    @staticmethod
+    def remove(files: list[StoredFile]) -> None:
+        for f in files:
+            Path(f.path).unlink(missing_ok=True)

@@ -109,7 +109,7 @@ def run_to_pb(state: ClusterState, run: Run, with_jobs: bool = True) -> pb.RunIn
     counts: dict[str, int] = {}
     for job in run.jobs.values():
         counts[job.state.value] = counts.get(job.state.value, 0) + 1
-    info = to_message(pb.RunInfo, run, counts=counts)
+    info = to_message(pb.RunInfo, run, counts=counts or run.counts)  # a finished run read without jobs
     if with_jobs:
         info.jobs.extend(job_to_pb(state, job) for job in run.jobs.values())
     return info

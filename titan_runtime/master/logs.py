@@ -16,15 +16,20 @@ import asyncio
 import errno
 import logging
 import os
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from titan_runtime.core.model import ID_PATTERN
+from titan_runtime.core.retention import StoredFile
 from titan_runtime.diskspace import WRITE_SLICE, DiskGuard, human
 
 log = logging.getLogger("titan.master")
 
 READ_CHUNK = 1024 * 1024
+#: In a run's log folder once retention removed some of its logs: says why, to their readers.
+REMOVED_MARK = ".removed"
 
 
 def note_record(text: str) -> bytes:
@@ -129,10 +134,41 @@ class LogStore:
         except asyncio.TimeoutError:
             pass
 
-    def missing_note(self, attempt_id: str, size: int, expected: int) -> bytes:
+    def missing_note(self, attempt_id: str, size: int, expected: int, path: Path | None = None) -> bytes:
         """The note a reader gets where an ended attempt's log stops short of what its worker wrote."""
-        why = self.cut.get(attempt_id, "it never reached the master")
+        why = self.cut.get(attempt_id) or self._removed(path) or "it never reached the master"
         return note_record(f"titan: {expected - size:,} bytes of output are missing here: {why}")
+
+    @staticmethod
+    def _removed(path: Path | None) -> str:
+        if path is None or path.exists():
+            return ""
+        try:
+            return (path.parent / REMOVED_MARK).read_text()
+        except OSError:
+            return ""
+
+    def files(self) -> Iterator[StoredFile]:
+        """Every log, its owner its run."""
+        for run_dir in os.scandir(self.root):
+            if not run_dir.is_dir():
+                continue
+            for entry in os.scandir(run_dir.path):
+                if entry.name.endswith(".log") and entry.is_file():
+                    info = entry.stat()
+                    yield StoredFile(entry.path, info.st_size, info.st_mtime, run_dir.name)
+
+    def remove(self, files: list[StoredFile], why: str) -> None:
+        """Delete logs of ended jobs; a reader of one is told `why` (see missing_note)."""
+        for f in files:
+            path = Path(f.path)
+            path.unlink(missing_ok=True)
+            (path.parent / REMOVED_MARK).write_text(why)
+
+    def remove_run(self, run_id: str) -> None:
+        """Delete a run's logs with the run."""
+        if ID_PATTERN.match(run_id):
+            shutil.rmtree(self.root / run_id, ignore_errors=True)
 
     @staticmethod
     def read(path: Path, offset: int, limit: int = READ_CHUNK) -> bytes:

@@ -32,12 +32,14 @@ from typing import Any, TypeVar
 
 from titan_runtime.core.cluster import ClusterState
 from titan_runtime.core.effects import Changes, Effect, before_sync
+from titan_runtime.core.model import Run
 from titan_runtime.store import Store
 
 log = logging.getLogger("titan.master")
 T = TypeVar("T")
 
 EffectHandler = Callable[[list[Effect], Changes], Awaitable[None]]
+EvictedHandler = Callable[[list[Run]], None]
 #: The longest a change nothing depends on waits to be committed with others.
 LAZY_COMMIT_S = 0.1
 #: A commit with this many new jobs freezes what exists out of the garbage collector's passes.
@@ -105,6 +107,7 @@ class MasterLoop:
         self._arrived: asyncio.Future[None] | None = None
         self._flush_at: float | None = None
         self._handler: EffectHandler | None = None
+        self._evicted: EvictedHandler | None = None
         self._task: asyncio.Task[None] | None = None
         self._syncer: ThreadPoolExecutor | None = None
         self.failed: BaseException | None = None
@@ -137,8 +140,11 @@ class MasterLoop:
     def stopping_message(self) -> str:
         return f"the master is stopping: its store could not be written ({self.failed})"
 
-    def start(self, handler: EffectHandler) -> None:
+    def start(self, handler: EffectHandler, evicted: EvictedHandler | None = None) -> None:
+        """Run the loop: `handler` carries out effects; `evicted` is given the runs that ended and
+        left the core's memory (after their last commit)."""
         self._handler = handler
+        self._evicted = evicted
         if self.store.syncs:
             self._syncer = ThreadPoolExecutor(1, thread_name_prefix="titan-store-sync")
         self._task = asyncio.get_running_loop().create_task(self._run(), name="titan-master-loop")
@@ -238,6 +244,9 @@ class MasterLoop:
                 else:
                     future.set_result(result)
             await self._carry_out(effects, changes)
+            ended = self.state.evict_finished()
+            if ended and self._evicted is not None:
+                self._evicted(ended)
             if len(changes.new_jobs) >= FREEZE_AFTER:
                 # The jobs of a big submission live as long as their run, and form no cycles (the
                 # collector has nothing to find in them): out of its passes they go.

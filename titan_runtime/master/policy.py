@@ -76,6 +76,9 @@ _TITAN: dict[str, Policy] = {
     "WaitJob": Policy(job=ALLOW),
     "WaitRun": Policy(job=ALLOW),
     "Cancel": Policy(job=OWN_RUN, mutates=True),
+    # Retention: deleting history is the cluster's, never a job's (it could erase another run's record).
+    "DeleteRun": Policy(job=DENY, why=_CLUSTERS.format("history is"), mutates=True),
+    "CollectGarbage": Policy(job=DENY, why=_CLUSTERS.format("history is"), mutates=True),
     "ReadLogs": Policy(job=ALLOW),
     "GetResult": Policy(job=ALLOW),
     # Workers.

@@ -29,6 +29,7 @@ from titan_runtime.core.effects import (
     Note,
 )
 from titan_runtime.core.limits import DEFAULT_LIMITS, Limits
+from titan_runtime.core.retention import DEFAULT_RETENTION, Retention
 from titan_runtime.diskspace import DEFAULT_MIN_FREE, DiskGuard
 from titan_runtime.master.api import TitanServicer
 from titan_runtime.master.artifacts import ArtifactStore
@@ -40,8 +41,10 @@ from titan_runtime.master.auth import (
     Credentials,
     load_or_create_token,
 )
+from titan_runtime.master.collector import Collector
 from titan_runtime.master.convert import spec_to_pb
 from titan_runtime.master.guard import GuardInterceptor
+from titan_runtime.master.history import History
 from titan_runtime.master.jointokens import JoinTokens
 from titan_runtime.master.link import WorkerLinkServicer
 from titan_runtime.master.lock import DataDirLock
@@ -103,6 +106,7 @@ class MasterConfig:
     auth_delay_max: float = MAX_DELAY  # the longest wait before answering a failed authentication
     tls: ServerTls | None = None  # None: plaintext, allowed only on loopback unless `insecure`
     insecure: bool = False  # plaintext on a non-loopback address, said to be wanted
+    retention: Retention = DEFAULT_RETENTION  # what history is kept, and for how long
 
 
 class MasterServer:
@@ -117,6 +121,7 @@ class MasterServer:
         self._link: WorkerLinkServicer | None = None
         self._logs: LogStore | None = None
         self.autoscaler: AutoscalerLoop | None = None
+        self._collector: Collector | None = None
         self.stopped = asyncio.Event()
         self._lock: DataDirLock | None = None
         #: How workers started on this host (`up`, local pools) dial it: None when it is plaintext.
@@ -186,15 +191,29 @@ class MasterServer:
         gc.disable()
         try:
             snapshot = await loop.in_store(store.load)
-            state.restore(snapshot.runs, snapshot.jobs, snapshot.attempts, snapshot.workers, loop.clock())
+            state.restore(
+                snapshot.runs,
+                snapshot.jobs,
+                snapshot.attempts,
+                snapshot.workers,
+                loop.clock(),
+                snapshot.last_seq,
+            )
+            log.info(
+                "restored %d running runs (%d jobs); finished runs stay in the store",
+                len(snapshot.runs),
+                len(snapshot.jobs),
+            )
             del snapshot
         finally:
             gc.enable()
         gc.freeze()
         self._loop = loop
 
+        history = History(state, store)
+
         def run_ended(run_id: str) -> float | None:
-            run = state.runs.get(run_id)
+            run = history.header(run_id)
             return None if run is None else run.ended_at
 
         credentials = Credentials(
@@ -224,9 +243,10 @@ class MasterServer:
                 ("grpc.http2.min_ping_interval_without_data_ms", 5000),
             ],
         )
-        servicer = TitanServicer(loop, self._logs, artifacts, credentials, disk)
+        servicer = TitanServicer(loop, self._logs, artifacts, credentials, disk, history)
         servicer.secrets = self._secrets
         self._schedules = servicer.schedules = Schedules(loop, servicer.submit)
+        self._collector = servicer.collector = Collector(loop, history, self._logs, artifacts, cfg.retention)
         servicer.on_revoke = self._link.drop_credential
         rpc.add_TitanServicer_to_server(servicer, server)
         rpc.add_WorkerLinkServicer_to_server(self._link, server)
@@ -249,8 +269,9 @@ class MasterServer:
             )
         await server.start()
         self._server = server
-        loop.start(self._carry_out)
+        loop.start(self._carry_out, history.remember)
         self._schedules.start()
+        self._collector.start()  # type: ignore[union-attr]
         assert loop._task is not None
         loop._task.add_done_callback(lambda _t: self.stopped.set())
         host = "127.0.0.1" if cfg.bind in ("0.0.0.0", "") else ("::1" if cfg.bind == "::" else cfg.bind)
@@ -286,6 +307,8 @@ class MasterServer:
         # The loop stops first: streams closing because the master stops are not worker deaths,
         # and nothing about them is committed. Workers reconnect to the next master and are adopted.
         await self._schedules.stop()
+        if self._collector is not None:
+            await self._collector.stop()
         if self.autoscaler is not None:
             await self.autoscaler.stop()  # local pool workers leave while the master still listens
         await self._loop.stop()

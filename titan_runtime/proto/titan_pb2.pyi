@@ -813,6 +813,32 @@ class AutoscalerEvent(_message.Message):
     worker: str
     def __init__(self, at: _Optional[float] = ..., pool: _Optional[str] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ..., launch_id: _Optional[str] = ..., worker: _Optional[str] = ...) -> None: ...
 
+class GcRequest(_message.Message):
+    __slots__ = ("dry_run",)
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    dry_run: bool
+    def __init__(self, dry_run: bool = ...) -> None: ...
+
+class GcReport(_message.Message):
+    __slots__ = ("runs", "kv_keys", "log_files", "log_bytes", "artifacts", "artifact_bytes", "run_ids", "dry_run")
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    KV_KEYS_FIELD_NUMBER: _ClassVar[int]
+    LOG_FILES_FIELD_NUMBER: _ClassVar[int]
+    LOG_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    runs: int
+    kv_keys: int
+    log_files: int
+    log_bytes: int
+    artifacts: int
+    artifact_bytes: int
+    run_ids: _containers.RepeatedScalarFieldContainer[str]
+    dry_run: bool
+    def __init__(self, runs: _Optional[int] = ..., kv_keys: _Optional[int] = ..., log_files: _Optional[int] = ..., log_bytes: _Optional[int] = ..., artifacts: _Optional[int] = ..., artifact_bytes: _Optional[int] = ..., run_ids: _Optional[_Iterable[str]] = ..., dry_run: bool = ...) -> None: ...
+
 class AuditQuery(_message.Message):
     __slots__ = ("since", "limit")
     SINCE_FIELD_NUMBER: _ClassVar[int]

@@ -69,6 +69,16 @@ class TitanStub(object):
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.CancelRequest.SerializeToString,
                 response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.CancelResponse.FromString,
                 _registered_method=True)
+        self.DeleteRun = channel.unary_unary(
+                '/titan.v1.Titan/DeleteRun',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.RunRef.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.GcReport.FromString,
+                _registered_method=True)
+        self.CollectGarbage = channel.unary_unary(
+                '/titan.v1.Titan/CollectGarbage',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.GcRequest.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.GcReport.FromString,
+                _registered_method=True)
         self.ReadLogs = channel.unary_stream(
                 '/titan.v1.Titan/ReadLogs',
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.ReadLogsRequest.SerializeToString,
@@ -286,6 +296,18 @@ class TitanServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def Cancel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CollectGarbage(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -538,6 +560,16 @@ def add_TitanServicer_to_server(servicer, server):
                     servicer.Cancel,
                     request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.CancelRequest.FromString,
                     response_serializer=titan__runtime_dot_proto_dot_titan__pb2.CancelResponse.SerializeToString,
+            ),
+            'DeleteRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRun,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.RunRef.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.GcReport.SerializeToString,
+            ),
+            'CollectGarbage': grpc.unary_unary_rpc_method_handler(
+                    servicer.CollectGarbage,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.GcRequest.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.GcReport.SerializeToString,
             ),
             'ReadLogs': grpc.unary_stream_rpc_method_handler(
                     servicer.ReadLogs,
@@ -904,6 +936,60 @@ class Titan(object):
             '/titan.v1.Titan/Cancel',
             titan__runtime_dot_proto_dot_titan__pb2.CancelRequest.SerializeToString,
             titan__runtime_dot_proto_dot_titan__pb2.CancelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/DeleteRun',
+            titan__runtime_dot_proto_dot_titan__pb2.RunRef.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.GcReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CollectGarbage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/CollectGarbage',
+            titan__runtime_dot_proto_dot_titan__pb2.GcRequest.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.GcReport.FromString,
             options,
             channel_credentials,
             insecure,

@@ -18,7 +18,7 @@ import orjson
 
 from titan_runtime.core.effects import Changes
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Largest KV value or set member, in bytes of UTF-8.
 MAX_KV_VALUE_BYTES = 1024 * 1024
@@ -54,12 +54,45 @@ class KvTypeError(ValueError):
 
 @dataclass
 class Snapshot:
-    """Everything persisted, in insertion order."""
+    """Rows as persisted, in insertion order: what a restart needs (`load`), or one run (`read_run`)."""
 
     runs: list[dict[str, Any]] = field(default_factory=list)
     jobs: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     workers: list[dict[str, Any]] = field(default_factory=list)
+    last_seq: int = 0  # the highest run seq ever given, finished runs included
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """Which run rows `list_runs` gives, latest (highest seq) first. Name and label filters are the
+    caller's: they are globs and maps, checked on the rows."""
+
+    states: frozenset[str] = frozenset()  # any of these; empty: any state
+    since: float = 0.0  # created at or after
+    before_seq: int = 0  # seq below this; 0: from the latest
+    agent_run_id: str | None = None  # None: any; "*": any run of an agent; else that agent run's
+    limit: int = 100
+
+
+#: The run states that are final: such a run is only read, and retention may delete it.
+FINISHED_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+def run_columns(row: dict[str, Any]) -> tuple[int, str, float, float, str]:
+    """What a backend indexes of a run row: seq, state, created_at, ended_at, agent_run_id."""
+    return (
+        int(row.get("seq", 0)),
+        str(row.get("state", "RUNNING")),
+        float(row.get("created_at", 0.0)),
+        float(row.get("ended_at", 0.0)),
+        str(row.get("agent_run_id", "")),
+    )
+
+
+def kept(row: dict[str, Any]) -> bool:
+    """A run labelled keep=true: retention never deletes it."""
+    return str((row.get("labels") or {}).get("keep", "")).lower() == "true"
 
 
 class Store(abc.ABC):
@@ -73,7 +106,38 @@ class Store(abc.ABC):
     syncs: bool = False
 
     @abc.abstractmethod
-    def load(self) -> Snapshot: ...
+    def load(self) -> Snapshot:
+        """What a restart needs: the runs still RUNNING with their jobs and attempts, every worker,
+        and the last run seq. Finished runs stay in the store: a restart costs the same after a
+        million finished jobs as after none."""
+
+    @abc.abstractmethod
+    def read_run(self, run_id: str) -> Snapshot | None:
+        """One run, its jobs (each row with its "spec") and its attempts; None if there is none."""
+
+    @abc.abstractmethod
+    def run_row(self, run_id: str) -> dict[str, Any] | None:
+        """One run's own row, without its jobs."""
+
+    @abc.abstractmethod
+    def job_runs(self, job_id: str, limit: int = 1) -> list[str]:
+        """The runs that hold a job of that id, latest first (a bare job id means the latest)."""
+
+    @abc.abstractmethod
+    def list_runs(self, query: RunQuery) -> list[dict[str, Any]]:
+        """Run rows matching `query`, highest seq first, at most `query.limit`."""
+
+    @abc.abstractmethod
+    def collectable_runs(self, ended_before: float, keep_latest: int, limit: int) -> list[str]:
+        """Up to `limit` finished runs retention may delete, oldest first: those that ended before
+        `ended_before`, and those beyond the `keep_latest` latest finished runs (0: no such count).
+        A run labelled keep=true is never one of them (nor counted among the latest)."""
+
+    @abc.abstractmethod
+    def delete_runs(self, run_ids: Sequence[str], key_prefixes: Sequence[str] = ()) -> int:
+        """Delete runs with their jobs and attempts, the KV keys (values and sets) they created, and
+        every key under `key_prefixes`, in one transaction, durable when it returns. Returns the
+        number of KV keys deleted."""
 
     def save(self, changes: Changes) -> None:
         """Upsert every row of `changes` atomically and durably: all of them, or none."""

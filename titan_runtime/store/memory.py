@@ -6,7 +6,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from titan_runtime.core.effects import Changes
-from titan_runtime.store.base import Snapshot, Store, dump_row, load_row, parse_int
+from titan_runtime.store.base import (
+    FINISHED_STATES,
+    RunQuery,
+    Snapshot,
+    Store,
+    dump_row,
+    kept,
+    load_row,
+    parse_int,
+    run_columns,
+)
 
 
 def _copy(row: dict[str, Any]) -> dict[str, Any]:
@@ -30,12 +40,75 @@ class MemoryStore(Store):
         self._audit: list[dict[str, Any]] = []
 
     def load(self) -> Snapshot:
+        running = {run_id for run_id, row in self._runs.items() if run_columns(row)[1] == "RUNNING"}
         return Snapshot(
-            runs=[_copy(r) for r in self._runs.values()],
-            jobs=[_copy(r) for r in self._jobs.values()],
-            attempts=[_copy(r) for r in self._attempts.values()],
+            runs=[_copy(r) for r in self._runs.values() if r["id"] in running],
+            jobs=[_copy(r) for key, r in self._jobs.items() if key[0] in running],
+            attempts=[_copy(r) for r in self._attempts.values() if r.get("run_id") in running],
             workers=[_copy(r) for r in self._workers.values()],
+            last_seq=max((run_columns(r)[0] for r in self._runs.values()), default=0),
         )
+
+    def read_run(self, run_id: str) -> Snapshot | None:
+        if run_id not in self._runs:
+            return None
+        return Snapshot(
+            runs=[_copy(self._runs[run_id])],
+            jobs=[_copy(r) for key, r in self._jobs.items() if key[0] == run_id],
+            attempts=[_copy(r) for r in self._attempts.values() if r.get("run_id") == run_id],
+        )
+
+    def run_row(self, run_id: str) -> dict[str, Any] | None:
+        row = self._runs.get(run_id)
+        return None if row is None else _copy(row)
+
+    def _by_seq(self) -> list[dict[str, Any]]:
+        return sorted(self._runs.values(), key=lambda r: run_columns(r)[0], reverse=True)
+
+    def job_runs(self, job_id: str, limit: int = 1) -> list[str]:
+        return [r["id"] for r in self._by_seq() if (r["id"], job_id) in self._jobs][:limit]
+
+    def list_runs(self, query: RunQuery) -> list[dict[str, Any]]:
+        found = []
+        for row in self._by_seq():
+            seq, state, created_at, _, agent = run_columns(row)
+            if (
+                created_at >= query.since
+                and (not query.before_seq or seq < query.before_seq)
+                and (not query.states or state in query.states)
+                and (
+                    query.agent_run_id is None
+                    or agent == query.agent_run_id
+                    or (query.agent_run_id == "*" and agent)
+                )
+            ):
+                found.append(_copy(row))
+        return found[: query.limit]
+
+    def collectable_runs(self, ended_before: float, keep_latest: int, limit: int) -> list[str]:
+        finished = sorted(
+            (r for r in self._runs.values() if run_columns(r)[1] in FINISHED_STATES and not kept(r)),
+            key=lambda r: run_columns(r)[3],
+        )
+        beyond = len(finished) - keep_latest if keep_latest > 0 else 0
+        return [
+            r["id"] for index, r in enumerate(finished) if index < beyond or run_columns(r)[3] < ended_before
+        ][:limit]
+
+    def delete_runs(self, run_ids: Sequence[str], key_prefixes: Sequence[str] = ()) -> int:
+        doomed = set(run_ids)
+        for table in (self._jobs, self._attempts):
+            for key in [k for k, r in table.items() if r.get("run_id") in doomed]:
+                del table[key]
+        for run_id in doomed:
+            self._runs.pop(run_id, None)
+        keys = {k for k, owner in self._owners.items() if owner in doomed}
+        keys |= (
+            {k for k in self._kv.keys() | self._sets.keys() if k.startswith(tuple(key_prefixes))}
+            if key_prefixes
+            else set()
+        )
+        return sum(self.kv_delete(key) for key in keys)
 
     def write(self, changes: Changes) -> None:
         for row in changes.runs:

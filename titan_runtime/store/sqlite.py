@@ -21,6 +21,7 @@ from typing import Any
 from titan_runtime.core.effects import Changes
 from titan_runtime.store.base import (
     SCHEMA_VERSION,
+    RunQuery,
     Snapshot,
     Store,
     StoreError,
@@ -28,6 +29,7 @@ from titan_runtime.store.base import (
     dump_row,
     load_row,
     parse_int,
+    run_columns,
 )
 
 _SCHEMA = """
@@ -45,9 +47,36 @@ CREATE INDEX IF NOT EXISTS kv_owners_by_owner ON kv_owners(owner);
 CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit(at);
 """
-#: What each schema version adds to the one before, applied in order to an older store. Version 2
-#: records which run created each KV key (kv_owners, created by _SCHEMA): keys from before have none.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {2: (), 3: ()}  # 3: the audit log (created by _SCHEMA)
+#: What each schema version adds to the one before, applied in order to an older store (a new one
+#: is made as version 1 by _SCHEMA, then migrated like any other). Version 2 records which run
+#: created each KV key (kv_owners, created by _SCHEMA): keys from before have none. Version 3: the
+#: audit log (created by _SCHEMA). Version 4: what finished runs are queried and deleted by, as
+#: columns with indexes (finished runs are read from the store, not kept in memory).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (),
+    3: (),
+    4: (
+        "ALTER TABLE runs ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN state TEXT NOT NULL DEFAULT 'RUNNING'",
+        "ALTER TABLE runs ADD COLUMN created_at REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN ended_at REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN agent_run_id TEXT NOT NULL DEFAULT ''",
+        "UPDATE runs SET seq=coalesce(json_extract(data, '$.seq'), 0),"
+        " state=coalesce(json_extract(data, '$.state'), 'RUNNING'),"
+        " created_at=coalesce(json_extract(data, '$.created_at'), 0),"
+        " ended_at=coalesce(json_extract(data, '$.ended_at'), 0),"
+        " agent_run_id=coalesce(json_extract(data, '$.agent_run_id'), '')",
+        "CREATE INDEX runs_by_seq ON runs(seq)",
+        "CREATE INDEX runs_running ON runs(seq) WHERE state = 'RUNNING'",
+        "CREATE INDEX runs_finished ON runs(ended_at) WHERE state != 'RUNNING'",
+        "CREATE INDEX runs_by_agent ON runs(agent_run_id, seq) WHERE agent_run_id != ''",
+        "ALTER TABLE attempts ADD COLUMN run_id TEXT NOT NULL DEFAULT ''",
+        "UPDATE attempts SET run_id=coalesce(json_extract(data, '$.run_id'), '')",
+        "CREATE INDEX attempts_by_run ON attempts(run_id)",
+        "CREATE INDEX jobs_by_job_id ON jobs(job_id)",
+    ),
+}
+_RUN_COLUMNS = "seq, state, created_at, ended_at, agent_run_id"
 
 
 def _private(path: Path) -> None:
@@ -89,9 +118,9 @@ class SqliteStore(Store):
 
     def _check_version(self) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
-            self._db.execute("INSERT INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
-            return
+        if row is None:  # just made by _SCHEMA: version 1
+            self._db.execute("INSERT INTO meta VALUES('schema_version', '1')")
+            row = ("1",)
         version = int(row[0])
         if version > SCHEMA_VERSION:
             raise StoreError(
@@ -125,33 +154,136 @@ class SqliteStore(Store):
                 raise StoreFull(f"the disk of {self.path} is full: {exc}") from exc
             raise
 
-    def load(self) -> Snapshot:
-        def rows(sql: str) -> list[dict[str, Any]]:
-            return [load_row(data) for (data,) in self._db.execute(sql)]
+    def _rows(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        return [load_row(data) for (data,) in self._db.execute(sql, args)]
 
-        jobs = [
+    def _jobs(self, where: str, *args: Any) -> list[dict[str, Any]]:
+        return [
             {**load_row(data), "spec": load_row(spec)}
-            for spec, data in self._db.execute("SELECT spec, data FROM jobs ORDER BY rowid")
+            for spec, data in self._db.execute(
+                f"SELECT spec, data FROM jobs WHERE {where} ORDER BY rowid", args
+            )
         ]
+
+    def load(self) -> Snapshot:
+        running = "run_id IN (SELECT id FROM runs WHERE state = 'RUNNING')"
+        (last_seq,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM runs").fetchone()
         return Snapshot(
-            runs=rows("SELECT data FROM runs ORDER BY rowid"),
-            jobs=jobs,
-            attempts=rows("SELECT data FROM attempts ORDER BY rowid"),
-            workers=rows("SELECT data FROM workers ORDER BY rowid"),
+            runs=self._rows("SELECT data FROM runs WHERE state = 'RUNNING' ORDER BY rowid"),
+            jobs=self._jobs(running),
+            attempts=self._rows(f"SELECT data FROM attempts WHERE {running} ORDER BY rowid"),
+            workers=self._rows("SELECT data FROM workers ORDER BY rowid"),
+            last_seq=last_seq,
         )
+
+    def read_run(self, run_id: str) -> Snapshot | None:
+        runs = self._rows("SELECT data FROM runs WHERE id = ?", run_id)
+        if not runs:
+            return None
+        return Snapshot(
+            runs=runs,
+            jobs=self._jobs("run_id = ?", run_id),
+            attempts=self._rows("SELECT data FROM attempts WHERE run_id = ? ORDER BY rowid", run_id),
+        )
+
+    def run_row(self, run_id: str) -> dict[str, Any] | None:
+        found = self._rows("SELECT data FROM runs WHERE id = ?", run_id)
+        return found[0] if found else None
+
+    def job_runs(self, job_id: str, limit: int = 1) -> list[str]:
+        rows = self._db.execute(
+            "SELECT runs.id FROM jobs JOIN runs ON runs.id = jobs.run_id WHERE jobs.job_id = ?"
+            " ORDER BY runs.seq DESC LIMIT ?",
+            (job_id, limit),
+        )
+        return [run_id for (run_id,) in rows]
+
+    def list_runs(self, query: RunQuery) -> list[dict[str, Any]]:
+        where, args = ["created_at >= ?"], [query.since]
+        if query.before_seq:
+            where.append("seq < ?")
+            args.append(query.before_seq)
+        if query.states:
+            where.append(f"state IN ({', '.join('?' * len(query.states))})")
+            args.extend(sorted(query.states))
+        if query.agent_run_id == "*":
+            where.append("agent_run_id != ''")
+        elif query.agent_run_id is not None:
+            where.append("agent_run_id = ?")
+            args.append(query.agent_run_id)
+        args.append(query.limit)
+        return self._rows(
+            f"SELECT data FROM runs WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?", *args
+        )
+
+    def collectable_runs(self, ended_before: float, keep_latest: int, limit: int) -> list[str]:
+        not_kept = "state != 'RUNNING' AND lower(coalesce(json_extract(data, '$.labels.keep'), '')) != 'true'"
+        found = [
+            run_id
+            for (run_id,) in self._db.execute(
+                f"SELECT id FROM runs WHERE {not_kept} AND ended_at < ? ORDER BY ended_at LIMIT ?",
+                (ended_before, limit),
+            )
+        ]
+        if keep_latest > 0 and len(found) < limit:
+            beyond = self._db.execute(
+                f"SELECT id FROM (SELECT id, ended_at FROM runs WHERE {not_kept} ORDER BY ended_at DESC"
+                " LIMIT -1 OFFSET ?) ORDER BY ended_at LIMIT ?",
+                (keep_latest, limit),
+            )
+            found.extend(run_id for (run_id,) in beyond if run_id not in found)
+        return found[:limit]
+
+    def delete_runs(self, run_ids: Sequence[str], key_prefixes: Sequence[str] = ()) -> int:
+        removed = 0
+        with self._transaction() as db:
+            for run_id in run_ids:
+                db.execute("DELETE FROM attempts WHERE run_id = ?", (run_id,))
+                db.execute("DELETE FROM jobs WHERE run_id = ?", (run_id,))
+                db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+                owned = [key for (key,) in db.execute("SELECT key FROM kv_owners WHERE owner = ?", (run_id,))]
+                for key in owned:
+                    removed += self._delete_key(key)
+            for prefix in key_prefixes:
+                removed += self._delete_prefix(prefix)
+        self.sync()
+        return removed
+
+    def _delete_key(self, key: str) -> int:
+        db = self._db
+        found = db.execute("DELETE FROM kv WHERE key = ?", (key,)).rowcount
+        found += db.execute("DELETE FROM kv_sets WHERE key = ?", (key,)).rowcount
+        db.execute("DELETE FROM kv_owners WHERE key = ?", (key,))
+        return 1 if found else 0
+
+    def _delete_prefix(self, prefix: str) -> int:
+        keys: list[str] = []
+        after = ""
+        while page := self.kv_keys(prefix, after, 1000):
+            keys.extend(key for key, _ in page)
+            after = page[-1][0]
+        return sum(self._delete_key(key) for key in keys)
 
     def write(self, changes: Changes) -> None:
         with self._transaction() as db:
-            for table, rows in (
-                ("runs", changes.runs),
-                ("attempts", changes.attempts),
-                ("workers", changes.workers),
-            ):
-                if rows:
-                    db.executemany(
-                        f"INSERT INTO {table}(id, data) VALUES(?, ?) ON CONFLICT(id) DO UPDATE SET data=excluded.data",
-                        [(r["id"], dump_row(r)) for r in rows],
-                    )
+            if changes.runs:
+                db.executemany(
+                    f"INSERT INTO runs(id, data, {_RUN_COLUMNS}) VALUES(?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT(id) DO UPDATE SET data=excluded.data, seq=excluded.seq, state=excluded.state,"
+                    " created_at=excluded.created_at, ended_at=excluded.ended_at, agent_run_id=excluded.agent_run_id",
+                    [(r["id"], dump_row(r), *run_columns(r)) for r in changes.runs],
+                )
+            if changes.attempts:
+                db.executemany(
+                    "INSERT INTO attempts(id, data, run_id) VALUES(?, ?, ?)"
+                    " ON CONFLICT(id) DO UPDATE SET data=excluded.data",
+                    [(r["id"], dump_row(r), r.get("run_id", "")) for r in changes.attempts],
+                )
+            if changes.workers:
+                db.executemany(
+                    "INSERT INTO workers(id, data) VALUES(?, ?) ON CONFLICT(id) DO UPDATE SET data=excluded.data",
+                    [(r["id"], dump_row(r)) for r in changes.workers],
+                )
             if changes.new_jobs:
                 db.executemany(
                     "INSERT INTO jobs(run_id, job_id, spec, data) VALUES(?, ?, ?, ?)",
@@ -223,10 +355,8 @@ class SqliteStore(Store):
         self.sync()
 
     def kv_delete(self, key: str) -> bool:
-        with self._transaction() as db:
-            removed = db.execute("DELETE FROM kv WHERE key=?", (key,)).rowcount
-            removed += db.execute("DELETE FROM kv_sets WHERE key=?", (key,)).rowcount
-            db.execute("DELETE FROM kv_owners WHERE key=?", (key,))
+        with self._transaction():
+            removed = self._delete_key(key)
         self.sync()
         return removed > 0
 

@@ -1,0 +1,238 @@
+"""A master that has lived for months: what history costs it, and big runs.
+
+1. History. A store holding N finished jobs (default 1,000,000: 100,000 runs of 10 jobs, one attempt
+   each), written fast through the store API, against an empty store (the baseline) in the same run:
+   the master's start to ready (restore, listen) and its memory then; `list_runs(50)` (what
+   `runs --json --limit 50` asks) and `get_job` of a finished job by bare id (what `status JOB`
+   asks), each the median of 20 calls. Targets: RSS <= 300 MB, start <= 2 s, list <= 100 ms,
+   status <= 50 ms.
+2. A 100,000-job DAG (independent /bin/true jobs) in one submit_dag call: accepted in <= 5 s with the
+   master's RSS <= 500 MB, i.e. >= 20,000 jobs/s. Baseline: the same rows inserted into SQLite in one
+   transaction by hand (the durability floor).
+3. A 10,000-job run on 2 workers x 2 slots: `run-status RUN` (the command, interpreter start
+   included) <= 200 ms once it has ended; the SDK's `wait` returns <= 1 s after the run's own end.
+   Baseline: the run's own time (created to ended, as the master records it).
+
+    .venv/bin/python benchmarks/bench_history.py [--jobs 1000000] [--dag 100000] [--run 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import Timer, table
+
+from titan_runtime import TitanJob
+from titan_runtime.core.effects import Changes
+from titan_runtime.core.model import JobSpec
+from titan_runtime.store import SqliteStore
+from titan_runtime.testing import ProcessCluster
+
+JOBS_PER_RUN = 10
+
+
+def rss_mb(pid: int, field: str = "VmRSS:") -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def fill(db: Path, jobs: int) -> None:
+    """`jobs` finished jobs, in runs of JOBS_PER_RUN, each with one ended attempt."""
+    store = SqliteStore(db, fsync=False)
+    spec = JobSpec(id="x", command=("/bin/true",)).to_dict()
+    runs = jobs // JOBS_PER_RUN
+    t0 = 1_700_000_000.0
+    batch = Changes()
+    for r in range(runs):
+        run_id = f"hist-{r:07d}"
+        at = t0 + r
+        batch.runs.append(
+            {
+                "id": run_id, "name": "history", "labels": {}, "agent_run_id": "", "state": "SUCCEEDED",
+                "reason": "", "created_at": at, "ended_at": at + 1, "seq": r + 1,
+                "counts": {"SUCCEEDED": JOBS_PER_RUN},
+            }
+        )  # fmt: skip
+        for j in range(JOBS_PER_RUN):
+            job_id = f"job-{j}"
+            batch.new_jobs.append(
+                {
+                    "run_id": run_id, "job_id": job_id, "state": "SUCCEEDED", "created_at": at,
+                    "started_at": at, "ended_at": at + 1, "exit_code": 0, "worker_id": "w-gone",
+                    "spec": {**spec, "id": job_id},
+                }
+            )  # fmt: skip
+            batch.attempts.append(
+                {
+                    "id": f"at-{r}-{j}", "run_id": run_id, "job_id": job_id, "number": 1, "worker_id": "w-gone",
+                    "state": "SUCCEEDED", "assigned_at": at, "started_at": at, "ended_at": at + 1,
+                    "exit_code": 0, "signal": "", "reason": "", "pid": 1, "log_size": 0, "host": "",
+                    "ports": {}, "healthy": False, "void": False,
+                }
+            )  # fmt: skip
+        if len(batch.new_jobs) >= 50_000 or r == runs - 1:
+            store.write(batch)
+            batch = Changes()
+            print(f"  history: {(r + 1) * JOBS_PER_RUN:,} of {jobs:,} jobs written", end="\r", flush=True)
+    print()
+    store.close()
+
+
+def median_ms(fn, n: int = 20) -> float:  # type: ignore[no-untyped-def]
+    times = []
+    for _ in range(n):
+        with Timer() as t:
+            fn()
+        times.append(t.seconds * 1000)
+    return statistics.median(times)
+
+
+def history_round(root: Path, jobs: int) -> dict[str, float]:
+    c = ProcessCluster(root)
+    c.data_dir.mkdir(parents=True)
+    if jobs:
+        fill(c.data_dir / "titan.db", jobs)
+    try:
+        with Timer() as start:
+            c.start_master(timeout=300)
+        assert c.master is not None
+        out = {"start": start.seconds, "rss": rss_mb(c.master.pid)}
+        client = c.client
+        bare = "job-3"
+        if not jobs:  # something to find in the baseline too
+            client.submit_dag("history", [TitanJob(bare, command=["/bin/true"], tags=["nowhere"])])
+        out["list"] = median_ms(lambda: client.list_runs(50))
+        out["status"] = median_ms(lambda: client.get_job(bare))
+        out["rss_after"] = rss_mb(c.master.pid)
+        return out
+    finally:
+        c.stop()
+
+
+def dag_round(root: Path, n: int) -> dict[str, float]:
+    jobs = [TitanJob(f"j{i}", command=["/bin/true"], tags=["nowhere"]) for i in range(n)]
+    c = ProcessCluster(root)
+    c.data_dir.mkdir(parents=True)
+    try:
+        c.start_master()
+        assert c.master is not None
+        with Timer() as t:
+            c.client.submit_dag("big", jobs)
+        return {"accept": t.seconds, "rss": rss_mb(c.master.pid, "VmHWM:")}
+    finally:
+        c.stop()
+
+
+def sqlite_floor(root: Path, n: int) -> float:
+    db = sqlite3.connect(root / "floor.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute(
+        "CREATE TABLE jobs(run_id TEXT, job_id TEXT, spec TEXT, data TEXT, PRIMARY KEY(run_id, job_id))"
+    )
+    spec = JobSpec(id="x", command=("/bin/true",)).to_dict()
+    rows = [
+        ("big", f"j{i}", json.dumps({**spec, "id": f"j{i}"}), json.dumps({"state": "READY"}))
+        for i in range(n)
+    ]
+    with Timer() as t:
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO jobs VALUES(?, ?, ?, ?)", rows)
+        db.execute("COMMIT")
+    db.close()
+    return t.seconds
+
+
+def run_round(root: Path, n: int) -> dict[str, float]:
+    c = ProcessCluster(root)
+    c.root.mkdir(parents=True)
+    try:
+        c.start_master()
+        c.add_worker("w1", slots=2)
+        c.add_worker("w2", slots=2)
+        run = c.client.submit_dag(
+            "ten-thousand", [TitanJob(f"j{i}", command=["/bin/true"]) for i in range(n)]
+        )
+        record = run.wait(timeout=3600)
+        returned = time.time()
+        assert record.state == "SUCCEEDED", record.state
+        status = []
+        for _ in range(5):
+            with Timer() as t:
+                out = subprocess.run(
+                    [sys.executable, "-m", "titan_runtime", "run-status", run.id],
+                    env=c.env(), capture_output=True, text=True, check=True,
+                )  # fmt: skip
+            status.append(t.seconds)
+        assert "SUCCEEDED" in out.stdout
+        return {
+            "own": record.ended_at - record.created_at,
+            "late": returned - record.ended_at,
+            "status": statistics.median(status),
+        }
+    finally:
+        c.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1_000_000)
+    parser.add_argument("--dag", type=int, default=100_000)
+    parser.add_argument("--run", type=int, default=10_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="titan-bench-") as tmp:
+        root = Path(tmp)
+        empty = history_round(root / "empty", 0)
+        full = history_round(root / "full", args.jobs)
+        n = f"{args.jobs:,}"
+        table(
+            f"History: a store of {n} finished jobs (baseline: an empty store)",
+            [
+                ("master start to ready (s)", f"{full['start']:.2f}", f"{empty['start']:.2f}",
+                 f"{full['start'] / empty['start']:.2f}", "<= 2 s"),
+                ("master RSS after start (MB)", f"{full['rss']:.0f}", f"{empty['rss']:.0f}",
+                 f"{full['rss'] / empty['rss']:.2f}", "<= 300 MB"),
+                ("list_runs(50) (ms)", f"{full['list']:.1f}", f"{empty['list']:.1f}",
+                 f"{full['list'] / empty['list']:.2f}", "<= 100 ms"),
+                ("get_job(bare id) (ms)", f"{full['status']:.1f}", f"{empty['status']:.1f}",
+                 f"{full['status'] / empty['status']:.2f}", "<= 50 ms"),
+                ("master RSS after the calls (MB)", f"{full['rss_after']:.0f}", f"{empty['rss_after']:.0f}",
+                 f"{full['rss_after'] / empty['rss_after']:.2f}", "<= 300 MB"),
+            ],
+        )  # fmt: skip
+        dag = dag_round(root / "dag", args.dag)
+        floor = sqlite_floor(root, args.dag)
+        rate = args.dag / dag["accept"]
+        table(
+            f"A {args.dag:,}-job DAG in one submit_dag call (baseline: the rows into SQLite by hand)",
+            [
+                ("accepted in (s)", f"{dag['accept']:.2f}", f"{floor:.2f}", f"{dag['accept'] / floor:.1f}", "<= 5 s"),
+                ("jobs accepted per second", f"{rate:,.0f}", f"{args.dag / floor:,.0f}",
+                 f"{rate / (args.dag / floor):.2f}", ">= 20,000"),
+                ("master peak RSS (MB)", f"{dag['rss']:.0f}", "", "", "<= 500 MB"),
+            ],
+        )  # fmt: skip
+        run = run_round(root / "run", args.run)
+        table(
+            f"A {args.run:,}-job run on 2 x 2 slots (baseline: the run's own time)",
+            [
+                ("`run-status RUN`, the command (s)", f"{run['status']:.2f}", f"{run['own']:.1f}", "", "<= 0.2 s"),
+                ("SDK wait returns after the end (s)", f"{run['late']:.2f}", f"{run['own']:.1f}",
+                 f"{run['late'] / run['own']:.3f}", "<= 1 s"),
+            ],
+        )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
