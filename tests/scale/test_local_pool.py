@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import textwrap
@@ -78,6 +79,7 @@ def test_a_burst_grows_the_pool_to_its_max_and_it_shrinks_to_zero_when_idle(
     # Idle for idle_timeout: every worker is drained, leaves, and its process ends for good.
     wait_until(lambda: not pool_workers(), 60, what="the pool to shrink to 0")
     wait_until(lambda: len(events(client, "left")) == 3, 30, what="the 3 descaled workers to leave")
+    assert all(re.match(r"descaled worker \S+ left", e.message) for e in events(client, "left"))
     drains = events(client, "drain")
     assert len(drains) == 3 and all("idle for" in e.message for e in drains)
     for name, pid in seen.items():

@@ -16,7 +16,8 @@ from typing import Any
 import click
 
 from titan_runtime.cli.audit import audit
-from titan_runtime.cli.history import gc, runs
+from titan_runtime.cli.history import gc
+from titan_runtime.cli.history import runs as runs_command  # the package's `runs` is cli/runs.py
 from titan_runtime.cli.jobs import cancel, logs, result, status, submit
 from titan_runtime.cli.kv import kv
 from titan_runtime.cli.options import EXIT_CANCELLED, friendly_errors
@@ -71,7 +72,7 @@ def completion(shell: str) -> None:
 
 
 for command in (
-    up, master, worker, workers, submit, status, logs, cancel, result, runs, run_pipeline, validate, run_status,
+    up, master, worker, workers, submit, status, logs, cancel, result, runs_command, run_pipeline, validate, run_status,
     approve, reject, approvals, agent_runs, schedule, dags, services, service, kv, autoscaler, ssh, certs, audit,
     secret, token, gc, completion,
 ):  # fmt: skip

@@ -6,9 +6,8 @@ import json
 
 import click
 
-from titan_runtime.cli.options import client_options, since_option
+from titan_runtime.cli.options import client_options, parse_labels, since_option
 from titan_runtime.cli.output import fmt_time, print_table
-from titan_runtime.cli.runs import parse_labels
 from titan_runtime.client.retention import GcReportRecord
 from titan_runtime.client.sync import TitanClient
 from titan_runtime.diskspace import human

@@ -186,3 +186,14 @@ def since_option(what: str) -> Callable[[F], F]:
         )(fn)
 
     return decorate
+
+
+def parse_labels(pairs: tuple[str, ...]) -> dict[str, str]:
+    """--label KEY=VALUE pairs as a dict."""
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--label")
+        labels[key] = value
+    return labels

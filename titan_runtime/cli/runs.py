@@ -14,6 +14,7 @@ from titan_runtime.cli.options import (
     client_options,
     fail,
     friendly_errors,
+    parse_labels,
     reconnect_option,
 )
 from titan_runtime.cli.output import fmt_duration, fmt_time, print_table, warn_if_unplaceable
@@ -25,16 +26,6 @@ from titan_runtime.cron import CronError, check_cron
 
 #: Every job state, for --jobs.
 JOB_STATES = tuple(state.value for state in JobState)
-
-
-def parse_labels(pairs: tuple[str, ...]) -> dict[str, str]:
-    labels = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--label")
-        labels[key] = value
-    return labels
 
 
 def _run_exit_code(record: RunRecord) -> int:

@@ -257,7 +257,10 @@ class Autoscaler:
         if launch.state == LAUNCHING:
             return self._fail(launch, now, f"exited before registering: {detail}")
         if launch.state == DRAINING:
-            self._record(now, launch.pool, "left", f"descaled worker exited ({detail})", launch)
+            how = detail.split(";", 1)[0]  # how it ended; its log's tail says nothing for a drained worker
+            self._record(
+                now, launch.pool, "left", f"descaled worker {launch.worker_name} left ({how})", launch
+            )
             return [self._retire(launch, "drained and exited", force=False)]
         self._record(now, launch.pool, "lost", f"worker exited unexpectedly ({detail})", launch)
         return [self._retire(launch, f"exited unexpectedly ({detail})", force=True)]

@@ -199,11 +199,7 @@ class MasterServer:
                 loop.clock(),
                 snapshot.last_seq,
             )
-            log.info(
-                "restored %d running runs (%d jobs); finished runs stay in the store",
-                len(snapshot.runs),
-                len(snapshot.jobs),
-            )
+            restored = f"restored {len(snapshot.runs)} running runs ({len(snapshot.jobs)} jobs); finished runs stay in the store"
             del snapshot
         finally:
             gc.enable()
@@ -269,6 +265,7 @@ class MasterServer:
             )
         await server.start()
         self._server = server
+        log.info(restored)
         loop.start(self._carry_out, history.remember)
         self._schedules.start()
         self._collector.start()  # type: ignore[union-attr]
