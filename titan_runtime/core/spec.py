@@ -341,9 +341,10 @@ class JobSpec:
         if self._as_dict is not None:
             return self._as_dict
         out: dict[str, Any] = {}
+        mine = self.__dict__
         for name, default in _SPEC_DEFAULTS:
-            value = getattr(self, name)
-            if value == default:
+            value = mine[name]
+            if value is default or value == default:  # `is` first: policies are compared field by field
                 continue
             if isinstance(value, (RetryPolicy, HealthCheck, RestartPolicy, ApprovalGate)):
                 value = {g.name: getattr(value, g.name) for g in fields(value)}

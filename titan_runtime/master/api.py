@@ -49,6 +49,8 @@ KV_PAGE, MAX_KV_PAGE = 1000, 10_000
 ARTIFACT_PREFIX = RESERVED_PREFIX + "artifact/"
 #: Runs a listing without a limit gives: the latest thousand, not a history of millions.
 LIST_RUNS_DEFAULT = 1000
+#: The most one listing gives (the answer stays a few MB).
+LIST_RUNS_MAX = 10_000
 #: How long a terminal worker stays in `workers` listings.
 DEAD_WORKER_VISIBLE_S = 600.0
 #: When a finished attempt's log stops growing for this long, a follower stops waiting for more.
@@ -252,7 +254,7 @@ class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, RetentionA
             states=frozenset(request.states),
             since=request.since,
             agent_run_id=request.agent_run_id or None,
-            limit=request.limit or LIST_RUNS_DEFAULT,
+            limit=min(request.limit or LIST_RUNS_DEFAULT, LIST_RUNS_MAX),
         )
         runs = itertools.islice((r for r in self.history.runs(query) if wanted(r)), query.limit)
         return pb.ListRunsResponse(runs=[run_to_pb(self._state, r, with_jobs=False) for r in runs])

@@ -30,6 +30,8 @@ RUN_KEY_PREFIXES = ("titan/artifact/{run}/", "titan/usage/{run}/")
 ARTIFACT_NAMES = "titan/artifact/"
 #: Run ids a report lists (the counts are complete).
 REPORTED_RUNS = 100
+#: The most runs a dry run counts.
+DRY_RUN_COUNT = 100_000
 
 
 class RunIsLive(ValueError):
@@ -122,10 +124,13 @@ class Collector:
             run = self._history.header(run_id)
             if run is None:
                 raise NotFound(f"no run {run_id!r}: list runs with `titan-runtime runs`")
+            if run.state.value == "RUNNING":
+                raise RunIsLive(
+                    f"run {run_id} is RUNNING: cancel it first (titan-runtime cancel {run_id}), then delete it"
+                )
             if run_id in self._loop.state.runs:
                 raise RunIsLive(
-                    f"run {run_id} is {run.state.value} and still has work in flight: cancel it first "
-                    f"(titan-runtime cancel {run_id}), then delete it"
+                    f"run {run_id} has ended but its processes are still stopping: try again shortly"
                 )
             report = Report()
             await self._delete([run_id], report)
@@ -138,7 +143,7 @@ class Collector:
             return
         store = self._loop.store
         if dry_run:
-            found = store.collectable_runs(ended_before, keep.runs, 1_000_000)
+            found = store.collectable_runs(ended_before, keep.runs, DRY_RUN_COUNT)
             report.add_runs([r for r in found if r not in self._loop.state.runs])
             return
         while True:
@@ -157,6 +162,8 @@ class Collector:
 
     async def _collect_logs(self, report: Report, dry_run: bool) -> None:
         keep = self.retention
+        if keep.logs_days <= 0 and keep.logs_size <= 0:
+            return
         live = set(self._loop.state.runs)
         now = self._loop.clock()
 
@@ -173,6 +180,8 @@ class Collector:
 
     async def _collect_artifacts(self, report: Report, dry_run: bool) -> None:
         keep = self.retention
+        if keep.artifacts_days <= 0 and keep.artifacts_size <= 0:
+            return
         used = self._artifacts_in_use()
         now = self._loop.clock()
 

@@ -23,12 +23,18 @@ from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.wire import from_message, to_message
 
 P = TypeVar("P")
+#: The specs' own defaults (the dataclass field defaults, one instance each).
+_NO_RETRIES, _NO_HEALTH, _NO_RESTART, _NO_GATE = (
+    JobSpec.retries, JobSpec.health, JobSpec.restart, JobSpec.approval,
+)  # fmt: skip
+_DEFAULTS: dict[type, Any] = {RetryPolicy: _NO_RETRIES, HealthCheck: _NO_HEALTH, RestartPolicy: _NO_RESTART}
 
 
 def _policy(msg: Any, field: str, kind: type[P]) -> P:
-    """A policy message whose unset fields take the dataclass defaults."""
+    """A policy message whose unset fields take the dataclass defaults (an unset policy: the
+    shared default, which `JobSpec.to_dict` recognises by identity)."""
     if not msg.HasField(field):
-        return kind()
+        return _DEFAULTS[kind]  # type: ignore[return-value]
     given = {f.name: value for f, value in getattr(msg, field).ListFields()}
     if "fallback" in given:
         given["fallback"] = tuple(
@@ -39,7 +45,7 @@ def _policy(msg: Any, field: str, kind: type[P]) -> P:
 
 def _gate(msg: pb.JobSpec) -> ApprovalGate:
     if not msg.HasField("approval") or not msg.approval.required:
-        return ApprovalGate()
+        return _NO_GATE
     return ApprovalGate(True, msg.approval.message, msg.approval.timeout or ApprovalGate.timeout)
 
 
@@ -58,9 +64,6 @@ def spec_from_pb(msg: pb.JobSpec) -> JobSpec:
         map_index=msg.map_index if msg.map_of else -1,
         approval=_gate(msg),
     )
-
-
-_NO_RETRIES, _NO_HEALTH, _NO_RESTART, _NO_GATE = RetryPolicy(), HealthCheck(), RestartPolicy(), ApprovalGate()
 
 
 def spec_to_pb(spec: JobSpec) -> pb.JobSpec:

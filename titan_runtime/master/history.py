@@ -18,7 +18,7 @@ from typing import Any
 from titan_runtime.core.cluster import ClusterState, NotFound
 from titan_runtime.core.model import Attempt, Job, Run
 from titan_runtime.store import Store
-from titan_runtime.store.base import RunQuery
+from titan_runtime.store.base import RunQuery, run_columns
 
 #: Jobs the cache of finished runs holds at most (a run bigger than this is read each time).
 CACHED_JOBS = 20_000
@@ -120,7 +120,7 @@ class History:
                     yield live or Run.from_row(row)
             if len(page) < max(query.limit, 100):
                 return
-            before = page[-1]["seq"]
+            before = run_columns(page[-1])[0]
 
     # ------------------------------------------------------------------ the cache
 
