@@ -74,7 +74,8 @@ def _from_plan(cls: type, descriptor: Any, given: dict[str, Any]) -> Callable[[A
             names[f"c_{f.name}"] = container
             items.append(f"{f.name!r}: c_{f.name}(msg.{f.name})")
         elif kind == _DICT:
-            items.append(f"{f.name!r}: dict(msg.{f.name})")
+            # dict() of a protobuf map goes through Mapping.keys (slow); most maps are empty
+            items.append(f"{f.name!r}: dict(msg.{f.name}) if len(msg.{f.name}) else {{}}")
         elif kind == _OPTIONAL:  # its value, or None when unset (a set 0 stays 0)
             items.append(f"{f.name!r}: msg.{f.name} if msg.HasField({f.name!r}) else None")
         else:

@@ -349,3 +349,19 @@ def test_deleting_runs_takes_their_jobs_attempts_and_keys(store: Store) -> None:
     assert store.read_run("stays") is not None
     assert [k for k, _ in store.kv_keys("", "", 100)] == ["cluster-wide", "made-by-stays"]
     assert store.kv_owned("gone") == 0
+
+
+def test_a_job_id_many_runs_hold_is_found_in_the_latest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("titan_runtime.store.sqlite._FEW_HOLDERS", 2)  # past it: probe the latest runs
+    store = SqliteStore(tmp_path / "titan.db")
+    store.save(
+        Changes(
+            runs=[run_row(f"r{i}", i) for i in range(1, 6)],
+            new_jobs=[job_row(f"r{i}", "main") for i in (1, 2, 4, 5)],
+        )
+    )
+    assert store.job_runs("main", 3) == ["r5", "r4", "r2"]
+    assert store.job_runs("main", 1) == ["r5"]
+    store.close()

@@ -48,6 +48,7 @@ from titan_runtime.core.effects import (
     DisconnectWorker,
     Effect,
     Note,
+    Rows,
 )
 from titan_runtime.core.model import (
     ATTEMPT_TRANSITIONS,
@@ -174,7 +175,7 @@ class ClusterState(
 
         changes = Changes(
             runs=[self.runs[r].to_row() for r in self._dirty_runs],
-            new_jobs=[{**job(k).to_row(), "spec": job(k).spec.to_dict()} for k in self._new_jobs],
+            new_jobs=Rows(list(self._new_jobs), lambda k: {**job(k).to_row(), "spec": job(k).spec.to_dict()}),
             jobs=[job(k).to_row() for k in self._dirty_jobs if k not in self._new_jobs],
             attempts=[self._attempts[a][1].to_row() for a in self._dirty_attempts],
             workers=[self.workers[w].to_row() for w in self._dirty_workers],

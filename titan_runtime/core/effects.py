@@ -7,8 +7,9 @@ and for all but the assignments `before_sync` lets through, fsynced.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from titan_runtime.core.model import JobSpec
 
@@ -121,12 +122,36 @@ class Welcome:
     log_offsets: dict[str, int] = field(default_factory=dict)  # bytes of each adopted log already held
 
 
+class Rows(Sequence[dict[str, Any]]):
+    """Rows made as they are read, one at a time: a commit of 100,000 new jobs does not hold all
+    their rows (and specs as dicts) at once. Read them once, before the next event."""
+
+    def __init__(self, items: Sequence[Any], make: Callable[[Any], dict[str, Any]]) -> None:
+        self._items = items
+        self._make = make
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return map(self._make, self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self._make(item) for item in self._items[index]]
+        return self._make(self._items[index])
+
+
 @dataclass
 class Changes:
     """Snapshot rows to persist in one transaction, and what they touched."""
 
     runs: list[dict[str, Any]] = field(default_factory=list)
-    new_jobs: list[dict[str, Any]] = field(default_factory=list)  # rows with a "spec": written once
+    new_jobs: Sequence[dict[str, Any]] = field(default_factory=list)  # rows with a "spec": written once
     jobs: list[dict[str, Any]] = field(default_factory=list)  # state updates of existing jobs
     attempts: list[dict[str, Any]] = field(default_factory=list)
     workers: list[dict[str, Any]] = field(default_factory=list)

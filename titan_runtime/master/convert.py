@@ -19,13 +19,14 @@ from titan_runtime.core.model import (
     Run,
     Worker,
 )
+from titan_runtime.core.spec import SPEC_DEFAULTS
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.wire import from_message, to_message
 
 P = TypeVar("P")
 #: The specs' own defaults (the dataclass field defaults, one instance each).
 _NO_RETRIES, _NO_HEALTH, _NO_RESTART, _NO_GATE = (
-    JobSpec.retries, JobSpec.health, JobSpec.restart, JobSpec.approval,
+    SPEC_DEFAULTS["retries"], SPEC_DEFAULTS["health"], SPEC_DEFAULTS["restart"], SPEC_DEFAULTS["approval"],
 )  # fmt: skip
 _DEFAULTS: dict[type, Any] = {RetryPolicy: _NO_RETRIES, HealthCheck: _NO_HEALTH, RestartPolicy: _NO_RESTART}
 

@@ -77,6 +77,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
 }
 _RUN_COLUMNS = "seq, state, created_at, ended_at, agent_run_id"
+#: Runs holding a job id up to which `job_runs` sorts them all (past it, it probes the latest runs).
+_FEW_HOLDERS = 1000
 
 
 def _private(path: Path) -> None:
@@ -191,9 +193,19 @@ class SqliteStore(Store):
         return found[0] if found else None
 
     def job_runs(self, job_id: str, limit: int = 1) -> list[str]:
+        # An id held by few runs: those runs, sorted. An id held by many (every run has a "main"):
+        # the latest runs first, each probed on the primary key, until enough are found; sorting
+        # all holders of a common id took 160 ms in a store of 100,000 runs.
+        few = self._db.execute(
+            "SELECT runs.id FROM runs WHERE runs.id IN (SELECT run_id FROM jobs WHERE job_id = ? LIMIT ?)"
+            " ORDER BY runs.seq DESC",
+            (job_id, _FEW_HOLDERS + 1),
+        ).fetchall()
+        if len(few) <= _FEW_HOLDERS:
+            return [run_id for (run_id,) in few[:limit]]
         rows = self._db.execute(
-            "SELECT runs.id FROM jobs JOIN runs ON runs.id = jobs.run_id WHERE jobs.job_id = ?"
-            " ORDER BY runs.seq DESC LIMIT ?",
+            "SELECT id FROM runs WHERE EXISTS (SELECT 1 FROM jobs WHERE jobs.run_id = runs.id AND jobs.job_id = ?)"
+            " ORDER BY seq DESC LIMIT ?",
             (job_id, limit),
         )
         return [run_id for (run_id,) in rows]
@@ -287,7 +299,7 @@ class SqliteStore(Store):
             if changes.new_jobs:
                 db.executemany(
                     "INSERT INTO jobs(run_id, job_id, spec, data) VALUES(?, ?, ?, ?)",
-                    [
+                    (  # a generator: 100,000 rows are not all held as text at once
                         (
                             r["run_id"],
                             r["job_id"],
@@ -295,12 +307,12 @@ class SqliteStore(Store):
                             dump_row({k: v for k, v in r.items() if k != "spec"}),
                         )
                         for r in changes.new_jobs
-                    ],
+                    ),
                 )
             if changes.jobs:
                 db.executemany(
                     "UPDATE jobs SET data=? WHERE run_id=? AND job_id=?",
-                    [(dump_row(r), r["run_id"], r["job_id"]) for r in changes.jobs],
+                    ((dump_row(r), r["run_id"], r["job_id"]) for r in changes.jobs),
                 )
 
     def sync(self) -> None:
