@@ -106,3 +106,25 @@ def test_logs_over_their_size_are_removed_and_readers_are_told(make_cluster) -> 
     assert (report.runs, report.log_files) == (0, 1) and report.log_bytes > 0
     text = "".join(cluster.client.read_logs("chatty/write"))
     assert "removed by retention" in text and "wrote k" not in text
+
+
+def test_the_collector_deletes_expired_runs_by_itself(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    # Runs are kept about a tenth of a second after they end; the collector looks every 0.2 s.
+    cluster = make_cluster(master_args=("--retention", "runs_days=0.000001", "--retention", "interval=0.2"))
+    cluster.add_worker("w1", slots=2)
+    client = cluster.client
+    finished_run(cluster, "brief", "by-brief")
+    finished_run(cluster, "kept", "by-kept", keep="true")
+
+    def gone() -> bool:
+        try:
+            client.get_run("brief")
+        except TitanError:
+            return True
+        return False
+
+    wait_until(gone, 30, what="the collector to delete the expired run")
+    assert client.store_get("by-brief") is None
+    assert client.get_run("kept").state == "SUCCEEDED" and client.store_get("by-kept") == "v"
+    # The pass logs what it deleted once it has also been through the logs and artifacts.
+    wait_until(lambda: "retention deleted 1 runs" in cluster.master_log(), 30, what="the pass to be logged")

@@ -23,8 +23,13 @@ class GcReportRecord(Record):
     dry_run: bool = False
 
 
+#: A collection that catches up with months of history deletes a batch at a time: it may take minutes.
+COLLECT_TIMEOUT = 3600.0
+
+
 def collect_garbage(dry_run: bool = False) -> Op[GcReportRecord]:
-    return GcReportRecord.from_pb((yield Call("CollectGarbage", pb.GcRequest(dry_run=dry_run))))
+    request = pb.GcRequest(dry_run=dry_run)
+    return GcReportRecord.from_pb((yield Call("CollectGarbage", request, timeout=COLLECT_TIMEOUT)))
 
 
 def delete_run(run_id: str) -> Op[GcReportRecord]:

@@ -26,7 +26,7 @@ class Retention:
     artifacts_days: float = 30.0  # artifacts nothing names or uses, this old, are deleted; 0: never
     artifacts_size: int = 20 * GIB  # and the oldest unused ones while all are larger; 0: no limit
     interval: float = 300.0  # seconds between two passes of the collector
-    batch: int = 200  # runs deleted in one store transaction (the master's loop waits for it)
+    batch: int = 100  # runs deleted in one store transaction (the master's loop waits for it)
 
     @classmethod
     def names(cls) -> list[str]:
