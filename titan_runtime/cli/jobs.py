@@ -13,6 +13,7 @@ from titan_runtime.cli.options import (
     EXIT_CANCELLED,
     client_options,
     fail,
+    parse_pairs,
     parse_tags,
     reconnect_option,
     since_option,
@@ -45,16 +46,6 @@ class _SubmitCommand(click.Command):
                 break
         ctx.meta["command_mode"] = command_mode
         return super().parse_args(ctx, args)
-
-
-def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
-    env = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--env")
-        env[key] = value
-    return env
 
 
 @click.command(cls=_SubmitCommand, context_settings={"allow_interspersed_args": False})
@@ -126,7 +117,7 @@ def submit(
     job.tags = list(tags)
     job.priority = priority
     job.timeout = timeout
-    job.env = _parse_env(env_pairs)
+    job.env = parse_pairs(env_pairs, "--env")
     job.retries = retries
     job.node = node
     job.fail_if_unplaceable = unplaceable

@@ -188,12 +188,19 @@ def since_option(what: str) -> Callable[[F], F]:
     return decorate
 
 
-def parse_labels(pairs: tuple[str, ...]) -> dict[str, str]:
-    """--label KEY=VALUE pairs as a dict."""
-    labels = {}
+def parse_pairs(pairs: tuple[str, ...], option: str, strip: bool = False) -> dict[str, str]:
+    """Repeated KEY=VALUE options (--label, --env, --limit, --retention) as a dict; `strip`: around
+    names and values too (settings, not data)."""
+    found = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
+        if strip:
+            key, value = key.strip(), value.strip()
         if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--label")
-        labels[key] = value
-    return labels
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=option)
+        found[key] = value
+    return found
+
+
+def parse_labels(pairs: tuple[str, ...]) -> dict[str, str]:
+    return parse_pairs(pairs, "--label")

@@ -22,6 +22,7 @@ from titan_runtime.cli.options import (
     data_dir_option,
     fail,
     friendly_errors,
+    parse_pairs,
     parse_tags,
     setup_logging,
     tls_options,
@@ -85,36 +86,27 @@ def _check_min_free(ctx: click.Context, param: click.Parameter, value: str) -> s
     return value
 
 
+def _settings(option: str, pairs: tuple[str, ...], file_settings: dict[str, Any] | None, parse: Any) -> Any:
+    """The cluster file's settings, then each NAME=VALUE of `option` over them, read by `parse`."""
+    settings: dict[str, object] = {**(file_settings or {}), **parse_pairs(pairs, option, strip=True)}
+    try:
+        return parse(settings)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
 def _limits(pairs: tuple[str, ...], file_settings: dict[str, Any] | None = None) -> Any:
     """The master's Limits: the cluster file's `limits:`, then each --limit NAME=VALUE over them."""
     from titan_runtime.core.limits import limits_from
 
-    settings: dict[str, object] = dict(file_settings or {})
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--limit")
-        settings[name.strip()] = value.strip()
-    try:
-        return limits_from(settings)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--limit") from None
+    return _settings("--limit", pairs, file_settings, limits_from)
 
 
 def _retention(pairs: tuple[str, ...], file_settings: dict[str, Any] | None = None) -> Any:
     """The master's Retention: the cluster file's `retention:`, then each --retention NAME=VALUE."""
     from titan_runtime.core.retention import retention_from
 
-    settings: dict[str, object] = dict(file_settings or {})
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--retention")
-        settings[name.strip()] = value.strip()
-    try:
-        return retention_from(settings)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--retention") from None
+    return _settings("--retention", pairs, file_settings, retention_from)
 
 
 def _load_cluster(path: Path) -> Any:

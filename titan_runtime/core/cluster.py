@@ -34,6 +34,7 @@ from titan_runtime.core.common import (  # noqa: F401 - also this module's publi
     expand_replicas,
     parse_result,
     reported_ports,
+    resolve_ref,
     result_problem,
 )
 from titan_runtime.core.dag import check_graph
@@ -50,6 +51,7 @@ from titan_runtime.core.effects import (
     Note,
     Rows,
 )
+from titan_runtime.core.eviction import EvictionMixin
 from titan_runtime.core.model import (
     ATTEMPT_TRANSITIONS,
     JOB_TRANSITIONS,
@@ -73,7 +75,7 @@ from titan_runtime.core.workers import WorkersMixin
 
 
 class ClusterState(
-    DependenciesMixin, OutcomesMixin, WorkersMixin, DynamicMixin, ServicesMixin, RecoveryMixin
+    DependenciesMixin, OutcomesMixin, WorkersMixin, DynamicMixin, ServicesMixin, RecoveryMixin, EvictionMixin
 ):
     def __init__(
         self,
@@ -120,24 +122,12 @@ class ClusterState(
 
     def resolve(self, ref: str) -> Job:
         """Find a job by "RUN/JOB", by the id of a run of one job, or by a bare job id (latest run)."""
-        if "/" in ref:
-            run_id, _, job_id = ref.partition("/")
-            run = self.run(run_id)
-            job = run.jobs.get(job_id)
-            if job is None:
-                raise NotFound(
-                    f"run {run_id} has no job {job_id!r}; its jobs: {', '.join(list(run.jobs)[:20])}"
-                )
-            return job
-        run = self.runs.get(ref)
-        if run is not None:
-            if len(run.jobs) == 1:
-                return next(iter(run.jobs.values()))
-            raise NotFound(f"{ref} is a run of {len(run.jobs)} jobs; address one of them as {ref}/JOB")
-        run_ids = self._runs_by_job_id.get(ref)
-        if run_ids:
-            return self.runs[run_ids[-1]].jobs[ref]
-        raise NotFound(f"no job {ref!r}: use the id that submit printed, or RUN/JOB for a job in a run")
+        return resolve_ref(ref, self.runs.get, self.latest_holder)
+
+    def latest_holder(self, job_id: str) -> Run | None:
+        """The latest live run with a job of that id."""
+        run_ids = self._runs_by_job_id.get(job_id)
+        return self.runs[run_ids[-1]] if run_ids else None
 
     def attempt(self, attempt_id: str) -> tuple[Job, Attempt] | None:
         return self._attempts.get(attempt_id)
@@ -554,43 +544,6 @@ class ClusterState(
         run.counts = counts
         self._dirty_runs.add(run.id)
         self._track_ended(run)
-
-    def _track_ended(self, run: Run) -> None:
-        """Note an ended run for `evict_finished`, with its attempts still live (a cancel in flight)."""
-        self._finishing[run.id] = {
-            job.current.id for job in run.jobs.values() if job.current and not job.current.state.terminal
-        }
-
-    def evict_finished(self) -> list[Run]:
-        """Take ended runs out of memory once nothing of theirs can change any more (every attempt
-        ended, every row committed: the master calls this after a commit). From then on the master
-        reads them from the store, so memory holds what is live, not the history. Returns them."""
-        if self.has_changes():  # rows not yet taken could belong to them
-            return []
-        evicted: list[Run] = []
-        for run_id, live in list(self._finishing.items()):
-            live = {a for a in live if a in self._attempts and not self._attempts[a][1].state.terminal}
-            if live:
-                self._finishing[run_id] = live
-                continue
-            del self._finishing[run_id]
-            run = self.runs.pop(run_id)
-            for job in run.jobs.values():
-                for attempt_id in [a.id for a in job.attempts] + job.voided:
-                    self._attempts.pop(attempt_id, None)
-                holders = self._runs_by_job_id.get(job.id)
-                if holders is not None:
-                    holders.remove(run_id)
-                    if not holders:
-                        del self._runs_by_job_id[job.id]
-                if job.spec.is_service:
-                    deployments = self.services.get(job.spec.service_id, [])
-                    if job.key in deployments:
-                        deployments.remove(job.key)
-                    if not deployments:
-                        self.services.pop(job.spec.service_id, None)
-            evicted.append(run)
-        return evicted
 
     def _settle(self, now: float) -> None:
         """Place ready jobs on free slots; called at the end of every event."""

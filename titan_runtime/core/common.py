@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from titan_runtime.core.model import (
     Job,
     JobSpec,
     JobState,
+    Run,
 )
 
 if TYPE_CHECKING:
@@ -145,3 +146,27 @@ def reported_ports(spec: JobSpec, ports: Mapping[str, int]) -> dict[str, int]:
 def env_name(service_id: str) -> str:
     """TITAN_SERVICE_<ID>_ADDR: the id upper-cased, anything but letters and digits as '_'."""
     return "TITAN_SERVICE_" + re.sub(r"[^A-Za-z0-9]", "_", service_id).upper() + "_ADDR"
+
+
+def resolve_ref(
+    ref: str, find_run: Callable[[str], Run | None], latest_holder: Callable[[str], Run | None]
+) -> Job:
+    """A job by "RUN/JOB", by the id of a run of one job, or by a bare job id (the latest run that
+    holds one), wherever runs are found (the core's memory; the master adds its store's history)."""
+    run_id, slash, job_id = ref.partition("/")
+    run = find_run(run_id)
+    if slash:
+        if run is None:
+            raise NotFound(f"no run {run_id!r}: list runs with `titan-runtime runs`")
+        job = run.jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"run {run_id} has no job {job_id!r}; its jobs: {', '.join(list(run.jobs)[:20])}")
+        return job
+    if run is not None:
+        if len(run.jobs) == 1:
+            return next(iter(run.jobs.values()))
+        raise NotFound(f"{ref} is a run of {len(run.jobs)} jobs; address one of them as {ref}/JOB")
+    holder = latest_holder(ref)
+    if holder is not None:
+        return holder.jobs[ref]
+    raise NotFound(f"no job {ref!r}: use the id that submit printed, or RUN/JOB for a job in a run")

@@ -7,10 +7,8 @@ turns them into exceptions.
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import itertools
-import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +19,7 @@ import grpc
 from titan_runtime.core.cluster import NotFound
 from titan_runtime.core.model import RUN_ID_PATTERN, Attempt, InvalidSpec, Job, JobSpec, Run, RunState
 from titan_runtime.diskspace import DiskGuard
+from titan_runtime.master.api_artifacts import ArtifactsApi
 from titan_runtime.master.api_autoscaler import AutoscalerApi
 from titan_runtime.master.api_dynamic import DynamicApi
 from titan_runtime.master.api_retention import RetentionApi
@@ -31,9 +30,9 @@ from titan_runtime.master.auth import Caller, Credentials, caller_of, describe_o
 from titan_runtime.master.convert import job_to_pb, run_to_pb, service_to_pb, spec_from_pb, worker_to_pb
 from titan_runtime.master.errors import RequestError
 from titan_runtime.master.history import History
+from titan_runtime.master.keys import RESERVED_PREFIX
 from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
-from titan_runtime.master.policy import Kind
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.store import MAX_KV_VALUE_BYTES, KvTypeError
@@ -42,11 +41,8 @@ from titan_runtime.store.base import RunQuery
 log = logging.getLogger("titan.master")
 
 MAX_KEY_BYTES = 1024
-#: KV keys Titan keeps for itself (artifact names); users get a clear refusal.
-RESERVED_PREFIX = "titan/"
 #: Keys in one page of ListKv: the default, and the most a client may ask for.
 KV_PAGE, MAX_KV_PAGE = 1000, 10_000
-ARTIFACT_PREFIX = RESERVED_PREFIX + "artifact/"
 #: Runs a listing without a limit gives: the latest thousand, not a history of millions.
 LIST_RUNS_DEFAULT = 1000
 #: The most one listing gives (the answer stays a few MB).
@@ -81,7 +77,9 @@ def run_filter(request: pb.ListRunsRequest) -> Callable[[Run], bool]:
     return wanted
 
 
-class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, RetentionApi, rpc.TitanServicer):
+class TitanServicer(
+    DynamicApi, AutoscalerApi, SecretsApi, TokensApi, RetentionApi, ArtifactsApi, rpc.TitanServicer
+):
     def __init__(
         self,
         loop: MasterLoop,
@@ -535,112 +533,3 @@ class TitanServicer(DynamicApi, AutoscalerApi, SecretsApi, TokensApi, RetentionA
             keys=[pb.KvKeyInfo(key=key, kind=kind) for key, kind in keys[:limit]],
             more=len(keys) > limit,
         )
-
-    # -------------------------------------------------------------- artifacts
-
-    async def PutArtifact(
-        self, request_iterator: AsyncIterator[pb.ArtifactChunk], context: grpc.aio.ServicerContext
-    ) -> pb.ArtifactRef:
-        self.check_disk()
-        run_id = caller_of(context, self._credentials).run_id
-        usage_key = f"{RESERVED_PREFIX}usage/{run_id}/artifact_bytes"
-        budget = self._limits.artifact_bytes_per_run
-        used = int(await self._loop.in_store(self._loop.store.kv_get, usage_key) or 0) if run_id else 0
-        upload = self._artifacts.upload()
-        expected = ""
-        try:
-            async for chunk in request_iterator:
-                if chunk.hash and not expected:
-                    expected = chunk.hash
-                upload.write(chunk.data)
-                if run_id and used + upload.size > budget:
-                    what = f"run {run_id} would have uploaded {used + upload.size:,} bytes"
-                    raise RequestError(
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        self._limits.refusal("artifact_bytes_per_run", what),
-                    )
-                self.check_disk()
-            artifact_hash = await asyncio.get_running_loop().run_in_executor(None, upload.commit, expected)
-        except ArtifactError as exc:
-            upload.abort()
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except BaseException:
-            upload.abort()
-            raise
-        if run_id:
-            await self._loop.in_store(self._loop.store.kv_incr, usage_key, upload.size)
-        return pb.ArtifactRef(hash=artifact_hash, size=upload.size)
-
-    async def GetArtifact(
-        self, request: pb.ArtifactRef, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.ArtifactChunk]:
-        try:
-            if not self._artifacts.has(request.hash):
-                await context.abort(grpc.StatusCode.NOT_FOUND, f"no artifact {request.hash}")
-            size = self._artifacts.size(request.hash)
-            first = True
-            for data in self._artifacts.chunks(request.hash):
-                yield pb.ArtifactChunk(
-                    hash=request.hash if first else "", size=size if first else 0, data=data
-                )
-                first = False
-            if first:
-                yield pb.ArtifactChunk(hash=request.hash, size=0, data=b"")
-        except ArtifactError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-
-    async def NameArtifact(
-        self, request: pb.NamedArtifact, context: grpc.aio.ServicerContext
-    ) -> pb.NamedArtifact:
-        caller = caller_of(context, self._credentials)
-        run_id = caller.run_id if caller.kind is Kind.JOB else request.run_id  # a job's go to its run's
-        if run_id and not self._may_change(caller, run_id):
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"{caller.describe()} cannot name artifacts in run {run_id}",
-            )
-        self.check_disk()
-        if not request.name or len(request.name) > 512 or "\0" in request.name:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an artifact name must be 1-512 characters")
-        try:
-            present = self._artifacts.has(request.hash)
-        except ArtifactError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        if not present:
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION, f"artifact {request.hash} was never uploaded"
-            )
-        if run_id and self.history.header(run_id) is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no run {run_id!r}")
-        size = self._artifacts.size(request.hash)
-        value = json.dumps({"hash": request.hash, "size": size})
-        await self._loop.in_store(
-            self._loop.store.kv_put, f"{ARTIFACT_PREFIX}{run_id or '_'}/{request.name}", value
-        )
-        return pb.NamedArtifact(name=request.name, run_id=run_id, hash=request.hash, size=size)
-
-    async def ResolveArtifact(
-        self, request: pb.NamedArtifact, context: grpc.aio.ServicerContext
-    ) -> pb.NamedArtifact:
-        """Look a name up in the given run's namespace (a job's own run by default), then the cluster's."""
-        caller = caller_of(context, self._credentials)
-        scopes = [request.run_id or caller.run_id, ""]
-        for scope in dict.fromkeys(scopes):
-            found = await self._loop.in_store(
-                self._loop.store.kv_get, f"{ARTIFACT_PREFIX}{scope or '_'}/{request.name}"
-            )
-            if found is not None:
-                data = json.loads(found)
-                return pb.NamedArtifact(name=request.name, run_id=scope, hash=data["hash"], size=data["size"])
-        where = f"run {scopes[0]} or the cluster" if scopes[0] else "the cluster"
-        await context.abort(grpc.StatusCode.NOT_FOUND, f"no artifact named {request.name!r} in {where}")
-        raise AssertionError
-
-    async def HasArtifact(
-        self, request: pb.ArtifactRef, context: grpc.aio.ServicerContext
-    ) -> pb.HasArtifactResponse:
-        try:
-            return pb.HasArtifactResponse(present=self._artifacts.has(request.hash))
-        except ArtifactError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            raise

@@ -21,14 +21,12 @@ from titan_runtime.core.retention import DAY, Retention, StoredFile, files_to_re
 from titan_runtime.diskspace import human
 from titan_runtime.master.artifacts import ArtifactStore
 from titan_runtime.master.history import History
+from titan_runtime.master.keys import ARTIFACT_PREFIX, run_key_prefixes
 from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
 
 log = logging.getLogger("titan.master")
 
-#: Where a run's own KV keys live besides those its jobs created (see api.py).
-RUN_KEY_PREFIXES = ("titan/artifact/{run}/", "titan/usage/{run}/")
-ARTIFACT_NAMES = "titan/artifact/"
 #: Run ids a report lists (the counts are complete).
 REPORTED_RUNS = 100
 #: The most runs a dry run counts.
@@ -63,10 +61,6 @@ class Report:
 
     def __bool__(self) -> bool:
         return bool(self.runs or self.kv_keys or self.log_files or self.artifacts)
-
-
-def run_key_prefixes(run_ids: list[str]) -> list[str]:
-    return [prefix.format(run=run_id) for run_id in run_ids for prefix in RUN_KEY_PREFIXES]
 
 
 class Collector:
@@ -212,7 +206,7 @@ class Collector:
         }
         store = self._loop.store
         after = ""
-        while page := store.kv_keys(ARTIFACT_NAMES, after, 1000):
+        while page := store.kv_keys(ARTIFACT_PREFIX, after, 1000):
             for key, _ in page:
                 value = store.kv_get(key)
                 try:

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
-from titan_runtime.core.cluster import ClusterState, NotFound
+from titan_runtime.core.cluster import ClusterState, NotFound, resolve_ref
 from titan_runtime.core.model import Attempt, Job, Run
 from titan_runtime.store import Store
 from titan_runtime.store.base import RunQuery, run_columns
@@ -82,29 +82,14 @@ class History:
 
     def resolve(self, ref: str) -> Job:
         """A job by "RUN/JOB", by the id of a run of one job, or by a bare job id (its latest run)."""
-        try:
-            return self._state.resolve(ref)
-        except NotFound:
-            if "/" in ref:
-                run_id, _, job_id = ref.partition("/")
-                run = self.run(run_id)
-                job = run.jobs.get(job_id)
-                if job is None:
-                    raise NotFound(
-                        f"run {run_id} has no job {job_id!r}; its jobs: {', '.join(list(run.jobs)[:20])}"
-                    ) from None
-                return job
-            run = self.find(ref)
-            if run is not None:
-                if len(run.jobs) == 1:
-                    return next(iter(run.jobs.values()))
-                raise NotFound(
-                    f"{ref} is a run of {len(run.jobs)} jobs; address one of them as {ref}/JOB"
-                ) from None
-            holders = self._store.job_runs(ref, 1)
-            if holders:
-                return self.run(holders[0]).jobs[ref]
-            raise
+        return resolve_ref(ref, self.find, self._latest_holder)
+
+    def _latest_holder(self, job_id: str) -> Run | None:
+        live = self._state.latest_holder(job_id)
+        if live is not None:
+            return live
+        holders = self._store.job_runs(job_id, 1)
+        return self.find(holders[0]) if holders else None
 
     def runs(self, query: RunQuery) -> Iterator[Run]:
         """Runs matching `query`, latest first, live ones as they are in memory now (the store may
