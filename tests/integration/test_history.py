@@ -4,6 +4,9 @@ store (across restarts too); `gc` and `runs delete` remove runs with their jobs,
 from __future__ import annotations
 
 import json
+import os
+import time
+from pathlib import Path
 
 import pytest
 
@@ -58,7 +61,7 @@ def test_finished_runs_are_read_from_the_store_and_a_restart_loads_only_running_
     client.cancel("live", wait=True)
 
 
-def test_gc_and_runs_delete_remove_runs_with_their_logs_and_keys(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_gc_and_runs_delete_remove_runs_with_their_logs_and_keys(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cluster = make_cluster(master_args=("--retention", "runs=1", "--retention", "interval=3600"))
     cluster.add_worker("w1", slots=2)
     client = cluster.client
@@ -68,6 +71,17 @@ def test_gc_and_runs_delete_remove_runs_with_their_logs_and_keys(make_cluster) -
     finished_run(cluster, "new", "by-new")
     logs = cluster.data_dir / "logs"
     assert (logs / "old").is_dir()
+    # Artifacts named in the old run's namespace: one only there, one the cluster names too.
+    (tmp_path / "model.bin").write_bytes(b"the old run's model")
+    (tmp_path / "shared.bin").write_bytes(b"shared by the cluster")
+    client.publish_artifact("model", tmp_path / "model.bin", run_id="old")
+    client.publish_artifact("shared", tmp_path / "shared.bin", run_id="old")
+    shared = client.publish_artifact("shared", tmp_path / "shared.bin")
+    blobs = sorted((cluster.data_dir / "artifacts" / "sha256").glob("*/*"))
+    assert len(blobs) == 2
+    an_hour_ago = time.time() - 3600  # past the grace a just-uploaded file gets
+    for blob in blobs:
+        os.utime(blob, (an_hour_ago, an_hour_ago))
 
     dry = cluster.cli("gc", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
@@ -77,7 +91,14 @@ def test_gc_and_runs_delete_remove_runs_with_their_logs_and_keys(make_cluster) -
 
     done = cluster.cli("gc")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("deleted 1 runs, 1 KV keys"), done.stdout
+    assert done.stdout.startswith("deleted 1 runs, 3 KV keys"), done.stdout  # by-old and 2 names
+    assert ", 1 artifacts (" in done.stdout, done.stdout  # the model; the shared one is still named
+    (left,) = [b for b in blobs if b.exists()]
+    assert f"sha256:{left.parent.name}{left.name}" == shared
+    assert (
+        client.get_artifact("shared", tmp_path / "back.bin")
+        and (tmp_path / "back.bin").read_bytes() == b"shared by the cluster"
+    )
     with pytest.raises(TitanError, match="no run 'old'"):
         client.get_run("old")
     assert not (logs / "old").exists()

@@ -282,7 +282,7 @@ class TitanServicer(
 
     async def Cancel(self, request: pb.CancelRequest, context: grpc.aio.ServicerContext) -> pb.CancelResponse:
         state = self._state
-        if self.history.find(request.ref) is not None:
+        if self.history.header(request.ref) is not None:
             run_id = request.ref
         else:
             run_id = (await self._resolve(request.ref, context)).run_id

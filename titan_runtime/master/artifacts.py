@@ -104,6 +104,18 @@ class ArtifactStore:
                         entry.path, info.st_size, info.st_mtime, f"sha256:{folder.name}{entry.name}"
                     )
 
+    def files_of(self, hashes: set[str]) -> list[StoredFile]:
+        """The blobs of these hashes that exist."""
+        found = []
+        for artifact_hash in hashes:
+            try:
+                path = self.path(artifact_hash)
+                info = path.stat()
+            except (ArtifactError, FileNotFoundError):
+                continue
+            found.append(StoredFile(str(path), info.st_size, info.st_mtime, artifact_hash))
+        return found
+
     @staticmethod
     def remove(files: list[StoredFile]) -> None:
         for f in files:

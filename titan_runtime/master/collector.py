@@ -21,7 +21,7 @@ from titan_runtime.core.retention import DAY, Retention, StoredFile, files_to_re
 from titan_runtime.diskspace import human
 from titan_runtime.master.artifacts import ArtifactStore
 from titan_runtime.master.history import History
-from titan_runtime.master.keys import ARTIFACT_PREFIX, run_key_prefixes
+from titan_runtime.master.keys import ARTIFACT_PREFIX, artifact_key, run_key_prefixes
 from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
 
@@ -29,6 +29,8 @@ log = logging.getLogger("titan.master")
 
 #: Run ids a report lists (the counts are complete).
 REPORTED_RUNS = 100
+#: An artifact file this young is kept even when nothing names it: a client may be about to submit it.
+JUST_UPLOADED_S = 600.0
 #: The most runs a dry run counts.
 DRY_RUN_COUNT = 100_000
 
@@ -153,10 +155,18 @@ class Collector:
             await asyncio.sleep(max(time.monotonic() - started, 0.001))
 
     async def _delete(self, run_ids: list[str], report: Report) -> None:
+        named = set().union(*(self._named_hashes(artifact_key(r, "")) for r in run_ids))
         report.kv_keys += self._loop.store.delete_runs(run_ids, run_key_prefixes(run_ids))
         report.add_runs(run_ids)
         self._history.forget(run_ids)
         await asyncio.to_thread(lambda: [self._logs.remove_run(r) for r in run_ids])
+        if named:  # the files the runs named go too, unless something else refers to them
+            orphans = named - self._artifacts_in_use()
+            now = self._loop.clock()
+            doomed = [f for f in self._artifacts.files_of(orphans) if now - f.mtime > JUST_UPLOADED_S]
+            await asyncio.to_thread(self._artifacts.remove, doomed)
+            report.artifacts += len(doomed)
+            report.artifact_bytes += sum(f.size for f in doomed)
 
     async def _collect_logs(self, report: Report, dry_run: bool) -> None:
         keep = self.retention
@@ -204,14 +214,18 @@ class Collector:
             for artifact in (job.spec.script_hash, job.spec.project_hash)
             if artifact
         }
+        return used | self._named_hashes(ARTIFACT_PREFIX)
+
+    def _named_hashes(self, prefix: str) -> set[str]:
+        """The hashes the artifact names under `prefix` point at."""
         store = self._loop.store
+        found: set[str] = set()
         after = ""
-        while page := store.kv_keys(ARTIFACT_PREFIX, after, 1000):
+        while page := store.kv_keys(prefix, after, 1000):
             for key, _ in page:
-                value = store.kv_get(key)
                 try:
-                    used.add(json.loads(value or "{}")["hash"])
+                    found.add(json.loads(store.kv_get(key) or "{}")["hash"])
                 except (ValueError, KeyError, TypeError):
                     pass
             after = page[-1][0]
-        return used
+        return found
