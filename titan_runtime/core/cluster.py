@@ -490,7 +490,7 @@ class ClusterState(
         self._close_attempt(job, attempt, AttemptState.CANCELLED, now, reason)
         attempt.void = True
         job.attempts.remove(attempt)
-        job.voided.append(attempt.id)
+        job.voided += (attempt.id,)
         if job.state.terminal:
             return
         job.avoid = attempt.worker_id

@@ -30,7 +30,7 @@ class EvictionMixin(ClusterPart):
             del self._finishing[run_id]
             run = self.runs.pop(run_id)
             for job in run.jobs.values():
-                for attempt_id in [a.id for a in job.attempts] + job.voided:
+                for attempt_id in [*(a.id for a in job.attempts), *job.voided]:
                     self._attempts.pop(attempt_id, None)
                 holders = self._runs_by_job_id.get(job.id)
                 if holders is not None:

@@ -107,14 +107,14 @@ class Job:
     # Services:
     healthy_once: bool = False  # it has passed a health check: its dependents have been released
     restarts: int = 0  # restarts after crashes, for the record
-    crashes: list[float] = field(default_factory=list)  # recent crash times, for the crash-loop window
+    crashes: tuple[float, ...] = ()  # recent crash times, for the crash-loop window (services only)
     # Derived while loaded; not persisted:
     children: list[str] = field(default_factory=list)
     waiting_on: int = 0  # parents not yet delivered (SUCCEEDED, or HEALTHY for a service)
     restart_requested: bool = False
     released: bool = False  # its children were told it resolved (ended, or a service became healthy)
     mapped: list[str] = field(default_factory=list)  # a map_over job's instances, in item order
-    voided: list[str] = field(default_factory=list)  # ids of its void attempts (see Attempt.void)
+    voided: tuple[str, ...] = ()  # ids of its void attempts (see Attempt.void); rare: no list per job
 
     def __post_init__(self) -> None:
         if not self.parents and self.spec.parents:
@@ -153,7 +153,7 @@ class Job:
         row: dict[str, Any] = {"run_id": self.run_id, "job_id": self.spec.id, "state": self.state.value}
         for (name, default), value in zip(_JOB_ROW_DEFAULTS, _read_row(self), strict=True):
             if value != default:
-                row[name] = list(value) if name == "crashes" else value
+                row[name] = list(value) if name == "crashes" else value  # JSON: a list
         if tuple(self.parents) != self.spec.parents:
             row["parents"] = list(self.parents)
         return row
@@ -170,7 +170,7 @@ class Job:
         for name, default in _JOB_ROW_DEFAULTS:
             value = row.get(name, default)
             if value != default:
-                setattr(job, name, list(value) if name == "crashes" else value)
+                setattr(job, name, tuple(value) if name == "crashes" else value)
         return job
 
 
@@ -308,7 +308,7 @@ _JOB_ROW_DEFAULTS: tuple[tuple[str, Any], ...] = (
     ("result", None),
     ("healthy_once", False),
     ("restarts", 0),
-    ("crashes", []),
+    ("crashes", ()),
     ("branch_taken", None),
     ("decision", None),
     ("gate_deadline", 0.0),

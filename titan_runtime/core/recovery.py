@@ -131,7 +131,7 @@ class RecoveryMixin(ClusterPart):
                 self._skip_record("attempt", attempt.to_row(), KeyError("its job has no record"))
                 continue
             if attempt.void:
-                job.voided.append(attempt.id)
+                job.voided += (attempt.id,)
             else:
                 job.attempts.append(attempt)
             self._attempts[attempt.id] = (job, attempt)

@@ -93,7 +93,7 @@ class ServicesMixin(ClusterPart):
             self._fail(job, now, reason)
             return
         policy = job.spec.restart
-        job.crashes = [t for t in job.crashes if now - t < policy.window] + [now]
+        job.crashes = (*(t for t in job.crashes if now - t < policy.window), now)
         if len(job.crashes) > policy.attempts:
             self._fail(
                 job,
