@@ -154,62 +154,65 @@ def job_spec(
         raise InvalidJob(f"job {job.id}: give either filename or command, not both")
     if job.command is not None and (not job.command or not str(job.command[0]).strip()):
         raise InvalidJob(f"job {job.id}: the command is empty; give the program to run and its arguments")
-    spec = pb.JobSpec(
-        id=job.id,
-        kind="service" if job.job_type == "SERVICE" else "batch",
-        args=job.arg_list,
-        env={str(k): str(v) for k, v in (job.env or {}).items()},
-        tags=job.tag_list,
-        priority=int(job.priority),
-        timeout=float(job.timeout or 0),
-        delay=float(job.delay or 0) / 1000.0,
-        parents=job.parent_ids,
-        affinity=job.affinity_mode,
-        node=job.node or "",
-        labels={str(k): str(v) for k, v in (job.labels or {}).items()},
-        slots=int(job.slots or 1),
-        secrets=job.secret_env(),
-        unplaceable_after=_seconds(job, "fail_if_unplaceable", job.fail_if_unplaceable),
-    )
-    if job.job_type == "SERVICE":
-        spec.port = int(job.port or 0)
-        spec.ports.extend(job.ports or [])
-        spec.replicas = int(job.replicas or 1)
-        spec.health.CopyFrom(_policy_pb(job, "health", job.health, pb.HealthCheck, HEALTH_KEYS))
-        spec.restart.CopyFrom(_policy_pb(job, "restart", job.restart, pb.RestartPolicy, RESTART_KEYS))
+    service = job.job_type == "SERVICE"
+    # One constructor call with only the fields that differ from the wire's defaults: a message
+    # built field by field (empty maps included) costs four times as much, per job of a big DAG.
+    given: dict[str, Any] = {
+        "id": job.id,
+        "kind": "service" if service else "batch",
+        "args": job.arg_list,
+        "env": {str(k): str(v) for k, v in job.env.items()} if job.env else None,
+        "tags": job.tag_list,
+        "priority": int(job.priority),
+        "timeout": float(job.timeout or 0),
+        "delay": float(job.delay or 0) / 1000.0,
+        "parents": job.parent_ids,
+        "affinity": job.affinity_mode,
+        "node": job.node or "",
+        "labels": {str(k): str(v) for k, v in job.labels.items()} if job.labels else None,
+        "slots": int(job.slots or 1),
+        "secrets": job.secret_env(),
+        "unplaceable_after": _seconds(job, "fail_if_unplaceable", job.fail_if_unplaceable),
+    }
+    if service:
+        given["port"] = int(job.port or 0)
+        given["ports"] = job.ports or []
+        given["replicas"] = int(job.replicas or 1)
+        given["health"] = _policy_pb(job, "health", job.health, pb.HealthCheck, HEALTH_KEYS)
+        given["restart"] = _policy_pb(job, "restart", job.restart, pb.RestartPolicy, RESTART_KEYS)
     resources = dict(job.resources or {})
     memory = resources.pop("memory_mb", 0)
     if resources:
         raise InvalidJob(f"job {job.id}: unknown resources {sorted(resources)}; supported: memory_mb")
     if not isinstance(memory, int) or isinstance(memory, bool) or memory < 0:
         raise InvalidJob(f"job {job.id}: resources.memory_mb must be a whole number of megabytes")
-    spec.memory_mb = memory
+    given["memory_mb"] = memory
     policy = job.retry_policy()
     if policy is not None:
         fallback = policy.pop("fallback", [])
-        spec.retries.CopyFrom(pb.RetryPolicy(**policy, fallback=[pb.TagSet(tags=tags) for tags in fallback]))
+        given["retries"] = pb.RetryPolicy(**policy, fallback=[pb.TagSet(tags=tags) for tags in fallback])
     if job.trigger_rule not in TRIGGER_RULES:
         raise InvalidJob(
             f"job {job.id}: unknown trigger_rule {job.trigger_rule!r}; use {', '.join(TRIGGER_RULES)}"
         )
-    spec.trigger_rule = job.trigger_rule
-    spec.when = job.when or ""
-    spec.branch = bool(job.branch)
-    spec.map_over = job.map_over_id
-    spec.allow_failure = bool(job.allow_failure)
+    given["trigger_rule"] = job.trigger_rule
+    given["when"] = job.when or ""
+    given["branch"] = bool(job.branch)
+    given["map_over"] = job.map_over_id
+    given["allow_failure"] = bool(job.allow_failure)
 
     gate = job.approval_gate()
     if gate is not None:
-        spec.approval.CopyFrom(pb.ApprovalGate(required=True, **gate))
+        given["approval"] = pb.ApprovalGate(required=True, **gate)
 
     project = (base_dir / os.path.expanduser(job.project_dir)).resolve() if job.project_dir else None
     if project is not None:
         cache = projects if projects is not None else {}
         if str(project) not in cache:
             cache[str(project)] = yield from upload_project(project, uploads)
-        spec.project_hash = cache[str(project)]
+        given["project_hash"] = cache[str(project)]
     if job.command:
-        spec.command.extend(str(c) for c in job.command)
+        given["command"] = [str(c) for c in job.command]
     elif job.filename:
         path = (base_dir / os.path.expanduser(job.filename)).resolve()
         if not path.is_file():
@@ -217,13 +220,13 @@ def job_spec(
         if project is not None:
             if project not in path.parents:
                 raise InvalidJob(f"job {job.id}: script {path} is not inside its project folder {project}")
-            spec.script_name = path.relative_to(project).as_posix()
+            given["script_name"] = path.relative_to(project).as_posix()
         else:
-            spec.script_name = path.name
-            spec.script_hash = yield from upload(path, uploads)
+            given["script_name"] = path.name
+            given["script_hash"] = yield from upload(path, uploads)
     else:
         raise InvalidJob(f"job {job.id}: nothing to run; give a script filename or a command")
-    return spec
+    return pb.JobSpec(**{name: value for name, value in given.items() if value})
 
 
 def job_specs(

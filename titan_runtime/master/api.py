@@ -32,7 +32,7 @@ from titan_runtime.master.errors import RequestError
 from titan_runtime.master.history import History
 from titan_runtime.master.keys import RESERVED_PREFIX
 from titan_runtime.master.logs import LogStore
-from titan_runtime.master.loop import MasterLoop
+from titan_runtime.master.loop import MasterLoop, collector_paused
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.store import MAX_KV_VALUE_BYTES, KvTypeError
@@ -148,8 +148,6 @@ class TitanServicer(
                 f"invalid run id {run_id!r}: use 1-128 letters, digits, '_', '-', '.' or '@',"
                 " starting with a letter or digit",
             )
-        specs = self._specs(request.jobs)
-        self.check_secrets(specs, caller)
         state = self._state
         submitter = "" if caller is None else caller.submitter
 
@@ -161,10 +159,13 @@ class TitanServicer(
                 run_id, request.name, specs, now, dict(request.labels), request.agent_run_id, submitter, ended
             )
 
-        try:
-            run, existed = await self._loop.call(accept)
-        except InvalidSpec as exc:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        with collector_paused(len(request.jobs)):
+            specs = self._specs(request.jobs)
+            self.check_secrets(specs, caller)
+            try:
+                run, existed = await self._loop.call(accept)
+            except InvalidSpec as exc:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         return pb.SubmitRunResponse(run_id=run.id, job_ids=list(run.jobs), existed=existed)
 
     def _check_replaces_only_its_own(self, specs: list[JobSpec], caller: Caller) -> None:

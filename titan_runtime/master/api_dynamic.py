@@ -14,6 +14,7 @@ from titan_runtime.core.model import InvalidSpec, Job, JobState
 from titan_runtime.master.auth import caller_of
 from titan_runtime.master.convert import job_to_pb, run_to_pb
 from titan_runtime.master.errors import RequestError
+from titan_runtime.master.loop import collector_paused
 from titan_runtime.master.schedules import ScheduleError, Schedules
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.store.base import RunQuery
@@ -44,9 +45,10 @@ class DynamicApi(_Base):
             return state.add_jobs(request.run_id, specs, now)
 
         try:
-            specs = self._specs(request.jobs)
-            self.check_secrets(specs, caller)
-            jobs = await self._loop.call(add)
+            with collector_paused(len(request.jobs)):
+                specs = self._specs(request.jobs)
+                self.check_secrets(specs, caller)
+                jobs = await self._loop.call(add)
         except RequestError as exc:
             await context.abort(exc.code, str(exc))
         except NotFound as exc:

@@ -21,22 +21,18 @@ from titan_runtime.core.model import (
 )
 from titan_runtime.core.spec import SPEC_DEFAULTS
 from titan_runtime.proto import titan_pb2 as pb
-from titan_runtime.wire import from_message, to_message
+from titan_runtime.wire import from_message, reader, to_message
 
 P = TypeVar("P")
 #: The specs' own defaults (the dataclass field defaults, one instance each).
 _NO_RETRIES, _NO_HEALTH, _NO_RESTART, _NO_GATE = (
     SPEC_DEFAULTS["retries"], SPEC_DEFAULTS["health"], SPEC_DEFAULTS["restart"], SPEC_DEFAULTS["approval"],
 )  # fmt: skip
-_DEFAULTS: dict[type, Any] = {RetryPolicy: _NO_RETRIES, HealthCheck: _NO_HEALTH, RestartPolicy: _NO_RESTART}
 
 
-def _policy(msg: Any, field: str, kind: type[P]) -> P:
-    """A policy message whose unset fields take the dataclass defaults (an unset policy: the
-    shared default, which `JobSpec.to_dict` recognises by identity)."""
-    if not msg.HasField(field):
-        return _DEFAULTS[kind]  # type: ignore[return-value]
-    given = {f.name: value for f, value in getattr(msg, field).ListFields()}
+def _policy(msg: Any, kind: type[P]) -> P:
+    """A policy message whose unset fields take the dataclass defaults."""
+    given = {f.name: value for f, value in msg.ListFields()}
     if "fallback" in given:
         given["fallback"] = tuple(
             frozenset(t for t in s.tags if t and t != GENERAL) for s in given["fallback"]
@@ -44,27 +40,40 @@ def _policy(msg: Any, field: str, kind: type[P]) -> P:
     return kind(**given)
 
 
-def _gate(msg: pb.JobSpec) -> ApprovalGate:
-    if not msg.HasField("approval") or not msg.approval.required:
+def _gate(msg: pb.ApprovalGate) -> ApprovalGate:
+    if not msg.required:
         return _NO_GATE
-    return ApprovalGate(True, msg.approval.message, msg.approval.timeout or ApprovalGate.timeout)
+    return ApprovalGate(True, msg.message, msg.timeout or ApprovalGate.timeout)
+
+
+_NESTED = ("retries", "health", "restart", "approval")
+_read_spec = reader(JobSpec, pb.JobSpec.DESCRIPTOR, "tags", "map_index", *_NESTED)
+_NOT_TAGS = frozenset(("", GENERAL))
+_UNSET_MEANS = {name: SPEC_DEFAULTS[name] for name in ("kind", "slots", "replicas", "trigger_rule")}
 
 
 def spec_from_pb(msg: pb.JobSpec) -> JobSpec:
-    return from_message(
-        JobSpec,
-        msg,
-        kind=msg.kind or "batch",
-        tags=frozenset(t for t in msg.tags if t and t != GENERAL),
-        retries=_policy(msg, "retries", RetryPolicy),
-        slots=msg.slots or 1,
-        health=_policy(msg, "health", HealthCheck),
-        restart=_policy(msg, "restart", RestartPolicy),
-        replicas=msg.replicas or 1,
-        trigger_rule=msg.trigger_rule or "all_success",
-        map_index=msg.map_index if msg.map_of else -1,
-        approval=_gate(msg),
-    )
+    """A job's spec from the wire: once per job submitted, so the fields the message has set are
+    read (`wire.reader`) and a policy left unset is the shared default, which `JobSpec.to_dict`
+    recognises by identity."""
+    values = _read_spec(msg)
+    for name, unset in _UNSET_MEANS.items():  # the wire's "" or 0: the spec's default
+        if not values.get(name, True):
+            values[name] = unset
+    tags = frozenset(msg.tags)
+    values["tags"] = tags - _NOT_TAGS if not _NOT_TAGS.isdisjoint(tags) else tags
+    if msg.map_of:
+        values["map_index"] = msg.map_index
+    has = msg.HasField
+    if has("retries"):
+        values["retries"] = _policy(msg.retries, RetryPolicy)
+    if has("health"):
+        values["health"] = _policy(msg.health, HealthCheck)
+    if has("restart"):
+        values["restart"] = _policy(msg.restart, RestartPolicy)
+    if has("approval"):
+        values["approval"] = _gate(msg.approval)
+    return JobSpec(**values)
 
 
 def spec_to_pb(spec: JobSpec) -> pb.JobSpec:
