@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import subprocess
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9090
@@ -112,6 +113,8 @@ def start_worker(argv: list[str], token: str, **popen: Any) -> subprocess.Popen[
     inherited pipe (`--token-fd`): never on its command line (other users read those in `ps`) and
     never in its environment (any process of its user, its jobs included, reads that in
     /proc/PID/environ for as long as it runs). `popen`: stdout, stderr and the like."""
+    import subprocess  # here: every client imports this module, few start workers
+
     read, write = os.pipe()
     try:
         os.write(write, token.encode())  # a token is far below a pipe's buffer
@@ -145,6 +148,8 @@ def writable_dir(path: Path, what: str = "data dir") -> Path:
         path.mkdir(parents=True, exist_ok=True)
         if path.stat().st_mode & 0o077:
             path.chmod(0o700)
+        import tempfile  # here: every client imports this module, few make a data dir
+
         with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
             pass
     except OSError as exc:

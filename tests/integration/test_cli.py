@@ -372,3 +372,51 @@ def test_a_job_no_worker_can_run_is_said_while_waiting_and_can_fail(cluster: Pro
         if waiting.poll() is None:
             waiting.kill()
             waiting.wait()
+
+
+def _in_terminal(cluster: ProcessCluster, *args: str) -> tuple[str, str]:
+    """A command's stdout as a terminal 200 columns wide shows it, and its stderr."""
+    leader, follower = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "titan_runtime", *args],
+        stdout=follower, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        env={**cluster.env(), "COLUMNS": "200"},
+    )  # fmt: skip
+    os.close(follower)
+    shown = b""
+    try:
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # EIO: the command has exited and closed the terminal
+                break
+            if not data:
+                break
+            shown += data
+    finally:
+        os.close(leader)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert proc.wait(60) == 0, err
+    return shown.decode(errors="replace").replace("\r\n", "\n"), err
+
+
+def test_run_status_shows_a_page_in_a_terminal_and_every_job_piped(cluster: ProcessCluster) -> None:
+    run = cluster.client.submit_dag(
+        "many", [TitanJob(f"j{i}", command=["true"], tags=["nowhere"]) for i in range(150)]
+    )
+
+    def rows(text: str) -> list[str]:
+        return [line.split()[0] for line in text.splitlines() if re.match(r"j\d+ ", line)]
+
+    shown, err = _in_terminal(cluster, "run-status", run.id)
+    assert rows(shown) == [f"j{i}" for i in range(100)]
+    assert "150 jobs: 150 READY" in shown
+    assert "... 50 more jobs: --limit 0 for all, --jobs STATE for some" in err
+    shown, err = _in_terminal(cluster, "run-status", run.id, "--limit", "0")
+    assert len(rows(shown)) == 150 and "more jobs" not in err
+
+    piped = subprocess.run(
+        [sys.executable, "-m", "titan_runtime", "run-status", run.id],
+        env=cluster.env(), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert rows(piped.stdout) == [f"j{i}" for i in range(150)] and "more jobs" not in piped.stderr

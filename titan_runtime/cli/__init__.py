@@ -15,33 +15,40 @@ from typing import Any
 
 import click
 
-from titan_runtime.cli.audit import audit
-from titan_runtime.cli.history import gc
-from titan_runtime.cli.history import runs as runs_command  # the package's `runs` is cli/runs.py
-from titan_runtime.cli.jobs import cancel, logs, result, status, submit
-from titan_runtime.cli.kv import kv
 from titan_runtime.cli.options import EXIT_CANCELLED, friendly_errors
-from titan_runtime.cli.processes import master, up, worker, workers
-from titan_runtime.cli.runs import (
-    agent_runs,
-    approvals,
-    approve,
-    dags,
-    reject,
-    run_pipeline,
-    run_status,
-    schedule,
-    validate,
-)
-from titan_runtime.cli.scaling import autoscaler, ssh
-from titan_runtime.cli.secrets import secret
-from titan_runtime.cli.services import service, services
-from titan_runtime.cli.tls import certs
-from titan_runtime.cli.tokens import token
 from titan_runtime.version import __version__
 
+#: Every command, by name, and where it is defined: a command's module (and what it imports) is
+#: loaded only when that command runs, so `run-status` does not pay for `up`'s imports.
+COMMANDS = {
+    "up": "processes:up", "master": "processes:master", "worker": "processes:worker",
+    "workers": "processes:workers", "submit": "jobs:submit", "status": "jobs:status", "logs": "jobs:logs",
+    "cancel": "jobs:cancel", "result": "jobs:result", "runs": "history:runs", "gc": "history:gc",
+    "run": "runs:run_pipeline", "validate": "runs:validate", "run-status": "runs:run_status",
+    "approve": "runs:approve", "reject": "runs:reject", "approvals": "runs:approvals",
+    "agent-runs": "runs:agent_runs", "schedule": "runs:schedule", "dags": "runs:dags",
+    "services": "services:services", "service": "services:service", "kv": "kv:kv",
+    "autoscaler": "scaling:autoscaler", "ssh": "scaling:ssh", "certs": "tls:certs", "audit": "audit:audit",
+    "secret": "secrets:secret", "token": "tokens:token",
+}  # fmt: skip
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class TitanCli(click.Group):
+    """The top-level group: commands from COMMANDS are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = self.commands.get(cmd_name)
+        if found is None and cmd_name in COMMANDS:
+            module, _, attr = COMMANDS[cmd_name].partition(":")
+            found = getattr(importlib.import_module(f"titan_runtime.cli.{module}"), attr)
+            self.add_command(found, cmd_name)
+        return found
+
+
+@click.group(cls=TitanCli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="titan-runtime")
 def cli() -> None:
     """Titan: run scripts, commands and DAGs on a cluster of capability-tagged workers.
@@ -71,12 +78,7 @@ def completion(shell: str) -> None:
     click.echo(found(cli, {}, "titan-runtime", "_TITAN_RUNTIME_COMPLETE").source())
 
 
-for command in (
-    up, master, worker, workers, submit, status, logs, cancel, result, runs_command, run_pipeline, validate, run_status,
-    approve, reject, approvals, agent_runs, schedule, dags, services, service, kv, autoscaler, ssh, certs, audit,
-    secret, token, gc, completion,
-):  # fmt: skip
-    cli.add_command(command)
+cli.add_command(completion)
 
 
 class LazyGroup(click.Group):

@@ -16,7 +16,7 @@ import click
 from titan_runtime import config
 from titan_runtime.client.errors import TitanError
 from titan_runtime.client.sync import TitanClient
-from titan_runtime.core.model import TAG_PATTERN
+from titan_runtime.core.names import TAG_PATTERN
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,19 +29,28 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def _said_in_one_line() -> tuple[type[Exception], ...]:
+    """The errors whose message is all a user needs. The store's only when the command loaded the
+    store: a client command would spend more importing it than on its own work, and cannot raise it."""
+    from titan_runtime.tls import TlsError
+
+    store = sys.modules.get("titan_runtime.store.base")
+    return (TitanError, config.ConfigError, TlsError, *((store.StoreError,) if store else ()))
+
+
 def friendly_errors(fn: F) -> F:
     """Turn SDK, configuration, store and system errors (a full disk) into one line on stderr and
     exit code 1; a reader that went away (`logs | head`) ends the command quietly."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from titan_runtime.store import StoreError
-        from titan_runtime.tls import TlsError
-
         try:
-            return fn(*args, **kwargs)
-        except (TitanError, config.ConfigError, StoreError, TlsError) as exc:
-            fail(str(exc))
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if isinstance(exc, _said_in_one_line()):
+                    fail(str(exc))
+                raise
         except TimeoutError as exc:
             fail(str(exc), EXIT_TIMEOUT)
         except BrokenPipeError:

@@ -18,11 +18,9 @@ from titan_runtime.cli.options import (
     reconnect_option,
 )
 from titan_runtime.cli.output import fmt_duration, fmt_time, print_table, warn_if_unplaceable
-from titan_runtime.client.pipeline import load_pipeline
 from titan_runtime.client.records import RunRecord
 from titan_runtime.client.sync import TitanClient
 from titan_runtime.core.states import JobState
-from titan_runtime.cron import CronError, check_cron
 
 #: Every job state, for --jobs.
 JOB_STATES = tuple(state.value for state in JobState)
@@ -100,6 +98,10 @@ def validate(pipeline: Path) -> None:
     click.echo(f"{pipeline}: ok, pipeline '{loaded.name}' with {len(loaded.jobs)} job(s)")
 
 
+#: Jobs `run-status` shows in a terminal unless --limit says otherwise: a page, not 10,000 lines.
+TERMINAL_PAGE = 100
+
+
 @click.command("run-status")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
@@ -110,12 +112,22 @@ def validate(pipeline: Path) -> None:
     type=click.Choice(JOB_STATES, case_sensitive=False),
     help="Only the jobs in this state (repeatable) [default: every job].",
 )
-@click.option("--limit", type=click.IntRange(min=0), default=0, help="At most this many jobs (0: all).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=None,
+    help=f"At most this many jobs (0: all) [default: {TERMINAL_PAGE} in a terminal, else all].",
+)
 @client_options
 def run_status(
-    client: TitanClient, run_id: str, as_json: bool, job_states: tuple[str, ...], limit: int
+    client: TitanClient, run_id: str, as_json: bool, job_states: tuple[str, ...], limit: int | None
 ) -> None:
-    """Show a run and the state of each of its jobs (or of some: --jobs FAILED --limit 20)."""
+    """Show a run and the state of each of its jobs (or of some: --jobs FAILED --limit 20).
+
+    In a terminal the first 100 jobs are shown, and how many more there are; piped, or with
+    --json, every job."""
+    if limit is None:
+        limit = TERMINAL_PAGE if sys.stdout.isatty() and not as_json else 0
     selected = job_states or (JOB_STATES if limit else None)
     record = client.get_run(run_id, jobs=selected, limit=limit)
     if as_json:
@@ -144,7 +156,10 @@ def run_status(
     )
     matching = sum(n for state, n in record.counts.items() if selected is None or state in selected)
     if matching > len(record.jobs):
-        click.echo(f"... {matching - len(record.jobs)} more (--limit, --jobs STATE)", err=True)
+        click.echo(
+            f"... {matching - len(record.jobs):,} more jobs: --limit 0 for all, --jobs STATE for some",
+            err=True,
+        )
 
 
 @click.command()
@@ -233,10 +248,14 @@ def schedule_add(
     saved pipeline behind."""
     if not name or "/" in name:
         fail(f"invalid schedule name {name!r}: give a name without '/'", 2)
+    from titan_runtime.cron import CronError, check_cron
+
     try:
         check_cron(cron, seconds)
     except CronError as exc:
         raise click.BadParameter(str(exc), param_hint="--cron") from None
+    from titan_runtime.client.pipeline import load_pipeline
+
     load_pipeline(pipeline)  # a PipelineError says what is wrong with it, before anything is saved
     existed = name in client.list_saved_dags()
     client.save_yaml(name, pipeline)

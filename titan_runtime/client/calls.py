@@ -20,7 +20,6 @@ from titan_runtime.client.drivers import operation
 from titan_runtime.client.errors import JobNotFound
 from titan_runtime.client.instructions import Op
 from titan_runtime.client.job import TitanJob
-from titan_runtime.client.pipeline import load_pipeline
 from titan_runtime.client.reconnect import Reconnect
 from titan_runtime.client.records import (
     AgentRunRecord,
@@ -86,7 +85,7 @@ class Calls(Generic[R]):
     ) -> Op[R]:
         """Check a YAML pipeline whole, submit it as one run, and (with wait=True) return once it has
         ended, failed or not. `poll_interval` is accepted for the original SDK and not needed."""
-        pipeline = load_pipeline(path)
+        pipeline = _load_pipeline(path)
         labels = {**pipeline.labels, **(labels or {})}
         response = yield from self._submit(
             pipeline.jobs, name or pipeline.name, run_id, labels, agent_run_id, pipeline.path.parent
@@ -240,7 +239,7 @@ class Calls(Generic[R]):
 
     @operation
     def save_yaml(self, name: str, path: str | Path) -> Op[str]:
-        pipeline = load_pipeline(path)
+        pipeline = _load_pipeline(path)
         base_dir = pipeline.path.parent
         return (yield from ops.save_dag(name, pipeline.jobs, base_dir, self._uploads, pipeline.labels))
 
@@ -491,3 +490,10 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def _load_pipeline(path: str | Path) -> Any:
+    """The YAML pipeline at `path`: the YAML parser is imported by the calls that read one only."""
+    from titan_runtime.client.pipeline import load_pipeline
+
+    return load_pipeline(path)

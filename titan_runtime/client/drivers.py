@@ -23,7 +23,7 @@ from titan_runtime.client.errors import TitanConnectionError, error_from_rpc
 from titan_runtime.client.instructions import Call, Op, Sleep, Stream
 from titan_runtime.client.reconnect import Reconnect
 from titan_runtime.client.specs import UploadCache
-from titan_runtime.proto import titan_pb2_grpc as rpc
+from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.tls import channel, client_tls
 
 P = ParamSpec("P")
@@ -60,20 +60,39 @@ class Driver:
         self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
         self.tls = client_tls(tls_ca, tls_cert, tls_key)
         self._channel: Any = None
-        self._stub_: rpc.TitanStub | None = None
+        self._methods: dict[str, Any] = {}
         self._uploads = UploadCache()
 
-    @property
-    def _stub(self) -> rpc.TitanStub:
-        """The channel opens at the first call, not in the constructor: an asyncio channel belongs
-        to the event loop it is made in, and a client may be made before its loop runs."""
-        if self._stub_ is None:
-            self._channel = channel(self.address, self.tls, CHANNEL_OPTIONS, aio=self._aio)
-            self._stub_ = rpc.TitanStub(self._channel)
-        return self._stub_
-
     def _rpc(self, method: str) -> Any:
-        return getattr(self._stub, method)
+        """The callable of one of the service's methods. The channel opens at the first call, not
+        in the constructor: an asyncio channel belongs to the event loop it is made in, and a
+        client may be made before its loop runs."""
+        found = self._methods.get(method)
+        if found is None:
+            if self._channel is None:
+                self._channel = channel(self.address, self.tls, CHANNEL_OPTIONS, aio=self._aio)
+            found = self._methods[method] = method_callable(self._channel, method)
+        return found
+
+
+#: The Titan service as its descriptor declares it. The client makes each method's callable on its
+#: first call, from the descriptor, instead of through the generated stub: importing the stub's
+#: module (every method of the servicer and the stub) costs more than a CLI command's own work, and
+#: the stub makes all 44 callables for every client.
+_TITAN = pb.DESCRIPTOR.services_by_name["Titan"]
+_KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+
+
+def method_callable(on: Any, name: str) -> Any:
+    """What `TitanStub(on).<name>` would be: the multi-callable of method `name` on channel `on`."""
+    method = _TITAN.methods_by_name[name]
+    request, response = getattr(pb, method.input_type.name), getattr(pb, method.output_type.name)
+    return getattr(on, _KINDS[2 * method.client_streaming + method.server_streaming])(
+        f"/{_TITAN.full_name}/{name}",
+        request_serializer=request.SerializeToString,
+        response_deserializer=response.FromString,
+        _registered_method=True,
+    )
 
 
 class BlockingDriver(Driver):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from titan_runtime.client.errors import InvalidJob
-from titan_runtime.core.model import SECRET_ENV_PATTERN
+from titan_runtime.core.names import SECRET_ENV_PATTERN
 
 
 @dataclass(eq=False)

@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import json_format
-
 from titan_runtime.client.errors import (
     Conflict,
     InvalidJob,
@@ -321,6 +319,8 @@ def get_saved_dag(name: str) -> Op[dict[str, Any]]:
     """A saved DAG as a dict: its name, when it was saved, and the run it submits (as JSON)."""
     for dag in (yield Call("ListSavedDags", pb.Empty())).dags:
         if dag.name == name:
+            from google.protobuf import json_format  # 14 ms to import: every CLI command would pay it
+
             run = json_format.MessageToDict(dag.run, preserving_proto_field_name=True)
             return {"name": dag.name, "saved_at": dag.saved_at, **run}
     raise JobNotFound(f"no saved DAG {name!r}: list them with `titan-runtime dags list`")

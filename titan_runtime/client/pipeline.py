@@ -34,7 +34,7 @@ from titan_runtime.client.job import TitanJob
 from titan_runtime.core.dag import find_cycle
 from titan_runtime.core.expr import ExpressionError
 from titan_runtime.core.expr import check as check_expression
-from titan_runtime.core.model import ID_PATTERN, TAG_PATTERN, TRIGGER_RULES
+from titan_runtime.core.names import ID_PATTERN, TAG_PATTERN, TRIGGER_RULES
 from titan_runtime.yamlbudget import YamlBudgetError
 from titan_runtime.yamlbudget import load as load_yaml
 

@@ -4,7 +4,6 @@ master would refuse."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -13,14 +12,15 @@ from typing import Any
 from titan_runtime.client.errors import InvalidJob
 from titan_runtime.client.instructions import Call, Op
 from titan_runtime.client.job import TitanJob
-from titan_runtime.client.project import build_archive
-from titan_runtime.core.model import TRIGGER_RULES
+from titan_runtime.core.names import TRIGGER_RULES
 from titan_runtime.proto import titan_pb2 as pb
 
 UPLOAD_CHUNK = 1024 * 1024
 
 
 def file_hash(path: Path) -> str:
+    import hashlib  # here: a command that uploads nothing need not load OpenSSL's hashes
+
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(UPLOAD_CHUNK), b""):
@@ -128,6 +128,8 @@ def parse_duration(text: str) -> float:
 
 def upload_project(folder: Path, cache: UploadCache | None = None) -> Op[str]:
     """Archive a project folder and make sure the master has it; return the archive's hash."""
+    from titan_runtime.client.project import build_archive  # tarfile and gzip: for projects only
+
     archive = build_archive(folder)
     try:
         return (yield from upload(archive, cache))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from titan_runtime.client.errors import TitanError
-from titan_runtime.core.model import MAX_RESULT_BYTES
+from titan_runtime.core.names import MAX_RESULT_BYTES
 
 if TYPE_CHECKING:
     from titan_runtime.client.sync import TitanClient

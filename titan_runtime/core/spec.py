@@ -7,30 +7,24 @@ store all refuse the same things. `to_dict`/`from_dict` are the spec's stored fo
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
 from titan_runtime.core.limits import DEFAULT_LIMITS, Limits
-
-# Ids travel in "RUN/JOB" references, file paths and environment variable names: keep them tame.
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@\-]{0,127}\Z")
-#: A run id starts with a letter or digit: "_" names the cluster-wide artifact namespace, and a run of
-#: that id would give its jobs' credentials the cluster's artifacts.
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,127}\Z")
-TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,63}\Z")
-#: A secret's name (`titan-runtime secret set NAME`) and the environment variable a job gets it in.
-SECRET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}\Z")
-SECRET_ENV_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
-#: Secrets one job may name: each is decrypted at every assignment and masked in all its output.
-MAX_SECRETS_PER_JOB = 64
-
-#: The original Titan's "any worker" requirement.
-GENERAL = "GENERAL"
-#: Largest result a job may commit (JSON text, in bytes of UTF-8).
-MAX_RESULT_BYTES = 1024 * 1024
+from titan_runtime.core.names import (  # noqa: F401 - the spec's names are this module's public names too
+    GENERAL,
+    ID_PATTERN,
+    MAX_RESULT_BYTES,
+    MAX_SECRETS_PER_JOB,
+    PORT_NAME_PATTERN,
+    RUN_ID_PATTERN,
+    SECRET_ENV_PATTERN,
+    SECRET_NAME_PATTERN,
+    TAG_PATTERN,
+    TRIGGER_RULES,
+)
 
 
 class InvalidSpec(ValueError):
@@ -101,10 +95,6 @@ class ApprovalGate:
     required: bool = False
     message: str = ""
     timeout: float = 172800.0  # max_wait_seconds: past it, the gate (and the job) fails
-
-
-TRIGGER_RULES = ("all_success", "all_done", "one_success", "none_failed")
-PORT_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}\Z")
 
 
 @dataclass(slots=True)
@@ -344,6 +334,9 @@ class JobSpec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, without the fields left at their defaults (most of them, in most jobs): a
         large DAG is encoded and stored several times faster. `from_dict` restores the defaults."""
+        global _spec_to_dict
+        if _spec_to_dict is None:  # made at the first use: a client never stores a spec
+            _spec_to_dict = _compile_to_dict()
         return _spec_to_dict(self)
 
     @classmethod
@@ -424,7 +417,7 @@ def _compile_to_dict() -> Any:
     return names["to_dict"]
 
 
-_spec_to_dict = _compile_to_dict()
+_spec_to_dict: Any = None
 
 
 #: What from_dict starts every spec from (env and labels are new dicts each time).
