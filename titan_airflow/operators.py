@@ -17,14 +17,13 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from titan_airflow import naming, output
+from titan_airflow.cancellation import KILL_TIMEOUT_S, cancel_earlier_tries
 from titan_airflow.errors import TitanConfigError, TitanJobFailed
 from titan_airflow.hooks import DEFAULT_CONN_ID, TitanHook
 from titan_airflow.output import LogCursor
 from titan_airflow.triggers import TitanJobTrigger
 from titan_runtime import JobRecord, LogLine, TitanClient, TitanJob
 
-#: How long on_kill waits for the remote processes to be gone.
-KILL_TIMEOUT_S = 30.0
 XCOM_REF_KEY = "titan_ref"
 
 
@@ -164,11 +163,14 @@ class TitanOperator(BaseOperator):
         return job
 
     def submit(self, client: TitanClient, context: Context) -> str:
-        """Submit this try's job (or find it, when this try submitted it before); return its reference."""
+        """Submit this try's job (or find it, when this try submitted it before), once the earlier
+        tries' jobs have stopped; return its reference."""
         ti = context["ti"]
         ids = naming.try_key(ti)
         run_id = naming.titan_run_id(*ids)
         job = self.build_job(context)
+        for earlier in cancel_earlier_tries(client, ids):
+            self.log.info("Cancelled Titan run %s of an earlier try of this task", earlier)
         run_id = client.submit_dag(
             f"airflow:{ti.dag_id}.{ti.task_id}", [job], run_id=run_id, labels=naming.run_labels(*ids)
         )

@@ -17,12 +17,12 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from titan_airflow import naming, output
+from titan_airflow.cancellation import KILL_TIMEOUT_S, cancel_earlier_tries
 from titan_airflow.errors import TitanConfigError, TitanJobFailed
 from titan_airflow.hooks import DEFAULT_CONN_ID, TitanHook
 from titan_airflow.output import LogCursor
 from titan_runtime import JobRecord, LogLine, RunRecord, TitanClient
 
-KILL_TIMEOUT_S = 30.0
 XCOM_RUN_KEY = "titan_run_id"
 
 
@@ -74,9 +74,12 @@ class TitanPipelineOperator(BaseOperator):
         return path
 
     def submit(self, client: TitanClient, context: Context) -> str:
-        """Submit this try's pipeline run (or find it, when this try submitted it before); return its id."""
+        """Submit this try's pipeline run (or find it, when this try submitted it before), once the
+        earlier tries' runs have stopped; return its id."""
         ti = context["ti"]
         ids = naming.try_key(ti)
+        for earlier in cancel_earlier_tries(client, ids):
+            self.log.info("Cancelled Titan run %s of an earlier try of this task", earlier)
         run = client.submit_yaml(
             self._pipeline_path(), run_id=naming.titan_run_id(*ids), labels=naming.run_labels(*ids)
         )

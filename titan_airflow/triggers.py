@@ -18,14 +18,13 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from titan_airflow.cancellation import KILL_TIMEOUT_S, keeping_cancel_message
 from titan_airflow.hooks import DEFAULT_CONN_ID, TitanHook
 from titan_runtime import AsyncTitanClient, TitanConnectionError, TitanError
 from titan_runtime.client.backoff import Backoff
 
 #: How long an unreachable master is retried before the trigger reports an error.
 RECONNECT_FOR_S = 300.0
-#: How long on_kill waits for the remote processes to be gone.
-KILL_TIMEOUT_S = 30.0
 
 
 class TitanJobTrigger(BaseTrigger):
@@ -59,7 +58,7 @@ class TitanJobTrigger(BaseTrigger):
             yield TriggerEvent({"status": "error", "ref": self.ref, "message": str(exc)})
             return
         try:
-            yield TriggerEvent(await self._wait(client))
+            yield TriggerEvent(await keeping_cancel_message(asyncio.ensure_future(self._wait(client))))
         finally:
             await client.close()
 

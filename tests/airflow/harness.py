@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,9 +186,21 @@ class AirflowServices:
     """
 
     USER, PASSWORD = "titan", "titan-test-password"
+    #: What the health endpoint calls each component that reports its health there.
+    HEALTH = {"scheduler": "scheduler", "triggerer": "triggerer", "dag-processor": "dag_processor"}
 
-    def __init__(self, home: AirflowHome, cluster: ProcessCluster, dags_folder: Path) -> None:
+    def __init__(
+        self,
+        home: AirflowHome,
+        cluster: ProcessCluster,
+        dags_folder: Path,
+        components: tuple[str, ...] = ("scheduler",),
+    ) -> None:
+        """`components`: what runs beside the api-server (scheduler, dag-processor, triggerer)."""
         self.home = home
+        self.dags_folder = dags_folder
+        self.components = components
+        self._token: str | None = None
         self.port = free_port()
         passwords = home.root / "passwords.json"
         passwords.write_text(json.dumps({self.USER: self.PASSWORD}))
@@ -244,7 +257,7 @@ class AirflowServices:
                 "--workers",
                 "1",
             ],
-            "scheduler": [AIRFLOW, "scheduler"],
+            **{name: [AIRFLOW, name] for name in self.components},
         }
         for name, argv in commands.items():
             with open(self.home.root / f"{name}.log", "wb") as log:
@@ -267,7 +280,30 @@ class AirflowServices:
                 health = json.loads(response.read())
         except OSError:
             return False
-        return health.get("scheduler", {}).get("status") == "healthy"
+        return all(health.get(self.HEALTH[name], {}).get("status") == "healthy" for name in self.components)
+
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One call to the REST API (/api/v2 + `path`) as the admin user; the JSON it answered."""
+        if self._token is None:
+            login = json.dumps({"username": self.USER, "password": self.PASSWORD}).encode()
+            request = urllib.request.Request(
+                f"{self.url}/auth/token", login, {"Content-Type": "application/json"}, method="POST"
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                self._token = json.loads(response.read())["access_token"]
+        request = urllib.request.Request(
+            f"{self.url}/api/v2{path}",
+            None if body is None else json.dumps(body).encode(),
+            {"Content-Type": "application/json", "Authorization": f"Bearer {self._token}"},
+            method=method,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(
+                f"{method} {path}: {exc.code} {exc.read().decode(errors='replace')}"
+            ) from None
 
     def stop(self) -> None:
         self.stopped_pids.update({name: proc.pid for name, proc in self.procs.items()})
