@@ -8,6 +8,7 @@ Dagster version breaks exactly one file, and `SUPPORTED` says which versions wer
 from __future__ import annotations
 
 import dagster
+from dagster._cli.api import resume_run_command
 from dagster._config.config_schema import UserConfigSchema
 from dagster._core.errors import DagsterExecutionInterruptedError, DagsterPipesExecutionError
 from dagster._core.events import EngineEventData
@@ -20,7 +21,13 @@ from dagster._core.executor.step_delegating import (
     StepHandlerContext,
 )
 from dagster._core.instance.ref import compute_logs_directory
-from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
+from dagster._core.launcher import (
+    CheckRunHealthResult,
+    LaunchRunContext,
+    ResumeRunContext,
+    RunLauncher,
+    WorkerStatus,
+)
 from dagster._core.storage.cloud_storage_compute_log_manager import (
     CloudStorageComputeLogManager,
     PollingComputeLogSubscriptionManager,
@@ -32,7 +39,7 @@ from dagster._core.storage.compute_log_manager import (
     ComputeIOType,
 )
 from dagster._core.storage.local_compute_log_manager import IO_TYPE_EXTENSION, LocalComputeLogManager
-from dagster._grpc.types import ExecuteRunArgs
+from dagster._grpc.types import ExecuteRunArgs, ResumeRunArgs
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
 #: Dagster minors this package was verified against (the test suite run on each).
@@ -70,6 +77,8 @@ __all__ = [
     "LaunchRunContext",
     "LocalComputeLogManager",
     "PollingComputeLogSubscriptionManager",
+    "ResumeRunArgs",
+    "ResumeRunContext",
     "RetryMode",
     "RunLauncher",
     "StepDelegatingExecutor",
@@ -82,4 +91,5 @@ __all__ = [
     "get_retries_config",
     "get_tag_concurrency_limits_config",
     "is_supported",
+    "resume_run_command",
 ]

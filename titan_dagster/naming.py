@@ -54,9 +54,11 @@ def step_run_id(dagster_run_id: str, step_key: str, attempt: int) -> str:
     return run_id
 
 
-def run_worker_run_id(dagster_run_id: str) -> str:
-    """The Titan run id of a Dagster run's run worker (`dagster api execute_run`)."""
-    return f"dg-{slug(dagster_run_id, 100)}-run-{digest(dagster_run_id, size=8)}"
+def run_worker_run_id(dagster_run_id: str, resume: int = 0) -> str:
+    """The Titan run id of a Dagster run's run worker (`dagster api execute_run`), or of the
+    `resume`-th run worker that resumed it after the one before died."""
+    run_id = f"dg-{slug(dagster_run_id, 100)}-run-{digest(dagster_run_id, size=8)}"
+    return f"{run_id}-r{resume}" if resume else run_id
 
 
 def pipes_run_id(dagster_run_id: str, step_key: str, attempt: int, invocation: int) -> str:

@@ -17,6 +17,11 @@ The run worker then orchestrates the run's steps with whatever executor the job 
 worker's Titan job (SIGTERM to its process group, SIGKILL after the worker's grace period),
 which makes Dagster forward the termination to its steps; any step job of the run still alive
 after that is cancelled too, so nothing keeps running.
+
+With Dagster's run monitoring (`run_monitoring: {enabled: true, max_resume_run_attempts: N}` in
+dagster.yaml, and `dagster-daemon run`), a run whose run worker died (killed, its host lost) is
+resumed: a new run worker job (`-rN` after the run id) takes over, steps that succeeded are kept
+and step jobs still running are looked after, not started again.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from titan_dagster._compat import (
     EngineEventData,
     ExecuteRunArgs,
     LaunchRunContext,
+    ResumeRunArgs,
+    ResumeRunContext,
     RunLauncher,
     UserConfigSchema,
     WorkerStatus,
@@ -51,10 +58,12 @@ from titan_dagster._compat import (
 from titan_dagster.compute_logs import CAPTURE_ENV, CAPTURE_TITAN
 from titan_dagster.errors import TitanConfigError
 from titan_dagster.placement import Placement, parse_env, parse_priority, parse_requirement, parse_timeout
+from titan_dagster.resume_run import RESUME_ARGS_ENV
 from titan_runtime import JobNotFound, TitanClient, TitanError
 
 RUN_COMMAND = ("{python}", "-m", "dagster", "api", "execute_run")
 RUN_ARGS_ENV = "DAGSTER_COMPRESSED_EXECUTE_RUN_ARGS"
+RESUME_COMMAND = ("{python}", "-m", "titan_dagster.resume_run")
 #: Tags on the Dagster run: which Titan job is its run worker, on which master.
 TAG_RUN_WORKER = "titan/run_worker_job"
 TAG_MASTER = "titan/master"
@@ -124,27 +133,53 @@ class TitanRunLauncher(RunLauncher, ConfigurableClass):
 
     def launch_run(self, context: LaunchRunContext) -> None:
         run = context.dagster_run
-        origin = context.job_code_origin
-        if origin is None:
-            raise TitanConfigError(
-                f"run {run.run_id} has no code origin, so a Titan worker could not load its job; "
-                "launch it from a code location (dagster dev, a workspace.yaml) or with a reconstructable job"
-            )
         args = ExecuteRunArgs(
-            job_origin=origin,
+            job_origin=self._origin(run),
             run_id=run.run_id,
             instance_ref=self._instance.get_ref(),
             set_exit_code_on_failure=True,  # a failed run shows as a FAILED Titan job
         )
-        env = dict(self._env)
-        env[RUN_ARGS_ENV] = _compressed(args)
-        env[CAPTURE_ENV] = CAPTURE_TITAN
+        self._launch(run, RUN_COMMAND, {RUN_ARGS_ENV: _compressed(args)}, resume=0)
+
+    @property
+    def supports_resume_run(self) -> bool:
+        return True
+
+    def resume_run(self, context: ResumeRunContext) -> None:
+        """Run monitoring found the run worker dead (its Titan job failed, its host was lost):
+        start another, `dagster api resume_run`, which skips the steps that succeeded and looks
+        after the step jobs still running instead of starting them again."""
+        run = context.dagster_run
+        args = ResumeRunArgs(
+            job_origin=self._origin(run),
+            run_id=run.run_id,
+            instance_ref=self._instance.get_ref(),
+            set_exit_code_on_failure=True,
+        )
+        resume = context.resume_attempt_number or 1
+        self._launch(run, RESUME_COMMAND, {RESUME_ARGS_ENV: _compressed(args)}, resume)
+
+    @staticmethod
+    def _origin(run: DagsterRun) -> Any:
+        if run.job_code_origin is None:
+            raise TitanConfigError(
+                f"run {run.run_id} has no code origin, so a Titan worker could not load its job; "
+                "launch it from a code location (dagster dev, a workspace.yaml) or with a reconstructable job"
+            )
+        return run.job_code_origin
+
+    def _launch(
+        self, run: DagsterRun, command: tuple[str, ...], args_env: dict[str, str], resume: int
+    ) -> None:
+        """Submit a run worker (the `resume`-th resumed one, 0: the first) as a Titan job, tag the
+        Dagster run with it (health checks and termination follow the latest) and say so."""
+        env = {**self._env, **args_env, CAPTURE_ENV: CAPTURE_TITAN}
         submission = remote.submit(
             self.client,
-            run_id=naming.run_worker_run_id(run.run_id),
+            run_id=naming.run_worker_run_id(run.run_id, resume),
             job_id=naming.RUN_WORKER_JOB_ID,
             name=f"{run.job_name}:run-worker",
-            command=RUN_COMMAND,
+            command=command,
             env=env,
             placement=self._placement,
             group=naming.group_id(run.run_id),
@@ -157,8 +192,13 @@ class TitanRunLauncher(RunLauncher, ConfigurableClass):
         self._instance.add_run_tags(
             run.run_id, {TAG_RUN_WORKER: submission.ref, TAG_MASTER: self.client.address}
         )
+        what = (
+            f"Resumed the run (attempt {resume}) with a new run worker"
+            if resume
+            else "Launched the run worker"
+        )
         self._instance.report_engine_event(
-            message=f"Launched the run worker as Titan job {submission.ref}.",
+            message=f"{what} as Titan job {submission.ref}.",
             dagster_run=run,
             engine_event_data=EngineEventData(
                 metadata={
@@ -255,6 +295,7 @@ class TitanRunLauncher(RunLauncher, ConfigurableClass):
             self._client = None
 
 
-def _compressed(args: ExecuteRunArgs) -> str:
-    """The run's arguments as `dagster api execute_run` reads them from its environment."""
+def _compressed(args: ExecuteRunArgs | ResumeRunArgs) -> str:
+    """The run's arguments as `dagster api execute_run` (and `titan_dagster.resume_run`) read them
+    from their environment."""
     return base64.b64encode(zlib.compress(serialize_value(args).encode())).decode()

@@ -172,3 +172,31 @@ def pipes_sleeper(context: OpExecutionContext, config: PipesSleeperConfig) -> No
 @job(executor_def=titan_executor)
 def pipes_sleeper_job() -> None:
     pipes_sleeper()
+
+
+# ---------------------------------------------------------------- a run whose run worker dies
+
+
+@op
+def first() -> int:
+    return 1
+
+
+@op
+def held(config: GateConfig, value: int) -> int:
+    deadline = time.monotonic() + 300
+    while not os.path.exists(config.gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the test never opened the gate")
+        time.sleep(0.05)
+    return value + 1
+
+
+@op
+def last(value: int) -> int:
+    return value + 1
+
+
+@job(executor_def=titan_executor)
+def resumable_job() -> None:
+    last(held(first()))
