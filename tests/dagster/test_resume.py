@@ -103,7 +103,11 @@ def test_a_run_whose_run_worker_is_killed_is_resumed_and_keeps_what_was_done(
     assert titan.client.wait(second_worker, 60).state == "SUCCEEDED"
     # Done steps kept, the running step looked after: each step ran in one Titan job.
     assert [len(step_runs(step)) for step in ("first", "held", "last")] == [1, 1, 1]
-    succeeded = {e.step_key for e in instance.all_logs(run.run_id) if e.dagster_event and e.dagster_event.is_step_success}
+    succeeded = {
+        e.step_key
+        for e in instance.all_logs(run.run_id)
+        if e.dagster_event and e.dagster_event.is_step_success
+    }
     assert succeeded == {"first", "held", "last"}
     messages = [e.message for e in instance.all_logs(run.run_id)]
     assert any("Resumed the run (attempt 1) with a new run worker" in m for m in messages)
