@@ -4,6 +4,7 @@ already done and the step job still running."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus
@@ -55,12 +57,20 @@ def monitored(titan: ProcessCluster, tmp_path: Path) -> Iterator[DagsterInstance
         yield instance
     finally:
         instance.dispose()
+        # Its code server runs in a session of its own: stopped by pid, once the daemon is gone.
+        children = psutil.Process(daemon.pid).children(recursive=True)
         os.killpg(daemon.pid, signal.SIGTERM)
         try:
             daemon.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait(10)
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.terminate()
+        _, alive = psutil.wait_procs(children, timeout=30)
+        for child in alive:
+            child.kill()
     assert not pid_alive(daemon.pid)
 
 
