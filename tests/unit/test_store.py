@@ -365,3 +365,42 @@ def test_a_job_id_many_runs_hold_is_found_in_the_latest(
     assert store.job_runs("main", 3) == ["r5", "r4", "r2"]
     assert store.job_runs("main", 1) == ["r5"]
     store.close()
+
+
+def test_one_job_of_a_run_is_read_without_the_others(store: Store) -> None:
+    store.save(
+        Changes(
+            runs=[run_row("big", 1)],
+            new_jobs=[job_row("big", "a"), job_row("big", "b")],
+            attempts=[
+                {"id": "a1", "run_id": "big", "job_id": "a"},
+                {"id": "b1", "run_id": "big", "job_id": "b"},
+                {"id": "a2", "run_id": "big", "job_id": "a"},
+            ],
+        )
+    )
+    one = store.read_job("big", "a")
+    assert one is not None and [r["id"] for r in one.runs] == ["big"]
+    assert [(j["job_id"], j["spec"]) for j in one.jobs] == [("a", {"id": "a"})]
+    assert [a["id"] for a in one.attempts] == ["a1", "a2"]
+    assert store.read_job("big", "c") is None and store.read_job("nope", "a") is None
+
+
+def test_history_answers_for_one_job_of_a_big_finished_run_without_reading_the_run() -> None:
+    from titan_runtime.master.history import History
+
+    class Counting(MemoryStore):
+        whole_runs = 0
+
+        def read_run(self, run_id: str):  # type: ignore[no-untyped-def]
+            found = super().read_run(run_id)
+            Counting.whole_runs += found is not None
+            return found
+
+    store = Counting()
+    store.save(Changes(runs=[run_row("big", 1)], new_jobs=[job_row("big", f"j{i}") for i in range(50)]))
+    history = History(ClusterState(), store, cached_jobs=10)  # the run is bigger than the cache
+    assert history.resolve("big/j7").spec.id == "j7"
+    assert history.resolve("j9").run_id == "big"  # a bare id: its latest run
+    assert Counting.whole_runs == 0
+    assert len(history.run("big").jobs) == 50 and Counting.whole_runs == 1  # asked for whole: read whole

@@ -82,6 +82,11 @@ class History:
 
     def resolve(self, ref: str) -> Job:
         """A job by "RUN/JOB", by the id of a run of one job, or by a bare job id (its latest run)."""
+        run_id, slash, job_id = ref.partition("/")
+        if slash and self._elsewhere(run_id):
+            found = self._with_one_job(run_id, job_id)
+            if found is not None:
+                return found.jobs[job_id]
         return resolve_ref(ref, self.find, self._latest_holder)
 
     def _latest_holder(self, job_id: str) -> Run | None:
@@ -89,7 +94,21 @@ class History:
         if live is not None:
             return live
         holders = self._store.job_runs(job_id, 1)
-        return self.find(holders[0]) if holders else None
+        if not holders:
+            return None
+        return (
+            self._with_one_job(holders[0], job_id) if self._elsewhere(holders[0]) else self.find(holders[0])
+        )
+
+    def _elsewhere(self, run_id: str) -> bool:
+        """Neither live nor cached: only the store has it."""
+        return run_id not in self._state.runs and run_id not in self._cache
+
+    def _with_one_job(self, run_id: str, job_id: str) -> Run | None:
+        """A finished run holding only the job asked for (never cached): a run of 100,000 jobs is
+        not read whole, seconds, to answer for one of them."""
+        snapshot = self._store.read_job(run_id, job_id)
+        return None if snapshot is None else build_run(snapshot.runs[0], snapshot.jobs, snapshot.attempts)
 
     def runs(self, query: RunQuery) -> Iterator[Run]:
         """Runs matching `query`, latest first, live ones as they are in memory now (the store may

@@ -116,6 +116,11 @@ class Store(abc.ABC):
         """One run, its jobs (each row with its "spec") and its attempts; None if there is none."""
 
     @abc.abstractmethod
+    def read_job(self, run_id: str, job_id: str) -> Snapshot | None:
+        """One job of a run, as `read_run` has it (the run's row, the job's row, its attempts),
+        without reading the run's other jobs; None if there is no such job."""
+
+    @abc.abstractmethod
     def run_row(self, run_id: str) -> dict[str, Any] | None:
         """One run's own row, without its jobs."""
 

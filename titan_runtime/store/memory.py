@@ -58,6 +58,20 @@ class MemoryStore(Store):
             attempts=[_copy(r) for r in self._attempts.values() if r.get("run_id") == run_id],
         )
 
+    def read_job(self, run_id: str, job_id: str) -> Snapshot | None:
+        job = self._jobs.get((run_id, job_id))
+        if job is None or run_id not in self._runs:
+            return None
+        return Snapshot(
+            runs=[_copy(self._runs[run_id])],
+            jobs=[_copy(job)],
+            attempts=[
+                _copy(r)
+                for r in self._attempts.values()
+                if r.get("run_id") == run_id and r.get("job_id") == job_id
+            ],
+        )
+
     def run_row(self, run_id: str) -> dict[str, Any] | None:
         row = self._runs.get(run_id)
         return None if row is None else _copy(row)

@@ -188,6 +188,18 @@ class SqliteStore(Store):
             attempts=self._rows("SELECT data FROM attempts WHERE run_id = ? ORDER BY rowid", run_id),
         )
 
+    def read_job(self, run_id: str, job_id: str) -> Snapshot | None:
+        runs = self._rows("SELECT data FROM runs WHERE id = ?", run_id)
+        jobs = self._jobs("run_id = ? AND job_id = ?", run_id, job_id) if runs else []
+        if not jobs:
+            return None
+        attempts = self._rows(  # the run's attempts, on its index; the job's picked from them
+            "SELECT data FROM attempts WHERE run_id = ? AND json_extract(data, '$.job_id') = ? ORDER BY rowid",
+            run_id,
+            job_id,
+        )
+        return Snapshot(runs=runs, jobs=jobs, attempts=attempts)
+
     def run_row(self, run_id: str) -> dict[str, Any] | None:
         found = self._rows("SELECT data FROM runs WHERE id = ?", run_id)
         return found[0] if found else None
