@@ -1,0 +1,80 @@
+"""Marking a running Airflow task failed, to its Titan job's processes gone (issue 22).
+
+A real Airflow (api-server, scheduler, dag-processor, triggerer, LocalExecutor) and a real Titan
+cluster; each round starts a DAG run, waits until the task's Titan job runs (a deferred task: until
+its trigger waits for it), marks the task failed through the REST API and times how long the job's
+process lives on. The job exits on SIGTERM at once, so no kill grace is in the figure. Target for
+the deferrable operator: <= 2 s plus the kill grace. Baseline: the same for the operator that is
+not deferred (Airflow kills its task process, whose `on_kill` cancels the job).
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_airflow_cancel.py [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from _common import table
+
+from tests.airflow.harness import AirflowHome, AirflowServices, migrate
+from tests.airflow.test_cancellation import CANCEL_DAGS, Held
+from titan_runtime.testing import ProcessCluster, pid_alive, wait_until
+
+
+def marked_failed_to_gone(airflow: AirflowServices, cluster: ProcessCluster, dag_id: str, folder: Path) -> float:
+    held = Held(airflow, cluster, dag_id, folder)
+    titan_run, pid = held.running(1)
+    start = time.monotonic()
+    airflow.api("PATCH", held.path, {"new_state": "failed"})
+    wait_until(lambda: not pid_alive(pid), 60, 0.01, what=f"process {pid} to be gone")
+    gone = time.monotonic() - start
+    assert held.ended(titan_run).state == "CANCELLED"
+    return gone
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="titan-bench-airflow-") as tmp:
+        root = Path(tmp)
+        cluster = ProcessCluster(root / "titan")
+        cluster.root.mkdir(parents=True)
+        dags = root / "dags"
+        shutil.copytree(CANCEL_DAGS, dags)
+        home = AirflowHome(root / "home")
+        migrate(home)
+        services = AirflowServices(home, cluster, dags, ("scheduler", "dag-processor", "triggerer"))
+        try:
+            cluster.start_master()
+            cluster.add_worker("w1", slots=4)
+            services.start()
+            deferred, synced = [], []
+            for n in range(args.rounds):  # the two kinds in turn
+                deferred.append(marked_failed_to_gone(services, cluster, "titan_cancel_deferrable", root / f"d{n}"))
+                synced.append(marked_failed_to_gone(services, cluster, "titan_cancel_sync", root / f"s{n}"))
+        finally:
+            services.stop()
+            cluster.stop()
+    d, s = statistics.median(deferred), statistics.median(synced)
+    table(
+        f"marked failed through the REST API -> the Titan job's process gone, seconds (median of {args.rounds})",
+        [
+            (
+                "deferrable TitanOperator",
+                f"{d:.2f} ({min(deferred):.2f}-{max(deferred):.2f})",
+                f"{s:.2f} ({min(synced):.2f}-{max(synced):.2f}) not deferred",
+                f"{d / s:.2f}",
+                "<= 2 s + kill grace",
+            )
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()
