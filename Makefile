@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXTRAS ?= dev,dagster,airflow
+EXTRAS ?= dev,dagster,airflow,mcp
 
 .PHONY: demo test lint proto bench clean venv
 

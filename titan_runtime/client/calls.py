@@ -33,7 +33,7 @@ from titan_runtime.client.records import (
 )
 from titan_runtime.client.retention import GcReportRecord
 from titan_runtime.client.secrets import SecretRecord
-from titan_runtime.client.tokens import TokenRecord
+from titan_runtime.client.tokens import IdentityRecord, TokenRecord
 from titan_runtime.proto import titan_pb2 as pb
 
 #: The handle a submission returns: `Run` on the blocking client, `AsyncRun` on the asyncio one.
@@ -352,6 +352,12 @@ class Calls(Generic[R]):
         """Make a named token with a role (admin, submit, read, worker): (the token, shown this
         once; its record). `expires_in` seconds (0: never); `pool`/`tags` bind a worker token."""
         return (yield from tokens.create_token(role, name, expires_in, pool, tags))
+
+    @operation
+    def whoami(self) -> Op[IdentityRecord]:
+        """Who the master takes this client's credential for: its kind (cluster, admin, submit,
+        read, job...), a named token's name, a job credential's run."""
+        return (yield from tokens.whoami())
 
     @operation
     def list_tokens(self) -> Op[list[TokenRecord]]:

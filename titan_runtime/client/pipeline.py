@@ -189,13 +189,15 @@ def _string_list(value: Any) -> list[str] | None:
     return None
 
 
-def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
-    """Read and check a pipeline file; raise PipelineError listing every problem."""
+def load_pipeline(path: str | os.PathLike[str], text: str | None = None) -> Pipeline:
+    """Read and check a pipeline file; raise PipelineError listing every problem. With `text`, the
+    pipeline is that text, as if it were the file at `path` (its jobs' files are relative to it)."""
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PipelineError(file, [f"{file}: cannot read it ({exc.strerror or exc})"]) from None
+    if text is None:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PipelineError(file, [f"{file}: cannot read it ({exc.strerror or exc})"]) from None
     try:
         data = load_yaml(text, _Loader)
     except YamlBudgetError as exc:

@@ -21,6 +21,19 @@ class TokenRecord(Record):
     tags: list[str] = field(default_factory=list)
 
 
+@dataclass
+class IdentityRecord(Record):
+    """Who the master takes this client's credential for."""
+
+    kind: str  # cluster, admin, submit, read, worker, job
+    name: str = ""  # a named token's name
+    run_id: str = ""  # a job credential's run
+
+
+def whoami() -> Op[IdentityRecord]:
+    return IdentityRecord.from_pb((yield Call("WhoAmI", pb.Empty())))
+
+
 def create_token(
     role: str, name: str = "", expires_in: float = 0.0, pool: str = "", tags: list[str] | None = None
 ) -> Op[tuple[str, TokenRecord]]:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from titan_runtime.master.auth import caller_of
 from titan_runtime.master.tokens import NamedToken, TokenError
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.wire import to_message
@@ -54,6 +55,10 @@ class TokensApi(_Base):
 
     async def ListTokens(self, request: pb.Empty, context: grpc.aio.ServicerContext) -> pb.TokenList:
         return pb.TokenList(tokens=[token_to_pb(t) for t in self._credentials.named.list()])
+
+    async def WhoAmI(self, request: pb.Empty, context: grpc.aio.ServicerContext) -> pb.Identity:
+        caller = caller_of(context, self._credentials)
+        return pb.Identity(kind=caller.kind.value, name=caller.name, run_id=caller.run_id)
 
     async def RevokeToken(self, request: pb.TokenRef, context: grpc.aio.ServicerContext) -> pb.TokenInfo:
         try:

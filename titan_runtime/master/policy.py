@@ -120,6 +120,7 @@ _TITAN: dict[str, Policy] = {
     # Named tokens: their records (never the tokens) are readable; making and revoking them is admin's.
     "CreateToken": Policy(job=DENY, why=_CLUSTERS.format("tokens are"), mutates=True),
     "ListTokens": Policy(job=DENY, why=_CLUSTERS.format("tokens are")),
+    "WhoAmI": Policy(job=ALLOW),  # a caller's own kind: what tools an MCP server offers it
     "RevokeToken": Policy(job=DENY, why=_CLUSTERS.format("tokens are"), mutates=True),
     # Secrets: their names and values are the cluster's.
     "SetSecret": Policy(job=DENY, why=_CLUSTERS.format("secrets are"), mutates=True),

@@ -901,6 +901,16 @@ class TokenInfo(_message.Message):
     tags: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ..., created_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., pool: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class Identity(_message.Message):
+    __slots__ = ("kind", "name", "run_id")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    run_id: str
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+
 class TokenCreated(_message.Message):
     __slots__ = ("token", "info")
     TOKEN_FIELD_NUMBER: _ClassVar[int]

@@ -234,6 +234,11 @@ class TitanStub(object):
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
                 response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.TokenList.FromString,
                 _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/titan.v1.Titan/WhoAmI',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Identity.FromString,
+                _registered_method=True)
         self.RevokeToken = channel.unary_unary(
                 '/titan.v1.Titan/RevokeToken',
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.TokenRef.SerializeToString,
@@ -499,6 +504,12 @@ class TitanServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WhoAmI(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RevokeToken(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -725,6 +736,11 @@ def add_TitanServicer_to_server(servicer, server):
                     servicer.ListTokens,
                     request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
                     response_serializer=titan__runtime_dot_proto_dot_titan__pb2.TokenList.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.Identity.SerializeToString,
             ),
             'RevokeToken': grpc.unary_unary_rpc_method_handler(
                     servicer.RevokeToken,
@@ -1827,6 +1843,33 @@ class Titan(object):
             '/titan.v1.Titan/ListTokens',
             titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
             titan__runtime_dot_proto_dot_titan__pb2.TokenList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/WhoAmI',
+            titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.Identity.FromString,
             options,
             channel_credentials,
             insecure,
