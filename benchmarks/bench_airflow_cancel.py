@@ -26,7 +26,9 @@ from tests.airflow.test_cancellation import CANCEL_DAGS, Held
 from titan_runtime.testing import ProcessCluster, pid_alive, wait_until
 
 
-def marked_failed_to_gone(airflow: AirflowServices, cluster: ProcessCluster, dag_id: str, folder: Path) -> float:
+def marked_failed_to_gone(
+    airflow: AirflowServices, cluster: ProcessCluster, dag_id: str, folder: Path
+) -> float:
     held = Held(airflow, cluster, dag_id, folder)
     titan_run, pid = held.running(1)
     start = time.monotonic()
@@ -56,7 +58,9 @@ def main() -> None:
             services.start()
             deferred, synced = [], []
             for n in range(args.rounds):  # the two kinds in turn
-                deferred.append(marked_failed_to_gone(services, cluster, "titan_cancel_deferrable", root / f"d{n}"))
+                deferred.append(
+                    marked_failed_to_gone(services, cluster, "titan_cancel_deferrable", root / f"d{n}")
+                )
                 synced.append(marked_failed_to_gone(services, cluster, "titan_cancel_sync", root / f"s{n}"))
         finally:
             services.stop()
