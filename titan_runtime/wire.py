@@ -6,8 +6,9 @@ value, a set sorted), and each entity's mapping states only what differs from th
 record, a renamed or computed field). The master maps its core records to messages with
 `to_message`, the client messages to its records with `from_message`; neither lists fields.
 
-The per-class plans are compiled once into one function each (generated from the descriptors), so
-a conversion is one call that reads every field: a job's spec is converted at every assignment.
+The per-class plans are made once: reading a message takes the fields it has set in one call
+(`ListFields`), and writing one is a function generated from the descriptor that reads every
+field in one call: a job's spec crosses the wire at every submission and every assignment.
 """
 
 from __future__ import annotations
