@@ -102,7 +102,7 @@ class Tools:
         size, next_offset, more = 0, offset, False
         with _said():
             for line in self.client.follow_logs(job, offset=offset, follow=False):
-                if offset and (len(lines) >= MAX_LOG_LINES or size + len(line) > MAX_LOG_BYTES):
+                if offset and lines and (len(lines) >= MAX_LOG_LINES or size + len(line) > MAX_LOG_BYTES):
                     more = True
                     break
                 text = f"[stderr] {line}" if line.stream == "stderr" else str(line)
