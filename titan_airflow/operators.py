@@ -220,7 +220,19 @@ class TitanOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resumed after the trigger fired: write the job's whole output to the task log, then finish."""
         event = event or {}
-        ref = event.get("ref") or context["ti"].xcom_pull(task_ids=self.task_id, key=XCOM_REF_KEY)
+        ti = context["ti"]
+        dag_id, task_id, run_id, try_number, map_index = naming.try_key(ti)
+        job_id = naming.titan_job_id(task_id)
+        earlier = {
+            f"{naming.titan_run_id(dag_id, task_id, run_id, n, map_index)}/{job_id}"
+            for n in range(try_number)
+        }
+        if event.get("ref") in earlier:
+            # An earlier try's trigger fired after this try began (a cleared task whose trigger
+            # Airflow had not yet removed): its job is not this try's. Follow this try's own.
+            self.log.info("Ignoring the end of Titan job %s: it was an earlier try's", event["ref"])
+            return self.execute(context)
+        ref = event.get("ref") or ti.xcom_pull(task_ids=self.task_id, key=XCOM_REF_KEY)
         if not ref:
             raise TitanJobFailed("resumed without a Titan job reference; the trigger event was empty")
         self._titan_ref = ref

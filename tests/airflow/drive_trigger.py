@@ -5,7 +5,7 @@ This script does both against a real Titan cluster (the connection comes from
 AIRFLOW_CONN_TITAN_DEFAULT) and writes what it saw as JSON for the test to check. It runs in a
 subprocess so that Airflow is never imported into the pytest process.
 
-usage: python drive_trigger.py restart|kill|unreachable --out OUT.json --gate PATH --pidfile PATH
+usage: python drive_trigger.py restart|kill|stale|unreachable --out OUT.json --gate PATH --pidfile PATH
 """
 
 from __future__ import annotations
@@ -100,6 +100,27 @@ async def kill(op: TitanOperator, context: dict[str, Any], pidfile: Path) -> dic
     return seen
 
 
+async def stale(op: TitanOperator, gate: Path) -> dict[str, Any]:
+    """A cleared task: try 2 begins while try 1's trigger still waits; try 1's job is cancelled by
+    try 2, and try 1's trigger then fires, its event handed to try 2 (as Airflow may)."""
+    first_context: dict[str, Any] = {"ti": StandInTaskInstance(task_id="stale", try_number=1)}
+    second_context: dict[str, Any] = {"ti": StandInTaskInstance(task_id="stale", try_number=2)}
+    first = recreate(defer(op, first_context))
+    waiting = asyncio.ensure_future(first.run().__anext__())
+    second = defer(op, second_context)  # cancels try 1's job first
+    event = await asyncio.wait_for(waiting, 60)
+    seen: dict[str, Any] = {"refs": [first.ref, second.ref], "stale_event": event.payload}
+    try:
+        op.execute_complete(second_context, event=event.payload)
+        seen["after_stale"] = "returned"
+    except TaskDeferred as deferred:
+        seen["after_stale"] = f"deferred on {deferred.trigger.ref}"
+    gate.touch()
+    own = await asyncio.wait_for(recreate(second).run().__anext__(), 60)
+    seen["result"] = op.execute_complete(second_context, event=own.payload)
+    return seen
+
+
 async def unreachable(op: TitanOperator, context: dict[str, Any]) -> dict[str, Any]:
     """The master is gone (the connection points at a closed port): the trigger gives up and says so."""
     trigger = TitanJobTrigger(ref="some-run/some-job", titan_conn_id="titan_nowhere", reconnect_for=1.0)
@@ -114,13 +135,13 @@ async def unreachable(op: TitanOperator, context: dict[str, Any]) -> dict[str, A
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["restart", "kill", "unreachable"])
+    parser.add_argument("scenario", choices=["restart", "kill", "stale", "unreachable"])
     parser.add_argument("--out", required=True)
     parser.add_argument("--gate", default="")
     parser.add_argument("--pidfile", default="")
     opts = parser.parse_args()
     context: dict[str, Any] = {"ti": StandInTaskInstance(task_id=opts.scenario)}
-    if opts.scenario == "restart":
+    if opts.scenario in ("restart", "stale"):
         op = TitanOperator(
             task_id=opts.scenario,
             command=[
@@ -134,7 +155,12 @@ def main() -> int:
             args=[opts.gate],
             deferrable=True,
         )
-        seen = asyncio.run(restart(op, context, Path(opts.gate)))
+        run = (
+            restart(op, context, Path(opts.gate))
+            if opts.scenario == "restart"
+            else stale(op, Path(opts.gate))
+        )
+        seen = asyncio.run(run)
     elif opts.scenario == "kill":
         op = TitanOperator(
             task_id=opts.scenario,

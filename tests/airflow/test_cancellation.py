@@ -8,7 +8,9 @@ cleared task's next try never runs beside the previous try's work.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,12 +91,16 @@ class Held:
         path = self.folder / f"{titan_run.id}.pid"
         return int(wait_until(lambda: path.exists() and path.read_text(), 120, 0.05, what=f"{path}"))
 
-    def running(self, tries: int) -> tuple[RunRecord, int]:
-        """Wait until the `tries`-th try's Titan job runs (and, deferrable, its trigger waits for it)."""
+    def started(self, tries: int) -> tuple[RunRecord, int]:
+        """Wait until the `tries`-th try's Titan job runs."""
         runs = wait_until(
             lambda: len(self.titan_runs()) >= tries and self.titan_runs(), 180, 0.2, what=f"try {tries}"
         )
-        pid = self.pid(runs[tries - 1])
+        return runs[tries - 1], self.pid(runs[tries - 1])
+
+    def running(self, tries: int) -> tuple[RunRecord, int]:
+        """Wait until the `tries`-th try's Titan job runs (and, deferrable, its trigger waits for it)."""
+        titan_run, pid = self.started(tries)
         if self.dag_id == "titan_cancel_deferrable":  # deferred, its trigger taken by the triggerer
             wait_until(
                 lambda: (ti := self.task())["state"] == "deferred" and ti.get("triggerer_job"),
@@ -102,7 +108,7 @@ class Held:
                 0.2,
                 what="the deferred task's trigger to run",
             )
-        return runs[tries - 1], pid
+        return titan_run, pid
 
     def ended(self, titan_run: RunRecord) -> RunRecord:
         return wait_until(
@@ -150,3 +156,22 @@ def test_a_cleared_task_never_runs_beside_its_previous_try(
     (held.folder / "gate").touch()
     assert held.ended(second).state == "SUCCEEDED"
     wait_until(lambda: held.task()["state"] == "success", 120, 0.2, what="the task to succeed")
+
+
+def test_a_deferred_task_marked_failed_while_no_triggerer_runs_its_trigger(
+    airflow: AirflowServices, cancel_cluster: ProcessCluster, tmp_path: Path
+) -> None:
+    """Airflow calls no on_kill here (nothing runs the trigger): the titan plugin's listener, in
+    the api-server, cancels the job when the state is set by hand."""
+    triggerer = airflow.procs["triggerer"].pid
+    os.killpg(triggerer, signal.SIGSTOP)
+    try:
+        held = Held(airflow, cancel_cluster, "titan_cancel_deferrable", tmp_path / "held")
+        titan_run, pid = held.started(1)
+        wait_until(lambda: held.task()["state"] == "deferred", 120, 0.2, what="the task to defer")
+        assert not held.task().get("triggerer_job")  # no triggerer has the trigger
+        airflow.api("PATCH", held.path, {"new_state": "failed"})
+        wait_until(lambda: not pid_alive(pid), 60, 0.02, what=f"the job's process {pid} to be gone")
+        assert held.ended(titan_run).state == "CANCELLED"
+    finally:
+        os.killpg(triggerer, signal.SIGCONT)

@@ -108,6 +108,18 @@ def test_killing_a_deferred_task_cancels_the_remote_process_tree(
     assert "CANCELLED" in seen["raised"]
 
 
+def test_an_earlier_trys_late_event_does_not_end_the_next_try(
+    airflow_home: AirflowHome, cluster: ProcessCluster, tmp_path: Path
+) -> None:
+    seen = drive(airflow_home, cluster, tmp_path, "stale")
+    first, second = seen["refs"]
+    assert first != second and first.endswith(".try1/stale") and second.endswith(".try2/stale")
+    assert (seen["stale_event"]["ref"], seen["stale_event"]["state"]) == (first, "CANCELLED")
+    assert seen["after_stale"] == f"deferred on {second}"  # not failed with try 1's end
+    assert seen["result"] == "done"
+    assert cluster.client.get_job(second).state == "SUCCEEDED"
+
+
 def test_trigger_gives_up_on_an_unreachable_master_with_a_clear_error(
     airflow_home: AirflowHome, cluster: ProcessCluster, tmp_path: Path
 ) -> None:
