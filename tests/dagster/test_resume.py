@@ -91,8 +91,21 @@ def test_a_run_whose_run_worker_is_killed_is_resumed_and_keeps_what_was_done(
             if r.labels.get(naming.LABEL_STEP_KEY) == step
         ]
 
-    wait_until(lambda: step_runs("held") and titan.client.get_job(f"{step_runs('held')[0]}/step").state == "RUNNING",
-               120, 0.1, what="the held step to run")  # fmt: skip
+    try:
+        wait_until(lambda: step_runs("held") and titan.client.get_job(f"{step_runs('held')[0]}/step").state == "RUNNING",
+                   120, 0.1, what="the held step to run")  # fmt: skip
+    except AssertionError:
+        found = instance.get_run_by_id(run.run_id)
+        events = [e.message for e in instance.all_logs(run.run_id)][-15:]
+        worker = titan.client.get_job(first_worker)
+        raise AssertionError(
+            f"the held step did not run: run {found and found.status}; run worker {worker.state} {worker.reason}\n"
+            + "\n".join(events)
+            + "\n--- its output:\n"
+            + titan.client.fetch_logs(first_worker)[-3000:]
+            + "\n--- daemon:\n"
+            + (tmp_path / "daemon.log").read_text(errors="replace")[-3000:]
+        ) from None
     pid = titan.client.get_job(first_worker).attempts[0].pid
     os.kill(pid, signal.SIGKILL)  # the run worker dies; its step job runs on
 
