@@ -74,6 +74,12 @@ class TitanJobTrigger(BaseTrigger):
                     announced = True
                 record = await client.wait(self.ref)
                 self.log.info("Titan job %s ended: %s (%s)", record.ref, record.state, record.reason or "-")
+                if record.state == "CANCELLED" and await self._superseded(client, record.run_id):
+                    # A later try of the task cancelled this try's job (a cleared task). Airflow may
+                    # still hand this trigger's event to the task instance, now the later try's:
+                    # no event, then; Airflow cancels this trigger once nothing refers to it.
+                    self.log.info("A later try of this task replaced Titan job %s; no event", record.ref)
+                    await asyncio.Event().wait()
                 return {
                     "status": "ended",
                     "ref": record.ref,
@@ -89,6 +95,22 @@ class TitanJobTrigger(BaseTrigger):
                 await asyncio.sleep(delay)
             except TitanError as exc:
                 return {"status": "error", "ref": self.ref, "message": str(exc)}
+
+    async def _superseded(self, client: AsyncTitanClient, run_id: str) -> bool:
+        """Whether a later try of the same task instance has a Titan run (labels: titan_airflow.naming)."""
+        labels = (await client.get_run(run_id, jobs=[], limit=1)).labels
+        keys = ("airflow.dag_id", "airflow.task_id", "airflow.run_id")
+        if not all(key in labels for key in keys):
+            return False
+        mine, index = labels.get("airflow.try_number", ""), labels.get("airflow.map_index", "-1")
+        if not mine.isdigit():
+            return False
+        return any(
+            run.labels.get("airflow.map_index", "-1") == index
+            and run.labels.get("airflow.try_number", "").isdigit()
+            and int(run.labels["airflow.try_number"]) > int(mine)
+            for run in await client.list_runs(labels={key: labels[key] for key in keys})
+        )
 
     async def on_kill(self) -> None:
         """The user killed the deferred task: cancel the Titan job and wait until its processes are gone."""

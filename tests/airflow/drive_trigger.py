@@ -101,20 +101,28 @@ async def kill(op: TitanOperator, context: dict[str, Any], pidfile: Path) -> dic
 
 
 async def stale(op: TitanOperator, gate: Path) -> dict[str, Any]:
-    """A cleared task: try 2 begins while try 1's trigger still waits; try 1's job is cancelled by
-    try 2, and try 1's trigger then fires, its event handed to try 2 (as Airflow may)."""
+    """A cleared task: try 2 begins while try 1's trigger still waits, and cancels try 1's job.
+    Try 1's trigger must not fire (Airflow may hand its event to try 2); and an earlier try's event
+    handed to try 2 anyway must not end it."""
     first_context: dict[str, Any] = {"ti": StandInTaskInstance(task_id="stale", try_number=1)}
     second_context: dict[str, Any] = {"ti": StandInTaskInstance(task_id="stale", try_number=2)}
     first = recreate(defer(op, first_context))
     waiting = asyncio.ensure_future(first.run().__anext__())
     second = defer(op, second_context)  # cancels try 1's job first
-    event = await asyncio.wait_for(waiting, 60)
-    seen: dict[str, Any] = {"refs": [first.ref, second.ref], "stale_event": event.payload}
+    seen: dict[str, Any] = {"refs": [first.ref, second.ref]}
+    with TitanHook().get_conn() as client:
+        seen["first_state"] = client.get_job(first.ref).state
+    done, _ = await asyncio.wait({waiting}, timeout=3.0)
+    seen["first_fired"] = bool(done)
+    waiting.cancel()  # what the triggerer does once nothing refers to the trigger
+    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+        await waiting
+    late = {"status": "ended", "ref": first.ref, "state": "CANCELLED", "reason": "", "exit_code": None}
     try:
-        op.execute_complete(second_context, event=event.payload)
-        seen["after_stale"] = "returned"
+        op.execute_complete(second_context, event=late)
+        seen["after_late_event"] = "returned"
     except TaskDeferred as deferred:
-        seen["after_stale"] = f"deferred on {deferred.trigger.ref}"
+        seen["after_late_event"] = f"deferred on {deferred.trigger.ref}"
     gate.touch()
     own = await asyncio.wait_for(recreate(second).run().__anext__(), 60)
     seen["result"] = op.execute_complete(second_context, event=own.payload)

@@ -46,13 +46,17 @@ def monitored(titan: ProcessCluster, tmp_path: Path) -> Iterator[DagsterInstance
         "telemetry": {"enabled": False},
     }
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    # The storage made (its SQLite schemas created) before anything else opens it: two processes
+    # creating one fresh store at once fail ("table alembic_version already exists").
+    instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    instance.get_runs(limit=1)
+    instance.all_instigator_state()
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     with open(tmp_path / "daemon.log", "wb") as log:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "dagster._daemon", "run", "-f", str(JOBS)],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
-    instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
     try:
         yield instance
     finally:
