@@ -69,10 +69,10 @@ def main() -> None:
         shutil.copytree(CANCEL_DAGS, dags)
         home = AirflowHome(root / "home")
         migrate(home)
-        services = AirflowServices(home, cluster, dags, ("scheduler", "dag-processor", "triggerer"))
         times: dict[str, list[float]] = {"deferrable": [], "sync": [], "direct": []}
+        cluster.start_master()
+        services = AirflowServices(home, cluster, dags, ("scheduler", "dag-processor", "triggerer"))
         try:
-            cluster.start_master()
             cluster.add_worker("w1", slots=4)
             services.start()
             for n in range(args.rounds):  # the three in turn
