@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from titan_airflow import naming
 from titan_airflow.naming import TryKey
 from titan_runtime import TitanClient
 
@@ -29,22 +30,25 @@ async def keeping_cancel_message(waiting: asyncio.Future[Any]) -> Any:
         raise
 
 
+def running_tries(client: TitanClient, key: TryKey) -> list[tuple[int, str]]:
+    """(try number, Titan run id) of every try of this task instance whose run has not ended."""
+    dag_id, task_id, run_id, _, map_index = key
+    found = []
+    for run in client.list_runs(states=["RUNNING"], labels=naming.instance_labels(dag_id, task_id, run_id)):
+        number = naming.try_of(run.labels, map_index)
+        if number is not None:
+            found.append((number, run.id))
+    return found
+
+
 def cancel_earlier_tries(client: TitanClient, key: TryKey) -> list[str]:
     """Cancel the Titan runs of this task instance's earlier tries that have not ended, and wait
     until their processes are gone: a cleared or retried task never runs beside its previous
     try's work, even when nothing called that try's `on_kill` (its trigger had not started, its
     worker died). Returns the runs cancelled."""
-    dag_id, task_id, run_id, try_number, map_index = key
-    labels = {"airflow.dag_id": dag_id, "airflow.task_id": task_id, "airflow.run_id": run_id}
     cancelled = []
-    for run in client.list_runs(states=["RUNNING"], labels=labels):
-        if run.labels.get("airflow.map_index", "-1") != str(map_index):
-            continue
-        try:
-            earlier = int(run.labels.get("airflow.try_number", "")) < try_number
-        except ValueError:
-            continue
-        if earlier:
-            client.cancel(run.id, wait=True, timeout=KILL_TIMEOUT_S)
-            cancelled.append(run.id)
+    for number, run_id in running_tries(client, key):
+        if number < key[3]:
+            client.cancel(run_id, wait=True, timeout=KILL_TIMEOUT_S)
+            cancelled.append(run_id)
     return cancelled

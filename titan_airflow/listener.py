@@ -18,6 +18,7 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
+from titan_airflow.cancellation import running_tries
 from titan_airflow.hooks import DEFAULT_CONN_ID, TitanHook
 
 log = logging.getLogger(__name__)
@@ -32,19 +33,13 @@ def cancel_titan_work(task_instance: Any) -> list[str]:
         return []
     task = getattr(task_instance, "task", None)
     conn_id = getattr(task, "titan_conn_id", None) or DEFAULT_CONN_ID
-    labels = {
-        "airflow.dag_id": task_instance.dag_id,
-        "airflow.task_id": task_instance.task_id,
-        "airflow.run_id": task_instance.run_id,
-    }
-    map_index = str(task_instance.map_index if task_instance.map_index is not None else -1)
-    cancelled = []
+    map_index = task_instance.map_index if task_instance.map_index is not None else -1
+    key = (task_instance.dag_id, task_instance.task_id, task_instance.run_id, 0, map_index)
     with TitanHook(titan_conn_id=conn_id).get_conn() as client:
-        for run in client.list_runs(states=["RUNNING"], labels=labels):
-            if run.labels.get("airflow.map_index", "-1") == map_index:
-                client.cancel(run.id)
-                cancelled.append(run.id)
-    return cancelled
+        running = [run_id for _, run_id in running_tries(client, key)]
+        for run_id in running:
+            client.cancel(run_id)
+    return running
 
 
 def _by_hand(previous_state: Any, task_instance: Any, what: str) -> None:

@@ -62,15 +62,24 @@ def run_labels(
     dag_id: str, task_id: str, run_id: str, try_number: int, map_index: int = -1
 ) -> dict[str, str]:
     """Labels on the Titan run that say which Airflow try it is (shown by `titan-runtime runs --json`)."""
-    labels = {
-        "airflow.dag_id": dag_id,
-        "airflow.task_id": task_id,
-        "airflow.run_id": run_id,
-        "airflow.try_number": str(try_number),
-    }
+    labels = {**instance_labels(dag_id, task_id, run_id), "airflow.try_number": str(try_number)}
     if map_index >= 0:
         labels["airflow.map_index"] = str(map_index)
     return labels
+
+
+def instance_labels(dag_id: str, task_id: str, run_id: str) -> dict[str, str]:
+    """The labels every Titan run of one task's tries in one DAG run has (to list them by)."""
+    return {"airflow.dag_id": dag_id, "airflow.task_id": task_id, "airflow.run_id": run_id}
+
+
+def try_of(labels: dict[str, str], map_index: int = -1) -> int | None:
+    """The try number a Titan run's labels name, if the run is of the map index `map_index` (the
+    labels of `instance_labels` being given); None for another map index or unreadable labels."""
+    if labels.get("airflow.map_index", "-1") != str(map_index):
+        return None
+    number = labels.get("airflow.try_number", "")
+    return int(number) if number.isdigit() else None
 
 
 def airflow_env(

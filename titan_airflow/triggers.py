@@ -18,6 +18,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from titan_airflow import naming
 from titan_airflow.cancellation import KILL_TIMEOUT_S, keeping_cancel_message
 from titan_airflow.hooks import DEFAULT_CONN_ID, TitanHook
 from titan_runtime import AsyncTitanClient, TitanConnectionError, TitanError
@@ -99,17 +100,17 @@ class TitanJobTrigger(BaseTrigger):
     async def _superseded(self, client: AsyncTitanClient, run_id: str) -> bool:
         """Whether a later try of the same task instance has a Titan run (labels: titan_airflow.naming)."""
         labels = (await client.get_run(run_id, jobs=[], limit=1)).labels
-        keys = ("airflow.dag_id", "airflow.task_id", "airflow.run_id")
-        if not all(key in labels for key in keys):
-            return False
-        mine, index = labels.get("airflow.try_number", ""), labels.get("airflow.map_index", "-1")
-        if not mine.isdigit():
-            return False
+        try:
+            map_index = int(labels.get("airflow.map_index", "-1"))
+            instance = naming.instance_labels(
+                labels["airflow.dag_id"], labels["airflow.task_id"], labels["airflow.run_id"]
+            )
+        except (KeyError, ValueError):
+            return False  # not a run of TitanOperator's
+        mine = naming.try_of(labels, map_index) or 0
         return any(
-            run.labels.get("airflow.map_index", "-1") == index
-            and run.labels.get("airflow.try_number", "").isdigit()
-            and int(run.labels["airflow.try_number"]) > int(mine)
-            for run in await client.list_runs(labels={key: labels[key] for key in keys})
+            (naming.try_of(run.labels, map_index) or 0) > mine
+            for run in await client.list_runs(labels=instance)
         )
 
     async def on_kill(self) -> None:

@@ -53,3 +53,14 @@ def test_labels_name_the_airflow_try() -> None:
         "airflow.try_number": "2",
         "airflow.map_index": "4",
     }
+
+
+def test_a_runs_labels_say_which_try_of_which_map_index_it_is() -> None:
+    from titan_airflow.naming import instance_labels, try_of
+
+    labels = run_labels("etl", "load", AIRFLOW_RUN, 3)
+    assert instance_labels("etl", "load", AIRFLOW_RUN).items() <= labels.items()
+    assert try_of(labels) == 3 and try_of(labels, map_index=0) is None
+    mapped = run_labels("etl", "load", AIRFLOW_RUN, 2, map_index=4)
+    assert try_of(mapped, map_index=4) == 2 and try_of(mapped) is None
+    assert try_of({**labels, "airflow.try_number": "x"}) is None
