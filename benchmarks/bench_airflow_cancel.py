@@ -22,7 +22,7 @@ from pathlib import Path
 
 from _common import table
 
-from tests.airflow.harness import AirflowHome, AirflowServices, migrate
+from tests.airflow.harness import AirflowServices, airflow_running, titan_cluster
 from tests.airflow.test_cancellation import CANCEL_DAGS, Held
 from titan_runtime import TitanJob
 from titan_runtime.testing import ProcessCluster, pid_alive, wait_until
@@ -61,31 +61,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    times: dict[str, list[float]] = {"deferrable": [], "sync": [], "direct": []}
     with tempfile.TemporaryDirectory(prefix="titan-bench-airflow-") as tmp:
         root = Path(tmp)
-        cluster = ProcessCluster(root / "titan")
-        cluster.root.mkdir(parents=True)
-        dags = root / "dags"
-        shutil.copytree(CANCEL_DAGS, dags)
-        home = AirflowHome(root / "home")
-        migrate(home)
-        times: dict[str, list[float]] = {"deferrable": [], "sync": [], "direct": []}
-        cluster.start_master()
-        services = AirflowServices(home, cluster, dags, ("scheduler", "dag-processor", "triggerer"))
-        try:
-            cluster.add_worker("w1", slots=4)
-            services.start()
+        shutil.copytree(CANCEL_DAGS, root / "dags")
+        components = ("scheduler", "dag-processor", "triggerer")
+        with (
+            titan_cluster(root / "titan", slots=4) as cluster,
+            airflow_running(root / "home", cluster, root / "dags", components) as services,
+        ):
             for n in range(args.rounds):  # the three in turn
-                times["deferrable"].append(
-                    marked_failed_to_gone(services, cluster, "titan_cancel_deferrable", root / f"d{n}")
-                )
-                times["sync"].append(
-                    marked_failed_to_gone(services, cluster, "titan_cancel_sync", root / f"s{n}")
-                )
-                times["direct"].append(direct(cluster, root / f"x{n}"))
-        finally:
-            services.stop()
-            cluster.stop()
+                for name, dag_id in (
+                    ("deferrable", "titan_cancel_deferrable"),
+                    ("sync", "titan_cancel_sync"),
+                ):
+                    times[name].append(marked_failed_to_gone(services, cluster, dag_id, root / f"{name}{n}"))
+                times["direct"].append(direct(cluster, root / f"direct{n}"))
     floor = statistics.median(times["direct"])
 
     def row(name: str, what: str, target: str) -> tuple[str, str, str, str, str]:

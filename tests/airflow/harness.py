@@ -5,6 +5,7 @@ Every Airflow process a test starts is a child of the test, started here and sto
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,11 +15,12 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import ProcessCluster, wait_until
+from tests.helpers import ProcessCluster, pid_alive, wait_until
 
 HERE = Path(__file__).resolve().parent
 TEST_DAGS = HERE / "dags"
@@ -321,3 +323,35 @@ class AirflowServices:
             except ProcessLookupError:
                 pass
         self.procs.clear()
+
+
+@contextlib.contextmanager
+def titan_cluster(root: Path, slots: int) -> Iterator[ProcessCluster]:
+    """A master and one worker `w1` in `root`, stopped by pid afterwards."""
+    cluster = ProcessCluster(root)
+    cluster.root.mkdir(parents=True)
+    try:
+        cluster.start_master()
+        cluster.add_worker("w1", slots=slots)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@contextlib.contextmanager
+def airflow_running(
+    root: Path, cluster: ProcessCluster, dags_folder: Path, components: tuple[str, ...] = ("scheduler",)
+) -> Iterator[AirflowServices]:
+    """A fresh Airflow (its own metadata DB in `root`) with the api-server and `components`
+    talking to `cluster`, stopped by pid afterwards (and checked gone)."""
+    home = AirflowHome(root)
+    migrate(home)
+    services = AirflowServices(home, cluster, dags_folder, components)
+    try:
+        services.start()
+        yield services
+    finally:
+        services.stop()
+    for name, pid in services.stopped_pids.items():
+        if pid_alive(pid):
+            raise AssertionError(f"airflow {name} (pid {pid}) is still running")

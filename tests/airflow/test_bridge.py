@@ -13,8 +13,8 @@ import airflow_client.client as af
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.airflow.harness import BRIDGE_DAGS, PYTHON, AirflowHome, AirflowServices, migrate
-from tests.helpers import ProcessCluster, pid_alive
+from tests.airflow.harness import BRIDGE_DAGS, PYTHON, AirflowServices, airflow_running, titan_cluster
+from tests.helpers import ProcessCluster
 from titan_airflow.bridge import AirflowBridge
 from titan_runtime import TitanJob
 from titan_runtime import cli as titan_cli
@@ -26,31 +26,19 @@ JOB = Path(__file__).with_name("jobs") / "trigger_dag.py"
 @pytest.fixture(scope="module")
 def bridge_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessCluster]:
     """One Titan cluster for the module's tests: starting Airflow's services is the slow part."""
-    cluster = ProcessCluster(tmp_path_factory.mktemp("bridge") / "titan")
-    cluster.root.mkdir(parents=True)
-    try:
-        cluster.start_master()
-        cluster.add_worker("w1", slots=2)
+    with titan_cluster(tmp_path_factory.mktemp("bridge") / "titan", slots=2) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")
 def airflow_services(
     bridge_cluster: ProcessCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AirflowServices]:
-    """A fresh Airflow (own metadata DB) with api-server and scheduler, stopped by pid afterwards."""
-    home = AirflowHome(tmp_path_factory.mktemp("bridge_airflow_home"))
-    migrate(home)
-    services = AirflowServices(home, bridge_cluster, BRIDGE_DAGS)
-    try:
-        services.start()
+    """A fresh Airflow (own metadata DB) with api-server and scheduler."""
+    with airflow_running(
+        tmp_path_factory.mktemp("bridge_airflow_home"), bridge_cluster, BRIDGE_DAGS
+    ) as services:
         yield services
-    finally:
-        services.stop()
-    for name, pid in services.stopped_pids.items():
-        assert not pid_alive(pid), f"airflow {name} (pid {pid}) is still running"
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.airflow.harness import AirflowHome, AirflowServices, migrate
+from tests.airflow.harness import AirflowServices, airflow_running, titan_cluster
 from tests.helpers import ProcessCluster, pid_alive, wait_until
 from titan_runtime import RunRecord
 
@@ -29,34 +29,20 @@ TASK = "held"
 
 @pytest.fixture(scope="module")
 def cancel_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessCluster]:
-    cluster = ProcessCluster(tmp_path_factory.mktemp("cancel") / "titan")
-    cluster.root.mkdir(parents=True)
-    try:
-        cluster.start_master()
-        cluster.add_worker("w1", slots=4)
+    with titan_cluster(tmp_path_factory.mktemp("cancel") / "titan", slots=4) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")
 def airflow(
     cancel_cluster: ProcessCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AirflowServices]:
-    """A fresh Airflow with every component a deferrable task needs, stopped by pid afterwards."""
+    """A fresh Airflow with every component a deferrable task needs."""
     root = tmp_path_factory.mktemp("cancel_airflow")
-    dags = root / "dags"
-    shutil.copytree(CANCEL_DAGS, dags)
-    home = AirflowHome(root / "home")
-    migrate(home)
-    services = AirflowServices(home, cancel_cluster, dags, ("scheduler", "dag-processor", "triggerer"))
-    try:
-        services.start()
+    shutil.copytree(CANCEL_DAGS, root / "dags")
+    components = ("scheduler", "dag-processor", "triggerer")
+    with airflow_running(root / "home", cancel_cluster, root / "dags", components) as services:
         yield services
-    finally:
-        services.stop()
-    for name, pid in services.stopped_pids.items():
-        assert not pid_alive(pid), f"airflow {name} (pid {pid}) is still running"
 
 
 class Held:
