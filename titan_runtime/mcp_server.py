@@ -183,9 +183,9 @@ class Tools:
 
 
 def build_server(client: TitanClient, workdir: Path) -> MCPServer:
-    """The MCP server for `client`'s credential: the read tools, and the others when it may write."""
-    with _said():
-        kind = client.whoami().kind
+    """The MCP server for `client`'s credential: the read tools, and the others when it may write.
+    A master it cannot reach, or a credential it refuses, is the command's error (TitanError)."""
+    kind = client.whoami().kind
     server = MCPServer("titan", instructions=INSTRUCTIONS)
     tools = Tools(client, workdir)
     for tool in tools.reads() + (tools.changes() if kind in WRITERS else []):

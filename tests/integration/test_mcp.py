@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -135,3 +138,17 @@ def test_a_read_token_gets_the_read_tools_only(cluster: ProcessCluster) -> None:
 
     session(server(cluster, token), body)
     assert cluster.client.store_get("shared") == "hello"
+
+
+def test_without_a_master_the_command_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "titan_runtime", "mcp", "--address", f"127.0.0.1:{port}", "--token", "x"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={**os.environ, "TITAN_RECONNECT_TIMEOUT": "0"},
+    )  # fmt: skip
+    assert done.returncode == 1 and not done.stdout
+    assert done.stderr.startswith(f"titan-runtime: error: cannot reach the Titan master at 127.0.0.1:{port}")
+    assert "Traceback" not in done.stderr
