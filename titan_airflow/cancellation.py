@@ -49,6 +49,14 @@ def cancel_earlier_tries(client: TitanClient, key: TryKey) -> list[str]:
     cancelled = []
     for number, run_id in running_tries(client, key):
         if number < key[3]:
-            client.cancel(run_id, wait=True, timeout=KILL_TIMEOUT_S)
+            client.cancel(run_id, wait=True, timeout=KILL_TIMEOUT_S, reason=superseded_reason(key[3]))
             cancelled.append(run_id)
     return cancelled
+
+
+#: How the reason of a job cancelled by a later try of its task begins (its trigger reads it).
+SUPERSEDED = "cancelled by a later try of the task"
+
+
+def superseded_reason(try_number: int) -> str:
+    return f"{SUPERSEDED} (try {try_number}: the task was cleared or retried)"

@@ -18,8 +18,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from titan_airflow import naming
-from titan_airflow.cancellation import KILL_TIMEOUT_S, keeping_cancel_message
+from titan_airflow.cancellation import KILL_TIMEOUT_S, SUPERSEDED, keeping_cancel_message
 from titan_airflow.hooks import DEFAULT_CONN_ID, TitanHook
 from titan_runtime import AsyncTitanClient, TitanConnectionError, TitanError
 from titan_runtime.client.backoff import Backoff
@@ -75,7 +74,7 @@ class TitanJobTrigger(BaseTrigger):
                     announced = True
                 record = await client.wait(self.ref)
                 self.log.info("Titan job %s ended: %s (%s)", record.ref, record.state, record.reason or "-")
-                if record.state == "CANCELLED" and await self._superseded(client, record.run_id):
+                if record.state == "CANCELLED" and record.reason.startswith(SUPERSEDED):
                     # A later try of the task cancelled this try's job (a cleared task). Airflow may
                     # still hand this trigger's event to the task instance, now the later try's:
                     # no event, then; Airflow cancels this trigger once nothing refers to it.
@@ -96,22 +95,6 @@ class TitanJobTrigger(BaseTrigger):
                 await asyncio.sleep(delay)
             except TitanError as exc:
                 return {"status": "error", "ref": self.ref, "message": str(exc)}
-
-    async def _superseded(self, client: AsyncTitanClient, run_id: str) -> bool:
-        """Whether a later try of the same task instance has a Titan run (labels: titan_airflow.naming)."""
-        labels = (await client.get_run(run_id, jobs=[], limit=1)).labels
-        try:
-            map_index = int(labels.get("airflow.map_index", "-1"))
-            instance = naming.instance_labels(
-                labels["airflow.dag_id"], labels["airflow.task_id"], labels["airflow.run_id"]
-            )
-        except (KeyError, ValueError):
-            return False  # not a run of TitanOperator's
-        mine = naming.try_of(labels, map_index) or 0
-        return any(
-            (naming.try_of(run.labels, map_index) or 0) > mine
-            for run in await client.list_runs(labels=instance)
-        )
 
     async def on_kill(self) -> None:
         """The user killed the deferred task: cancel the Titan job and wait until its processes are gone."""

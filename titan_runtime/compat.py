@@ -82,8 +82,12 @@ class TitanClient(_Client):
     def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:  # type: ignore[override]
         return self._job(lambda ref: super(TitanClient, self).wait(ref, timeout), job_id)
 
-    def cancel(self, job_or_run_id: str, wait: bool = False, timeout: float = 30.0) -> list[str]:  # type: ignore[override]
-        return self._job(lambda ref: super(TitanClient, self).cancel(ref, wait, timeout), job_or_run_id)
+    def cancel(  # type: ignore[override]
+        self, job_or_run_id: str, wait: bool = False, timeout: float = 30.0, reason: str = ""
+    ) -> list[str]:
+        return self._job(
+            lambda ref: super(TitanClient, self).cancel(ref, wait, timeout, reason), job_or_run_id
+        )
 
     def stop_service(self, service_id: str) -> str:  # type: ignore[override]
         """ "STOPPED", or an "ERROR: ..." string saying why not (as the original answered)."""

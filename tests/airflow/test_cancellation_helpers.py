@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ProcessCluster, pid_alive, wait_until
-from titan_airflow.cancellation import cancel_earlier_tries, keeping_cancel_message
+from titan_airflow.cancellation import SUPERSEDED, cancel_earlier_tries, keeping_cancel_message
 from titan_airflow.naming import run_labels, titan_run_id
 from titan_runtime import TitanJob
 
@@ -86,7 +86,8 @@ def test_only_the_running_runs_of_earlier_tries_of_the_same_task_instance_are_ca
     assert cancel_earlier_tries(cluster.client, ("etl", "load", "r1", 1, -1)) == []  # not earlier
     assert cancel_earlier_tries(cluster.client, ("etl", "load", "r1", 2, -1)) == [first]
     assert not pid_alive(pid)  # gone before it returned
-    assert cluster.client.get_job(f"{first}/j").state == "CANCELLED"
+    cancelled = cluster.client.get_job(f"{first}/j")
+    assert cancelled.state == "CANCELLED" and cancelled.reason.startswith(SUPERSEDED)  # its trigger reads it
     for run in (other_task, other_run, other_index):
         assert cluster.client.get_job(f"{run}/j").state == "RUNNING"
     gate.touch()

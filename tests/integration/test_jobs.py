@@ -349,3 +349,20 @@ def test_python_scripts_start_by_the_chosen_launcher_and_time_out_with_their_tre
     assert record.state == "FAILED" and record.reason.startswith("timed out after 1s")
     grandchild = int(client.fetch_logs(hung).split()[1])
     wait_until(lambda: not pid_alive(grandchild), 10, what="the grandchild of a timed-out job to die")
+
+
+def test_a_cancel_may_say_why_within_a_budget(cluster: ProcessCluster) -> None:
+    from titan_runtime import TitanError
+
+    client = cluster.client
+    run = client.submit_dag("why", [TitanJob("sleep", command=["sleep", "300"])])
+    wait_until(lambda: client.get_job(f"{run}/sleep").state == "RUNNING", what="the job to run")
+    with pytest.raises(TitanError, match="a cancel reason is at most 500 characters, not 501"):
+        client.cancel(run, reason="x" * 501)
+    assert client.get_job(f"{run}/sleep").state == "RUNNING"
+    client.cancel(run, wait=True, reason="replaced by the nightly run")
+    job = client.get_job(f"{run}/sleep")
+    assert (job.state, job.reason) == ("CANCELLED", "replaced by the nightly run")
+    other = client.submit_dag("plain", [TitanJob("sleep", command=["sleep", "300"])])
+    client.cancel(other, wait=True)
+    assert client.get_job(f"{other}/sleep").reason == "cancelled by user"

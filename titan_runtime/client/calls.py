@@ -132,9 +132,13 @@ class Calls(Generic[R]):
         return (yield from ops.wait_job(job_id, timeout, self._reconnect))
 
     @operation
-    def cancel(self, job_or_run_id: str, wait: bool = False, timeout: float = 30.0) -> Op[list[str]]:
-        """Cancel a job (and its descendants) or a whole run; with wait=True, return once its processes are gone."""
-        return (yield from ops.cancel(job_or_run_id, wait, timeout))
+    def cancel(
+        self, job_or_run_id: str, wait: bool = False, timeout: float = 30.0, reason: str = ""
+    ) -> Op[list[str]]:
+        """Cancel a job (and its descendants) or a whole run; with wait=True, return once its processes
+        are gone. `reason` (at most 500 characters) is what the jobs' reason says, "cancelled by user"
+        when not given."""
+        return (yield from ops.cancel(job_or_run_id, wait, timeout, reason))
 
     @operation
     def get_result(self, job_id: str) -> Op[Any]:

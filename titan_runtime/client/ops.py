@@ -165,8 +165,8 @@ def wait_run(run_id: str, timeout: float | None, reconnect: Reconnect | None = N
     return (yield from _long_poll("WaitRun", run_id, timeout, RunRecord.from_pb, done, "run", reconnect))
 
 
-def cancel(ref: str, wait: bool = False, timeout: float = 30.0) -> Op[list[str]]:
-    request = pb.CancelRequest(ref=ref, wait=wait, timeout=timeout)
+def cancel(ref: str, wait: bool = False, timeout: float = 30.0, reason: str = "") -> Op[list[str]]:
+    request = pb.CancelRequest(ref=ref, wait=wait, timeout=timeout, reason=reason)
     response = yield Call("Cancel", request, timeout=timeout + 30)
     return list(response.cancelled)
 

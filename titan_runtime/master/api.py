@@ -77,6 +77,10 @@ def run_filter(request: pb.ListRunsRequest) -> Callable[[Run], bool]:
     return wanted
 
 
+#: Longest reason a Cancel may give its jobs (shown in status, stored with each job).
+MAX_CANCEL_REASON = 500
+
+
 class TitanServicer(
     DynamicApi, AutoscalerApi, SecretsApi, TokensApi, RetentionApi, ArtifactsApi, rpc.TitanServicer
 ):
@@ -288,10 +292,16 @@ class TitanServicer(
         else:
             run_id = (await self._resolve(request.ref, context)).run_id
         await self._check_scope(run_id, context, write=True)
+        if len(request.reason) > MAX_CANCEL_REASON:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a cancel reason is at most {MAX_CANCEL_REASON} characters, not {len(request.reason):,}",
+            )
         if run_id not in state.runs:  # it has ended: nothing left to cancel
             return pb.CancelResponse()
+        reason = request.reason or "cancelled by user"
         try:
-            cancelled = await self._loop.call(lambda now: state.cancel(request.ref, now))
+            cancelled = await self._loop.call(lambda now: state.cancel(request.ref, now, reason))
         except NotFound as exc:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
         if request.wait:

@@ -425,14 +425,16 @@ class ListRunsResponse(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[_Union[RunInfo, _Mapping]]] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
-    __slots__ = ("ref", "wait", "timeout")
+    __slots__ = ("ref", "wait", "timeout", "reason")
     REF_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     ref: str
     wait: bool
     timeout: float
-    def __init__(self, ref: _Optional[str] = ..., wait: bool = ..., timeout: _Optional[float] = ...) -> None: ...
+    reason: str
+    def __init__(self, ref: _Optional[str] = ..., wait: bool = ..., timeout: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CancelResponse(_message.Message):
     __slots__ = ("cancelled",)
