@@ -125,9 +125,11 @@ def test_core_records_fill_every_field_of_their_message() -> None:
         id="w", name="n", host="h", pid=1, tags=frozenset({"b", "a"}), slots=2, cpu_count=3,
         memory_bytes=4, gpus=("0",), version="v", state=WorkerState.DRAINING, registered_at=5.0,
         last_heartbeat=6.0, cpu_percent=7.0, memory_percent=8.0, pool="p", provider="local", launch_id="l",
+        memory_enforcement="rlimit", used_millicpus=1500, used_memory_mb=9, gpu_holders={"0": "x"},
     )  # fmt: skip
     worker.attempts = {"x"}
     info = worker_to_pb(worker)
+    assert info.cpus_used == 1.5 and info.memory_used_mb == 9 and list(info.gpus_used) == ["0"]
     assert list(info.tags) == ["a", "b"] and info.state == "DRAINING" and info.running == 1
     assert _unmapped(pb.WorkerInfo, info, set()) == []
 

@@ -48,7 +48,8 @@ class TitanJob:
     slots: int = field(default=1, kw_only=True)
     #: Ship this folder as the job's working tree (YAML `project: true`); `filename` is inside it.
     project_dir: str | None = field(default=None, kw_only=True)
-    #: {"memory_mb": N}: the job's processes may use at most N MB of address space.
+    #: {"cpus": 2, "memory": "8G", "gpus": 1}: held on its worker while it runs (placed only where
+    #: they fit); memory is also its enforced limit. "memory_mb": N is the older spelling of memory.
     resources: dict[str, Any] | None = field(default=None, kw_only=True)
     # Services (job_type="SERVICE"): `port` (above) is a fixed port; otherwise one is leased.
     ports: list[str] | None = field(default=None, kw_only=True)  # named ports, each leased

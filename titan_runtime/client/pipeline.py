@@ -35,6 +35,7 @@ from titan_runtime.core.dag import find_cycle
 from titan_runtime.core.expr import ExpressionError
 from titan_runtime.core.expr import check as check_expression
 from titan_runtime.core.names import ID_PATTERN, TAG_PATTERN, TRIGGER_RULES
+from titan_runtime.core.resources import parse_resources
 from titan_runtime.yamlbudget import YamlBudgetError
 from titan_runtime.yamlbudget import load as load_yaml
 
@@ -353,7 +354,13 @@ def _job(
         )
         retries = None
     slots = c.typed(raw, "slots", (int,), "an integer >= 1", where, lambda v: v >= 1)
-    resources = c.typed(raw, "resources", (dict,), "a mapping like {memory_mb: 512}", where)
+    resources = c.typed(raw, "resources", (dict,), "a mapping like {cpus: 2, memory: 8G, gpus: 1}", where)
+    if resources:
+        try:
+            parse_resources(resources, where)
+        except ValueError as exc:
+            c.error(raw.key_lines["resources"], str(exc))
+            resources = None
     ports = raw.get("ports")
     port_names = _string_list(ports) if ports is not None else None
     if ports is not None and not port_names:

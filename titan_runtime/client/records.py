@@ -76,6 +76,7 @@ class AttemptRecord(Record):
     ended_at: float
     pid: int
     log_size: int
+    gpus: list[str] = field(default_factory=list)  # the worker's devices it was given
 
 
 @dataclass
@@ -184,6 +185,11 @@ class WorkerRecord(Record):
     pool: str = ""  # the autoscaled pool it belongs to; "" for a worker started by hand
     provider: str = ""  # local | ssh | webhook
     launch_id: str = ""
+    # Held by its running jobs, of cpu_count, memory_bytes and gpus; and how it limits memory.
+    cpus_used: float = 0.0
+    memory_used_mb: int = 0
+    gpus_used: list[str] = field(default_factory=list)
+    memory_enforcement: str = ""
 
 
 class LogLine(str):

@@ -13,6 +13,7 @@ from titan_runtime.client.errors import InvalidJob
 from titan_runtime.client.instructions import Call, Op
 from titan_runtime.client.job import TitanJob
 from titan_runtime.core.names import TRIGGER_RULES
+from titan_runtime.core.resources import parse_resources
 from titan_runtime.proto import titan_pb2 as pb
 
 UPLOAD_CHUNK = 1024 * 1024
@@ -182,13 +183,17 @@ def job_spec(
         given["replicas"] = int(job.replicas or 1)
         given["health"] = _policy_pb(job, "health", job.health, pb.HealthCheck, HEALTH_KEYS)
         given["restart"] = _policy_pb(job, "restart", job.restart, pb.RestartPolicy, RESTART_KEYS)
-    resources = dict(job.resources or {})
-    memory = resources.pop("memory_mb", 0)
-    if resources:
-        raise InvalidJob(f"job {job.id}: unknown resources {sorted(resources)}; supported: memory_mb")
-    if not isinstance(memory, int) or isinstance(memory, bool) or memory < 0:
-        raise InvalidJob(f"job {job.id}: resources.memory_mb must be a whole number of megabytes")
-    given["memory_mb"] = memory
+    if job.resources:
+        if not isinstance(job.resources, dict):
+            raise InvalidJob(
+                f"job {job.id}: resources must be a mapping like {{cpus: 2, memory: 8G, gpus: 1}}"
+            )
+        try:
+            given["cpus"], given["memory_mb"], given["gpus"] = parse_resources(
+                job.resources, f"job {job.id}: "
+            )
+        except ValueError as exc:
+            raise InvalidJob(str(exc)) from None
     policy = job.retry_policy()
     if policy is not None:
         fallback = policy.pop("fallback", [])

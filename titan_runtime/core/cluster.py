@@ -69,6 +69,7 @@ from titan_runtime.core.model import (
 )
 from titan_runtime.core.outcomes import OutcomesMixin
 from titan_runtime.core.recovery import RecoveryMixin
+from titan_runtime.core.resources import Need
 from titan_runtime.core.scheduler import ReadyQueues, Requirement
 from titan_runtime.core.services import ServicesMixin
 from titan_runtime.core.workers import WorkersMixin
@@ -106,7 +107,7 @@ class ClusterState(
         self._dirty_workers: set[str] = set()
         self._ended_attempts: set[str] = set()
         self._dispatch_needed = False
-        self._requirements: dict[tuple[frozenset[str], str, frozenset[str]], Requirement] = {}
+        self._requirements: dict[tuple[frozenset[str], str, frozenset[str], Need], Requirement] = {}
         #: runs that ended -> their attempts still live; they leave memory once none is (evict_finished)
         self._finishing: dict[str, set[str]] = {}
         self._released: deque[Job] = deque()  # resolved jobs whose children have not been told yet
@@ -418,9 +419,12 @@ class ClusterState(
         exclude = frozenset()
         if job.spec.retries.fallback:  # fallback compute: never again where it failed
             exclude = frozenset(a.worker_id for a in job.attempts if a.state is AttemptState.FAILED)
-        requirement = self._requirements.get((tags, node, exclude))
+        need = job.spec.need
+        requirement = self._requirements.get((tags, node, exclude, need))
         if requirement is None:  # a few per cluster, shared by every job that asks the same
-            requirement = self._requirements[(tags, node, exclude)] = Requirement(tags, node, exclude)
+            requirement = self._requirements[(tags, node, exclude, need)] = Requirement(
+                tags, node, exclude, need
+            )
         self.queues.push(
             job.key,
             requirement,
@@ -456,12 +460,9 @@ class ClusterState(
                 self._close_attempt(job, attempt, AttemptState.CANCELLED, now, reason)
         self._end_job(job, state, now, reason)
 
-    def _release(self, attempt: Attempt, slots: int) -> None:
-
+    def _release(self, attempt: Attempt, spec: JobSpec) -> None:
         worker = self.workers.get(attempt.worker_id)
-        if worker is not None and attempt.id in worker.attempts:
-            worker.attempts.discard(attempt.id)
-            worker.used_slots -= slots
+        if worker is not None and worker.release(attempt, spec.slots, spec.need):
             self._dispatch_needed = True
 
     def _close_attempt(
@@ -473,7 +474,7 @@ class ClusterState(
         reason: str = "",
         exit: AttemptExit | None = None,
     ) -> None:
-        self._release(attempt, job.spec.slots)
+        self._release(attempt, job.spec)
         self._move_attempt(attempt, state)
         attempt.ended_at = (exit.ended_at if exit and exit.ended_at else 0.0) or now
         attempt.reason = reason
@@ -564,8 +565,7 @@ class ClusterState(
             self._move(job, JobState.ASSIGNED)
             job.worker_id = worker.id
             job.avoid = ""
-            worker.attempts.add(attempt.id)
-            worker.used_slots += job.spec.slots
+            worker.hold(attempt, job.spec.slots, job.spec.need)
             self._attempts[attempt.id] = (job, attempt)
             self._dirty_attempts.add(attempt.id)
             spec = (
@@ -575,7 +575,14 @@ class ClusterState(
             )
             self._effects.append(
                 Assign(
-                    worker.id, attempt.id, job.run_id, job.id, attempt.number, spec, self._service_env(job)
+                    worker.id,
+                    attempt.id,
+                    job.run_id,
+                    job.id,
+                    attempt.number,
+                    spec,
+                    self._service_env(job),
+                    attempt.gpus,
                 )
             )
 

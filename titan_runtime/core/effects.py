@@ -60,6 +60,7 @@ class WorkerHello:
     pool: str = ""  # set when a provider started it for an autoscaled pool
     provider: str = ""
     launch_id: str = ""
+    memory_enforcement: str = ""
 
 
 # ---------------------------------------------------------------- outputs
@@ -74,6 +75,7 @@ class Assign:
     number: int
     spec: JobSpec
     env: dict[str, str] = field(default_factory=dict)  # what the master adds: TITAN_SERVICE_<ID>_ADDR
+    gpus: tuple[str, ...] = ()  # the devices it was given
 
 
 @dataclass(frozen=True)

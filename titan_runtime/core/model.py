@@ -11,6 +11,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
+from titan_runtime.core.resources import Need
 from titan_runtime.core.spec import (  # noqa: F401 - the spec's names are this module's public names too
     GENERAL,
     ID_PATTERN,
@@ -58,6 +59,7 @@ class Attempt:
     host: str = ""  # services: where the worker says it can be reached
     ports: dict[str, int] = field(default_factory=dict)  # services: leased ports by name
     healthy: bool = False  # services: its health check passed
+    gpus: tuple[str, ...] = ()  # the worker's devices it was given (resources.gpus)
     #: Ended before its process started and the job went on (handed back by a stopping worker,
     #: never received): kept to reject its late reports, but not one of the job's attempts.
     void: bool = False
@@ -73,12 +75,15 @@ class Attempt:
     def to_row(self) -> dict[str, Any]:
         row = dict(self.__dict__)  # every field (a plain dataclass): written at every transition
         row["state"] = self.state.value
+        row["gpus"] = list(self.gpus)
         return row
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Attempt:
         data = dict(row)
         data["state"] = AttemptState(data["state"])
+        if "gpus" in data:
+            data["gpus"] = tuple(data["gpus"])
         return cls(**data)
 
 
@@ -239,9 +244,11 @@ class Worker:
     pid: int = 0
     tags: frozenset[str] = frozenset()
     slots: int = 1
+    # What it offers beyond slots (detected, or set by its --cpus, --memory and --gpus).
     cpu_count: int = 0
     memory_bytes: int = 0
     gpus: tuple[str, ...] = ()
+    memory_enforcement: str = ""
     version: str = ""
     state: WorkerState = WorkerState.ALIVE
     registered_at: float = 0.0
@@ -252,13 +259,60 @@ class Worker:
     pool: str = ""
     provider: str = ""
     launch_id: str = ""
-    # Derived: attempts assigned to this worker and not yet finished, and the slots they hold.
+    # Derived: attempts assigned to this worker and not yet finished, and what they hold.
     attempts: set[str] = field(default_factory=set)
     used_slots: int = 0
+    used_millicpus: int = 0
+    used_memory_mb: int = 0
+    gpu_holders: dict[str, str] = field(default_factory=dict)  # device -> the attempt given it
 
     @property
     def free_slots(self) -> int:
         return self.slots - self.used_slots
+
+    def fits(self, need: Need) -> bool:
+        """Whether a job needing `need` (beyond its slots) fits beside what runs here now."""
+        return (
+            need.millicpus <= self.cpu_count * 1000 - self.used_millicpus
+            and need.memory_mb <= (self.memory_bytes >> 20) - self.used_memory_mb
+            and need.gpus <= len(self.gpus) - len(self.gpu_holders)
+        )
+
+    def could_ever_fit(self, need: Need) -> bool:
+        """Whether it could run such a job at all, once idle."""
+        return (
+            need.millicpus <= self.cpu_count * 1000
+            and need.memory_mb <= self.memory_bytes >> 20
+            and need.gpus <= len(self.gpus)
+        )
+
+    def hold(self, attempt: Attempt, slots: int, need: Need) -> None:
+        """Account an attempt placed on (or found running on) this worker. Devices it was already
+        given (restored or adopted) are kept; otherwise the first free ones are given."""
+        self.attempts.add(attempt.id)
+        self.used_slots += slots
+        if not need:
+            return
+        self.used_millicpus += need.millicpus
+        self.used_memory_mb += need.memory_mb
+        if need.gpus and not attempt.gpus:
+            attempt.gpus = tuple([gpu for gpu in self.gpus if gpu not in self.gpu_holders][: need.gpus])
+        for gpu in attempt.gpus:
+            self.gpu_holders[gpu] = attempt.id
+
+    def release(self, attempt: Attempt, slots: int, need: Need) -> bool:
+        """Give back what `hold` took; False when the attempt held nothing here."""
+        if attempt.id not in self.attempts:
+            return False
+        self.attempts.discard(attempt.id)
+        self.used_slots -= slots
+        if need:
+            self.used_millicpus -= need.millicpus
+            self.used_memory_mb -= need.memory_mb
+            for gpu in attempt.gpus:
+                if self.gpu_holders.get(gpu) == attempt.id:
+                    del self.gpu_holders[gpu]
+        return True
 
     @property
     def schedulable(self) -> bool:
@@ -275,6 +329,7 @@ class Worker:
             "cpu_count": self.cpu_count,
             "memory_bytes": self.memory_bytes,
             "gpus": list(self.gpus),
+            "memory_enforcement": self.memory_enforcement,
             "version": self.version,
             "state": self.state.value,
             "registered_at": self.registered_at,

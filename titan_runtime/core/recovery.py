@@ -97,8 +97,7 @@ class RecoveryMixin(ClusterPart):
                 continue
             worker = self.workers.get(attempt.worker_id)
             if worker is not None and worker.state is WorkerState.UNKNOWN:
-                worker.attempts.add(attempt.id)
-                worker.used_slots += job.spec.slots
+                worker.hold(attempt, job.spec.slots, job.spec.need)
             else:
                 self._lose(job, attempt, now, "its worker was gone when the master restarted")
         for run in sorted(self.runs.values(), key=lambda r: r.seq):

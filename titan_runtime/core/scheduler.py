@@ -3,7 +3,8 @@
 Ready jobs wait in one priority queue per *requirement* (the tags they need and the worker they
 are pinned to). A worker can serve every queue whose requirement it satisfies, so a job nobody
 can take only ever blocks its own queue, never jobs that could run (the original Titan's
-failure 4). Across queues the highest-priority head wins; within a queue, priority then arrival.
+failure 4). Across queues the highest-priority head wins; within a queue, priority then arrival. A job goes
+only where its slots and every quantity it asks for (CPUs, memory, GPUs) fit beside what runs there.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from titan_runtime.core.model import Worker
+from titan_runtime.core.resources import NO_NEED, Need
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,9 @@ class Requirement:
     tags: frozenset[str] = frozenset()
     node: str = ""  # worker id or name; empty means any
     exclude: frozenset[str] = frozenset()  # worker ids it must not run on (where it already failed)
+    #: CPUs, memory and GPUs beyond slots. Part of the queue's key: a job asking for a GPU that is
+    #: busy waits in its own queue, and the jobs behind it that ask for less run meanwhile.
+    need: Need = NO_NEED
 
     def admits(self, worker: Worker) -> bool:
         return (
@@ -37,6 +42,8 @@ class Requirement:
             parts.append(f"node {self.node}")
         if self.exclude:
             parts.append(f"not {', '.join(sorted(self.exclude))} (where it failed)")
+        if self.need:
+            parts.append(self.need.describe())
         return " and ".join(parts) or "no requirement"
 
 
@@ -155,10 +162,16 @@ class ReadyQueues:
             head = self._head(requirement)
             if head is None:
                 continue
-            eligible = [w for w in pool if w.free_slots >= head.slots and requirement.admits(w)]
+            need = requirement.need
+            eligible = [
+                w
+                for w in pool
+                if w.free_slots >= head.slots and requirement.admits(w) and (not need or w.fits(need))
+            ]
             if not eligible:
                 continue  # this queue is stuck for now; the others go on
-            worker = self._choose(eligible, head, avoid_for(head.key) if avoid_for else {head.avoid} - {""})
+            avoid = avoid_for(head.key) if avoid_for else {head.avoid} - {""}
+            worker = self._choose(eligible, head, avoid, need)
             heapq.heappop(self._queues[requirement])
             del self._entries[head.key]
             yield head.key, worker
@@ -168,7 +181,7 @@ class ReadyQueues:
                 heapq.heappush(candidates, (nxt.sort_key, counter, requirement))
 
     @staticmethod
-    def _choose(eligible: list[Worker], entry: _Entry, avoid: set[str]) -> Worker:
+    def _choose(eligible: list[Worker], entry: _Entry, avoid: set[str], need: Need) -> Worker:
         if entry.prefer:
             for worker in eligible:
                 if worker.id == entry.prefer:
@@ -177,4 +190,18 @@ class ReadyQueues:
             others = [w for w in eligible if w.id not in avoid]
             if others:
                 eligible = others
+        if need:
+            # Best fit: where it leaves the least of what it asks for, scarcest first, so that a
+            # later job asking for a whole machine's GPUs (or memory) still finds one.
+            return min(
+                eligible,
+                key=lambda w: (
+                    len(w.gpus) - len(w.gpu_holders) if need.gpus else 0,
+                    (w.memory_bytes >> 20) - w.used_memory_mb if need.memory_mb else 0,
+                    w.cpu_count * 1000 - w.used_millicpus if need.millicpus else 0,
+                    w.used_slots / max(w.slots, 1),
+                    w.name,
+                    w.id,
+                ),
+            )
         return min(eligible, key=lambda w: (w.used_slots / max(w.slots, 1), w.cpu_percent, w.name, w.id))

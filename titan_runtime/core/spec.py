@@ -25,6 +25,7 @@ from titan_runtime.core.names import (  # noqa: F401 - the spec's names are this
     TAG_PATTERN,
     TRIGGER_RULES,
 )
+from titan_runtime.core.resources import MAX_CPUS, MAX_GPUS, MAX_MEMORY_MB, NO_NEED, Need, millicpus
 
 
 class InvalidSpec(ValueError):
@@ -123,7 +124,11 @@ class JobSpec:
     slots: int = 1
     project_hash: str = ""
     workdir: str = ""
-    memory_mb: int = 0  # resources.memory_mb: the job's address-space limit; 0 means none
+    # Resources beyond slots (core/resources.py): held on the worker while the job runs, placed
+    # only where they fit. Memory is also the job's enforced limit; 0 means none asked.
+    cpus: float = 0.0
+    memory_mb: int = 0
+    gpus: int = 0
     # Services (kind == "service"):
     port: int = 0  # a fixed port; 0: leased from the worker's range
     ports: tuple[str, ...] = ()  # named ports, each leased; empty: one unnamed port
@@ -183,8 +188,12 @@ class JobSpec:
                 raise InvalidSpec(f"job {self.id}: a command, argument or environment value holds a NUL byte")
         if self.slots < 1:
             raise InvalidSpec(f"job {self.id}: slots must be at least 1")
-        if self.memory_mb < 0:
-            raise InvalidSpec(f"job {self.id}: resources.memory_mb must be a positive number of megabytes")
+        if not 0 <= self.cpus <= MAX_CPUS or (self.cpus and millicpus(self.cpus) == 0):  # NaN too
+            raise InvalidSpec(f"job {self.id}: resources.cpus must be between 0.001 and {MAX_CPUS:,}")
+        if not 0 <= self.memory_mb <= MAX_MEMORY_MB:
+            raise InvalidSpec(f"job {self.id}: resources.memory must be a positive size such as 512M or 8G")
+        if not 0 <= self.gpus <= MAX_GPUS:
+            raise InvalidSpec(f"job {self.id}: resources.gpus must be a whole number from 0 to {MAX_GPUS}")
         if self.retries.attempts < 1:
             raise InvalidSpec(
                 f"job {self.id}: retries.attempts must be at least 1 (it counts the first attempt)"
@@ -285,6 +294,13 @@ class JobSpec:
             for tag in tags:
                 if not TAG_PATTERN.match(tag):
                     raise InvalidSpec(f"job {self.id}: invalid tag {tag!r} in retries.fallback")
+
+    @property
+    def need(self) -> Need:
+        """What it holds on its worker beyond slots (NO_NEED for most jobs, which ask for nothing)."""
+        if not (self.cpus or self.memory_mb or self.gpus):
+            return NO_NEED
+        return Need(millicpus(self.cpus), self.memory_mb, self.gpus)
 
     @property
     def is_service(self) -> bool:

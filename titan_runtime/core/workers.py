@@ -21,6 +21,7 @@ from titan_runtime.core.model import (
     Worker,
     WorkerState,
 )
+from titan_runtime.core.resources import format_memory
 
 
 class WorkersMixin(ClusterPart):
@@ -44,6 +45,7 @@ class WorkersMixin(ClusterPart):
         worker.cpu_count = hello.cpu_count
         worker.memory_bytes = hello.memory_bytes
         worker.gpus = hello.gpus
+        worker.memory_enforcement = hello.memory_enforcement
         worker.version = hello.version
         worker.pool, worker.provider, worker.launch_id = hello.pool, hello.provider, hello.launch_id
         worker.state = WorkerState.DRAINING if hello.draining else WorkerState.ALIVE
@@ -86,8 +88,7 @@ class WorkersMixin(ClusterPart):
                 continue
             adopted[attempt.id] = held.log_size
             if attempt.id not in worker.attempts:
-                worker.attempts.add(attempt.id)
-                worker.used_slots += job.spec.slots
+                worker.hold(attempt, job.spec.slots, job.spec.need)
             if held.exit is not None:
                 self._finish(job, attempt, held.exit, now)
                 self._effects.append(AckFinished(worker.id, attempt.id))
@@ -238,7 +239,9 @@ class WorkersMixin(ClusterPart):
         if unplaceable:
             return unplaceable
         ahead = self.queues.position(job.key)
-        return f"waiting for a free slot ({ahead} queued ahead)" if ahead else "waiting for a free slot"
+        need = job.spec.need
+        what = f"free resources ({job.spec.slots} slot(s), {need.describe()})" if need else "a free slot"
+        return f"waiting for {what} ({ahead} queued ahead)" if ahead else f"waiting for {what}"
 
     def _unplaceable(self, job: Job) -> str:
         """Why no connected worker could run a queued job now ("waiting for a worker with tags
@@ -256,6 +259,22 @@ class WorkersMixin(ClusterPart):
                 )
                 return f"waiting for worker {name}"
             return f"waiting for a worker with {requirement.describe()}"
-        if not any(requirement.admits(w) and w.slots >= job.spec.slots for w in live):
+        need = requirement.need
+        if not any(
+            requirement.admits(w) and w.slots >= job.spec.slots and w.could_ever_fit(need) for w in live
+        ):
+            if need:
+                largest = max((w for w in live if requirement.admits(w)), key=lambda w: w.slots)
+                return (
+                    f"waiting for a worker with {job.spec.slots} slot(s) and {requirement.describe()} "
+                    f"(the largest that could: {largest.name}, {_offer(largest)})"
+                )
             return f"waiting for a worker with {job.spec.slots} slots and {requirement.describe()}"
         return ""
+
+
+def _offer(worker: Worker) -> str:
+    return (
+        f"{worker.slots} slots, {worker.cpu_count} CPUs, {format_memory(worker.memory_bytes >> 20)}, "
+        f"{len(worker.gpus)} GPUs"
+    )

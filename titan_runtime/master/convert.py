@@ -129,7 +129,14 @@ def run_to_pb(state: ClusterState, run: Run, with_jobs: bool = True) -> pb.RunIn
 
 
 def worker_to_pb(worker: Worker) -> pb.WorkerInfo:
-    return to_message(pb.WorkerInfo, worker, running=len(worker.attempts))
+    return to_message(
+        pb.WorkerInfo,
+        worker,
+        running=len(worker.attempts),
+        cpus_used=worker.used_millicpus / 1000,
+        memory_used_mb=worker.used_memory_mb,
+        gpus_used=sorted(worker.gpu_holders),
+    )
 
 
 def exit_from_pb(msg: pb.AttemptExit) -> AttemptExit:

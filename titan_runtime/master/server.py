@@ -395,6 +395,7 @@ class MasterServer:
                             credential=self._credentials.job_credential(effect.run_id),
                             env=effect.env,
                             secret_env=secret_env,
+                            gpus=effect.gpus,
                         )
                     )
             elif isinstance(effect, CancelAttempt):

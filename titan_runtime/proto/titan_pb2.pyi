@@ -39,7 +39,7 @@ class ApprovalGate(_message.Message):
     def __init__(self, required: bool = ..., message: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("id", "kind", "script_name", "script_hash", "command", "args", "env", "tags", "priority", "timeout", "delay", "parents", "retries", "affinity", "node", "labels", "slots", "project_hash", "workdir", "memory_mb", "port", "ports", "health", "restart", "replicas", "service", "trigger_rule", "when", "branch", "map_over", "map_of", "map_index", "iteration", "approval", "allow_failure", "secrets", "unplaceable_after")
+    __slots__ = ("id", "kind", "script_name", "script_hash", "command", "args", "env", "tags", "priority", "timeout", "delay", "parents", "retries", "affinity", "node", "labels", "slots", "project_hash", "workdir", "memory_mb", "port", "ports", "health", "restart", "replicas", "service", "trigger_rule", "when", "branch", "map_over", "map_of", "map_index", "iteration", "approval", "allow_failure", "secrets", "unplaceable_after", "cpus", "gpus")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,8 @@ class JobSpec(_message.Message):
     ALLOW_FAILURE_FIELD_NUMBER: _ClassVar[int]
     SECRETS_FIELD_NUMBER: _ClassVar[int]
     UNPLACEABLE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: str
     script_name: str
@@ -135,7 +137,9 @@ class JobSpec(_message.Message):
     allow_failure: bool
     secrets: _containers.ScalarMap[str, str]
     unplaceable_after: float
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., script_name: _Optional[str] = ..., script_hash: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., timeout: _Optional[float] = ..., delay: _Optional[float] = ..., parents: _Optional[_Iterable[str]] = ..., retries: _Optional[_Union[RetryPolicy, _Mapping]] = ..., affinity: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., project_hash: _Optional[str] = ..., workdir: _Optional[str] = ..., memory_mb: _Optional[int] = ..., port: _Optional[int] = ..., ports: _Optional[_Iterable[str]] = ..., health: _Optional[_Union[HealthCheck, _Mapping]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ..., replicas: _Optional[int] = ..., service: _Optional[str] = ..., trigger_rule: _Optional[str] = ..., when: _Optional[str] = ..., branch: bool = ..., map_over: _Optional[str] = ..., map_of: _Optional[str] = ..., map_index: _Optional[int] = ..., iteration: _Optional[int] = ..., approval: _Optional[_Union[ApprovalGate, _Mapping]] = ..., allow_failure: bool = ..., secrets: _Optional[_Mapping[str, str]] = ..., unplaceable_after: _Optional[float] = ...) -> None: ...
+    cpus: float
+    gpus: int
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., script_name: _Optional[str] = ..., script_hash: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., timeout: _Optional[float] = ..., delay: _Optional[float] = ..., parents: _Optional[_Iterable[str]] = ..., retries: _Optional[_Union[RetryPolicy, _Mapping]] = ..., affinity: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., project_hash: _Optional[str] = ..., workdir: _Optional[str] = ..., memory_mb: _Optional[int] = ..., port: _Optional[int] = ..., ports: _Optional[_Iterable[str]] = ..., health: _Optional[_Union[HealthCheck, _Mapping]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ..., replicas: _Optional[int] = ..., service: _Optional[str] = ..., trigger_rule: _Optional[str] = ..., when: _Optional[str] = ..., branch: bool = ..., map_over: _Optional[str] = ..., map_of: _Optional[str] = ..., map_index: _Optional[int] = ..., iteration: _Optional[int] = ..., approval: _Optional[_Union[ApprovalGate, _Mapping]] = ..., allow_failure: bool = ..., secrets: _Optional[_Mapping[str, str]] = ..., unplaceable_after: _Optional[float] = ..., cpus: _Optional[float] = ..., gpus: _Optional[int] = ...) -> None: ...
 
 class HealthCheck(_message.Message):
     __slots__ = ("tcp", "http", "expect", "interval", "timeout", "grace", "failures")
@@ -168,7 +172,7 @@ class RestartPolicy(_message.Message):
     def __init__(self, attempts: _Optional[int] = ..., window: _Optional[float] = ..., backoff_initial: _Optional[float] = ..., backoff_max: _Optional[float] = ...) -> None: ...
 
 class AttemptInfo(_message.Message):
-    __slots__ = ("id", "number", "worker_id", "state", "exit_code", "signal", "reason", "assigned_at", "started_at", "ended_at", "pid", "log_size", "host", "ports", "healthy")
+    __slots__ = ("id", "number", "worker_id", "state", "exit_code", "signal", "reason", "assigned_at", "started_at", "ended_at", "pid", "log_size", "host", "ports", "healthy", "gpus")
     class PortsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -191,6 +195,7 @@ class AttemptInfo(_message.Message):
     HOST_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
     id: str
     number: int
     worker_id: str
@@ -206,7 +211,8 @@ class AttemptInfo(_message.Message):
     host: str
     ports: _containers.ScalarMap[str, int]
     healthy: bool
-    def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., worker_id: _Optional[str] = ..., state: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., assigned_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., pid: _Optional[int] = ..., log_size: _Optional[int] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., healthy: bool = ...) -> None: ...
+    gpus: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., worker_id: _Optional[str] = ..., state: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., assigned_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., pid: _Optional[int] = ..., log_size: _Optional[int] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., healthy: bool = ..., gpus: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class JobInfo(_message.Message):
     __slots__ = ("run_id", "id", "state", "reason", "attempt", "worker_id", "exit_code", "created_at", "ready_at", "started_at", "ended_at", "spec", "attempts", "has_result", "worker_name", "tags", "priority", "parents", "kind", "iteration", "decision_json", "approval_message")
@@ -297,7 +303,7 @@ class RunInfo(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_run_id: _Optional[str] = ..., created_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ..., counts: _Optional[_Mapping[str, int]] = ..., reason: _Optional[str] = ..., settled: bool = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("id", "name", "host", "pid", "tags", "slots", "running", "cpu_percent", "memory_percent", "last_heartbeat", "state", "cpu_count", "memory_bytes", "gpus", "version", "registered_at", "pool", "provider", "launch_id")
+    __slots__ = ("id", "name", "host", "pid", "tags", "slots", "running", "cpu_percent", "memory_percent", "last_heartbeat", "state", "cpu_count", "memory_bytes", "gpus", "version", "registered_at", "pool", "provider", "launch_id", "cpus_used", "memory_used_mb", "gpus_used", "memory_enforcement")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
@@ -317,6 +323,10 @@ class WorkerInfo(_message.Message):
     POOL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     LAUNCH_ID_FIELD_NUMBER: _ClassVar[int]
+    CPUS_USED_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_MB_FIELD_NUMBER: _ClassVar[int]
+    GPUS_USED_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_ENFORCEMENT_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     host: str
@@ -336,7 +346,11 @@ class WorkerInfo(_message.Message):
     pool: str
     provider: str
     launch_id: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., running: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., memory_percent: _Optional[float] = ..., last_heartbeat: _Optional[float] = ..., state: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., registered_at: _Optional[float] = ..., pool: _Optional[str] = ..., provider: _Optional[str] = ..., launch_id: _Optional[str] = ...) -> None: ...
+    cpus_used: float
+    memory_used_mb: int
+    gpus_used: _containers.RepeatedScalarFieldContainer[str]
+    memory_enforcement: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., running: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., memory_percent: _Optional[float] = ..., last_heartbeat: _Optional[float] = ..., state: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., registered_at: _Optional[float] = ..., pool: _Optional[str] = ..., provider: _Optional[str] = ..., launch_id: _Optional[str] = ..., cpus_used: _Optional[float] = ..., memory_used_mb: _Optional[int] = ..., gpus_used: _Optional[_Iterable[str]] = ..., memory_enforcement: _Optional[str] = ...) -> None: ...
 
 class SubmitRunRequest(_message.Message):
     __slots__ = ("run_id", "name", "labels", "agent_run_id", "jobs")
@@ -1029,7 +1043,7 @@ class HeldAttempt(_message.Message):
     def __init__(self, attempt_id: _Optional[str] = ..., pid: _Optional[int] = ..., finished: bool = ..., exit: _Optional[_Union[AttemptExit, _Mapping]] = ..., log_size: _Optional[int] = ..., started_at: _Optional[float] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., healthy: bool = ...) -> None: ...
 
 class WorkerHello(_message.Message):
-    __slots__ = ("worker_id", "name", "host", "pid", "tags", "slots", "cpu_count", "memory_bytes", "gpus", "version", "held", "draining", "pool", "provider", "launch_id")
+    __slots__ = ("worker_id", "name", "host", "pid", "tags", "slots", "cpu_count", "memory_bytes", "gpus", "version", "held", "draining", "pool", "provider", "launch_id", "memory_enforcement")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
@@ -1045,6 +1059,7 @@ class WorkerHello(_message.Message):
     POOL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     LAUNCH_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_ENFORCEMENT_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     name: str
     host: str
@@ -1060,7 +1075,8 @@ class WorkerHello(_message.Message):
     pool: str
     provider: str
     launch_id: str
-    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., held: _Optional[_Iterable[_Union[HeldAttempt, _Mapping]]] = ..., draining: bool = ..., pool: _Optional[str] = ..., provider: _Optional[str] = ..., launch_id: _Optional[str] = ...) -> None: ...
+    memory_enforcement: str
+    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., held: _Optional[_Iterable[_Union[HeldAttempt, _Mapping]]] = ..., draining: bool = ..., pool: _Optional[str] = ..., provider: _Optional[str] = ..., launch_id: _Optional[str] = ..., memory_enforcement: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("cpu_percent", "memory_percent", "running")
@@ -1151,7 +1167,7 @@ class Welcome(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval: _Optional[float] = ..., superseded: _Optional[_Iterable[str]] = ..., log_offsets: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("attempt_id", "run_id", "job_id", "attempt", "spec", "credential", "env", "secret_env")
+    __slots__ = ("attempt_id", "run_id", "job_id", "attempt", "spec", "credential", "env", "secret_env", "gpus")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -1174,6 +1190,7 @@ class Assignment(_message.Message):
     CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
     SECRET_ENV_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     run_id: str
     job_id: str
@@ -1182,7 +1199,8 @@ class Assignment(_message.Message):
     credential: str
     env: _containers.ScalarMap[str, str]
     secret_env: _containers.ScalarMap[str, str]
-    def __init__(self, attempt_id: _Optional[str] = ..., run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., credential: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., secret_env: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    gpus: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, attempt_id: _Optional[str] = ..., run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., credential: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., secret_env: _Optional[_Mapping[str, str]] = ..., gpus: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CancelAttempt(_message.Message):
     __slots__ = ("attempt_id", "reason", "grace")
