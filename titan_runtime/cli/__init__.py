@@ -21,8 +21,8 @@ from titan_runtime.version import __version__
 #: Every command, by name, and where it is defined: a command's module (and what it imports) is
 #: loaded only when that command runs, so `run-status` does not pay for `up`'s imports.
 COMMANDS = {
-    "up": "processes:up", "master": "processes:master", "worker": "processes:worker",
-    "workers": "processes:workers", "submit": "jobs:submit", "status": "jobs:status", "logs": "jobs:logs",
+    "up": "processes:up", "master": "processes:master", "worker": "workers:worker",
+    "workers": "workers:workers", "submit": "jobs:submit", "status": "jobs:status", "logs": "jobs:logs",
     "cancel": "jobs:cancel", "result": "jobs:result", "runs": "history:runs", "gc": "history:gc",
     "run": "runs:run_pipeline", "validate": "runs:validate", "run-status": "runs:run_status",
     "approve": "runs:approve", "reject": "runs:reject", "approvals": "runs:approvals",

@@ -58,6 +58,14 @@ class _SubmitCommand(click.Command):
 @click.option("--retries", type=int, default=None, help="Retries after a failed attempt.")
 @click.option("--id", "job_id", default=None, help="Job id [default: the script or program name].")
 @click.option("--node", default=None, help="Run on this worker (name or id).")
+@click.option("--slots", type=click.IntRange(min=1), default=None, help="Slots it holds [default: 1].")
+@click.option("--cpus", default=None, help="CPUs it holds while it runs, e.g. 2 or 0.5 (resources.cpus).")
+@click.option(
+    "--memory", default=None, help="Memory it holds and may use, e.g. 512M or 8G (resources.memory)."
+)
+@click.option(
+    "--gpus", default=None, help="GPUs it is given (resources.gpus; it sees them in CUDA_VISIBLE_DEVICES)."
+)
 @click.option(
     "--fail-if-unplaceable",
     "unplaceable",
@@ -85,6 +93,10 @@ def submit(
     retries: int | None,
     job_id: str | None,
     node: str | None,
+    slots: int | None,
+    cpus: str | None,
+    memory: str | None,
+    gpus: str | None,
     unplaceable: float | None,
     wait: bool,
     follow: bool,
@@ -120,6 +132,9 @@ def submit(
     job.env = parse_pairs(env_pairs, "--env")
     job.retries = retries
     job.node = node
+    job.slots = slots or 1
+    given = {"cpus": cpus, "memory": memory, "gpus": gpus}
+    job.resources = {key: value for key, value in given.items() if value is not None} or None
     job.fail_if_unplaceable = unplaceable
     run_id = client.submit_job(job)
     click.echo(run_id, err=follow)
@@ -165,6 +180,8 @@ def status(client: TitanClient, job: str, as_json: bool) -> None:
         ["ended", fmt_time(record.ended_at)],
         ["duration", fmt_duration(record)],
     ]
+    if record.attempts and record.attempts[-1].gpus:
+        rows.append(["gpus", ",".join(record.attempts[-1].gpus)])
     for key, value in rows:
         click.echo(f"{key:<10} {value}")
 

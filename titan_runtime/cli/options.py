@@ -213,3 +213,14 @@ def parse_pairs(pairs: tuple[str, ...], option: str, strip: bool = False) -> dic
 
 def parse_labels(pairs: tuple[str, ...]) -> dict[str, str]:
     return parse_pairs(pairs, "--label")
+
+
+def check_min_free(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A click callback: --min-free is checked when it is read, not when first used."""
+    from titan_runtime.diskspace import MinFreeError, parse_min_free
+
+    try:
+        parse_min_free(value)
+    except MinFreeError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value

@@ -115,6 +115,10 @@ class WorkerConfig:
     provider: str = ""
     launch_id: str = ""
     job_user: JobUser | None = None  # --job-user: who jobs run as (None: this worker's own user)
+    # What it offers jobs beyond slots (--cpus, --memory, --gpus); None: detected.
+    cpus: int | None = None
+    memory_mb: int | None = None
+    gpus: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.worker_id:
@@ -155,7 +159,7 @@ class WorkerAgent:
         self._stub: rpc.TitanStub | None = None
         self._metadata = (("authorization", f"Bearer {config.token}"),)
         self._sampler = capabilities.LoadSampler()
-        self._gpus = capabilities.detect_gpus()
+        self._gpus = tuple(capabilities.detect_gpus()) if config.gpus is None else config.gpus
         self.tags = set(config.tags) | ({"GPU"} if self._gpus else set())
         work = config.work_dir
         self._spool_dir = work / "spool"
@@ -243,6 +247,7 @@ class WorkerAgent:
             orphans=self.orphans,
             project_limits=self.config.project_limits,
             job_user=self.config.job_user,
+            gpus=self._gpus,
         )
         self._runner.launcher = self._start_launcher(self._runner.base_env)
         if self._runner.launcher is not None:
@@ -432,8 +437,10 @@ class WorkerAgent:
             pid=os.getpid(),
             tags=sorted(self.tags),
             slots=self.config.slots,
-            cpu_count=capabilities.cpu_count(),
-            memory_bytes=capabilities.memory_bytes(),
+            cpu_count=capabilities.cpu_count() if self.config.cpus is None else self.config.cpus,
+            memory_bytes=capabilities.memory_bytes()
+            if self.config.memory_mb is None
+            else self.config.memory_mb << 20,
             gpus=self._gpus,
             version=__version__,
             held=held,

@@ -1,4 +1,4 @@
-"""What this machine offers: CPUs, memory, GPUs (via nvidia-smi when present), and its load."""
+"""What this machine offers: CPUs, memory, GPUs (NVML or nvidia-smi when present), and its load."""
 
 from __future__ import annotations
 
@@ -26,15 +26,37 @@ def memory_bytes() -> int:
 
 
 def detect_gpus() -> list[str]:
-    """GPU names from `nvidia-smi -L`, or [] when there is no NVIDIA driver."""
+    """The NVIDIA devices' indices (what CUDA_VISIBLE_DEVICES takes), from NVML when the
+    nvidia-ml-py package is installed, else from `nvidia-smi`; [] when there is no NVIDIA driver."""
+    try:
+        import pynvml  # type: ignore[import-not-found]
+    except ImportError:
+        pass
+    else:
+        try:
+            pynvml.nvmlInit()
+            try:
+                return [str(i) for i in range(pynvml.nvmlDeviceGetCount())]
+            finally:
+                pynvml.nvmlShutdown()
+        except Exception:  # pynvml.NVMLError and its many subclasses: no usable driver
+            return []
     nvidia_smi = shutil.which("nvidia-smi")
     if nvidia_smi is None:
         return []
     try:
-        out = subprocess.run([nvidia_smi, "-L"], capture_output=True, text=True, timeout=5, check=False)
+        out = subprocess.run(
+            [nvidia_smi, "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return []
-    return [line.strip() for line in out.stdout.splitlines() if line.startswith("GPU ")]
+    if out.returncode != 0:
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip().isdigit()]
 
 
 class LoadSampler:

@@ -115,8 +115,10 @@ class AttemptRunner:
         orphans: Orphans | None = None,
         project_limits: ProjectLimits | None = None,
         job_user: JobUser | None = None,
+        gpus: tuple[str, ...] = (),
     ) -> None:
         self.job_user = job_user  # None: jobs run as the worker's own user
+        self.gpus = gpus  # this worker's devices: each job sees only those it was given
         self.ports = ports or PortLeases()
         self.orphans = orphans
         self.project_limits = project_limits or ProjectLimits()
@@ -320,6 +322,10 @@ class AttemptRunner:
         env.update(a.env)
         env.update(a.secret_env)  # the values of the spec's secrets: here only, never on disk
         env.update(port_env(ex.ports))
+        if self.gpus or a.gpus:  # after the spec's env: a job cannot reach devices it was not given
+            visible = ",".join(a.gpus)
+            env["CUDA_VISIBLE_DEVICES"] = visible
+            env["NVIDIA_VISIBLE_DEVICES"] = visible or "none"
         env.update(
             TITAN_RUN_ID=a.run_id,
             TITAN_JOB_ID=a.job_id,
