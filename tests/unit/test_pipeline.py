@@ -173,10 +173,12 @@ def test_json_schema_matches_the_loader_and_accepts_every_example() -> None:
     import yaml
 
     from titan_runtime.client.pipeline import JOB_KEYS, ROOT_KEYS
+    from titan_runtime.core.resources import RESOURCE_KEYS
 
     schema = json.loads((EXAMPLES.parent / "docs" / "pipeline.schema.json").read_text())
     assert set(schema["properties"]) == set(ROOT_KEYS)
     assert set(schema["$defs"]["job"]["properties"]) == set(JOB_KEYS)
+    assert set(schema["$defs"]["job"]["properties"]["resources"]["properties"]) == set(RESOURCE_KEYS)
     for example in PIPELINES:
         jsonschema.validate(yaml.safe_load(example.read_text()), schema)
     with pytest.raises(jsonschema.ValidationError):
