@@ -135,9 +135,9 @@ class Tools:
         labels: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Submit a DAG as one run: `yaml_text` in Titan's pipeline format (name, jobs: id, file or
-        command, depends_on, requirement, priority, env, timeout, retries...), or `jobs`, a list of
-        such job mappings. Files are relative to the server's working directory. Returns the run
-        id and its jobs; follow it with run_status."""
+        command, depends_on, requirement, priority, env, timeout, retries, resources: {cpus, memory,
+        gpus}...), or `jobs`, a list of such job mappings. Files are relative to the server's
+        working directory. Returns the run id and its jobs; follow it with run_status."""
         if bool(yaml_text) == bool(jobs):
             raise ToolError("give either yaml_text (a pipeline) or jobs (a list of job mappings), not both")
         text = yaml_text or yaml.safe_dump({"name": name or "mcp", "jobs": jobs})
