@@ -16,18 +16,21 @@ from titan_runtime import TitanJob
 MESSAGE = "__airflow_user_action__"
 
 
-async def like_grpc() -> None:
+async def like_grpc(waiting: asyncio.Event) -> None:
     """Waits as a gRPC aio call does: cancelled, it raises a CancelledError of its own, without the message."""
     try:
+        waiting.set()  # nothing yields between this and the wait below
         await asyncio.sleep(3600)
     except asyncio.CancelledError:
         raise asyncio.CancelledError() from None
 
 
 async def cancelled_with_message(wait: object) -> tuple[object, ...]:
-    """The args of the CancelledError a task awaiting `wait()` ends with when cancelled with MESSAGE."""
-    task = asyncio.ensure_future(wait())  # type: ignore[operator]
-    await asyncio.sleep(0.01)
+    """The args of the CancelledError a task awaiting `wait(waiting)` ends with when cancelled with
+    MESSAGE once the gRPC-like call in it waits."""
+    waiting = asyncio.Event()
+    task = asyncio.ensure_future(wait(waiting))  # type: ignore[operator]
+    await waiting.wait()
     task.cancel(MESSAGE)
     try:
         await task
@@ -40,8 +43,8 @@ def test_a_grpc_wait_loses_airflows_message_and_the_shielded_wait_keeps_it() -> 
     assert asyncio.run(cancelled_with_message(like_grpc)) == ()  # what made on_kill never run
     inner: list[asyncio.Future[None]] = []
 
-    async def kept() -> None:
-        inner.append(asyncio.ensure_future(like_grpc()))
+    async def kept(waiting: asyncio.Event) -> None:
+        inner.append(asyncio.ensure_future(like_grpc(waiting)))
         await keeping_cancel_message(inner[0])
 
     assert asyncio.run(cancelled_with_message(kept)) == (MESSAGE,)
