@@ -121,8 +121,8 @@ expressions = (
 
 HOSTILE_FIELDS = (
     "id", "kind", "program", "args", "env", "tags", "priority", "timeout", "delay", "parents", "retries",
-    "affinity", "labels", "slots", "memory", "service", "trigger_rule", "when", "branch", "map_over",
-    "internal", "approval",
+    "affinity", "labels", "slots", "memory", "cpus", "gpus", "service", "trigger_rule", "when", "branch",
+    "map_over", "internal", "approval",
 )  # fmt: skip
 valid_ids = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,12}", fullmatch=True)
 
@@ -167,6 +167,8 @@ def job_specs(draw: Any, job_id: str | None = None, parents: tuple[str, ...] = (
     spec.labels.update(pick("labels", st.just({}), st.dictionaries(weird, weird, max_size=3)))
     spec.slots = pick("slots", st.integers(0, 4), counts)
     spec.memory_mb = pick("memory", st.just(0), counts)
+    spec.cpus = pick("cpus", st.just(0.0), numbers)
+    spec.gpus = pick("gpus", st.just(0), counts)
     if "service" in hostile:
         spec.kind = "service"
         spec.port, spec.replicas = draw(counts), draw(counts)
