@@ -14,16 +14,17 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
+import shutil  # noqa: F401 -- tests/unit/test_worker_process.py patches shutil.which through this module
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from titan_runtime.worker.jobuser import JobUser
 from titan_runtime.worker.launcher import LauncherUnavailable, PythonLauncher
+from titan_runtime.worker.memory import JobMemory, MemoryEnforcer, enforcer
+from titan_runtime.worker.memory import memory_limited as memory_limited  # re-exported: tests import it here
 from titan_runtime.worker.orphans import Orphans
 from titan_runtime.worker.reaper import GroupWatcher
 from titan_runtime.worker.spool import Spool
@@ -41,26 +42,6 @@ class ProcessExit:
     exit_code: int | None
     signal: str
     reason: str
-
-
-# Sets the address-space limit, then becomes the job (for systems without util-linux's prlimit).
-_LIMIT_THEN_EXEC = (
-    "import os, resource, sys; n = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_AS, (n, n)); "
-    "os.execvp(sys.argv[2], sys.argv[2:])"
-)
-
-
-def memory_limited(argv: list[str], limit_mb: int) -> list[str]:
-    """`argv` run under an address-space limit (RLIMIT_AS), set by a wrapper that then execs it.
-
-    A wrapper rather than a pre-exec hook: code between fork and exec in a multi-threaded worker
-    (gRPC has threads) can deadlock or crash.
-    """
-    limit = str(limit_mb * 1024 * 1024)
-    prlimit = shutil.which("prlimit")
-    if prlimit:
-        return [prlimit, f"--as={limit}", "--", *argv]
-    return [sys.executable, "-S", "-c", _LIMIT_THEN_EXEC, limit, *argv]
 
 
 def signal_name(number: int) -> str:
@@ -91,10 +72,12 @@ class JobProcess:
         attempt_id: str = "",
         title: str = "",
         user: JobUser | None = None,
+        memory: MemoryEnforcer | None = None,
     ) -> None:
         """`orphans`: told of the process (so it is never taken for an orphan) and swept at its end;
-        `attempt_id` names whose orphans those are; `title`: the process title of a forked job;
-        `user`: who an exec'd job runs as (None: the worker's user; a forked job is the launcher's)."""
+        `attempt_id` names whose orphans those are (and its memory cgroup); `title`: the process title
+        of a forked job; `user`: who an exec'd job runs as (None: the worker's user; a forked job is
+        the launcher's); `memory`: what enforces `memory_mb` (None: this worker's `enforcer()`)."""
         self.user = user
         self.argv = argv
         self._watcher = watcher
@@ -102,6 +85,8 @@ class JobProcess:
         self.attempt_id = attempt_id
         self.title = title
         self.memory_mb = memory_mb
+        self._enforcer = memory
+        self._memory: JobMemory | None = None  # the limit applied to an exec'd job with memory_mb
         self.cwd = cwd
         self.env = env
         self.spool = spool
@@ -162,18 +147,28 @@ class JobProcess:
             raise
 
     def _exec(self, writers: tuple[int, int]) -> None:
-        argv = memory_limited(self.argv, self.memory_mb) if self.memory_mb else self.argv
+        argv = self.argv
+        if self.memory_mb:  # a cgroup made now, which the job joins as it starts (memory.py)
+            enforcing = self._enforcer or enforcer()
+            uid = None if self.user is None else self.user.uid
+            self._memory = enforcing.limit(self.argv, self.memory_mb, self.attempt_id or "job", uid)
+            argv = self._memory.argv
         start = subprocess.Popen if self.user is None else self.user.start  # the same, as the job user
-        self.proc = start(
-            argv,
-            cwd=self.cwd,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=writers[0],
-            stderr=writers[1],
-            start_new_session=True,  # its own process group (and session): killpg reaches everything
-            close_fds=True,
-        )
+        try:
+            self.proc = start(
+                argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=writers[0],
+                stderr=writers[1],
+                start_new_session=True,  # its own process group (and session): killpg reaches everything
+                close_fds=True,
+            )
+        except BaseException:
+            if self._memory is not None:
+                self._memory.release()
+            raise
         self.pid = self.proc.pid
         if self._orphans is not None:
             self._orphans.own(self.pid)
@@ -239,6 +234,8 @@ class JobProcess:
         self._killpg(signal.SIGKILL)
         assert self.proc is not None
         self.returncode = self.proc.wait()
+        if self._memory is not None:  # what escaped the group dies with its cgroup
+            self._memory.release()
         if self._orphans is not None:
             self._orphans.disown(self.pid)
         self._finish_exit()
@@ -277,11 +274,11 @@ class JobProcess:
             return ProcessExit(self._kill_outcome, code, sig, self._kill_reason)
         if rc == 0:
             return ProcessExit("succeeded", 0, "", "")
-        if rc == -signal.SIGKILL:
-            return ProcessExit("failed", None, sig, "killed by SIGKILL, likely out of memory")
         reason = f"killed by {sig}" if sig else f"exit code {rc}"
-        if self.memory_mb:
-            reason += f" (its memory was limited to {self.memory_mb} MB by resources.memory_mb)"
+        if self._memory is not None:  # says whether the out-of-memory killer acted
+            reason = self._memory.explain(reason, sigkilled=rc == -signal.SIGKILL)
+        elif rc == -signal.SIGKILL:
+            reason = "killed by SIGKILL, likely out of memory"
         return ProcessExit("failed", code, sig, reason)
 
     async def wait(self) -> ProcessExit:
