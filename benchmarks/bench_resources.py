@@ -32,7 +32,9 @@ def layered(resources: dict[str, object] | None) -> list[TitanJob]:
     for layer in range(LAYERS):
         for i in range(WIDTH):
             parents = [f"l{layer - 1}_{i}", f"l{layer - 1}_{(i + 1) % WIDTH}"] if layer else None
-            jobs.append(TitanJob(f"l{layer}_{i}", command=["/bin/true"], parents=parents, resources=resources))
+            jobs.append(
+                TitanJob(f"l{layer}_{i}", command=["/bin/true"], parents=parents, resources=resources)
+            )
     return jobs
 
 

@@ -100,8 +100,10 @@ def test_the_cli_asks_for_quantities_and_lists_what_workers_hold(make_cluster, t
     assert "gpus       7" in status.stdout, status.stdout
     listing = json.loads(cluster.cli("workers", "--json").stdout)
     assert listing[0]["gpus"] == ["7"] and listing[0]["cpu_count"] == 4
+    assert listing[0]["memory_enforcement"] in ("cgroup v2", "cgroup v1", "rlimit")
     table = cluster.cli("workers").stdout
-    assert "0/4" in table and "0/1" in table and "0 MiB/2 GiB" in table, table
+    assert "0/4" in table and "0/1" in table, table
+    assert f"0 MiB/2 GiB ({listing[0]['memory_enforcement']})" in table, table
 
     bad = cluster.cli("submit", "--memory", "lots", "--", "true")
     assert bad.returncode != 0 and "resources.memory must be a size such as 512M" in bad.stderr, bad.stderr

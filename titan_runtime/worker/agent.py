@@ -52,7 +52,7 @@ from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.tls import ClientTls, channel
 from titan_runtime.version import __version__
-from titan_runtime.worker import capabilities, launcher
+from titan_runtime.worker import capabilities, launcher, memory
 from titan_runtime.worker.cache import ArtifactCache
 from titan_runtime.worker.execution import AttemptRunner, Execution
 from titan_runtime.worker.jobuser import JobDirs, JobUser, JobUserError
@@ -159,6 +159,9 @@ class WorkerAgent:
         self._stub: rpc.TitanStub | None = None
         self._metadata = (("authorization", f"Bearer {config.token}"),)
         self._sampler = capabilities.LoadSampler()
+        # Before any child starts: under cgroup v2 the worker may move itself into a leaf cgroup,
+        # which it can only do while it is alone in its own.
+        self._memory = memory.enforcer()
         self._gpus = tuple(capabilities.detect_gpus()) if config.gpus is None else config.gpus
         self.tags = set(config.tags) | ({"GPU"} if self._gpus else set())
         work = config.work_dir
@@ -231,6 +234,8 @@ class WorkerAgent:
         if self.config.job_user is not None:
             self._jobs = JobDirs(self.config.job_user, self.config.name)
             log.info("jobs run as %s, in %s", self.config.job_user.name, self._jobs.root)
+        if self._memory.why:
+            log.info("job memory limits: %s (%s)", self._memory.mode, self._memory.why)
         self.reaper = Reaper()
         self.orphans.own(self.reaper.pid)
         self.orphans.watcher = self.reaper
@@ -276,6 +281,7 @@ class WorkerAgent:
                 self._runner.launcher.close()
             self.orphans.sweep()  # nothing runs now: whatever jobs left behind goes
             self.reaper.close()
+            self._memory.close()
             if self._jobs is not None and not self.config.keep_workspaces:
                 self._jobs.close()
             await self._channel.close()
@@ -442,6 +448,7 @@ class WorkerAgent:
             if self.config.memory_mb is None
             else self.config.memory_mb << 20,
             gpus=self._gpus,
+            memory_enforcement=self._memory.mode,
             version=__version__,
             held=held,
             draining=self.draining,
