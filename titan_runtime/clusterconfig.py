@@ -18,6 +18,7 @@ from titan_runtime.config import ConfigError, split_host_port
 from titan_runtime.core.autoscaler import PoolSpec
 from titan_runtime.core.limits import limits_from
 from titan_runtime.core.model import GENERAL, TAG_PATTERN
+from titan_runtime.core.resources import MAX_CPUS, parse_gpu_ids, parse_memory
 from titan_runtime.core.retention import retention_from
 from titan_runtime.diskspace import parse_min_free
 from titan_runtime.providers import registry
@@ -40,6 +41,9 @@ COMMON_KEYS = {
     "backoff_initial": float,
     "backoff_max": float,
     "drain_deadline": float,
+    "cpus": None,
+    "memory": None,
+    "gpus": None,
 }
 #: Settings that name files: relative paths are taken from the cluster file's folder.
 PATH_KEYS = ("key", "wheelhouse", "secret_file")
@@ -126,6 +130,51 @@ def _section(data: Any, keys: dict[str, type], where: str, errors: list[str]) ->
     return out
 
 
+def _quantities(raw: dict[str, Any], where: str, errors: list[str]) -> dict[str, Any]:
+    """The CPUs, memory and GPUs a pool's workers will offer (PoolSpec's cpus, memory_mb, gpus).
+
+    GPUs are the devices' ids, as the worker's --gpus takes them ([0, 1], "0,1" or none), never a
+    count: a pool's workers advertise exactly these devices, and jobs get them in
+    CUDA_VISIBLE_DEVICES. A bare number is refused rather than guessed at (is `gpus: 2` two
+    devices, or device 2?)."""
+    out: dict[str, Any] = {}
+    if "cpus" in raw:
+        cpus = raw["cpus"]
+        if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
+            errors.append(
+                f"{where}.cpus: expected a whole number of CPUs from 1 to {MAX_CPUS:,}, got {cpus!r}"
+            )
+        else:
+            out["cpus"] = cpus
+    if "memory" in raw:
+        try:
+            memory = parse_memory(raw["memory"], f"{where}.memory")
+        except ValueError as exc:
+            errors.append(str(exc))
+        else:
+            if memory < 1:
+                errors.append(f"{where}.memory: must be at least 1M, got {raw['memory']!r}")
+            else:
+                out["memory_mb"] = memory
+    if "gpus" in raw:
+        gpus = raw["gpus"]
+        if isinstance(gpus, list) and all(
+            isinstance(g, (str, int)) and not isinstance(g, bool) for g in gpus
+        ):
+            gpus = ",".join(str(g) for g in gpus) or "none"
+        if not isinstance(gpus, str):
+            errors.append(
+                f'{where}.gpus: expected the device ids its workers will have, like [0, 1], "0,1" or none '
+                f"(not a count: [0, 1] is two GPUs), got {raw['gpus']!r}"
+            )
+        else:
+            try:
+                out["gpus"] = parse_gpu_ids(gpus, f"{where}.gpus")
+            except ValueError as exc:
+                errors.append(str(exc))
+    return out
+
+
 def _pool(raw: Any, index: int, base: Path, errors: list[str]) -> PoolConfig | None:
     where = f"pools[{index}]"
     if not isinstance(raw, dict):
@@ -161,6 +210,7 @@ def _pool(raw: Any, index: int, base: Path, errors: list[str]) -> PoolConfig | N
         checked = _typed(raw[key], kind, f"{where}.{key}", errors)
         if checked is not None:
             values[key] = checked
+    values.update(_quantities(raw, where, errors))
     settings: dict[str, Any] = {}
     for key, key_type in provider_class.settings_keys.items():
         if key in raw:

@@ -204,6 +204,9 @@ def test_an_ssh_pool_bootstraps_on_demand_and_descales_when_idle(
                 remote_dir: {ssh_host.remote_dir("pool")}
                 tags: [far]
                 slots: 1
+                cpus: 1
+                memory: 256M
+                gpus: [5]
                 max: 1
                 idle_timeout: 1.5
             """
@@ -228,6 +231,8 @@ def test_an_ssh_pool_bootstraps_on_demand_and_descales_when_idle(
     assert record.state == "SUCCEEDED", (record.reason, cluster.master_log()[-3000:])
     worker = next(w for w in client.list_workers() if w.id == record.worker_id)
     assert (worker.pool, worker.provider) == ("remote", "ssh")
+    # It offers what the pool declares (the host's own CPUs, memory and devices do not matter).
+    assert (worker.cpu_count, worker.memory_bytes, worker.gpus) == (1, 256 << 20, ["5"])
     pid = worker.pid
     # Idle: drained through the master; the remote process exits by itself, for good.
     wait_until(lambda: not pid_alive(pid), 60, what="the descaled remote worker to exit")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from titan_runtime.core.autoscaler import (
     Autoscaler,
+    Demand,
     Drain,
     Launch,
-    Need,
     PoolSpec,
     Retire,
     ScaleEvent,
-    pending_needs,
+    pending_demand,
 )
 from titan_runtime.core.cluster import ClusterState
 from titan_runtime.core.effects import WorkerHello
@@ -51,18 +51,18 @@ def kinds(scaler: Autoscaler) -> list[str]:
 
 def test_waiting_jobs_start_enough_workers_for_their_slots_and_no_more() -> None:
     scaler = Autoscaler([CPU])
-    actions = scaler.step(0.0, [], [Need(frozenset({"CPU"}), 1, 3)])
+    actions = scaler.step(0.0, [], [Demand(frozenset({"CPU"}), 1, 3)])
     # 3 one-slot jobs on 2-slot workers: 2 workers.
     assert [a.pool for a in launches(actions)] == ["cpu", "cpu"]
     assert "3 job(s) need tags {CPU}" in launches(actions)[0].reason
     # Next step, same demand: the starting workers will take it; nothing new.
-    assert launches(scaler.step(1.0, [], [Need(frozenset({"CPU"}), 1, 3)])) == []
+    assert launches(scaler.step(1.0, [], [Demand(frozenset({"CPU"}), 1, 3)])) == []
 
 
 def test_never_above_max_and_the_scale_up_rate_is_bounded() -> None:
     pool = PoolSpec("cpu", tags=frozenset({"CPU"}), slots=1, max=5, max_launching=2)
     scaler = Autoscaler([pool])
-    burst = [Need(frozenset({"CPU"}), 1, 20)]
+    burst = [Demand(frozenset({"CPU"}), 1, 20)]
     first = launches(scaler.step(0.0, [], burst))
     assert len(first) == 2  # max_launching
     assert "already starting" in scaler.status()[0].note
@@ -81,26 +81,26 @@ def test_jobs_are_routed_to_the_pool_whose_tags_satisfy_them_most_closely() -> N
     gpu = PoolSpec("gpu", tags=frozenset({"GPU", "CPU"}), slots=1, max=2)
     cpu = PoolSpec("cpu", tags=frozenset({"CPU"}), slots=1, max=2)
     scaler = Autoscaler([gpu, cpu])
-    actions = launches(scaler.step(0.0, [], [Need(frozenset({"CPU"})), Need(frozenset({"GPU"}))]))
+    actions = launches(scaler.step(0.0, [], [Demand(frozenset({"CPU"})), Demand(frozenset({"GPU"}))]))
     assert sorted(a.pool for a in actions) == ["cpu", "gpu"]
 
 
 def test_jobs_no_pool_serves_are_reported_once_and_start_nothing() -> None:
     scaler = Autoscaler([CPU])
-    need = [Need(frozenset({"TPU"}))]
+    need = [Demand(frozenset({"TPU"}))]
     assert scaler.step(0.0, [], need) == []
     assert scaler.step(1.0, [], need) == []
     assert kinds(scaler) == ["unserved"]
     assert scaler.unserved == [frozenset({"TPU"})]
     # A job larger than the pool's workers cannot be served either.
-    assert scaler.step(2.0, [], [Need(frozenset({"CPU"}), slots=4)]) == []
+    assert scaler.step(2.0, [], [Demand(frozenset({"CPU"}), slots=4)]) == []
 
 
 def test_existing_free_slots_are_used_before_starting_workers() -> None:
     scaler = Autoscaler([CPU])
     idle = Worker(id="w", name="w", tags=frozenset({"CPU"}), slots=4)
-    assert launches(scaler.step(0.0, [idle], [Need(frozenset({"CPU"}), 1, 4)])) == []
-    assert len(launches(scaler.step(0.0, [idle], [Need(frozenset({"CPU"}), 1, 5)]))) == 1
+    assert launches(scaler.step(0.0, [idle], [Demand(frozenset({"CPU"}), 1, 4)])) == []
+    assert len(launches(scaler.step(0.0, [idle], [Demand(frozenset({"CPU"}), 1, 5)]))) == 1
 
 
 def test_min_is_kept_even_without_demand() -> None:
@@ -114,7 +114,7 @@ def test_min_is_kept_even_without_demand() -> None:
 def test_idle_workers_are_drained_after_the_idle_timeout_never_below_min() -> None:
     pool = PoolSpec("cpu", tags=frozenset({"CPU"}), slots=1, min=1, max=3, idle_timeout=10, max_launching=3)
     scaler = Autoscaler([pool])
-    started = launches(scaler.step(0.0, [], [Need(frozenset({"CPU"}), 1, 3)]))
+    started = launches(scaler.step(0.0, [], [Demand(frozenset({"CPU"}), 1, 3)]))
     workers = [worker(a.launch_id, slots=1, busy=1) for a in started]
     scaler.step(1.0, workers, [])
     for w in workers:  # the jobs end
@@ -137,7 +137,7 @@ def test_idle_workers_are_drained_after_the_idle_timeout_never_below_min() -> No
 
 def test_a_busy_worker_is_not_descaled_and_idleness_restarts_after_work() -> None:
     scaler = Autoscaler([CPU])
-    (launch,) = launches(scaler.step(0.0, [], [Need(frozenset({"CPU"}))]))
+    (launch,) = launches(scaler.step(0.0, [], [Demand(frozenset({"CPU"}))]))
     w = worker(launch.launch_id, busy=1)
     scaler.step(1.0, [w], [])
     assert scaler.step(50.0, [w], []) == []  # busy all along
@@ -149,11 +149,11 @@ def test_a_busy_worker_is_not_descaled_and_idleness_restarts_after_work() -> Non
 
 def test_a_growing_pool_descales_nothing() -> None:
     scaler = Autoscaler([CPU])
-    (launch,) = launches(scaler.step(0.0, [], [Need(frozenset({"CPU"}))]))
+    (launch,) = launches(scaler.step(0.0, [], [Demand(frozenset({"CPU"}))]))
     w = worker(launch.launch_id)
     scaler.step(1.0, [w], [])
     # Long idle, but now jobs wait that it cannot take (they need 2 slots each, it has 2 free)...
-    actions = scaler.step(30.0, [w], [Need(frozenset({"CPU"}), 2, 3)])
+    actions = scaler.step(30.0, [w], [Demand(frozenset({"CPU"}), 2, 3)])
     assert launches(actions) and not [a for a in actions if isinstance(a, Drain)]
 
 
@@ -162,7 +162,7 @@ def test_a_launch_that_never_registers_fails_is_stopped_and_the_pool_backs_off()
         "cpu", tags=frozenset({"CPU"}), max=3, register_timeout=5, backoff_initial=2, backoff_max=8
     )
     scaler = Autoscaler([pool])
-    need = [Need(frozenset({"CPU"}))]
+    need = [Demand(frozenset({"CPU"}))]
     (first,) = launches(scaler.step(0.0, [], need))
     assert scaler.step(5.0, [], need) == []  # still within its deadline
     actions = scaler.step(5.5, [], need)
@@ -193,20 +193,20 @@ def test_a_launch_that_never_registers_fails_is_stopped_and_the_pool_backs_off()
 
 def test_a_provider_failure_or_an_early_exit_counts_as_a_failed_launch() -> None:
     scaler = Autoscaler([CPU])
-    (launch,) = launches(scaler.step(0.0, [], [Need(frozenset({"CPU"}))]))
+    (launch,) = launches(scaler.step(0.0, [], [Demand(frozenset({"CPU"}))]))
     actions = scaler.launch_failed(launch.launch_id, 1.0, "ssh: connection refused")
     assert actions == [Retire("cpu", launch.launch_id, "ssh: connection refused", True)]
     assert "ssh: connection refused" in scaler.events[-2].message
     assert scaler.launch_failed(launch.launch_id, 1.0, "again") == []  # only once
     scaler2 = Autoscaler([CPU])
-    (launch,) = launches(scaler2.step(0.0, [], [Need(frozenset({"CPU"}))]))
+    (launch,) = launches(scaler2.step(0.0, [], [Demand(frozenset({"CPU"}))]))
     (retire,) = scaler2.process_exited(launch.launch_id, 1.0, "exit code 2")
     assert retire.force and "exited before registering: exit code 2" in retire.reason
 
 
 def test_a_registered_worker_that_dies_is_retired_by_force_and_replaced_if_needed() -> None:
     scaler = Autoscaler([CPU])
-    need = [Need(frozenset({"CPU"}))]
+    need = [Demand(frozenset({"CPU"}))]
     (launch,) = launches(scaler.step(0.0, [], need))
     w = worker(launch.launch_id, busy=1)
     scaler.step(1.0, [w], [])
@@ -218,7 +218,7 @@ def test_a_registered_worker_that_dies_is_retired_by_force_and_replaced_if_neede
 
 def test_a_descaled_worker_that_comes_back_is_drained_again() -> None:
     scaler = Autoscaler([CPU])
-    (launch,) = launches(scaler.step(0.0, [], [Need(frozenset({"CPU"}))]))
+    (launch,) = launches(scaler.step(0.0, [], [Demand(frozenset({"CPU"}))]))
     w = worker(launch.launch_id)
     scaler.step(1.0, [w], [])
     (drain,) = scaler.step(12.0, [w], [])
@@ -245,14 +245,14 @@ def test_workers_of_a_pool_started_before_the_master_are_adopted_and_descaled() 
 
 def test_every_decision_is_an_event_with_its_reason_and_the_list_is_bounded() -> None:
     scaler = Autoscaler([CPU], max_events=3)
-    scaler.step(0.0, [], [Need(frozenset({"CPU"}), 1, 5)])
+    scaler.step(0.0, [], [Demand(frozenset({"CPU"}), 1, 5)])
     assert len(scaler.events) == 3
     assert all(e.kind == "launch" and "job(s) need tags {CPU}" in e.message for e in scaler.events)
     event = scaler.events[0]
     assert ScaleEvent.from_dict(event.to_dict()) == event
 
 
-def test_pending_needs_groups_queued_jobs_and_leaves_out_pinned_ones() -> None:
+def test_pending_demand_groups_queued_jobs_and_leaves_out_pinned_ones() -> None:
     state = ClusterState()
     specs = [
         JobSpec(id="a", command=("true",), tags=frozenset({"GPU"})),
@@ -261,8 +261,8 @@ def test_pending_needs_groups_queued_jobs_and_leaves_out_pinned_ones() -> None:
         JobSpec(id="d", command=("true",), node="somewhere"),
     ]
     state.submit_run("r1", "r", specs, 0.0)
-    needs = {(n.tags, n.slots): n.count for n in pending_needs(state)}
+    needs = {(n.tags, n.slots): n.count for n in pending_demand(state)}
     assert needs == {(frozenset({"GPU"}), 1): 2, (frozenset(), 2): 1}
     # Once a worker takes them, they no longer wait.
     state.worker_connected(WorkerHello("w", "w", tags=frozenset({"GPU"}), slots=4), 1.0)
-    assert {(n.tags, n.slots) for n in pending_needs(state)} == set()
+    assert {(n.tags, n.slots) for n in pending_demand(state)} == set()

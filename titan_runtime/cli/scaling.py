@@ -82,7 +82,12 @@ def autoscaler_status(client: TitanClient, as_json: bool) -> None:
         rows,
     )
     for tags in record.unserved:
-        click.echo(f"jobs wait for tags {{{', '.join(tags)}}}: no pool serves them", err=True)
+        wanted = f"tags {{{', '.join(tags)}}}" if tags else "no tags"
+        click.echo(
+            f"jobs needing {wanted} wait for what no pool gives (tags, slots, cpus, memory or gpus): "
+            "see NOTE and `titan-runtime autoscaler events`",
+            err=True,
+        )
 
 
 @autoscaler.command("events")
@@ -152,6 +157,15 @@ def _ssh_errors(fn: F) -> F:
 @click.argument("target", metavar="USER@HOST[:PORT]")
 @click.option("--tags", default="", help="The worker's tags, comma-separated (e.g. GPU).")
 @click.option("--slots", type=int, default=None, help="Jobs it runs at once [default: the host's CPU count].")
+@click.option("--cpus", type=int, default=None, help="CPUs it offers to jobs [default: what the host has].")
+@click.option(
+    "--memory", default=None, help="Memory it offers to jobs, e.g. 16G [default: what the host has]."
+)
+@click.option(
+    "--gpus",
+    default=None,
+    help="GPU device ids it offers, e.g. 0,1, or none [default: what nvidia-smi finds on the host].",
+)
 @click.option(
     "--python", default="python3", show_default=True, help="The host's Python (3.10+) for the virtualenv."
 )
@@ -194,6 +208,9 @@ def ssh_bootstrap(
     target: str,
     tags: str,
     slots: int | None,
+    cpus: int | None,
+    memory: str | None,
+    gpus: str | None,
     python: str,
     accept_new_host_key: bool,
     wheelhouse: Path | None,
@@ -222,6 +239,7 @@ def ssh_bootstrap(
     """
     import secrets as _secrets
 
+    from titan_runtime.core.resources import parse_gpu_ids, parse_memory
     from titan_runtime.providers.ssh import (
         BootstrapOptions,
         SshTarget,
@@ -234,6 +252,13 @@ def ssh_bootstrap(
     ssh_target = SshTarget.parse(target)
     if slots is not None and slots < 1:
         raise click.BadParameter("must be at least 1", param_hint="--slots")
+    if cpus is not None and cpus < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--cpus")
+    try:
+        memory_mb = parse_memory(memory, "--memory") if memory is not None else None
+        gpu_ids = parse_gpu_ids(gpus) if gpus is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     if master_address:
         config.split_host_port(master_address)
     master = config.address(address, data_dir)
@@ -258,6 +283,9 @@ def ssh_bootstrap(
                 name=name or "",
                 tags=tuple(parse_tags(tags)),
                 slots=slots,
+                cpus=cpus,
+                memory_mb=memory_mb,
+                gpus=gpu_ids,
                 key=key,
                 python=python,
                 accept_new_host_key=accept_new_host_key,

@@ -1,9 +1,14 @@
 """Autoscaling decisions: how many workers each pool should have, and which to start or descale.
 
 Sans-IO like the rest of `core`: the master passes in the time, its workers and the jobs waiting
-to be placed (`pending_needs`), and gets back actions (`Launch`, `Drain`, `Retire`) that it
+to be placed (`pending_demand`), and gets back actions (`Launch`, `Drain`, `Retire`) that it
 carries out through the pools' providers. Every decision is recorded as a `ScaleEvent` with its
 reason, so `titan-runtime autoscaler events` can say why the cluster grew or shrank.
+
+Demand is counted by what jobs need (tags, slots, CPUs, memory, GPUs: core/pools.py): a waiting job
+is placed on paper on the room left on running workers, then on workers starting, then on new
+workers of the closest pool whose workers will have all of it; a pool never grows for a job its
+workers could not run, and the reason names what does not fit.
 
 What it guarantees:
 - a pool never has more than `max` workers (launching, running or draining) nor, once it could
@@ -24,56 +29,30 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from titan_runtime.core.cluster import ClusterState
 from titan_runtime.core.model import Worker, WorkerState
+from titan_runtime.core.pools import (
+    Demand,
+    Kind,
+    PoolSpec,
+    Room,
+    describe_kind,
+    describe_tags,
+    pending_demand,
+    take_room,
+)
 
-
-@dataclass(frozen=True)
-class PoolSpec:
-    """What the autoscaler needs to know about a pool (providers keep their own settings)."""
-
-    name: str
-    provider: str = "local"
-    tags: frozenset[str] = frozenset()
-    slots: int = 1
-    min: int = 0
-    max: int = 1
-    idle_timeout: float = 300.0  # seconds a worker may sit idle before it is descaled
-    max_launching: int = 2  # workers of the pool starting (not yet registered) at once
-    register_timeout: float = 120.0  # a launch not registered by then has failed
-    backoff_initial: float = 5.0  # seconds before the next launch after a failed one, doubling
-    backoff_max: float = 300.0
-    drain_deadline: float = 60.0  # seconds a descaled worker's running jobs get (it is idle: rarely used)
-
-    def serves(self, tags: frozenset[str], slots: int) -> bool:
-        return tags <= self.tags and slots <= self.slots
-
-    def backoff(self, failures: int) -> float:
-        return min(self.backoff_max, self.backoff_initial * 2 ** max(0, failures - 1))
-
-
-@dataclass(frozen=True)
-class Need:
-    """Jobs waiting to be placed: `count` jobs needing `tags` and `slots` each."""
-
-    tags: frozenset[str]
-    slots: int = 1
-    count: int = 1
-
-
-def pending_needs(state: ClusterState) -> list[Need]:
-    """The queued jobs a new worker could take, grouped by (tags, slots), in the queues' order.
-
-    Jobs pinned to one worker (node or hard affinity) are left out: no new worker can take them.
-    """
-    counts: Counter[tuple[frozenset[str], int]] = Counter()
-    for key in state.queues.queued():
-        requirement = state.queues.requirement_of(key)
-        if requirement is None or requirement.node:
-            continue
-        job = state.runs[key[0]].jobs[key[1]]
-        counts[(requirement.tags, max(1, job.spec.slots))] += 1
-    return [Need(tags, slots, n) for (tags, slots), n in counts.items()]
+__all__ = [
+    "Action",
+    "Autoscaler",
+    "Demand",
+    "Drain",
+    "Launch",
+    "PoolSpec",
+    "PoolStatus",
+    "Retire",
+    "ScaleEvent",
+    "pending_demand",
+]
 
 
 # ---------------------------------------------------------------- actions
@@ -170,21 +149,10 @@ class PoolStatus:
 
 
 @dataclass
-class _Slot:
-    tags: frozenset[str]
-    free: int
-    pool: str = ""  # a worker the plan would start
-
-
-@dataclass
 class _Plan:
     launches: Counter[str] = field(default_factory=Counter)
-    reasons: dict[str, Counter[tuple[frozenset[str], int]]] = field(default_factory=dict)
-    unserved: Counter[frozenset[str]] = field(default_factory=Counter)
-
-
-def _describe(tags: frozenset[str]) -> str:
-    return "tags {" + ", ".join(sorted(tags)) + "}" if tags else "no tags"
+    reasons: dict[str, Counter[Kind]] = field(default_factory=dict)
+    unserved: Counter[Kind] = field(default_factory=Counter)
 
 
 class Autoscaler:
@@ -208,7 +176,7 @@ class Autoscaler:
         self._retired: dict[str, None] = {}  # launch ids already over, oldest first (bounded)
         self._retired_memory = retired_memory
         self._idle_since: dict[str, float] = {}
-        self._unserved: frozenset[frozenset[str]] = frozenset()
+        self._unserved: dict[Kind, str] = {}  # what waiting jobs need that no pool gives, and why
         self.event_count = 0  # how many events were ever recorded (to know when to persist)
 
     # ------------------------------------------------------------------ queries
@@ -233,8 +201,13 @@ class Autoscaler:
 
     @property
     def unserved(self) -> list[frozenset[str]]:
-        """Tag sets jobs wait for that no pool serves."""
-        return sorted(self._unserved, key=sorted)
+        """Tag sets of jobs waiting for what no pool gives (tags, slots or a quantity)."""
+        return sorted({tags for tags, _, _ in self._unserved}, key=sorted)
+
+    @property
+    def unserved_reasons(self) -> list[str]:
+        """For each kind of job no pool can take, why (the pools' shortfalls)."""
+        return list(self._unserved.values())
 
     def restore_events(self, events: Iterable[ScaleEvent]) -> None:
         for event in events:
@@ -267,13 +240,13 @@ class Autoscaler:
 
     # ------------------------------------------------------------------ the step
 
-    def step(self, now: float, workers: Iterable[Worker], needs: Sequence[Need]) -> list[Action]:
+    def step(self, now: float, workers: Iterable[Worker], demand: Sequence[Demand]) -> list[Action]:
         """Look at the cluster as it is now and decide. Call it on a timer."""
         workers = list(workers)
         actions: list[Action] = []
         actions += self._track_registrations(now, workers)
         actions += self._track_workers(now, workers)
-        plan = self._plan(now, workers, needs)
+        plan = self._plan(now, workers, demand)
         actions += self._launch(now, plan)
         actions += self._descale(now, workers, plan)
         return actions
@@ -364,48 +337,74 @@ class Autoscaler:
                 actions.append(self._retire(launch, "drain overran its deadline", force=True))
         return actions
 
-    def _plan(self, now: float, workers: list[Worker], needs: Sequence[Need]) -> _Plan:
-        """Place the waiting jobs on free slots, then on starting workers, then on new ones."""
+    def _plan(self, now: float, workers: list[Worker], demand: Sequence[Demand]) -> _Plan:
+        """Place the waiting jobs on the room of running workers, then of starting ones, then of
+        new ones, by slots and by every quantity they ask for."""
         plan = _Plan()
-        existing = [_Slot(w.tags, w.free_slots) for w in workers if w.schedulable and w.free_slots > 0]
+        existing = [Room.of_worker(w) for w in workers if w.schedulable and w.free_slots > 0]
         starting = [
-            _Slot(self.pools[la.pool].spec.tags, self.pools[la.pool].spec.slots)
-            for la in self.launches.values()
-            if la.state == LAUNCHING
+            Room.of_pool(self.pools[la.pool].spec) for la in self.launches.values() if la.state == LAUNCHING
         ]
-        planned: list[_Slot] = []
+        planned: list[Room] = []
         for pool in self.pools.values():
             pool.waiting = 0
             pool.note = ""
-        for need in needs:
-            for _ in range(need.count):
-                if self._fit(existing, need) or self._fit(starting, need):
+        for group in demand:
+            serving = self._serving(group)
+            for placed in range(group.count):
+                if take_room(existing, group) or take_room(starting, group):
                     continue
-                slot = self._fit(planned, need)
-                if slot:
-                    pool = self.pools[slot.pool]
+                room = take_room(planned, group)
+                if room:
+                    pool = self.pools[room.pool]
                 else:
-                    pool = self._choose_pool(now, need, plan)
-                    if pool is None:
-                        continue
+                    if not serving:
+                        plan.unserved[group.kind] += group.count - placed
+                        break
+                    chosen = self._choose_pool(now, serving, plan)
+                    if chosen is None:
+                        break  # no room appears within one plan: the rest of these wait too
+                    pool = chosen
                     plan.launches[pool.spec.name] += 1
-                    planned.append(_Slot(pool.spec.tags, pool.spec.slots - need.slots, pool.spec.name))
+                    room = Room.of_pool(pool.spec, planned=True)
+                    room.take(group)
+                    planned.append(room)
                 pool.waiting += 1
-                plan.reasons.setdefault(pool.spec.name, Counter())[(need.tags, need.slots)] += 1
-        unserved = frozenset(plan.unserved)
-        for tags in unserved - self._unserved:
-            self._record(now, "", "unserved", f"jobs wait for {_describe(tags)}, which no pool serves")
-        self._unserved = unserved
+                plan.reasons.setdefault(pool.spec.name, Counter())[group.kind] += 1
+        self._report_unserved(now, plan.unserved)
         return plan
 
+    def _serving(self, group: Demand) -> list[_Pool]:
+        """The pools whose new workers could take such jobs, the closest fit first."""
+        serving = [p for p in self.pools.values() if p.spec.serves(*group.kind)]
+        serving.sort(key=lambda p: (p.spec.surplus(group.tags, group.need), p.spec.name))
+        return serving
+
+    def _report_unserved(self, now: float, unserved: Counter[Kind]) -> None:
+        """Say once (an event) what jobs wait for that no pool gives and why, and tell each pool whose
+        tags would do (its note) what it lacks."""
+        reasons: dict[Kind, str] = {}
+        for kind, count in unserved.items():
+            tags = kind[0]
+            near = [p for p in self.pools.values() if tags <= p.spec.worker_tags]
+            if not near:
+                reasons[kind] = f"jobs wait for {describe_tags(tags)}, which no pool serves"
+                continue
+            why = []
+            for pool in near:
+                lacks = pool.spec.shortfall(*kind)
+                why.append(f"pool {pool.spec.name}: {lacks}")
+                self._note(pool, f"cannot take the {count} job(s) needing {describe_kind(kind)}: {lacks}")
+            reasons[kind] = (
+                f"{count} job(s) need {describe_kind(kind)}, which no pool gives ({'; '.join(why)})"
+            )
+        for kind in reasons.keys() - self._unserved.keys():
+            self._record(now, "", "unserved", reasons[kind])
+        self._unserved = reasons
+
     @staticmethod
-    def _fit(slots: list[_Slot], need: Need) -> _Slot | None:
-        """Take room for one job from the first slot it fits in."""
-        for slot in slots:
-            if slot.free >= need.slots and need.tags <= slot.tags:
-                slot.free -= need.slots
-                return slot
-        return None
+    def _note(pool: _Pool, text: str) -> None:
+        pool.note = f"{pool.note}; {text}" if pool.note else text
 
     def _size(self, pool: str, states: tuple[str, ...] = (LAUNCHING, REGISTERED, DRAINING)) -> int:
         return sum(1 for la in self.launches.values() if la.pool == pool and la.state in states)
@@ -421,17 +420,14 @@ class Autoscaler:
             return f"{spec.max_launching} worker(s) already starting (max_launching)"
         return ""
 
-    def _choose_pool(self, now: float, need: Need, plan: _Plan) -> _Pool | None:
-        serving = [p for p in self.pools.values() if p.spec.serves(need.tags, need.slots)]
-        if not serving:
-            plan.unserved[need.tags] += 1
-            return None
-        serving.sort(key=lambda p: (len(p.spec.tags - need.tags), p.spec.name))
+    def _choose_pool(self, now: float, serving: list[_Pool], plan: _Plan) -> _Pool | None:
+        """The first of `serving` that may start one more worker now; the others' notes say why not."""
         for pool in serving:
             why = self._room(now, pool, plan.launches[pool.spec.name])
             if not why:
                 return pool
-            pool.note = why
+            if why not in pool.note:
+                self._note(pool, why)
         return None
 
     def _launch(self, now: float, plan: _Plan) -> list[Action]:
@@ -440,10 +436,7 @@ class Autoscaler:
             spec = pool.spec
             count = plan.launches[spec.name]
             reasons = plan.reasons.get(spec.name, Counter())
-            described = "; ".join(
-                f"{n} job(s) need {_describe(tags)}" + (f" and {slots} slots" if slots > 1 else "")
-                for (tags, slots), n in reasons.items()
-            )
+            described = "; ".join(f"{n} job(s) need {describe_kind(kind)}" for kind, n in reasons.items())
             reason = f"{described}; no worker has room" if count else ""
             active = self._size(spec.name, (LAUNCHING, REGISTERED))
             below = spec.min - active - count
@@ -459,7 +452,7 @@ class Autoscaler:
                     count += extra
                     reason = (reason + "; " if reason else "") + f"the pool is below its min of {spec.min}"
                 elif why_not:
-                    pool.note = f"below its min of {spec.min} but {why_not}"
+                    self._note(pool, f"below its min of {spec.min} but {why_not}")
             for _ in range(count):
                 launch_id = self._new_id(spec.name)
                 self.launches[launch_id] = _Launch(launch_id, spec.name, now)

@@ -15,7 +15,15 @@ import logging
 import secrets
 
 from titan_runtime.clusterconfig import ClusterFile
-from titan_runtime.core.autoscaler import Action, Autoscaler, Drain, Launch, Retire, ScaleEvent, pending_needs
+from titan_runtime.core.autoscaler import (
+    Action,
+    Autoscaler,
+    Drain,
+    Launch,
+    Retire,
+    ScaleEvent,
+    pending_demand,
+)
 from titan_runtime.core.cluster import NotFound
 from titan_runtime.master.jointokens import JoinTokens
 from titan_runtime.master.loop import MasterLoop, cancel_and_wait
@@ -123,7 +131,7 @@ class AutoscalerLoop:
             for launch_id, how in provider.exited():
                 actions += self.core.process_exited(launch_id, now, how)
         state = self.loop.state
-        actions += self.core.step(now, state.workers.values(), pending_needs(state))
+        actions += self.core.step(now, state.workers.values(), pending_demand(state))
         await self._carry_out(actions)
         self._save_events()
 
@@ -150,7 +158,10 @@ class AutoscalerLoop:
         if spec.provider == "webhook":
             # The external system gets a one-time join token, never the cluster token.
             expires = self.loop.clock() + spec.register_timeout
-            token = self.join_tokens.mint(action.launch_id, spec.name, spec.provider, expires, spec.tags)
+            # Its worker may claim the pool's tags, and GPU when the pool gives it devices (it adds that tag).
+            token = self.join_tokens.mint(
+                action.launch_id, spec.name, spec.provider, expires, spec.worker_tags
+            )
         return LaunchRequest(
             launch_id=action.launch_id,
             pool=spec.name,
@@ -161,6 +172,9 @@ class AutoscalerLoop:
             token=token,
             token_expires_at=expires,
             tls=self.local_tls,
+            cpus=spec.cpus,
+            memory_mb=spec.memory_mb,
+            gpus=spec.gpus,
         )
 
     async def _launch(self, action: Launch) -> None:

@@ -14,6 +14,20 @@ class ProviderError(Exception):
     """A launch or a stop failed; the message says what went wrong and what to do."""
 
 
+def quantity_args(cpus: int | None, memory_mb: int | None, gpus: tuple[str, ...] | None) -> list[str]:
+    """`titan-runtime worker` flags for what a pool declares its workers offer: the worker then
+    advertises exactly that (the autoscaler planned on it), whatever it would detect. None: not
+    declared, no flag (the worker reports what it detects)."""
+    args = []
+    if cpus is not None:
+        args += ["--cpus", str(cpus)]
+    if memory_mb is not None:
+        args += ["--memory", f"{memory_mb}M"]
+    if gpus is not None:
+        args += ["--gpus", ",".join(gpus) or "none"]
+    return args
+
+
 @dataclass(frozen=True)
 class LaunchRequest:
     """Start one worker of `pool` that registers as launch `launch_id`."""
@@ -27,6 +41,10 @@ class LaunchRequest:
     token: str  # what the worker presents: the cluster token, or a one-time join token (webhook)
     token_expires_at: float = 0.0  # a join token not used by then is refused
     tls: ClientTls | None = None  # how a worker on the master's host dials it (local pools)
+    # What the worker offers, as its pool declares it (None: the worker reports what it detects).
+    cpus: int | None = None
+    memory_mb: int | None = None
+    gpus: tuple[str, ...] | None = None  # device ids; () is none
 
     def worker_args(self, master: str | None = None) -> list[str]:
         """`titan-runtime worker` arguments (without the program) for this launch; no secret in them."""
@@ -47,7 +65,7 @@ class LaunchRequest:
         ]
         if self.tags:
             args += ["--tags", ",".join(self.tags)]
-        return args
+        return args + quantity_args(self.cpus, self.memory_mb, self.gpus)
 
 
 class Provider(abc.ABC):

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import paramiko
 
-from titan_runtime.providers.base import LaunchRequest, Provider, ProviderError
+from titan_runtime.providers.base import LaunchRequest, Provider, ProviderError, quantity_args
 from titan_runtime.providers.ssh_connection import (  # noqa: F401 - this module's public names too
     KNOWN_HOSTS,
     ReverseTunnel,
@@ -57,6 +57,10 @@ class BootstrapOptions:
     name: str = ""
     tags: tuple[str, ...] = ()
     slots: int | None = None
+    # What the worker offers (its --cpus, --memory, --gpus); None: what it detects on the host.
+    cpus: int | None = None
+    memory_mb: int | None = None
+    gpus: tuple[str, ...] | None = None
     key: str | None = None
     python: str = "python3"
     accept_new_host_key: bool = False
@@ -154,6 +158,36 @@ def _upload_tls(sftp: paramiko.SFTPClient, remote_dir: str, tls: ClientTls) -> l
     return args
 
 
+def worker_argv(
+    options: BootstrapOptions, name: str, master: str, remote_dir: str, tls_args: list[str]
+) -> list[str]:
+    """The remote `titan-runtime worker` arguments: what it dials, who it is, and what it offers
+    (--cpus, --memory, --gpus when given: the worker then advertises exactly that)."""
+    args = [
+        "worker",
+        "--master",
+        master,
+        "--name",
+        name,
+        "--data-dir",
+        remote_dir,
+        "--work-dir",
+        f"{remote_dir}/work",
+        "--provider",
+        options.provider,
+    ]
+    if options.pool:
+        args += ["--pool", options.pool]
+    if options.launch_id:
+        args += ["--launch-id", options.launch_id]
+    if options.tags:
+        args += ["--tags", ",".join(options.tags)]
+    if options.slots:
+        args += ["--slots", str(options.slots)]
+    args += quantity_args(options.cpus, options.memory_mb, options.gpus)
+    return [*args, *tls_args, *options.worker_args]
+
+
 def bootstrap(options: BootstrapOptions) -> Bootstrapped:
     """Install titan-runtime on the host and start a worker there. Raises SshError."""
     target = options.target
@@ -203,28 +237,7 @@ def bootstrap(options: BootstrapOptions) -> Bootstrapped:
                 master = f"127.0.0.1:{tunnel.port}"
                 keep_open = True
             name = options.name or target.host
-            args = [
-                "worker",
-                "--master",
-                master,
-                "--name",
-                name,
-                "--data-dir",
-                remote_dir,
-                "--work-dir",
-                f"{remote_dir}/work",
-                "--provider",
-                options.provider,
-            ]
-            if options.pool:
-                args += ["--pool", options.pool]
-            if options.launch_id:
-                args += ["--launch-id", options.launch_id]
-            if options.tags:
-                args += ["--tags", ",".join(options.tags)]
-            if options.slots:
-                args += ["--slots", str(options.slots)]
-            args += [*tls_args, *options.worker_args]
+            args = worker_argv(options, name, master, remote_dir, tls_args)
             meta = {
                 "name": name,
                 "master": master,
@@ -430,6 +443,9 @@ class SshPoolProvider(Provider):
             name=request.launch_id,
             tags=request.tags,
             slots=request.slots,
+            cpus=request.cpus,
+            memory_mb=request.memory_mb,
+            gpus=request.gpus,
             key=self.settings.get("key"),
             python=self.settings.get("python", "python3"),
             accept_new_host_key=bool(self.settings.get("accept_new_host_key")),
