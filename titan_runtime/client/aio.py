@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from titan_runtime.client import ops
 from titan_runtime.client.calls import Calls
 from titan_runtime.client.drivers import AsyncDriver
 from titan_runtime.client.errors import TitanConnectionError
-from titan_runtime.client.records import LogLine
+from titan_runtime.client.records import LogLine, WatchEvent
 from titan_runtime.client.run import AsyncRun
 
 
@@ -47,3 +47,16 @@ class AsyncTitanClient(Calls[AsyncRun], AsyncDriver):
             await asyncio.sleep(position.retry_in(error))
         for line in position.end():
             yield line
+
+    async def watch(
+        self, kinds: Sequence[str] = (), run_id: str = "", recent_runs: int = 20
+    ) -> AsyncIterator[WatchEvent]:
+        """`TitanClient.watch` as an async iterator."""
+        watching = ops.Watching(kinds, run_id, recent_runs, self._reconnect)
+        while True:
+            try:
+                async for message in self._stream("Watch", watching.request()):
+                    yield watching.event(message)
+                return
+            except TitanConnectionError as exc:
+                await asyncio.sleep(watching.retry_in(exc))

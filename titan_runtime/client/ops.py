@@ -32,6 +32,7 @@ from titan_runtime.client.records import (
     RunRecord,
     ScheduleRecord,
     ServiceRecord,
+    WatchEvent,
     WorkerRecord,
 )
 from titan_runtime.client.specs import (  # noqa: F401 - public here too
@@ -249,6 +250,30 @@ class LogFollow:
 
     def end(self) -> list[LogLine]:
         return self.reader.end()
+
+    def retry_in(self, error: TitanConnectionError) -> float:
+        if self._outage is None:
+            raise error
+        return self._outage.retry_in(error)
+
+
+class Watching:
+    """A watch stream's request, and its reconnection: after a master restart the stream is opened
+    again, and its first event is a new snapshot (the changes in between are in it)."""
+
+    def __init__(
+        self, kinds: Sequence[str], run_id: str, recent_runs: int, reconnect: Reconnect | None
+    ) -> None:
+        self._request = pb.WatchRequest(kinds=list(kinds), run_id=run_id, recent_runs=recent_runs)
+        self._outage: Outage | None = reconnect.outage() if reconnect is not None else None
+
+    def request(self) -> pb.WatchRequest:
+        return self._request
+
+    def event(self, message: pb.WatchEvent) -> WatchEvent:
+        if self._outage is not None:
+            self._outage.reset()
+        return WatchEvent.from_pb(message)
 
     def retry_in(self, error: TitanConnectionError) -> float:
         if self._outage is None:

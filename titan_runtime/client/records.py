@@ -192,6 +192,31 @@ class WorkerRecord(Record):
     memory_enforcement: str = ""
 
 
+@dataclass
+class WatchEvent(Record):
+    """One event of `watch()`: the first is a snapshot of what was asked, the next ones what changed
+    since (each job and run in its latest state; every worker when any changed, and every few
+    seconds for their load). `resync`: too much changed to list; read what you show again."""
+
+    snapshot: bool
+    at: float
+    runs: list[RunRecord]
+    jobs: list[JobRecord]
+    workers: list[WorkerRecord]
+    resync: bool = False
+
+    @classmethod
+    def from_pb(cls, e: pb.WatchEvent) -> WatchEvent:
+        return cls(
+            snapshot=e.snapshot,
+            at=e.at,
+            runs=[RunRecord.from_pb(r) for r in e.runs],
+            jobs=[JobRecord.from_pb(j) for j in e.jobs],
+            workers=[WorkerRecord.from_pb(w) for w in e.workers],
+            resync=e.resync,
+        )
+
+
 class LogLine(str):
     """One line of a job's output: a str (the text, invalid UTF-8 replaced by U+FFFD) that also
     knows its exact bytes and where it came from."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from titan_runtime.client import ops
 from titan_runtime.client.calls import Calls
 from titan_runtime.client.drivers import BlockingDriver
 from titan_runtime.client.errors import TitanConnectionError
-from titan_runtime.client.records import LogLine
+from titan_runtime.client.records import LogLine, WatchEvent
 from titan_runtime.client.run import Run
 
 
@@ -43,6 +43,23 @@ class TitanClient(Calls[Run], BlockingDriver):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def watch(
+        self, kinds: Sequence[str] = (), run_id: str = "", recent_runs: int = 20
+    ) -> Iterator[WatchEvent]:
+        """Yield what changes in the cluster as the master commits it: first a snapshot (workers,
+        the unfinished runs and the `recent_runs` latest finished ones, or with `run_id` that run and
+        its jobs), then events of what changed, a few a second at most. `kinds` picks among "runs",
+        "jobs" and "workers" (default: all). One stream serves any number of viewers: this is what
+        the dashboard holds, instead of polling. A master restart opens it again (a new snapshot)."""
+        watching = ops.Watching(kinds, run_id, recent_runs, self._reconnect)
+        while True:
+            try:
+                for message in self._stream("Watch", watching.request()):
+                    yield watching.event(message)
+                return
+            except TitanConnectionError as exc:
+                time.sleep(watching.retry_in(exc))
 
     def follow_logs(
         self, job_id: str, offset: int = 0, attempt: int | None = None, follow: bool = True

@@ -25,6 +25,7 @@ from titan_runtime.master.api_dynamic import DynamicApi
 from titan_runtime.master.api_retention import RetentionApi
 from titan_runtime.master.api_secrets import SecretsApi
 from titan_runtime.master.api_tokens import TokensApi
+from titan_runtime.master.api_watch import WatchApi, visible_workers
 from titan_runtime.master.artifacts import ArtifactError, ArtifactStore
 from titan_runtime.master.auth import Caller, Credentials, caller_of, describe_owner
 from titan_runtime.master.convert import job_to_pb, run_to_pb, service_to_pb, spec_from_pb, worker_to_pb
@@ -33,6 +34,7 @@ from titan_runtime.master.history import History
 from titan_runtime.master.keys import RESERVED_PREFIX
 from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop, collector_paused
+from titan_runtime.master.watch import WatchHub
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.store import MAX_KV_VALUE_BYTES, KvTypeError
@@ -47,8 +49,6 @@ KV_PAGE, MAX_KV_PAGE = 1000, 10_000
 LIST_RUNS_DEFAULT = 1000
 #: The most one listing gives (the answer stays a few MB).
 LIST_RUNS_MAX = 10_000
-#: How long a terminal worker stays in `workers` listings.
-DEAD_WORKER_VISIBLE_S = 600.0
 #: When a finished attempt's log stops growing for this long, a follower stops waiting for more.
 LOG_SETTLE_S = 5.0
 #: KV operations that can create a key (and so count against a run's kv_keys_per_run).
@@ -82,7 +82,14 @@ MAX_CANCEL_REASON = 500
 
 
 class TitanServicer(
-    DynamicApi, AutoscalerApi, SecretsApi, TokensApi, RetentionApi, ArtifactsApi, rpc.TitanServicer
+    DynamicApi,
+    AutoscalerApi,
+    SecretsApi,
+    TokensApi,
+    RetentionApi,
+    ArtifactsApi,
+    WatchApi,
+    rpc.TitanServicer,
 ):
     def __init__(
         self,
@@ -101,6 +108,7 @@ class TitanServicer(
         self._disk = disk
         self._limits = loop.state.config.limits
         self.history = history or History(loop.state, loop.store)
+        self.watch_hub = WatchHub()
 
     # -------------------------------------------------------------- helpers
 
@@ -392,13 +400,7 @@ class TitanServicer(
     async def ListWorkers(
         self, request: pb.Empty, context: grpc.aio.ServicerContext
     ) -> pb.ListWorkersResponse:
-        now = self._loop.clock()
-        workers = [
-            w
-            for w in self._state.workers.values()
-            if not w.state.gone or now - w.last_heartbeat < DEAD_WORKER_VISIBLE_S
-        ]
-        workers.sort(key=lambda w: (w.state.gone, w.name, w.id))
+        workers = visible_workers(self._state, self._loop.clock())
         return pb.ListWorkersResponse(workers=[worker_to_pb(w) for w in workers])
 
     async def DrainWorker(self, request: pb.DrainRequest, context: grpc.aio.ServicerContext) -> pb.WorkerInfo:

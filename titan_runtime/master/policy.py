@@ -121,6 +121,8 @@ _TITAN: dict[str, Policy] = {
     "CreateToken": Policy(job=DENY, why=_CLUSTERS.format("tokens are"), mutates=True),
     "ListTokens": Policy(job=DENY, why=_CLUSTERS.format("tokens are")),
     "WhoAmI": Policy(job=ALLOW),  # a caller's own kind: what tools an MCP server offers it
+    # What changed, as it is committed: reads only (a dashboard's one stream per kind of data).
+    "Watch": Policy(job=ALLOW),
     "RevokeToken": Policy(job=DENY, why=_CLUSTERS.format("tokens are"), mutates=True),
     # Secrets: their names and values are the cluster's.
     "SetSecret": Policy(job=DENY, why=_CLUSTERS.format("secrets are"), mutates=True),

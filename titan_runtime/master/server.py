@@ -54,6 +54,7 @@ from titan_runtime.master.schedules import Schedules
 from titan_runtime.master.secrets import MissingSecret, SecretError, Secrets
 from titan_runtime.master.throttle import MAX_DELAY, AuthFailures
 from titan_runtime.master.tokens import NamedTokens
+from titan_runtime.master.watch import WatchHub
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.providers import registry
@@ -122,6 +123,7 @@ class MasterServer:
         self._logs: LogStore | None = None
         self.autoscaler: AutoscalerLoop | None = None
         self._collector: Collector | None = None
+        self._watch = WatchHub()  # the watch streams' subscribers, told of every commit
         self.stopped = asyncio.Event()
         self._lock: DataDirLock | None = None
         #: How workers started on this host (`up`, local pools) dial it: None when it is plaintext.
@@ -240,6 +242,7 @@ class MasterServer:
             ],
         )
         servicer = TitanServicer(loop, self._logs, artifacts, credentials, disk, history)
+        servicer.watch_hub = self._watch
         servicer.secrets = self._secrets
         self._schedules = servicer.schedules = Schedules(loop, servicer.submit)
         self._collector = servicer.collector = Collector(loop, history, self._logs, artifacts, cfg.retention)
@@ -425,6 +428,7 @@ class MasterServer:
             sessions[worker_id].send(message)
         for attempt_id in changes.ended_attempts:
             self._logs.close(attempt_id)
+        self._watch.publish(changes)
         notifier = self._loop.notifier
         notifier.notify(changes.job_keys)
         notifier.notify(changes.run_ids | {run_id for run_id, _ in changes.job_keys})

@@ -438,6 +438,32 @@ class ListRunsResponse(_message.Message):
     runs: _containers.RepeatedCompositeFieldContainer[RunInfo]
     def __init__(self, runs: _Optional[_Iterable[_Union[RunInfo, _Mapping]]] = ...) -> None: ...
 
+class WatchRequest(_message.Message):
+    __slots__ = ("kinds", "run_id", "recent_runs")
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    RECENT_RUNS_FIELD_NUMBER: _ClassVar[int]
+    kinds: _containers.RepeatedScalarFieldContainer[str]
+    run_id: str
+    recent_runs: int
+    def __init__(self, kinds: _Optional[_Iterable[str]] = ..., run_id: _Optional[str] = ..., recent_runs: _Optional[int] = ...) -> None: ...
+
+class WatchEvent(_message.Message):
+    __slots__ = ("snapshot", "at", "runs", "jobs", "workers", "resync")
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    RESYNC_FIELD_NUMBER: _ClassVar[int]
+    snapshot: bool
+    at: float
+    runs: _containers.RepeatedCompositeFieldContainer[RunInfo]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobInfo]
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
+    resync: bool
+    def __init__(self, snapshot: bool = ..., at: _Optional[float] = ..., runs: _Optional[_Iterable[_Union[RunInfo, _Mapping]]] = ..., jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ..., resync: bool = ...) -> None: ...
+
 class CancelRequest(_message.Message):
     __slots__ = ("ref", "wait", "timeout", "reason")
     REF_FIELD_NUMBER: _ClassVar[int]

@@ -239,6 +239,11 @@ class TitanStub(object):
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
                 response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Identity.FromString,
                 _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/titan.v1.Titan/Watch',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.WatchRequest.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.WatchEvent.FromString,
+                _registered_method=True)
         self.RevokeToken = channel.unary_unary(
                 '/titan.v1.Titan/RevokeToken',
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.TokenRef.SerializeToString,
@@ -510,6 +515,12 @@ class TitanServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RevokeToken(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -741,6 +752,11 @@ def add_TitanServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.FromString,
                     response_serializer=titan__runtime_dot_proto_dot_titan__pb2.Identity.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.WatchRequest.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.WatchEvent.SerializeToString,
             ),
             'RevokeToken': grpc.unary_unary_rpc_method_handler(
                     servicer.RevokeToken,
@@ -1870,6 +1886,33 @@ class Titan(object):
             '/titan.v1.Titan/WhoAmI',
             titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
             titan__runtime_dot_proto_dot_titan__pb2.Identity.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/titan.v1.Titan/Watch',
+            titan__runtime_dot_proto_dot_titan__pb2.WatchRequest.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.WatchEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,110 @@
+"""The client API's watch stream (master/watch.py): a snapshot, then what changed as it is
+committed. A mixin of `TitanServicer`."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import grpc
+
+from titan_runtime.core.cluster import ClusterState
+from titan_runtime.core.model import Run, RunState, Worker
+from titan_runtime.master.convert import job_to_pb, run_to_pb, worker_to_pb
+from titan_runtime.master.watch import KINDS, MAX_PENDING, TooManyWatchers, WatchHub, pending_events
+from titan_runtime.proto import titan_pb2 as pb
+from titan_runtime.store.base import FINISHED_STATES, RunQuery
+
+if TYPE_CHECKING:
+    from titan_runtime.master.history import History
+    from titan_runtime.master.loop import MasterLoop
+
+#: How long a dead worker stays in listings.
+DEAD_WORKER_VISIBLE_S = 600.0
+MAX_RECENT_RUNS = 1000
+
+
+def visible_workers(state: ClusterState, now: float) -> list[Worker]:
+    """The workers a listing shows: live ones, and dead ones for ten minutes; by name."""
+    workers = [
+        w
+        for w in state.workers.values()
+        if not w.state.gone or now - w.last_heartbeat < DEAD_WORKER_VISIBLE_S
+    ]
+    workers.sort(key=lambda w: (w.state.gone, w.name, w.id))
+    return workers
+
+
+class WatchApi:
+    _loop: MasterLoop
+    _state: ClusterState
+    history: History
+    watch_hub: WatchHub
+
+    async def Watch(
+        self, request: pb.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchEvent]:
+        kinds = frozenset(request.kinds) or KINDS
+        if not kinds <= KINDS or len(request.run_id) > 256 or not 0 <= request.recent_runs <= MAX_RECENT_RUNS:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"watch kinds are {', '.join(sorted(KINDS))}; recent_runs 0-{MAX_RECENT_RUNS}; a run id of at most 256 characters",
+            )
+        try:
+            with self.watch_hub.watching(kinds, request.run_id) as watcher:
+                yield self._snapshot(kinds, request.run_id, request.recent_runs or 20)
+                async for _ in pending_events(watcher):
+                    event = self._changes(*watcher.take())
+                    if event is not None:
+                        yield event
+        except TooManyWatchers as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+
+    def _snapshot(self, kinds: frozenset[str], run_id: str, recent: int) -> pb.WatchEvent:
+        event = pb.WatchEvent(snapshot=True, at=self._loop.clock())
+        state = self._state
+        if run_id:
+            run = self.history.find(run_id)
+            if run is not None:
+                if "runs" in kinds:
+                    event.runs.append(run_to_pb(state, run, with_jobs=False))
+                if "jobs" in kinds:
+                    if len(run.jobs) > MAX_PENDING:
+                        event.resync = True
+                    else:
+                        event.jobs.extend(job_to_pb(state, job) for job in run.jobs.values())
+        elif "runs" in kinds:
+            live = sorted(
+                (r for r in state.runs.values() if r.state is RunState.RUNNING), key=lambda r: -r.seq
+            )
+            finished = itertools.islice(
+                self.history.runs(RunQuery(states=frozenset(FINISHED_STATES), limit=recent)), recent
+            )
+            event.runs.extend(run_to_pb(state, r, with_jobs=False) for r in (*live, *finished))
+        if "workers" in kinds:
+            event.workers.extend(worker_to_pb(w) for w in visible_workers(state, self._loop.clock()))
+        return event
+
+    def _changes(
+        self, run_ids: set[str], job_keys: set[tuple[str, str]], workers: bool, resync: bool
+    ) -> pb.WatchEvent | None:
+        if not (run_ids or job_keys or workers or resync):
+            return None
+        state = self._state
+        event = pb.WatchEvent(at=self._loop.clock(), resync=resync)
+        runs: dict[str, Run | None] = {
+            run_id: self.history.find(run_id) for run_id in run_ids | {r for r, _ in job_keys}
+        }
+        for run_id in run_ids:
+            run = runs[run_id]
+            if run is not None:
+                event.runs.append(run_to_pb(state, run, with_jobs=False))
+        for run_id, job_id in job_keys:
+            run = runs[run_id]
+            job = run.jobs.get(job_id) if run is not None else None
+            if job is not None:
+                event.jobs.append(job_to_pb(state, job))
+        if workers:
+            event.workers.extend(worker_to_pb(w) for w in visible_workers(state, self._loop.clock()))
+        return event
