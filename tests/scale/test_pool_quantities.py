@@ -71,8 +71,13 @@ def test_a_job_asking_for_a_gpu_starts_a_worker_with_gpus_and_runs_on_its_device
     assert "pool cpu: its workers will have 0 GPUs, not 4" in unserved.message
     notes = {p.name: p.note for p in client.autoscaler_status().pools}
     assert "its workers will have 2 GPUs, not 4" in notes["gpu"], notes
+    status = client.autoscaler_status()
+    assert any("4 GPUs, which no pool gives" in r for r in status.unserved_reasons), status
+    offers = {p.name: (p.cpus, p.memory, p.gpus, p.declares_gpus) for p in status.pools}
+    assert offers["gpu"][2:] == (["0", "1"], True), offers
     text = cluster.cli("autoscaler", "status")
-    assert "jobs needing no tags wait for what no pool gives" in text.stderr, text.stderr
+    assert "no pool serves: 1 job(s) need no tags and 4 GPUs, which no pool gives" in text.stderr, text.stderr
+    assert "GPUs 0,1" in text.stdout, text.stdout
     assert client.get_job(big).state == "READY"
     assert [e.pool for e in events(client, "launch")] == ["gpu"]
 

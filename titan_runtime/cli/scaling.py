@@ -26,6 +26,7 @@ from titan_runtime.cli.options import (
     tls_options,
 )
 from titan_runtime.cli.output import fmt_time, print_table
+from titan_runtime.client.autoscaler import PoolRecord
 from titan_runtime.client.sync import TitanClient
 
 
@@ -57,6 +58,7 @@ def autoscaler_status(client: TitanClient, as_json: bool) -> None:
                 p.name,
                 p.provider,
                 ",".join(p.tags) or "-",
+                _offers(p),
                 f"{p.min}-{p.max}",
                 str(p.workers),
                 str(p.launching),
@@ -71,6 +73,7 @@ def autoscaler_status(client: TitanClient, as_json: bool) -> None:
             "POOL",
             "PROVIDER",
             "TAGS",
+            "OFFERS",
             "MIN-MAX",
             "WORKERS",
             "STARTING",
@@ -81,13 +84,14 @@ def autoscaler_status(client: TitanClient, as_json: bool) -> None:
         ],
         rows,
     )
-    for tags in record.unserved:
-        wanted = f"tags {{{', '.join(tags)}}}" if tags else "no tags"
-        click.echo(
-            f"jobs needing {wanted} wait for what no pool gives (tags, slots, cpus, memory or gpus): "
-            "see NOTE and `titan-runtime autoscaler events`",
-            err=True,
-        )
+    for reason in record.unserved_reasons:
+        click.echo(f"no pool serves: {reason}", err=True)
+
+
+def _offers(pool: PoolRecord) -> str:
+    """What each worker of the pool will offer: "8 CPUs, 16 GiB, GPUs 0,1"; ? where undeclared."""
+    gpus = ("GPUs " + ",".join(pool.gpus) if pool.gpus else "no GPUs") if pool.declares_gpus else "GPUs ?"
+    return f"{pool.cpus or '?'} CPUs, {pool.memory or '? memory'}, {gpus}"
 
 
 @autoscaler.command("events")

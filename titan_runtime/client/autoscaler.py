@@ -26,6 +26,10 @@ class PoolRecord(Record):
     failures: int  # failed launches in a row
     backoff_until: float
     note: str  # why it cannot grow right now
+    cpus: str = ""  # what each of its workers will offer ("": not declared)
+    memory: str = ""
+    gpus: list[str] = field(default_factory=list)
+    declares_gpus: bool = False  # False: gpus unknown (the pool serves no job asking for one)
 
 
 @dataclass
@@ -34,6 +38,7 @@ class AutoscalerStatusRecord(Record):
     interval: float = 0.0
     pools: list[PoolRecord] = field(default_factory=list)
     unserved: list[list[str]] = field(default_factory=list)  # tag sets no pool serves
+    unserved_reasons: list[str] = field(default_factory=list)  # for each kind of job no pool takes, why
 
     @classmethod
     def from_pb(cls, s: pb.AutoscalerStatus) -> AutoscalerStatusRecord:

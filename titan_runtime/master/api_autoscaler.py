@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from titan_runtime.core.resources import format_memory
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.wire import to_message
 
@@ -24,8 +25,21 @@ class AutoscalerApi:
             return pb.AutoscalerStatus(enabled=False)
         answer = pb.AutoscalerStatus(enabled=True, interval=scaler.interval)
         for status in scaler.core.status():
-            answer.pools.append(to_message(pb.PoolStatus, status.spec, status, waiting_jobs=status.waiting))
+            spec = status.spec
+            answer.pools.append(
+                to_message(
+                    pb.PoolStatus,
+                    spec,
+                    status,
+                    waiting_jobs=status.waiting,
+                    cpus="" if spec.cpus is None else str(spec.cpus),
+                    memory="" if spec.memory_mb is None else format_memory(spec.memory_mb),
+                    gpus=list(spec.gpus or ()),
+                    declares_gpus=spec.gpus is not None,
+                )
+            )
         answer.unserved.extend(pb.TagSet(tags=sorted(tags)) for tags in scaler.core.unserved)
+        answer.unserved_reasons.extend(scaler.core.unserved_reasons)
         return answer
 
     async def ListAutoscalerEvents(

@@ -796,7 +796,7 @@ class DrainRequest(_message.Message):
     def __init__(self, worker: _Optional[str] = ..., deadline: _Optional[float] = ...) -> None: ...
 
 class PoolStatus(_message.Message):
-    __slots__ = ("name", "provider", "tags", "slots", "min", "max", "idle_timeout", "workers", "launching", "draining", "waiting_jobs", "failures", "backoff_until", "note")
+    __slots__ = ("name", "provider", "tags", "slots", "min", "max", "idle_timeout", "workers", "launching", "draining", "waiting_jobs", "failures", "backoff_until", "note", "cpus", "memory", "gpus", "declares_gpus")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
@@ -811,6 +811,10 @@ class PoolStatus(_message.Message):
     FAILURES_FIELD_NUMBER: _ClassVar[int]
     BACKOFF_UNTIL_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    DECLARES_GPUS_FIELD_NUMBER: _ClassVar[int]
     name: str
     provider: str
     tags: _containers.RepeatedScalarFieldContainer[str]
@@ -825,19 +829,25 @@ class PoolStatus(_message.Message):
     failures: int
     backoff_until: float
     note: str
-    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., idle_timeout: _Optional[float] = ..., workers: _Optional[int] = ..., launching: _Optional[int] = ..., draining: _Optional[int] = ..., waiting_jobs: _Optional[int] = ..., failures: _Optional[int] = ..., backoff_until: _Optional[float] = ..., note: _Optional[str] = ...) -> None: ...
+    cpus: str
+    memory: str
+    gpus: _containers.RepeatedScalarFieldContainer[str]
+    declares_gpus: bool
+    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., idle_timeout: _Optional[float] = ..., workers: _Optional[int] = ..., launching: _Optional[int] = ..., draining: _Optional[int] = ..., waiting_jobs: _Optional[int] = ..., failures: _Optional[int] = ..., backoff_until: _Optional[float] = ..., note: _Optional[str] = ..., cpus: _Optional[str] = ..., memory: _Optional[str] = ..., gpus: _Optional[_Iterable[str]] = ..., declares_gpus: bool = ...) -> None: ...
 
 class AutoscalerStatus(_message.Message):
-    __slots__ = ("enabled", "interval", "pools", "unserved")
+    __slots__ = ("enabled", "interval", "pools", "unserved", "unserved_reasons")
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     POOLS_FIELD_NUMBER: _ClassVar[int]
     UNSERVED_FIELD_NUMBER: _ClassVar[int]
+    UNSERVED_REASONS_FIELD_NUMBER: _ClassVar[int]
     enabled: bool
     interval: float
     pools: _containers.RepeatedCompositeFieldContainer[PoolStatus]
     unserved: _containers.RepeatedCompositeFieldContainer[TagSet]
-    def __init__(self, enabled: bool = ..., interval: _Optional[float] = ..., pools: _Optional[_Iterable[_Union[PoolStatus, _Mapping]]] = ..., unserved: _Optional[_Iterable[_Union[TagSet, _Mapping]]] = ...) -> None: ...
+    unserved_reasons: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, enabled: bool = ..., interval: _Optional[float] = ..., pools: _Optional[_Iterable[_Union[PoolStatus, _Mapping]]] = ..., unserved: _Optional[_Iterable[_Union[TagSet, _Mapping]]] = ..., unserved_reasons: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AutoscalerEvent(_message.Message):
     __slots__ = ("at", "pool", "kind", "message", "launch_id", "worker")
