@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from titan_airflow.hooks import DEFAULT_CONN_ID, TitanHook
 from titan_airflow.output import LogCursor
 from titan_airflow.triggers import TitanJobTrigger
 from titan_runtime import JobRecord, LogLine, TitanClient, TitanJob
+from titan_runtime.client import parse_resources
 
 XCOM_REF_KEY = "titan_ref"
 
@@ -36,6 +37,34 @@ def _seconds(value: float | timedelta | None, what: str) -> float | None:
     return float(seconds)
 
 
+def _templated(value: Any) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+def _resources(value: Any, what: str, rendered: bool) -> dict[str, Any] | None:
+    """The job's `resources` from {"cpus": 2, "memory": "8G", "gpus": 1}, checked by the SDK's
+    own parser (so the operator refuses exactly what a TitanJob would, but when the DAG file is
+    parsed), in the parsed form: the same try always submits the same spec.
+
+    A value still holding a Jinja template ("{{ params.gpus }}") is checked once rendered; until
+    then only its key is (`rendered` False): the operator is built before anything is rendered.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TitanConfigError(
+            f"{what}: titan_resources must be a dict such as {{'cpus': 2, 'memory': '8G', 'gpus': 1}}, "
+            f"not {value!r}"
+        )
+    concrete = {key: 0 if not rendered and _templated(amount) else amount for key, amount in value.items()}
+    try:
+        cpus, memory_mb, gpus = parse_resources(concrete, f"{what}: titan_resources: ")
+    except ValueError as exc:
+        raise TitanConfigError(str(exc)) from None
+    asked = {"cpus": cpus, "memory_mb": memory_mb, "gpus": gpus}
+    return {key: amount for key, amount in asked.items() if amount} or None
+
+
 class TitanOperator(BaseOperator):
     """Run `script` (a file, shipped to the worker) or `command` (argv run on the worker) on Titan.
 
@@ -45,6 +74,12 @@ class TitanOperator(BaseOperator):
         running one). "{python}" stands for the worker's Python interpreter.
     :param args: arguments after the script or command (a list, or a string split like a shell would).
     :param requirement: worker tag the job needs ("GENERAL": any worker).
+    :param titan_resources: what the job holds on its worker while it runs, as a TitanJob's
+        `resources`: {"cpus": 2, "memory": "8G", "gpus": 1} ("memory_mb": N is the older spelling
+        of memory). Titan places it only where all of it fits; a GPU job sees its devices in
+        CUDA_VISIBLE_DEVICES. Checked when the DAG is parsed (templated values once rendered).
+        Not named `resources`: that is BaseOperator's own (Airflow's description of the task
+        process's needs), which Airflow neither lets an operator template nor reads as Titan's.
     :param priority: higher runs first among jobs waiting for the same workers.
     :param env: extra environment variables for the remote process. AIRFLOW_CTX_DAG_ID,
         AIRFLOW_CTX_TASK_ID, AIRFLOW_CTX_DAG_RUN_ID and AIRFLOW_CTX_TRY_NUMBER are always set.
@@ -61,8 +96,16 @@ class TitanOperator(BaseOperator):
     the key "titan_ref" holds the Titan job reference (`titan-runtime logs REF`).
     """
 
-    template_fields: Sequence[str] = ("script", "command", "args", "env", "requirement", "project_dir")
-    template_fields_renderers = {"env": "json", "command": "py", "args": "py"}
+    template_fields: Sequence[str] = (
+        "script",
+        "command",
+        "args",
+        "env",
+        "requirement",
+        "titan_resources",
+        "project_dir",
+    )
+    template_fields_renderers = {"env": "json", "command": "py", "args": "py", "titan_resources": "json"}
     ui_color = "#d8e7f8"
 
     def __init__(
@@ -72,6 +115,7 @@ class TitanOperator(BaseOperator):
         command: str | Sequence[str] | None = None,
         args: str | Sequence[Any] | None = None,
         requirement: str = "GENERAL",
+        titan_resources: dict[str, Any] | None = None,
         priority: int = 1,
         env: dict[str, Any] | None = None,
         timeout: float | timedelta | None = None,
@@ -81,6 +125,14 @@ class TitanOperator(BaseOperator):
         log_tail_lines: int = 30,
         **kwargs: Any,
     ) -> None:
+        if kwargs.get("resources") is not None:
+            # BaseOperator's own (only an explicit one reaches here, not default_args'): Titan would
+            # never see it, and a job meant to get a GPU would silently run without one.
+            raise TitanConfigError(
+                f"task {kwargs.get('task_id')}: resources= is Airflow's own BaseOperator argument, "
+                "which Titan never sees; ask Titan with titan_resources={'cpus': 2, 'memory': '8G', "
+                "'gpus': 1}"
+            )
         super().__init__(**kwargs)
         if (script is None) == (command is None):
             raise TitanConfigError(
@@ -93,7 +145,9 @@ class TitanOperator(BaseOperator):
         self.script = script
         self.command = command
         self.args = args
+        _resources(titan_resources, f"task {self.task_id}", rendered=False)
         self.requirement = requirement
+        self.titan_resources = titan_resources
         self.priority = priority
         self.env = env
         self.timeout = _seconds(timeout, f"task {self.task_id}: timeout")
@@ -151,6 +205,7 @@ class TitanOperator(BaseOperator):
             args=args,
             priority=self.priority,
             requirement=self.requirement or "GENERAL",
+            resources=_resources(self.titan_resources, f"task {self.task_id}", rendered=True),
             env=env,
             timeout=self.timeout,
         )

@@ -16,7 +16,8 @@ and, in the run config or the launchpad::
         env: {MY_SETTING: "1"}
 
 Op tags refine it per step: `titan/requirement` (added tags), `titan/priority`, `titan/timeout`
-(seconds) and `titan/resources` (`{"slots": 2}`).
+(seconds) and `titan/resources` (`{"slots": 2, "cpus": 2, "memory": "8G", "gpus": 1}` or
+`slots=2,cpus=2,memory=8G,gpus=1`: what the step holds on its worker).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from dagster import (
@@ -42,7 +43,14 @@ from dagster_pipes import PIPES_PROTOCOL_VERSION_FIELD, PipesDefaultMessageWrite
 from titan_dagster import naming, remote
 from titan_dagster._compat import DagsterExecutionInterruptedError, DagsterPipesExecutionError
 from titan_dagster.errors import TitanConfigError
-from titan_dagster.placement import Placement, parse_env, parse_priority, parse_requirement, parse_timeout
+from titan_dagster.placement import (
+    Placement,
+    parse_env,
+    parse_priority,
+    parse_requirement,
+    parse_resources,
+    parse_timeout,
+)
 from titan_runtime import TitanClient, TitanError
 
 #: A Pipes message longer than this is given up on (Titan splits lines over 64 KiB; we rejoin them).
@@ -160,6 +168,9 @@ class PipesTitanClient(PipesClient):
         env: environment variables for every job this client starts.
         requirement: worker tag(s) the jobs need ("GPU", "GPU,cuda12").
         priority, timeout: Titan priority and timeout in seconds (None: no timeout).
+        resources: what each job holds on its worker, as the `titan/resources` op tag takes it:
+            {"slots": 2, "cpus": 2, "memory": "8G", "gpus": 1} or "cpus=2,memory=8G,gpus=1"
+            (a GPU job sees its devices in CUDA_VISIBLE_DEVICES).
         context_injector: how the Pipes context reaches the job (default: environment variables).
         forward_stdio: print the job's non-Pipes output in this process (so it is in the step's logs).
     """
@@ -174,6 +185,7 @@ class PipesTitanClient(PipesClient):
         requirement: str | Sequence[str] | None = None,
         priority: int = 1,
         timeout: float | None = None,
+        resources: str | Mapping[str, Any] | None = None,
         context_injector: PipesContextInjector | None = None,
         forward_stdio: bool = True,
         cancel_timeout: float = 60.0,
@@ -187,7 +199,7 @@ class PipesTitanClient(PipesClient):
             requirement=parse_requirement(requirement, f"{where}, requirement"),
             priority=parse_priority(priority, f"{where}, priority"),
             timeout=parse_timeout(timeout, f"{where}, timeout"),
-        )
+        ).with_resources(parse_resources(resources, f"{where}, resources"))
         self.context_injector = context_injector or PipesEnvContextInjector()
         self.forward_stdio = forward_stdio
         self.cancel_timeout = cancel_timeout
@@ -216,10 +228,12 @@ class PipesTitanClient(PipesClient):
         requirement: str | Sequence[str] | None = None,
         priority: int | None = None,
         timeout: float | None = None,
+        resources: str | Mapping[str, Any] | None = None,
         name: str | None = None,
     ) -> PipesClientCompletedInvocation:
         """Run `command` (a list; "{python}" is the worker's interpreter) or `script` (a local file,
-        uploaded to Titan) on a worker, and return what it reported through Pipes.
+        uploaded to Titan) on a worker, and return what it reported through Pipes. `requirement`
+        adds worker tags to the client's; `priority`, `timeout` and `resources` replace its own.
 
         Raises DagsterPipesExecutionError when the Titan job does not succeed (its message holds the
         job's state, reason and the tail of its output). Returns only when the job ended.
@@ -228,7 +242,7 @@ class PipesTitanClient(PipesClient):
             raise TitanConfigError(
                 "PipesTitanClient.run: give either command=[...] or script='path.py', not both"
             )
-        placement = self._placement(requirement, priority, timeout)
+        placement = self._placement(requirement, priority, timeout, resources)
         reader = PipesTitanLogsMessageReader(forward_stdio=self.forward_stdio)
         with open_pipes_session(
             context=context, context_injector=self.context_injector, message_reader=reader, extras=extras
@@ -248,25 +262,19 @@ class PipesTitanClient(PipesClient):
 
     # ------------------------------------------------------------------ helpers
 
-    def _placement(self, requirement: Any, priority: Any, timeout: Any) -> Placement:
+    def _placement(self, requirement: Any, priority: Any, timeout: Any, resources: Any) -> Placement:
         where = "PipesTitanClient.run"
         placement = self.placement
         if requirement is not None:
             extra = parse_requirement(requirement, f"{where}, requirement")
-            placement = Placement(
-                requirement=placement.requirement + tuple(t for t in extra if t not in placement.requirement),
-                priority=placement.priority,
-                timeout=placement.timeout,
-                slots=placement.slots,
-            )
+            merged = placement.requirement + tuple(t for t in extra if t not in placement.requirement)
+            placement = replace(placement, requirement=merged)
         if priority is not None:
-            placement = Placement(
-                placement.requirement, parse_priority(priority, where), placement.timeout, placement.slots
-            )
+            placement = replace(placement, priority=parse_priority(priority, where))
         if timeout is not None:
-            placement = Placement(
-                placement.requirement, placement.priority, parse_timeout(timeout, where), placement.slots
-            )
+            placement = replace(placement, timeout=parse_timeout(timeout, where))
+        if resources is not None:
+            placement = placement.with_resources(parse_resources(resources, f"{where}, resources"))
         return placement
 
     def _submit(

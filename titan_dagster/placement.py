@@ -14,6 +14,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from titan_dagster.errors import TitanConfigError
+from titan_runtime.client import RESOURCE_KEYS as QUANTITY_KEYS
+from titan_runtime.client import format_memory
+from titan_runtime.client import parse_resources as parse_quantities
 
 TAG_REQUIREMENT = "titan/requirement"
 TAG_PRIORITY = "titan/priority"
@@ -22,18 +25,66 @@ TAG_RESOURCES = "titan/resources"
 
 #: Titan's worker tag rule (titan_runtime.core.model.TAG_PATTERN), restated: the client is all we may import.
 WORKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,63}\Z")
-#: What `titan/resources` may ask for. Titan places work by slots today; cpus/memory/gpus are not scheduled yet.
-RESOURCE_KEYS = ("slots",)
+#: What `titan/resources` may ask for: slots, and the quantities Titan's SDK takes as a job's
+#: `resources` (cpus, memory or memory_mb, gpus), checked by the SDK's own parser.
+RESOURCE_KEYS = ("slots", *QUANTITY_KEYS)
 
 
 @dataclass(frozen=True)
 class Placement:
-    """What Titan needs to place one job: worker tags it requires, priority, timeout, slots."""
+    """What Titan needs to place one job: worker tags it requires, priority, timeout, slots, and
+    the CPUs, memory (MiB) and GPUs it holds on its worker while it runs (0: not asked for)."""
 
     requirement: tuple[str, ...] = ()
     priority: int = 1
     timeout: float | None = None
     slots: int = 1
+    cpus: float = 0.0
+    memory_mb: int = 0
+    gpus: int = 0
+
+    def resources(self) -> dict[str, Any] | None:
+        """The TitanJob's `resources`: only the quantities asked for, in their parsed form, so that
+        the same step always gives the same job spec (a relaunch is recognised by its spec)."""
+        asked: dict[str, Any] = {}
+        if self.cpus:
+            asked["cpus"] = self.cpus
+        if self.memory_mb:
+            asked["memory_mb"] = self.memory_mb
+        if self.gpus:
+            asked["gpus"] = self.gpus
+        return asked or None
+
+    def describe_resources(self) -> str:
+        """What the job holds on its worker, as people write it: "2 slots, 8 GiB of memory, 1 GPU"."""
+        parts = [f"{self.slots} slot{'' if self.slots == 1 else 's'}"]
+        if self.cpus:
+            parts.append(f"{self.cpus:g} CPU{'' if self.cpus == 1 else 's'}")
+        if self.memory_mb:
+            parts.append(f"{format_memory(self.memory_mb)} of memory")
+        if self.gpus:
+            parts.append(f"{self.gpus} GPU{'' if self.gpus == 1 else 's'}")
+        return ", ".join(parts)
+
+    def with_resources(self, resources: Resources) -> Placement:
+        """This placement asking for `resources` instead (a tag replaces slots and quantities whole)."""
+        return replace(
+            self,
+            slots=resources.slots,
+            cpus=resources.cpus,
+            memory_mb=resources.memory_mb,
+            gpus=resources.gpus,
+        )
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What `titan/resources` (or a `resources=` argument) asks for: slots and quantities."""
+
+    slots: int = 1
+    cpus: float = 0.0
+    memory_mb: int = 0
+    gpus: int = 0
 
 
 def parse_requirement(value: Any, where: str) -> tuple[str, ...]:
@@ -89,10 +140,17 @@ def parse_timeout(value: Any, where: str) -> float | None:
     return seconds or None
 
 
-def parse_resources(value: Any, where: str) -> int:
-    """Slots from '{"slots": 2}', 'slots=2' or a mapping."""
+def parse_resources(value: Any, where: str) -> Resources:
+    """Slots and quantities from '{"slots": 2, "cpus": 2, "memory": "8G", "gpus": 1}',
+    'slots=2,cpus=2,memory=8G,gpus=1' or a mapping.
+
+    Slots are checked here; cpus, memory and gpus by the SDK's parser, so that a tag is refused
+    exactly when a TitanJob's `resources` would be, but when the step is launched, naming it,
+    rather than as a gRPC error from the master.
+    """
     if value is None or value == "":
-        return 1
+        return Resources()
+    example = "'{\"slots\": 2, \"gpus\": 1}' or 'slots=2,gpus=1'"
     data: Any = value
     if isinstance(value, str):
         text = value.strip()
@@ -105,31 +163,38 @@ def parse_resources(value: Any, where: str) -> int:
             data = {}
             for part in filter(None, (p.strip() for p in text.split(","))):
                 key, sep, amount = part.partition("=")
-                if not sep:
-                    raise TitanConfigError(
-                        f"{where}: resources must look like 'slots=2' or '{{\"slots\": 2}}', not {value!r}"
-                    )
-                data[key.strip()] = amount.strip()
+                key, amount = key.strip(), amount.strip()
+                if not sep or not key:
+                    raise TitanConfigError(f"{where}: resources must look like {example}, not {value!r}")
+                if key in data:
+                    raise TitanConfigError(f"{where}: resources {value!r} gives {key} twice")
+                # "512" is a whole number here as in JSON (memory_mb takes whole numbers only).
+                data[key] = int(amount) if amount.isascii() and amount.isdigit() else amount
     if not isinstance(data, Mapping):
-        raise TitanConfigError(f"{where}: resources must be a mapping such as {{'slots': 2}}, not {value!r}")
-    unknown = sorted(set(data) - set(RESOURCE_KEYS))
+        raise TitanConfigError(f"{where}: resources must be a mapping such as {example}, not {value!r}")
+    unknown = sorted(str(key) for key in data if key not in RESOURCE_KEYS)
     if unknown:
         raise TitanConfigError(
-            f"{where}: unknown resource(s) {unknown}; Titan schedules by {', '.join(RESOURCE_KEYS)} "
-            "(route to special hardware with titan/requirement instead, e.g. 'GPU')"
+            f"{where}: unknown resource(s) {unknown}; resources are slots, cpus, memory "
+            "(or memory_mb) and gpus (route to other hardware with titan/requirement, e.g. 'GPU')"
         )
     raw = data.get("slots", 1)
     try:
-        slots = int(str(raw))
+        slots = int(str(raw)) if not isinstance(raw, bool) else 0
     except ValueError:
         slots = 0
     if slots < 1:
         raise TitanConfigError(f"{where}: slots must be a whole number of at least 1, not {raw!r}")
-    return slots
+    try:
+        cpus, memory_mb, gpus = parse_quantities({k: v for k, v in data.items() if k != "slots"})
+    except ValueError as exc:
+        raise TitanConfigError(f"{where}: {exc}") from None
+    return Resources(slots=slots, cpus=cpus, memory_mb=memory_mb, gpus=gpus)
 
 
 def placement_for_step(step_key: str, tags: Mapping[str, Any], defaults: Placement) -> Placement:
-    """The executor's defaults overridden (priority, timeout, slots) or extended (requirement) by op tags.
+    """The executor's defaults overridden (priority, timeout, slots and quantities) or extended
+    (requirement) by op tags.
 
     Requirements add up: the executor's requirement is what every step needs (for example the tag of
     workers that have your code installed), a step's `titan/requirement` adds what it alone needs.
@@ -149,8 +214,8 @@ def placement_for_step(step_key: str, tags: Mapping[str, Any], defaults: Placeme
             placement, timeout=parse_timeout(tags[TAG_TIMEOUT], f"{where}, tag {TAG_TIMEOUT}")
         )
     if TAG_RESOURCES in tags:
-        placement = replace(
-            placement, slots=parse_resources(tags[TAG_RESOURCES], f"{where}, tag {TAG_RESOURCES}")
+        placement = placement.with_resources(
+            parse_resources(tags[TAG_RESOURCES], f"{where}, tag {TAG_RESOURCES}")
         )
     return placement
 

@@ -74,6 +74,7 @@ def submit(
         priority=placement.priority,
         timeout=placement.timeout,
         slots=placement.slots,
+        resources=placement.resources(),
         # Dagster owns retries: a failed or lost attempt is reported to Dagster, whose retry
         # policy decides, and a retry is a new Titan run. Titan only re-places an attempt
         # that never started (its worker vanished before it could).

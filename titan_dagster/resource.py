@@ -15,6 +15,7 @@ the KV store, logs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -45,9 +46,10 @@ class TitanResource(ConfigurableResource):
         requirement: str | Sequence[str] | None = None,
         priority: int = 1,
         timeout: float | None = None,
+        resources: str | Mapping[str, Any] | None = None,
         forward_stdio: bool = True,
     ) -> PipesTitanClient:
-        """A PipesTitanClient talking to this master."""
+        """A PipesTitanClient talking to this master (`resources` as the `titan/resources` tag takes it)."""
         return PipesTitanClient(
             self.address,
             self.token,
@@ -55,5 +57,6 @@ class TitanResource(ConfigurableResource):
             requirement=requirement,
             priority=priority,
             timeout=timeout,
+            resources=resources,
             forward_stdio=forward_stdio,
         )

@@ -10,7 +10,7 @@ having reported, and stop it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,8 @@ from titan_dagster import naming, remote
 from titan_dagster._compat import CheckStepHealthResult, EngineEventData, StepHandler, StepHandlerContext
 from titan_dagster.compute_logs import CAPTURE_ENV, CAPTURE_TITAN
 from titan_dagster.placement import Placement, placement_for_step
-from titan_runtime import JobNotFound, TitanClient, TitanError
+from titan_runtime import JobNotFound, TitanClient, TitanError, WorkerRecord
+from titan_runtime.client import format_memory
 
 #: The step process; its arguments travel in the environment (DAGSTER_COMPRESSED_EXECUTE_STEP_ARGS),
 #: and "{python}" is the worker's own interpreter (`dagster` on PATH may be another environment's).
@@ -145,6 +146,7 @@ class TitanStepHandler(StepHandler):
                 "Titan master": MetadataValue.text(self.client.address),
                 "Worker tags required": MetadataValue.text(", ".join(placement.requirement) or "none"),
                 "Priority": MetadataValue.int(placement.priority),
+                "Resources held": MetadataValue.text(placement.describe_resources()),
                 "Logs": MetadataValue.text(f"titan-runtime logs {submission.ref} --follow"),
             },
         )
@@ -263,18 +265,78 @@ class TitanStepHandler(StepHandler):
         return cancelled
 
     def _nobody_can_run(self, placement: Placement) -> str:
-        """A warning when no connected worker has the tags (the step then waits in Titan's queue)."""
-        needed = set(placement.requirement)
+        """A warning when no connected worker could ever run the step (it then waits in Titan's queue)."""
         try:
             workers = [w for w in self.client.list_workers() if w.state == "ALIVE"]
         except Exception:  # the launch already succeeded; this is advice only
             return ""
-        if any(needed <= set(w.tags) and w.slots >= placement.slots for w in workers):
-            return ""
-        wanted = f"tags {sorted(needed)}" if needed else "any tags"
-        if placement.slots > 1:
-            wanted += f" and at least {placement.slots} slots"
+        return why_unplaceable(placement, workers)
+
+
+def _plural(amount: float, unit: str) -> str:
+    return f"{amount:g} {unit}{'' if amount == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class _Quantity:
+    """One thing a step may ask for and a worker offers, as Titan's placement counts it."""
+
+    name: str
+    asked: Callable[[Placement], float]
+    offered: Callable[[WorkerRecord], float]  # by an idle worker
+    show: Callable[[float], str]
+    flag: str  # the `titan-runtime worker` option that sets it
+
+
+_QUANTITIES = (
+    # One slot every worker has: only more is worth a word.
+    _Quantity(
+        "slots",
+        lambda p: p.slots if p.slots > 1 else 0,
+        lambda w: w.slots,
+        lambda n: _plural(n, "slot"),
+        "--slots",
+    ),
+    _Quantity("CPUs", lambda p: p.cpus, lambda w: w.cpu_count, lambda n: _plural(n, "CPU"), "--cpus"),
+    _Quantity(
+        "memory",
+        lambda p: p.memory_mb,
+        lambda w: w.memory_bytes >> 20,
+        lambda n: f"{format_memory(int(n))} of memory",
+        "--memory",
+    ),
+    _Quantity("GPUs", lambda p: p.gpus, lambda w: len(w.gpus), lambda n: _plural(n, "GPU"), "--gpus"),
+)
+
+
+def why_unplaceable(placement: Placement, workers: Sequence[WorkerRecord]) -> str:
+    """Why none of `workers` (the connected ones) could ever run a job placed so, or "" if one could.
+
+    It names the first thing nobody has: the worker tags, then each quantity on its own (a
+    worker's slots, cpu_count, memory_bytes and number of GPUs, counted as Titan's placement
+    counts them on an idle worker), then all of them together on one worker. The step is not
+    failed for it: a worker that has them may yet connect, and Titan keeps the step queued.
+    """
+    needed = set(placement.requirement)
+    tagged = [w for w in workers if needed <= set(w.tags)]
+    tags = f"tags {sorted(needed)}" if needed else "any tags"
+    waits = "the step waits in Titan's queue until one connects"
+    if not tagged:
         return (
-            f"No connected Titan worker has {wanted}; the step waits in Titan's queue until one "
-            f"connects (start one with `titan-runtime worker --tags {','.join(sorted(needed)) or '...'}`)."
+            f"No connected Titan worker has {tags}; {waits} (start one with "
+            f"`titan-runtime worker --tags {','.join(sorted(needed)) or '...'}`)."
         )
+    among = f" with {tags}" if needed else ""
+    asked = [(q, q.asked(placement)) for q in _QUANTITIES if q.asked(placement)]
+    for quantity, amount in asked:
+        most = max(quantity.offered(w) for w in tagged)
+        if most < amount:
+            return (
+                f"No connected Titan worker{among} has at least {quantity.show(amount)} (the most any has: "
+                f"{quantity.show(most)}); {waits} (a worker offers {quantity.name} with "
+                f"`titan-runtime worker {quantity.flag} ...`)."
+            )
+    if not any(all(q.offered(w) >= amount for q, amount in asked) for w in tagged):
+        wanted = ", ".join(q.show(amount) for q, amount in asked)
+        return f"No connected Titan worker{among} has {wanted} at once; {waits}."
+    return ""

@@ -72,10 +72,10 @@ def test_op_tags_refine_the_executor_defaults() -> None:
         ({"titan/timeout": "10m"}, "timeout must be a number of seconds"),
         ({"titan/timeout": "-1"}, "timeout must be a number of seconds"),
         ({"titan/requirement": "gpu card"}, "'gpu card' is not a valid Titan worker tag"),
-        ({"titan/resources": '{"gpus": 1}'}, "unknown resource(s) ['gpus']"),
+        ({"titan/resources": '{"tpus": 1}'}, "unknown resource(s) ['tpus']"),
         ({"titan/resources": '{"slots": 0}'}, "slots must be a whole number of at least 1"),
         ({"titan/resources": "{slots: 2"}, "is not valid JSON"),
-        ({"titan/resources": "two slots"}, "resources must look like 'slots=2'"),
+        ({"titan/resources": "two slots"}, "resources must look like"),
     ],
 )
 def test_bad_op_tags_say_which_step_tag_and_value(tags: dict[str, str], expected: str) -> None:
