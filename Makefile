@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXTRAS ?= dev,dagster,airflow,mcp
+EXTRAS ?= dev,dagster,airflow,mcp,dashboard
 
 .PHONY: demo test lint proto bench clean venv
 

@@ -29,7 +29,7 @@ COMMANDS = {
     "agent-runs": "runs:agent_runs", "schedule": "runs:schedule", "dags": "runs:dags",
     "services": "services:services", "service": "services:service", "kv": "kv:kv",
     "autoscaler": "scaling:autoscaler", "ssh": "scaling:ssh", "certs": "tls:certs", "audit": "audit:audit",
-    "secret": "secrets:secret", "token": "tokens:token", "mcp": "mcp:mcp",
+    "secret": "secrets:secret", "token": "tokens:token", "mcp": "mcp:mcp", "dashboard": "dashboard:dashboard",
 }  # fmt: skip
 
 
