@@ -22,9 +22,13 @@ HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 
-TERMINAL_JOB_STATES = ("SUCCEEDED", "FAILED", "CANCELLED", "UPSTREAM_FAILED", "SKIPPED")
+#: Jobs that will not change again (a stopped service among them).
+TERMINAL_JOB_STATES = ("SUCCEEDED", "FAILED", "CANCELLED", "UPSTREAM_FAILED", "SKIPPED", "STOPPED")
 RUN_STATES = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
-JOB_STATES = ("PENDING", "READY", "ASSIGNED", "RUNNING", *TERMINAL_JOB_STATES)
+JOB_STATES = (
+    "PENDING", "READY", "ASSIGNED", "RUNNING", "WAITING_APPROVAL",
+    "STARTING", "HEALTHY", "RESTARTING", *TERMINAL_JOB_STATES,
+)  # fmt: skip
 
 
 def ago(ts: float | None, now: float | None = None) -> str:
@@ -104,12 +108,12 @@ class Renderer:
     def url(self, path: str) -> str:
         return self.root_path + path
 
-    def page(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def page(self, request: Request, template: str, /, status: int = 200, **context: Any) -> HTMLResponse:
         session: Session | None = request.scope.get("titan.session")
         context.setdefault("live", "/live/status")
         return self.templates.TemplateResponse(
             request,
-            name,
+            template,
             {
                 "session": session,
                 "csrf": session.csrf if session else "",
@@ -122,9 +126,9 @@ class Renderer:
             status_code=status,
         )
 
-    def fragment(self, name: str, **context: Any) -> str:
+    def fragment(self, template: str, /, **context: Any) -> str:
         """A template rendered outside any request (a live stream's fragment)."""
-        return self.templates.env.get_template(name).render(now=time.time(), **context)
+        return self.templates.env.get_template(template).render(now=time.time(), **context)
 
     async def error(self, request: Request, status: int, title: str, message: str) -> Response:
         """An error page; for an htmx request, a message for the page's flash area."""

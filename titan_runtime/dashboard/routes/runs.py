@@ -1,3 +1,141 @@
-"""stub"""
+"""Runs: the list (filtered, paged), a run (its DAG, timeline, jobs, cancel), and agent runs."""
 
-routes: list = []
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from titan_runtime.client.records import RunRecord
+from titan_runtime.dashboard.auth import describe
+from titan_runtime.dashboard.feeds import job_json, run_json
+from titan_runtime.dashboard.render import RUN_STATES, TERMINAL_JOB_STATES
+from titan_runtime.dashboard.routes.common import client, dash, done, param, user
+
+PAGE_SIZE = 50
+#: The master lists at most this many runs per call and has no cursor: pages stop here.
+MAX_LISTED = 1000
+#: A run with more jobs than this is shown by its counts and the jobs that move, not as a graph.
+MAX_GRAPH = 1500
+#: Jobs listed for a run too big for a graph.
+MOVING_JOBS = 500
+
+
+def _labels(text: str) -> tuple[dict[str, str], str]:
+    """'k=v, k2=v2' as a dict, and what was wrong with it ('' when nothing)."""
+    labels: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            return {}, f"{pair!r} is not KEY=VALUE"
+        labels[key.strip()] = value.strip()
+    return labels, ""
+
+
+def _pattern(name: str) -> str:
+    """A name filter: a shell pattern as given, or text to find anywhere in the name."""
+    return name if any(c in name for c in "*?[") else f"*{name}*"
+
+
+async def runs_page(request: Request) -> Response:
+    q = request.query_params
+    states = [s for s in q.getlist("state") if s in RUN_STATES]
+    name = q.get("name", "").strip()[:200]
+    label_text = q.get("label", "").strip()[:500]
+    agent = q.get("agent", "").strip()[:256]
+    try:
+        page = max(1, min(int(q.get("page", "1")), MAX_LISTED // PAGE_SIZE))
+    except ValueError:
+        page = 1
+    labels, error = _labels(label_text)
+    found: list[RunRecord] = []
+    if not error:
+        found = await client(request).list_runs(
+            limit=min(MAX_LISTED, page * PAGE_SIZE + 1),
+            agent_run_id=agent or None,
+            states=states,
+            name=_pattern(name) if name else None,
+            labels=labels or None,
+        )
+    filters = [("state", s) for s in states] + [
+        (k, v) for k, v in (("name", name), ("label", label_text), ("agent", agent)) if v
+    ]
+
+    def page_url(n: int) -> str:
+        return "/runs?" + urlencode([*filters, ("page", str(n))])
+
+    return dash(request).renderer.page(
+        request,
+        "runs.html",
+        status=400 if error else 200,
+        nav="runs",
+        runs=found[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
+        states=states,
+        name=name,
+        label=label_text,
+        agent=agent,
+        error=error,
+        page=page,
+        prev_url=page_url(page - 1) if page > 1 else "",
+        next_url=page_url(page + 1)
+        if len(found) > page * PAGE_SIZE and page * PAGE_SIZE < MAX_LISTED
+        else "",
+    )
+
+
+async def run_page(request: Request) -> Response:
+    run_id = param(request, "run_id")
+    c = client(request)
+    head = await c.get_run(run_id, jobs=[], limit=1)  # 404 for a bad id; its counts say how big it is
+    total = sum(head.counts.values())
+    graph = total <= MAX_GRAPH
+    if graph:
+        run = await c.get_run(run_id)
+    else:
+        moving = [s for s in ("RUNNING", "ASSIGNED", "READY", "FAILED", "UPSTREAM_FAILED")]
+        run = await c.get_run(run_id, jobs=moving, limit=MOVING_JOBS)
+    jobs = sorted(run.jobs, key=lambda j: (j.created_at, j.id))
+    data = {"run": run_json(run), "jobs": [job_json(j) for j in jobs], "graph": graph}
+    return dash(request).renderer.page(
+        request,
+        "run.html",
+        nav="runs",
+        live=f"/live/runs/{run.id}" if graph else "/live/status",
+        run=run,
+        jobs=jobs,
+        total=total,
+        graph=graph,
+        data=data,
+        terminal=run.state in ("SUCCEEDED", "FAILED", "CANCELLED"),
+        TERMINAL=TERMINAL_JOB_STATES,
+    )
+
+
+async def cancel_run(request: Request) -> Response:
+    run_id = param(request, "run_id")
+    who = describe(user(request).identity)
+    cancelled = await client(request).cancel(run_id, reason=f"cancelled from the dashboard by {who}")
+    return await done(request, f"Cancelled {len(cancelled)} job(s) of {run_id}.", f"/runs/{run_id}")
+
+
+async def agent_runs_page(request: Request) -> Response:
+    agent_runs = await client(request).list_agent_runs()
+    agent_runs.sort(key=lambda a: -a.created_at)
+    return dash(request).renderer.page(request, "agent_runs.html", nav="agent-runs", agent_runs=agent_runs)
+
+
+async def agent_run_page(request: Request) -> Response:
+    agent_run = await client(request).get_agent_run(param(request, "agent_run_id"))
+    agent_run.runs.sort(key=lambda r: -r.created_at)
+    return dash(request).renderer.page(request, "agent_run.html", nav="agent-runs", agent_run=agent_run)
+
+
+routes = [
+    Route("/runs", runs_page),
+    Route("/runs/{run_id}", run_page),
+    Route("/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
+    Route("/agent-runs", agent_runs_page),
+    Route("/agent-runs/{agent_run_id}", agent_run_page),
+]
