@@ -47,9 +47,11 @@ class LocalCluster:
         master_config: dict[str, Any] | None = None,
         cluster: ClusterFile | None = None,
         on_master_exit: Callable[[], None] | None = None,
+        log_format: str = "text",
     ) -> None:
         """`on_master_exit` is called (from the master's thread) if the master stops by itself:
-        its store failed. `failure` then says why."""
+        its store failed. `failure` then says why. `log_format` is the workers' --log-format (the
+        master logs through this process's logging)."""
         self.data_dir = data_dir
         self.config = MasterConfig(
             data_dir=data_dir, bind=bind, port=port, store=store, cluster=cluster, **(master_config or {})
@@ -63,6 +65,7 @@ class LocalCluster:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._on_master_exit = on_master_exit
+        self.log_format = log_format
 
     @property
     def failure(self) -> str:
@@ -73,6 +76,12 @@ class LocalCluster:
     def address(self) -> str:
         assert self.server is not None
         return self.server.address
+
+    @property
+    def metrics_address(self) -> str:
+        """Where the master serves its metrics ("" without --metrics-port)."""
+        assert self.server is not None
+        return self.server.metrics_address
 
     @property
     def token_path(self) -> Path:
@@ -167,6 +176,8 @@ class LocalCluster:
             argv += ["--tags", ",".join(self.worker_tags)]
         if self.slots:
             argv += ["--slots", str(self.slots)]
+        if self.log_format != "text":
+            argv += ["--log-format", self.log_format]
         if self.server is not None and self.server.local_tls is not None:
             argv += self.server.local_tls.args()
         logfile = open(self.worker_log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -149,12 +151,54 @@ def parse_tags(value: str | None) -> list[str]:
     return tags
 
 
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors (`--log-format json`): time (ISO 8601, UTC),
+    level, logger, message, and the traceback as `exception` when there is one. A message or a
+    traceback spanning lines stays on one (JSON escapes its newlines).
+
+    It adds no fields of its own beyond these: a record's extras could carry anything, and the
+    master's and the worker's messages are written to leave credentials out."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def setup_logging(verbose: bool = False, log_format: str = "text") -> None:
+    """Log to stderr: lines for people ("text") or JSON objects for collectors ("json"; warnings
+    too, so that nothing else comes out as plain text)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+        logging.captureWarnings(True)
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+
+
+def log_format_option(fn: F) -> F:
+    """--log-format text|json, for the long-running processes (master, worker, up)."""
+    return click.option(
+        "--log-format",
+        type=click.Choice(LOG_FORMATS),
+        default="text",
+        show_default=True,
+        envvar="TITAN_LOG_FORMAT",
+        help="Log lines for people (text) or one JSON object per line for log collectors (json) "
+        "[env TITAN_LOG_FORMAT].",
+    )(fn)
 
 
 def data_dir_option(fn: F) -> F:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shlex
 import signal
 import sys
@@ -19,6 +20,7 @@ from titan_runtime.cli.options import (
     data_dir_option,
     fail,
     friendly_errors,
+    log_format_option,
     parse_pairs,
     parse_tags,
     setup_logging,
@@ -68,6 +70,31 @@ def _master_limit_options(fn: F) -> F:
         help=f"Raise or lower a limit on what clients may ask (repeatable): {', '.join(Limits.names())}. "
         "See docs/operations.md.",
     )(fn)
+
+
+def _metrics_options(fn: F) -> F:
+    """--metrics-port and --metrics-bind, shared by `master` and `up` (docs/metrics.md)."""
+    fn = click.option(
+        "--metrics-bind",
+        default="127.0.0.1",
+        show_default=True,
+        help="Address the metrics endpoint listens on (it has no authentication: loopback unless you mean it).",
+    )(fn)
+    return click.option(
+        "--metrics-port",
+        type=click.IntRange(min=0, max=65535),
+        default=None,
+        help="Serve Prometheus metrics at http://BIND:PORT/metrics (0: any free port, written to the "
+        "data dir's master.json) [default: off].",
+    )(fn)
+
+
+def _say(message: str, log_format: str) -> None:
+    """A line on `up`'s stderr: a log record when it logs JSON, so that its stderr stays JSON lines."""
+    if log_format == "json":
+        logging.getLogger("titan.up").info("%s", message)
+    else:
+        click.echo(message, err=True)
 
 
 def _settings(option: str, pairs: tuple[str, ...], file_settings: dict[str, Any] | None, parse: Any) -> Any:
@@ -124,6 +151,8 @@ def _file_settings(cluster: Any, keys: tuple[str, ...]) -> dict[str, Any]:
 @_master_limit_options
 @master_tls_options
 @_cluster_option
+@_metrics_options
+@log_format_option
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @friendly_errors
 def up(
@@ -144,6 +173,9 @@ def up(
     require_client_cert: bool,
     insecure: bool,
     cluster_file: Path | None,
+    metrics_port: int | None,
+    metrics_bind: str,
+    log_format: str,
     verbose: bool,
 ) -> None:
     """Start a master and local workers; Ctrl-C (or SIGTERM) stops them all.
@@ -152,9 +184,9 @@ def up(
     """
     from titan_runtime.local import ClusterStartError, LocalCluster
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_format)
     cluster_config = None
-    master_settings: dict[str, Any] = {}
+    master_settings: dict[str, Any] = {"metrics_port": metrics_port, "metrics_bind": metrics_bind}
     if cluster_file is not None:
         cluster_config = _load_cluster(cluster_file)
         settings = _file_settings(cluster_config, ("port", "bind", "store"))
@@ -197,6 +229,7 @@ def up(
         master_config=master_settings,
         cluster=cluster_config,
         on_master_exit=stop.set,
+        log_format=log_format,
     )
     try:
         cluster.start()
@@ -210,17 +243,19 @@ def up(
             )
             click.echo(f"Autoscaled pools: {pools}; see `titan-runtime autoscaler status`.")
         click.echo(f"Token: {cluster.token_path} (clients on this machine read it from there)")
+        if cluster.metrics_address:
+            click.echo(f"Metrics: http://{cluster.metrics_address}/metrics")
         # Clients find this master through the data dir (its master.json): name it unless it is theirs too.
         where = f" --data-dir {shlex.quote(str(directory))}" if data_dir is not None else ""
         click.echo(f"Try: titan-runtime submit{where} --wait -- echo hello    Stop with Ctrl-C.")
         sys.stdout.flush()
         stop.wait()
-        click.echo("Stopping: workers first, then the master...", err=True)
+        _say("Stopping: workers first, then the master...", log_format)
     finally:
         cluster.stop()
     if cluster.failure:
         fail(f"{cluster.failure}; what was acknowledged is in {directory}: fix the cause and start it again")
-    click.echo("Stopped.", err=True)
+    _say("Stopped.", log_format)
 
 
 @click.command()
@@ -261,6 +296,8 @@ def up(
 @_master_limit_options
 @master_tls_options
 @_cluster_option
+@_metrics_options
+@log_format_option
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @friendly_errors
 def master(
@@ -283,12 +320,15 @@ def master(
     require_client_cert: bool,
     insecure: bool,
     cluster_file: Path | None,
+    metrics_port: int | None,
+    metrics_bind: str,
+    log_format: str,
     verbose: bool,
 ) -> None:
     """Run the master (control plane) in the foreground; with --cluster FILE, autoscale its pools."""
     from titan_runtime.master.server import MasterConfig, MasterServer
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_format)
     cluster_config = None
     file_limits = None
     if cluster_file is not None:
@@ -322,6 +362,8 @@ def master(
         auth_delay_max=auth_delay_max,
         tls=server_tls(tls_dir, server_tls_cert, server_tls_key, server_tls_ca, require_client_cert),
         insecure=insecure,
+        metrics_port=metrics_port,
+        metrics_bind=metrics_bind,
     )
 
     async def serve() -> str:

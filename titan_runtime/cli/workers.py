@@ -18,6 +18,7 @@ from titan_runtime.cli.options import (
     data_dir_option,
     fail,
     friendly_errors,
+    log_format_option,
     parse_tags,
     setup_logging,
     tls_options,
@@ -116,6 +117,7 @@ from titan_runtime.core.resources import format_memory
 @click.option("--provider", default="", hidden=True)
 @click.option("--launch-id", default="", hidden=True)
 @click.option("--exit-with-parent", type=int, default=0, hidden=True)
+@log_format_option
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.pass_context
 @friendly_errors
@@ -149,6 +151,7 @@ def worker(
     provider: str,
     launch_id: str,
     exit_with_parent: int,
+    log_format: str,
     verbose: bool,
 ) -> None:
     """Run a worker that dials out to the master and runs what it is assigned.
@@ -171,7 +174,7 @@ def worker(
     from titan_runtime.worker.jobuser import JobUser, JobUserError
     from titan_runtime.worker.project import ProjectLimits
 
-    setup_logging(verbose)
+    setup_logging(verbose, log_format)
     if exit_with_parent:
         arm_parent_death(exit_with_parent)
     if not master_address:

@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from titan_runtime.core.model import ID_PATTERN
@@ -46,6 +46,8 @@ class LogStore:
         self._sizes: dict[str, int] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self.cut: dict[str, str] = {}  # attempt id -> why its log stops short (while the master runs)
+        #: Told the count of new bytes each append received (metrics.py), when set.
+        self.on_received: Callable[[int], None] | None = None
 
     def path(self, run_id: str, job_id: str, number: int) -> Path:
         """The log file of attempt `number` of RUN/JOB, refusing anything that leaves the log dir."""
@@ -77,6 +79,8 @@ class LogStore:
         data = data[size - offset :]
         if not data:
             return size
+        if self.on_received is not None:
+            self.on_received(len(data))
         fd = self._fds.get(attempt_id)
         if fd is None:
             path.parent.mkdir(parents=True, exist_ok=True)

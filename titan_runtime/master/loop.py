@@ -136,6 +136,8 @@ class MasterLoop:
         self._task: asyncio.Task[None] | None = None
         self._syncer: ThreadPoolExecutor | None = None
         self.failed: BaseException | None = None
+        #: Told the seconds each commit's write and fsync took (metrics.py), when set.
+        self.on_commit: Callable[[float], None] | None = None
 
     # -------------------------------------------------------------- store access
 
@@ -243,14 +245,18 @@ class MasterLoop:
             changes = self.state.take_changes()
             early, effects = before_sync(effects, changes)
             try:
+                began = time.perf_counter()
                 if changes:
                     self.store.write(changes)
+                took = time.perf_counter() - began  # the early assignments' sending is not the store's
                 if early:
                     await self._carry_out(early, Changes())
+                began = time.perf_counter()
                 if changes and early and self._syncer is not None:  # the event loop sends them meanwhile
                     await asyncio.get_running_loop().run_in_executor(self._syncer, self.store.sync)
                 elif changes:
                     self.store.sync()  # nothing to do meanwhile: a thread would only add wake-ups
+                took += time.perf_counter() - began
             except Exception as exc:
                 # Memory and disk now disagree: refuse to act on anything, and stop.
                 self.failed = exc
@@ -261,6 +267,8 @@ class MasterLoop:
                         future.set_exception(StoreFailed(self.stopping_message()))
                 self._events.clear()
                 return
+            if changes and self.on_commit is not None:
+                self.on_commit(took)
             for future, result, exc in outcomes:
                 if future is None or future.done():
                     continue

@@ -65,6 +65,7 @@ from titan_runtime.version import __version__
 if TYPE_CHECKING:
     from titan_runtime.clusterconfig import ClusterFile
     from titan_runtime.master.autoscaler import AutoscalerLoop
+    from titan_runtime.master.metrics import MasterMetrics
 
 log = logging.getLogger("titan.master")
 
@@ -108,6 +109,8 @@ class MasterConfig:
     tls: ServerTls | None = None  # None: plaintext, allowed only on loopback unless `insecure`
     insecure: bool = False  # plaintext on a non-loopback address, said to be wanted
     retention: Retention = DEFAULT_RETENTION  # what history is kept, and for how long
+    metrics_port: int | None = None  # Prometheus metrics on this port (0: any free one); None: none
+    metrics_bind: str = "127.0.0.1"
 
 
 class MasterServer:
@@ -129,6 +132,12 @@ class MasterServer:
         #: How workers started on this host (`up`, local pools) dial it: None when it is plaintext.
         self.local_tls: ClientTls | None = None
         self._tls_credentials: grpc.ServerCredentials | None = None
+        self._metrics: MasterMetrics | None = None
+
+    @property
+    def metrics_address(self) -> str:
+        """HOST:PORT of the metrics endpoint ("" without one)."""
+        return self._metrics.address if self._metrics is not None else ""
 
     @property
     def failure(self) -> str:
@@ -227,9 +236,20 @@ class MasterServer:
         artifacts = ArtifactStore(data_dir / "artifacts")
         self._link = WorkerLinkServicer(loop, self._logs, cfg.heartbeat_interval, credentials)
         self._credentials = credentials
+        if cfg.metrics_port is not None:  # imported only then: prometheus_client takes 50 ms to load
+            from titan_runtime.master.metrics import MasterMetrics
+
+            self._metrics = MasterMetrics(state, loop, self._logs, __version__)
+            try:
+                self._metrics.serve(cfg.metrics_bind, cfg.metrics_port)
+            except ConfigError:
+                await loop.stop()
+                store.close()
+                raise
 
         server = grpc.aio.server(
             interceptors=[
+                *([self._metrics.interceptor()] if self._metrics is not None else []),
                 GuardInterceptor(AuditLog(store, credentials, loop.clock)),
                 AuthInterceptor(credentials, AuthFailures(cfg.auth_delay_max)),
             ],
@@ -262,6 +282,8 @@ class MasterServer:
         if not port:
             await loop.stop()
             store.close()
+            if self._metrics is not None:
+                self._metrics.stop()
             raise ConfigError(
                 f"cannot listen on {target}: the port is already in use or the address is not local; "
                 "stop the other process or choose another --port"
@@ -283,6 +305,8 @@ class MasterServer:
             "version": __version__,
             "tls": cfg.tls is not None,
         }
+        if self._metrics is not None:
+            ready["metrics"] = self._metrics.address
         if cfg.cluster is not None:
             self.autoscaler = servicer.autoscaler = self._start_autoscaler(
                 cfg.cluster, loop, data_dir, cluster_token, credentials
@@ -316,6 +340,8 @@ class MasterServer:
         await server.stop(grace)
         self._loop.store.close()
         self._logs.close_all()
+        if self._metrics is not None:  # its server's shutdown waits for its poll: not on the loop
+            await asyncio.to_thread(self._metrics.stop)
         try:
             self._ready_file.unlink()
         except OSError:
@@ -428,6 +454,8 @@ class MasterServer:
             sessions[worker_id].send(message)
         for attempt_id in changes.ended_attempts:
             self._logs.close(attempt_id)
+        if self._metrics is not None:
+            self._metrics.committed(changes)
         self._watch.publish(changes)
         notifier = self._loop.notifier
         notifier.notify(changes.job_keys)
