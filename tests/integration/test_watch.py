@@ -58,7 +58,7 @@ def test_a_watch_opens_with_a_snapshot_then_sends_what_changed(
     first = watch.events[0]
     assert first.snapshot and [r.id for r in first.runs] == [str(done)]
     assert first.runs[0].state == "SUCCEEDED" and first.runs[0].counts == {"SUCCEEDED": 1}
-    assert [w.name for w in first.workers] == ["w1"] and first.jobs == []
+    assert [w.name for w in first.workers] == ["w1"] and first.jobs == [] and first.queues == {}
 
     gate = tmp_path / "gate"
     run = client.submit_dag(
@@ -80,10 +80,10 @@ def test_a_watch_opens_with_a_snapshot_then_sends_what_changed(
     assert states["hold"][-1] == "SUCCEEDED" and states["after"][-1] == "SUCCEEDED", states
     # Coalesced: far fewer events than commits, never an empty one.
     assert all(e.runs or e.jobs or e.workers or e.resync for e in watch.events[1:])
-    # Workers come again every few seconds (their load changes without a commit).
-    count = sum(1 for e in watch.events if e.workers)
+    # Workers come again every few seconds (their load changes without a commit), with the queues.
+    client.submit_job(TitanJob(command=["true"], tags=["nowhere"]))
     wait_until(
-        lambda: sum(1 for e in watch.events if e.workers) > count, timeout=10, what="a workers refresh"
+        lambda: any(e.queues == {"nowhere": 1} for e in watch.events), timeout=10, what="a workers refresh"
     )
 
 

@@ -204,6 +204,8 @@ class WatchEvent(Record):
     jobs: list[JobRecord]
     workers: list[WorkerRecord]
     resync: bool = False
+    #: With every workers list: READY jobs waiting, by the tags they need (tags joined by ",").
+    queues: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_pb(cls, e: pb.WatchEvent) -> WatchEvent:
@@ -214,6 +216,7 @@ class WatchEvent(Record):
             jobs=[JobRecord.from_pb(j) for j in e.jobs],
             workers=[WorkerRecord.from_pb(w) for w in e.workers],
             resync=e.resync,
+            queues={",".join(q.tags): q.jobs for q in e.queues},
         )
 
 

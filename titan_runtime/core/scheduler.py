@@ -117,6 +117,13 @@ class ReadyQueues:
     def queued(self) -> list[tuple[str, str]]:
         return list(self._entries)
 
+    def depth_by_tags(self) -> dict[frozenset[str], int]:
+        """READY jobs queued, by the tags they need (what an overview or a metric shows)."""
+        depth: dict[frozenset[str], int] = {}
+        for requirement, _ in self._entries.values():
+            depth[requirement.tags] = depth.get(requirement.tags, 0) + 1
+        return depth
+
     def position(self, key: tuple[str, str]) -> int:
         """How many jobs are ahead of `key` in its own queue."""
         found = self._entries.get(key)

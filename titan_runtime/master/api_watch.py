@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 #: How long a dead worker stays in listings.
 DEAD_WORKER_VISIBLE_S = 600.0
 MAX_RECENT_RUNS = 1000
+#: Tag sets of queued jobs an event lists (the most waited for); tags come from submitters.
+MAX_QUEUES = 50
 
 
 def visible_workers(state: ClusterState, now: float) -> list[Worker]:
@@ -83,8 +85,16 @@ class WatchApi:
             )
             event.runs.extend(run_to_pb(state, r, with_jobs=False) for r in (*live, *finished))
         if "workers" in kinds:
-            event.workers.extend(worker_to_pb(w) for w in visible_workers(state, self._loop.clock()))
+            self._add_workers(event)
         return event
+
+    def _add_workers(self, event: pb.WatchEvent) -> None:
+        state = self._state
+        event.workers.extend(worker_to_pb(w) for w in visible_workers(state, self._loop.clock()))
+        for tags, jobs in sorted(state.queues.depth_by_tags().items(), key=lambda item: -item[1])[
+            :MAX_QUEUES
+        ]:
+            event.queues.append(pb.QueueDepth(tags=sorted(tags), jobs=jobs))
 
     def _changes(
         self, run_ids: set[str], job_keys: set[tuple[str, str]], workers: bool, resync: bool
@@ -106,5 +116,5 @@ class WatchApi:
             if job is not None:
                 event.jobs.append(job_to_pb(state, job))
         if workers:
-            event.workers.extend(worker_to_pb(w) for w in visible_workers(state, self._loop.clock()))
+            self._add_workers(event)
         return event

@@ -92,12 +92,7 @@ def take_snapshot(state: ClusterState, max_tag_sets: int = MAX_TAG_SETS) -> Stat
     snap = StateSnapshot()
     for run in state.runs.values():
         snap.jobs.update(job.state.value for job in run.jobs.values())
-    queues = state.queues
-    by_tags: Tally[frozenset[str]] = Tally()
-    for key in queues.queued():
-        requirement = queues.requirement_of(key)
-        if requirement is not None:
-            by_tags[requirement.tags] += 1
+    by_tags = Tally(state.queues.depth_by_tags())
     for rank, (tags, count) in enumerate(by_tags.most_common()):
         snap.queued[",".join(sorted(tags)) if rank < max_tag_sets else OTHER_TAGS] += count
     for worker in state.workers.values():

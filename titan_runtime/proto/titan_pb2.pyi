@@ -449,20 +449,30 @@ class WatchRequest(_message.Message):
     def __init__(self, kinds: _Optional[_Iterable[str]] = ..., run_id: _Optional[str] = ..., recent_runs: _Optional[int] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("snapshot", "at", "runs", "jobs", "workers", "resync")
+    __slots__ = ("snapshot", "at", "runs", "jobs", "workers", "resync", "queues")
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     RUNS_FIELD_NUMBER: _ClassVar[int]
     JOBS_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     RESYNC_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
     snapshot: bool
     at: float
     runs: _containers.RepeatedCompositeFieldContainer[RunInfo]
     jobs: _containers.RepeatedCompositeFieldContainer[JobInfo]
     workers: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
     resync: bool
-    def __init__(self, snapshot: bool = ..., at: _Optional[float] = ..., runs: _Optional[_Iterable[_Union[RunInfo, _Mapping]]] = ..., jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ..., resync: bool = ...) -> None: ...
+    queues: _containers.RepeatedCompositeFieldContainer[QueueDepth]
+    def __init__(self, snapshot: bool = ..., at: _Optional[float] = ..., runs: _Optional[_Iterable[_Union[RunInfo, _Mapping]]] = ..., jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ..., resync: bool = ..., queues: _Optional[_Iterable[_Union[QueueDepth, _Mapping]]] = ...) -> None: ...
+
+class QueueDepth(_message.Message):
+    __slots__ = ("tags", "jobs")
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    jobs: int
+    def __init__(self, tags: _Optional[_Iterable[str]] = ..., jobs: _Optional[int] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
     __slots__ = ("ref", "wait", "timeout", "reason")
