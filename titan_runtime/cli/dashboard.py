@@ -22,7 +22,11 @@ from titan_runtime.dashboard.settings import DEFAULT_BIND, DEFAULT_PORT
     is_flag=True,
     help="Listen on a non-loopback address without https (behind a proxy that serves https).",
 )
-@click.option("--root-path", default="", help="The path prefix a reverse proxy serves it under, e.g. /titan.")
+@click.option(
+    "--root-path",
+    default="",
+    help="The path prefix a reverse proxy serves it under and strips, e.g. /titan (its links carry it).",
+)
 @click.option(
     "--secret-key-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -121,7 +125,8 @@ def dashboard(
                 )
 
     def started(url: str) -> None:
-        click.echo(f"Titan dashboard on {url} (master {master}): sign in with a token", err=True)
+        behind = f"; a proxy serves it at {root_path}/" if root_path else ""
+        click.echo(f"Titan dashboard on {url} (master {master}{behind}): sign in with a token", err=True)
 
     try:
         serve(

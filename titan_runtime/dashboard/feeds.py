@@ -201,22 +201,24 @@ class ClusterFeed(Topic):
             self.renderer.fragment("partials/status.html", connected=self.connected, error=self.error),
         )
 
-    def overview_messages(self, workers_changed: bool) -> list[Message]:
+    def overview_messages(self, workers: bool, runs: bool) -> list[Message]:
+        """What the overview shows of a change: the summary, and the workers or the runs that moved."""
         messages = [
             Message(
                 "summary", lambda _: self.renderer.fragment("partials/summary.html", **self._summary_ctx())
-            ),
-            Message(
-                "recent", lambda _: self.renderer.fragment("partials/recent_runs.html", runs=self.recent())
-            ),
+            )
         ]
-        if workers_changed:
-            at = self.at
-            workers = self.workers
+        if runs:
+            recent = self.recent()
+            messages.append(
+                Message("recent", lambda _: self.renderer.fragment("partials/recent_runs.html", runs=recent))
+            )
+        if workers:
+            at, listed = self.at, self.workers
             messages.append(
                 Message(
                     "workers",
-                    lambda _: self.renderer.fragment("partials/workers.html", workers=workers, at=at),
+                    lambda _: self.renderer.fragment("partials/workers.html", workers=listed, at=at),
                 )
             )
             latest = {wid: list(samples[-1]) for wid, samples in self.load.items() if samples}
@@ -233,7 +235,7 @@ class ClusterFeed(Topic):
         }
         return [
             self.status_message(),
-            *self.overview_messages(workers_changed=True),
+            *self.overview_messages(workers=True, runs=True),
             Message.json("loadhistory", history),
             Message.json("runs", [run_json(r) for r in self.runs.values()]),
         ]
@@ -262,7 +264,9 @@ class ClusterFeed(Topic):
                         event.runs = await self.client.list_runs(limit=self.recent_runs + 50)
                         event.snapshot = True
                     changed = self.apply(event)
-                    messages = self.overview_messages(workers_changed=bool(event.workers) or event.snapshot)
+                    messages = self.overview_messages(
+                        workers=bool(event.workers) or event.snapshot, runs=bool(changed) or event.snapshot
+                    )
                     if changed:
                         messages.append(Message.json("runs", [run_json(r) for r in changed]))
                     self.publish(*messages)
@@ -418,6 +422,8 @@ class LogFeed(Topic):
         offset = max(0, logged - TAIL_BYTES)
         skip = offset > 0  # the first record read from the middle of the log is cut
         self.cut_head = skip
+        if skip:  # browsers that joined before this was known: the page says where the tail starts
+            self.publish(Message.json("lines", {"reset": True, "cut": True, "lines": list(self.lines)}))
         async for line in self.client.follow_logs(self.ref, offset=offset):
             if skip:
                 skip = False

@@ -9,6 +9,7 @@ or a network you trust): people type tokens into its sign-in form.
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 import threading
 import time
@@ -78,10 +79,12 @@ def _server(
     return uvicorn.Server(config)
 
 
-def url_of(sock: socket.socket, https: bool, root_path: str = "") -> str:
+def url_of(sock: socket.socket, https: bool) -> str:
+    """Where it listens. With a root path, that is what the proxy forwards to (without the prefix:
+    the proxy strips it, and the pages' links put it back)."""
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    return f"{'https' if https else 'http'}://{shown}:{port}{root_path}/"
+    return f"{'https' if https else 'http'}://{shown}:{port}/"
 
 
 def serve(
@@ -99,8 +102,17 @@ def serve(
     check_bind(bind, bool(https_cert), insecure)
     sock = listen(bind, port)
     if callable(started):
-        started(url_of(sock, bool(https_cert), settings.root_path))
-    _server(settings, https_cert, https_key, log_level).run(sockets=[sock])
+        started(url_of(sock, bool(https_cert)))
+    # uvicorn shuts down gracefully on SIGTERM, then raises it again: end as a stop asked for, 0.
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        _server(settings, https_cert, https_key, log_level).run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 @dataclass
@@ -144,4 +156,4 @@ def start_in_thread(
             server.should_exit = True
             raise DashboardError(f"the dashboard did not start within {timeout:.0f}s")
         time.sleep(0.02)  # polling a flag another thread sets, with a deadline
-    return RunningDashboard(url_of(sock, bool(https_cert), settings.root_path), server, thread)
+    return RunningDashboard(url_of(sock, bool(https_cert)), server, thread)

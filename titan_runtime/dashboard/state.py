@@ -15,6 +15,9 @@ from titan_runtime.dashboard.settings import DashboardSettings
 MAX_RUN_WATCHES = 8
 #: Log followers open at once (one per job page being watched, whatever the number of browsers).
 MAX_LOG_TAILS = 32
+#: Seconds the shared streams ride out a lost master before the pages say it is unreachable (they
+#: go on trying after that: the banner goes when it is back).
+STREAM_RECONNECT_TIMEOUT = 5.0
 
 
 class Dashboard:
@@ -55,6 +58,7 @@ class Dashboard:
             address=s.address,
             token=s.token,
             data_dir=s.data_dir,
+            reconnect_timeout=STREAM_RECONNECT_TIMEOUT,
             tls_ca=s.tls_ca,
             tls_cert=s.tls_cert,
             tls_key=s.tls_key,

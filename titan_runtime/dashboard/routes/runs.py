@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from titan_runtime.client.records import RunRecord
+from titan_runtime.client.records import JobRecord, RunRecord
 from titan_runtime.dashboard.auth import describe
 from titan_runtime.dashboard.feeds import job_json, run_json
 from titan_runtime.dashboard.render import RUN_STATES, TERMINAL_JOB_STATES
@@ -85,6 +86,28 @@ async def runs_page(request: Request) -> Response:
     )
 
 
+def in_order(jobs: list[JobRecord]) -> list[JobRecord]:
+    """Parents before their children (then by id): the table reads as the graph runs."""
+    by_id = {j.id: j for j in jobs}
+    waiting = {j.id: sum(1 for p in j.parents if p in by_id) for j in jobs}
+    children: dict[str, list[str]] = {}
+    for job in jobs:
+        for parent in job.parents:
+            if parent in by_id:
+                children.setdefault(parent, []).append(job.id)
+    ready = sorted(i for i, n in waiting.items() if n == 0)
+    ordered: list[JobRecord] = []
+    while ready:
+        job_id = ready.pop(0)
+        ordered.append(by_id[job_id])
+        for child in children.get(job_id, []):
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                bisect.insort(ready, child)
+    seen = {j.id for j in ordered}
+    return ordered + sorted((j for j in jobs if j.id not in seen), key=lambda j: j.id)  # a cycle: never
+
+
 async def run_page(request: Request) -> Response:
     run_id = param(request, "run_id")
     c = client(request)
@@ -96,7 +119,7 @@ async def run_page(request: Request) -> Response:
     else:
         moving = [s for s in ("RUNNING", "ASSIGNED", "READY", "FAILED", "UPSTREAM_FAILED")]
         run = await c.get_run(run_id, jobs=moving, limit=MOVING_JOBS)
-    jobs = sorted(run.jobs, key=lambda j: (j.created_at, j.id))
+    jobs = in_order(run.jobs)
     data = {"run": run_json(run), "jobs": [job_json(j) for j in jobs], "graph": graph}
     return dash(request).renderer.page(
         request,
