@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from tests.dashboard.conftest import Browser, Served
-from tests.helpers import wait_until
+from tests.helpers import ProcessCluster, wait_until
 from titan_runtime import TitanJob
 from titan_runtime.dashboard.feeds import KEEP_LINES
+from titan_runtime.dashboard.server import start_in_thread
+from titan_runtime.dashboard.settings import DashboardSettings
 
 pytestmark = pytest.mark.integration
 
@@ -217,3 +219,17 @@ def test_the_streams_ride_out_a_master_restart(served: Served) -> None:
         return bool(seen) and any(r["id"] == seen["run"] for batch in decoded(events, "runs") for r in batch)
 
     browser.events("/live/overview", until, timeout=90)
+
+
+def test_a_dashboard_whose_own_token_is_refused_says_so_on_every_page(cluster: ProcessCluster) -> None:
+    running = start_in_thread(DashboardSettings(address=cluster.address, token="not-the-token"), port=0)
+    browser = Browser(running.url)
+    try:
+        assert browser.sign_in(cluster.token).status_code == 303  # people sign in with their own
+        events = browser.events(
+            "/live/status", lambda e: any(name == "status" and "master-refused" in data for name, data in e)
+        )
+        assert "--token" in dict(events)["status"]
+    finally:
+        browser.close()
+        running.stop()

@@ -22,7 +22,7 @@ from typing import Any
 
 from titan_runtime.client.aio import AsyncTitanClient
 from titan_runtime.client.autoscaler import AutoscalerStatusRecord
-from titan_runtime.client.errors import TitanError
+from titan_runtime.client.errors import TitanConnectionError, TitanError
 from titan_runtime.client.records import JobRecord, LogLine, RunRecord, WatchEvent, WorkerRecord
 from titan_runtime.dashboard.live import Message, Topic
 from titan_runtime.dashboard.render import TERMINAL_JOB_STATES, Renderer
@@ -120,6 +120,7 @@ class ClusterFeed(Topic):
         self.started_at = 0.0
         self.connected = False
         self.error = ""
+        self.refused = False  # the master answers, but not to the dashboard's own token
         self.autoscaler: AutoscalerStatusRecord | None = None
         self.events = 0
 
@@ -198,7 +199,9 @@ class ClusterFeed(Topic):
     def status_message(self) -> Message:
         return Message(
             "status",
-            self.renderer.fragment("partials/status.html", connected=self.connected, error=self.error),
+            self.renderer.fragment(
+                "partials/status.html", connected=self.connected, error=self.error, refused=self.refused
+            ),
         )
 
     def overview_messages(self, workers: bool, runs: bool) -> list[Message]:
@@ -257,7 +260,7 @@ class ClusterFeed(Topic):
             try:
                 async for event in self.client.watch(kinds=("runs", "workers"), recent_runs=self.recent_runs):
                     if not self.connected or self.error:
-                        self.connected, self.error = True, ""
+                        self.connected, self.error, self.refused = True, "", False
                         self.publish(self.status_message())
                     backoff.reset()
                     if event.resync:  # too much changed: read the runs again
@@ -273,6 +276,7 @@ class ClusterFeed(Topic):
                 raise TitanError("the master ended the watch stream")
             except TitanError as exc:
                 self.connected, self.error = False, str(exc)
+                self.refused = not isinstance(exc, TitanConnectionError)
                 self.publish(self.status_message())
                 log.warning("dashboard: the cluster watch: %s", exc)
             await backoff.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -29,8 +30,6 @@ def client(request: Request) -> AsyncTitanClient:
 def param(request: Request, name: str) -> str:
     value: str = request.path_params[name]
     if not value or len(value) > MAX_ID:
-        from starlette.exceptions import HTTPException
-
         raise HTTPException(404)
     return value
 

@@ -18,8 +18,7 @@ from titan_runtime.client.errors import Unauthenticated
 from titan_runtime.dashboard.feeds import LogFeed, RunFeed
 from titan_runtime.dashboard.live import Busy, Message, Subscription, Topic, event_stream
 from titan_runtime.dashboard.routes.common import client, dash, param, user
-
-STATUS = ("status",)
+from titan_runtime.dashboard.routes.runs import MAX_GRAPH
 
 Join = tuple[str, Callable[[], Topic]]
 
@@ -75,14 +74,17 @@ async def run(request: Request) -> Response:
 
 
 async def job(request: Request) -> Response:
+    """A job's log tail, and its state from its run's watch (unless the run is too big to watch
+    whole: then the page's state is as read, and the log tail still runs)."""
     run_id, job_id = param(request, "run_id"), param(request, "job_id")
     ref = f"{run_id}/{job_id}"
-    await client(request).get_job(ref)
+    user_client = client(request)
+    await user_client.get_job(ref)
+    head = await user_client.get_run(run_id, jobs=[], limit=1)
     c = dash(request).client
-    joins: list[Join] = [
-        (f"run:{run_id}", lambda: RunFeed(c, run_id)),
-        (f"log:{ref}", lambda: LogFeed(c, ref)),
-    ]
+    joins: list[Join] = [(f"log:{ref}", lambda: LogFeed(c, ref))]
+    if sum(head.counts.values()) <= MAX_GRAPH:
+        joins.append((f"run:{run_id}", lambda: RunFeed(c, run_id)))
     return await _stream(request, ("status", "run", "lines", "eof", "trouble"), joins)
 
 
