@@ -13,6 +13,7 @@ import pytest
 from tests.dashboard.conftest import Browser, Served
 from tests.helpers import ProcessCluster, wait_until
 from titan_runtime import TitanJob
+from titan_runtime.dashboard import auth, state
 from titan_runtime.dashboard.feeds import KEEP_LINES
 from titan_runtime.dashboard.server import start_in_thread
 from titan_runtime.dashboard.settings import DashboardSettings
@@ -230,6 +231,31 @@ def test_a_dashboard_whose_own_token_is_refused_says_so_on_every_page(cluster: P
             "/live/status", lambda e: any(name == "status" and "master-refused" in data for name, data in e)
         )
         assert "--token" in dict(events)["status"]
+    finally:
+        browser.close()
+        running.stop()
+
+
+def test_a_revoked_token_ends_the_live_streams_it_holds(
+    cluster: ProcessCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A browser that only watches makes no request: the dashboard's sweep finds the revoked token."""
+    monkeypatch.setattr(state, "SWEEP_EVERY", 0.1)
+    monkeypatch.setattr(auth, "RECHECK_EVERY", 0.0)
+    running = start_in_thread(DashboardSettings(address=cluster.address, token=cluster.token), port=0)
+    token, _ = cluster.client.create_token("read", name="watcher")
+    browser = Browser(running.url)
+    try:
+        assert browser.sign_in(token).status_code == 303
+        with browser.http.stream("GET", "/live/status") as response:
+            assert response.status_code == 200
+            lines = response.iter_lines()
+            while next(lines) != "":
+                pass
+            cluster.client.revoke_token("watcher")
+            for _ in lines:  # the server ends the stream (a read timeout would fail the test)
+                pass
+        assert browser.get("/runs").status_code == 303
     finally:
         browser.close()
         running.stop()

@@ -124,11 +124,10 @@ class SessionStore:
         session = self._sessions.get(session_id) if isinstance(session_id, str) else None
         if session is None:
             return None
-        now = self._clock()
-        if now - session.last_seen > self.idle or now - session.created > self.max_age:
+        if self.expired(session):
             self.end(session)
             return None
-        session.last_seen = now
+        session.last_seen = self._clock()
         self._sessions.move_to_end(session.id)
         return session
 
@@ -161,6 +160,13 @@ class SessionStore:
     def close_all(self) -> None:
         for session in list(self._sessions.values()):
             self.end(session)
+
+    def all(self) -> list[Session]:
+        return list(self._sessions.values())
+
+    def expired(self, session: Session) -> bool:
+        now = self._clock()
+        return now - session.last_seen > self.idle or now - session.created > self.max_age
 
     def due_for_check(self, session: Session) -> bool:
         return self._clock() - session.checked > RECHECK_EVERY

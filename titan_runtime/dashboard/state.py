@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import secrets
 
 from titan_runtime.client.aio import AsyncTitanClient
+from titan_runtime.client.errors import TitanError, Unauthenticated
 from titan_runtime.dashboard.auth import SessionStore, SigninThrottle
 from titan_runtime.dashboard.feeds import ClusterFeed
 from titan_runtime.dashboard.live import Hub
@@ -18,6 +22,10 @@ MAX_LOG_TAILS = 32
 #: Seconds the shared streams ride out a lost master before the pages say it is unreachable (they
 #: go on trying after that: the banner goes when it is back).
 STREAM_RECONNECT_TIMEOUT = 5.0
+#: How often sessions are swept: an idle or revoked one ends, with the live streams it holds open.
+SWEEP_EVERY = 60.0
+
+log = logging.getLogger("titan.dashboard")
 
 
 class Dashboard:
@@ -33,6 +41,7 @@ class Dashboard:
         self.hub = Hub(limits={"run": MAX_RUN_WATCHES, "log": MAX_LOG_TAILS})
         self._client: AsyncTitanClient | None = None
         self._cluster: ClusterFeed | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def client(self) -> AsyncTitanClient:
@@ -65,8 +74,31 @@ class Dashboard:
         )
         self._cluster = ClusterFeed(self._client, self.renderer, s.recent_runs)
         self.hub.add_permanent(self._cluster)
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="dashboard sessions")
+
+    async def _sweep(self) -> None:
+        """A live stream is one long request: nothing else would notice that its session went idle,
+        or that its token was revoked, while the browser only watches."""
+        while True:
+            await asyncio.sleep(SWEEP_EVERY)  # a sweep's period
+            for session in self.sessions.all():
+                if self.sessions.expired(session):
+                    self.sessions.end(session)
+                elif session.streams and self.sessions.due_for_check(session):
+                    try:
+                        await session.client.whoami()
+                    except Unauthenticated:
+                        self.sessions.end(session)
+                    except TitanError as exc:  # the master away: keep it, check again next time
+                        log.debug("dashboard: checking a session: %s", exc)
+                    else:
+                        self.sessions.checked(session)
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         await self.hub.close()
         self.sessions.close_all()
         if self._client is not None:

@@ -34,6 +34,15 @@ def param(request: Request, name: str) -> str:
     return value
 
 
+async def recheck(request: Request) -> None:
+    """For a page read from the dashboard's own view (no call with the user's token of its own): ask
+    the master about the user's token now and then, so a revoked one ends its session here too."""
+    d, session = dash(request), user(request)
+    if d.sessions.due_for_check(session):
+        await session.client.whoami()  # Unauthenticated: the app signs the session out
+        d.sessions.checked(session)
+
+
 async def done(request: Request, message: str, back: str) -> Response:
     """After an action: an htmx request gets the message for the page's flash area; a form post is
     sent back to a page of this site (its `next` field, else `back`) with the message flashed."""

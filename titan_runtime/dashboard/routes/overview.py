@@ -1,8 +1,8 @@
 """The overview: workers (load, slots, resources held, heartbeats), queue, throughput, latest runs.
 
-The page is rendered from the cluster watch the process holds (no call to the master per page), then
-kept current by `/live/overview`. The user's token is checked once, with a cheap read, so a page
-no one may read is not shown from the dashboard's own view.
+The workers are read with the user's token (one call per page, as every page read: a revoked token
+ends its session here); the rest comes from the cluster watch the process holds, and
+`/live/overview` keeps it all current.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from titan_runtime.dashboard.routes.common import client, dash
 
 async def overview(request: Request) -> Response:
     d = dash(request)
-    await client(request).list_workers()  # reads as the user: a token the master refuses signs out
+    workers = await client(request).list_workers()  # with the user's token, as every page read
     feed = d.cluster
     return d.renderer.page(
         request,
@@ -25,7 +25,7 @@ async def overview(request: Request) -> Response:
         live="/live/overview",
         summary=feed.summary(),
         autoscaler=feed.autoscaler,
-        workers=feed.workers,
+        workers=workers,
         at=feed.at,
         runs=feed.recent(),
         connected=feed.connected,

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from titan_runtime.client.errors import Unauthenticated
 from titan_runtime.dashboard.feeds import LogFeed, RunFeed
 from titan_runtime.dashboard.live import Busy, Message, Subscription, Topic, event_stream
-from titan_runtime.dashboard.routes.common import client, dash, param, user
+from titan_runtime.dashboard.routes.common import client, dash, param, recheck, user
 from titan_runtime.dashboard.routes.runs import MAX_GRAPH
 
 Join = tuple[str, Callable[[], Topic]]
@@ -25,13 +25,11 @@ Join = tuple[str, Callable[[], Topic]]
 
 async def _stream(request: Request, events: tuple[str, ...], joins: list[Join]) -> Response:
     d, session = dash(request), user(request)
-    if d.sessions.due_for_check(session):  # a revoked or expired token ends its live views too
-        try:
-            await session.client.whoami()
-        except Unauthenticated:
-            d.sessions.end(session)
-            return PlainTextResponse("sign in again", status_code=401)
-        d.sessions.checked(session)
+    try:
+        await recheck(request)  # a revoked or expired token ends its live views too
+    except Unauthenticated:
+        d.sessions.end(session)
+        return PlainTextResponse("sign in again", status_code=401)
     sub = Subscription(session.can_write, events)
 
     def join() -> None:
