@@ -13,6 +13,7 @@
     SKIPPED: "#e5e7eb", STOPPED: "#9ca3af"
   };
   var MAX_GANTT = 300;
+  var LAYOUT = { name: "dagre", rankDir: "LR", nodeSep: 14, rankSep: 50, fit: true, padding: 20 };
   var holder = document.getElementById("run-data");
   if (!holder) return;
   var data = JSON.parse(holder.textContent);
@@ -37,20 +38,25 @@
     cy = cytoscape({
       container: box,
       elements: elements,
-      wheelSensitivity: 0.2,
       minZoom: 0.1,
       maxZoom: 3,
       style: [
         { selector: "node", style: {
           "shape": "round-rectangle", "background-color": "data(color)", "label": "data(id)",
-          "font-size": 11, "text-valign": "center", "text-halign": "center", "width": "label",
-          "height": 22, "padding": "6px", "border-width": 1, "border-color": "#475569" } },
+          "font-size": 11, "text-valign": "center", "text-halign": "center",
+          "width": function (node) { return Math.max(36, node.id().length * 7 + 14); },
+          "height": 24, "border-width": 1, "border-color": "#475569" } },
         { selector: "edge", style: {
           "width": 1.2, "line-color": "#94a3b8", "target-arrow-color": "#94a3b8",
           "target-arrow-shape": "triangle", "curve-style": "bezier" } }
       ],
-      layout: { name: "dagre", rankDir: "LR", nodeSep: 14, rankSep: 50 }
+      layout: LAYOUT
     });
+    var notTooBig = function () {  // a small graph is not blown up to fill the box
+      if (cy.zoom() > 1.2) { cy.zoom(1.2); cy.center(); }
+    };
+    notTooBig();  // the first layout ran in the constructor
+    cy.on("layoutstop", notTooBig);
     cy.on("tap", "node", function (evt) { window.location.href = jobUrl(evt.target.id()); });
     window.titanGraph = cy;
   }
@@ -72,7 +78,7 @@
       cy.add(nodeOf(job));
       cy.add(edgesOf(job).filter(function (e) { return cy.getElementById(e.data.id).empty(); }));
       if (relayout) window.clearTimeout(relayout);
-      relayout = window.setTimeout(function () { cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 14, rankSep: 50 }).run(); }, 300);
+      relayout = window.setTimeout(function () { cy.layout(LAYOUT).run(); }, 300);
     } else if (node.data("state") !== job.state) {
       node.data({ state: job.state, color: color(job.state) });
     }
