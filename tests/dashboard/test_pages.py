@@ -19,7 +19,7 @@ API = str(EXAMPLES / "services" / "api.py")
 
 #: Every GET route and the test that reads it (test_every_route_is_covered keeps this whole).
 PAGES = {
-    "/": "test_overview_shows_the_workers_and_the_latest_runs",
+    "/": "test_overview_shows_the_workers_the_queue_and_the_latest_runs",
     "/runs": "test_runs_are_filtered_and_paged",
     "/runs/{run_id}": "test_a_run_shows_its_graph_jobs_and_cancels",
     "/jobs/{run_id}/{job_id}": "test_a_job_shows_attempts_result_and_its_full_log",
@@ -76,15 +76,22 @@ def test_every_route_is_covered(served: Served) -> None:
     assert posts == ACTIONS
 
 
-def test_overview_shows_the_workers_and_the_latest_runs(served: Served) -> None:
+def test_overview_shows_the_workers_the_queue_and_the_latest_runs(served: Served) -> None:
     client = served.cluster.client
     run = client.submit_dag("hello", [TitanJob("a", command=["true"])])
     client.wait_run(run, 30)
+    waiting = client.submit_dag("needs-a-gpu", [TitanJob("train", command=["true"], tags=["gpu"])])
     browser = signed_in(served)
-    page = wait_until(lambda: (lambda p: p if run in p.text else None)(browser.get("/")), 20, what="the run")
+
+    def shown() -> object:
+        page = browser.get("/")
+        return page if run in page.text and 'data-tags="gpu"' in page.text else None
+
+    page = wait_until(shown, 20, what="the run and the queue on the overview")
     assert found_ids(page.text, "worker-row", "data-worker") == ["w1"]
     assert 'data-testid="worker-spark"' in page.text and 'data-testid="worker-slots"' in page.text
-    assert run in found_ids(page.text, "run-row", "data-run")
+    assert found_ids(page.text, "run-row", "data-run")[:2] == [waiting, run]
+    assert found_ids(page.text, "queue-row", "data-tags") == ["gpu"]
     for card in ("summary-workers", "summary-slots", "summary-queued", "summary-jobs-per-second"):
         assert f'data-testid="{card}"' in page.text
     assert 'sse-connect="/live/overview"' in page.text

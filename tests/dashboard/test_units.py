@@ -125,8 +125,9 @@ def test_the_cluster_feed_counts_jobs_per_second_and_keeps_recent_runs_and_load(
     for n, created in ((2, 2.0), (3, 3.0), (4, 4.0)):
         feed.apply(WatchEvent(False, 130.0, [_run(f"r{n}", "FAILED", created)], [], []))
     assert [r.id for r in feed.recent()] == ["r4", "r3"]  # finished runs beyond recent_runs go
-    feed.apply(WatchEvent(False, 200.0, [], [], [_worker("w2", 1.0)]))
+    feed.apply(WatchEvent(False, 200.0, [], [], [_worker("w2", 1.0)], queues={"gpu": 3, "": 1}))
     assert list(feed.load) == ["w2-1"]  # a worker that went takes its load history with it
+    assert feed.summary()["queues"] == [("gpu", 3), ("", 1)]
     assert feed.jobs_per_second() == 0.0  # nothing ended in the last 30 s
 
 

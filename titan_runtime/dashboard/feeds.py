@@ -122,6 +122,8 @@ class ClusterFeed(Topic):
         self.error = ""
         self.refused = False  # the master answers, but not to the dashboard's own token
         self.autoscaler: AutoscalerStatusRecord | None = None
+        #: READY jobs by the tags they need ("a,b"; "" for any worker), with every workers list.
+        self.queues: dict[str, int] = {}
         self.events = 0
 
     # ------------------------------------------------------------------ state
@@ -137,6 +139,7 @@ class ClusterFeed(Topic):
             self._ended_jobs = {run.id: _ended(run) for run in event.runs}
         if event.workers or event.snapshot:
             self._take_workers(event.workers, event.at)
+            self.queues = dict(event.queues)
         for run in event.runs:
             ended = _ended(run)
             before = self._ended_jobs.get(run.id)
@@ -189,6 +192,7 @@ class ClusterFeed(Topic):
             "jobs_queued": count("READY"),
             "jobs_waiting": count("PENDING"),
             "jobs_per_second": round(self.jobs_per_second(), 2),
+            "queues": sorted(self.queues.items(), key=lambda item: (-item[1], item[0])),
         }
 
     def recent(self) -> list[RunRecord]:
