@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -197,7 +198,20 @@ def test_up_starts_a_cluster_and_sigterm_stops_everything(tmp_path: Path) -> Non
     env = {k: v for k, v in os.environ.items() if k not in ("TITAN_ADDRESS", "TITAN_HOST", "TITAN_PORT")}
     env["TITAN_DATA_DIR"] = str(tmp_path / "data")
     up = subprocess.Popen(
-        [sys.executable, "-m", "titan_runtime", "up", "--port", str(port), "--workers", "2", "--slots", "1"],
+        [
+            sys.executable,
+            "-m",
+            "titan_runtime",
+            "up",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--slots",
+            "1",
+            "--dashboard-port",
+            "0",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -207,6 +221,10 @@ def test_up_starts_a_cluster_and_sigterm_stops_everything(tmp_path: Path) -> Non
         first = up.stdout.readline()
         assert f"master at 127.0.0.1:{port}, 2 local worker(s)" in first
         assert str(tmp_path / "data" / "token") in up.stdout.readline()
+        board = up.stdout.readline()  # "Dashboard: http://127.0.0.1:PORT/ (sign in with the token)"
+        assert board.startswith("Dashboard: http://127.0.0.1:"), board
+        with urllib.request.urlopen(board.split()[1] + "healthz", timeout=10) as answer:
+            assert answer.status == 200
         hint = up.stdout.readline()  # "Try: titan-runtime submit ... Stop with Ctrl-C.": it works as printed
         words = shlex.split(hint.removeprefix("Try: ").split("    ")[0])
         assert words[0] == "titan-runtime", hint

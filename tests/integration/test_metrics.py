@@ -137,7 +137,7 @@ def test_metrics_move_as_jobs_run(make_cluster: Callable[..., ProcessCluster]) -
 def test_up_passes_metrics_and_log_format_to_what_it_starts(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     argv = [PYTHON, "-m", "titan_runtime", "up", "--port", "0", "--workers", "1", "--data-dir", str(data_dir)]
-    argv += ["--store", "memory", "--metrics-port", "0", "--log-format", "json"]
+    argv += ["--store", "memory", "--metrics-port", "0", "--log-format", "json", "--no-dashboard"]
     stderr = tmp_path / "up.err"
     with open(stderr, "wb") as err:
         up = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)

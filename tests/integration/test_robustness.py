@@ -189,6 +189,7 @@ def test_ctrl_c_of_up_hands_each_running_job_back_once(tmp_path: Path) -> None:
             "1",
             "--data-dir",
             str(data),
+            "--no-dashboard",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -224,7 +224,7 @@ def test_no_job_of_up_finds_the_cluster_token_in_its_ancestors_environments(tmp_
     script.write_text(ANCESTORS)
     env = dict(os.environ, TITAN_DATA_DIR=str(data))
     env.pop("TITAN_TOKEN", None)
-    argv = [sys.executable, "-m", "titan_runtime", "up", "--port", "0", "--workers", "1"]
+    argv = [sys.executable, "-m", "titan_runtime", "up", "--port", "0", "--workers", "1", "--no-dashboard"]
     with open(tmp_path / "up.log", "wb") as log:
         up = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     try:

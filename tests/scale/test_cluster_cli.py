@@ -45,7 +45,7 @@ def test_up_with_a_cluster_file_keeps_the_pool_at_its_min_and_stops_it(tmp_path:
     )
     env = dict(os.environ, TITAN_DATA_DIR=str(tmp_path / "data"), TITAN_ADDRESS=f"127.0.0.1:{port}")
     up = subprocess.Popen(
-        [sys.executable, "-m", "titan_runtime", "up", "--cluster", str(config)],
+        [sys.executable, "-m", "titan_runtime", "up", "--cluster", str(config), "--no-dashboard"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

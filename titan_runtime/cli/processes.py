@@ -148,6 +148,14 @@ def _file_settings(cluster: Any, keys: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--worker-tags", default="", help="Tags of the local workers, comma-separated (e.g. GPU,ssd).")
 @click.option("--slots", type=int, default=None, help="Slots per worker [default: its CPU count].")
 @click.option("--store", type=click.Choice(["sqlite", "memory"]), default="sqlite", show_default=True)
+@click.option("--no-dashboard", is_flag=True, help="Do not serve the web dashboard.")
+@click.option(
+    "--dashboard-port",
+    type=click.IntRange(0, 65535),
+    default=9091,
+    show_default=True,
+    help="Port of the dashboard, on 127.0.0.1 (0: any free port).",
+)
 @_master_limit_options
 @master_tls_options
 @_cluster_option
@@ -163,6 +171,8 @@ def up(
     worker_tags: str,
     slots: int | None,
     store: str,
+    no_dashboard: bool,
+    dashboard_port: int,
     min_free: str,
     limit_pairs: tuple[str, ...],
     retention_pairs: tuple[str, ...],
@@ -235,6 +245,7 @@ def up(
         cluster.start()
     except ClusterStartError as exc:
         fail(str(exc))
+    board = None if no_dashboard else _start_dashboard(cluster, dashboard_port)
     try:
         click.echo(f"Titan {__version__} is up: master at {cluster.address}, {n_workers} local worker(s).")
         if cluster_config is not None:
@@ -245,6 +256,8 @@ def up(
         click.echo(f"Token: {cluster.token_path} (clients on this machine read it from there)")
         if cluster.metrics_address:
             click.echo(f"Metrics: http://{cluster.metrics_address}/metrics")
+        if board is not None:
+            click.echo(f"Dashboard: {board.url} (sign in with the token)")
         # Clients find this master through the data dir (its master.json): name it unless it is theirs too.
         where = f" --data-dir {shlex.quote(str(directory))}" if data_dir is not None else ""
         click.echo(f"Try: titan-runtime submit{where} --wait -- echo hello    Stop with Ctrl-C.")
@@ -252,6 +265,8 @@ def up(
         stop.wait()
         _say("Stopping: workers first, then the master...", log_format)
     finally:
+        if board is not None:
+            board.stop()
         cluster.stop()
     if cluster.failure:
         fail(f"{cluster.failure}; what was acknowledged is in {directory}: fix the cause and start it again")
@@ -379,3 +394,33 @@ def master(
     failure = eventloop.run(serve())
     if failure:
         fail(f"{failure}; what was acknowledged is in {cfg.data_dir}: fix the cause and start it again")
+
+
+def _start_dashboard(cluster: Any, port: int) -> Any:
+    """The dashboard beside `up`'s cluster, on loopback, in a thread of this process; None (and a
+    line saying why) when it cannot serve: the cluster runs either way."""
+    try:
+        from titan_runtime.dashboard.server import DashboardError, start_in_thread
+        from titan_runtime.dashboard.settings import DashboardSettings
+    except ImportError as exc:
+        click.echo(
+            f"Dashboard: not installed ({exc.name} is missing): pip install 'titan-runtime[dashboard]', "
+            "or --no-dashboard",
+            err=True,
+        )
+        return None
+    tls = cluster.server.local_tls if cluster.server is not None else None
+    settings = DashboardSettings(
+        address=cluster.address,
+        token=cluster.token,
+        tls_ca=tls.ca if tls else None,
+        tls_cert=(tls.cert or None) if tls else None,
+        tls_key=(tls.key or None) if tls else None,
+    )
+    try:
+        return start_in_thread(settings, port=port)
+    except (DashboardError, OSError) as exc:
+        click.echo(
+            f"Dashboard: not started on port {port}: {exc} (--dashboard-port 0 picks a free one)", err=True
+        )
+        return None
