@@ -145,3 +145,12 @@ def test_a_succeeded_status_also_reads_as_the_originals_completed() -> None:
     assert done != "FAILED" and (done != original) is False and failed != original
     assert StatusWord("READY") != "PENDING"  # a word Titan has too keeps Titan's meaning
     assert hash(done) == hash("SUCCEEDED") and {done: 1}["SUCCEEDED"] == 1
+
+
+def test_the_sdks_final_states_are_the_cores() -> None:
+    """The SDK keeps its own copy (it never imports the core's state machine): the same words."""
+    from titan_runtime.client.records import TERMINAL_JOB_STATES, TERMINAL_RUN_STATES
+    from titan_runtime.core.states import JobState, RunState
+
+    assert {s.value for s in JobState if s.terminal} == TERMINAL_JOB_STATES
+    assert {s.value for s in RunState if s is not RunState.RUNNING} == TERMINAL_RUN_STATES

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.wire import from_message
 
-TERMINAL_JOB_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "UPSTREAM_FAILED", "SKIPPED"})
+TERMINAL_JOB_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "UPSTREAM_FAILED", "SKIPPED", "STOPPED"})
 TERMINAL_RUN_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 
 #: The original Titan's status words, and what Titan calls them now.
