@@ -152,6 +152,11 @@ def test_artifacts_travel_between_jobs_and_to_clients(cluster: ProcessCluster, t
     assert client.fetch_artifact("model", tmp_path / "copy.txt").read_text() == "weights ü"
     with pytest.raises(Exception, match="no artifact named 'nope'"):
         client.get_artifact("nope", tmp_path / "x")
+    # Listed: a run's names (what its jobs published), and the cluster's, apart.
+    (listed,) = client.list_artifacts(str(run))
+    assert (listed.name, listed.run_id, listed.size) == ("data/out.bin", str(run), 256000)
+    assert [a.name for a in client.list_artifacts()] == ["model"]
+    assert client.list_artifacts("r-none") == []
 
 
 def test_project_folder_ships_modules_and_excludes_junk(cluster: ProcessCluster, tmp_path: Path) -> None:

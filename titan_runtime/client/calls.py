@@ -23,6 +23,7 @@ from titan_runtime.client.job import TitanJob
 from titan_runtime.client.reconnect import Reconnect
 from titan_runtime.client.records import (
     AgentRunRecord,
+    ArtifactRecord,
     JobRecord,
     LogLine,
     RunRecord,
@@ -176,6 +177,12 @@ class Calls(Generic[R]):
                 limit, agent_run_id or "", self._reconnect, states, name or "", labels, since
             )
         )
+
+    @operation
+    def list_artifacts(self, run_id: str = "", limit: int = 0) -> Op[list[ArtifactRecord]]:
+        """The named artifacts of run `run_id` (what its jobs published), or the cluster-wide ones,
+        by name: at most `limit` (0: the first 1,000)."""
+        return (yield from ops.list_artifacts(run_id, limit))
 
     @operation
     def list_workers(self) -> Op[list[WorkerRecord]]:

@@ -26,6 +26,7 @@ from titan_runtime.client.job import TitanJob
 from titan_runtime.client.reconnect import Outage, Reconnect
 from titan_runtime.client.records import (
     AgentRunRecord,
+    ArtifactRecord,
     JobRecord,
     LogLine,
     LogReader,
@@ -413,6 +414,11 @@ def publish_artifact(name: str, path: Path, run_id: str = "", known: UploadCache
 
 def resolve_artifact(name: str, run_id: str = "") -> Op[pb.NamedArtifact]:
     return (yield Call("ResolveArtifact", pb.NamedArtifact(name=name, run_id=run_id)))
+
+
+def list_artifacts(run_id: str = "", limit: int = 0) -> Op[list[ArtifactRecord]]:
+    answer = yield Call("ListArtifacts", pb.ArtifactListRequest(run_id=run_id, limit=limit))
+    return [ArtifactRecord.from_pb(a) for a in answer.artifacts]
 
 
 # ------------------------------------------------------------------ KV

@@ -193,6 +193,16 @@ class WorkerRecord(Record):
 
 
 @dataclass
+class ArtifactRecord(Record):
+    """A named artifact: published by a job of `run_id` (task.publish_artifact), or cluster-wide."""
+
+    name: str
+    run_id: str
+    hash: str
+    size: int
+
+
+@dataclass
 class WatchEvent(Record):
     """One event of `watch()`: the first is a snapshot of what was asked, the next ones what changed
     since (each job and run in its latest state; every worker when any changed, and every few

@@ -25,6 +25,10 @@ else:
     _Base = object
 
 
+#: Named artifacts in one page of ListArtifacts: the default, and the most a client may ask for.
+ARTIFACT_PAGE, MAX_ARTIFACT_PAGE = 1000, 10_000
+
+
 class ArtifactsApi(_Base):
     async def PutArtifact(
         self, request_iterator: AsyncIterator[pb.ArtifactChunk], context: grpc.aio.ServicerContext
@@ -119,6 +123,29 @@ class ArtifactsApi(_Base):
         where = f"run {scopes[0]} or the cluster" if scopes[0] else "the cluster"
         await context.abort(grpc.StatusCode.NOT_FOUND, f"no artifact named {request.name!r} in {where}")
         raise AssertionError
+
+    async def ListArtifacts(
+        self, request: pb.ArtifactListRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ArtifactList:
+        """A run's named artifacts (or the cluster's), by name, a page of them."""
+        if request.limit < 0 or len(request.run_id) > 256:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "limit must be 0 or positive; a run id of at most 256"
+            )
+        limit = min(request.limit or ARTIFACT_PAGE, MAX_ARTIFACT_PAGE)
+        prefix = artifact_key(request.run_id, "")
+        store = self._loop.store
+        keys = await self._loop.in_store(store.kv_keys, prefix, "", limit + 1)
+        answer = pb.ArtifactList(more=len(keys) > limit)
+        for key, _ in keys[:limit]:
+            found = await self._loop.in_store(store.kv_get, key)
+            if found is not None:  # deleted since it was listed
+                data = json.loads(found)
+                name = key[len(prefix) :]
+                answer.artifacts.append(
+                    pb.NamedArtifact(name=name, run_id=request.run_id, hash=data["hash"], size=data["size"])
+                )
+        return answer
 
     async def HasArtifact(
         self, request: pb.ArtifactRef, context: grpc.aio.ServicerContext

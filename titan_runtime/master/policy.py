@@ -112,6 +112,7 @@ _TITAN: dict[str, Policy] = {
         job=ALLOW, mutates=True
     ),  # a job's names go to its own run's namespace, whatever it asks
     "ResolveArtifact": Policy(job=ALLOW),
+    "ListArtifacts": Policy(job=ALLOW),  # names, hashes and sizes: what ResolveArtifact gives one by one
     # Autoscaler.
     "GetAutoscalerStatus": Policy(job=ALLOW),
     "ListAutoscalerEvents": Policy(job=ALLOW),

@@ -620,6 +620,22 @@ class NamedArtifact(_message.Message):
     size: int
     def __init__(self, name: _Optional[str] = ..., run_id: _Optional[str] = ..., hash: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
 
+class ArtifactListRequest(_message.Message):
+    __slots__ = ("run_id", "limit")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    limit: int
+    def __init__(self, run_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ArtifactList(_message.Message):
+    __slots__ = ("artifacts", "more")
+    ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    artifacts: _containers.RepeatedCompositeFieldContainer[NamedArtifact]
+    more: bool
+    def __init__(self, artifacts: _Optional[_Iterable[_Union[NamedArtifact, _Mapping]]] = ..., more: bool = ...) -> None: ...
+
 class ServiceQuery(_message.Message):
     __slots__ = ("id", "all")
     ID_FIELD_NUMBER: _ClassVar[int]

@@ -209,6 +209,11 @@ class TitanStub(object):
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.SerializeToString,
                 response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.FromString,
                 _registered_method=True)
+        self.ListArtifacts = channel.unary_unary(
+                '/titan.v1.Titan/ListArtifacts',
+                request_serializer=titan__runtime_dot_proto_dot_titan__pb2.ArtifactListRequest.SerializeToString,
+                response_deserializer=titan__runtime_dot_proto_dot_titan__pb2.ArtifactList.FromString,
+                _registered_method=True)
         self.GetAutoscalerStatus = channel.unary_unary(
                 '/titan.v1.Titan/GetAutoscalerStatus',
                 request_serializer=titan__runtime_dot_proto_dot_titan__pb2.Empty.SerializeToString,
@@ -479,6 +484,12 @@ class TitanServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListArtifacts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetAutoscalerStatus(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -722,6 +733,11 @@ def add_TitanServicer_to_server(servicer, server):
                     servicer.ResolveArtifact,
                     request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.FromString,
                     response_serializer=titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.SerializeToString,
+            ),
+            'ListArtifacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListArtifacts,
+                    request_deserializer=titan__runtime_dot_proto_dot_titan__pb2.ArtifactListRequest.FromString,
+                    response_serializer=titan__runtime_dot_proto_dot_titan__pb2.ArtifactList.SerializeToString,
             ),
             'GetAutoscalerStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAutoscalerStatus,
@@ -1724,6 +1740,33 @@ class Titan(object):
             '/titan.v1.Titan/ResolveArtifact',
             titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.SerializeToString,
             titan__runtime_dot_proto_dot_titan__pb2.NamedArtifact.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListArtifacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/titan.v1.Titan/ListArtifacts',
+            titan__runtime_dot_proto_dot_titan__pb2.ArtifactListRequest.SerializeToString,
+            titan__runtime_dot_proto_dot_titan__pb2.ArtifactList.FromString,
             options,
             channel_credentials,
             insecure,
