@@ -108,6 +108,15 @@ def test_a_run_stream_changes_its_jobs_states_live(served: Served, tmp_path: Pat
     events = browser.events(f"/live/runs/{run}", until)
     states = [j["state"] for m in decoded(events, "run") for j in m["jobs"]]
     assert states[0] == "RUNNING" and states[-1] == "SUCCEEDED"
+    # Each job carries its attempts as the job page's table shows them, its log's size included.
+    first = decoded(events, "run")[0]["jobs"][0]["attempts"]
+    assert [(a["n"], a["state"], a["exit"], a["ended"]) for a in first] == [(1, "RUNNING", None, 0.0)]
+    last = [j for m in decoded(events, "run") for j in m["jobs"]][-1]["attempts"]
+    record = client.get_job(f"{run}/waiter").attempts[0]
+    assert [(a["n"], a["state"], a["exit"], a["log"], a["ended"]) for a in last] == [
+        (1, "SUCCEEDED", 0, record.log_size, record.ended_at)
+    ]
+    assert record.log_size > 0
 
 
 def test_a_log_is_followed_live_once_for_every_browser(served: Served, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from tests.dashboard.conftest import Browser, Served
 from tests.helpers import wait_until
 from titan_runtime import TitanJob
+from titan_runtime.dashboard.render import when
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_pipelines"
@@ -238,6 +239,14 @@ def test_gates_are_approved_and_rejected_with_a_comment(served: Served) -> None:
     browser = signed_in(served)
     page = browser.get("/approvals")
     assert sorted(found_ids(page.text, "approval-row", "data-ref")) == [f"{run}/no", f"{run}/yes"]
+    # Waiting since: when the gate opened (its job's last attempt ended; the job itself has not).
+    refs = found_ids(page.text, "approval-row", "data-ref")
+    since = dict(zip(refs, found_ids(page.text, "approval-since", "title"), strict=True))
+    for ref in refs:
+        opened = client.get_job(ref).attempts[-1].ended_at
+        assert opened and since[ref] == when(opened), (ref, since)
+    shown = re.findall(r'data-testid="approval-since"[^>]*>([^<]*)<', page.text)
+    assert len(shown) == 2 and all(text.endswith(" ago") for text in shown), shown
     assert sorted(found_ids(page.text, "approve-button", "data-ref")) == [f"{run}/no", f"{run}/yes"]
     assert browser.htmx_post(f"/approvals/{run}/yes/decide", {"decision": "maybe"}).status_code == 400
     approved = browser.htmx_post(f"/approvals/{run}/yes/decide", {"decision": "approve", "comment": "fine"})

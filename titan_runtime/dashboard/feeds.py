@@ -61,7 +61,8 @@ def run_json(run: RunRecord) -> dict[str, Any]:
 
 
 def job_json(job: JobRecord) -> dict[str, Any]:
-    """What a browser needs of a job for the graph, the table and the timeline."""
+    """What a browser needs of a job for the graph, the table and the timeline, and for the job
+    page's facts and attempts table (each attempt's log size: known once it ends)."""
     return {
         "id": job.id,
         "state": job.state,
@@ -85,6 +86,7 @@ def job_json(job: JobRecord) -> dict[str, Any]:
                 "assigned": a.assigned_at,
                 "started": a.started_at,
                 "ended": a.ended_at,
+                "log": a.log_size,
             }
             for a in job.attempts
         ],

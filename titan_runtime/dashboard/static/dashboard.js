@@ -39,6 +39,16 @@
       if (seconds < 172800) return (seconds / 3600).toFixed(1) + "h";
       return (seconds / 86400).toFixed(1) + "d";
     },
+    size: function (bytes) {  // as the server's `size` filter: B, KiB, MiB, GiB
+      var value = Number(bytes) || 0;
+      var units = ["B", "KiB", "MiB", "GiB"];
+      for (var i = 0; i < units.length; i++) {
+        if (value < 1024 || i === units.length - 1) return i === 0 ? value.toFixed(0) + " B" : value.toFixed(1) + " " + units[i];
+        value /= 1024;
+      }
+      return "";
+    },
+    ago: function (ts) { return ts ? Titan.duration(Date.now() / 1000 - ts) + " ago" : ""; },
     byAttr: function (attr, value) {
       var found = [];
       document.querySelectorAll("[" + attr + "]").forEach(function (el) {
@@ -59,11 +69,36 @@
   };
   window.Titan = Titan;
 
-  // The htmx SSE extension owns the page's one EventSource; JSON events go to the page's handlers.
+  // The htmx SSE extension owns the page's one EventSource (made by htmx.createEventSource, which
+  // it calls at each (re)connect); they are kept here to be closed when the person signs out.
+  var sources = [];
+  var signingOut = false;
+  if (window.htmx && typeof htmx.createEventSource === "function") {
+    var makeSource = htmx.createEventSource;
+    htmx.createEventSource = function (url) {
+      var source = makeSource(url);
+      if (signingOut) source.close();  // a reconnect due after the sign-out: none
+      sources = sources.filter(function (s) { return s.readyState !== EventSource.CLOSED; });
+      sources.push(source);
+      return source;
+    };
+  }
+
+  // Signing out ends the session's streams on the server; the page closes them first, so that it
+  // never sees them end (the SSE extension would report that as an error, and try again).
+  document.addEventListener("submit", function (evt) {
+    if (!evt.target || evt.target.id !== "sign-out-form") return;
+    signingOut = true;
+    sources.forEach(function (source) { source.close(); });
+    sources = [];
+  });
+
+  // JSON events go to the page's handlers.
   document.addEventListener("htmx:sseOpen", function (evt) {
     var source = evt.detail && evt.detail.source;
     if (!source || source.titanWired) return;
     source.titanWired = true;
+    if (sources.indexOf(source) < 0) sources.push(source);
     JSON_EVENTS.forEach(function (name) {
       source.addEventListener(name, function (e) {
         var value;

@@ -1,7 +1,8 @@
 /* A job's page: its log tail, live (the `lines` events of the one log follower the dashboard holds
-   for this job, shared by every browser watching it), and its state. Only the last lines stay in
-   the page: a log of any size followed for hours keeps the tab small. The full log is the
-   download link. */
+   for this job, shared by every browser watching it), and its state and attempts (the job as the
+   `run` events of its run's watch carry it: every attempt's state, exit, log size and times; a
+   retry's row is added on top). Only the last lines stay in the page: a log of any size followed
+   for hours keeps the tab small. The full log is the download link. */
 (function () {
   "use strict";
   var Titan = window.Titan;
@@ -43,10 +44,105 @@
     log.setAttribute("data-ended", "true");
   });
 
+  var attempts = document.querySelector("#job-attempts tbody");
+  var logUrl = attempts ? document.getElementById("job-attempts").getAttribute("data-log-url") : "";
+  var CELLS = ["state", "worker", "exit", "signal", "reason", "started", "took", "log"];
+
+  function text(value) { return value === null || value === undefined ? "" : String(value); }
+
+  function cell(row, name, value) {
+    var td = row.querySelector('[data-cell="' + name + '"]');
+    if (td && td.textContent !== value) td.textContent = value;
+    return td;
+  }
+
+  function localTime(ts) {  // as the server's `when`: 2024-05-01 12:34:56
+    var d = new Date(ts * 1000);
+    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
+
+  function attemptRow(a) {
+    var row = attempts.querySelector('tr[data-attempt="' + a.n + '"]');
+    if (row) return row;
+    row = document.createElement("tr");
+    row.setAttribute("data-testid", "attempt-row");
+    row.setAttribute("data-attempt", String(a.n));
+    var number = document.createElement("td");
+    number.textContent = String(a.n);
+    row.appendChild(number);
+    CELLS.forEach(function (name) {
+      var td = document.createElement("td");
+      td.setAttribute("data-cell", name);
+      if (name === "reason") td.className = "sub";
+      if (name === "state") {
+        var badge = document.createElement("span");
+        badge.className = "state";
+        td.appendChild(badge);
+      } else if (name === "log") {
+        var link = document.createElement("a");
+        link.href = logUrl + "?attempt=" + a.n;
+        link.setAttribute("download", "");
+        link.setAttribute("data-testid", "attempt-log-download");
+        td.appendChild(link);
+      }
+      row.appendChild(td);
+    });
+    // Newest first: before the first row of an earlier attempt.
+    var later = null;
+    attempts.querySelectorAll("tr[data-attempt]").forEach(function (other) {
+      if (!later && Number(other.getAttribute("data-attempt")) < a.n) later = other;
+    });
+    attempts.insertBefore(row, later);
+    var empty = attempts.querySelector("tr[data-empty]");
+    if (empty) empty.remove();
+    return row;
+  }
+
+  function renderAttempts() {
+    if (!attempts) return;
+    var now = Date.now() / 1000;
+    (job.attempts || []).forEach(function (a) {
+      var row = attemptRow(a);
+      row.setAttribute("data-state", a.state);
+      var badge = row.querySelector('[data-cell="state"] .state');
+      if (badge && badge.textContent !== a.state) Titan.setState(badge, a.state);
+      cell(row, "worker", text(a.worker));
+      cell(row, "exit", text(a.exit));
+      cell(row, "signal", text(a.signal));
+      cell(row, "reason", text(a.reason));
+      var started = cell(row, "started", Titan.ago(a.started));
+      if (started && a.started && !started.title) started.title = localTime(a.started);
+      cell(row, "took", a.started ? Titan.duration((a.ended || now) - a.started) : "");
+      var link = row.querySelector('[data-cell="log"] a');
+      if (link && link.textContent !== Titan.size(a.log)) link.textContent = Titan.size(a.log);
+    });
+  }
+
+  function renderTimes() {
+    var created = document.getElementById("job-created");
+    if (created && job.created) created.textContent = Titan.ago(job.created);
+    var ran = document.getElementById("job-ran");
+    if (!ran || !job.started) return;
+    var last = (job.attempts || [])[(job.attempts || []).length - 1];
+    // A gate waiting for a decision has not ended; what ran of it ended with its last attempt.
+    var until = job.ended || (job.state === "WAITING_APPROVAL" && last && last.ended) || Date.now() / 1000;
+    var value = Titan.duration(until - job.started);
+    if (ran.textContent !== value) ran.textContent = value;
+    ran.hidden = false;
+    var label = document.getElementById("job-ran-label");
+    if (label) label.hidden = false;
+  }
+
+  function running() { return !Titan.terminal(job.state) && job.state !== "WAITING_APPROVAL"; }
+
   Titan.on("run", function (msg) {
     (msg.jobs || []).forEach(function (j) {
       if (j.id !== job.id) return;
       job = j;
+      renderAttempts();
+      renderTimes();
       var badge = document.getElementById("job-state");
       if (badge) Titan.setState(badge, j.state);
       var reason = document.getElementById("job-reason");
@@ -61,4 +157,11 @@
       }
     });
   });
+
+  // What runs now: its times go on (a few cells' text, once a second).
+  window.setInterval(function () {
+    if (!running()) return;
+    renderAttempts();
+    renderTimes();
+  }, 1000);
 })();
