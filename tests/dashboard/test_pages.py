@@ -172,7 +172,14 @@ def test_a_run_shows_its_graph_jobs_and_cancels(served: Served) -> None:
 def test_a_job_shows_attempts_result_and_its_full_log(served: Served) -> None:
     client = served.cluster.client
     script = "import json, os\nfor i in range(3000): print('line', i)\njson.dump({'answer': 42}, open(os.environ['TITAN_RESULT_FILE'], 'w'))"
-    run = client.submit_dag("logs", [TitanJob("talk", command=["python3", "-c", script])])
+    publish = "from titan_runtime import task\nopen('m.bin', 'wb').write(b'x' * 2048)\ntask.publish_artifact('model.bin', 'm.bin')"
+    run = client.submit_dag(
+        "logs",
+        [
+            TitanJob("talk", command=["python3", "-c", script]),
+            TitanJob("pub", command=["{python}", "-c", publish]),
+        ],
+    )
     client.wait_run(run, 60)
     browser = signed_in(served)
     page = browser.get(f"/jobs/{run}/talk")
@@ -181,6 +188,7 @@ def test_a_job_shows_attempts_result_and_its_full_log(served: Served) -> None:
     assert 'data-testid="job-result"' in page.text and "&#34;answer&#34;: 42" in page.text
     assert 'data-testid="log"' in page.text and 'data-testid="log-download"' in page.text
     assert 'data-testid="job-cancel"' not in page.text  # it has ended
+    assert found_ids(page.text, "artifact-row", "data-name") == ["model.bin"] and "2.0 KiB" in page.text
     full = browser.get(f"/jobs/{run}/talk/log")
     assert full.status_code == 200 and full.text == client.fetch_logs(f"{run}/talk")
     assert full.text.splitlines()[-1] == "line 2999"

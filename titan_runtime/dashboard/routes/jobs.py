@@ -18,6 +18,8 @@ from titan_runtime.dashboard.routes.common import client, dash, done, param, use
 
 #: Result text shown on the page (the rest: `titan-runtime result`).
 MAX_RESULT_CHARS = 64 * 1024
+#: Named artifacts of the job's run listed on its page.
+MAX_ARTIFACTS = 200
 #: A download goes out in pieces of about this size.
 DOWNLOAD_PIECE = 64 * 1024
 
@@ -37,6 +39,7 @@ async def job_page(request: Request) -> Response:
         if len(result_text) > MAX_RESULT_CHARS:
             result_text = result_text[:MAX_RESULT_CHARS] + "\n… (cut: `titan-runtime result` has it whole)"
     gate_open = job.state == "WAITING_APPROVAL" and job.decision is None
+    artifacts = await c.list_artifacts(run_id, limit=MAX_ARTIFACTS)
     return dash(request).renderer.page(
         request,
         "job.html",
@@ -46,6 +49,7 @@ async def job_page(request: Request) -> Response:
         attempts=sorted(job.attempts, key=lambda a: -a.number),
         result_text=result_text,
         gate_open=gate_open,
+        artifacts=artifacts,
         data={"job": job_json(job), "keep": KEEP_LINES},
     )
 
