@@ -66,9 +66,7 @@ import json
 import os
 import random
 import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -90,22 +88,17 @@ from _common import Timer, cluster, table
 from tests.helpers import HandWrittenWorker
 from titan_runtime import TitanClient, TitanJob
 from titan_runtime.proto import titan_pb2 as pb
-from titan_runtime.testing import PYTHON, ProcessCluster, wait_until
+from titan_runtime.testing import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PYTHON,
+    DashboardProcess,
+    ProcessCluster,
+    wait_until,
+)
 from titan_runtime.version import __version__
 
-CHROMIUM = "/usr/bin/chromium"
-#: As tests/browser/conftest.py launches it (no display, no GPU, a container, a closed network).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VIEWPORT = {"width": 1280, "height": 800}
-_LISTENING = re.compile(r"Titan dashboard on (https?://\S+?)/? \(master ")
 _NONCE = re.compile(r'name="nonce" value="([^"]+)"')
 MB = 1024 * 1024
 #: Seconds a dashboard's run watch outlives its last browser (live.LINGER), and a little more.
@@ -133,52 +126,6 @@ QUICK = Size(runs=1_000, requests=30, log_mb=10.0, log_seconds=5.0, rounds=2)
 # ------------------------------------------------------------------------------- the dashboard
 
 
-class DashboardProcess:
-    """`titan-runtime dashboard --port 0` for a cluster, as a process; stopped by its pid."""
-
-    def __init__(self, c: ProcessCluster) -> None:
-        self.log_path = c.root / "dashboard.log"
-        env = dict(c.env(), TITAN_TOKEN=c.token)
-        argv = [PYTHON, "-m", "titan_runtime", "dashboard", "--port", "0", "--bind", "127.0.0.1"]
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [*argv, "--address", c.address], env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
-            )
-        try:
-            self.url = wait_until(self._listening, 30, what="the dashboard to listen")
-            wait_until(self._healthy, 30, what="the dashboard to answer")
-        except BaseException:
-            self.stop()
-            raise
-
-    def _listening(self) -> str | None:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"the dashboard exited with {self.proc.returncode}:\n{self.log()}")
-        found = _LISTENING.search(self.log())
-        return found.group(1) if found else None
-
-    def _healthy(self) -> bool:
-        try:
-            return httpx.get(self.url + "/healthz", timeout=5, trust_env=False).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @contextmanager
 def dashboard_for(c: ProcessCluster) -> Iterator[DashboardProcess]:
     running = DashboardProcess(c)
@@ -199,7 +146,7 @@ def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(headless=True, executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(headless=True, executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -241,3 +243,77 @@ class ProcessCluster:
                 self.master.kill()
                 self.master.wait()
         self.master = None
+
+
+# ------------------------------------------------------------------ the dashboard, in a browser
+
+#: Debian's chromium, which the browser tests and the dashboard benchmark drive through Playwright
+#: (Playwright's own browser download is not reachable here).
+CHROMIUM = Path("/usr/bin/chromium")
+#: Needed on a machine without a display or GPU, in a container (no sandbox), on a closed network:
+#: without the background-networking flags chromium's own connections out are refused and noisy.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+_LISTENING = re.compile(r"Titan dashboard on (https?://\S+?)/? \(master ")
+
+
+class DashboardProcess:
+    """`titan-runtime dashboard --port 0` for a cluster, as a process (its own token the
+    cluster's); `url` (no trailing slash) is read from the line it prints once it listens, and it
+    is waited for until /healthz answers. Stopped by its pid."""
+
+    def __init__(self, cluster: ProcessCluster) -> None:
+        self.log_path = cluster.root / "dashboard.log"
+        env = dict(cluster.env(), TITAN_TOKEN=cluster.token)
+        argv = [PYTHON, "-m", "titan_runtime", "dashboard", "--port", "0", "--bind", "127.0.0.1"]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [*argv, "--address", cluster.address],
+                env=env,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+            )
+        try:
+            self.url: str = wait_until(self._listening, 30, what="the dashboard to listen")
+            wait_until(self._healthy, 30, what="the dashboard to answer")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _listening(self) -> str | None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the dashboard exited with {self.proc.returncode}:\n{self.log()}")
+        found = _LISTENING.search(self.log())
+        return found.group(1) if found else None
+
+    def _healthy(self) -> bool:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(self.url + "/healthz", timeout=5) as response:
+                return bool(response.status == 200)
+        except OSError:  # URLError is one
+            return False
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """By its pid: SIGTERM (it shuts down gracefully), SIGKILL if it does not within 20 s."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

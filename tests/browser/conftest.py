@@ -15,11 +15,6 @@ docs/images/dashboard-NAME.png when TITAN_UPDATE_SCREENSHOTS=1.
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,20 +31,9 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.helpers import PYTHON, ProcessCluster, wait_until
+from tests.helpers import ProcessCluster
+from titan_runtime.testing import CHROMIUM, CHROMIUM_ARGS, DashboardProcess
 
-CHROMIUM = Path("/usr/bin/chromium")
-#: Needed on a machine without a display or GPU, in a container (no sandbox), on a closed network:
-#: without the background-networking flags chromium's own connections out are refused and noisy.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VIEWPORT = {"width": 1280, "height": 800}
 #: How long a live change may take to show (the approvals and services polls run every 3 s; the
 #: machine may be busy).
@@ -96,65 +80,12 @@ def browser_context_args() -> dict[str, Any]:
 
 # -------------------------------------------------------------------------------------- dashboard
 
-_LISTENING = re.compile(r"Titan dashboard on (https?://\S+?)/? \(master ")
-
-
-@dataclass
-class DashboardProcess:
-    """`titan-runtime dashboard --port 0` as a process; `url` has no trailing slash."""
-
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    url: str = ""
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        """By its pid: SIGTERM (it shuts down gracefully), SIGKILL if it does not within 20 s."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def _answers(url: str) -> bool:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=5) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
 
 @pytest.fixture
 def dashboard(cluster: ProcessCluster) -> Iterator[DashboardProcess]:
-    """The dashboard for the cluster (a master and worker `w1`), its own token the cluster's; its
-    address is read from the line it prints once it listens, as tests/dashboard/test_cli.py does."""
-    log_path = cluster.root / "dashboard.log"
-    env = dict(cluster.env(), TITAN_TOKEN=cluster.token)
-    argv = [PYTHON, "-m", "titan_runtime", "dashboard", "--port", "0", "--bind", "127.0.0.1"]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [*argv, "--address", cluster.address], env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
-        )
-    running = DashboardProcess(proc, log_path)
+    """The dashboard for the cluster (a master and worker `w1`), its own token the cluster's."""
+    running = DashboardProcess(cluster)
     try:
-
-        def listening() -> str | None:
-            if proc.poll() is not None:
-                raise AssertionError(f"the dashboard exited with {proc.returncode}:\n{running.log()}")
-            found = _LISTENING.search(running.log())
-            return found.group(1) if found else None
-
-        running.url = wait_until(listening, 30, what="the dashboard to listen")
-        wait_until(lambda: _answers(running.url + "/healthz"), 30, what="the dashboard to answer")
         yield running
     finally:
         running.stop()
