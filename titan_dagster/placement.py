@@ -15,7 +15,7 @@ from typing import Any
 
 from titan_dagster.errors import TitanConfigError
 from titan_runtime.client import RESOURCE_KEYS as QUANTITY_KEYS
-from titan_runtime.client import format_memory
+from titan_runtime.client import Need, millicpus
 from titan_runtime.client import parse_resources as parse_quantities
 
 TAG_REQUIREMENT = "titan/requirement"
@@ -57,14 +57,9 @@ class Placement:
 
     def describe_resources(self) -> str:
         """What the job holds on its worker, as people write it: "2 slots, 8 GiB of memory, 1 GPU"."""
-        parts = [f"{self.slots} slot{'' if self.slots == 1 else 's'}"]
-        if self.cpus:
-            parts.append(f"{self.cpus:g} CPU{'' if self.cpus == 1 else 's'}")
-        if self.memory_mb:
-            parts.append(f"{format_memory(self.memory_mb)} of memory")
-        if self.gpus:
-            parts.append(f"{self.gpus} GPU{'' if self.gpus == 1 else 's'}")
-        return ", ".join(parts)
+        slots = f"{self.slots} slot{'' if self.slots == 1 else 's'}"
+        need = Need(millicpus(self.cpus or 0), self.memory_mb or 0, self.gpus or 0).describe()
+        return f"{slots}, {need}" if need else slots
 
     def with_resources(self, resources: Resources) -> Placement:
         """This placement asking for `resources` instead (a tag replaces slots and quantities whole)."""

@@ -8,6 +8,13 @@ very rules the SDK applies at submit, rather than a copy of them that drifts. It
 (no gRPC), so importing it keeps in-job helpers light.
 """
 
-from titan_runtime.core.resources import RESOURCE_KEYS, format_cpus, format_memory, parse_resources
+from titan_runtime.core.resources import (
+    RESOURCE_KEYS,
+    Need,
+    format_cpus,
+    format_memory,
+    millicpus,
+    parse_resources,
+)
 
-__all__ = ["RESOURCE_KEYS", "format_cpus", "format_memory", "parse_resources"]
+__all__ = ["RESOURCE_KEYS", "Need", "format_cpus", "format_memory", "millicpus", "parse_resources"]
