@@ -268,3 +268,20 @@ def check_min_free(ctx: click.Context, param: click.Parameter, value: str) -> st
     except MinFreeError as exc:
         raise click.BadParameter(str(exc)) from None
     return value
+
+
+def parse_offer(
+    cpus: int | None, memory: str | None, gpus: str | None
+) -> tuple[int | None, int | None, tuple[str, ...] | None]:
+    """A worker's --cpus, --memory and --gpus (None: not given, detected on its host), checked as a
+    pool's are: (cpus, memory in MiB, device ids)."""
+    from titan_runtime.core.resources import MAX_CPUS, parse_gpu_ids, parse_memory
+
+    if cpus is not None and not 1 <= cpus <= MAX_CPUS:
+        raise click.BadParameter(f"must be between 1 and {MAX_CPUS:,}", param_hint="--cpus")
+    try:
+        memory_mb = parse_memory(memory, "--memory") if memory is not None else None
+        gpu_ids = parse_gpu_ids(gpus) if gpus is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return cpus, memory_mb, gpu_ids

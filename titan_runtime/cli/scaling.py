@@ -22,6 +22,7 @@ from titan_runtime.cli.options import (
     data_dir_option,
     fail,
     friendly_errors,
+    parse_offer,
     parse_tags,
     tls_options,
 )
@@ -243,7 +244,6 @@ def ssh_bootstrap(
     """
     import secrets as _secrets
 
-    from titan_runtime.core.resources import parse_gpu_ids, parse_memory
     from titan_runtime.providers.ssh import (
         BootstrapOptions,
         SshTarget,
@@ -256,13 +256,7 @@ def ssh_bootstrap(
     ssh_target = SshTarget.parse(target)
     if slots is not None and slots < 1:
         raise click.BadParameter("must be at least 1", param_hint="--slots")
-    if cpus is not None and cpus < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--cpus")
-    try:
-        memory_mb = parse_memory(memory, "--memory") if memory is not None else None
-        gpu_ids = parse_gpu_ids(gpus) if gpus is not None else None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    cpus, memory_mb, gpu_ids = parse_offer(cpus, memory, gpus)
     if master_address:
         config.split_host_port(master_address)
     master = config.address(address, data_dir)

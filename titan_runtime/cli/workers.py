@@ -7,7 +7,6 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -19,6 +18,7 @@ from titan_runtime.cli.options import (
     fail,
     friendly_errors,
     log_format_option,
+    parse_offer,
     parse_tags,
     setup_logging,
     tls_options,
@@ -182,7 +182,7 @@ def worker(
     config.split_host_port(master_address)
     if slots is not None and slots < 1:
         raise click.BadParameter("must be at least 1", param_hint="--slots")
-    offer = _offer(cpus, memory, gpus)
+    cpus, memory_mb, gpu_ids = parse_offer(cpus, memory, gpus)
     try:
         project_limits = ProjectLimits(parse_size(max_project_size), max_project_files)
     except ValueError as exc:
@@ -235,28 +235,11 @@ def worker(
         provider=provider,
         launch_id=launch_id,
         job_user=runs_as,
-        **offer,
+        cpus=cpus,
+        memory_mb=memory_mb,
+        gpus=gpu_ids,
     )
     sys.exit(eventloop.run(run_worker(cfg)))
-
-
-def _offer(cpus: int | None, memory: str | None, gpus: str | None) -> dict[str, Any]:
-    """The quantities given on the command line (each left out is detected by the worker)."""
-    from titan_runtime.core.resources import MAX_CPUS, parse_gpu_ids, parse_memory
-
-    offer: dict[str, Any] = {}
-    if cpus is not None:
-        if not 0 <= cpus <= MAX_CPUS:
-            raise click.BadParameter(f"must be between 0 and {MAX_CPUS:,}", param_hint="--cpus")
-        offer["cpus"] = cpus
-    try:
-        if memory is not None:
-            offer["memory_mb"] = parse_memory(memory, "--memory")
-        if gpus is not None:
-            offer["gpus"] = parse_gpu_ids(gpus)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    return offer
 
 
 def _parse_port_range(value: str) -> tuple[int, int]:
