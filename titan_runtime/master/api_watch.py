@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from titan_runtime.core.cluster import ClusterState
-from titan_runtime.core.model import Run, RunState, Worker
+from titan_runtime.core.cluster import ClusterState, NotFound
+from titan_runtime.core.model import Job, RunState, Worker
 from titan_runtime.master.convert import job_to_pb, run_to_pb, worker_to_pb
 from titan_runtime.master.watch import KINDS, MAX_PENDING, TooManyWatchers, WatchHub, pending_events
 from titan_runtime.proto import titan_pb2 as pb
@@ -88,6 +88,15 @@ class WatchApi:
             self._add_workers(event)
         return event
 
+    def _changed_job(self, run_id: str, job_id: str) -> Job | None:
+        live = self._state.runs.get(run_id)
+        if live is not None:
+            return live.jobs.get(job_id)
+        try:
+            return self.history.resolve(f"{run_id}/{job_id}")
+        except NotFound:  # deleted since
+            return None
+
     def _add_workers(self, event: pb.WatchEvent) -> None:
         state = self._state
         event.workers.extend(worker_to_pb(w) for w in visible_workers(state, self._loop.clock()))
@@ -103,16 +112,14 @@ class WatchApi:
             return None
         state = self._state
         event = pb.WatchEvent(at=self._loop.clock(), resync=resync)
-        runs: dict[str, Run | None] = {
-            run_id: self.history.find(run_id) for run_id in run_ids | {r for r, _ in job_keys}
-        }
+        # A run that ended since the commit has left memory: its header (state, counts) and each
+        # changed job are read alone, never the whole run (it may hold 100,000 jobs).
         for run_id in run_ids:
-            run = runs[run_id]
+            run = state.runs.get(run_id) or self.history.header(run_id)
             if run is not None:
                 event.runs.append(run_to_pb(state, run, with_jobs=False))
         for run_id, job_id in job_keys:
-            run = runs[run_id]
-            job = run.jobs.get(job_id) if run is not None else None
+            job = self._changed_job(run_id, job_id)
             if job is not None:
                 event.jobs.append(job_to_pb(state, job))
         if workers:
