@@ -115,14 +115,16 @@ def test_what_escaped_the_job_s_process_group_dies_with_its_cgroup(
     daemon = textwrap.dedent(
         """\
         import os, sys, time
+        printed, said = os.pipe()
         if os.fork() == 0:
             os.setsid()
             if os.fork() == 0:
                 print(os.getpid(), flush=True)
+                os.write(said, b"!")
                 time.sleep(300)
             os._exit(0)
         os.wait()
-        time.sleep(0.2)
+        os.read(printed, 1)  # the daemon has printed its pid: the job may end
         """
     )
     done, out = run([sys.executable, "-c", daemon], tmp_path, cgroups)
