@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -64,8 +65,8 @@ def test_a_silent_job_writes_no_spool_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("with_prlimit", [True, False])
 def test_memory_limit_wrapper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_prlimit: bool) -> None:
     if not with_prlimit:
-        monkeypatch.setattr(process_module.shutil, "which", lambda name: None)
-    elif process_module.shutil.which("prlimit") is None:
+        monkeypatch.setattr(shutil, "which", lambda name: None)
+    elif shutil.which("prlimit") is None:
         pytest.skip("util-linux prlimit is not installed here")
     hog = [sys.executable, "-c", "bytearray(300 * 1024 * 1024); print('fits')"]
     small = subprocess.run(memory_limited(hog, 150), capture_output=True, text=True)

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil  # noqa: F401 -- tests/unit/test_worker_process.py patches shutil.which through this module
 import signal
 import subprocess
 from collections.abc import Callable
