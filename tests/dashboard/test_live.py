@@ -4,6 +4,7 @@ the last lines only; writers' and readers' variants; streams that end with their
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,10 @@ from typing import Any
 import pytest
 
 from tests.dashboard.conftest import Browser, Served
+from tests.dashboard.test_pages import found_ids, page_data
 from tests.helpers import ProcessCluster, wait_until
 from titan_runtime import TitanJob
+from titan_runtime.client.aio import AsyncTitanClient
 from titan_runtime.dashboard import auth, state
 from titan_runtime.dashboard.feeds import KEEP_LINES
 from titan_runtime.dashboard.server import start_in_thread
@@ -117,6 +120,53 @@ def test_a_run_stream_changes_its_jobs_states_live(served: Served, tmp_path: Pat
         (1, "SUCCEEDED", 0, record.log_size, record.ended_at)
     ]
     assert record.log_size > 0
+
+
+def test_a_run_page_is_drawn_from_the_runs_one_shared_watch(
+    served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twenty browsers loading a running run's page must not make the master read the run twenty
+    times: each page load checks with the user's token that the run may be read (a header read),
+    and the page is drawn from the dashboard's one watch of the run, which the page's stream then
+    joins. Without room for another watch, the page reads the run itself."""
+    client = served.cluster.client
+    gate = tmp_path / "go"
+    first, waiter, last = (
+        TitanJob("first", command=["true"]),
+        waits_for(gate),
+        TitanJob("last", command=["true"]),
+    )
+    first >> waiter >> last
+    run = client.submit_dag("drawn", [first, waiter, last])
+    wait_until(lambda: client.get_job(f"{run}/waiter").state == "RUNNING", 30, what="the job to run")
+    reads: list[Any] = []
+    read_run = inspect.getattr_static(AsyncTitanClient, "get_run")  # the operation, as the class has it
+
+    def counted(self: AsyncTitanClient, run_id: str, *, jobs: Any = None, limit: int = 0) -> Any:
+        reads.append(jobs)  # None: the run with all its jobs
+        return read_run.__get__(self, AsyncTitanClient)(run_id, jobs=jobs, limit=limit)
+
+    monkeypatch.setattr(AsyncTitanClient, "get_run", counted)
+    browsers = [signed_in(served) for _ in range(5)]
+    for browser in browsers:
+        page = browser.get(f"/runs/{run}")
+        assert page.status_code == 200
+        jobs = {j["id"]: j["state"] for j in page_data(page.text, "run-data")["jobs"]}
+        assert jobs == {"first": "SUCCEEDED", "waiter": "RUNNING", "last": "PENDING"}
+        assert found_ids(page.text, "run-node", "data-job") == ["first", "waiter", "last"]
+    assert reads == [[]] * len(browsers)  # the header read, with each user's token, only
+    assert topics(served, "run:") == {f"run:{run}": 0}  # the one watch, held for the streams
+    held = served.app_state.hub.topics[f"run:{run}"]
+    streamed = browsers[0].events(f"/live/runs/{run}", lambda events: bool(decoded(events, "run")))
+    assert decoded(streamed, "run")[0]["reset"] and served.app_state.hub.topics[f"run:{run}"] is held
+
+    served.app_state.hub.limits["run"] = 0  # no room for a watch: the page reads the run itself
+    served.app_state.hub.topics.pop(f"run:{run}")
+    reads.clear()
+    page = browsers[1].get(f"/runs/{run}")
+    assert page.status_code == 200 and reads == [[], None]
+    assert found_ids(page.text, "run-node", "data-job") == ["first", "waiter", "last"]
+    gate.touch()
 
 
 def test_a_log_is_followed_live_once_for_every_browser(served: Served, tmp_path: Path) -> None:

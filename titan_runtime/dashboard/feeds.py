@@ -320,6 +320,8 @@ class RunFeed(Topic):
         self.record: RunRecord | None = None
         self.jobs: dict[str, JobRecord] = {}
         self.ended = False
+        #: Set once the run has been read whole (the watch's snapshot), or the watch failed.
+        self.read = asyncio.Event()
 
     def apply(self, event: WatchEvent) -> list[JobRecord]:
         if event.snapshot:
@@ -331,6 +333,15 @@ class RunFeed(Topic):
             if job.run_id == self.run_id:
                 self.jobs[job.id] = job
         return [j for j in event.jobs if j.run_id == self.run_id]
+
+    async def whole(self, timeout: float) -> tuple[RunRecord, list[JobRecord]] | None:
+        """The run and its jobs as the watch has them, once it has read them (None if it could
+        not within `timeout`): a page is drawn from this, not from a read of its own."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.read.wait(), timeout)
+        if self.record is None:
+            return None
+        return self.record, list(self.jobs.values())
 
     def finished(self) -> bool:
         return (
@@ -371,12 +382,14 @@ class RunFeed(Topic):
                                 list(self.jobs.values()) if event.snapshot else changed, event.snapshot
                             )
                         )
+                    self.read.set()
                     if self.finished():
                         self.ended = True
                         return
             except TitanError as exc:
                 log.warning("dashboard: the watch of run %s: %s", self.run_id, exc)
                 self.publish(Message.json("trouble", {"error": str(exc)}))
+                self.read.set()  # a page waiting for it reads the run itself
             if not self.ended:
                 await backoff.wait()
 

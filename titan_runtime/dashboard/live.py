@@ -188,6 +188,15 @@ class Hub:
         sub.deliver(topic.snapshot())
         return topic
 
+    def hold(self, key: str, make: Callable[[], Topic]) -> Topic:
+        """The topic `key`, opened (with `make`) if none is, without subscribing to it: it lingers
+        as after its last subscriber left. A page rendered from a topic's state uses it, so the
+        page's own stream, opened a moment later, finds the same topic still open."""
+        held = Subscription(False, events=())
+        topic = self.join(held, key, make)
+        self.leave(held)
+        return topic
+
     def leave(self, sub: Subscription) -> None:
         for topic in sub.topics:
             topic.subscribers.discard(sub)

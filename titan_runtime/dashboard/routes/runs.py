@@ -11,7 +11,8 @@ from starlette.routing import Route
 
 from titan_runtime.client.records import JobRecord, RunRecord
 from titan_runtime.dashboard.auth import describe
-from titan_runtime.dashboard.feeds import job_json, run_json
+from titan_runtime.dashboard.feeds import RunFeed, job_json, run_json
+from titan_runtime.dashboard.live import Busy
 from titan_runtime.dashboard.render import RUN_STATES, TERMINAL_JOB_STATES
 from titan_runtime.dashboard.routes.common import client, dash, done, param, user
 
@@ -22,6 +23,8 @@ MAX_LISTED = 1000
 MAX_GRAPH = 1500
 #: Jobs listed for a run too big for a graph.
 MOVING_JOBS = 500
+#: Seconds a page waits for the run's shared watch to have read the run before reading it itself.
+FEED_WAIT = 10.0
 
 
 def _labels(text: str) -> tuple[dict[str, str], str]:
@@ -108,6 +111,25 @@ def in_order(jobs: list[JobRecord]) -> list[JobRecord]:
     return ordered + sorted((j for j in jobs if j.id not in seen), key=lambda j: j.id)  # a cycle: never
 
 
+async def whole_run(request: Request, run_id: str) -> tuple[RunRecord, list[JobRecord]]:
+    """A run and all its jobs, from the dashboard's one watch of the run (opened here if no page
+    has it open: the page's stream, a moment later, joins the same watch), so twenty browsers on a
+    run's page cost the master one read of it, not twenty. The caller has checked, with the
+    user's token, that the user may read the run. Without the watch (too many open, or the master
+    refused it), the run is read with the user's token."""
+    d = dash(request)
+    try:
+        feed = d.hub.hold(f"run:{run_id}", lambda: RunFeed(d.client, run_id))
+    except Busy:
+        feed = None
+    if isinstance(feed, RunFeed):
+        found = await feed.whole(FEED_WAIT)
+        if found is not None:
+            return found
+    run = await client(request).get_run(run_id)
+    return run, run.jobs
+
+
 async def run_page(request: Request) -> Response:
     run_id = param(request, "run_id")
     c = client(request)
@@ -115,11 +137,12 @@ async def run_page(request: Request) -> Response:
     total = sum(head.counts.values())
     graph = total <= MAX_GRAPH
     if graph:
-        run = await c.get_run(run_id)
+        run, listed = await whole_run(request, run_id)
     else:
         moving = [s for s in ("RUNNING", "ASSIGNED", "READY", "FAILED", "UPSTREAM_FAILED")]
         run = await c.get_run(run_id, jobs=moving, limit=MOVING_JOBS)
-    jobs = in_order(run.jobs)
+        listed = run.jobs
+    jobs = in_order(listed)
     data = {"run": run_json(run), "jobs": [job_json(j) for j in jobs], "graph": graph}
     return dash(request).renderer.page(
         request,
