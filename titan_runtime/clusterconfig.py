@@ -56,6 +56,8 @@ MASTER_KEYS = {
     "min_free": str,
     "limits": dict,
     "retention": dict,
+    "metrics_port": int,
+    "metrics_bind": str,
 }
 AUTOSCALER_KEYS = {"interval": float, "max_events": int}
 
@@ -288,6 +290,10 @@ def load_cluster_file(path: str | os.PathLike[str]) -> ClusterFile:
             parse_min_free(master["min_free"])
         except ValueError as exc:
             errors.append(f"master.min_free: {exc}")
+    if not 0 <= master.get("metrics_port", 0) <= 65535:
+        errors.append(
+            f"master.metrics_port: expected a port, 0-65535 (0: any free port), got {master['metrics_port']}"
+        )
     scaler = _section(data.get("autoscaler"), AUTOSCALER_KEYS, "autoscaler", errors)
     if scaler.get("interval", 1.0) <= 0:
         errors.append("autoscaler.interval: must be more than 0 seconds")

@@ -235,6 +235,37 @@ def test_a_dag_turns_green_live_on_its_run_page(
     shoot(page, "run-graph")
 
 
+def test_a_big_dag_is_laid_out_in_columns_by_depth(cluster: ProcessCluster, ui: UI) -> None:
+    """Past 300 jobs the graph is not laid out by dagre (seconds for a thousand nodes) but in
+    columns by depth: every edge runs rightwards, and a job's row follows its parents'."""
+    width, depth = 40, 10
+    layers = [[TitanJob(f"j{d}-{i}", command=["true"]) for i in range(width)] for d in range(depth)]
+    for upper, lower in zip(layers, layers[1:], strict=False):
+        for i, job in enumerate(lower):
+            upper[i] >> job
+            upper[(i + 7) % width] >> job
+    run = cluster.client.submit_dag("wide", [job for layer in layers for job in layer])
+    page = ui.sign_in(cluster.token, f"/runs/{run}")
+    page.wait_for_function(f"() => window.titanGraph && window.titanGraph.nodes().length === {width * depth}")
+    assert page.evaluate("() => window.titanLayout().name") == "preset"
+    placed = page.evaluate(
+        """() => {
+          const at = {};
+          window.titanGraph.nodes().forEach(n => { at[n.id()] = n.position(); });
+          return {
+            at: at,
+            edges: window.titanGraph.edges().map(e => [e.source().id(), e.target().id()]),
+          };
+        }"""
+    )
+    at = placed["at"]
+    assert len(placed["edges"]) == 2 * width * (depth - 1)
+    assert all(at[a]["x"] < at[b]["x"] for a, b in placed["edges"])  # parents to the left
+    columns = {round(p["x"]) for p in at.values()}
+    assert len(columns) == depth  # one column a layer
+    assert len({(round(p["x"]), round(p["y"])) for p in at.values()}) == width * depth  # none on another
+
+
 def test_a_jobs_log_lines_arrive_live(cluster: ProcessCluster, ui: UI, shoot: Shoot, tmp_path: Path) -> None:
     client = cluster.client
     gate = tmp_path / "go"

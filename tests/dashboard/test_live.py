@@ -229,6 +229,39 @@ def test_a_big_log_is_tailed_from_near_its_end(served: Served) -> None:
     assert 1000 < len(held) < 10000  # the last 256 KiB, not the whole log
 
 
+def test_a_running_jobs_big_log_is_tailed_from_near_its_end(served: Served, tmp_path: Path) -> None:
+    """A browser that opens a running job with a long log already written starts near its end: the
+    master says how much the running attempt has logged so far."""
+    client = served.cluster.client
+    gate = tmp_path / "go"
+    script = (
+        f"import os, time\nfor i in range(20000): print('a fairly long line of output, number', i)\n"
+        f"print('written', flush=True)\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)\nprint('after')"
+    )
+    run = client.submit_dag("big", [TitanJob("big", command=["python3", "-c", script])])
+    ref = f"{run}/big"
+    logged = wait_until(
+        lambda: (
+            (job := client.get_job(ref)).state == "RUNNING" and job.attempts[-1].log_size > 800_000 and job
+        ),
+        60,
+        what="the log written so far",
+    )
+    assert logged.attempts[-1].state == "RUNNING"
+
+    def until(events: Events) -> bool:
+        if lines_held(events)[-1:] == ["written"] and not gate.exists():
+            gate.touch()
+        return any(name == "eof" for name, _ in events)
+
+    events = signed_in(served).events(f"/live/jobs/{run}/big", until)
+    held = lines_held(events)
+    assert any(m["reset"] and m["cut"] for m in decoded(events, "lines"))
+    assert held[-2:] == ["written", "after"]
+    assert 1000 < len(held) < 10000  # the last 256 KiB, not the whole log
+    assert client.get_job(ref).attempts[-1].log_size > logged.attempts[-1].log_size
+
+
 def test_shared_polls_render_writers_and_readers_apart(served: Served) -> None:
     client = served.cluster.client
     run = client.submit_dag("gated", [TitanJob("gate", command=["true"], approval={"message": "go?"}),

@@ -126,13 +126,17 @@ def test_runs_are_filtered_and_paged(served: Served, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(runs_module, "PAGE_SIZE", 2)
     first = browser.get("/runs")
     assert found_ids(first.text, "run-row", "data-run") == [other, bad]
-    assert 'data-testid="page-prev"' not in first.text
+    assert 'data-testid="page-newest"' not in first.text
     next_url = found_ids(first.text, "page-next", "href")[0].replace("&amp;", "&")
+    later = client.submit_dag("later", [TitanJob("a", command=["true"])])  # the cursor holds still
     second = browser.get(next_url)
     assert found_ids(second.text, "run-row", "data-run") == [ok]
-    assert 'data-testid="page-next"' not in second.text and 'data-testid="page-prev"' in second.text
+    assert 'data-testid="page-next"' not in second.text
+    assert found_ids(second.text, "page-newest", "href") == ["/runs"]
+    assert found_ids(browser.get("/runs").text, "run-row", "data-run") == [later, other]
     filtered = browser.get("/runs?state=SUCCEEDED&state=FAILED")
     assert "state=SUCCEEDED&amp;state=FAILED" in found_ids(filtered.text, "page-next", "href")[0]
+    assert browser.get("/runs?before=nonsense").status_code == 200  # from the latest
 
 
 def test_a_run_shows_its_graph_jobs_and_cancels(served: Served) -> None:

@@ -305,6 +305,12 @@ def test_runs_are_filtered_by_state_name_label_and_age(cluster: ProcessCluster) 
     assert ids("--label", "team=b", "--name", "alpha*", "--limit", "5") == [also]
     assert ids("--since", "1h", "--limit", "2") == [also, bad]
     assert ids("--name", "gamma") == []
+    # Paging: the next page starts before the last run of this one (its seq), whatever came since.
+    first = json.loads(cluster.cli("runs", "--json", "--limit", "2").stdout)
+    assert [r["id"] for r in first] == [also, bad] and first[0]["seq"] > first[1]["seq"] > 0
+    client.submit_dag("alpha-3", [TitanJob("t", command=["true"])]).wait(60)
+    assert ids("--limit", "2", "--before-seq", str(first[-1]["seq"])) == [ok]
+    assert ids("--name", "alpha*", "--before-seq", str(first[0]["seq"])) == [ok]
     wrong = cluster.cli("runs", "--label", "team")
     assert wrong.returncode == 2 and "is not KEY=VALUE" in wrong.stderr
     assert cluster.cli("runs", "--since", "soon").returncode == 2

@@ -134,10 +134,20 @@ def test_metrics_move_as_jobs_run(make_cluster: Callable[..., ProcessCluster]) -
     assert any(e["logger"].startswith("titan.worker") for e in json_lines(cluster.worker_log("w1")))
 
 
-def test_up_passes_metrics_and_log_format_to_what_it_starts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["flag", "cluster file"])
+def test_up_passes_metrics_and_log_format_to_what_it_starts(tmp_path: Path, where: str) -> None:
     data_dir = tmp_path / "data"
     argv = [PYTHON, "-m", "titan_runtime", "up", "--port", "0", "--workers", "1", "--data-dir", str(data_dir)]
-    argv += ["--store", "memory", "--metrics-port", "0", "--log-format", "json", "--no-dashboard"]
+    argv += ["--store", "memory", "--log-format", "json", "--no-dashboard"]
+    if where == "flag":
+        argv += ["--metrics-port", "0"]
+    else:  # the file's master section, with a pool that starts no worker of its own
+        cluster_file = tmp_path / "cluster.yaml"
+        cluster_file.write_text(
+            "master: {metrics_port: 0, metrics_bind: 127.0.0.1}\n"
+            "pools: [{name: spare, provider: local, min: 0, max: 1}]\n"
+        )
+        argv += ["--cluster", str(cluster_file)]
     stderr = tmp_path / "up.err"
     with open(stderr, "wb") as err:
         up = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)

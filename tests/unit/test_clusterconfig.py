@@ -57,7 +57,7 @@ def test_every_error_is_listed_with_its_key(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         """
-        master: {port: nine, colour: blue}
+        master: {port: nine, colour: blue, metrics_port: 70000}
         pools:
           - {name: cpu, provider: local, min: 3, max: 2, idle_timeout: 0}
           - {name: cpu, provider: local}
@@ -73,6 +73,7 @@ def test_every_error_is_listed_with_its_key(tmp_path: Path) -> None:
     expected = [
         "master.port: expected a whole number, got 'nine'",
         "master.colour: unknown key",
+        "master.metrics_port: expected a port, 0-65535 (0: any free port), got 70000",
         "pools[0] (cpu).min: 3 is more than max (2)",
         "pools[0] (cpu).idle_timeout: must be more than 0 seconds",
         "pools: the name 'cpu' is used twice",

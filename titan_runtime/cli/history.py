@@ -36,6 +36,13 @@ from titan_runtime.diskspace import human
     help="Only runs with this label (repeatable).",
 )
 @since_option("runs created")
+@click.option(
+    "--before-seq",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="SEQ",
+    help="Only runs submitted before the run with this seq (a page's last, in --json): the next page.",
+)
 @client_options
 @click.pass_context
 def runs(
@@ -47,13 +54,19 @@ def runs(
     name: str | None,
     label_pairs: tuple[str, ...],
     since: float,
+    before_seq: int,
 ) -> None:
-    """List runs, newest first; `runs delete RUN` deletes one that has ended."""
+    """List runs, newest first; `runs delete RUN` deletes one that has ended.
+
+    Page through all of history with --json: each run has its `seq`; pass the last one's as
+    --before-seq for the next page."""
     if ctx.invoked_subcommand is not None:
         return
     labels = parse_labels(label_pairs)
     states = tuple(s.upper() for s in states)
-    records = client.list_runs(limit, states=states, name=name, labels=labels, since=since)
+    records = client.list_runs(
+        limit, states=states, name=name, labels=labels, since=since, before_seq=before_seq
+    )
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in records], indent=2))
         return

@@ -207,7 +207,8 @@ def up(
         )
         if _is_default("n_workers"):
             n_workers = 0
-        master_settings = _file_settings(cluster_config, ("heartbeat_interval", "lease_timeout", "min_free"))
+        keys = ("heartbeat_interval", "lease_timeout", "min_free", "metrics_port", "metrics_bind")
+        master_settings.update(_file_settings(cluster_config, keys))
     master_settings["limits"] = _limits(
         limit_pairs, cluster_config.master.get("limits") if cluster_config else None
     )
@@ -349,8 +350,10 @@ def master(
     if cluster_file is not None:
         cluster_config = _load_cluster(cluster_file)
         keys = ("port", "bind", "store", "heartbeat_interval", "lease_timeout", "min_free")
-        settings = _file_settings(cluster_config, keys)
+        settings = _file_settings(cluster_config, (*keys, "metrics_port", "metrics_bind"))
         min_free = settings.get("min_free", min_free)
+        metrics_port = settings.get("metrics_port", metrics_port)
+        metrics_bind = settings.get("metrics_bind", metrics_bind)
         file_limits = cluster_config.master.get("limits")
         port, bind, store = (
             settings.get("port", port),

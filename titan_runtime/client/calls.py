@@ -168,13 +168,16 @@ class Calls(Generic[R]):
         name: str | None = None,
         labels: dict[str, str] | None = None,
         since: float = 0.0,
+        before_seq: int = 0,
     ) -> Op[list[RunRecord]]:
-        """Runs, newest first (without their jobs): at most `limit` (0: all), only those in one of
-        `states`, whose name matches the shell pattern `name`, with every one of `labels`, created at
-        or after `since` (seconds since the epoch)."""
+        """Runs, newest first (without their jobs): at most `limit` (0: the latest 1,000), only
+        those in one of `states`, whose name matches the shell pattern `name`, with every one of
+        `labels`, created at or after `since` (seconds since the epoch), and submitted before the
+        run whose `seq` is `before_seq` (0: from the latest). The next page of a listing is
+        `before_seq=page[-1].seq`."""
         return (
             yield from ops.list_runs(
-                limit, agent_run_id or "", self._reconnect, states, name or "", labels, since
+                limit, agent_run_id or "", self._reconnect, states, name or "", labels, since, before_seq
             )
         )
 

@@ -103,6 +103,7 @@ def list_runs(
     name: str = "",
     labels: dict[str, str] | None = None,
     since: float = 0.0,
+    before_seq: int = 0,
 ) -> Op[list[RunRecord]]:
     request = pb.ListRunsRequest(
         limit=limit,
@@ -111,6 +112,7 @@ def list_runs(
         name=name,
         labels=labels or {},
         since=since,
+        before_seq=before_seq,
     )
     call = Call("ListRuns", request)
     response = yield from idempotent(call, reconnect)

@@ -150,6 +150,7 @@ class RunRecord(Record):
     counts: dict[str, int]
     jobs: list[JobRecord] = field(default_factory=list)
     settled: bool = False  # every batch job ended, every service HEALTHY: only services keep it running
+    seq: int = 0  # submission order: `list_runs(before_seq=...)` pages by it
 
     @property
     def terminal(self) -> bool:

@@ -229,7 +229,13 @@ class TitanServicer(
         return specs
 
     async def GetJob(self, request: pb.JobRef, context: grpc.aio.ServicerContext) -> pb.JobInfo:
-        return job_to_pb(self._state, await self._resolve(request.ref, context), with_spec=True)
+        job = await self._resolve(request.ref, context)
+        info = job_to_pb(self._state, job, with_spec=True)
+        for attempt, sent in zip(job.attempts, info.attempts, strict=True):
+            if not attempt.state.terminal:  # its log so far: a follower can start near the end
+                path = self._logs.path(job.run_id, job.id, attempt.number)
+                sent.log_size = self._logs.size(attempt.id, path)
+        return info
 
     async def GetRun(self, request: pb.RunRef, context: grpc.aio.ServicerContext) -> pb.RunInfo:
         try:
@@ -264,6 +270,7 @@ class TitanServicer(
         query = RunQuery(
             states=frozenset(request.states),
             since=request.since,
+            before_seq=max(0, request.before_seq),
             agent_run_id=request.agent_run_id or None,
             limit=min(request.limit or LIST_RUNS_DEFAULT, LIST_RUNS_MAX),
         )

@@ -263,7 +263,7 @@ class JobInfo(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., id: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[float] = ..., ready_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptInfo, _Mapping]]] = ..., has_result: bool = ..., worker_name: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., parents: _Optional[_Iterable[str]] = ..., kind: _Optional[str] = ..., iteration: _Optional[int] = ..., decision_json: _Optional[str] = ..., approval_message: _Optional[str] = ...) -> None: ...
 
 class RunInfo(_message.Message):
-    __slots__ = ("id", "name", "state", "labels", "agent_run_id", "created_at", "ended_at", "jobs", "counts", "reason", "settled")
+    __slots__ = ("id", "name", "state", "labels", "agent_run_id", "created_at", "ended_at", "jobs", "counts", "reason", "settled", "seq")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -289,6 +289,7 @@ class RunInfo(_message.Message):
     COUNTS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     SETTLED_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: str
@@ -300,7 +301,8 @@ class RunInfo(_message.Message):
     counts: _containers.ScalarMap[str, int]
     reason: str
     settled: bool
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_run_id: _Optional[str] = ..., created_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ..., counts: _Optional[_Mapping[str, int]] = ..., reason: _Optional[str] = ..., settled: bool = ...) -> None: ...
+    seq: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_run_id: _Optional[str] = ..., created_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ..., counts: _Optional[_Mapping[str, int]] = ..., reason: _Optional[str] = ..., settled: bool = ..., seq: _Optional[int] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
     __slots__ = ("id", "name", "host", "pid", "tags", "slots", "running", "cpu_percent", "memory_percent", "last_heartbeat", "state", "cpu_count", "memory_bytes", "gpus", "version", "registered_at", "pool", "provider", "launch_id", "cpus_used", "memory_used_mb", "gpus_used", "memory_enforcement")
@@ -410,7 +412,7 @@ class WaitRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
-    __slots__ = ("limit", "agent_run_id", "states", "name", "labels", "since")
+    __slots__ = ("limit", "agent_run_id", "states", "name", "labels", "since", "before_seq")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -424,13 +426,15 @@ class ListRunsRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_SEQ_FIELD_NUMBER: _ClassVar[int]
     limit: int
     agent_run_id: str
     states: _containers.RepeatedScalarFieldContainer[str]
     name: str
     labels: _containers.ScalarMap[str, str]
     since: float
-    def __init__(self, limit: _Optional[int] = ..., agent_run_id: _Optional[str] = ..., states: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., since: _Optional[float] = ...) -> None: ...
+    before_seq: int
+    def __init__(self, limit: _Optional[int] = ..., agent_run_id: _Optional[str] = ..., states: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., since: _Optional[float] = ..., before_seq: _Optional[int] = ...) -> None: ...
 
 class ListRunsResponse(_message.Message):
     __slots__ = ("runs",)

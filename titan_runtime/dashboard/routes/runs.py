@@ -17,8 +17,6 @@ from titan_runtime.dashboard.render import RUN_STATES, TERMINAL_JOB_STATES
 from titan_runtime.dashboard.routes.common import client, dash, done, param, user
 
 PAGE_SIZE = 50
-#: The master lists at most this many runs per call and has no cursor: pages stop here.
-MAX_LISTED = 1000
 #: A run with more jobs than this is shown by its counts and the jobs that move, not as a graph.
 MAX_GRAPH = 1500
 #: Jobs listed for a run too big for a graph.
@@ -49,43 +47,41 @@ async def runs_page(request: Request) -> Response:
     name = q.get("name", "").strip()[:200]
     label_text = q.get("label", "").strip()[:500]
     agent = q.get("agent", "").strip()[:256]
-    try:
-        page = max(1, min(int(q.get("page", "1")), MAX_LISTED // PAGE_SIZE))
-    except ValueError:
-        page = 1
+    before = q.get("before", "")
+    before_seq = int(before) if before.isdigit() and len(before) < 19 else 0
     labels, error = _labels(label_text)
     found: list[RunRecord] = []
     if not error:
         found = await client(request).list_runs(
-            limit=min(MAX_LISTED, page * PAGE_SIZE + 1),
+            limit=PAGE_SIZE + 1,
             agent_run_id=agent or None,
             states=states,
             name=_pattern(name) if name else None,
             labels=labels or None,
+            before_seq=before_seq,
         )
+    shown = found[:PAGE_SIZE]
     filters = [("state", s) for s in states] + [
         (k, v) for k, v in (("name", name), ("label", label_text), ("agent", agent)) if v
     ]
 
-    def page_url(n: int) -> str:
-        return "/runs?" + urlencode([*filters, ("page", str(n))])
+    def page_url(*cursor: tuple[str, str]) -> str:
+        return "/runs" + (f"?{urlencode([*filters, *cursor])}" if filters or cursor else "")
 
     return dash(request).renderer.page(
         request,
         "runs.html",
         status=400 if error else 200,
         nav="runs",
-        runs=found[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
+        runs=shown,
         states=states,
         name=name,
         label=label_text,
         agent=agent,
         error=error,
-        page=page,
-        prev_url=page_url(page - 1) if page > 1 else "",
-        next_url=page_url(page + 1)
-        if len(found) > page * PAGE_SIZE and page * PAGE_SIZE < MAX_LISTED
-        else "",
+        older=bool(before_seq),
+        newest_url=page_url() if before_seq else "",
+        next_url=page_url(("before", str(shown[-1].seq))) if len(found) > PAGE_SIZE else "",
     )
 
 

@@ -1,7 +1,8 @@
 /* A run's page: the DAG (cytoscape + dagre) whose nodes change colour live, the jobs table, the
    counts, and a timeline of attempts, all from the page's data and the live `run` events (one
    watch of the run in the dashboard, shared by every browser on this page).
-   For browser tests: `window.titanGraph` is the cytoscape instance (node data: id, state), and
+   For browser tests: `window.titanGraph` is the cytoscape instance (node data: id, state),
+   `window.titanLayout()` the options of its layout (dagre, or `layered` positions for a big run), and
    each job's table row (data-testid="run-node", data-job, data-state) changes with it. */
 (function () {
   "use strict";
@@ -14,6 +15,9 @@
   };
   var MAX_GANTT = 300;
   var LAYOUT = { name: "dagre", rankDir: "LR", nodeSep: 14, rankSep: 50, fit: true, padding: 20 };
+  /* Above this many jobs dagre (which minimises crossings, in seconds for a thousand nodes) gives
+     way to `layered`: columns by depth, rows by the parents' mean row, in milliseconds. */
+  var MAX_DAGRE = 300;
   var holder = document.getElementById("run-data");
   if (!holder) return;
   var data = JSON.parse(holder.textContent);
@@ -24,6 +28,55 @@
   var relayout = null;
 
   function color(state) { return COLORS[state] || "#cbd5e1"; }
+
+  /* Positions for a big DAG: a job's column is its depth (the longest path from a root), its row
+     follows the mean row of its parents (one pass, column by column), so edges mostly run ahead. */
+  function layered() {
+    var ids = Object.keys(jobs).sort();
+    var depth = {};
+    var children = {};
+    var waiting = {};
+    ids.forEach(function (id) {
+      var parents = (jobs[id].parents || []).filter(function (p) { return p in jobs; });
+      waiting[id] = parents.length;
+      parents.forEach(function (p) { (children[p] = children[p] || []).push(id); });
+    });
+    var queue = ids.filter(function (id) { return waiting[id] === 0; });
+    queue.forEach(function (id) { depth[id] = 0; });
+    for (var i = 0; i < queue.length; i++) {
+      (children[queue[i]] || []).forEach(function (c) {
+        depth[c] = Math.max(depth[c] || 0, depth[queue[i]] + 1);
+        if (--waiting[c] === 0) queue.push(c);
+      });
+    }
+    var columns = [];
+    ids.forEach(function (id) {
+      var d = depth[id] || 0;  // a job in a cycle (never: the master refuses them) goes first
+      (columns[d] = columns[d] || []).push(id);
+    });
+    var row = {};
+    var positions = {};
+    columns.forEach(function (column, x) {
+      if (!column) return;
+      var key = {};
+      column.forEach(function (id) {
+        var parents = (jobs[id].parents || []).filter(function (p) { return p in row; });
+        key[id] = parents.length ? parents.reduce(function (s, p) { return s + row[p]; }, 0) / parents.length : 0;
+      });
+      column.sort(function (a, b) { return key[a] - key[b] || (a < b ? -1 : a > b ? 1 : 0); });
+      column.forEach(function (id, y) {
+        row[id] = y;
+        positions[id] = { x: x * 160, y: y * 34 };
+      });
+    });
+    return positions;
+  }
+
+  function layoutOptions() {
+    if (Object.keys(jobs).length <= MAX_DAGRE) return LAYOUT;
+    var positions = layered();
+    return { name: "preset", positions: function (node) { return positions[node.id()]; }, fit: true, padding: 20 };
+  }
 
   function jobUrl(id) {
     return Titan.root + "/jobs/" + encodeURIComponent(run.id) + "/" + encodeURIComponent(id);
@@ -50,7 +103,7 @@
           "width": 1.2, "line-color": "#94a3b8", "target-arrow-color": "#94a3b8",
           "target-arrow-shape": "triangle", "curve-style": "bezier" } }
       ],
-      layout: LAYOUT
+      layout: layoutOptions()
     });
     var notTooBig = function () {  // a small graph is not blown up to fill the box
       if (cy.zoom() > 1.2) { cy.zoom(1.2); cy.center(); }
@@ -59,6 +112,7 @@
     cy.on("layoutstop", notTooBig);
     cy.on("tap", "node", function (evt) { window.location.href = jobUrl(evt.target.id()); });
     window.titanGraph = cy;
+    window.titanLayout = layoutOptions;
   }
 
   function nodeOf(job) {
@@ -78,7 +132,7 @@
       cy.add(nodeOf(job));
       cy.add(edgesOf(job).filter(function (e) { return cy.getElementById(e.data.id).empty(); }));
       if (relayout) window.clearTimeout(relayout);
-      relayout = window.setTimeout(function () { cy.layout(LAYOUT).run(); }, 300);
+      relayout = window.setTimeout(function () { cy.layout(layoutOptions()).run(); }, 300);
     } else if (node.data("state") !== job.state) {
       node.data({ state: job.state, color: color(job.state) });
     }
