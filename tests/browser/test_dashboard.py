@@ -4,6 +4,7 @@ change is waited for in the page, never slept for)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 import urllib.error
@@ -240,7 +241,7 @@ def test_a_big_dag_is_laid_out_in_columns_by_depth(cluster: ProcessCluster, ui: 
     columns by depth: every edge runs rightwards, and a job's row follows its parents'."""
     width, depth = 40, 10
     layers = [[TitanJob(f"j{d}-{i}", command=["true"]) for i in range(width)] for d in range(depth)]
-    for upper, lower in zip(layers, layers[1:], strict=False):
+    for upper, lower in itertools.pairwise(layers):
         for i, job in enumerate(lower):
             upper[i] >> job
             upper[(i + 7) % width] >> job
