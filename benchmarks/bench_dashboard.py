@@ -33,20 +33,23 @@ script's threads. Every process is stopped by its pid; everything lives in tempo
    the layer above) on 2 workers x 2 slots: the master's CPU time (psutil, user + system) from
    submission to 1.5 s after the run's end, ways taking turns round after round (the order
    reversed every other round). A watcher does what a browser on the run page does: GET
-   /runs/RUN with a session of its own (the dashboard reads the run and its jobs from the master
-   with the session's token) and then the page's one server-sent event stream, /live/runs/RUN
+   /runs/RUN with a session of its own (the dashboard checks the run's header with the session's
+   token and draws the page from its one watch of the run) and then the page's one server-sent
+   event stream, /live/runs/RUN
    (which htmx's SSE extension opens), read until the run has ended. Twenty Chromium pages would
-   not fit in 2 cores beside the master and the workers (one page keeps a core busy for tens of
-   seconds laying out a 1,000-node graph), and a page costs the master only its requests (the
-   dashboard fans its one watch of the run out to every stream; checked once with the master's
-   `--metrics-port`: the same RPCs, 60 GetRun, with 2 pages + 18 clients as with 20 clients). So
+   not fit in 2 cores beside the master and the workers, and a page costs the master only its
+   requests (the dashboard fans its one watch of the run out to every stream; checked with the
+   master's `--metrics-port`: the same RPCs, 40 GetRun headers, with 2 pages + 18 clients as with
+   20 clients). So
    the ways are: no watcher; 20 plain HTTP clients (httpx, threads of this script, a session
    each) that open the stream only (the live part alone); 20 that load the page and open the
-   stream (the goal's 20 browsers); and 2 real Chromium pages + 18 such clients. The dashboard
+   stream (the goal's 20 browsers); 2 real Chromium pages + 18 such clients; and a control, no
+   watcher but a process spinning on one core (what sharing the cores alone costs). The dashboard
    (with its one watch of the cluster) runs in every way. Then, where it goes, on a run that
    stands still (its first job sleeps): the master's CPU for 20 page loads, apart from 20 streams
    opened to their snapshot; and how long a Chromium page takes to draw that run's graph (and its
-   layout alone, run again in the page). Target:
+   layout alone, run again in the page). Each way's CPU is also shown without its kernel part.
+   Target:
    <= 5 % more master CPU with 20 watchers than with none.
 
     .venv/bin/python benchmarks/bench_dashboard.py [--quick] [--goals overview,log,watchers] [--rounds N]
@@ -168,6 +171,11 @@ def signed_in(url: str, token: str) -> httpx.Client:
 def cpu_seconds(pid: int) -> float:
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
+
+
+def kernel_seconds(pid: int) -> float:
+    """The part of `cpu_seconds` spent in the kernel for the process (system time)."""
+    return psutil.Process(pid).cpu_times().system
 
 
 def pct(values: list[float], q: float) -> float:
@@ -590,15 +598,16 @@ def watched_run(
     name: str,
     watchers: tuple[list[httpx.Client], bool, list[Any]],
     url: str,
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, float]:
     """One run of `jobs` watched by `watchers` (HTTP clients, whether they load the page first,
     Chromium pages): the master's CPU seconds from submission to SETTLE s after the run's end (the
     same window every way: what a late page does after it costs the master nothing but its idle
-    time), the run's own seconds, and how long after the SDK's wait the last watcher saw the end."""
+    time), the part of them in the kernel, the run's own seconds, and how long after the SDK's
+    wait the last watcher saw the end."""
     assert c.master is not None
     master, client = c.master.pid, c.client
     clients, page_load, pages = watchers
-    before = cpu_seconds(master)
+    before, kernel_before = cpu_seconds(master), kernel_seconds(master)
     run = client.submit_dag(name, jobs)
     seen: list[float] = []
     threads = [
@@ -613,7 +622,7 @@ def watched_run(
     ended = time.monotonic()
     assert record.state == "SUCCEEDED", record.reason
     after: list[float] = []  # read on time by a timer: a busy page may keep this thread waiting
-    timer = threading.Timer(SETTLE, lambda: after.append(cpu_seconds(master)))
+    timer = threading.Timer(SETTLE, lambda: after.extend((cpu_seconds(master), kernel_seconds(master))))
     timer.start()
     for page in pages:
         state = page.get_by_test_id("run-state")
@@ -624,10 +633,10 @@ def watched_run(
     timer.join()
     assert len(seen) == len(threads) + len(pages), (len(seen), len(threads), len(pages))
     late = max(seen, default=ended) - ended
-    used = after[0] - before
+    used, kernel = after[0] - before, after[1] - kernel_before
     for page in pages:
         page.goto("about:blank")  # its stream closes
-    return used, record.ended_at - record.created_at, late
+    return used, kernel, record.ended_at - record.created_at, late
 
 
 @contextmanager
@@ -715,6 +724,7 @@ def goal_watchers(size: Size) -> list[tuple[str, str, str, str, str]]:
             del labels["pages"], labels["busy"]
         ways = list(labels)
         cpu: dict[str, list[float]] = {w: [] for w in ways}
+        kernel: dict[str, list[float]] = {w: [] for w in ways}
         wall: dict[str, list[float]] = {w: [] for w in ways}
         lag: dict[str, list[float]] = {w: [] for w in ways}
         assert c.master is not None
@@ -739,12 +749,16 @@ def goal_watchers(size: Size) -> list[tuple[str, str, str, str, str]]:
                 for way in ways if r % 2 == 0 else ways[::-1]:
                     time.sleep(2.0)  # the previous run's streams gone
                     with busy_core(way == "busy"):
-                        used, took, late = watched_run(c, jobs, f"watch-{way}-{r}", watchers[way], dash.url)
+                        used, sys_used, took, late = watched_run(
+                            c, jobs, f"watch-{way}-{r}", watchers[way], dash.url
+                        )
                     cpu[way].append(used)
+                    kernel[way].append(sys_used)
                     wall[way].append(took)
                     lag[way].append(late)
                     print(
-                        f"round {r + 1} {way:7}: master CPU {used:.2f} s, the run {took:.2f} s "
+                        f"round {r + 1} {way:7}: master CPU {used:.2f} s ({sys_used:.2f} in the kernel), "
+                        f"the run {took:.2f} s "
                         f"(the last watcher saw the end {late:.2f} s after the SDK's wait)",
                         flush=True,
                     )
@@ -765,6 +779,18 @@ def goal_watchers(size: Size) -> list[tuple[str, str, str, str, str]]:
                 f"{med(base):.2f} s",
                 f"{ratio:.3f}",
                 target,
+            )
+        )
+    for way in ways[1:]:  # the master's own work, apart from what sharing the cores costs in the kernel
+        user = [c - k for c, k in zip(cpu[way], kernel[way], strict=True)]
+        base_user = [c - k for c, k in zip(base, kernel["none"], strict=True)]
+        rows.append(
+            (
+                f"master CPU per run outside the kernel, {labels[way]}",
+                f"{med(user):.2f} s",
+                f"{med(base_user):.2f} s",
+                f"{med(u / b for u, b in zip(user, base_user, strict=True)):.3f}",
+                "",
             )
         )
     for way in ways[1:]:
