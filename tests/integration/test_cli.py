@@ -369,6 +369,8 @@ def test_a_big_run_is_watched_by_its_failures_and_counts_and_its_jobs_paged(clus
     record = cluster.client.get_run(run_id, jobs=["SUCCEEDED"], limit=5)
     assert len(record.jobs) == 5 and record.counts == {"FAILED": 2, "SUCCEEDED": 40}
     assert len(cluster.client.get_run(run_id).jobs) == 42
+    header = cluster.client.get_run(run_id, jobs=[], limit=1)  # the counts only
+    assert header.jobs == [] and header.counts == {"FAILED": 2, "SUCCEEDED": 40}
 
 
 def test_a_job_no_worker_can_run_is_said_while_waiting_and_can_fail(cluster: ProcessCluster) -> None:

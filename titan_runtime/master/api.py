@@ -249,8 +249,9 @@ class TitanServicer(
         states = set(request.job_states)
         limit = request.job_limit or len(run.jobs)
         info = run_to_pb(self._state, run, with_jobs=False)
-        picked = (job for job in run.jobs.values() if job.state.value in states)
-        info.jobs.extend(job_to_pb(self._state, job) for job in itertools.islice(picked, limit))
+        if states:  # none: the run's header (a dashboard's check on every page load), not a scan
+            picked = (job for job in run.jobs.values() if job.state.value in states)
+            info.jobs.extend(job_to_pb(self._state, job) for job in itertools.islice(picked, limit))
         return info
 
     async def ListRuns(
