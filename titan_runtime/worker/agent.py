@@ -68,8 +68,9 @@ log = logging.getLogger("titan.worker")
 LOG_CHUNK = 256 * 1024
 MAX_MESSAGE_LOG_BYTES = 4 * 1024 * 1024  # log bytes in one message, to stay far below gRPC's limit
 GOODBYE_TIMEOUT = 3.0  # how long a stopping worker waits for the master to acknowledge its reports
-# Reconnect delays double up to this (times a 0.5-1.5 jitter), so a restarted master is found fast.
-MAX_BACKOFF = 1.0
+# Reconnect delays double up to this (each spread over half to all of it), so a restarted master is
+# found within half a second of listening (docs/performance.md: the restart with 100,000 jobs).
+MAX_BACKOFF = 0.5
 #: How often processes jobs left behind are looked for while jobs run (see orphans.py).
 SWEEP_INTERVAL = 1.0
 
