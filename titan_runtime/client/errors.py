@@ -70,10 +70,11 @@ def _tls_trouble(details: str, address: str) -> tuple[str, bool]:
             "CA or not made for this address (`titan-runtime certs init --host NAME`), or it requires a "
             "client certificate (--tls-cert, --tls-key). " + details.rsplit(": ", 1)[0][-300:]
         ), False
-    if "socket closed" in lowered:
+    if "socket closed" in lowered:  # a master stopping or swamped closes sockets too: not only TLS
         return (
             f"the Titan master at {address} closed the connection: if it serves TLS, give its CA with "
-            "--tls-ca (TITAN_TLS_CA), and a client certificate if it requires one (--tls-cert, --tls-key)"
+            "--tls-ca (TITAN_TLS_CA), and a client certificate if it requires one (--tls-cert, "
+            "--tls-key); if it does not, it may be stopping or overloaded: try again"
         ), True
     return "", False
 
