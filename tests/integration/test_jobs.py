@@ -366,3 +366,33 @@ def test_a_cancel_may_say_why_within_a_budget(cluster: ProcessCluster) -> None:
     other = client.submit_dag("plain", [TitanJob("sleep", command=["sleep", "300"])])
     client.cancel(other, wait=True)
     assert client.get_job(f"{other}/sleep").reason == "cancelled by user"
+
+
+def test_module_jobs_of_preloaded_packages_start_from_the_preloading_launcher(
+    make_cluster, tmp_path: Path
+) -> None:
+    """`worker --preload timeit,email.parser`: a `{python} -m timeit` job is forked from a launcher
+    that has imported them (it finds email.parser imported already); a script job is forked from
+    the plain launcher (it does not), a `-c` job is exec'd. A bad name is refused at the start."""
+    cluster = make_cluster()
+    worker = cluster.add_worker("w", slots=1, args=("--preload", "timeit,email.parser"))
+    client = cluster.client
+    probe = "import os, sys; print('email.parser' in sys.modules, os.getppid())"
+    script = tmp_path / "probe.py"
+    script.write_text(probe + "\n")
+
+    def ran(job: TitanJob) -> tuple[str, int]:
+        ref = client.submit_job(job)
+        assert client.wait(ref, 30).state == "SUCCEEDED", client.fetch_logs(ref)
+        preloaded, parent = client.fetch_logs(ref).split()[:2]
+        return preloaded, int(parent)
+
+    warm, warm_parent = ran(TitanJob(command=["{python}", "-m", "timeit", "-n1", "-r1", probe]))
+    plain, plain_parent = ran(TitanJob(filename=str(script)))
+    execd, execd_parent = ran(TitanJob(command=["{python}", "-c", probe]))
+    assert (warm, plain, execd) == ("True", "False", "False")
+    launchers = {p.pid for p in psutil.Process(worker.pid).children()}
+    assert {warm_parent, plain_parent} <= launchers and warm_parent != plain_parent
+    assert execd_parent == worker.pid
+    refused = cluster.cli("worker", "--preload", "dagster,not a module", "--name", "x")
+    assert refused.returncode == 2 and "'not a module': not module names" in refused.stderr

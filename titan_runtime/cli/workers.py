@@ -77,8 +77,17 @@ from titan_runtime.core.resources import format_memory
     default="fork",
     show_default=True,
     envvar="TITAN_PYTHON_LAUNCHER",
-    help="fork: start .py jobs from a Python that has already started (~1 ms, not ~17); "
-    "exec: a new interpreter per job [env TITAN_PYTHON_LAUNCHER].",
+    help="fork: start Python jobs (`{python} script.py`, `{python} -m module`) from a Python that "
+    "has already started (~1 ms, not ~17); exec: a new interpreter per job [env TITAN_PYTHON_LAUNCHER].",
+)
+@click.option(
+    "--preload",
+    default="",
+    metavar="PACKAGES",
+    envvar="TITAN_PRELOAD",
+    callback=lambda _ctx, _param, value: parse_preload(value),
+    help="Comma-separated packages a second launcher imports once, for `{python} -m` jobs of them "
+    "(e.g. dagster,titan_dagster: Dagster steps start without importing Dagster) [env TITAN_PRELOAD].",
 )
 @click.option(
     "--port-range", default="20000-32000", show_default=True, help="Ports leased to services, LOW-HIGH."
@@ -138,6 +147,7 @@ def worker(
     drain_timeout: float,
     keep_workspaces: bool,
     python_launcher: str,
+    preload: tuple[str, ...],
     port_range: str,
     advertise_host: str | None,
     tls_ca: str | None,
@@ -226,6 +236,7 @@ def worker(
         drain_timeout=drain_timeout,
         keep_workspaces=keep_workspaces,
         python_launcher=python_launcher,
+        preload=preload,
         port_range=_parse_port_range(port_range),
         advertise_host=advertise_host or "",
         tls=worker_tls,
@@ -240,6 +251,19 @@ def worker(
         gpus=gpu_ids,
     )
     sys.exit(eventloop.run(run_worker(cfg)))
+
+
+def parse_preload(value: str) -> tuple[str, ...]:
+    """--preload: module names, comma-separated, each as `python -m` would take it."""
+    from titan_runtime.worker.launcher import MODULE_NAME
+
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    wrong = [n for n in names if not MODULE_NAME.fullmatch(n)]
+    if wrong:
+        raise click.BadParameter(
+            f"{', '.join(map(repr, wrong))}: not module names (e.g. dagster,titan_dagster)"
+        )
+    return names
 
 
 def _parse_port_range(value: str) -> tuple[int, int]:

@@ -56,7 +56,7 @@ from titan_runtime.worker import capabilities, launcher, memory
 from titan_runtime.worker.cache import ArtifactCache
 from titan_runtime.worker.execution import AttemptRunner, Execution
 from titan_runtime.worker.jobuser import JobDirs, JobUser, JobUserError
-from titan_runtime.worker.launcher import PythonLauncher
+from titan_runtime.worker.launcher import Launchers
 from titan_runtime.worker.orphans import Orphans
 from titan_runtime.worker.ports import PortLeases
 from titan_runtime.worker.project import ProjectLimits
@@ -105,7 +105,8 @@ class WorkerConfig:
     kill_grace: float = 10.0
     drain_timeout: float = 60.0  # SIGTERM: how long running attempts may take to finish
     keep_workspaces: bool = False
-    python_launcher: str = "fork"  # or "exec": how .py script jobs start (worker/launcher.py)
+    python_launcher: str = "fork"  # or "exec": how Python jobs start (worker/launcher.py)
+    preload: tuple[str, ...] = ()  # packages a second launcher imports, for `-m` jobs of them
     worker_id: str = ""
     port_range: tuple[int, int] = (20000, 32000)  # where services' ports are leased
     advertise_host: str = ""  # how others reach this worker's services; default: the route to the master
@@ -255,9 +256,9 @@ class WorkerAgent:
             job_user=self.config.job_user,
             gpus=self._gpus,
         )
-        self._runner.launcher = self._start_launcher(self._runner.base_env)
-        if self._runner.launcher is not None:
-            self.orphans.own(self._runner.launcher.pid)
+        self._runner.launchers = self._start_launchers(self._runner.base_env)
+        for one in self._runner.launchers.all:
+            self.orphans.own(one.pid)
         sweeper = asyncio.create_task(self._sweep_orphans())
         self._channel = channel(self.config.master, self.config.tls, CHANNEL_OPTIONS, aio=True)
         self._stub = rpc.TitanStub(self._channel)
@@ -278,8 +279,7 @@ class WorkerAgent:
         finally:
             await self._stop_attempts("worker stopping")
             sweeper.cancel()
-            if self._runner.launcher is not None:
-                self._runner.launcher.close()
+            self._runner.launchers.close()
             self.orphans.sweep()  # nothing runs now: whatever jobs left behind goes
             self.reaper.close()
             self._memory.close()
@@ -298,14 +298,10 @@ class WorkerAgent:
             if self.orphans.busy:
                 self.orphans.sweep()
 
-    def _start_launcher(self, env: dict[str, str]) -> PythonLauncher | None:
+    def _start_launchers(self, env: dict[str, str]) -> Launchers:
         if self.config.python_launcher != "fork" or not launcher.supported():
-            return None
-        try:
-            return PythonLauncher(env, self.config.job_user)
-        except OSError as exc:
-            log.warning("cannot start the Python launcher (%s); Python jobs are exec'd", exc)
-            return None
+            return Launchers(None)
+        return Launchers.start(env, self.config.job_user, self.config.preload)
 
     async def _stop_attempts(self, reason: str) -> None:
         """Stop every running attempt (SIGTERM, SIGKILL after the grace period) and wait for them.

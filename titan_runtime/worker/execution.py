@@ -25,7 +25,7 @@ from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.worker import health
 from titan_runtime.worker.cache import ArtifactCache
 from titan_runtime.worker.jobuser import AttemptDir, JobUser, hand_over, open_result, prepare
-from titan_runtime.worker.launcher import PythonLauncher
+from titan_runtime.worker.launcher import Launchers, python_entry
 from titan_runtime.worker.orphans import Orphans
 from titan_runtime.worker.ports import PortLeases, PortUnavailable
 from titan_runtime.worker.process import GroupWatcher, JobProcess
@@ -111,7 +111,7 @@ class AttemptRunner:
         watcher: GroupWatcher | None,
         on_change: Callable[[], None],
         ports: PortLeases | None = None,
-        launcher: PythonLauncher | None = None,
+        launchers: Launchers | None = None,
         orphans: Orphans | None = None,
         project_limits: ProjectLimits | None = None,
         job_user: JobUser | None = None,
@@ -122,7 +122,7 @@ class AttemptRunner:
         self.ports = ports or PortLeases()
         self.orphans = orphans
         self.project_limits = project_limits or ProjectLimits()
-        self.launcher = launcher  # forks Python script jobs; None: every job is exec'd
+        self.launchers = launchers or Launchers(None)  # fork Python jobs; none: every job is exec'd
         # The worker's own environment, minus the cluster token, which a job must never see.
         self.base_env = {k: v for k, v in os.environ.items() if k != "TITAN_TOKEN"}
         if job_user is not None:  # a job of another user finds its own HOME, USER and LOGNAME
@@ -161,12 +161,10 @@ class AttemptRunner:
             if ex.private is not None and self.job_user is not None:  # all root's work is done now
                 await asyncio.get_running_loop().run_in_executor(None, hand_over, ex.private, self.job_user)
             env = self.env(ex)
-            launcher = self.launcher
             # A job with secrets is exec'd, never forked: what the launcher receives stays in its heap,
             # which every job it forks later gets a copy of (docs/security.md, "Secrets").
-            secret_env = ex.assignment.secret_env
-            if launcher is not None and (spec.memory_mb or secret_env or not launcher.compatible(argv, env)):
-                launcher = None
+            forkable = not (spec.memory_mb or ex.assignment.secret_env)
+            launcher = self.launchers.pick(argv, env) if forkable else None
             process = JobProcess(
                 argv,
                 ex.workspace,
@@ -304,9 +302,15 @@ class AttemptRunner:
 
     @staticmethod
     def title(ex: Execution, argv: list[str]) -> str:
-        """What `ps` shows for a forked job: run, job, attempt (its id, which orphans.py reads) and script."""
+        """What `ps` shows for a forked job: run, job, attempt (its id, which orphans.py reads) and
+        script (or `-m MODULE`) with its arguments."""
         a = ex.assignment
-        script = " ".join([os.path.basename(argv[2]), *argv[3:]]) if len(argv) > 2 else ""
+        entry = python_entry(argv)
+        script = ""
+        if entry is not None:
+            rest = argv[argv.index(entry[1]) + 1 :]
+            head = os.path.basename(entry[1]) if entry[0] == "script" else f"-m {entry[1]}"
+            script = " ".join([head, *rest])
         title = f"titan job {a.run_id}/{a.job_id} attempt {a.attempt} ({a.attempt_id}): {script}"
         return title[:TITLE_LENGTH]
 

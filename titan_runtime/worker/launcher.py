@@ -1,9 +1,15 @@
 """The worker's side of the Python launcher (launcher_main.py): start it, ask it for jobs, hear exits.
 
-Python script jobs are forked from an interpreter that has already started instead of starting a
-new one each: on a no-op script that is ~1 ms of CPU instead of ~17 (docs/performance.md). Only jobs
-that cannot tell the difference go this way (`compatible`); anything else, and every job when the
-launcher is off (`--python-launcher exec`) or gone, is started with exec as before.
+Python jobs (`{python} [-u] SCRIPT.py ...` and `{python} [-u] -m MODULE ...`) are forked from an
+interpreter that has already started instead of starting a new one each: on a no-op script that is
+~1 ms of CPU instead of ~17 (docs/performance.md). Only jobs that cannot tell the difference go this
+way (`compatible`); anything else, and every job when the launcher is off (`--python-launcher
+exec`) or gone, is started with exec as before.
+
+With `--preload PACKAGES` the worker runs a second launcher that has imported them: a `-m` job of
+one of those packages (`{python} -m dagster api execute_step`) starts from it, with what takes a
+cold interpreter a second to import already there. Script jobs and other modules keep the plain
+launcher, whose children find `sys.modules` as a fresh interpreter leaves it (`Launchers.pick`).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import contextlib
 import logging
 import marshal
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,6 +38,8 @@ MAIN = Path(__file__).with_name("launcher_main.py")
 #: exec'd: its interpreter must read them itself.
 STARTUP_ENV_PREFIXES = ("PYTHON", "LC_")
 STARTUP_ENV_NAMES = frozenset({"LANG", "LANGUAGE"})
+#: A module name as `-m` takes it (and `--preload`).
+MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 class LauncherUnavailable(Exception):
@@ -46,6 +55,19 @@ def _startup_env(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith(STARTUP_ENV_PREFIXES) or k in STARTUP_ENV_NAMES}
 
 
+def python_entry(argv: list[str]) -> tuple[str, str] | None:
+    """("script", PATH) or ("module", NAME) for a job the launcher could start (the worker's own
+    interpreter, `-u` or not, then a script or `-m MODULE`); None for anything else."""
+    if not argv or argv[0] != sys.executable:
+        return None
+    rest = argv[2:] if argv[1:2] == ["-u"] else argv[1:]
+    if rest[:1] == ["-m"]:
+        return ("module", rest[1]) if len(rest) >= 2 and MODULE_NAME.fullmatch(rest[1]) else None
+    if rest and not rest[0].startswith("-"):
+        return ("script", rest[0])
+    return None
+
+
 class PythonLauncher:
     """One launcher process per worker, started with the environment every job starts from.
 
@@ -53,14 +75,17 @@ class PythonLauncher:
     every child it forks is that user without dropping anything itself; it is non-dumpable all the
     same, so the jobs, of its user, cannot read the environments it receives."""
 
-    def __init__(self, env: Mapping[str, str], user: JobUser | None = None) -> None:
+    def __init__(
+        self, env: Mapping[str, str], user: JobUser | None = None, preload: tuple[str, ...] = ()
+    ) -> None:
+        self.preload = preload
         self._env = {**env, "PYTHONUNBUFFERED": "1"}
         self._startup = _startup_env(self._env)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             start = subprocess.Popen if user is None else user.start  # the same, as the job user
             self._proc = start(
-                [sys.executable, "-u", str(MAIN), str(theirs.fileno())],
+                [sys.executable, "-u", str(MAIN), str(theirs.fileno()), *preload],
                 cwd="/",  # not the worker's, which may be closed to the job user
                 env=self._env,
                 stdin=subprocess.DEVNULL,
@@ -89,14 +114,9 @@ class PythonLauncher:
         return self._proc.pid
 
     def compatible(self, argv: list[str], env: Mapping[str, str]) -> bool:
-        """Whether a job run as `argv` with `env` would start exactly as the launcher did."""
-        return (
-            self.alive
-            and len(argv) >= 3
-            and argv[:2] == [sys.executable, "-u"]
-            and not argv[2].startswith("-")
-            and _startup_env(env) == self._startup
-        )
+        """Whether a job run as `argv` with `env` would start exactly as the launcher did (its
+        interpreter settings, PYTHONUNBUFFERED=1 included, are the launcher's)."""
+        return self.alive and python_entry(argv) is not None and _startup_env(env) == self._startup
 
     def spawn(
         self,
@@ -133,6 +153,14 @@ class PythonLauncher:
             self._gone()
             return
         message = marshal.loads(data)
+        if message[0] == "preloaded":
+            for module, why in message[1]:
+                log.warning(
+                    "the Python launcher could not preload %s (%s): its jobs import it themselves",
+                    module,
+                    why,
+                )
+            return
         if message[0] == "exit":
             _, pid, status = message
             on_exit = self._exits.pop(pid, None)
@@ -175,3 +203,50 @@ class PythonLauncher:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+
+
+class Launchers:
+    """The worker's launchers: the plain one, and with `preload` a second one that has imported
+    those packages, for `-m` jobs of them. Either may be missing (off, or failed to start)."""
+
+    def __init__(self, plain: PythonLauncher | None, preloaded: PythonLauncher | None = None) -> None:
+        self.plain = plain
+        self.preloaded = preloaded
+
+    @classmethod
+    def start(cls, env: Mapping[str, str], user: JobUser | None, preload: tuple[str, ...]) -> Launchers:
+        """Start them; one that cannot start is said in the log and left out (its jobs are exec'd)."""
+
+        def one(modules: tuple[str, ...]) -> PythonLauncher | None:
+            try:
+                return PythonLauncher(env, user, modules)
+            except OSError as exc:
+                log.warning("cannot start the Python launcher (%s); its Python jobs are exec'd", exc)
+                return None
+
+        return cls(one(()), one(preload) if preload else None)
+
+    @property
+    def all(self) -> list[PythonLauncher]:
+        return [launcher for launcher in (self.plain, self.preloaded) if launcher is not None]
+
+    def pick(self, argv: list[str], env: Mapping[str, str]) -> PythonLauncher | None:
+        """The launcher to fork this job from, or None to exec it: a `-m` job of a preloaded
+        package from the preloading one, any other Python job from the plain one."""
+        entry = python_entry(argv)
+        if entry is None:
+            return None
+        preloaded = self.preloaded
+        if (
+            preloaded is not None
+            and entry[0] == "module"
+            and entry[1].partition(".")[0] in {m.partition(".")[0] for m in preloaded.preload}
+            and preloaded.compatible(argv, env)
+        ):
+            return preloaded
+        plain = self.plain
+        return plain if plain is not None and plain.compatible(argv, env) else None
+
+    def close(self) -> None:
+        for launcher in self.all:
+            launcher.close()

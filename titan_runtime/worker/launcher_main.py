@@ -1,7 +1,9 @@
 """The Python launcher: an interpreter that has already started, forking a copy per Python job.
 
-Run by the worker as `python -u launcher_main.py FD` (never imported): FD is its end of a
-SOCK_SEQPACKET socket pair. Starting an interpreter costs ~17 ms of CPU, most of a no-op job; a fork
+Run by the worker as `python -u launcher_main.py FD [MODULE...]` (never imported): FD is its end of
+a SOCK_SEQPACKET socket pair; each MODULE is imported before any job is forked (`--preload`: a
+`python -m` job of such a package starts with it imported), and the first message says which
+could not be, ("preloaded", [(module, why)...]). Starting an interpreter costs ~17 ms of CPU, most of a no-op job; a fork
 of one that has started costs ~1 ms. Each request is a marshalled (argv, cwd, env) with the job's
 stdin, stdout and stderr attached (SCM_RIGHTS); the answer is ("pid", pid) once the child leads its
 own session, or ("error", why). When a child exits, the launcher SIGKILLs what is left of its
@@ -9,9 +11,11 @@ group (the leader is a zombie until reaped, so the group id cannot have been reu
 sends ("exit", pid, wait status). It leaves when the worker closes its end, killing the groups of
 the children it still has (the worker stops its jobs first; this is for a worker that could not).
 
-The child then becomes what `python -u SCRIPT ARGS` would be: its own session, the job's fds, cwd,
-environment, argv and sys.path[0], the default SIGINT handler, the script as `__main__`, and the
-interpreter's own handling of SystemExit, uncaught exceptions, threads and atexit. What differs is
+The child then becomes what `python -u SCRIPT ARGS` (or `python -u -m MODULE ARGS`, `-u` optional:
+the worker's jobs run with PYTHONUNBUFFERED=1) would be: its own session, the job's fds, cwd,
+environment, argv and sys.path[0], the default SIGINT handler, the script (the module, through
+runpy as `-m` does) as a fresh `__main__`, and the interpreter's own handling of SystemExit,
+uncaught exceptions, threads and atexit. What differs is
 listed in docs/concepts.md (the hash seed is the launcher's; a few modules are already imported).
 
 It imports only modules the interpreter has loaded at start-up or that are built in, so that a job
@@ -64,9 +68,10 @@ def _end(pid):
     return os.waitpid(pid, 0)[1]
 
 
-def serve(sock_fd):
+def serve(sock_fd, preload_failed):
     """Answer requests until the worker closes the socket. Returns (argv, env) in a forked child."""
     sock = _socket.socket(fileno=sock_fd)
+    sock.send(marshal.dumps(("preloaded", preload_failed)))
     poller = select.poll()
     poller.register(sock_fd, select.POLLIN)
     children = {}  # pidfd -> pid
@@ -106,15 +111,28 @@ def serve(sock_fd):
             sock.send(marshal.dumps(answer))
 
 
-def _trimmed_excepthook(script):
-    """Tracebacks start at the script, as they do when Python runs it: the launcher's frame is cut."""
+def _trimmed_excepthook(first):
+    """Tracebacks start where Python's own would (the script's frame, or runpy's for `-m`, for which
+    `first(code)` is true): the launcher's frame is cut."""
 
     def hook(kind, value, tb):
-        while tb is not None and tb.tb_frame.f_code.co_filename != script:
+        while tb is not None and not first(tb.tb_frame.f_code):
             tb = tb.tb_next
         sys.__excepthook__(kind, value.with_traceback(tb), tb)
 
     return hook
+
+
+def _preload(modules):
+    """Import each of `modules`; the ones that failed, with why (a job never sees these errors: its
+    own import says them again, in its log)."""
+    failed = []
+    for name in modules:
+        try:
+            __import__(name)
+        except BaseException as exc:  # an import may raise anything, SystemExit too
+            failed.append((name, f"{type(exc).__name__}: {exc}"[:500]))
+    return failed
 
 
 def _title_spec():
@@ -149,7 +167,8 @@ _undumpable()
 for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(_sig, signal.SIG_IGN)  # the worker stops it by closing the socket
 _TITLE_SPEC = _title_spec()
-_job = serve(int(sys.argv[1]))
+_PRELOAD_FAILED = _preload(sys.argv[2:])
+_job = serve(int(sys.argv[1]), _PRELOAD_FAILED)
 if _job is None:
     sys.exit(0)
 
@@ -172,18 +191,30 @@ if "TZ" in _env:
     import time
 
     time.tzset()
-_script = _argv[2]
 sys.orig_argv[:] = _argv
-sys.argv[:] = _argv[2:]
-sys.path[0] = os.path.dirname(os.path.realpath(_script))
-sys.excepthook = _trimmed_excepthook(_script)
+_rest = _argv[2:] if _argv[1:2] == ["-u"] else _argv[1:]
 _main = type(sys)("__main__")
-_main.__file__ = _script
-_main.__cached__ = None
-_main.__loader__ = sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", _script)
 _main.__builtins__ = __builtins__
-with open(_script, "rb") as _fh:
-    _code = compile(_fh.read(), _script, "exec")
-sys.modules["__main__"] = _main
-del _job, _argv, _env, _title, _fh, _sig, _TITLE_SPEC
-exec(_code, _main.__dict__)
+if _rest[0] == "-m":  # as `python -m`: cwd first on the path, the module found and run by runpy
+    import runpy
+
+    _module_name = _rest[1]
+    sys.argv[:] = ["-m", *_rest[2:]]  # runpy puts the module's file in argv[0]
+    sys.path[0] = os.getcwd()
+    sys.excepthook = _trimmed_excepthook(lambda code: code.co_name == "_run_module_as_main")
+    sys.modules["__main__"] = _main  # runpy runs the module in __main__'s namespace: a fresh one
+    del _job, _argv, _env, _title, _sig, _TITLE_SPEC, _PRELOAD_FAILED, _rest
+    runpy._run_module_as_main(_module_name, alter_argv=True)
+else:
+    _script = _rest[0]
+    sys.argv[:] = _rest
+    sys.path[0] = os.path.dirname(os.path.realpath(_script))
+    sys.excepthook = _trimmed_excepthook(lambda code, script=_script: code.co_filename == script)
+    _main.__file__ = _script
+    _main.__cached__ = None
+    _main.__loader__ = sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", _script)
+    with open(_script, "rb") as _fh:
+        _code = compile(_fh.read(), _script, "exec")
+    sys.modules["__main__"] = _main
+    del _job, _argv, _env, _title, _fh, _sig, _TITLE_SPEC, _PRELOAD_FAILED, _rest
+    exec(_code, _main.__dict__)

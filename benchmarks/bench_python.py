@@ -1,0 +1,112 @@
+"""Warm Python (issue 24), part a so far: a Dagster job of 9 trivial ops (8 leaves, one fan-in).
+
+Ways, in turns round after round (the order reversed every other round), each the wall time of
+`execute_job` against the same instance:
+- titan_executor, warm: the worker runs with `--preload dagster,titan_dagster`, so each step's
+  `python -m dagster api execute_step` is forked from a launcher that has imported Dagster;
+- titan_executor, forked cold: the plain launcher forks the step, which imports Dagster itself;
+- titan_executor, exec'd: `--python-launcher exec`, a new interpreter per step (as before);
+- Dagster's multiprocess executor (max_concurrent 2), and in process (the baseline).
+Each titan way has a cluster of its own: a master and one worker with 2 slots.
+
+    .venv/bin/python benchmarks/bench_python.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster_fanin
+from _common import Timer, table
+from dagster import DagsterInstance, execute_job, instance_for_test, reconstructable
+
+from titan_runtime.testing import ProcessCluster
+
+WORKER_ARGS = {
+    "warm": ("--preload", "dagster,titan_dagster"),
+    "forked cold": (),
+    "exec'd": ("--python-launcher", "exec"),
+}
+
+
+@contextmanager
+def titan_cluster(root: Path, args: tuple[str, ...]) -> Iterator[ProcessCluster]:
+    root.mkdir(parents=True)
+    c = ProcessCluster(root)
+    try:
+        c.start_master()
+        c.add_worker("w", slots=2, args=args)
+        yield c
+    finally:
+        c.stop()
+
+
+def run_once(instance: DagsterInstance, way: str, clusters: dict[str, ProcessCluster]) -> float:
+    config: dict[str, Any] = {}
+    if way in clusters:
+        c = clusters[way]
+        config = {"execution": {"config": {"address": c.address, "token": c.token, "poll_interval": 0.05}}}
+        target = dagster_fanin.fanin_titan
+    elif way == "multiprocess":
+        config = {"execution": {"config": {"max_concurrent": 2}}}
+        target = dagster_fanin.fanin_multiprocess
+    else:
+        target = dagster_fanin.fanin_in_process
+    with Timer() as t, execute_job(reconstructable(target), instance=instance, run_config=config) as result:
+        assert result.success, way
+    return t.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    ways = [*WORKER_ARGS, "multiprocess", "in process"]
+    times: dict[str, list[float]] = {w: [] for w in ways}
+    with tempfile.TemporaryDirectory(prefix="titan-bench-python-") as tmp, ExitStack() as stack:
+        root = Path(tmp)
+        clusters = {
+            way: stack.enter_context(
+                titan_cluster(root / way.replace(" ", "-").replace("'", ""), worker_args)
+            )
+            for way, worker_args in WORKER_ARGS.items()
+        }
+        (root / "dagster").mkdir()
+        instance = stack.enter_context(instance_for_test(temp_dir=str(root / "dagster")))
+        for way in ways:  # the first run of each pays for caches: not counted
+            run_once(instance, way, clusters)
+        for r in range(args.rounds):
+            for way in ways if r % 2 == 0 else ways[::-1]:
+                times[way].append(run_once(instance, way, clusters))
+                print(f"round {r + 1} {way:12}: {times[way][-1]:.2f} s", flush=True)
+    base = statistics.median(times["in process"])
+    multi = statistics.median(times["multiprocess"])
+    rows = []
+    for way in ways:
+        med = statistics.median(times[way])
+        target = {
+            "warm": f"<= 3x in process; >= 5x faster than multiprocess ({med and multi / med:.1f}x)"
+        }.get(way, "")
+        rows.append(
+            (
+                f"9-op job: {way}",
+                f"{med:.2f} s ({min(times[way]):.2f}-{max(times[way]):.2f})",
+                f"{base:.2f} s",
+                f"{med / base:.2f}",
+                target,
+            )
+        )
+    table(
+        f"a Dagster job of 8 leaves and a fan-in, 2 slots (medians of {args.rounds} rounds; baseline: in process)",
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""The Python launcher with `python -m MODULE` jobs and preloaded packages: a module forked from a
+started interpreter must not be able to tell either, and a preloading launcher serves only `-m`
+jobs of the packages it imported.
+
+Each check runs the same module both ways (exec'd, forked) with real processes, as
+test_python_launcher.py does for scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_python_launcher import ENV, PROBE, a_worker_like_test_process  # noqa: F401
+from titan_runtime.worker import launcher as launcher_module
+from titan_runtime.worker.launcher import Launchers, PythonLauncher, python_entry
+from titan_runtime.worker.process import JobProcess, ProcessExit
+from titan_runtime.worker.spool import Spool
+
+#: The scripts' probe, its module spec by name (a module has one; JSON has no ModuleSpec).
+MODULE_PROBE = PROBE.replace('"spec": __spec__,', '"spec": __spec__ and __spec__.name,')
+assert MODULE_PROBE != PROBE
+
+pytestmark = pytest.mark.skipif(not launcher_module.supported(), reason="the launcher needs Linux pidfds")
+
+
+def run_module(
+    tmp_path: Path,
+    source: str,
+    args: list[str],
+    way: str,
+    unbuffered_flag: bool = True,
+    preload: tuple[str, ...] = (),
+) -> tuple[ProcessExit, list[tuple[str, str]], bool, PythonLauncher | None]:
+    """Run package `probe` (its __main__ is `source`) as `python [-u] -m probe ARGS`, `way` "exec"
+    or "fork" (with launchers preloading `preload`): (how it ended, its output records, whether it
+    was forked, the launcher it was forked from)."""
+    work = tmp_path / way
+    (work / "probe").mkdir(parents=True)
+    (work / "probe" / "__init__.py").write_text("")
+    (work / "probe" / "__main__.py").write_text(source)
+    (work / "probe_helper.py").write_text("VALUE = 1\n")
+    spool = Spool(work / "out.log")
+    argv = [sys.executable, *(["-u"] if unbuffered_flag else []), "-m", "probe", *args]
+
+    async def body() -> tuple[ProcessExit, bool, PythonLauncher | None]:
+        launchers = Launchers.start(ENV, None, preload) if way == "fork" else Launchers(None)
+        try:
+            chosen = launchers.pick(argv, ENV)
+            proc = JobProcess(argv, work, ENV, spool, lambda: None)
+            await proc.start(chosen)
+            return await proc.wait(), proc.proc is None, chosen
+        finally:
+            launchers.close()
+
+    done, forked, chosen = asyncio.run(body())
+    spool.close()
+    raw = (work / "out.log").read_bytes() if (work / "out.log").exists() else b""
+    out = []
+    for line in raw.decode().split("\n")[:-1]:
+        _, stream, text = line.split(" ", 2)
+        out.append((stream, text.replace(str(work), "WORK")))
+    return done, out, forked, chosen
+
+
+@pytest.mark.parametrize("unbuffered_flag", [True, False], ids=["-u", "PYTHONUNBUFFERED"])
+@pytest.mark.parametrize("code", [0, 3])
+def test_a_forked_module_sees_and_ends_as_an_execd_one(
+    tmp_path: Path, code: int, unbuffered_flag: bool
+) -> None:
+    runs = {
+        way: run_module(tmp_path, MODULE_PROBE, [str(code), "x y"], way, unbuffered_flag)
+        for way in ("exec", "fork")
+    }
+    (exec_done, exec_out, exec_forked, _), (fork_done, fork_out, fork_forked, _) = runs["exec"], runs["fork"]
+    assert (exec_forked, fork_forked) == (False, True)
+    assert fork_done == exec_done and fork_done.exit_code == code
+    assert sorted(fork_out) == sorted(exec_out)
+    seen = json.loads(next(text for _, text in fork_out if text.startswith("{")))
+    assert seen["argv"] == ["WORK/probe/__main__.py", str(code), "x y"]
+    assert seen["cwd"] == "WORK" and seen["path0"] == "WORK" and seen["name"] == "__main__"
+    assert seen["file"] == "WORK/probe/__main__.py" and seen["main_is_me"]
+    assert seen["loader"] == "SourceFileLoader" and seen["spec"] == "probe.__main__"
+    assert all(seen[k] for k in ("leads_session", "sigint", "sigterm", "sighup", "sigpipe"))
+    assert ("O", "atexit ran") in fork_out and ("O", "thread joined") in fork_out
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def f():\n    raise ValueError('boom')\nf()\n",
+        "import sys\nsys.exit('a message')\n",
+        "raise KeyboardInterrupt\n",
+        "x = (\n",
+    ],
+    ids=["exception", "exit-message", "keyboard-interrupt", "syntax-error"],
+)
+def test_a_modules_failures_look_the_same(tmp_path: Path, source: str) -> None:
+    exec_done, exec_out, _, _ = run_module(tmp_path, source, [], "exec")
+    fork_done, fork_out, forked, _ = run_module(tmp_path, source, [], "fork")
+    assert forked
+    assert fork_done == exec_done and fork_done.outcome == "failed"
+    assert fork_out == exec_out
+
+
+def test_a_missing_module_fails_as_python_says(tmp_path: Path) -> None:
+    """`python -m nothing_here`: the interpreter's own message and exit status, forked or not."""
+    results = {}
+    for way in ("exec", "fork"):
+        work = tmp_path / way
+        work.mkdir()
+        spool = Spool(work / "out.log")
+        argv = [sys.executable, "-u", "-m", "nothing_here"]
+
+        async def body(
+            work: Path = work, spool: Spool = spool, way: str = way, argv: list[str] = argv
+        ) -> ProcessExit:
+            launchers = Launchers.start(ENV, None, ()) if way == "fork" else Launchers(None)
+            try:
+                proc = JobProcess(argv, work, ENV, spool, lambda: None)
+                await proc.start(launchers.pick(argv, ENV))
+                return await proc.wait()
+            finally:
+                launchers.close()
+
+        results[way] = asyncio.run(body())
+        spool.close()
+        results[way + " out"] = (work / "out.log").read_text().split(" ", 2)[2]
+    assert results["fork"] == results["exec"] and results["fork"].exit_code == 1
+    assert results["fork out"] == results["exec out"] == f"{sys.executable}: No module named nothing_here\n"
+
+
+def test_preloaded_modules_are_there_for_the_job_and_not_for_scripts(tmp_path: Path) -> None:
+    """The packages are imported once, in the preloading launcher: its `-m` jobs find them there; a
+    script job, or a module of another package, goes to the plain launcher (a fresh interpreter's
+    modules). With no launcher running, every job is exec'd."""
+    (tmp_path / "pre_pkg").mkdir()
+    (tmp_path / "pre_pkg" / "__init__.py").write_text("import json.decoder\nLOADED = True\n")
+    (tmp_path / "pre_pkg" / "__main__.py").write_text(
+        "import sys\nprint('pre_pkg' in sys.modules and 'json.decoder' in sys.modules, sys.argv[1:])\n"
+    )
+    (tmp_path / "script.py").write_text("import sys\nprint('pre_pkg' in sys.modules)\n")
+    env = {**ENV, "PYTHONPATH": str(tmp_path)}  # the launchers' and the jobs' alike: where pre_pkg is
+
+    async def body() -> dict[str, tuple[bool, str]]:
+        launchers = Launchers.start(env, None, ("pre_pkg",))
+        seen: dict[str, tuple[bool, str]] = {}
+        try:
+            for name, argv in (
+                ("module", [sys.executable, "-m", "pre_pkg", "a"]),
+                ("script", [sys.executable, "-u", str(tmp_path / "script.py")]),
+                ("other", [sys.executable, "-m", "json.tool", "--help"]),
+            ):
+                spool = Spool(tmp_path / f"{name}.log")
+                chosen = launchers.pick(argv, env)
+                proc = JobProcess(argv, tmp_path, env, spool, lambda: None)
+                await proc.start(chosen)
+                assert (await proc.wait()).exit_code == 0
+                spool.close()
+                which = "preloaded" if chosen is launchers.preloaded else "plain"
+                seen[name] = (
+                    proc.proc is None,
+                    which + ": " + (tmp_path / f"{name}.log").read_text().split(" ", 2)[2].split("\n")[0],
+                )
+        finally:
+            launchers.close()
+        return seen
+
+    seen = asyncio.run(body())
+    assert seen["module"] == (True, "preloaded: True ['a']")
+    assert seen["script"] == (True, "plain: False")
+    assert seen["other"][0] and seen["other"][1].startswith("plain: ")
+    assert Launchers(None).pick([sys.executable, "-m", "pre_pkg"], env) is None
+
+
+def test_a_package_that_cannot_be_preloaded_is_said_and_its_jobs_still_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def body() -> None:
+        launchers = Launchers.start(ENV, None, ("no_such_package_here",))
+        try:
+            assert launchers.preloaded is not None
+            argv = [sys.executable, "-m", "json.tool", "--help"]
+            proc = JobProcess(argv, tmp_path, ENV, Spool(tmp_path / "out.log"), lambda: None)
+            await proc.start(launchers.pick(argv, ENV))
+            assert (await proc.wait()).exit_code == 0
+        finally:
+            launchers.close()
+
+    with caplog.at_level(logging.WARNING, logger="titan_runtime.worker.launcher"):
+        asyncio.run(body())
+    assert any(
+        "could not preload no_such_package_here (ModuleNotFoundError" in r.getMessage()
+        for r in caplog.records
+    ), caplog.text
+
+
+def test_what_the_launcher_can_start() -> None:
+    exe = sys.executable
+    assert python_entry([exe, "-u", "job.py", "-x"]) == ("script", "job.py")
+    assert python_entry([exe, "job.py"]) == ("script", "job.py")
+    assert python_entry([exe, "-m", "dagster", "api", "execute_step"]) == ("module", "dagster")
+    assert python_entry([exe, "-u", "-m", "a.b_c.d"]) == ("module", "a.b_c.d")
+    for other in ([exe, "-c", "pass"], [exe, "-m"], [exe, "-m", "a-b"], [exe, "-X", "dev", "x.py"], [exe],
+                  ["python3", "x.py"], [exe, "-u"]):  # fmt: skip
+        assert python_entry(other) is None, other
