@@ -200,6 +200,40 @@ def test_a_package_that_cannot_be_preloaded_is_said_and_its_jobs_still_run(
     ), caplog.text
 
 
+def test_a_script_named_relative_to_the_workspace_sees_what_python_gives_it(tmp_path: Path) -> None:
+    """`{python} job.py` (a command, not the worker's own absolute path): argv[0] as given, and
+    __file__, sys.path[0] and tracebacks absolute, as Python makes them."""
+    runs = {}
+    for way in ("exec", "fork"):
+        work = tmp_path / way
+        work.mkdir()
+        (work / "job.py").write_text(PROBE)
+        spool = Spool(work / "out.log")
+        argv = [sys.executable, "job.py", "0"]
+
+        async def body(
+            work: Path = work, spool: Spool = spool, way: str = way, argv: list[str] = argv
+        ) -> bool:
+            launchers = Launchers.start(ENV, None, ()) if way == "fork" else Launchers(None)
+            try:
+                proc = JobProcess(argv, work, ENV, spool, lambda: None)
+                await proc.start(launchers.pick(argv, ENV))
+                assert (await proc.wait()).exit_code == 0
+                return proc.proc is None
+            finally:
+                launchers.close()
+
+        forked = asyncio.run(body())
+        spool.close()
+        text = (work / "out.log").read_text().replace(str(work), "WORK")
+        seen = json.loads(next(line.split(" ", 2)[2] for line in text.splitlines() if " O {" in line))
+        runs[way] = (forked, seen)
+    assert (runs["exec"][0], runs["fork"][0]) == (False, True)
+    for key in ("argv", "file", "path0", "cwd", "name", "main_is_me"):
+        assert runs["fork"][1][key] == runs["exec"][1][key], key
+    assert runs["fork"][1]["argv"] == ["job.py", "0"] and runs["fork"][1]["file"] == "WORK/job.py"
+
+
 def test_what_the_launcher_can_start() -> None:
     exe = sys.executable
     assert python_entry([exe, "-u", "job.py", "-x"]) == ("script", "job.py")

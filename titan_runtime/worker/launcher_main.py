@@ -206,7 +206,7 @@ if _rest[0] == "-m":  # as `python -m`: cwd first on the path, the module found 
     del _job, _argv, _env, _title, _sig, _TITLE_SPEC, _PRELOAD_FAILED, _rest
     runpy._run_module_as_main(_module_name, alter_argv=True)
 else:
-    _script = _rest[0]
+    _script = os.path.abspath(_rest[0])  # as Python makes it (argv[0] stays as given)
     sys.argv[:] = _rest
     sys.path[0] = os.path.dirname(os.path.realpath(_script))
     sys.excepthook = _trimmed_excepthook(lambda code, script=_script: code.co_filename == script)
