@@ -2,10 +2,11 @@
 
 Ways, in turns round after round (the order reversed every other round), each the wall time of
 `execute_job` against the same instance:
-- titan_executor, warm: the worker runs with `--preload dagster,titan_dagster`, so each step's
-  `python -m dagster api execute_step` is forked from a launcher that has imported Dagster;
-- titan_executor, forked cold: the plain launcher forks the step, which imports Dagster itself;
-- titan_executor, exec'd: `--python-launcher exec`, a new interpreter per step (as before);
+- titan_executor, warm (its default): each step asks its worker to preload Dagster, so its
+  `python -m dagster api execute_step` is forked from a launcher that has imported Dagster (the
+  worker starts that launcher when first asked);
+- titan_executor, `warm: false`: the plain launcher forks the step, which imports Dagster itself;
+- titan_executor on a worker with `--python-launcher exec`: a new interpreter per step (as before);
 - Dagster's multiprocess executor (max_concurrent 2), and in process (the baseline).
 Each titan way has a cluster of its own: a master and one worker with 2 slots.
 
@@ -28,10 +29,11 @@ from dagster import DagsterInstance, execute_job, instance_for_test, reconstruct
 
 from titan_runtime.testing import ProcessCluster
 
-WORKER_ARGS = {
-    "warm": ("--preload", "dagster,titan_dagster"),
-    "forked cold": (),
-    "exec'd": ("--python-launcher", "exec"),
+#: Each titan way: its worker's arguments and the executor's `warm`.
+TITAN_WAYS = {
+    "warm": ((), True),
+    "warm: false": ((), False),
+    "exec'd": (("--python-launcher", "exec"), False),
 }
 
 
@@ -51,7 +53,12 @@ def run_once(instance: DagsterInstance, way: str, clusters: dict[str, ProcessClu
     config: dict[str, Any] = {}
     if way in clusters:
         c = clusters[way]
-        config = {"execution": {"config": {"address": c.address, "token": c.token, "poll_interval": 0.05}}}
+        warm = TITAN_WAYS[way][1]
+        config = {
+            "execution": {
+                "config": {"address": c.address, "token": c.token, "poll_interval": 0.05, "warm": warm}
+            }
+        }
         target = dagster_fanin.fanin_titan
     elif way == "multiprocess":
         config = {"execution": {"config": {"max_concurrent": 2}}}
@@ -67,15 +74,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    ways = [*WORKER_ARGS, "multiprocess", "in process"]
+    ways = [*TITAN_WAYS, "multiprocess", "in process"]
     times: dict[str, list[float]] = {w: [] for w in ways}
     with tempfile.TemporaryDirectory(prefix="titan-bench-python-") as tmp, ExitStack() as stack:
         root = Path(tmp)
         clusters = {
             way: stack.enter_context(
-                titan_cluster(root / way.replace(" ", "-").replace("'", ""), worker_args)
+                titan_cluster(root / way.replace(" ", "-").replace("'", "").replace(":", ""), worker_args)
             )
-            for way, worker_args in WORKER_ARGS.items()
+            for way, (worker_args, _) in TITAN_WAYS.items()
         }
         (root / "dagster").mkdir()
         instance = stack.enter_context(instance_for_test(temp_dir=str(root / "dagster")))

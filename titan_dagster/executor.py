@@ -121,6 +121,13 @@ EXECUTOR_CONFIG: dict[str, Any] = {
         default_value=60.0,
         description="Seconds run termination waits for each step's processes to be gone.",
     ),
+    "warm": Field(
+        bool,
+        is_required=False,
+        default_value=True,
+        description="Fork each step from a launcher on its worker that has imported Dagster "
+        "(docs/dagster.md, 'Warm steps'); false: each step imports it itself.",
+    ),
     "retries": get_retries_config(),
     "max_concurrent": Field(
         Noneable(int),
@@ -174,6 +181,7 @@ def settings_from_config(config: dict[str, Any]) -> StepHandlerSettings:
         ),
         env=parse_env(config.get("env"), f"{where}, env"),
         cancel_timeout=float(config.get("cancel_timeout", 60.0)),
+        warm=bool(config.get("warm", True)),
     )
 
 

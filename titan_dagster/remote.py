@@ -42,6 +42,10 @@ def connect(
     )
 
 
+#: What a warm step or run worker asks its worker to have imported before forking it (JobSpec.preload).
+WARM_PACKAGES = ("dagster", "titan_dagster")
+
+
 def submit(
     client: TitanClient,
     *,
@@ -55,10 +59,13 @@ def submit(
     placement: Placement,
     group: str,
     labels: Mapping[str, str],
+    preload: Sequence[str] = (),
 ) -> Submission:
     """Submit one job as its own Titan run under `run_id`.
 
-    Submitting the same spec under the same id returns the existing run (Titan's idempotency);
+    `preload`: packages the worker's launcher imports before forking the job (WARM_PACKAGES: a
+    Dagster process that starts with Dagster imported). Submitting the same spec under the same id
+    returns the existing run (Titan's idempotency);
     a different spec under an id already taken is a re-launch of an attempt whose earlier job
     ended, so it goes under the next free `run_id-rN`. A run id that another credential took
     first (a job guessing the step's id) is never ours: the master refuses it (PermissionDenied)
@@ -79,6 +86,7 @@ def submit(
         # policy decides, and a retry is a new Titan run. Titan only re-places an attempt
         # that never started (its worker vanished before it could).
         retries={"attempts": 1, "max_lost": 0},
+        preload=list(preload) or None,
     )
     candidate = run_id
     for relaunch in range(1, 100):

@@ -81,6 +81,7 @@ class TitanRunLauncher(RunLauncher, ConfigurableClass):
         timeout: float | None = None,
         env: dict[str, Any] | None = None,
         cancel_timeout: float = 60.0,
+        warm: bool = True,
         inst_data: ConfigurableClassData | None = None,
     ) -> None:
         super().__init__()
@@ -96,6 +97,7 @@ class TitanRunLauncher(RunLauncher, ConfigurableClass):
         if cancel_timeout <= 0:
             raise TitanConfigError(f"{where}: cancel_timeout must be more than 0 seconds")
         self._cancel_timeout = float(cancel_timeout)
+        self._warm = bool(warm)
         self._inst_data = inst_data
         self._client: TitanClient | None = None
 
@@ -115,6 +117,7 @@ class TitanRunLauncher(RunLauncher, ConfigurableClass):
             "timeout": Field(Noneable(float), is_required=False, default_value=None),
             "env": Field(Permissive(), is_required=False, default_value={}),
             "cancel_timeout": Field(float, is_required=False, default_value=60.0),
+            "warm": Field(bool, is_required=False, default_value=True),
         }
 
     @classmethod
@@ -182,6 +185,7 @@ class TitanRunLauncher(RunLauncher, ConfigurableClass):
             command=command,
             env=env,
             placement=self._placement,
+            preload=remote.WARM_PACKAGES if self._warm else (),
             group=naming.group_id(run.run_id),
             labels={
                 naming.LABEL_KIND: "run_worker",

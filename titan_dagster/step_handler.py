@@ -48,6 +48,8 @@ class StepHandlerSettings:
     env: Mapping[str, str] = field(default_factory=dict)
     #: How long terminate_step waits for the remote processes to be gone.
     cancel_timeout: float = 60.0
+    #: Steps forked from a launcher that has imported Dagster (docs/dagster.md, "Warm steps").
+    warm: bool = True
 
 
 class TitanStepHandler(StepHandler):
@@ -125,6 +127,7 @@ class TitanStepHandler(StepHandler):
             command=STEP_COMMAND,
             env=env,
             placement=placement,
+            preload=remote.WARM_PACKAGES if self._settings.warm else (),
             group=naming.group_id(args.run_id),
             labels={
                 naming.LABEL_KIND: "step",

@@ -16,8 +16,14 @@ from titan_dagster import PipesTitanClient, titan_executor
 
 
 def where() -> dict[str, object]:
-    """Proof of where an op ran: the Titan job and worker, and the process."""
+    """Proof of where an op ran: the Titan job and worker, and the process (and its parent's
+    command line: a worker's launcher names the packages it preloaded)."""
+    try:
+        parent = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        parent = []
     return {
+        "parent": [part.decode(errors="replace") for part in parent if part],
         "pid": os.getpid(),
         "titan_run": os.environ.get("TITAN_RUN_ID", ""),
         "titan_job": os.environ.get("TITAN_JOB_ID", ""),

@@ -40,6 +40,21 @@ def test_execute_in_process_would_prove_nothing_and_execute_job_runs_on_titan(
     assert [r.id for r in titan.client.list_runs()] == [there["titan_run"]]
 
 
+@pytest.mark.parametrize("warm", [True, False])
+def test_a_warm_step_is_forked_from_a_launcher_that_imported_dagster(
+    titan: ProcessCluster, instance: DagsterInstance, warm: bool
+) -> None:
+    """titan_executor's `warm` (the default): the step asks its worker to preload Dagster, and the
+    worker (started without --preload) forks it from a launcher it started for that; `warm: false`:
+    from the plain launcher, which imported nothing."""
+    config = run_config(titan) if warm else run_config(titan, warm=False)
+    with execute_job(reconstructable(jobs.whereami_job), instance=instance, run_config=config) as result:
+        assert result.success
+        parent = result.output_for_node("whereami")["parent"]
+    [main] = [i for i, part in enumerate(parent) if part.endswith("launcher_main.py")]  # forked either way
+    assert parent[main + 2 :] == (["dagster", "titan_dagster"] if warm else [])  # after its socket's fd
+
+
 def test_no_other_test_of_the_integration_uses_execute_in_process() -> None:
     here = Path(__file__)
     offenders = [

@@ -394,5 +394,11 @@ def test_module_jobs_of_preloaded_packages_start_from_the_preloading_launcher(
     launchers = {p.pid for p in psutil.Process(worker.pid).children()}
     assert {warm_parent, plain_parent} <= launchers and warm_parent != plain_parent
     assert execd_parent == worker.pid
+    # A job may ask for packages itself: a launcher for them is started on its first asking.
+    asked, asked_parent = ran(TitanJob(filename=str(script), preload=["email.parser"]))
+    assert asked == "True" and asked_parent not in (warm_parent, plain_parent)
+    assert psutil.Process(asked_parent).ppid() == worker.pid
+    with pytest.raises(InvalidJob, match="preload takes at most 16 module names"):
+        client.submit_job(TitanJob(filename=str(script), preload=["not a module"]))
     refused = cluster.cli("worker", "--preload", "dagster,not a module", "--name", "x")
     assert refused.returncode == 2 and "'not a module': not module names" in refused.stderr

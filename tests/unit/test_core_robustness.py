@@ -272,3 +272,14 @@ def test_an_unexpected_error_fails_its_request_with_a_reference_the_log_repeats(
     long = "é" * 5000
     assert len(bounded(long).encode()) < 1100 and bounded(long).endswith("(10,000 bytes in all)")
     assert bounded("short") == "short"
+
+
+def test_preload_takes_a_few_module_names_and_survives_the_store_and_the_wire() -> None:
+    from titan_runtime.master.convert import spec_from_pb, spec_to_pb
+
+    spec = JobSpec("step", command=("{python}", "-m", "dagster"), preload=("dagster", "titan_dagster"))
+    spec.validate()
+    assert JobSpec.from_dict(spec.to_dict()).preload == spec_from_pb(spec_to_pb(spec)).preload == spec.preload
+    for wrong in (("not a module",), ("os;rm",), ("a..b",), tuple(f"m{i}" for i in range(17))):
+        with pytest.raises(InvalidSpec, match="preload takes at most 16 module names"):
+            JobSpec("step", command=("true",), preload=wrong).validate()

@@ -178,6 +178,43 @@ def test_preloaded_modules_are_there_for_the_job_and_not_for_scripts(tmp_path: P
     assert Launchers(None).pick([sys.executable, "-m", "pre_pkg"], env) is None
 
 
+def test_a_job_that_asks_for_packages_gets_a_launcher_that_imported_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JobSpec.preload: the first job asking for a set starts a launcher for it, the next ones
+    reuse it; past MAX_ON_DEMAND sets, a job forks from the plain launcher (never waits, never
+    exec'd for it). The worker is told of every launcher it started (its orphans are its own)."""
+    monkeypatch.setattr(launcher_module, "MAX_ON_DEMAND", 2)
+    script = tmp_path / "job.py"
+    script.write_text("import sys\nprint(sorted(m for m in ('email', 'csv', 'wave') if m in sys.modules))\n")
+    argv = [sys.executable, "-u", str(script)]
+
+    async def body() -> list[tuple[str, int]]:
+        started: list[PythonLauncher] = []
+        launchers = Launchers.start(ENV, None, (), on_start=started.append)
+        seen = []
+        try:
+            for n, asked in enumerate([("email",), ("email",), ("csv",), ("wave",), ()]):
+                spool = Spool(tmp_path / f"{n}.log")
+                chosen = launchers.pick(argv, ENV, asked)
+                proc = JobProcess(argv, tmp_path, ENV, spool, lambda: None)
+                await proc.start(chosen)
+                assert (await proc.wait()).exit_code == 0 and proc.proc is None  # forked, every one
+                spool.close()
+                seen.append(((tmp_path / f"{n}.log").read_text().split(" ", 2)[2].strip(), len(started)))
+        finally:
+            launchers.close()
+        return seen
+
+    assert asyncio.run(body()) == [
+        ("['email']", 2),  # the plain launcher, and one for email
+        ("['email']", 2),  # the same one again
+        ("['csv']", 3),
+        ("[]", 3),  # a third set: past the cap, the plain launcher
+        ("[]", 3),
+    ]
+
+
 def test_a_package_that_cannot_be_preloaded_is_said_and_its_jobs_still_run(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -255,10 +255,10 @@ def worker(
 
 def parse_preload(value: str) -> tuple[str, ...]:
     """--preload: module names, comma-separated, each as `python -m` would take it."""
-    from titan_runtime.worker.launcher import MODULE_NAME
+    from titan_runtime.core.names import MODULE_PATTERN
 
     names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
-    wrong = [n for n in names if not MODULE_NAME.fullmatch(n)]
+    wrong = [n for n in names if not MODULE_PATTERN.match(n)]
     if wrong:
         raise click.BadParameter(
             f"{', '.join(map(repr, wrong))}: not module names (e.g. dagster,titan_dagster)"

@@ -70,6 +70,9 @@ class TitanJob:
     #: Seconds after it is ready at which the job fails if no connected worker can run it (its tags,
     #: node or slots); None: it waits for such a worker, however long.
     fail_if_unplaceable: float | None = field(default=None, kw_only=True)
+    #: Packages the worker's launcher imports once, before forking this job: a `{python} -m PKG`
+    #: or `.py` job then starts with them imported (["dagster", "titan_dagster"]: a Dagster step).
+    preload: list[str] | None = field(default=None, kw_only=True)
     #: Secrets set with `titan-runtime secret set NAME`, in the job's environment: a list of names
     #: (each its own variable) or {ENV_VAR: NAME}. Only the names are in the job's definition.
     secrets: list[str] | dict[str, str] | None = field(default=None, kw_only=True)

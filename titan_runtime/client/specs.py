@@ -176,6 +176,7 @@ def job_spec(
         "slots": int(job.slots or 1),
         "secrets": job.secret_env(),
         "unplaceable_after": _seconds(job, "fail_if_unplaceable", job.fail_if_unplaceable),
+        "preload": [str(m) for m in job.preload] if job.preload else None,
     }
     if service:
         given["port"] = int(job.port or 0)

@@ -27,5 +27,9 @@ MAX_RESULT_BYTES = 1024 * 1024
 
 #: How a job's dependents decide to run from its outcome (JobSpec.trigger_rule).
 TRIGGER_RULES = ("all_success", "all_done", "one_success", "none_failed")
+#: A Python module's dotted name, as `python -m` and `--preload` take it.
+MODULE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,15}\Z")
+#: Packages one job may ask its worker to preload (JobSpec.preload).
+MAX_PRELOAD = 16
 #: A service's named port.
 PORT_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}\Z")

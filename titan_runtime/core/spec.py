@@ -16,8 +16,10 @@ from titan_runtime.core.limits import DEFAULT_LIMITS, Limits
 from titan_runtime.core.names import (  # noqa: F401 - the spec's names are this module's public names too
     GENERAL,
     ID_PATTERN,
+    MAX_PRELOAD,
     MAX_RESULT_BYTES,
     MAX_SECRETS_PER_JOB,
+    MODULE_PATTERN,
     PORT_NAME_PATTERN,
     RUN_ID_PATTERN,
     SECRET_ENV_PATTERN,
@@ -151,6 +153,9 @@ class JobSpec:
     secrets: dict[str, str] = field(default_factory=dict)
     #: Seconds after it is READY at which the job fails if no connected worker can run it (0: it waits).
     unplaceable_after: float = 0.0
+    #: Packages imported once by a launcher of its worker that forks it (a `{python}` job starts
+    #: with them imported: a Dagster step without importing Dagster); empty: the plain launcher.
+    preload: tuple[str, ...] = ()
 
     def validate(self, limits: Limits = DEFAULT_LIMITS) -> None:
         """Raise InvalidSpec naming the first problem with this job on its own."""
@@ -222,6 +227,10 @@ class JobSpec:
             raise InvalidSpec(f"job {self.id}: a parent is listed twice in depends_on")
         if self.id in self.parents:
             raise InvalidSpec(f"job {self.id}: a job cannot depend on itself")
+        if len(self.preload) > MAX_PRELOAD or not all(MODULE_PATTERN.match(m) for m in self.preload):
+            raise InvalidSpec(
+                f"job {self.id}: preload takes at most {MAX_PRELOAD} module names such as dagster or a.b_c"
+            )
         self._validate_dynamic(limits)
         self._validate_service()
         self._validate_secrets()
@@ -373,7 +382,7 @@ class JobSpec:
                 if "fallback" in given:
                     given["fallback"] = tuple(frozenset(tags) for tags in given["fallback"])
                 kwargs[name] = kind(**given)
-        for name in ("command", "args", "parents", "ports"):
+        for name in ("command", "args", "parents", "ports", "preload"):
             if name in kwargs:
                 kwargs[name] = tuple(kwargs[name])
         if "tags" in kwargs:

@@ -257,8 +257,6 @@ class WorkerAgent:
             gpus=self._gpus,
         )
         self._runner.launchers = self._start_launchers(self._runner.base_env)
-        for one in self._runner.launchers.all:
-            self.orphans.own(one.pid)
         sweeper = asyncio.create_task(self._sweep_orphans())
         self._channel = channel(self.config.master, self.config.tls, CHANNEL_OPTIONS, aio=True)
         self._stub = rpc.TitanStub(self._channel)
@@ -301,7 +299,9 @@ class WorkerAgent:
     def _start_launchers(self, env: dict[str, str]) -> Launchers:
         if self.config.python_launcher != "fork" or not launcher.supported():
             return Launchers(None)
-        return Launchers.start(env, self.config.job_user, self.config.preload)
+        return Launchers.start(
+            env, self.config.job_user, self.config.preload, on_start=lambda one: self.orphans.own(one.pid)
+        )
 
     async def _stop_attempts(self, reason: str) -> None:
         """Stop every running attempt (SIGTERM, SIGKILL after the grace period) and wait for them.

@@ -164,7 +164,7 @@ class AttemptRunner:
             # A job with secrets is exec'd, never forked: what the launcher receives stays in its heap,
             # which every job it forks later gets a copy of (docs/security.md, "Secrets").
             forkable = not (spec.memory_mb or ex.assignment.secret_env)
-            launcher = self.launchers.pick(argv, env) if forkable else None
+            launcher = self.launchers.pick(argv, env, spec.preload) if forkable else None
             process = JobProcess(
                 argv,
                 ex.workspace,

@@ -8,8 +8,10 @@ exec`) or gone, is started with exec as before.
 
 With `--preload PACKAGES` the worker runs a second launcher that has imported them: a `-m` job of
 one of those packages (`{python} -m dagster api execute_step`) starts from it, with what takes a
-cold interpreter a second to import already there. Script jobs and other modules keep the plain
-launcher, whose children find `sys.modules` as a fresh interpreter leaves it (`Launchers.pick`).
+cold interpreter a second to import already there. A job may also ask for packages itself
+(`JobSpec.preload`: titan_executor's steps ask for Dagster): the worker starts a launcher for that
+set when first asked and keeps it. Other jobs keep the plain launcher, whose children find
+`sys.modules` as a fresh interpreter leaves it (`Launchers.pick`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import contextlib
 import logging
 import marshal
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from titan_runtime.core.names import MODULE_PATTERN
 from titan_runtime.worker.jobuser import JobUser
 
 log = logging.getLogger(__name__)
@@ -38,8 +40,9 @@ MAIN = Path(__file__).with_name("launcher_main.py")
 #: exec'd: its interpreter must read them itself.
 STARTUP_ENV_PREFIXES = ("PYTHON", "LC_")
 STARTUP_ENV_NAMES = frozenset({"LANG", "LANGUAGE"})
-#: A module name as `-m` takes it (and `--preload`).
-MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+#: Launchers started for the packages jobs ask to preload (beyond --preload's), kept for the
+#: worker's life: past it, such jobs fork from the plain launcher.
+MAX_ON_DEMAND = 4
 
 
 class LauncherUnavailable(Exception):
@@ -62,7 +65,7 @@ def python_entry(argv: list[str]) -> tuple[str, str] | None:
         return None
     rest = argv[2:] if argv[1:2] == ["-u"] else argv[1:]
     if rest[:1] == ["-m"]:
-        return ("module", rest[1]) if len(rest) >= 2 and MODULE_NAME.fullmatch(rest[1]) else None
+        return ("module", rest[1]) if len(rest) >= 2 and MODULE_PATTERN.match(rest[1]) else None
     if rest and not rest[0].startswith("-"):
         return ("script", rest[0])
     return None
@@ -206,46 +209,77 @@ class PythonLauncher:
 
 
 class Launchers:
-    """The worker's launchers: the plain one, and with `preload` a second one that has imported
-    those packages, for `-m` jobs of them. Either may be missing (off, or failed to start)."""
+    """The worker's launchers: the plain one; with `preload` (the worker's `--preload`) one that has
+    imported those packages, for `-m` jobs of them; and one per package set jobs ask for, started
+    when first asked (at most MAX_ON_DEMAND). Any may be missing (off, or failed to start)."""
 
-    def __init__(self, plain: PythonLauncher | None, preloaded: PythonLauncher | None = None) -> None:
+    def __init__(
+        self,
+        plain: PythonLauncher | None,
+        preloaded: PythonLauncher | None = None,
+        start: Callable[[tuple[str, ...]], PythonLauncher | None] | None = None,
+    ) -> None:
         self.plain = plain
         self.preloaded = preloaded
+        self._start = start  # None: no launcher is started on demand
+        self.asked: dict[tuple[str, ...], PythonLauncher | None] = {}
 
     @classmethod
-    def start(cls, env: Mapping[str, str], user: JobUser | None, preload: tuple[str, ...]) -> Launchers:
-        """Start them; one that cannot start is said in the log and left out (its jobs are exec'd)."""
+    def start(
+        cls,
+        env: Mapping[str, str],
+        user: JobUser | None,
+        preload: tuple[str, ...],
+        on_start: Callable[[PythonLauncher], None] = lambda _: None,
+    ) -> Launchers:
+        """Start them; one that cannot start is said in the log and left out (its jobs are exec'd).
+        `on_start` is told of each launcher started, now or later."""
 
         def one(modules: tuple[str, ...]) -> PythonLauncher | None:
             try:
-                return PythonLauncher(env, user, modules)
+                started = PythonLauncher(env, user, modules)
             except OSError as exc:
                 log.warning("cannot start the Python launcher (%s); its Python jobs are exec'd", exc)
                 return None
+            on_start(started)
+            return started
 
-        return cls(one(()), one(preload) if preload else None)
+        return cls(one(()), one(preload) if preload else None, one)
 
     @property
     def all(self) -> list[PythonLauncher]:
-        return [launcher for launcher in (self.plain, self.preloaded) if launcher is not None]
+        found = [self.plain, self.preloaded, *self.asked.values()]
+        return [launcher for launcher in found if launcher is not None]
 
-    def pick(self, argv: list[str], env: Mapping[str, str]) -> PythonLauncher | None:
-        """The launcher to fork this job from, or None to exec it: a `-m` job of a preloaded
-        package from the preloading one, any other Python job from the plain one."""
+    def pick(
+        self, argv: list[str], env: Mapping[str, str], preload: tuple[str, ...] = ()
+    ) -> PythonLauncher | None:
+        """The launcher to fork this job from, or None to exec it: a job that asks for packages
+        from a launcher that imported exactly those (started now if need be); a `-m` job of a
+        package of `--preload` from the preloading one; any other Python job from the plain one."""
         entry = python_entry(argv)
         if entry is None:
             return None
-        preloaded = self.preloaded
-        if (
-            preloaded is not None
-            and entry[0] == "module"
-            and entry[1].partition(".")[0] in {m.partition(".")[0] for m in preloaded.preload}
-            and preloaded.compatible(argv, env)
-        ):
-            return preloaded
-        plain = self.plain
-        return plain if plain is not None and plain.compatible(argv, env) else None
+        chosen = None
+        if preload:
+            chosen = self._asked(tuple(preload))
+        elif entry[0] == "module" and self.preloaded is not None:
+            packages = {m.partition(".")[0] for m in self.preloaded.preload}
+            if entry[1].partition(".")[0] in packages:
+                chosen = self.preloaded
+        for launcher in (chosen, self.plain):
+            if launcher is not None and launcher.compatible(argv, env):
+                return launcher
+        return None
+
+    def _asked(self, preload: tuple[str, ...]) -> PythonLauncher | None:
+        if self.preloaded is not None and self.preloaded.preload == preload:
+            return self.preloaded
+        if preload not in self.asked:
+            if self._start is None or len(self.asked) >= MAX_ON_DEMAND:
+                return None
+            self.asked[preload] = self._start(preload)
+        return self.asked[preload]
 
     def close(self) -> None:
         for launcher in self.all:
