@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_python_launcher import ENV, PROBE, a_worker_like_test_process  # noqa: F401
+from titan_runtime.testing import pid_alive
 from titan_runtime.worker import launcher as launcher_module
 from titan_runtime.worker.launcher import Launchers, PythonLauncher, python_entry
 from titan_runtime.worker.process import JobProcess, ProcessExit
@@ -269,6 +270,51 @@ def test_a_script_named_relative_to_the_workspace_sees_what_python_gives_it(tmp_
     for key in ("argv", "file", "path0", "cwd", "name", "main_is_me"):
         assert runs["fork"][1][key] == runs["exec"][1][key], key
     assert runs["fork"][1]["argv"] == ["job.py", "0"] and runs["fork"][1]["file"] == "WORK/job.py"
+
+
+def test_a_package_that_hangs_at_import_holds_no_job_and_the_worker_s_modules_are_not_importable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A launcher whose packages take longer than PRELOAD_TIMEOUT to import is stopped and the
+    jobs waiting for it are exec'd; and what a job may ask to preload is looked for where a fresh
+    interpreter looks, not among the worker's own modules (the launcher's folder)."""
+    monkeypatch.setattr(launcher_module, "PRELOAD_TIMEOUT", 1.0)
+    (tmp_path / "slow_pkg.py").write_text("import time\ntime.sleep(600)\n")
+    env = {**ENV, "PYTHONPATH": str(tmp_path)}
+    argv = [sys.executable, "-u", str(tmp_path / "job.py")]
+    (tmp_path / "job.py").write_text("print('ran')\n")
+
+    async def body() -> tuple[bool, int]:
+        launchers = Launchers.start(env, None, ())
+        try:
+            chosen = launchers.pick(argv, env, ("slow_pkg",))
+            assert chosen is not None and not chosen.ready
+            proc = JobProcess(argv, tmp_path, env, Spool(tmp_path / "out.log"), lambda: None)
+            await proc.start(chosen)
+            assert (await proc.wait()).exit_code == 0
+            return proc.proc is not None, chosen.pid
+        finally:
+            launchers.close()
+
+    with caplog.at_level(logging.WARNING, logger="titan_runtime.worker.launcher"):
+        execd, pid = asyncio.run(body())
+        assert execd  # not forked by the stuck launcher
+        assert "ran" in (tmp_path / "out.log").read_text()
+        assert not pid_alive(pid)  # stopped, and reaped when the worker closed its launchers
+        assert "preloading slow_pkg did not finish in 1 s" in caplog.text
+
+        async def worker_module() -> None:
+            launchers = Launchers.start(ENV, None, ("jobuser",))  # a module beside launcher_main.py
+            try:
+                argv = [sys.executable, "-m", "json.tool", "--help"]
+                proc = JobProcess(argv, tmp_path, ENV, Spool(tmp_path / "other.log"), lambda: None)
+                await proc.start(launchers.pick(argv, ENV, ("jobuser",)))
+                assert (await proc.wait()).exit_code == 0
+            finally:
+                launchers.close()
+
+        asyncio.run(worker_module())
+    assert "could not preload jobuser (ModuleNotFoundError" in caplog.text
 
 
 def test_what_the_launcher_can_start() -> None:

@@ -43,6 +43,9 @@ STARTUP_ENV_NAMES = frozenset({"LANG", "LANGUAGE"})
 #: Launchers started for the packages jobs ask to preload (beyond --preload's), kept for the
 #: worker's life: past it, such jobs fork from the plain launcher.
 MAX_ON_DEMAND = 4
+#: Seconds a launcher may take to import its packages: past them it is stopped, and the jobs
+#: waiting for it are exec'd (a package that hangs at import must not hold jobs for ever).
+PRELOAD_TIMEOUT = 120.0
 
 
 class LauncherUnavailable(Exception):
@@ -111,6 +114,8 @@ class PythonLauncher:
         )
         self._exits: dict[int, Callable[[int | None], None]] = {}
         self.alive = True
+        self.ready = not preload  # its packages imported (it answers nothing before)
+        self._deadline = self._loop.call_later(PRELOAD_TIMEOUT, self._too_slow) if preload else None
 
     @property
     def pid(self) -> int:
@@ -157,6 +162,9 @@ class PythonLauncher:
             return
         message = marshal.loads(data)
         if message[0] == "preloaded":
+            self.ready = True
+            if self._deadline is not None:
+                self._deadline.cancel()
             for module, why in message[1]:
                 log.warning(
                     "the Python launcher could not preload %s (%s): its jobs import it themselves",
@@ -178,6 +186,19 @@ class PythonLauncher:
         elif not started.done():
             started.set_exception(LauncherUnavailable(f"the Python launcher could not fork: {message[1]}"))
 
+    def _too_slow(self) -> None:
+        """Its packages took longer than PRELOAD_TIMEOUT to import: stop it (it forked nothing yet),
+        and exec the jobs waiting for it."""
+        if self.ready or not self.alive:
+            return
+        log.warning(
+            "the Python launcher preloading %s did not finish in %.0f s; its jobs are exec'd",
+            ",".join(self.preload),
+            PRELOAD_TIMEOUT,
+        )
+        self._gone()
+        self._proc.kill()
+
     def _gone(self) -> None:
         """The launcher died: its children's statuses died with it. Kill their groups, say so."""
         if not self.alive:
@@ -197,6 +218,8 @@ class PythonLauncher:
 
     def close(self) -> None:
         """Close the socket (the launcher kills what it still runs and leaves) and reap it."""
+        if self._deadline is not None:
+            self._deadline.cancel()
         if self.alive:
             self.alive = False
             self._loop.remove_reader(self._sock.fileno())

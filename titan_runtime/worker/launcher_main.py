@@ -125,13 +125,19 @@ def _trimmed_excepthook(first):
 
 def _preload(modules):
     """Import each of `modules`; the ones that failed, with why (a job never sees these errors: its
-    own import says them again, in its log)."""
+    own import says them again, in its log). They are looked for where an interpreter started in
+    "/" looks, not in the launcher's own folder (sys.path[0]): a name that a job asks for must not
+    import one of the worker's modules."""
     failed = []
-    for name in modules:
-        try:
-            __import__(name)
-        except BaseException as exc:  # an import may raise anything, SystemExit too
-            failed.append((name, f"{type(exc).__name__}: {exc}"[:500]))
+    own = sys.path.pop(0)
+    try:
+        for name in modules:
+            try:
+                __import__(name)
+            except BaseException as exc:  # an import may raise anything, SystemExit too
+                failed.append((name, f"{type(exc).__name__}: {exc}"[:500]))
+    finally:
+        sys.path.insert(0, own)  # a forked job's own sys.path[0] replaces it
     return failed
 
 
