@@ -101,6 +101,16 @@ async def with_launcher(body: Callable[[PythonLauncher | None], Awaitable[Any]],
             launcher.close()
 
 
+def records(work: Path) -> list[tuple[str, str]]:
+    """The (stream, text) records a job's Spool wrote to WORK/out.log, with `work` written WORK."""
+    raw = (work / "out.log").read_bytes() if (work / "out.log").exists() else b""
+    out = []
+    for line in raw.decode().split("\n")[:-1]:
+        _, stream, text = line.split(" ", 2)
+        out.append((stream, text.replace(str(work), "WORK")))
+    return out
+
+
 def run_script(
     tmp_path: Path, source: str, args: list[str], fork: bool, env: dict[str, str] | None = None
 ) -> tuple[ProcessExit, list[tuple[str, str]], int, bool]:
@@ -122,11 +132,7 @@ def run_script(
 
     done, pid, forked = asyncio.run(with_launcher(body, fork))
     spool.close()
-    raw = (work / "out.log").read_bytes() if (work / "out.log").exists() else b""
-    out = []
-    for line in raw.decode().split("\n")[:-1]:
-        _, stream, text = line.split(" ", 2)
-        out.append((stream, text.replace(str(work), "WORK")))
+    out = records(work)
     return done, out, pid, forked
 
 
@@ -148,17 +154,17 @@ def test_a_forked_script_sees_and_ends_as_an_execd_one(tmp_path: Path, code: int
     assert ("O", "atexit ran") in fork_out and ("O", "thread joined") in fork_out
 
 
-@pytest.mark.parametrize(
-    "source",
-    [
-        "def f():\n    raise ValueError('boom')\nf()\n",
-        "import sys\nsys.exit('a message')\n",
-        "raise KeyboardInterrupt\n",
-        "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n",
-        "x = (\n",
-    ],
-    ids=["exception", "exit-message", "keyboard-interrupt", "signal", "syntax-error"],
-)
+#: Ways a Python job fails, each of which must look the same forked and exec'd.
+FAILURES = {
+    "exception": "def f():\n    raise ValueError('boom')\nf()\n",
+    "exit-message": "import sys\nsys.exit('a message')\n",
+    "keyboard-interrupt": "raise KeyboardInterrupt\n",
+    "signal": "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n",
+    "syntax-error": "x = (\n",
+}
+
+
+@pytest.mark.parametrize("source", FAILURES.values(), ids=FAILURES.keys())
 def test_failures_look_the_same(tmp_path: Path, source: str) -> None:
     exec_done, exec_out, _, _ = run_script(tmp_path, source, [], fork=False)
     fork_done, fork_out, _, forked = run_script(tmp_path, source, [], fork=True)

@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_python_launcher import ENV, PROBE, a_worker_like_test_process  # noqa: F401
+from tests.unit.test_python_launcher import (  # noqa: F401 - the fixture applies here too
+    ENV,
+    FAILURES,
+    PROBE,
+    a_worker_like_test_process,
+    records,
+)
 from titan_runtime.testing import pid_alive
 from titan_runtime.worker import launcher as launcher_module
 from titan_runtime.worker.launcher import Launchers, PythonLauncher, python_entry
@@ -30,43 +36,38 @@ assert MODULE_PROBE != PROBE
 pytestmark = pytest.mark.skipif(not launcher_module.supported(), reason="the launcher needs Linux pidfds")
 
 
+def run_argv(
+    work: Path, argv: list[str], way: str, env: dict[str, str] = ENV
+) -> tuple[ProcessExit, list[tuple[str, str]], bool]:
+    """Run `argv` in `work`, `way` "exec" or "fork" (from the plain launcher): (how it ended, its
+    output records with `work` written WORK, whether it was forked)."""
+    spool = Spool(work / "out.log")
+
+    async def body() -> tuple[ProcessExit, bool]:
+        launchers = Launchers.start(env, None, ()) if way == "fork" else Launchers(None)
+        try:
+            proc = JobProcess(argv, work, env, spool, lambda: None)
+            await proc.start(launchers.pick(argv, env))
+            return await proc.wait(), proc.proc is None
+        finally:
+            launchers.close()
+
+    done, forked = asyncio.run(body())
+    spool.close()
+    out = records(work)
+    return done, out, forked
+
+
 def run_module(
-    tmp_path: Path,
-    source: str,
-    args: list[str],
-    way: str,
-    unbuffered_flag: bool = True,
-    preload: tuple[str, ...] = (),
-) -> tuple[ProcessExit, list[tuple[str, str]], bool, PythonLauncher | None]:
-    """Run package `probe` (its __main__ is `source`) as `python [-u] -m probe ARGS`, `way` "exec"
-    or "fork" (with launchers preloading `preload`): (how it ended, its output records, whether it
-    was forked, the launcher it was forked from)."""
+    tmp_path: Path, source: str, args: list[str], way: str, unbuffered_flag: bool = True
+) -> tuple[ProcessExit, list[tuple[str, str]], bool]:
+    """Package `probe` (its __main__ is `source`) run as `python [-u] -m probe ARGS` (run_argv)."""
     work = tmp_path / way
     (work / "probe").mkdir(parents=True)
     (work / "probe" / "__init__.py").write_text("")
     (work / "probe" / "__main__.py").write_text(source)
-    (work / "probe_helper.py").write_text("VALUE = 1\n")
-    spool = Spool(work / "out.log")
     argv = [sys.executable, *(["-u"] if unbuffered_flag else []), "-m", "probe", *args]
-
-    async def body() -> tuple[ProcessExit, bool, PythonLauncher | None]:
-        launchers = Launchers.start(ENV, None, preload) if way == "fork" else Launchers(None)
-        try:
-            chosen = launchers.pick(argv, ENV)
-            proc = JobProcess(argv, work, ENV, spool, lambda: None)
-            await proc.start(chosen)
-            return await proc.wait(), proc.proc is None, chosen
-        finally:
-            launchers.close()
-
-    done, forked, chosen = asyncio.run(body())
-    spool.close()
-    raw = (work / "out.log").read_bytes() if (work / "out.log").exists() else b""
-    out = []
-    for line in raw.decode().split("\n")[:-1]:
-        _, stream, text = line.split(" ", 2)
-        out.append((stream, text.replace(str(work), "WORK")))
-    return done, out, forked, chosen
+    return run_argv(work, argv, way)
 
 
 @pytest.mark.parametrize("unbuffered_flag", [True, False], ids=["-u", "PYTHONUNBUFFERED"])
@@ -78,7 +79,7 @@ def test_a_forked_module_sees_and_ends_as_an_execd_one(
         way: run_module(tmp_path, MODULE_PROBE, [str(code), "x y"], way, unbuffered_flag)
         for way in ("exec", "fork")
     }
-    (exec_done, exec_out, exec_forked, _), (fork_done, fork_out, fork_forked, _) = runs["exec"], runs["fork"]
+    (exec_done, exec_out, exec_forked), (fork_done, fork_out, fork_forked) = runs["exec"], runs["fork"]
     assert (exec_forked, fork_forked) == (False, True)
     assert fork_done == exec_done and fork_done.exit_code == code
     assert sorted(fork_out) == sorted(exec_out)
@@ -91,19 +92,10 @@ def test_a_forked_module_sees_and_ends_as_an_execd_one(
     assert ("O", "atexit ran") in fork_out and ("O", "thread joined") in fork_out
 
 
-@pytest.mark.parametrize(
-    "source",
-    [
-        "def f():\n    raise ValueError('boom')\nf()\n",
-        "import sys\nsys.exit('a message')\n",
-        "raise KeyboardInterrupt\n",
-        "x = (\n",
-    ],
-    ids=["exception", "exit-message", "keyboard-interrupt", "syntax-error"],
-)
+@pytest.mark.parametrize("source", FAILURES.values(), ids=FAILURES.keys())
 def test_a_modules_failures_look_the_same(tmp_path: Path, source: str) -> None:
-    exec_done, exec_out, _, _ = run_module(tmp_path, source, [], "exec")
-    fork_done, fork_out, forked, _ = run_module(tmp_path, source, [], "fork")
+    exec_done, exec_out, _ = run_module(tmp_path, source, [], "exec")
+    fork_done, fork_out, forked = run_module(tmp_path, source, [], "fork")
     assert forked
     assert fork_done == exec_done and fork_done.outcome == "failed"
     assert fork_out == exec_out
@@ -111,29 +103,13 @@ def test_a_modules_failures_look_the_same(tmp_path: Path, source: str) -> None:
 
 def test_a_missing_module_fails_as_python_says(tmp_path: Path) -> None:
     """`python -m nothing_here`: the interpreter's own message and exit status, forked or not."""
-    results = {}
+    runs = {}
     for way in ("exec", "fork"):
-        work = tmp_path / way
-        work.mkdir()
-        spool = Spool(work / "out.log")
-        argv = [sys.executable, "-u", "-m", "nothing_here"]
-
-        async def body(
-            work: Path = work, spool: Spool = spool, way: str = way, argv: list[str] = argv
-        ) -> ProcessExit:
-            launchers = Launchers.start(ENV, None, ()) if way == "fork" else Launchers(None)
-            try:
-                proc = JobProcess(argv, work, ENV, spool, lambda: None)
-                await proc.start(launchers.pick(argv, ENV))
-                return await proc.wait()
-            finally:
-                launchers.close()
-
-        results[way] = asyncio.run(body())
-        spool.close()
-        results[way + " out"] = (work / "out.log").read_text().split(" ", 2)[2]
-    assert results["fork"] == results["exec"] and results["fork"].exit_code == 1
-    assert results["fork out"] == results["exec out"] == f"{sys.executable}: No module named nothing_here\n"
+        (tmp_path / way).mkdir()
+        runs[way] = run_argv(tmp_path / way, [sys.executable, "-u", "-m", "nothing_here"], way)
+    assert runs["fork"][2] and not runs["exec"][2]
+    assert runs["fork"][0] == runs["exec"][0] and runs["fork"][0].exit_code == 1
+    assert runs["fork"][1] == runs["exec"][1] == [("E", f"{sys.executable}: No module named nothing_here")]
 
 
 def test_preloaded_modules_are_there_for_the_job_and_not_for_scripts(tmp_path: Path) -> None:
@@ -243,29 +219,11 @@ def test_a_script_named_relative_to_the_workspace_sees_what_python_gives_it(tmp_
     __file__, sys.path[0] and tracebacks absolute, as Python makes them."""
     runs = {}
     for way in ("exec", "fork"):
-        work = tmp_path / way
-        work.mkdir()
-        (work / "job.py").write_text(PROBE)
-        spool = Spool(work / "out.log")
-        argv = [sys.executable, "job.py", "0"]
-
-        async def body(
-            work: Path = work, spool: Spool = spool, way: str = way, argv: list[str] = argv
-        ) -> bool:
-            launchers = Launchers.start(ENV, None, ()) if way == "fork" else Launchers(None)
-            try:
-                proc = JobProcess(argv, work, ENV, spool, lambda: None)
-                await proc.start(launchers.pick(argv, ENV))
-                assert (await proc.wait()).exit_code == 0
-                return proc.proc is None
-            finally:
-                launchers.close()
-
-        forked = asyncio.run(body())
-        spool.close()
-        text = (work / "out.log").read_text().replace(str(work), "WORK")
-        seen = json.loads(next(line.split(" ", 2)[2] for line in text.splitlines() if " O {" in line))
-        runs[way] = (forked, seen)
+        (tmp_path / way).mkdir()
+        (tmp_path / way / "job.py").write_text(PROBE)
+        done, out, forked = run_argv(tmp_path / way, [sys.executable, "job.py", "0"], way)
+        assert done.exit_code == 0
+        runs[way] = (forked, json.loads(next(text for _, text in out if text.startswith("{"))))
     assert (runs["exec"][0], runs["fork"][0]) == (False, True)
     for key in ("argv", "file", "path0", "cwd", "name", "main_is_me"):
         assert runs["fork"][1][key] == runs["exec"][1][key], key
