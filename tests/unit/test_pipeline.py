@@ -152,10 +152,12 @@ def test_new_keys(tmp_path: Path) -> None:
                 depends_on: [a]
                 affinity: soft
                 node: worker-1
+                preload: [pandas, email.parser]
             """,
         )
     )
     a, b = loaded.jobs
+    assert b.preload == ["pandas", "email.parser"] and a.preload is None
     assert a.command == ["python", "-c", "print(1)"] and a.env == {"A": "1", "B": "two"}
     assert a.retry_policy() == {
         "attempts": 3,
@@ -164,6 +166,10 @@ def test_new_keys(tmp_path: Path) -> None:
         "backoff_max": 10.0,
     }
     assert b.command == ["echo", "hello world"] and b.affinity_mode == "soft" and b.node == "worker-1"
+    wrong = errors(
+        pipeline(tmp_path, "jobs:\n  - id: a\n    command: [echo]\n    preload: [pandas, 'not one']\n")
+    )
+    assert wrong == ["p.yaml:4: job 'a': 'preload' takes package names such as pandas or a.b_c"]
 
 
 def test_json_schema_matches_the_loader_and_accepts_every_example() -> None:

@@ -34,7 +34,7 @@ from titan_runtime.client.job import TitanJob
 from titan_runtime.core.dag import find_cycle
 from titan_runtime.core.expr import ExpressionError
 from titan_runtime.core.expr import check as check_expression
-from titan_runtime.core.names import ID_PATTERN, TAG_PATTERN, TRIGGER_RULES
+from titan_runtime.core.names import ID_PATTERN, MODULE_PATTERN, TAG_PATTERN, TRIGGER_RULES
 from titan_runtime.core.resources import parse_resources
 from titan_runtime.yamlbudget import YamlBudgetError
 from titan_runtime.yamlbudget import load as load_yaml
@@ -72,6 +72,7 @@ JOB_KEYS = (
     "allow_failure",
     "fail_if_unplaceable",
     "secrets",
+    "preload",
     "hitl_message",
     "max_wait_seconds",
     "description",
@@ -377,6 +378,9 @@ def _job(
     approval = c.typed(raw, "approval", (dict,), "a mapping like {message: ..., timeout: 3600}", where)
     allow_failure = c.typed(raw, "allow_failure", (bool,), "true or false", where)
     secrets = c.typed(raw, "secrets", (list, dict), "a list of secret names or {ENV_VAR: NAME}", where)
+    preload = c.typed(raw, "preload", (list,), "a list of package names such as [pandas]", where)
+    if preload and not all(isinstance(m, str) and MODULE_PATTERN.match(m) for m in preload):
+        c.error(raw.key_lines["preload"], f"{where}'preload' takes package names such as pandas or a.b_c")
     if map_over and map_over not in parents:
         parents.append(map_over)  # map_over implies depending on it
     is_service = (kind or "run").lower() == "service"
@@ -422,6 +426,7 @@ def _job(
         approval=dict(approval) if approval else None,
         allow_failure=bool(allow_failure),
         secrets=dict(secrets) if isinstance(secrets, dict) else list(secrets) if secrets else None,
+        preload=list(preload) if preload else None,
     )
 
     try:
