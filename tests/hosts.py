@@ -5,11 +5,10 @@ wheel: users' own tests get titan_runtime.testing (a local cluster) and nothing 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from pathlib import Path
 
-from titan_runtime.testing import wait_until
+from titan_runtime.testing import stop_process, wait_until
 
 
 class NetworkNamespace:
@@ -158,10 +157,4 @@ class SshServer:
         return f"root@{self.ns.ns_ip}"
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)

@@ -54,6 +54,17 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = 20.0) -> None:
+    """Stop a process this module started, by its pid: `sig`, then SIGKILL after `grace` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class ProcessCluster:
     def __init__(self, root: Path, store: str = "sqlite", master_args: Sequence[str] = ()) -> None:
         self.root = root
@@ -227,21 +238,9 @@ class ProcessCluster:
             self._client.close()
             self._client = None
         for name in list(self.workers):
-            proc = self.workers.pop(name)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)  # stop now; SIGTERM would drain
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        if self.master is not None and self.master.poll() is None:
-            self.master.send_signal(signal.SIGTERM)
-            try:
-                self.master.wait(20)
-            except subprocess.TimeoutExpired:
-                self.master.kill()
-                self.master.wait()
+            stop_process(self.workers.pop(name), signal.SIGINT)  # stop now; SIGTERM would drain
+        if self.master is not None:
+            stop_process(self.master)
         self.master = None
 
 
@@ -310,10 +309,4 @@ class DashboardProcess:
 
     def stop(self) -> None:
         """By its pid: SIGTERM (it shuts down gracefully), SIGKILL if it does not within 20 s."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
