@@ -10,11 +10,12 @@ import pytest
 
 pytest.importorskip("starlette", reason="the dashboard extra is not installed: pip install -e '.[dashboard]'")
 
-from titan_runtime.client.records import RunRecord, WatchEvent, WorkerRecord
+from titan_runtime.client.records import JobRecord, RunRecord, WatchEvent, WorkerRecord
 from titan_runtime.client.tokens import IdentityRecord
 from titan_runtime.dashboard import auth, feeds, live
 from titan_runtime.dashboard.render import Renderer
 from titan_runtime.dashboard.server import DashboardError, check_bind
+from titan_runtime.proto import titan_pb2 as pb
 
 
 class Clock:
@@ -129,6 +130,46 @@ def test_the_cluster_feed_counts_jobs_per_second_and_keeps_recent_runs_and_load(
     assert list(feed.load) == ["w2-1"]  # a worker that went takes its load history with it
     assert feed.summary()["queues"] == [("gpu", 3), ("", 1)]
     assert feed.jobs_per_second() == 0.0  # nothing ended in the last 30 s
+
+
+class WatchedClient(FakeClient):
+    """A client whose one watch yields what the test puts in `events`."""
+
+    def __init__(self) -> None:
+        self.events: asyncio.Queue[WatchEvent] = asyncio.Queue()
+
+    async def watch(self, **_: Any) -> Any:
+        while True:
+            yield await self.events.get()
+
+
+def _job(job_id: str, state: str) -> JobRecord:
+    return JobRecord.from_pb(pb.JobInfo(id=job_id, run_id="r1", state=state))
+
+
+def test_a_run_page_waits_for_the_shared_watch_to_see_what_the_users_read_saw() -> None:
+    async def main() -> None:
+        client = WatchedClient()
+        feed = feeds.RunFeed(client, "r1")  # type: ignore[arg-type]
+        feed.start()
+        client.events.put_nowait(
+            WatchEvent(True, 1.0, [_run("r1", "RUNNING", 1, RUNNING=1)], [_job("a", "RUNNING")], [])
+        )
+        assert await feed.whole(5.0) is not None
+        cancelled = _run("r1", "CANCELLED", 1, CANCELLED=1)  # read after the user's cancel
+        drawing = asyncio.create_task(feed.whole(5.0, cancelled))
+        await asyncio.sleep(0.05)
+        assert not drawing.done()  # the watch is behind the user's own read: not drawn from it yet
+        client.events.put_nowait(WatchEvent(False, 2.0, [cancelled], [_job("a", "CANCELLED")], []))
+        run, jobs = await asyncio.wait_for(drawing, 5.0)  # type: ignore[misc]
+        assert run.state == "CANCELLED" and [j.state for j in jobs] == ["CANCELLED"]
+        assert feed.ended  # the run is over: the watch is done
+        resumed = _run("r1", "RUNNING", 1, RUNNING=1)
+        assert await feed.whole(5.0, resumed) is None  # an ended watch cannot catch up: read it
+        assert await feed.whole(0.05, _run("r1", "RUNNING", 1, SUCCEEDED=2)) is None
+        await feed.stop()
+
+    asyncio.run(main())
 
 
 def test_sessions_expire_and_cookies_must_be_signed() -> None:

@@ -322,6 +322,7 @@ class RunFeed(Topic):
         self.ended = False
         #: Set once the run has been read whole (the watch's snapshot), or the watch failed.
         self.read = asyncio.Event()
+        self._moved = asyncio.Event()  # set (and replaced) on every change the watch brings
 
     def apply(self, event: WatchEvent) -> list[JobRecord]:
         if event.snapshot:
@@ -334,14 +335,39 @@ class RunFeed(Topic):
                 self.jobs[job.id] = job
         return [j for j in event.jobs if j.run_id == self.run_id]
 
-    async def whole(self, timeout: float) -> tuple[RunRecord, list[JobRecord]] | None:
-        """The run and its jobs as the watch has them, once it has read them (None if it could
-        not within `timeout`): a page is drawn from this, not from a read of its own."""
+    def caught_up(self, head: RunRecord) -> bool:
+        """Whether the watch has seen at least what `head`, a read of the run's header, saw: as
+        many jobs ended, and the run's end (a watch that has ended must have the run's state). A
+        page drawn after the user's own action (a cancel) must show it, though the watch may be a
+        moment behind the master."""
+        if self.record is None:
+            return False
+        ended = sum(1 for j in self.jobs.values() if j.state in TERMINAL_JOB_STATES)
+        same = self.record.state == head.state
+        return ended >= _ended(head) and (same or not (head.terminal or self.ended))
+
+    async def whole(
+        self, timeout: float, head: RunRecord | None = None
+    ) -> tuple[RunRecord, list[JobRecord]] | None:
+        """The run and its jobs as the watch has them, once it has read them and caught up with
+        `head` (None if not within `timeout`): a page is drawn from this, not from a read of its
+        own."""
+        deadline = asyncio.get_running_loop().time() + timeout
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.read.wait(), timeout)
-        if self.record is None:
+            while (
+                head is not None and self.record is not None and not self.ended and not self.caught_up(head)
+            ):
+                left = deadline - asyncio.get_running_loop().time()
+                await asyncio.wait_for(self._moved.wait(), max(left, 0))
+        if self.record is None or (head is not None and not self.caught_up(head)):
             return None
         return self.record, list(self.jobs.values())
+
+    def _changed(self) -> None:
+        self.read.set()
+        self._moved.set()
+        self._moved = asyncio.Event()
 
     def finished(self) -> bool:
         return (
@@ -382,14 +408,14 @@ class RunFeed(Topic):
                                 list(self.jobs.values()) if event.snapshot else changed, event.snapshot
                             )
                         )
-                    self.read.set()
+                    self._changed()
                     if self.finished():
                         self.ended = True
                         return
             except TitanError as exc:
                 log.warning("dashboard: the watch of run %s: %s", self.run_id, exc)
                 self.publish(Message.json("trouble", {"error": str(exc)}))
-                self.read.set()  # a page waiting for it reads the run itself
+                self._changed()  # a page waiting for it reads the run itself
             if not self.ended:
                 await backoff.wait()
 

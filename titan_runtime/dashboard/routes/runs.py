@@ -107,19 +107,21 @@ def in_order(jobs: list[JobRecord]) -> list[JobRecord]:
     return ordered + sorted((j for j in jobs if j.id not in seen), key=lambda j: j.id)  # a cycle: never
 
 
-async def whole_run(request: Request, run_id: str) -> tuple[RunRecord, list[JobRecord]]:
+async def whole_run(request: Request, head: RunRecord) -> tuple[RunRecord, list[JobRecord]]:
     """A run and all its jobs, from the dashboard's one watch of the run (opened here if no page
     has it open: the page's stream, a moment later, joins the same watch), so twenty browsers on a
-    run's page cost the master one read of it, not twenty. The caller has checked, with the
-    user's token, that the user may read the run. Without the watch (too many open, or the master
-    refused it), the run is read with the user's token."""
+    run's page cost the master one read of it, not twenty. `head`, the run's header read with the
+    user's token, says the user may read the run, and the watch must have seen what it saw.
+    Without the watch (too many open, the master refused it, or it lags), the run is read with the
+    user's token."""
+    run_id = head.id
     d = dash(request)
     try:
         feed = d.hub.hold(f"run:{run_id}", lambda: RunFeed(d.client, run_id))
     except Busy:
         feed = None
     if isinstance(feed, RunFeed):
-        found = await feed.whole(FEED_WAIT)
+        found = await feed.whole(FEED_WAIT, head)
         if found is not None:
             return found
     run = await client(request).get_run(run_id)
@@ -133,7 +135,7 @@ async def run_page(request: Request) -> Response:
     total = sum(head.counts.values())
     graph = total <= MAX_GRAPH
     if graph:
-        run, listed = await whole_run(request, run_id)
+        run, listed = await whole_run(request, head)
     else:
         moving = [s for s in ("RUNNING", "ASSIGNED", "READY", "FAILED", "UPSTREAM_FAILED")]
         run = await c.get_run(run_id, jobs=moving, limit=MOVING_JOBS)
