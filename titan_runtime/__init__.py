@@ -31,6 +31,10 @@ _EXPORTS = {
     "Conflict": "titan_runtime.client.errors",
     "ResourceExhausted": "titan_runtime.client.errors",
     "TitanTimeoutError": "titan_runtime.client.errors",
+    "TitanFuture": "titan_runtime.client.futures",
+    "TaskFailed": "titan_runtime.client.futures",
+    "remote": "titan_runtime.client.futures",
+    "RemoteError": "titan_runtime.client.functions",
 }
 
 __all__ = [
@@ -43,16 +47,20 @@ __all__ = [
     "LogLine",
     "PermissionDenied",
     "ResourceExhausted",
+    "RemoteError",
     "Run",
     "RunRecord",
+    "TaskFailed",
     "TitanClient",
     "TitanConnectionError",
     "TitanError",
+    "TitanFuture",
     "TitanJob",
     "TitanTimeoutError",
     "Unauthenticated",
     "WorkerRecord",
     "__version__",
+    "remote",
     "task",
 ]
 
@@ -70,6 +78,8 @@ if TYPE_CHECKING:
         TitanTimeoutError,
         Unauthenticated,
     )
+    from titan_runtime.client.functions import RemoteError
+    from titan_runtime.client.futures import TaskFailed, TitanFuture, remote
     from titan_runtime.client.job import TitanJob
     from titan_runtime.client.records import JobRecord, LogLine, RunRecord, WorkerRecord
     from titan_runtime.client.run import AsyncRun, Run

@@ -191,6 +191,12 @@ class Calls(Generic[R]):
     def list_workers(self) -> Op[list[WorkerRecord]]:
         return (yield from ops.list_workers(self._reconnect))
 
+    @operation
+    def _submit_functions(
+        self, specs: Sequence[pb.JobSpec], run_id: str, name: str, labels: dict[str, str], open_for: float
+    ) -> Op[str]:
+        return (yield from ops.submit_functions(specs, run_id, name, labels, open_for))
+
     # ------------------------------------------------------------------ dynamic DAGs
 
     @operation

@@ -80,6 +80,18 @@ def submit_run(
     return (yield from idempotent(call, reconnect if run_id else None))
 
 
+def submit_functions(
+    specs: Sequence[pb.JobSpec], run_id: str, name: str, labels: dict[str, str], open_for: float
+) -> Op[str]:
+    """Function tasks (client/futures.py) into the session run `run_id` (AddJobs), or into a new
+    one when it is "": the run's id. The run stays open `open_for` seconds for the next ones."""
+    if run_id:
+        yield Call("AddJobs", pb.AddJobsRequest(run_id=run_id, jobs=specs, open_for=open_for))
+        return run_id
+    request = pb.SubmitRunRequest(name=name, labels=labels, jobs=specs, open_for=open_for)
+    return str((yield Call("SubmitRun", request, timeout=120.0)).run_id)
+
+
 def get_job(ref: str, reconnect: Reconnect | None = None) -> Op[JobRecord]:
     return JobRecord.from_pb((yield from idempotent(Call("GetJob", pb.JobRef(ref=ref)), reconnect)))
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from titan_runtime.client import ops
 from titan_runtime.client.calls import Calls
 from titan_runtime.client.drivers import BlockingDriver
 from titan_runtime.client.errors import TitanConnectionError
+from titan_runtime.client.futures import FunctionSession, TitanFuture
 from titan_runtime.client.records import LogLine, WatchEvent
 from titan_runtime.client.run import Run
+
+T = TypeVar("T")
 
 
 class TitanClient(Calls[Run], BlockingDriver):
@@ -31,12 +35,67 @@ class TitanClient(Calls[Run], BlockingDriver):
     The methods are those of `Calls` (client/calls.py), shared with `AsyncTitanClient`.
     """
 
+    _functions: FunctionSession | None = None
+
     def _handle(self, run_id: str) -> Run:
         return Run(run_id, self)
 
     def close(self) -> None:
+        if self._functions is not None:
+            self._functions.close()
         if self._channel is not None:
             self._channel.close()
+
+    # ------------------------------------------------------------------ Python function tasks
+
+    @property
+    def functions(self) -> FunctionSession:
+        """This client's function tasks: their session run (`.run_id`) and pending futures."""
+        if self._functions is None:
+            self._functions = FunctionSession(self)
+        return self._functions
+
+    def submit_fn(
+        self,
+        fn: Callable[..., T],
+        /,
+        *args: Any,
+        requirement: str | Sequence[str] | None = None,
+        slots: int = 1,
+        timeout: float = 0.0,
+        retries: int = 0,
+        priority: int = 1,
+        labels: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> TitanFuture[T]:
+        """Run `fn(*args, **kwargs)` on a worker, in a warm Python process; a future of what it
+        returns (or raises). `fn` and the arguments travel pickled (cloudpickle: lambdas and
+        closures too); a TitanFuture among the arguments is another task's value, passed on the
+        cluster. `requirement`: the worker tags it needs; `retries`: attempts after a failure.
+        The keyword names above are the task's options, not `fn`'s (docs/python-tasks.md)."""
+        options = {"requirement": requirement, "slots": slots, "timeout": timeout, "retries": retries,
+                   "priority": priority, "labels": labels}  # fmt: skip
+        return self.functions.submit(fn, [(args, kwargs)], options)[0]
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        /,
+        *iterables: Iterable[Any],
+        requirement: str | Sequence[str] | None = None,
+        slots: int = 1,
+        timeout: float = 0.0,
+        retries: int = 0,
+        priority: int = 1,
+        labels: dict[str, str] | None = None,
+    ) -> list[TitanFuture[T]]:
+        """`fn` over the items (zipped, as the built-in map), one task each, submitted in batches;
+        their futures in order (`[f.result() for f in ...]`, or concurrent.futures.as_completed)."""
+        options = {"requirement": requirement, "slots": slots, "timeout": timeout, "retries": retries,
+                   "priority": priority, "labels": labels}  # fmt: skip
+        return self.functions.submit(
+            fn, [(tuple(items), {}) for items in zip(*iterables, strict=False)], options
+        )
 
     def __enter__(self) -> TitanClient:
         return self

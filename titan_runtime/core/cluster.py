@@ -67,6 +67,7 @@ from titan_runtime.core.model import (
     Worker,
     WorkerState,
 )
+from titan_runtime.core.names import MAX_OPEN_FOR
 from titan_runtime.core.outcomes import OutcomesMixin
 from titan_runtime.core.recovery import RecoveryMixin
 from titan_runtime.core.resources import Need
@@ -191,13 +192,16 @@ class ClusterState(
         agent_run_id: str = "",
         submitted_by: str = "",
         ended: Run | None = None,
+        open_for: float = 0.0,
     ) -> tuple[Run, bool]:
         """Accept a run, or return the existing one when `run_id` was already submitted, by the
         same submitter, with the same jobs.
 
         Returns (run, existed). Raises InvalidSpec (or NotYours) before changing anything. `ended`:
-        the run of that id read from the store, when it has ended and left memory.
+        the run of that id read from the store, when it has ended and left memory. `open_for`:
+        seconds the run stays RUNNING though its jobs have all ended, for more to be added.
         """
+        _check_open_for(open_for)
         self._check_count(0, specs)
         specs = expand_replicas(specs)
         existing = self.runs.get(run_id) or ended
@@ -227,6 +231,7 @@ class ClusterState(
             created_at=now,
             seq=self._run_seq,
             submitted_by=submitted_by,
+            open_until=now + open_for if open_for else 0.0,
         )
         self.runs[run_id] = run
         self._dirty_runs.add(run_id)
@@ -234,8 +239,10 @@ class ClusterState(
         self._settle(now)
         return run, False
 
-    def add_jobs(self, run_id: str, specs: Sequence[JobSpec], now: float) -> list[Job]:
-        """Extend a running run. New jobs may depend on any job of the run."""
+    def add_jobs(self, run_id: str, specs: Sequence[JobSpec], now: float, open_for: float = 0.0) -> list[Job]:
+        """Extend a running run. New jobs may depend on any job of the run. `open_for`: the run
+        is held open at least that many seconds from now (see submit_run)."""
+        _check_open_for(open_for)
         run = self.run(run_id)
         if run.state is not RunState.RUNNING:
             raise InvalidSpec(
@@ -247,12 +254,18 @@ class ClusterState(
         specs = expand_replicas(specs, run.jobs.values())
         self._validate_new_jobs(specs, existing=run.jobs)
         jobs = self._add_jobs(run, specs, now)
+        if now + open_for > run.open_until:
+            run.open_until = now + open_for
+            self._dirty_runs.add(run.id)
         self._settle(now)
         return jobs
 
     def cancel(self, ref: str, now: float, reason: str = "cancelled by user") -> list[str]:
         """Cancel a whole run (by run id) or one job and its descendants. Returns the cancelled refs."""
         run = self.runs.get(ref)
+        if run is not None and run.open_until:  # a cancelled run is not held open for more
+            run.open_until = 0.0
+            self._dirty_runs.add(run.id)
         jobs = list(run.jobs.values()) if run is not None else [self.resolve(ref)]
         cancelled: list[str] = []
         for job in jobs:
@@ -292,6 +305,9 @@ class ClusterState(
         while self._timers and self._timers[0][0] <= now:
             due, _, key = heapq.heappop(self._timers)
             run = self.runs.get(key[0])
+            if run is not None and not key[1]:  # the end of its hold (open_until)
+                self._maybe_finish_run(run, now)
+                continue
             job = run.jobs.get(key[1]) if run else None
             if job is None:
                 continue
@@ -521,6 +537,9 @@ class ClusterState(
     def _maybe_finish_run(self, run: Run, now: float) -> None:
         if run.unfinished > 0 or run.state is not RunState.RUNNING:
             return
+        if run.open_until > now:  # held open for more jobs: look again when the hold ends
+            heapq.heappush(self._timers, (run.open_until, next(self._timer_seq), (run.id, "")))
+            return
         jobs = [
             j for j in run.jobs.values() if not j.spec.allow_failure
         ]  # whose failure was handled do not count
@@ -583,8 +602,14 @@ class ClusterState(
                     spec,
                     self._service_env(job),
                     attempt.gpus,
+                    self._inputs(job) if job.spec.is_function else {},
                 )
             )
+
+    def _inputs(self, job: Job) -> dict[str, str]:
+        run = self.runs[job.run_id]
+        found = (run.jobs.get(parent) for parent in job.parents)
+        return {p.id: p.result for p in found if p is not None and p.result is not None}
 
     def _avoid_for(self, key: tuple[str, str]) -> set[str]:
         """Workers a job should not go to when another is free: the one that just failed or lost it,
@@ -598,3 +623,8 @@ class ClusterState(
                 if sibling is not job and current is not None and not current.state.terminal:
                     avoid.add(current.worker_id)
         return avoid
+
+
+def _check_open_for(open_for: float) -> None:
+    if not 0 <= open_for <= MAX_OPEN_FOR:  # False for NaN too
+        raise InvalidSpec(f"open_for must be between 0 and {MAX_OPEN_FOR:g} seconds, not {open_for!r}")

@@ -76,6 +76,9 @@ class Assign:
     spec: JobSpec
     env: dict[str, str] = field(default_factory=dict)  # what the master adds: TITAN_SERVICE_<ID>_ADDR
     gpus: tuple[str, ...] = ()  # the devices it was given
+    #: A function task's parents' results (JSON text) by job id: the futures it was passed, resolved
+    #: on the cluster (the caller never holds the values).
+    inputs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,9 @@ class Run:
     #: Its jobs by state once it has ended: persisted, so that a finished run is listed without
     #: reading its jobs.
     counts: dict[str, int] = field(default_factory=dict)
+    #: It does not end before this time, though all its jobs have (0: no hold): a client's session
+    #: of function tasks stays one run while it adds to it (open_for of SubmitRun and AddJobs).
+    open_until: float = 0.0
     # Derived while loaded:
     jobs: dict[str, Job] = field(default_factory=dict)
     unfinished: int = 0
@@ -227,6 +230,7 @@ class Run:
             "seq": self.seq,
             **({"submitted_by": self.submitted_by} if self.submitted_by else {}),
             **({"counts": dict(self.counts)} if self.counts else {}),
+            **({"open_until": self.open_until} if self.open_until else {}),
         }
 
     @classmethod

@@ -24,6 +24,11 @@ MAX_SECRETS_PER_JOB = 64
 GENERAL = "GENERAL"
 #: Largest result a job may commit (JSON text, in bytes of UTF-8).
 MAX_RESULT_BYTES = 1024 * 1024
+#: Largest call a function task carries (JobSpec.call: its function and arguments, pickled, as
+#: base64 text): larger data goes as an artifact, or as another task's result (a future).
+MAX_CALL_CHARS = 1024 * 1024
+#: Longest a run may be held open past its jobs' end (SubmitRun's and AddJobs' open_for), seconds.
+MAX_OPEN_FOR = 3600.0
 
 #: How a job's dependents decide to run from its outcome (JobSpec.trigger_rule).
 TRIGGER_RULES = ("all_success", "all_done", "one_success", "none_failed")

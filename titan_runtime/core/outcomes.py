@@ -19,7 +19,7 @@ class OutcomesMixin(ClusterPart):
             # Cancelled (or otherwise ended) while it ran: record how the process went, nothing more.
             self._close_attempt(job, attempt, AttemptState.CANCELLED, now, reason or job.reason, exit)
             return
-        if exit.outcome == "succeeded" and exit.result is not None:
+        if exit.result is not None:
             problem = result_problem(exit.result)
             if problem:  # the worker checks this too: only a worker that lies gets here
                 exit = replace(exit, outcome="failed", reason=problem, result=None)
@@ -57,6 +57,8 @@ class OutcomesMixin(ClusterPart):
             self._retry(job, now, wait, f"attempt {attempt.number} failed ({reason})")
         else:
             suffix = f" after {job.failures} attempts" if job.failures > 1 else ""
+            if exit.result is not None:  # a function task's exception, for its caller to raise
+                job.result = exit.result
             self._fail(job, now, f"{reason}{suffix}")
 
     def _retry(self, job: Job, now: float, wait: float, why: str) -> None:

@@ -16,6 +16,7 @@ from titan_runtime.core.limits import DEFAULT_LIMITS, Limits
 from titan_runtime.core.names import (  # noqa: F401 - the spec's names are this module's public names too
     GENERAL,
     ID_PATTERN,
+    MAX_CALL_CHARS,
     MAX_PRELOAD,
     MAX_RESULT_BYTES,
     MAX_SECRETS_PER_JOB,
@@ -156,6 +157,13 @@ class JobSpec:
     #: Packages imported once by a launcher of its worker that forks it (a `{python}` job starts
     #: with them imported: a Dagster step without importing Dagster); empty: the plain launcher.
     preload: tuple[str, ...] = ()
+    #: A function task (kind "function"): its function and arguments, pickled (cloudpickle) and
+    #: base64-encoded. The worker runs it in a warm Python process (docs/python-tasks.md).
+    call: str = ""
+
+    @property
+    def is_function(self) -> bool:
+        return self.kind == "function"
 
     def validate(self, limits: Limits = DEFAULT_LIMITS) -> None:
         """Raise InvalidSpec naming the first problem with this job on its own."""
@@ -163,10 +171,14 @@ class JobSpec:
             raise InvalidSpec(
                 f"invalid job id {self.id!r}: use 1-128 letters, digits, '_', '-' or '.', not starting with '-' or '.'"
             )
-        if self.kind not in ("batch", "service"):
-            raise InvalidSpec(f"job {self.id}: unknown kind {self.kind!r}; use 'batch' or 'service'")
+        if self.kind not in ("batch", "service", "function"):
+            raise InvalidSpec(
+                f"job {self.id}: unknown kind {self.kind!r}; use 'batch', 'service' or 'function'"
+            )
         has_script = bool(self.script_hash or (self.project_hash and self.script_name))
-        if has_script == bool(self.command):
+        if self.is_function or self.call:
+            self._validate_function(has_script)
+        elif has_script == bool(self.command):
             if has_script:
                 raise InvalidSpec(f"job {self.id}: give either a script or a command, not both")
             raise InvalidSpec(f"job {self.id}: nothing to run; give a script file or a non-empty command")
@@ -234,6 +246,23 @@ class JobSpec:
         self._validate_dynamic(limits)
         self._validate_service()
         self._validate_secrets()
+
+    def _validate_function(self, has_script: bool) -> None:
+        if not self.is_function:
+            raise InvalidSpec(f"job {self.id}: call is for function tasks (kind 'function')")
+        if not self.call:
+            raise InvalidSpec(
+                f"job {self.id}: a function task needs its call (submit it with client.submit_fn)"
+            )
+        if len(self.call) > MAX_CALL_CHARS:
+            raise InvalidSpec(
+                f"job {self.id}: its call is {len(self.call):,} characters pickled, over the "
+                f"{MAX_CALL_CHARS:,} limit; pass large data as an artifact or as a future"
+            )
+        if has_script or self.command or self.project_hash:
+            raise InvalidSpec(f"job {self.id}: a function task runs its call, not a script or command")
+        if self.map_over or self.branch or self.when:
+            raise InvalidSpec(f"job {self.id}: map_over, branch and when are for batch jobs")
 
     def _validate_secrets(self) -> None:
         if len(self.secrets) > MAX_SECRETS_PER_JOB:

@@ -168,7 +168,15 @@ class TitanServicer(
                 self._check_replaces_only_its_own(specs, caller)
             ended = None if run_id in state.runs else self.history.find(run_id)  # submitted again
             return state.submit_run(
-                run_id, request.name, specs, now, dict(request.labels), request.agent_run_id, submitter, ended
+                run_id,
+                request.name,
+                specs,
+                now,
+                dict(request.labels),
+                request.agent_run_id,
+                submitter,
+                ended,
+                request.open_for,
             )
 
         with collector_paused(len(request.jobs)):

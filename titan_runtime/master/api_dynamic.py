@@ -42,7 +42,7 @@ class DynamicApi(_Base):
 
         def add(now: float) -> list[Job]:
             self._check_replaces_only_its_own(specs, caller)
-            return state.add_jobs(request.run_id, specs, now)
+            return state.add_jobs(request.run_id, specs, now, request.open_for)
 
         try:
             with collector_paused(len(request.jobs)):

@@ -425,6 +425,7 @@ class MasterServer:
                             env=effect.env,
                             secret_env=secret_env,
                             gpus=effect.gpus,
+                            inputs=effect.inputs,
                         )
                     )
             elif isinstance(effect, CancelAttempt):

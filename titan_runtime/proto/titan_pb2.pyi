@@ -39,7 +39,7 @@ class ApprovalGate(_message.Message):
     def __init__(self, required: bool = ..., message: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("id", "kind", "script_name", "script_hash", "command", "args", "env", "tags", "priority", "timeout", "delay", "parents", "retries", "affinity", "node", "labels", "slots", "project_hash", "workdir", "memory_mb", "port", "ports", "health", "restart", "replicas", "service", "trigger_rule", "when", "branch", "map_over", "map_of", "map_index", "iteration", "approval", "allow_failure", "secrets", "unplaceable_after", "cpus", "gpus", "preload")
+    __slots__ = ("id", "kind", "script_name", "script_hash", "command", "args", "env", "tags", "priority", "timeout", "delay", "parents", "retries", "affinity", "node", "labels", "slots", "project_hash", "workdir", "memory_mb", "port", "ports", "health", "restart", "replicas", "service", "trigger_rule", "when", "branch", "map_over", "map_of", "map_index", "iteration", "approval", "allow_failure", "secrets", "unplaceable_after", "cpus", "gpus", "preload", "call")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,7 @@ class JobSpec(_message.Message):
     CPUS_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
     PRELOAD_FIELD_NUMBER: _ClassVar[int]
+    CALL_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: str
     script_name: str
@@ -141,7 +142,8 @@ class JobSpec(_message.Message):
     cpus: float
     gpus: int
     preload: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., script_name: _Optional[str] = ..., script_hash: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., timeout: _Optional[float] = ..., delay: _Optional[float] = ..., parents: _Optional[_Iterable[str]] = ..., retries: _Optional[_Union[RetryPolicy, _Mapping]] = ..., affinity: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., project_hash: _Optional[str] = ..., workdir: _Optional[str] = ..., memory_mb: _Optional[int] = ..., port: _Optional[int] = ..., ports: _Optional[_Iterable[str]] = ..., health: _Optional[_Union[HealthCheck, _Mapping]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ..., replicas: _Optional[int] = ..., service: _Optional[str] = ..., trigger_rule: _Optional[str] = ..., when: _Optional[str] = ..., branch: bool = ..., map_over: _Optional[str] = ..., map_of: _Optional[str] = ..., map_index: _Optional[int] = ..., iteration: _Optional[int] = ..., approval: _Optional[_Union[ApprovalGate, _Mapping]] = ..., allow_failure: bool = ..., secrets: _Optional[_Mapping[str, str]] = ..., unplaceable_after: _Optional[float] = ..., cpus: _Optional[float] = ..., gpus: _Optional[int] = ..., preload: _Optional[_Iterable[str]] = ...) -> None: ...
+    call: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., script_name: _Optional[str] = ..., script_hash: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., timeout: _Optional[float] = ..., delay: _Optional[float] = ..., parents: _Optional[_Iterable[str]] = ..., retries: _Optional[_Union[RetryPolicy, _Mapping]] = ..., affinity: _Optional[str] = ..., node: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., slots: _Optional[int] = ..., project_hash: _Optional[str] = ..., workdir: _Optional[str] = ..., memory_mb: _Optional[int] = ..., port: _Optional[int] = ..., ports: _Optional[_Iterable[str]] = ..., health: _Optional[_Union[HealthCheck, _Mapping]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ..., replicas: _Optional[int] = ..., service: _Optional[str] = ..., trigger_rule: _Optional[str] = ..., when: _Optional[str] = ..., branch: bool = ..., map_over: _Optional[str] = ..., map_of: _Optional[str] = ..., map_index: _Optional[int] = ..., iteration: _Optional[int] = ..., approval: _Optional[_Union[ApprovalGate, _Mapping]] = ..., allow_failure: bool = ..., secrets: _Optional[_Mapping[str, str]] = ..., unplaceable_after: _Optional[float] = ..., cpus: _Optional[float] = ..., gpus: _Optional[int] = ..., preload: _Optional[_Iterable[str]] = ..., call: _Optional[str] = ...) -> None: ...
 
 class HealthCheck(_message.Message):
     __slots__ = ("tcp", "http", "expect", "interval", "timeout", "grace", "failures")
@@ -357,7 +359,7 @@ class WorkerInfo(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., pid: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., slots: _Optional[int] = ..., running: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., memory_percent: _Optional[float] = ..., last_heartbeat: _Optional[float] = ..., state: _Optional[str] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., registered_at: _Optional[float] = ..., pool: _Optional[str] = ..., provider: _Optional[str] = ..., launch_id: _Optional[str] = ..., cpus_used: _Optional[float] = ..., memory_used_mb: _Optional[int] = ..., gpus_used: _Optional[_Iterable[str]] = ..., memory_enforcement: _Optional[str] = ...) -> None: ...
 
 class SubmitRunRequest(_message.Message):
-    __slots__ = ("run_id", "name", "labels", "agent_run_id", "jobs")
+    __slots__ = ("run_id", "name", "labels", "agent_run_id", "jobs", "open_for")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -370,12 +372,14 @@ class SubmitRunRequest(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     AGENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     JOBS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FOR_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     name: str
     labels: _containers.ScalarMap[str, str]
     agent_run_id: str
     jobs: _containers.RepeatedCompositeFieldContainer[JobSpec]
-    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_run_id: _Optional[str] = ..., jobs: _Optional[_Iterable[_Union[JobSpec, _Mapping]]] = ...) -> None: ...
+    open_for: float
+    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_run_id: _Optional[str] = ..., jobs: _Optional[_Iterable[_Union[JobSpec, _Mapping]]] = ..., open_for: _Optional[float] = ...) -> None: ...
 
 class SubmitRunResponse(_message.Message):
     __slots__ = ("run_id", "job_ids", "existed")
@@ -706,12 +710,14 @@ class ServiceActionResponse(_message.Message):
     def __init__(self, refs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AddJobsRequest(_message.Message):
-    __slots__ = ("run_id", "jobs")
+    __slots__ = ("run_id", "jobs", "open_for")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     JOBS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FOR_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     jobs: _containers.RepeatedCompositeFieldContainer[JobSpec]
-    def __init__(self, run_id: _Optional[str] = ..., jobs: _Optional[_Iterable[_Union[JobSpec, _Mapping]]] = ...) -> None: ...
+    open_for: float
+    def __init__(self, run_id: _Optional[str] = ..., jobs: _Optional[_Iterable[_Union[JobSpec, _Mapping]]] = ..., open_for: _Optional[float] = ...) -> None: ...
 
 class AddIterationRequest(_message.Message):
     __slots__ = ("run_id", "jobs", "after", "max_iterations")
@@ -1235,7 +1241,7 @@ class Welcome(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval: _Optional[float] = ..., superseded: _Optional[_Iterable[str]] = ..., log_offsets: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("attempt_id", "run_id", "job_id", "attempt", "spec", "credential", "env", "secret_env", "gpus")
+    __slots__ = ("attempt_id", "run_id", "job_id", "attempt", "spec", "credential", "env", "secret_env", "gpus", "inputs")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -1244,6 +1250,13 @@ class Assignment(_message.Message):
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     class SecretEnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class InputsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -1259,6 +1272,7 @@ class Assignment(_message.Message):
     ENV_FIELD_NUMBER: _ClassVar[int]
     SECRET_ENV_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     run_id: str
     job_id: str
@@ -1268,7 +1282,8 @@ class Assignment(_message.Message):
     env: _containers.ScalarMap[str, str]
     secret_env: _containers.ScalarMap[str, str]
     gpus: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, attempt_id: _Optional[str] = ..., run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., credential: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., secret_env: _Optional[_Mapping[str, str]] = ..., gpus: _Optional[_Iterable[str]] = ...) -> None: ...
+    inputs: _containers.ScalarMap[str, str]
+    def __init__(self, attempt_id: _Optional[str] = ..., run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., credential: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., secret_env: _Optional[_Mapping[str, str]] = ..., gpus: _Optional[_Iterable[str]] = ..., inputs: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CancelAttempt(_message.Message):
     __slots__ = ("attempt_id", "reason", "grace")

@@ -55,6 +55,7 @@ from titan_runtime.version import __version__
 from titan_runtime.worker import capabilities, launcher, memory
 from titan_runtime.worker.cache import ArtifactCache
 from titan_runtime.worker.execution import AttemptRunner, Execution
+from titan_runtime.worker.fnpool import FunctionPool
 from titan_runtime.worker.jobuser import JobDirs, JobUser, JobUserError
 from titan_runtime.worker.launcher import Launchers
 from titan_runtime.worker.orphans import Orphans
@@ -257,6 +258,7 @@ class WorkerAgent:
             gpus=self._gpus,
         )
         self._runner.launchers = self._start_launchers(self._runner.base_env)
+        self._runner.functions = self._function_pool(self._runner.base_env)
         sweeper = asyncio.create_task(self._sweep_orphans())
         self._channel = channel(self.config.master, self.config.tls, CHANNEL_OPTIONS, aio=True)
         self._stub = rpc.TitanStub(self._channel)
@@ -278,6 +280,8 @@ class WorkerAgent:
             await self._stop_attempts("worker stopping")
             sweeper.cancel()
             self._runner.launchers.close()
+            if self._runner.functions is not None:
+                self._runner.functions.close()
             self.orphans.sweep()  # nothing runs now: whatever jobs left behind goes
             self.reaper.close()
             self._memory.close()
@@ -302,6 +306,21 @@ class WorkerAgent:
         return Launchers.start(
             env, self.config.job_user, self.config.preload, on_start=lambda one: self.orphans.own(one.pid)
         )
+
+    def _function_pool(self, env: dict[str, str]) -> FunctionPool | None:
+        """Warm processes for function tasks, each told to the reaper (killed if the worker dies)."""
+        if not launcher.supported():
+            return None
+
+        def started(pid: int) -> None:
+            self.reaper.watch(pid)
+            self.orphans.own(pid)
+
+        def ended(pid: int) -> None:
+            self.reaper.forget(pid)
+            self.orphans.disown(pid)
+
+        return FunctionPool(env, self.config.job_user, on_start=started, on_end=ended)
 
     async def _stop_attempts(self, reason: str) -> None:
         """Stop every running attempt (SIGTERM, SIGKILL after the grace period) and wait for them.

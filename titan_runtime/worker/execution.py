@@ -24,8 +24,9 @@ from titan_runtime.core.model import MAX_RESULT_BYTES
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.worker import health
 from titan_runtime.worker.cache import ArtifactCache
+from titan_runtime.worker.fnpool import FunctionPool
 from titan_runtime.worker.jobuser import AttemptDir, JobUser, hand_over, open_result, prepare
-from titan_runtime.worker.launcher import Launchers, python_entry
+from titan_runtime.worker.launcher import Forker, Launchers, python_entry
 from titan_runtime.worker.orphans import Orphans
 from titan_runtime.worker.ports import PortLeases, PortUnavailable
 from titan_runtime.worker.process import GroupWatcher, JobProcess
@@ -87,6 +88,18 @@ def expand(arg: str, ports: dict[str, int]) -> str:
     return arg
 
 
+def raised(result_json: str) -> str:
+    """ "TYPE: message" of a function task's exception, from its result ("" if it holds none)."""
+    try:
+        result = json.loads(result_json)
+    except ValueError:
+        return ""
+    if not isinstance(result, dict) or "titan.python.error" not in result:
+        return ""
+    message = str(result.get("message", ""))
+    return f"{result.get('type', 'Exception')}: {message}" if message else str(result.get("type", ""))
+
+
 def port_env(ports: dict[str, int]) -> dict[str, str]:
     """$PORT and $TITAN_PORT (the first port), $PORT_<NAME> and $TITAN_PORT_<NAME> for named ones."""
     if not ports:
@@ -112,6 +125,7 @@ class AttemptRunner:
         on_change: Callable[[], None],
         ports: PortLeases | None = None,
         launchers: Launchers | None = None,
+        functions: FunctionPool | None = None,
         orphans: Orphans | None = None,
         project_limits: ProjectLimits | None = None,
         job_user: JobUser | None = None,
@@ -123,6 +137,7 @@ class AttemptRunner:
         self.orphans = orphans
         self.project_limits = project_limits or ProjectLimits()
         self.launchers = launchers or Launchers(None)  # fork Python jobs; none: every job is exec'd
+        self.functions = functions  # the warm processes of function tasks (None: none run here)
         # The worker's own environment, minus the cluster token, which a job must never see.
         self.base_env = {k: v for k, v in os.environ.items() if k != "TITAN_TOKEN"}
         if job_user is not None:  # a job of another user finds its own HOME, USER and LOGNAME
@@ -139,7 +154,8 @@ class AttemptRunner:
 
     async def run(self, ex: Execution) -> None:
         """Run the attempt to its end; always leaves `ex.exit` set (never raises)."""
-        spec = ex.assignment.spec
+        a = ex.assignment
+        spec = a.spec
         timer: asyncio.TimerHandle | None = None
         watching: asyncio.Task[None] | None = None
         try:
@@ -154,7 +170,11 @@ class AttemptRunner:
                     ex.spool.note(f"titan: {exc}")
                     ex.exit = pb.AttemptExit(outcome="error", reason=str(exc))
                     return
-            argv = await self.argv(ex)
+            argv = (
+                [sys.executable, "-m", "titan_runtime.worker.fn_main"]
+                if spec.kind == "function"
+                else await self.argv(ex)
+            )
             if ex.cancel is not None:
                 ex.exit = pb.AttemptExit(outcome="cancelled", reason=ex.cancel[0])
                 return
@@ -164,7 +184,11 @@ class AttemptRunner:
             # A job with secrets is exec'd, never forked: what the launcher receives stays in its heap,
             # which every job it forks later gets a copy of (docs/security.md, "Secrets").
             forkable = not (spec.memory_mb or ex.assignment.secret_env)
-            launcher = self.launchers.pick(argv, env, spec.preload) if forkable else None
+            launcher: Forker | None = self.launchers.pick(argv, env, spec.preload) if forkable else None
+            if spec.kind == "function":  # handed to a warm process of its run: never a process of its own
+                if self.functions is None:
+                    raise ValueError("this worker runs no function tasks (they need Linux)")
+                launcher = self.functions.call(a.run_id, spec.call, a.inputs)
             process = JobProcess(
                 argv,
                 ex.workspace,
@@ -203,11 +227,13 @@ class AttemptRunner:
                 )
             done = await process.wait()
             outcome, reason, result_json = done.outcome, done.reason, ""
-            if outcome == "succeeded":
+            if outcome == "succeeded" or (spec.kind == "function" and outcome == "failed"):
                 result_json, problem = self.read_result(ex)
                 if problem:
                     outcome, reason = "failed", problem
                     ex.spool.note(f"titan: {problem}")
+                elif outcome == "failed" and result_json:  # the exception the function raised
+                    reason = raised(result_json) or reason
             ex.exit = pb.AttemptExit(
                 outcome=outcome,
                 exit_code=done.exit_code,

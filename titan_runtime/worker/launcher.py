@@ -29,6 +29,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 from titan_runtime.core.names import MODULE_PATTERN
 from titan_runtime.worker.jobuser import JobUser
@@ -46,6 +47,21 @@ MAX_ON_DEMAND = 4
 #: Seconds a launcher may take to import its packages: past them it is stopped, and the jobs
 #: waiting for it are exec'd (a package that hangs at import must not hold jobs for ever).
 PRELOAD_TIMEOUT = 120.0
+
+
+class Forker(Protocol):
+    """What starts a job's process without exec: the Python launcher (a forked child), or the
+    function pool (a task in a warm process, fnpool.py). JobProcess runs either the same way."""
+
+    def spawn(
+        self,
+        argv: list[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        fds: tuple[int, int, int],
+        on_exit: Callable[[int | None], None],
+        title: str = "",
+    ) -> asyncio.Future[int]: ...
 
 
 class LauncherUnavailable(Exception):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from titan_runtime.worker.jobuser import JobUser
-from titan_runtime.worker.launcher import LauncherUnavailable, PythonLauncher
+from titan_runtime.worker.launcher import Forker, LauncherUnavailable
 from titan_runtime.worker.memory import JobMemory, MemoryEnforcer, enforcer
 from titan_runtime.worker.memory import memory_limited as memory_limited  # re-exported: tests import it here
 from titan_runtime.worker.orphans import Orphans
@@ -103,7 +103,7 @@ class JobProcess:
         self._readers: list[int] = []
         self._drain_timer: asyncio.TimerHandle | None = None
 
-    async def start(self, launcher: PythonLauncher | None = None) -> int:
+    async def start(self, launcher: Forker | None = None) -> int:
         """Start the process (raises OSError when it cannot be executed) and return its pid: forked
         by `launcher` when given and able, else exec'd."""
         loop = asyncio.get_running_loop()
@@ -129,12 +129,13 @@ class JobProcess:
         finally:
             for fd in writers:
                 os.close(fd)
-        if self._watcher is not None and not self._exited:  # a forked job can be over already
+        kept = getattr(launcher, "keeps_process", False)  # a warm process: watched by its pool
+        if self._watcher is not None and not self._exited and not kept:  # a forked job can be over already
             self._watcher.watch(self.pid)
             self._watched = True
         return self.pid
 
-    async def _fork(self, launcher: PythonLauncher, writers: tuple[int, int]) -> int:
+    async def _fork(self, launcher: Forker, writers: tuple[int, int]) -> int:
         with open(os.devnull, "rb") as devnull:
             started = launcher.spawn(
                 self.argv, self.cwd, self.env, (devnull.fileno(), *writers), self._on_forked_exit, self.title

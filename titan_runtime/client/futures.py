@@ -1,0 +1,340 @@
+"""Python function tasks from the caller's side: `submit_fn`, `map`, `TitanFuture`, `@remote`.
+
+A client's function tasks go into one run, its session run (named after the program, labelled
+`titan.functions`), which the master holds open for OPEN_FOR seconds after each submission so that
+the next task joins it: a future passed as an argument is then a parent in the same run, and its
+value goes from worker to worker through the master, never through the caller. A future of a run
+that has ended since is passed by value (the caller fetches it).
+
+The futures are settled by one thread per session, which follows the run's jobs with one watch
+(`TitanClient.watch`), and reads each finished task's result once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Generator, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from titan_runtime.client import functions
+from titan_runtime.client.errors import TitanError
+from titan_runtime.client.records import TERMINAL_JOB_STATES
+from titan_runtime.proto import titan_pb2 as pb
+
+if TYPE_CHECKING:
+    from titan_runtime.client.sync import TitanClient
+
+T = TypeVar("T")
+
+#: Seconds the session run stays open after a submission, for the next one to join it.
+OPEN_FOR = 300.0
+LABEL = "titan.functions"
+#: Tasks submitted per call to the master by `map`.
+BATCH = 1000
+
+
+class TaskFailed(TitanError):
+    """A function task that did not return: cancelled, its parent failed, or it failed without an
+    exception to raise (e.g. killed, or timed out)."""
+
+
+class TitanFuture(concurrent.futures.Future, Generic[T]):  # type: ignore[type-arg]
+    """The result of a function task: `result()`, `exception()`, `done()` and callbacks as any
+    concurrent.futures.Future (so `concurrent.futures.wait` and `as_completed` take it), and
+    `await future` in asyncio. Passed to another task, it is that task's parent: the value goes
+    there on the cluster."""
+
+    def __init__(self, session: FunctionSession, run_id: str, job_id: str) -> None:
+        super().__init__()
+        self._session = session
+        self.run_id = run_id
+        self.job_id = job_id
+
+    @property
+    def ref(self) -> str:
+        """RUN/JOB, which `titan-runtime status`, `logs` and every job call take."""
+        return f"{self.run_id}/{self.job_id}"
+
+    def cancel(self) -> bool:
+        """Cancel the task on the cluster (a running one is stopped, and tasks that take its value
+        are cancelled too); True if it had not ended."""
+        if self.done():
+            return False
+        try:
+            self._session.client.cancel(self.ref, reason="cancelled by its future")
+        except TitanError:
+            return False
+        return super().cancel()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return asyncio.wrap_future(self).__await__()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "pending"
+        return f"<TitanFuture {self.ref} {state}>"
+
+
+class FunctionSession:
+    """One client's function tasks: its session run, and the thread that settles their futures."""
+
+    def __init__(self, client: TitanClient, open_for: float = OPEN_FOR) -> None:
+        self.client = client
+        self.open_for = open_for
+        self.run_id = ""
+        self._lock = threading.Lock()
+        self._pending: dict[str, TitanFuture[Any]] = {}  # job id -> future, in the session run
+        self._ids = itertools.count(1)
+        self._watching: threading.Thread | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ submitting
+
+    def submit(
+        self,
+        fn: Callable[..., Any],
+        calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]],
+        options: dict[str, Any],
+    ) -> list[TitanFuture[Any]]:
+        """Submit one task per (args, kwargs) of `calls`, in batches; their futures in order."""
+        name = _task_name(fn)
+        futures: list[TitanFuture[Any]] = []
+        for start in range(0, len(calls), BATCH):
+            futures.extend(self._submit_batch(fn, name, calls[start : start + BATCH], options))
+        return futures
+
+    def _submit_batch(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]],
+        options: dict[str, Any],
+    ) -> list[TitanFuture[Any]]:
+        with self._lock:
+            for attempt in range(2):
+                specs, ids = [], []
+                for args, kwargs in calls:
+                    job_id = f"{name}-{next(self._ids)}"
+                    specs.append(self._spec(job_id, fn, args, kwargs, options))
+                    ids.append(job_id)
+                try:
+                    run_id = self.client._submit_functions(
+                        specs, self.run_id, _session_name(), {LABEL: "1"}, self.open_for
+                    )
+                except TitanError:
+                    if attempt or not self.run_id or not self._session_ended():
+                        raise
+                    self.run_id = ""  # it ended: the next batch opens a new session run
+                    continue
+                if run_id != self.run_id:
+                    self.run_id = run_id
+                futures: list[TitanFuture[Any]] = [TitanFuture(self, run_id, job_id) for job_id in ids]
+                self._pending.update(zip(ids, futures, strict=True))
+                self._ensure_watching()
+                return futures
+        raise AssertionError("unreachable")
+
+    def _spec(
+        self,
+        job_id: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: dict[str, Any],
+    ) -> pb.JobSpec:
+        args = tuple(self._argument(a) for a in args)
+        kwargs = {k: self._argument(v) for k, v in kwargs.items()}
+        spec = pb.JobSpec(
+            id=job_id,
+            kind="function",
+            call=functions.encode_call(fn, args, kwargs),
+            parents=sorted(set(functions.refs_in(args, kwargs))),
+            tags=_tags(options.get("requirement")),
+            slots=int(options.get("slots") or 1),
+            timeout=float(options.get("timeout") or 0.0),
+            priority=int(options.get("priority") or 1),
+            labels=dict(options.get("labels") or {}),
+        )
+        if options.get("retries"):
+            spec.retries.attempts = int(options["retries"]) + 1
+        return spec
+
+    def _argument(self, value: Any) -> Any:
+        """A future of the session run becomes a reference to its job; any other, its value."""
+        if isinstance(value, TitanFuture):
+            if value.run_id == self.run_id and value._session is self:
+                return functions.Ref(value.job_id)
+            return value.result()
+        return value
+
+    def _session_ended(self) -> bool:
+        try:
+            return self.client.get_run(self.run_id, jobs=[]).terminal
+        except TitanError:
+            return True
+
+    # ------------------------------------------------------------------ settling
+
+    def _ensure_watching(self) -> None:
+        if self._watching is None or not self._watching.is_alive():
+            self._watching = threading.Thread(target=self._watch, name="titan-futures", daemon=True)
+            self._watching.start()
+
+    def _watch(self) -> None:
+        """Follow the session runs' jobs and settle each future once its task has ended."""
+        while not self._closed:
+            with self._lock:
+                run_id = self.run_id
+                if not self._pending:
+                    self._watching = None
+                    return
+            try:
+                for event in self.client.watch(kinds=("jobs",), run_id=run_id):
+                    jobs = event.jobs
+                    if event.resync:
+                        jobs = self.client.get_run(run_id).jobs
+                    for job in jobs:
+                        if job.state in TERMINAL_JOB_STATES:
+                            self._settle(job.run_id, job.id, job.state, job.reason)
+                    with self._lock:
+                        if not any(f.run_id == run_id for f in self._pending.values()):
+                            break  # every future of this run is settled: the next run, if any
+            except Exception as exc:  # the watch failed for good: say so in every future it held
+                with self._lock:
+                    pending = [f for f in self._pending.values() if f.run_id == run_id]
+                for future in pending:
+                    self._resolve(future, exception=TitanError(f"lost track of {future.ref}: {exc}"))
+
+    def _settle(self, run_id: str, job_id: str, state: str, reason: str) -> None:
+        with self._lock:
+            future = self._pending.get(job_id)
+            if future is None or future.run_id != run_id:
+                return
+        try:
+            if state in ("SUCCEEDED", "FAILED"):
+                result = self.client.get_result(future.ref)
+                if functions.is_envelope(result):
+                    if functions.ERROR in result:
+                        self._resolve(future, exception=functions.exception_of(result))
+                    else:
+                        self._resolve(future, value=self._value(future, result))
+                    return
+            what = state.lower().replace("_", " ")
+            self._resolve(
+                future, exception=TaskFailed(f"function task {future.ref} {what}: {reason}".rstrip(": "))
+            )
+        except Exception as exc:
+            self._resolve(future, exception=exc)
+
+    def _value(self, future: TitanFuture[Any], result: dict[str, Any]) -> Any:
+        if functions.ARTIFACT not in result:
+            return functions.load_value(result)
+        with tempfile.TemporaryDirectory(prefix="titan-result-") as tmp:
+            path = self.client.get_artifact(
+                result[functions.ARTIFACT], Path(tmp) / "value", run_id=future.run_id
+            )
+            return functions._pickle().loads(path.read_bytes())
+
+    def _resolve(
+        self, future: TitanFuture[Any], value: Any = None, exception: BaseException | None = None
+    ) -> None:
+        with self._lock:
+            self._pending.pop(future.job_id, None)
+        try:
+            if exception is not None:
+                future.set_exception(exception)
+            else:
+                future.set_result(value)
+        except concurrent.futures.InvalidStateError:  # cancelled by its caller meanwhile
+            pass
+
+    def close(self) -> None:
+        self._closed = True
+
+
+def _task_name(fn: Callable[..., Any]) -> str:
+    """The task's job id stem: the function's name, as a job id allows."""
+    name = getattr(fn, "__name__", "") or type(fn).__name__
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", name).strip("._-") or "fn"
+    return name[:80]
+
+
+def _session_name() -> str:
+    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    return f"functions of {program} (pid {os.getpid()})"
+
+
+def _tags(requirement: str | Iterable[str] | None) -> list[str]:
+    if not requirement:
+        return []
+    if isinstance(requirement, str):
+        return [t.strip() for t in requirement.split(",") if t.strip()]
+    return list(requirement)
+
+
+class Remote(Generic[T]):
+    """A function made remote with `@titan_runtime.remote(...)`: called as before, run on the
+    cluster with `.submit(*args, **kwargs)` (a TitanFuture) or `.map(iterable)`."""
+
+    def __init__(self, fn: Callable[..., T], options: dict[str, Any], client: TitanClient | None) -> None:
+        self.fn = fn
+        self.options_given = options
+        self._client = client
+        self.__name__ = getattr(fn, "__name__", "remote")
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> T:
+        return self.fn(*args, **kwargs)
+
+    @property
+    def client(self) -> TitanClient:
+        if self._client is None:
+            from titan_runtime.client.sync import TitanClient
+
+            self._client = _default_client(TitanClient)
+        return self._client
+
+    def submit(self, *args: Any, **kwargs: Any) -> TitanFuture[T]:
+        return self.client.submit_fn(self.fn, *args, **self.options_given, **kwargs)
+
+    def map(self, *iterables: Iterable[Any]) -> list[TitanFuture[T]]:
+        return self.client.map(self.fn, *iterables, **self.options_given)
+
+    def options(self, **options: Any) -> Remote[T]:
+        """The same function with other task options (`slots=2`, `requirement="gpu"`, ...)."""
+        return Remote(self.fn, {**self.options_given, **options}, self._client)
+
+
+_shared: Any = None
+_shared_lock = threading.Lock()
+
+
+def _default_client(make: Callable[[], Any]) -> Any:
+    """One client for every `@remote` function without its own, made on first use."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = make()
+        return _shared
+
+
+def remote(
+    fn: Callable[..., T] | None = None,
+    *,
+    client: TitanClient | None = None,
+    **options: Any,
+) -> Any:
+    """`@remote` or `@remote(requirement="gpu", slots=1, timeout=60, retries=2, client=...)`: the
+    function gains `.submit()` and `.map()`, which run it on the cluster. Without `client`, one
+    TitanClient made from the environment (TITAN_ADDRESS, TITAN_TOKEN) serves them all."""
+    if fn is not None:
+        return Remote(fn, options, client)
+    return lambda f: Remote(f, options, client)
