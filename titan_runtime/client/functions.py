@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import sys
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +67,32 @@ class RemoteError(Exception):
 
 
 def encode_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    _send_own_code(fn)
     return base64.b64encode(_pickle().dumps((fn, args, kwargs))).decode("ascii")
+
+
+#: Packages a worker always has: their functions go by name, never by value.
+_INSTALLED_WITH_TITAN = frozenset({"titan_runtime", "titan_dagster", "titan_airflow"})
+
+
+def _send_own_code(fn: Any) -> None:
+    """A function of the caller's own code (a module under the current directory or the script's,
+    not installed) goes by value, with its module's other functions and classes, as `__main__`'s
+    do: the workers have not got that code. A function of an installed package goes by name."""
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    if module is None or module.__name__ == "__main__":
+        return
+    if module.__name__.partition(".")[0] in _INSTALLED_WITH_TITAN:
+        return
+    path = getattr(module, "__file__", None)
+    if not path or "site-packages" in path or "dist-packages" in path:
+        return
+    path = os.path.realpath(path)
+    roots = {os.path.realpath(os.getcwd())}
+    if sys.path and sys.path[0]:
+        roots.add(os.path.realpath(sys.path[0]))
+    if any(path.startswith(root + os.sep) for root in roots):
+        _pickle().register_pickle_by_value(module)
 
 
 def decode_call(call: str) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
