@@ -82,10 +82,16 @@ class AsyncTitanClient(Calls[AsyncRun], AsyncDriver):
             yield line
 
     async def watch(
-        self, kinds: Sequence[str] = (), run_id: str = "", recent_runs: int = 20
+        self,
+        kinds: Sequence[str] = (),
+        run_id: str = "",
+        recent_runs: int = 20,
+        *,
+        interval: float | None = None,
+        results: bool = False,
     ) -> AsyncIterator[WatchEvent]:
         """`TitanClient.watch` as an async iterator."""
-        watching = ops.Watching(kinds, run_id, recent_runs, self._reconnect)
+        watching = ops.Watching(kinds, run_id, recent_runs, self._reconnect, interval, results)
         while True:
             try:
                 async for message in self._stream("Watch", watching.request()):

@@ -15,18 +15,22 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import itertools
+import json
 import os
 import re
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import grpc
+
 from titan_runtime.client import functions
-from titan_runtime.client.errors import TitanError
-from titan_runtime.client.records import TERMINAL_JOB_STATES
+from titan_runtime.client.errors import TitanError, error_from_rpc
+from titan_runtime.client.records import TERMINAL_JOB_STATES, JobRecord, WatchEvent
 from titan_runtime.proto import titan_pb2 as pb
 
 if TYPE_CHECKING:
@@ -39,6 +43,8 @@ OPEN_FOR = 300.0
 LABEL = "titan.functions"
 #: Tasks submitted per call to the master by `map`.
 BATCH = 1000
+#: Seconds a session run's watch stays open with no future pending (the next task's is ready).
+IDLE_WATCH = 10.0
 
 
 class TaskFailed(TitanError):
@@ -91,9 +97,10 @@ class FunctionSession:
         self.run_id = ""
         self._lock = threading.Lock()
         self._pending: dict[str, TitanFuture[Any]] = {}  # job id -> future, in the session run
+        self._pending_by_run: dict[str, int] = {}
         self._ids = itertools.count(1)
-        self._watching: threading.Thread | None = None
-        self._closed = False
+        self._watches: dict[str, _RunWatch] = {}
+        self.closed = False
 
     # ------------------------------------------------------------------ submitting
 
@@ -137,6 +144,7 @@ class FunctionSession:
                     self.run_id = run_id
                 futures: list[TitanFuture[Any]] = [TitanFuture(self, run_id, job_id) for job_id in ids]
                 self._pending.update(zip(ids, futures, strict=True))
+                self._pending_by_run[run_id] = self._pending_by_run.get(run_id, 0) + len(futures)
                 self._ensure_watching()
                 return futures
         raise AssertionError("unreachable")
@@ -183,55 +191,45 @@ class FunctionSession:
     # ------------------------------------------------------------------ settling
 
     def _ensure_watching(self) -> None:
-        if self._watching is None or not self._watching.is_alive():
-            self._watching = threading.Thread(target=self._watch, name="titan-futures", daemon=True)
-            self._watching.start()
+        """Called with the lock held, after futures of the session run were added."""
+        watch = self._watches.get(self.run_id)
+        if watch is None:
+            watch = self._watches[self.run_id] = _RunWatch(self, self.run_id)
+            watch.thread.start()
+        watch.busy()
 
-    def _watch(self) -> None:
-        """Follow the session runs' jobs and settle each future once its task has ended."""
-        while not self._closed:
-            with self._lock:
-                run_id = self.run_id
-                if not self._pending:
-                    self._watching = None
-                    return
-            try:
-                for event in self.client.watch(kinds=("jobs",), run_id=run_id):
-                    jobs = event.jobs
-                    if event.resync:
-                        jobs = self.client.get_run(run_id).jobs
-                    for job in jobs:
-                        if job.state in TERMINAL_JOB_STATES:
-                            self._settle(job.run_id, job.id, job.state, job.reason)
-                    with self._lock:
-                        if not any(f.run_id == run_id for f in self._pending.values()):
-                            break  # every future of this run is settled: the next run, if any
-            except Exception as exc:  # the watch failed for good: say so in every future it held
-                with self._lock:
-                    pending = [f for f in self._pending.values() if f.run_id == run_id]
-                for future in pending:
-                    self._resolve(future, exception=TitanError(f"lost track of {future.ref}: {exc}"))
+    def pending_in(self, run_id: str) -> bool:
+        return self._pending_by_run.get(run_id, 0) > 0
 
-    def _settle(self, run_id: str, job_id: str, state: str, reason: str) -> None:
+    def settle(self, job: JobRecord) -> None:
+        """Settle the future of this ended job, if it is one of ours still pending."""
         with self._lock:
-            future = self._pending.get(job_id)
-            if future is None or future.run_id != run_id:
+            future = self._pending.get(job.id)
+            if future is None or future.run_id != job.run_id:
                 return
         try:
-            if state in ("SUCCEEDED", "FAILED"):
+            result = None
+            if job.result_json:
+                result = json.loads(job.result_json)
+            elif job.state in ("SUCCEEDED", "FAILED") and job.has_result:
                 result = self.client.get_result(future.ref)
-                if functions.is_envelope(result):
-                    if functions.ERROR in result:
-                        self._resolve(future, exception=functions.exception_of(result))
-                    else:
-                        self._resolve(future, value=self._value(future, result))
-                    return
-            what = state.lower().replace("_", " ")
-            self._resolve(
-                future, exception=TaskFailed(f"function task {future.ref} {what}: {reason}".rstrip(": "))
-            )
+            if functions.is_envelope(result):
+                if functions.ERROR in result:
+                    self._resolve(future, exception=functions.exception_of(result))
+                else:
+                    self._resolve(future, value=self._value(future, result))
+                return
+            what = job.state.lower().replace("_", " ")
+            message = f"function task {future.ref} {what}: {job.reason}".rstrip(": ")
+            self._resolve(future, exception=TaskFailed(message))
         except Exception as exc:
             self._resolve(future, exception=exc)
+
+    def fail_pending(self, run_id: str, why: str) -> None:
+        with self._lock:
+            pending = [f for f in self._pending.values() if f.run_id == run_id]
+        for future in pending:
+            self._resolve(future, exception=TitanError(f"lost track of {future.ref}: {why}"))
 
     def _value(self, future: TitanFuture[Any], result: dict[str, Any]) -> Any:
         if functions.ARTIFACT not in result:
@@ -246,7 +244,10 @@ class FunctionSession:
         self, future: TitanFuture[Any], value: Any = None, exception: BaseException | None = None
     ) -> None:
         with self._lock:
-            self._pending.pop(future.job_id, None)
+            if self._pending.pop(future.job_id, None) is not None:
+                self._pending_by_run[future.run_id] -= 1
+                if not self._pending_by_run[future.run_id]:
+                    del self._pending_by_run[future.run_id]
         try:
             if exception is not None:
                 future.set_exception(exception)
@@ -256,7 +257,75 @@ class FunctionSession:
             pass
 
     def close(self) -> None:
-        self._closed = True
+        self.closed = True
+        with self._lock:
+            watches = list(self._watches.values())
+        for watch in watches:
+            watch.stop()
+
+
+class _RunWatch:
+    """One session run's watch stream (results included, no pacing), read by a thread of its own
+    while futures of the run are pending, and IDLE_WATCH seconds after: a caller that submits and
+    waits, task after task, keeps one stream instead of opening one (and reading the run's jobs
+    again) per task."""
+
+    def __init__(self, session: FunctionSession, run_id: str) -> None:
+        self.session = session
+        self.run_id = run_id
+        self.thread = threading.Thread(target=self._run, name=f"titan-futures {run_id}", daemon=True)
+        self._call: Any = None
+        self._idle: threading.Timer | None = None
+
+    def busy(self) -> None:
+        """Futures were added: do not let the stream go idle."""
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
+    def stop(self) -> None:
+        self.busy()
+        call = self._call
+        if call is not None:
+            call.cancel()
+
+    def _idle_soon(self) -> None:
+        if self._idle is None:
+            self._idle = threading.Timer(IDLE_WATCH, self.stop)
+            self._idle.daemon = True
+            self._idle.start()
+
+    def _run(self) -> None:
+        session, client = self.session, self.session.client
+        request = pb.WatchRequest(kinds=["jobs"], run_id=self.run_id, interval=0.0, results=True)
+        failures = 0
+        while True:
+            with session._lock:
+                if session.closed or not session.pending_in(self.run_id):
+                    session._watches.pop(self.run_id, None)
+                    self.busy()
+                    return
+                self._call = call = client._rpc("Watch")(request, metadata=client._metadata)
+            try:
+                for message in call:
+                    failures = 0
+                    event = WatchEvent.from_pb(message)
+                    jobs = client.get_run(self.run_id).jobs if event.resync else event.jobs
+                    for job in jobs:
+                        if job.state in TERMINAL_JOB_STATES:
+                            session.settle(job)
+                    with session._lock:
+                        if not session.pending_in(self.run_id):
+                            self._idle_soon()
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.CANCELLED:
+                    continue  # idle, or closed: the loop's check says which
+                failures += 1
+                if failures > 30:  # a minute without the master: give up on these futures
+                    session.fail_pending(self.run_id, str(error_from_rpc(exc, client.address)))
+                time.sleep(min(2.0, 0.1 * failures))
+            except Exception as exc:
+                session.fail_pending(self.run_id, str(exc))
 
 
 def _task_name(fn: Callable[..., Any]) -> str:

@@ -277,9 +277,17 @@ class Watching:
     again, and its first event is a new snapshot (the changes in between are in it)."""
 
     def __init__(
-        self, kinds: Sequence[str], run_id: str, recent_runs: int, reconnect: Reconnect | None
+        self,
+        kinds: Sequence[str],
+        run_id: str,
+        recent_runs: int,
+        reconnect: Reconnect | None,
+        interval: float | None = None,
+        results: bool = False,
     ) -> None:
-        self._request = pb.WatchRequest(kinds=list(kinds), run_id=run_id, recent_runs=recent_runs)
+        self._request = pb.WatchRequest(
+            kinds=list(kinds), run_id=run_id, recent_runs=recent_runs, interval=interval, results=results
+        )
         self._outage: Outage | None = reconnect.outage() if reconnect is not None else None
 
     def request(self) -> pb.WatchRequest:

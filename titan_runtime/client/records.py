@@ -102,6 +102,8 @@ class JobRecord(Record):
     iteration: int = 0
     approval_message: str = ""
     decision: dict[str, Any] | None = None  # an approval gate's: decision, by, at, comment
+    #: From `watch(results=True)`: an ended function task's result (JSON text), when it fitted.
+    result_json: str = ""
 
     @property
     def ref(self) -> str:

@@ -104,14 +104,22 @@ class TitanClient(Calls[Run], BlockingDriver):
         self.close()
 
     def watch(
-        self, kinds: Sequence[str] = (), run_id: str = "", recent_runs: int = 20
+        self,
+        kinds: Sequence[str] = (),
+        run_id: str = "",
+        recent_runs: int = 20,
+        *,
+        interval: float | None = None,
+        results: bool = False,
     ) -> Iterator[WatchEvent]:
         """Yield what changes in the cluster as the master commits it: first a snapshot (workers,
         the unfinished runs and the `recent_runs` latest finished ones, or with `run_id` that run and
         its jobs), then events of what changed, a few a second at most. `kinds` picks among "runs",
         "jobs" and "workers" (default: all). One stream serves any number of viewers: this is what
-        the dashboard holds, instead of polling. A master restart opens it again (a new snapshot)."""
-        watching = ops.Watching(kinds, run_id, recent_runs, self._reconnect)
+        the dashboard holds, instead of polling. A master restart opens it again (a new snapshot).
+        `interval`: the least seconds between events (default 0.25); `results`: ended function
+        tasks' results come in their records (`result_json`), as many as fit."""
+        watching = ops.Watching(kinds, run_id, recent_runs, self._reconnect, interval, results)
         while True:
             try:
                 for message in self._stream("Watch", watching.request()):

@@ -219,7 +219,7 @@ class AttemptInfo(_message.Message):
     def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., worker_id: _Optional[str] = ..., state: _Optional[str] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., assigned_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., pid: _Optional[int] = ..., log_size: _Optional[int] = ..., host: _Optional[str] = ..., ports: _Optional[_Mapping[str, int]] = ..., healthy: bool = ..., gpus: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class JobInfo(_message.Message):
-    __slots__ = ("run_id", "id", "state", "reason", "attempt", "worker_id", "exit_code", "created_at", "ready_at", "started_at", "ended_at", "spec", "attempts", "has_result", "worker_name", "tags", "priority", "parents", "kind", "iteration", "decision_json", "approval_message")
+    __slots__ = ("run_id", "id", "state", "reason", "attempt", "worker_id", "exit_code", "created_at", "ready_at", "started_at", "ended_at", "spec", "attempts", "has_result", "worker_name", "tags", "priority", "parents", "kind", "iteration", "decision_json", "approval_message", "result_json")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -242,6 +242,7 @@ class JobInfo(_message.Message):
     ITERATION_FIELD_NUMBER: _ClassVar[int]
     DECISION_JSON_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     id: str
     state: str
@@ -264,7 +265,8 @@ class JobInfo(_message.Message):
     iteration: int
     decision_json: str
     approval_message: str
-    def __init__(self, run_id: _Optional[str] = ..., id: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[float] = ..., ready_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptInfo, _Mapping]]] = ..., has_result: bool = ..., worker_name: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., parents: _Optional[_Iterable[str]] = ..., kind: _Optional[str] = ..., iteration: _Optional[int] = ..., decision_json: _Optional[str] = ..., approval_message: _Optional[str] = ...) -> None: ...
+    result_json: str
+    def __init__(self, run_id: _Optional[str] = ..., id: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[float] = ..., ready_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptInfo, _Mapping]]] = ..., has_result: bool = ..., worker_name: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., parents: _Optional[_Iterable[str]] = ..., kind: _Optional[str] = ..., iteration: _Optional[int] = ..., decision_json: _Optional[str] = ..., approval_message: _Optional[str] = ..., result_json: _Optional[str] = ...) -> None: ...
 
 class RunInfo(_message.Message):
     __slots__ = ("id", "name", "state", "labels", "agent_run_id", "created_at", "ended_at", "jobs", "counts", "reason", "settled", "seq")
@@ -449,14 +451,18 @@ class ListRunsResponse(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[_Union[RunInfo, _Mapping]]] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("kinds", "run_id", "recent_runs")
+    __slots__ = ("kinds", "run_id", "recent_runs", "interval", "results")
     KINDS_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     RECENT_RUNS_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
     kinds: _containers.RepeatedScalarFieldContainer[str]
     run_id: str
     recent_runs: int
-    def __init__(self, kinds: _Optional[_Iterable[str]] = ..., run_id: _Optional[str] = ..., recent_runs: _Optional[int] = ...) -> None: ...
+    interval: float
+    results: bool
+    def __init__(self, kinds: _Optional[_Iterable[str]] = ..., run_id: _Optional[str] = ..., recent_runs: _Optional[int] = ..., interval: _Optional[float] = ..., results: bool = ...) -> None: ...
 
 class WatchEvent(_message.Message):
     __slots__ = ("snapshot", "at", "runs", "jobs", "workers", "resync", "queues")
