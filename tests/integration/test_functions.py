@@ -70,6 +70,10 @@ def test_a_function_runs_in_a_warm_process_and_its_output_is_its_log(cluster: Pr
     pids = {client.submit_fn(pid).result(timeout=60) for _ in range(5)}
     assert len(pids) == 1  # one after another: the same warm process each time
     assert client.get_result(future.ref)["titan.python"]  # an envelope any tool can show
+    assert client.function_result(future.ref) == 49  # for a caller that no longer holds the future
+    shown = cluster.cli("result", future.ref)
+    assert shown.returncode == 0 and '"titan.python"' in shown.stdout
+    assert "a Python value" in shown.stderr and "function_result" in shown.stderr
     inside = client.submit_fn(in_task).result(timeout=60)
     assert inside["job"] == inside["kv"] and inside["cwd"] != "/"  # the task's own workspace and SDK
 
@@ -85,6 +89,8 @@ def test_an_exception_is_raised_again_with_its_remote_traceback(cluster: Process
     job = client.get_job(future.ref)
     assert job.state == "FAILED" and job.reason == "ValueError: bad 3"
     assert "ValueError: bad 3" in "\n".join(client.read_logs(future.ref))
+    with pytest.raises(ValueError, match="bad 3"):
+        client.function_result(future.ref)
     with pytest.raises(RemoteError, match="Unpicklable: held a socket"):
         client.submit_fn(raise_unpicklable).result(timeout=60)
 

@@ -19,6 +19,7 @@ from titan_runtime.cli.options import (
     since_option,
 )
 from titan_runtime.cli.output import LineWriter, exit_code_of, fmt_duration, fmt_time, warn_if_unplaceable
+from titan_runtime.client import functions
 from titan_runtime.client.job import TitanJob
 from titan_runtime.client.records import LogLine
 from titan_runtime.client.sync import TitanClient
@@ -260,3 +261,5 @@ def result(client: TitanClient, job: str) -> None:
     if value is None and not client.get_job(job).has_result:
         fail(f"{job} has no result (it did not call task.set_result)")
     click.echo(json.dumps(value, indent=2))
+    if functions.is_envelope(value):  # a function task's: say what it holds, on stderr
+        click.echo(f"{functions.describe(value)}; in Python: client.function_result({job!r})", err=True)

@@ -208,22 +208,25 @@ class FunctionSession:
             if future is None or future.run_id != job.run_id:
                 return
         try:
-            result = None
-            if job.result_json:
-                result = json.loads(job.result_json)
-            elif job.state in ("SUCCEEDED", "FAILED") and job.has_result:
-                result = self.client.get_result(future.ref)
-            if functions.is_envelope(result):
-                if functions.ERROR in result:
-                    self._resolve(future, exception=functions.exception_of(result))
-                else:
-                    self._resolve(future, value=self._value(future, result))
-                return
-            what = job.state.lower().replace("_", " ")
-            message = f"function task {future.ref} {what}: {job.reason}".rstrip(": ")
-            self._resolve(future, exception=TaskFailed(message))
-        except Exception as exc:
+            value = self.outcome(job)
+        except BaseException as exc:
             self._resolve(future, exception=exc)
+        else:
+            self._resolve(future, value=value)
+
+    def outcome(self, job: JobRecord) -> Any:
+        """An ended function task's value; raises its exception (or TaskFailed if it has none)."""
+        result = None
+        if job.result_json:
+            result = json.loads(job.result_json)
+        elif job.state in ("SUCCEEDED", "FAILED") and job.has_result:
+            result = self.client.get_result(job.ref)
+        if functions.is_envelope(result):
+            if functions.ERROR in result:
+                raise functions.exception_of(result)
+            return self._value(job.run_id, result)
+        what = job.state.lower().replace("_", " ")
+        raise TaskFailed(f"function task {job.ref} {what}: {job.reason}".rstrip(": "))
 
     def fail_pending(self, run_id: str, why: str) -> None:
         with self._lock:
@@ -231,13 +234,11 @@ class FunctionSession:
         for future in pending:
             self._resolve(future, exception=TitanError(f"lost track of {future.ref}: {why}"))
 
-    def _value(self, future: TitanFuture[Any], result: dict[str, Any]) -> Any:
+    def _value(self, run_id: str, result: dict[str, Any]) -> Any:
         if functions.ARTIFACT not in result:
             return functions.load_value(result)
         with tempfile.TemporaryDirectory(prefix="titan-result-") as tmp:
-            path = self.client.get_artifact(
-                result[functions.ARTIFACT], Path(tmp) / "value", run_id=future.run_id
-            )
+            path = self.client.get_artifact(result[functions.ARTIFACT], Path(tmp) / "value", run_id=run_id)
             return functions._pickle().loads(path.read_bytes())
 
     def _resolve(

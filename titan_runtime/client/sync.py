@@ -10,7 +10,7 @@ from titan_runtime.client import ops
 from titan_runtime.client.calls import Calls
 from titan_runtime.client.drivers import BlockingDriver
 from titan_runtime.client.errors import TitanConnectionError
-from titan_runtime.client.futures import FunctionSession, TitanFuture
+from titan_runtime.client.futures import FunctionSession, TaskFailed, TitanFuture
 from titan_runtime.client.records import LogLine, WatchEvent
 from titan_runtime.client.run import Run
 
@@ -76,6 +76,14 @@ class TitanClient(Calls[Run], BlockingDriver):
         options = {"requirement": requirement, "slots": slots, "timeout": timeout, "retries": retries,
                    "priority": priority, "labels": labels}  # fmt: skip
         return self.functions.submit(fn, [(args, kwargs)], options)[0]
+
+    def function_result(self, ref: str) -> Any:
+        """The value a function task returned (RUN/JOB), raised again if it raised: what its
+        future gives, for a caller that no longer holds the future."""
+        record = self.get_job(ref)
+        if not record.terminal:
+            raise TaskFailed(f"function task {ref} has not ended ({record.state})")
+        return self.functions.outcome(record)
 
     def map(
         self,
