@@ -1,6 +1,7 @@
-"""Warm Python (issue 24), part a so far: a Dagster job of 9 trivial ops (8 leaves, one fan-in).
+"""Warm Python (issue 24): a. Dagster steps; b-e. Python function tasks beside Ray, Dask and a
+ProcessPoolExecutor (python_functions.py says what each part measures).
 
-Ways, in turns round after round (the order reversed every other round), each the wall time of
+Part a, a Dagster job of 9 trivial ops (8 leaves, one fan-in). Ways, in turns round after round (the order reversed every other round), each the wall time of
 `execute_job` against the same instance:
 - titan_executor, warm (its default): each step asks its worker to preload Dagster, so its
   `python -m dagster api execute_step` is forked from a launcher that has imported Dagster (the
@@ -10,7 +11,7 @@ Ways, in turns round after round (the order reversed every other round), each th
 - Dagster's multiprocess executor (max_concurrent 2), and in process (the baseline).
 Each titan way has a cluster of its own: a master and one worker with 2 slots.
 
-    .venv/bin/python benchmarks/bench_python.py [--rounds 3]
+    .venv/bin/python benchmarks/bench_python.py [--rounds 3] [--parts a,b,c,d,e]
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import dagster_fanin
 from _common import Timer, table
-from dagster import DagsterInstance, execute_job, instance_for_test, reconstructable
 
 from titan_runtime.testing import ProcessCluster
+
+PARTS = ("a", "b", "c", "d", "e")
 
 #: Each titan way: its worker's arguments and the executor's `warm`.
 TITAN_WAYS = {
@@ -49,7 +50,10 @@ def titan_cluster(root: Path, args: tuple[str, ...]) -> Iterator[ProcessCluster]
         c.stop()
 
 
-def run_once(instance: DagsterInstance, way: str, clusters: dict[str, ProcessCluster]) -> float:
+def run_once(instance: Any, way: str, clusters: dict[str, ProcessCluster]) -> float:
+    import dagster_fanin
+    from dagster import execute_job, reconstructable
+
     config: dict[str, Any] = {}
     if way in clusters:
         c = clusters[way]
@@ -73,7 +77,22 @@ def run_once(instance: DagsterInstance, way: str, clusters: dict[str, ProcessClu
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--parts", default=",".join(PARTS), help="which parts, e.g. b,c (default: all)")
     args = parser.parse_args()
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if not parts <= set(PARTS):
+        parser.error(f"--parts takes {', '.join(PARTS)}, not {', '.join(sorted(parts - set(PARTS)))}")
+    if "a" in parts:
+        part_a(args.rounds)
+    if parts - {"a"}:
+        import python_functions
+
+        python_functions.run(parts, args.rounds)
+
+
+def part_a(rounds: int) -> None:
+    from dagster import instance_for_test
+
     ways = [*TITAN_WAYS, "multiprocess", "in process"]
     times: dict[str, list[float]] = {w: [] for w in ways}
     with tempfile.TemporaryDirectory(prefix="titan-bench-python-") as tmp, ExitStack() as stack:
@@ -88,7 +107,7 @@ def main() -> None:
         instance = stack.enter_context(instance_for_test(temp_dir=str(root / "dagster")))
         for way in ways:  # the first run of each pays for caches: not counted
             run_once(instance, way, clusters)
-        for r in range(args.rounds):
+        for r in range(rounds):
             for way in ways if r % 2 == 0 else ways[::-1]:
                 times[way].append(run_once(instance, way, clusters))
                 print(f"round {r + 1} {way:12}: {times[way][-1]:.2f} s", flush=True)
@@ -110,7 +129,7 @@ def main() -> None:
             )
         )
     table(
-        f"a Dagster job of 8 leaves and a fan-in, 2 slots (medians of {args.rounds} rounds; baseline: in process)",
+        f"a Dagster job of 8 leaves and a fan-in, 2 slots (medians of {rounds} rounds; baseline: in process)",
         rows,
     )
 

@@ -52,6 +52,10 @@ class AsyncTitanClient(Calls[AsyncRun], AsyncDriver):
         returns is awaited for the value (`await (await client.submit_fn(f, x))`)."""
         return await asyncio.to_thread(self._twin().submit_fn, fn, *args, **kwargs)
 
+    async def function_result(self, ref: str) -> Any:
+        """`TitanClient.function_result`."""
+        return await asyncio.to_thread(self._twin().function_result, ref)
+
     async def map(
         self, fn: Callable[..., T], /, *iterables: Iterable[Any], **options: Any
     ) -> list[TitanFuture[T]]:
