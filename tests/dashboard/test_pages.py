@@ -173,6 +173,23 @@ def test_a_run_shows_its_graph_jobs_and_cancels(served: Served) -> None:
     assert "cancelled from the dashboard by the cluster token" in client.get_job(f"{run}/slow").reason
 
 
+def _refuse(reason: str) -> None:
+    raise PermissionError(reason)
+
+
+def test_a_function_tasks_page_says_what_it_returned_or_raised(served: Served) -> None:
+    client = served.cluster.client
+    value, error = client.submit_fn(sorted, [3, 1, 2]), client.submit_fn(_refuse, "no entry")
+    assert value.result(timeout=60) == [1, 2, 3]
+    with pytest.raises(PermissionError):
+        error.result(timeout=60)
+    browser = signed_in(served)
+    shown = browser.get(f"/jobs/{value.run_id}/{value.job_id}").text
+    assert "a Python value (" in shown and "titan.python" not in shown  # not its base64
+    failed = browser.get(f"/jobs/{error.run_id}/{error.job_id}").text
+    assert "raised PermissionError: no entry" in failed and "in _refuse" in failed
+
+
 def test_a_job_shows_attempts_result_and_its_full_log(served: Served) -> None:
     client = served.cluster.client
     script = "import json, os\nfor i in range(3000): print('line', i)\njson.dump({'answer': 42}, open(os.environ['TITAN_RESULT_FILE'], 'w'))"

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from titan_runtime.client import functions
 from titan_runtime.dashboard.auth import describe
 from titan_runtime.dashboard.feeds import KEEP_LINES, job_json
 from titan_runtime.dashboard.routes.common import client, dash, done, param, user
@@ -35,7 +36,11 @@ async def job_page(request: Request) -> Response:
     job = await c.get_job(ref)
     result_text = ""
     if job.has_result:
-        result_text = json.dumps(await c.get_result(ref), indent=2, sort_keys=True, default=str)
+        result = await c.get_result(ref)
+        if functions.is_envelope(result):  # a function task's pickled value or exception
+            result_text = functions.describe(result) + "\n\n" + str(result.get("traceback", "")).rstrip()
+        else:
+            result_text = json.dumps(result, indent=2, sort_keys=True, default=str)
         if len(result_text) > MAX_RESULT_CHARS:
             result_text = result_text[:MAX_RESULT_CHARS] + "\n… (cut: `titan-runtime result` has it whole)"
     gate_open = job.state == "WAITING_APPROVAL" and job.decision is None
