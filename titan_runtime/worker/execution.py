@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import os
 import shutil
 import sys
@@ -32,6 +33,8 @@ from titan_runtime.worker.ports import PortLeases, PortUnavailable
 from titan_runtime.worker.process import GroupWatcher, JobProcess
 from titan_runtime.worker.project import ProjectLimits, unpack
 from titan_runtime.worker.spool import Spool
+
+log = logging.getLogger(__name__)
 
 #: Characters of a forked job's process title (what `ps` shows for it).
 TITLE_LENGTH = 200
@@ -243,7 +246,8 @@ class AttemptRunner:
                 result_json=result_json,
             )
         except Exception as exc:
-            reason = f"cannot start: {exc}"
+            reason = f"cannot start: {str(exc) or type(exc).__name__}"
+            log.warning("attempt %s: %s", ex.attempt_id, reason, exc_info=not str(exc))
             ex.spool.note(f"titan: {reason}")
             ex.exit = pb.AttemptExit(outcome="error", reason=reason)
         except asyncio.CancelledError:

@@ -3,8 +3,10 @@
 Started by the worker (worker/fnpool.py) as `python -u -m titan_runtime.worker.fn_main FD`, FD its
 end of a stream socket. Each request is a frame (4-byte length, then a marshalled (call, inputs,
 cwd, env)) with the task's stdin, stdout and stderr attached (SCM_RIGHTS); the answer, once the
-task has ended and its output is closed, is a frame ("exit", code, rss). The worker closes its end
-to stop it, or kills it (a cancel, a timeout): it runs nothing else in between.
+task has ended and its output is closed, is a frame of JSON ["exit", code, rss] (JSON, not marshal:
+the task's code runs in this process and could write anything on the socket, which the worker
+reads). The worker closes its end to stop it, or kills it (a cancel, a timeout): it runs nothing
+else in between.
 
 A task sees what a job sees: its environment (TITAN_* included: `titan_runtime.task` works), its
 workspace as cwd, its output in its log, its result in $TITAN_RESULT_FILE. What it leaves in the
@@ -15,6 +17,7 @@ it warm. Tasks of other runs never share a process (docs/python-tasks.md, "Isola
 from __future__ import annotations
 
 import array
+import json
 import marshal
 import os
 import socket
@@ -45,7 +48,7 @@ def _read_exactly(sock: socket.socket, n: int, fds: array.array[int] | None = No
 
 
 def _send(sock: socket.socket, message: Any) -> None:
-    body = marshal.dumps(message)
+    body = json.dumps(message).encode()
     sock.sendall(len(body).to_bytes(4, "big") + body)
 
 
@@ -56,8 +59,6 @@ def _rss() -> int:
 
 def _input(text: str) -> Any:
     """A parent's value from its result: an envelope (a function task's), or plain JSON."""
-    import json
-
     result = json.loads(text)
     if not functions.is_envelope(result):
         return result
@@ -110,7 +111,7 @@ def serve(sock: socket.socket) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for target in (0, 1, 2):
         os.dup2(devnull, target)
-    _send(sock, ("ready", os.getpid()))
+    _send(sock, ("ready",))
     while True:
         fds: array.array[int] = array.array("i")
         header = _read_exactly(sock, 4, fds)

@@ -18,9 +18,11 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
+import json
 import logging
 import marshal
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +39,8 @@ MAX_TASKS = 1000
 MAX_RSS = 1024 * 1024 * 1024
 #: Seconds an idle process is kept.
 IDLE_SECONDS = 60.0
+#: Largest answer a warm process sends (its answers are a few bytes).
+MAX_ANSWER = 4096
 #: Seconds a new process may take to start (import cloudpickle and Titan's client).
 START_TIMEOUT = 60.0
 
@@ -112,28 +116,40 @@ class WarmProcess:
         self._buffer += data
         while len(self._buffer) >= 4:
             size = int.from_bytes(self._buffer[:4], "big")
+            if size > MAX_ANSWER:
+                self._died()  # not what fn_main sends: a task wrote on the socket
+                return
             if len(self._buffer) < 4 + size:
                 return
-            message = marshal.loads(self._buffer[4 : 4 + size])
-            self._buffer = self._buffer[4 + size :]
-            if message[0] == "ready":
-                if not self.ready.done():
-                    self.ready.set_result(None)
-            elif message[0] == "exit":
-                _, code, self.rss = message
-                self.tasks += 1
-                on_exit, self.on_exit = self.on_exit, None
-                if on_exit is not None:
+            frame, self._buffer = self._buffer[4 : 4 + size], self._buffer[4 + size :]
+            try:  # JSON, not marshal: user code runs in that process and could write anything
+                kind, *rest = json.loads(frame)
+                if kind == "ready" and not rest:
+                    if not self.ready.done():
+                        self.ready.set_result(None)
+                elif kind == "exit" and self.on_exit is not None:
+                    code, rss = int(rest[0]), int(rest[1])
+                    self.rss, self.tasks = rss, self.tasks + 1
+                    on_exit, self.on_exit = self.on_exit, None
                     on_exit(code)
+                else:
+                    raise ValueError(f"unexpected {kind!r}")
+            except (ValueError, TypeError, IndexError) as exc:
+                log.warning("warm Python process %d said what it should not (%s): stopped", self.pid, exc)
+                self._died()
+                return
 
     def _died(self) -> None:
-        """Its socket closed: it exited (killed by a cancel, or crashed). Reap it and say how."""
+        """It exited (a cancel killed it, it crashed), or it broke the protocol: kill what is left
+        of its group, reap it, and end its task saying how."""
         if not self.alive:
             return
         self.alive = False
         self._loop.remove_reader(self.sock.fileno())
         self.sock.close()
-        code = self.proc.wait()  # EOF comes as it exits: at most a moment to wait
+        with contextlib.suppress(OSError):  # unreaped, its pid (and group id) is still its own
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        code = self.proc.wait()
         if not self.ready.done():
             self.ready.set_exception(
                 PoolUnavailable(f"the warm Python process exited ({code}) before it was ready")
@@ -155,7 +171,7 @@ class WarmProcess:
             self.proc.wait(2)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(OSError):
-                os.killpg(self.proc.pid, 9)
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
 
