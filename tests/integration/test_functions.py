@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import signal
 import time
 
 import pytest
@@ -175,3 +176,27 @@ def test_a_session_run_that_ended_is_followed_by_a_new_one(cluster: ProcessClust
     wait_until(lambda: client.get_run(first.run_id).state == "SUCCEEDED", 30, what="the run to end")
     second = client.submit_fn(add, first, 1)  # its parent's run has ended: passed by value
     assert second.result(timeout=60) == 5 and second.run_id != first.run_id
+
+
+def test_futures_ride_out_a_master_restart(cluster: ProcessCluster) -> None:
+    client = cluster.client
+    before = client.submit_fn(square, 5)
+    assert before.result(timeout=60) == 25
+    slow = client.submit_fn(sleep_for, 2)
+    wait_until(lambda: client.get_job(slow.ref).state == "RUNNING", 30, what="the task to run")
+    cluster.kill_master(signal.SIGKILL)
+    cluster.start_master()  # the same port: the client and the worker find it again
+    assert slow.result(timeout=60) == 2  # its worker ran it through and reported after
+    after = client.submit_fn(add, before, 1)  # the session run was restored, held open
+    assert after.result(timeout=60) == 26 and after.run_id == before.run_id
+
+
+def test_a_task_whose_worker_dies_runs_again_elsewhere(cluster: ProcessCluster) -> None:
+    cluster.add_worker("w2", slots=2)
+    client = cluster.client
+    wait_until(lambda: len(client.list_workers()) == 2, 30, what="two workers")
+    slow = client.submit_fn(sleep_for, 3)
+    wait_until(lambda: client.get_job(slow.ref).state == "RUNNING", 30, what="the task to run")
+    cluster.stop_worker(client.get_job(slow.ref).worker_name, signal.SIGKILL)
+    assert slow.result(timeout=90) == 3
+    assert len(client.get_job(slow.ref).attempts) == 2
