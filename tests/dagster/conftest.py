@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psutil
 import pytest
 
 from tests.helpers import ProcessCluster
@@ -19,6 +20,36 @@ try:
 except ModuleNotFoundError:
     # Without the dagster extra (make installs it) there is nothing here to run.
     collect_ignore_glob = ["*.py"]
+
+
+#: Runs a test twice: steps (and run workers) forked warm from a launcher that imported Dagster
+#: (the default) and cold (`warm: false`), expecting the same outcome. Tests take `warm`, and pass it
+#: to `run_config`; the run launcher fixtures take it from the `warm` fixture it overrides.
+warm_and_cold = pytest.mark.parametrize("warm", [True, False], ids=["warm", "cold"])
+
+
+@pytest.fixture
+def warm() -> bool:
+    """Warm unless a test is parametrized by `warm_and_cold` (which overrides this)."""
+    return True
+
+
+def preloaded(parent: list[str]) -> list[str]:
+    """What the worker's launcher that forked a process had imported, from that launcher's command
+    line (`... launcher_main.py FD [PACKAGE ...]`): ["dagster", "titan_dagster"] warm, [] cold."""
+    [main] = [i for i, part in enumerate(parent) if part.endswith("launcher_main.py")]  # forked either way
+    return parent[main + 2 :]  # after its socket's fd
+
+
+def preloaded_for(pid: int) -> list[str]:
+    """`preloaded` for a running process, by its pid."""
+    parent = psutil.Process(pid).parent()
+    assert parent is not None, f"pid {pid} has no parent"
+    return preloaded(parent.cmdline())
+
+
+def expected_preload(warm: bool) -> list[str]:
+    return ["dagster", "titan_dagster"] if warm else []
 
 
 @pytest.fixture

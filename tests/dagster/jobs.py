@@ -206,3 +206,32 @@ def last(value: int) -> int:
 @job(executor_def=titan_executor)
 def resumable_job() -> None:
     last(held(first()))
+
+
+# ---------------------------------------------------------------- a run that fails, then is re-executed
+
+
+class FragileConfig(Config):
+    fixed: str  # a file: the step fails until it exists
+
+
+@op
+def prepare() -> dict:
+    return {"value": 20, **where()}
+
+
+@op
+def fragile(config: FragileConfig, prepared: dict) -> dict:
+    if not os.path.exists(config.fixed):
+        raise RuntimeError("fragile: the bug is not fixed yet (FRAGILE-MARKER)")
+    return {"value": prepared["value"] + 1, **where()}
+
+
+@op
+def report(result: dict) -> dict:
+    return {"value": result["value"] * 2, **where()}
+
+
+@job(executor_def=titan_executor)
+def fragile_job() -> None:
+    report(fragile(prepare()))

@@ -9,21 +9,46 @@ import threading
 from pathlib import Path
 
 import pytest
-from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    ReexecutionOptions,
+    execute_job,
+    reconstructable,
+)
 
 from tests.dagster import jobs
-from tests.dagster.conftest import run_config
+from tests.dagster.conftest import expected_preload, preloaded, run_config, warm_and_cold
 from tests.helpers import ProcessCluster, wait_until
 from titan_dagster import naming
 
 pytestmark = pytest.mark.integration
 
+#: The events of a step's life (not the engine's remarks about it, whose order varies).
+LIFECYCLE = {
+    "STEP_WORKER_STARTING", "STEP_WORKER_STARTED", "STEP_START", "STEP_RESTARTED", "LOADED_INPUT",
+    "STEP_INPUT", "STEP_OUTPUT", "HANDLED_OUTPUT", "STEP_UP_FOR_RETRY", "STEP_SUCCESS", "STEP_FAILURE",
+}  # fmt: skip
 
+
+def step_events(instance: DagsterInstance, run_id: str, step_key: str) -> list[str]:
+    """The types of the lifecycle events of one step of a run, in order."""
+    return [
+        r.dagster_event.event_type_value
+        for r in instance.all_logs(run_id)
+        if r.dagster_event is not None
+        and r.step_key == step_key
+        and r.dagster_event.event_type_value in LIFECYCLE
+    ]
+
+
+@warm_and_cold
 def test_steps_pass_outputs_and_the_gpu_step_runs_on_the_gpu_worker(
-    titan: ProcessCluster, instance: DagsterInstance
+    titan: ProcessCluster, instance: DagsterInstance, warm: bool
 ) -> None:
     with execute_job(
-        reconstructable(jobs.pipeline_job), instance=instance, run_config=run_config(titan)
+        reconstructable(jobs.pipeline_job), instance=instance, run_config=run_config(titan, warm=warm)
     ) as result:
         assert result.success, result.all_events
         model = result.output_for_node("train")
@@ -31,6 +56,7 @@ def test_steps_pass_outputs_and_the_gpu_step_runs_on_the_gpu_worker(
         run_id = result.run_id
     assert model["weights"] == 14
     assert scored["score"] == 28
+    assert preloaded(model["parent"]) == preloaded(scored["parent"]) == expected_preload(warm)
     # Each step was its own Titan job, in its own process, never the test's.
     train_ref = f"{naming.step_run_id(run_id, 'train', 0)}/{naming.STEP_JOB_ID}"
     record = titan.client.wait(train_ref, timeout=30)
@@ -45,6 +71,12 @@ def test_steps_pass_outputs_and_the_gpu_step_runs_on_the_gpu_worker(
     named = {r.step_key: r.dagster_event.engine_event_data.metadata["Titan job"].value for r in launches}
     assert named["train"] == train_ref
     assert set(named) == {"extract", "train", "evaluate"}
+    # Each step's own events, the same whether it was forked warm or started cold.
+    started = ["STEP_WORKER_STARTING", "STEP_WORKER_STARTED", "STEP_START"]
+    produced = ["STEP_OUTPUT", "HANDLED_OUTPUT", "STEP_SUCCESS"]
+    assert step_events(instance, run_id, "extract") == started + produced
+    for step in ("train", "evaluate"):
+        assert step_events(instance, run_id, step) == [*started, "LOADED_INPUT", "STEP_INPUT", *produced]
 
 
 def step_failure_message(instance: DagsterInstance, run_id: str, step_key: str) -> str:
@@ -59,14 +91,19 @@ def step_failure_message(instance: DagsterInstance, run_id: str, step_key: str) 
     return error.message
 
 
+@warm_and_cold
 def test_a_step_that_dies_before_reporting_fails_with_the_tail_of_its_titan_log(
-    titan: ProcessCluster, instance: DagsterInstance
+    titan: ProcessCluster, instance: DagsterInstance, warm: bool
 ) -> None:
     with execute_job(
-        reconstructable(jobs.crash_job), instance=instance, run_config=run_config(titan)
+        reconstructable(jobs.crash_job), instance=instance, run_config=run_config(titan, warm=warm)
     ) as result:
         assert not result.success
         run_id = result.run_id
+    run = instance.get_run_by_id(run_id)
+    assert run is not None and run.status == DagsterRunStatus.FAILURE
+    lifecycle = ["STEP_WORKER_STARTING", "STEP_WORKER_STARTED", "STEP_START", "STEP_FAILURE"]
+    assert step_events(instance, run_id, "crash") == lifecycle
     message = step_failure_message(instance, run_id, "crash")
     ref = f"{naming.step_run_id(run_id, 'crash', 0)}/{naming.STEP_JOB_ID}"
     assert "failed health check" in message
@@ -76,6 +113,48 @@ def test_a_step_that_dies_before_reporting_fails_with_the_tail_of_its_titan_log(
     assert "CUDA out of memory (CRASH-MARKER-7f3a)" in message
     assert "crash: loading the model" in message
 
+
+
+@warm_and_cold
+def test_a_failed_run_re_executed_from_failure_runs_only_the_failed_steps_again(
+    titan: ProcessCluster, instance: DagsterInstance, warm: bool, tmp_path: Path
+) -> None:
+    fixed = tmp_path / "fixed"
+    config = run_config(titan, warm=warm, ops={"fragile": {"config": {"fixed": str(fixed)}}})
+    with execute_job(reconstructable(jobs.fragile_job), instance=instance, run_config=config) as failed:
+        assert not failed.success
+        failed_id = failed.run_id
+    run = instance.get_run_by_id(failed_id)
+    assert run is not None and run.status == DagsterRunStatus.FAILURE
+    assert step_events(instance, failed_id, "fragile")[-1] == "STEP_FAILURE"
+    assert "FRAGILE-MARKER" in step_failure_message(instance, failed_id, "fragile")
+    assert step_events(instance, failed_id, "report") == []  # never started
+
+    fixed.touch()
+    with execute_job(
+        reconstructable(jobs.fragile_job),
+        instance=instance,
+        run_config=config,
+        reexecution_options=ReexecutionOptions.from_failure(failed_id, instance),
+    ) as result:
+        assert result.success
+        repaired = result.output_for_node("fragile")
+        reported = result.output_for_node("report")
+        run_id = result.run_id
+    assert reported["value"] == 42  # prepare's output, kept from the failed run, went through
+    assert preloaded(repaired["parent"]) == preloaded(reported["parent"]) == expected_preload(warm)
+    run = instance.get_run_by_id(run_id)
+    assert run is not None and run.status == DagsterRunStatus.SUCCESS
+    assert run.parent_run_id == failed_id == run.root_run_id
+    assert step_events(instance, run_id, "prepare") == []  # not run again
+    assert step_events(instance, run_id, "fragile")[-1] == "STEP_SUCCESS"
+
+    def steps_on_titan(dagster_run_id: str) -> list[str]:
+        group = titan.client.list_runs(agent_run_id=naming.group_id(dagster_run_id))
+        return sorted(r.labels[naming.LABEL_STEP_KEY] for r in group)
+
+    assert steps_on_titan(failed_id) == ["fragile", "prepare"]
+    assert steps_on_titan(run_id) == ["fragile", "report"]
 
 def test_a_step_over_its_titan_timeout_is_killed_and_fails_saying_so(
     titan: ProcessCluster, instance: DagsterInstance
@@ -98,11 +177,12 @@ def test_a_step_over_its_titan_timeout_is_killed_and_fails_saying_so(
     assert record.state == "FAILED" and record.attempts[-1].pid
 
 
+@warm_and_cold
 def test_a_retry_is_a_second_titan_job_and_a_relaunch_is_not_a_duplicate(
-    titan: ProcessCluster, instance: DagsterInstance
+    titan: ProcessCluster, instance: DagsterInstance, warm: bool
 ) -> None:
     with execute_job(
-        reconstructable(jobs.retry_job), instance=instance, run_config=run_config(titan)
+        reconstructable(jobs.retry_job), instance=instance, run_config=run_config(titan, warm=warm)
     ) as result:
         assert result.success
         output = result.output_for_node("flaky")
@@ -110,6 +190,12 @@ def test_a_retry_is_a_second_titan_job_and_a_relaunch_is_not_a_duplicate(
     first, second = (naming.step_run_id(run_id, "flaky", n) for n in (0, 1))
     assert output["retry_number"] == 1
     assert output["titan_run"] == second
+    assert preloaded(output["parent"]) == expected_preload(warm)
+    assert step_events(instance, run_id, "flaky") == [
+        *("STEP_WORKER_STARTING", "STEP_WORKER_STARTED", "STEP_START", "STEP_UP_FOR_RETRY"),
+        *("STEP_WORKER_STARTING", "STEP_WORKER_STARTED", "STEP_RESTARTED"),
+        *("STEP_OUTPUT", "HANDLED_OUTPUT", "STEP_SUCCESS"),
+    ]
     titan_runs = {r.id: r for r in titan.client.list_runs(agent_run_id=naming.group_id(run_id))}
     assert set(titan_runs) == {first, second}
     assert [titan_runs[rid].labels[naming.LABEL_ATTEMPT] for rid in (first, second)] == ["0", "1"]

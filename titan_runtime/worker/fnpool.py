@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from titan_runtime.worker.jobuser import JobUser
+from titan_runtime.worker.launcher import start_with_socket
 
 log = logging.getLogger(__name__)
 
@@ -56,25 +57,12 @@ class WarmProcess:
         self, run_id: str, env: Mapping[str, str], user: JobUser | None, gone: Callable[[WarmProcess], None]
     ) -> None:
         self.run_id = run_id
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            start = subprocess.Popen if user is None else user.start
-            self.proc = start(
-                [sys.executable, "-u", "-m", "titan_runtime.worker.fn_main", str(theirs.fileno())],
-                cwd="/",
-                env={**env, "PYTHONUNBUFFERED": "1"},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                pass_fds=(theirs.fileno(),),
-                start_new_session=True,  # its own group: a cancel kills it and what the task started
-            )
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        ours.setblocking(False)
+        self.proc, ours = start_with_socket(
+            lambda fd: [sys.executable, "-u", "-m", "titan_runtime.worker.fn_main", str(fd)],
+            {**env, "PYTHONUNBUFFERED": "1"},
+            user,
+            socket.SOCK_STREAM,
+        )
         self.sock = ours
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(ours.fileno(), self._on_readable)

@@ -90,6 +90,36 @@ def python_entry(argv: list[str]) -> tuple[str, str] | None:
     return None
 
 
+def start_with_socket(
+    argv: Callable[[int], list[str]], env: Mapping[str, str], user: JobUser | None, kind: int
+) -> tuple[subprocess.Popen[bytes], socket.socket]:
+    """Start a helper of the worker's (a launcher, a warm process) with one end of a socket pair
+    (`argv(fd)` names its end); ours, non-blocking. It runs as the job user if there is one (the
+    kernel sets it as it starts, like an exec'd job's), in "/" (the worker's directory may be
+    closed to that user), in a session of its own (a Ctrl-C in the worker's terminal does not
+    reach it; killing its group kills what it started)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, kind)
+    try:
+        start = subprocess.Popen if user is None else user.start
+        proc = start(
+            argv(theirs.fileno()),
+            cwd="/",
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),),
+            start_new_session=True,
+        )
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    ours.setblocking(False)
+    return proc, ours
+
+
 class PythonLauncher:
     """One launcher process per worker, started with the environment every job starts from.
 
@@ -103,25 +133,12 @@ class PythonLauncher:
         self.preload = preload
         self._env = {**env, "PYTHONUNBUFFERED": "1"}
         self._startup = _startup_env(self._env)
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            start = subprocess.Popen if user is None else user.start  # the same, as the job user
-            self._proc = start(
-                [sys.executable, "-u", str(MAIN), str(theirs.fileno()), *preload],
-                cwd="/",  # not the worker's, which may be closed to the job user
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                pass_fds=(theirs.fileno(),),
-                start_new_session=True,  # a Ctrl-C in the worker's terminal does not reach it
-            )
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        ours.setblocking(False)
+        self._proc, ours = start_with_socket(
+            lambda fd: [sys.executable, "-u", str(MAIN), str(fd), *preload],
+            self._env,
+            user,
+            socket.SOCK_SEQPACKET,
+        )
         self._sock = ours
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(ours.fileno(), self._on_readable)
