@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXTRAS ?= dev,dagster,airflow,mcp,dashboard
+EXTRAS ?= dev,dagster,airflow,mcp,dashboard,postgres
 
 .PHONY: demo test lint proto bench clean venv
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ import psutil
 import pytest
 
 from tests.helpers import ProcessCluster
-from tests.hosts import NetworkNamespace
+from tests.hosts import NetworkNamespace, PostgresServer
 
 MARK = "TITAN_TEST_MARK"
 
@@ -88,6 +90,24 @@ def cluster(make_cluster) -> ProcessCluster:  # type: ignore[no-untyped-def]
     c = make_cluster()
     c.add_worker("w1", slots=2)
     return c
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session; each test takes a database of its own. Its files
+    are in a directory of their own (pytest's are closed to the server's user), removed after."""
+    why = PostgresServer.available()
+    if why:
+        pytest.skip(f"needs PostgreSQL: {why}")
+    root = Path(tempfile.mkdtemp(prefix="titan-postgres-"))
+    try:
+        server = PostgresServer(root, env={k: v for k, v in os.environ.items() if k != MARK})
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -158,3 +158,98 @@ class SshServer:
 
     def close(self) -> None:
         stop_process(self.proc)
+
+
+class PostgresServer:
+    """A PostgreSQL server of our own: initdb into a temp dir, started on a free port of 127.0.0.1
+    as an unprivileged user (PostgreSQL refuses root), stopped by its pid. Debian's postgresql
+    package (installed by .ci/run) or any `initdb` on the PATH."""
+
+    USER = "nobody"
+
+    @staticmethod
+    def binaries() -> Path | None:
+        import glob
+        import shutil
+
+        found = shutil.which("initdb")
+        if found:
+            return Path(os.path.realpath(found)).parent
+        versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        return Path(versions[-1]).parent if versions else None
+
+    @classmethod
+    def available(cls) -> str:
+        """Why a server cannot be started here ("" when it can)."""
+        if cls.binaries() is None:
+            return "no PostgreSQL server (apt-get install postgresql)"
+        if os.geteuid() != 0:
+            return "starting PostgreSQL as another user needs root"
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            return "no psycopg (pip install -e .[postgres])"
+        return ""
+
+    def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
+        """`env`: the server's environment (a session's server is not any one test's process)."""
+        import pwd
+        import socket
+
+        bin_dir = self.binaries()
+        assert bin_dir is not None
+        self.root = root
+        self.data = root / "pgdata"
+        user = pwd.getpwnam(self.USER)
+        root.mkdir(parents=True, exist_ok=True)
+        os.chown(root, user.pw_uid, user.pw_gid)
+        as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+        subprocess.run(
+            [bin_dir / "initdb", "-D", self.data, "-U", "titan", "--auth=trust", "-E", "UTF8", "--no-sync"],
+            check=True, capture_output=True, cwd=root, **as_user,  # type: ignore[call-overload]
+        )  # fmt: skip
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        log = open(root / "postgres.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [bin_dir / "postgres", "-D", self.data, "-p", str(self.port), "-h", "127.0.0.1", "-k", root,
+             "-c", "fsync=off", "-c", "full_page_writes=off"],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=root, env=env, **as_user,  # type: ignore[call-overload]
+        )  # fmt: skip
+        log.close()
+        self.databases = 0
+        try:
+            wait_until(self._accepts, 30, what="PostgreSQL to accept connections")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _accepts(self) -> bool:
+        import psycopg
+
+        if self.proc.poll() is not None:
+            raise AssertionError(f"postgres exited: {(self.root / 'postgres.log').read_text()[-2000:]}")
+        try:
+            psycopg.connect(self.url("postgres"), connect_timeout=2).close()
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://titan@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        """The URL of a database of its own (one per test: no state shared between tests)."""
+        import psycopg
+
+        self.databases += 1
+        name = f"t{self.databases}"
+        with psycopg.connect(self.url("postgres"), autocommit=True) as db:
+            db.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def stop(self) -> None:
+        import signal
+
+        stop_process(self.proc, signal.SIGINT)  # PostgreSQL's fast shutdown

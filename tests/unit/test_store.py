@@ -1,4 +1,6 @@
-"""One contract, one suite, every backend (huey's approach): the same tests run on SQLite and memory."""
+"""One contract, one suite, every backend (huey's approach): the same tests run on SQLite, memory
+and PostgreSQL (a server the session starts, a database per test; skipped with the reason when
+this machine cannot start one)."""
 
 from __future__ import annotations
 
@@ -15,9 +17,17 @@ from titan_runtime.store import KvTypeError, MemoryStore, SqliteStore, Store, St
 from titan_runtime.store.base import RunQuery
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    backend: Store = SqliteStore(tmp_path / "titan.db") if request.param == "sqlite" else MemoryStore()
+    backend: Store
+    if request.param == "sqlite":
+        backend = SqliteStore(tmp_path / "titan.db")
+    elif request.param == "memory":
+        backend = MemoryStore()
+    else:
+        from titan_runtime.store.postgres import PostgresStore
+
+        backend = PostgresStore(request.getfixturevalue("postgres").new_database())
     yield backend
     backend.close()
 

@@ -201,6 +201,46 @@ def log_format_option(fn: F) -> F:
     )(fn)
 
 
+def _store(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """sqlite, memory, or a PostgreSQL URL; a password only from the environment (the command line
+    is in `ps` for every user of the host)."""
+    from urllib.parse import urlsplit
+
+    from titan_runtime.store import is_postgres
+
+    if value in ("sqlite", "memory"):
+        return value
+    if not is_postgres(value):
+        raise click.BadParameter(
+            f"{value[:100]!r} is not a store: use sqlite (the default), memory, or postgresql://USER@HOST:PORT/DB"
+        )
+    try:
+        password = urlsplit(value).password
+    except ValueError as exc:
+        raise click.BadParameter(f"not a PostgreSQL URL: {exc}") from None
+    if (
+        password is not None
+        and ctx.get_parameter_source(param.name or "") is click.core.ParameterSource.COMMANDLINE
+    ):
+        raise click.BadParameter(
+            "a password on the command line is visible to every user of this host (ps): put the URL "
+            "in TITAN_STORE instead, or the password in PGPASSWORD or ~/.pgpass"
+        )
+    return value
+
+
+def store_option(fn: F) -> F:
+    return click.option(
+        "--store",
+        default="sqlite",
+        show_default=True,
+        envvar="TITAN_STORE",
+        callback=_store,
+        help="Where the master keeps its state: sqlite (in the data dir), memory (lost at exit), or a "
+        "PostgreSQL URL, postgresql://USER@HOST:PORT/DB (the `postgres` extra; docs/ha.md) [env TITAN_STORE].",
+    )(fn)
+
+
 def data_dir_option(fn: F) -> F:
     return click.option(
         "--data-dir",

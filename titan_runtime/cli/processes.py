@@ -24,6 +24,7 @@ from titan_runtime.cli.options import (
     parse_pairs,
     parse_tags,
     setup_logging,
+    store_option,
 )
 from titan_runtime.cli.tls import master_tls_options, server_tls
 from titan_runtime.version import __version__
@@ -147,7 +148,7 @@ def _file_settings(cluster: Any, keys: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--workers", "n_workers", default=2, show_default=True, help="Local workers to start.")
 @click.option("--worker-tags", default="", help="Tags of the local workers, comma-separated (e.g. GPU,ssd).")
 @click.option("--slots", type=int, default=None, help="Slots per worker [default: its CPU count].")
-@click.option("--store", type=click.Choice(["sqlite", "memory"]), default="sqlite", show_default=True)
+@store_option
 @click.option("--no-dashboard", is_flag=True, help="Do not serve the web dashboard.")
 @click.option(
     "--dashboard-port",
@@ -282,7 +283,7 @@ def up(
     "--bind", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for other hosts)."
 )
 @data_dir_option
-@click.option("--store", type=click.Choice(["sqlite", "memory"]), default="sqlite", show_default=True)
+@store_option
 @click.option(
     "--heartbeat-interval", default=1.0, show_default=True, help="Seconds between worker heartbeats."
 )

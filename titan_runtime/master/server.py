@@ -58,7 +58,7 @@ from titan_runtime.master.watch import WatchHub
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.providers import registry
-from titan_runtime.store import open_store
+from titan_runtime.store import describe_store, open_store
 from titan_runtime.tls import ClientTls, ServerTls, TlsError, is_loopback, local_client_tls
 from titan_runtime.version import __version__
 
@@ -318,7 +318,7 @@ class MasterServer:
             "titan master %s listening on %s (store %s in %s); token in %s",
             __version__,
             join_host_port(cfg.bind, port),
-            cfg.store,
+            describe_store(cfg.store),
             data_dir,
             self.token_path,
         )
