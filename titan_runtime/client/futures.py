@@ -124,8 +124,17 @@ class FunctionSession:
         calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]],
         options: dict[str, Any],
     ) -> list[TitanFuture[Any]]:
-        with self._lock:
-            for attempt in range(2):
+        given = [a for args, kwargs in calls for a in (*args, *kwargs.values()) if isinstance(a, TitanFuture)]
+        ended_once = False
+        while True:
+            # A future that cannot be passed as a reference is passed by value: waited for here,
+            # not under the lock, which the thread settling this session's futures needs.
+            for future in given:
+                if not self._passable(future):
+                    future.result()
+            with self._lock:
+                if not all(self._passable(f) or f.done() for f in given):
+                    continue  # the session run changed meanwhile: wait for those values first
                 specs, ids = [], []
                 for args, kwargs in calls:
                     job_id = f"{name}-{next(self._ids)}"
@@ -136,18 +145,20 @@ class FunctionSession:
                         specs, self.run_id, _session_name(), {LABEL: "1"}, self.open_for
                     )
                 except TitanError:
-                    if attempt or not self.run_id or not self._session_ended():
+                    if ended_once or not self.run_id or not self._session_ended():
                         raise
-                    self.run_id = ""  # it ended: the next batch opens a new session run
+                    self.run_id, ended_once = "", True  # it ended: a new session run, once
                     continue
-                if run_id != self.run_id:
-                    self.run_id = run_id
+                self.run_id = run_id
                 futures: list[TitanFuture[Any]] = [TitanFuture(self, run_id, job_id) for job_id in ids]
                 self._pending.update(zip(ids, futures, strict=True))
                 self._pending_by_run[run_id] = self._pending_by_run.get(run_id, 0) + len(futures)
                 self._ensure_watching()
                 return futures
-        raise AssertionError("unreachable")
+
+    def _passable(self, future: TitanFuture[Any]) -> bool:
+        """Whether a future is passed as a reference: a task of this session's current run."""
+        return future._session is self and future.run_id == self.run_id and bool(self.run_id)
 
     def _spec(
         self,
@@ -175,11 +186,10 @@ class FunctionSession:
         return spec
 
     def _argument(self, value: Any) -> Any:
-        """A future of the session run becomes a reference to its job; any other, its value."""
+        """A future of the session run becomes a reference to its job; any other (settled by
+        now, see _submit_batch), its value."""
         if isinstance(value, TitanFuture):
-            if value.run_id == self.run_id and value._session is self:
-                return functions.Ref(value.job_id)
-            return value.result()
+            return functions.Ref(value.job_id) if self._passable(value) else value.result()
         return value
 
     def _session_ended(self) -> bool:
