@@ -44,6 +44,20 @@ class StoreError(RuntimeError):
     """The store cannot be opened or used; the message says what to do."""
 
 
+class Fenced(StoreError):
+    """This master no longer holds the leader's lease: its commits are refused (it must stop)."""
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """Who holds the leader's lease of a shared store, and for how much longer (seconds)."""
+
+    epoch: int
+    holder: str
+    address: str
+    expires_in: float
+
+
 class StoreFull(StoreError):
     """The store's disk is full: the write did not happen (and nothing else changed)."""
 
@@ -104,6 +118,9 @@ class Store(abc.ABC):
 
     #: True when `sync` does real work (an fsync): worth a thread when there is work to do meanwhile.
     syncs: bool = False
+    #: True for a store masters can share (PostgreSQL): one holds its lease and leads, the others
+    #: wait (acquire_lease, renew_lease, release_lease, lease_holder; docs/ha.md).
+    supports_lease: bool = False
 
     @abc.abstractmethod
     def load(self) -> Snapshot:

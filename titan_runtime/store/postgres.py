@@ -19,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from titan_runtime.core.effects import Changes
 from titan_runtime.store.base import (
+    Fenced,
+    LeaseHolder,
     RunQuery,
     Snapshot,
     Store,
@@ -32,8 +34,13 @@ from titan_runtime.store.base import (
 
 #: This backend's schema version, and what each version adds to the one before (version 1 makes
 #: the tables of SQLite's version 4, the first this backend had).
-PG_SCHEMA_VERSION = 1
+PG_SCHEMA_VERSION = 2
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # Version 2: the leader's lease (one row, "leader"): masters sharing the database elect one.
+    2: (
+        "CREATE TABLE lease(name TEXT PRIMARY KEY, epoch BIGINT NOT NULL, holder TEXT NOT NULL,"
+        " address TEXT NOT NULL DEFAULT '', expires_at TIMESTAMPTZ NOT NULL)",
+    ),
     1: (
         'CREATE TABLE runs(id TEXT COLLATE "C" PRIMARY KEY, pos BIGSERIAL, data TEXT NOT NULL,'
         " seq BIGINT NOT NULL DEFAULT 0, state TEXT NOT NULL DEFAULT 'RUNNING',"
@@ -91,6 +98,9 @@ class PostgresStore(Store):
         self._psycopg = psycopg
         self.dsn = dsn
         self.where = redact(dsn)
+        self.epoch: int | None = None  # the lease's epoch while this store's master holds it
+        self.holder = ""
+        self._lease_db: Any = None
         try:
             self._db = psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, int(connect_timeout)))
             self._migrate()
@@ -100,7 +110,7 @@ class PostgresStore(Store):
     # ------------------------------------------------------------------ schema
 
     def _migrate(self) -> None:
-        with self._transaction() as db:
+        with self._transaction(fenced=False) as db:
             db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             db.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -125,11 +135,25 @@ class PostgresStore(Store):
         return int(row[0])
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        """One transaction; a full disk is a StoreFull, a lost connection a StoreError."""
+    def _transaction(self, fenced: bool = True) -> Iterator[Any]:
+        """One transaction; a full disk is a StoreFull, a lost connection a StoreError. Once this
+        store holds the lease, a write transaction first checks that it still does, and keeps the
+        lease row shared-locked until it commits: a master that lost the lease (or whose lease
+        ran out) commits nothing more, and none takes the lease while one of its commits runs."""
         psycopg = self._psycopg
         try:
             with self._db.transaction():
+                if fenced and self.epoch is not None:
+                    held = self._db.execute(
+                        "SELECT 1 FROM lease WHERE name = 'leader' AND epoch = %s AND holder = %s"
+                        " AND expires_at > clock_timestamp() FOR SHARE",
+                        (self.epoch, self.holder),
+                    ).fetchone()
+                    if held is None:
+                        raise Fenced(
+                            f"this master's lease (epoch {self.epoch}) is lost or ran out: it commits "
+                            "nothing more; another master leads"
+                        )
                 yield self._db
         except psycopg.errors.DiskFull as exc:
             raise StoreFull(
@@ -415,7 +439,79 @@ class PostgresStore(Store):
         ).fetchall()
         return [load_row(data) for (data,) in reversed(rows)]
 
+    # ------------------------------------------------------------------ the leader's lease
+
+    supports_lease = True
+
+    def _lease_connection(self) -> Any:
+        """A connection of its own: a renewal must not wait behind, or join, a write's transaction."""
+        if self._lease_db is None:
+            self._lease_db = self._psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
+        return self._lease_db
+
+    def acquire_lease(self, holder: str, address: str, ttl: float) -> int | None:
+        """Take the lease if nobody holds it or its holder's ran out (the epoch goes up by one), or
+        renew it if `holder` has it; the epoch, or None while another holds it. Times are the
+        database's clock, not the masters'."""
+        db = self._lease_connection()
+        with db.transaction():
+            # The row first (epoch 0, long expired), so that FOR UPDATE has a row to lock: two
+            # masters finding no row would both take the lease.
+            db.execute("INSERT INTO lease VALUES('leader', 0, '', '', '-infinity') ON CONFLICT DO NOTHING")
+            epoch, held_by, valid = db.execute(
+                "SELECT epoch, holder, expires_at > clock_timestamp() FROM lease WHERE name = 'leader' FOR UPDATE"
+            ).fetchone()
+            if valid and held_by != holder:
+                return None
+            epoch = int(epoch) + (held_by != holder)
+            db.execute(
+                "UPDATE lease SET epoch = %s, holder = %s, address = %s,"
+                " expires_at = clock_timestamp() + make_interval(secs => %s) WHERE name = 'leader'",
+                (epoch, holder, address, ttl),
+            )
+        self.epoch, self.holder = epoch, holder
+        return epoch
+
+    def renew_lease(self, ttl: float) -> bool:
+        """Extend the lease this store holds; False if it no longer does (taken, or ran out)."""
+        if self.epoch is None:
+            return False
+        renewed = (
+            self._lease_connection()
+            .execute(
+                "UPDATE lease SET expires_at = clock_timestamp() + make_interval(secs => %s)"
+                " WHERE name = 'leader' AND epoch = %s AND holder = %s AND expires_at > clock_timestamp()",
+                (ttl, self.epoch, self.holder),
+            )
+            .rowcount
+        )
+        return renewed == 1
+
+    def release_lease(self) -> None:
+        """Give the lease up at once (a master stopping cleanly): a standby need not wait it out."""
+        if self.epoch is not None:
+            self._lease_connection().execute(
+                "UPDATE lease SET expires_at = clock_timestamp() WHERE name = 'leader' AND epoch = %s AND holder = %s",
+                (self.epoch, self.holder),
+            )
+            self.epoch = None
+
+    def lease_holder(self) -> LeaseHolder | None:
+        row = (
+            self._lease_connection()
+            .execute(
+                "SELECT epoch, holder, address, extract(epoch FROM expires_at - clock_timestamp())"
+                " FROM lease WHERE name = 'leader'"
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return LeaseHolder(epoch=int(row[0]), holder=row[1], address=row[2], expires_in=float(row[3]))
+
     def close(self) -> None:
+        if self._lease_db is not None:
+            self._lease_db.close()
         self._db.close()
 
 
