@@ -247,3 +247,15 @@ def test_no_sequence_reports_an_end_twice_or_before_its_output_or_loses_one(sequ
         if f.exit is not None:
             assert attempt_id in master_ends, f"the end of {attempt_id} was never reported"
             assert master_has.get(attempt_id, 0) == f.output_size
+
+
+def test_an_end_between_the_hello_and_its_welcome_is_reported_to_the_new_master() -> None:
+    link = WorkerLink()
+    link.handle(Assigned("a1"))
+    running = AttemptFacts("a1", pid=7, output_size=4)
+    run(link, running)
+    assert link.held() == [running]  # the hello says it runs
+    ended = replace(running, output_size=6, exit="exit 0")
+    link.handle(Observed(ended))  # it ends while the new master answers the hello
+    assert link.handle(Welcomed((), {"a1": 4})) == []
+    assert link.report(BIG) == [SendOutput("a1", 4, 2), ReportFinished("a1", "exit 0")]

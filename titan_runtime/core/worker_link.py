@@ -167,6 +167,8 @@ class _Attempt:
     finish_sent: bool = False
     acked: bool = False
     superseded: bool = False  # another worker's now: killed, never reported, forgotten once ended
+    #: What the last hello said of it: all that a master that welcomes that hello knows.
+    in_hello: AttemptFacts | None = None
 
     @property
     def forgettable(self) -> bool:
@@ -236,12 +238,14 @@ class WorkerLink:
             else:
                 del self._attempts[attempt_id]
                 out.append(Forget(attempt_id))
-        for attempt in self._live():  # the new master knows what the hello held
-            facts = attempt.facts
-            attempt.sent = welcome.log_offsets.get(facts.attempt_id, 0)
-            attempt.started_sent = bool(facts.pid)
-            attempt.finish_sent = facts.exit is not None
-            attempt.healthy_sent = facts.healthy
+        for attempt in self._live():  # the new master knows what the hello held, no more
+            said = attempt.in_hello or attempt.facts
+            attempt.sent = welcome.log_offsets.get(said.attempt_id, 0)
+            attempt.started_sent = bool(said.pid)
+            # An attempt that ended after the hello was made (while the master answered it) is
+            # still to be reported: the hello said it was running.
+            attempt.finish_sent = said.exit is not None
+            attempt.healthy_sent = said.healthy
         return out
 
     def _live(self) -> list[_Attempt]:
@@ -264,8 +268,12 @@ class WorkerLink:
         return [Forget(attempt.facts.attempt_id)]
 
     def held(self) -> list[AttemptFacts]:
-        """What a hello says this worker holds: every attempt not yet forgotten."""
-        return [a.facts for a in self._live()]
+        """What a hello says this worker holds: every attempt not yet forgotten (remembered as
+        what the master that welcomes this hello knows of each)."""
+        live = self._live()
+        for attempt in live:
+            attempt.in_hello = attempt.facts
+        return [a.facts for a in live]
 
     def report(self, budget: int) -> list[Instruction]:
         """What this connection's master has not been told yet, with at most `budget` bytes of
