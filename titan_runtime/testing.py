@@ -81,7 +81,9 @@ class ProcessCluster:
 
     # ------------------------------------------------------------------ master
 
-    def start_master(self, timeout: float = 20.0) -> None:
+    def start_master(self, timeout: float = 20.0, wait: bool = True) -> None:
+        """Start the master and wait until it listens (`wait=False`: a standby master on a shared
+        store listens only once it leads; `wait_for_master` then)."""
         ready = self.data_dir / "master.json"
         ready.unlink(missing_ok=True)
         log = open(self.root / "master.log", "ab")  # noqa: SIM115
@@ -98,7 +100,13 @@ class ProcessCluster:
         argv += ["--store", self.store, *self.master_args]
         self.master = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
+        if wait:
+            self.wait_for_master(timeout)
+
+    def wait_for_master(self, timeout: float = 20.0) -> None:
         proc = self.master
+        assert proc is not None
+        ready = self.data_dir / "master.json"
 
         def started() -> dict[str, Any] | None:
             if proc.poll() is not None:

@@ -3,7 +3,10 @@ nothing, as on SQLite. The database is a fresh one on the session's PostgreSQL s
 
 from __future__ import annotations
 
+import shutil
 import signal
+import socket
+from pathlib import Path
 
 from tests.helpers import ProcessCluster, wait_until
 from tests.hosts import PostgresServer
@@ -37,3 +40,50 @@ def test_a_master_on_postgres_runs_a_dag_and_a_kill_9_loses_nothing(
     assert len(client.get_job(f"{run}/gate").attempts) == 1  # adopted, not run again
     assert client.store_get("kept") == "yes"
     assert [r.id for r in client.list_runs()] == [run]  # a finished run, read from the database
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_standby_takes_over_when_the_leader_is_killed(tmp_path: Path, postgres: PostgresServer) -> None:
+    """Two masters on one database: one leads, the other waits; kill -9 the leader mid-DAG, and
+    the standby leads after the lease runs out, adopts the running job from the worker (which
+    dials the next master of its list) and finishes the run: nothing lost, nothing run twice."""
+    url = postgres.new_database()
+    a = ProcessCluster(tmp_path / "a", store=url, master_args=("--lease-ttl", "1"))
+    b = ProcessCluster(tmp_path / "b", store=url, master_args=("--lease-ttl", "1"))
+    try:
+        a.root.mkdir()
+        a.start_master()
+        b.data_dir.mkdir(parents=True)
+        shutil.copy2(a.data_dir / "token", b.data_dir / "token")  # the masters share the cluster's token
+        b.port = _free_port()
+        b.start_master(wait=False)
+        wait_until(lambda: "standby: the master" in b.master_log(), 30, what="b to wait as a standby")
+        assert not (b.data_dir / "master.json").exists()  # a standby does not serve
+        both = f"{a.address},127.0.0.1:{b.port}"
+        a.add_worker("w1", args=("--master", both))
+        client = a.client
+        go = tmp_path / "go"
+        first = TitanJob("first", command=["true"])
+        gate = TitanJob("gate", command=["sh", "-c", 'while [ ! -e "$GO" ]; do sleep 0.05; done'])
+        gate.env = {"GO": str(go)}
+        last = TitanJob("last", command=["true"])
+        first >> gate >> last
+        run = client.submit_dag("failover", [first, gate, last])
+        wait_until(lambda: client.get_job(f"{run}/gate").state == "RUNNING", 30, what="the gate to run")
+        a.kill_master(signal.SIGKILL)
+        b.wait_for_master(30)  # leads once a's lease has run out
+        assert "leading: holds the store's lease (epoch 2)" in b.master_log()
+        go.touch()
+        after = b.client
+        ended = after.wait_run(run, 60)
+        assert ended.state == "SUCCEEDED", [(j.id, j.state, j.reason) for j in after.get_run(run).jobs]
+        assert len(after.get_job(f"{run}/gate").attempts) == 1  # adopted, not run again
+        assert [w.name for w in after.list_workers() if w.state == "ALIVE"] == ["w1"]
+    finally:
+        a.stop()
+        b.stop()

@@ -310,6 +310,14 @@ def up(
     show_default=True,
     help="Longest wait before answering a host's repeated failed authentications (0: answer at once).",
 )
+@click.option(
+    "--lease-ttl",
+    type=click.FloatRange(min=0.5, max=600),
+    default=3.0,
+    show_default=True,
+    help="With a PostgreSQL store, which masters may share: seconds the leader's lease lasts unrenewed "
+    "(renewed every third of it); a standby takes over that long after the leader dies (docs/ha.md).",
+)
 @_master_limit_options
 @master_tls_options
 @_cluster_option
@@ -327,6 +335,7 @@ def master(
     fsync: bool,
     credential_grace: float,
     auth_delay_max: float,
+    lease_ttl: float,
     min_free: str,
     limit_pairs: tuple[str, ...],
     retention_pairs: tuple[str, ...],
@@ -342,7 +351,9 @@ def master(
     log_format: str,
     verbose: bool,
 ) -> None:
-    """Run the master (control plane) in the foreground; with --cluster FILE, autoscale its pools."""
+    """Run the master (control plane) in the foreground; with --cluster FILE, autoscale its pools.
+    On a PostgreSQL store shared with other masters, it waits as a standby until it holds the
+    store's lease (docs/ha.md)."""
     from titan_runtime.master.server import MasterConfig, MasterServer
 
     setup_logging(verbose, log_format)
@@ -383,6 +394,7 @@ def master(
         insecure=insecure,
         metrics_port=metrics_port,
         metrics_bind=metrics_bind,
+        lease_ttl=lease_ttl,
     )
 
     async def serve() -> str:

@@ -30,7 +30,11 @@ from titan_runtime.core.resources import format_memory
 
 @click.group(invoke_without_command=True)
 @click.option(
-    "--master", "master_address", default=None, help="The master's HOST:PORT (required to run a worker)."
+    "--master",
+    "master_address",
+    default=None,
+    help="The master's HOST:PORT (required to run a worker); several, comma-separated, for masters "
+    "sharing a PostgreSQL store: it dials the next when one fails (docs/ha.md).",
 )
 @click.option("--tags", default="", help="Capabilities, comma-separated (GPU is added when it has GPUs).")
 @click.option("--slots", type=int, default=None, help="Jobs run at once [default: CPU count].")
@@ -189,7 +193,8 @@ def worker(
         arm_parent_death(exit_with_parent)
     if not master_address:
         raise click.UsageError("Missing option '--master' (the master's HOST:PORT).", ctx)
-    config.split_host_port(master_address)
+    for one in master_address.split(","):  # several: masters sharing a store (docs/ha.md)
+        config.split_host_port(one.strip())
     if slots is not None and slots < 1:
         raise click.BadParameter("must be at least 1", param_hint="--slots")
     cpus, memory_mb, gpu_ids = parse_offer(cpus, memory, gpus)

@@ -46,6 +46,7 @@ from titan_runtime.master.convert import spec_to_pb
 from titan_runtime.master.guard import GuardInterceptor
 from titan_runtime.master.history import History
 from titan_runtime.master.jointokens import JoinTokens
+from titan_runtime.master.leadership import LEASE_TTL, Leadership
 from titan_runtime.master.link import WorkerLinkServicer
 from titan_runtime.master.lock import DataDirLock
 from titan_runtime.master.logs import LogStore
@@ -111,6 +112,7 @@ class MasterConfig:
     retention: Retention = DEFAULT_RETENTION  # what history is kept, and for how long
     metrics_port: int | None = None  # Prometheus metrics on this port (0: any free one); None: none
     metrics_bind: str = "127.0.0.1"
+    lease_ttl: float = LEASE_TTL  # a shared store's leader's lease: seconds it lasts unrenewed
 
 
 class MasterServer:
@@ -129,6 +131,7 @@ class MasterServer:
         self._watch = WatchHub()  # the watch streams' subscribers, told of every commit
         self.stopped = asyncio.Event()
         self._lock: DataDirLock | None = None
+        self._leadership: Leadership | None = None  # with a shared store: its lease
         #: How workers started on this host (`up`, local pools) dial it: None when it is plaintext.
         self.local_tls: ClientTls | None = None
         self._tls_credentials: grpc.ServerCredentials | None = None
@@ -142,6 +145,8 @@ class MasterServer:
     @property
     def failure(self) -> str:
         """Why the master stopped by itself (its store failed), or "" while it runs or stopped on request."""
+        if self._leadership is not None and self._leadership.lost:
+            return self._leadership.lost
         if self._loop is None or self._loop.failed is None:
             return ""
         return self._loop.stopping_message().replace("is stopping", "stopped")
@@ -179,6 +184,13 @@ class MasterServer:
         self.token_path = data_dir / TOKEN_FILE
         disk = DiskGuard(data_dir, cfg.min_free)
         store = open_store(cfg.store, data_dir, fsync=cfg.fsync)
+        if store.supports_lease:  # several masters may share it: lead only once holding its lease
+            self._leadership = Leadership(store, cfg.lease_ttl)
+            try:
+                await self._leadership.acquire(join_host_port(cfg.bind, cfg.port))
+            except BaseException:
+                store.close()
+                raise
         cluster_token = load_or_create_token(data_dir)
         try:
             self._secrets = Secrets(store, data_dir)
@@ -298,6 +310,9 @@ class MasterServer:
         loop._task.add_done_callback(lambda _t: self.stopped.set())
         host = "127.0.0.1" if cfg.bind in ("0.0.0.0", "") else ("::1" if cfg.bind == "::" else cfg.bind)
         self.address = join_host_port(host, port)
+        if self._leadership is not None:
+            await self._leadership.advertise(join_host_port(cfg.bind, port))
+            self._leadership.keep(self._lease_lost)
         ready = {
             "address": self.address,
             "bind": join_host_port(cfg.bind, port),
@@ -323,6 +338,10 @@ class MasterServer:
             self.token_path,
         )
 
+    def _lease_lost(self, why: str) -> None:
+        """Another master leads now (or may soon): stop serving, at once."""
+        self.stopped.set()
+
     async def stop(self, grace: float = 1.0) -> None:
         if self._server is None:
             return
@@ -336,6 +355,8 @@ class MasterServer:
         if self.autoscaler is not None:
             await self.autoscaler.stop()  # local pool workers leave while the master still listens
         await self._loop.stop()
+        if self._leadership is not None:  # after the last commit: a standby takes over at once
+            await self._leadership.release()
         self._link.close_all()
         await server.stop(grace)
         self._loop.store.close()

@@ -122,6 +122,19 @@ class Store(abc.ABC):
     #: wait (acquire_lease, renew_lease, release_lease, lease_holder; docs/ha.md).
     supports_lease: bool = False
 
+    def acquire_lease(self, holder: str, address: str, ttl: float) -> int | None:
+        """Take (or renew) the leader's lease: its epoch, or None while another master holds it."""
+        raise StoreError("this store is not shared: only PostgreSQL's has a leader's lease")
+
+    def renew_lease(self, ttl: float) -> bool:
+        raise StoreError("this store is not shared: only PostgreSQL's has a leader's lease")
+
+    def release_lease(self) -> None:
+        raise StoreError("this store is not shared: only PostgreSQL's has a leader's lease")
+
+    def lease_holder(self) -> LeaseHolder | None:
+        return None
+
     @abc.abstractmethod
     def load(self) -> Snapshot:
         """What a restart needs: the runs still RUNNING with their jobs and attempts, every worker,

@@ -160,6 +160,9 @@ class WorkerAgent:
         self._conn: _Connection | None = None
         self._channel: grpc.aio.Channel | None = None
         self._stub: rpc.TitanStub | None = None
+        #: `--master A,B,...`: masters sharing one store, of which one leads (docs/ha.md).
+        self._masters = [m.strip() for m in config.master.split(",") if m.strip()]
+        self._current = 0
         self._metadata = (("authorization", f"Bearer {config.token}"),)
         self._sampler = capabilities.LoadSampler()
         # Before any child starts: under cgroup v2 the worker may move itself into a leaf cgroup,
@@ -176,7 +179,7 @@ class WorkerAgent:
         self._disk: DiskGuard | None = None
         self._runner: AttemptRunner | None = None
         self._jobs: JobDirs | None = None  # with a job user: where attempts live (see jobuser.py)
-        self.host = config.advertise_host or capabilities.advertise_host(config.master)
+        self.host = config.advertise_host or capabilities.advertise_host(config.master.split(",")[0])
 
     # ------------------------------------------------------------------ stopping
 
@@ -260,9 +263,7 @@ class WorkerAgent:
         self._runner.launchers = self._start_launchers(self._runner.base_env)
         self._runner.functions = self._function_pool(self._runner.base_env)
         sweeper = asyncio.create_task(self._sweep_orphans())
-        self._channel = channel(self.config.master, self.config.tls, CHANNEL_OPTIONS, aio=True)
-        self._stub = rpc.TitanStub(self._channel)
-        link = rpc.WorkerLinkStub(self._channel)
+        link = self._dial()
         backoff = Backoff(0.1, MAX_BACKOFF, jitter=random.random)
         try:
             while not self._done():
@@ -273,7 +274,11 @@ class WorkerAgent:
                     backoff.reset()
                 delay = backoff.next_delay() or 0.0  # no attempts or patience: never None
                 if not connected:
-                    log.warning("master at %s unreachable; retrying in %.1fs", self.config.master, delay)
+                    log.warning("master at %s unreachable; retrying in %.1fs", self.master, delay)
+                if len(self._masters) > 1:  # the next master of the list: a standby may lead now
+                    await self._channel_closed()
+                    self._current = (self._current + 1) % len(self._masters)
+                    link = self._dial()
                 self._changed.clear()
                 await wait_event(self._changed, delay)
         finally:
@@ -287,8 +292,23 @@ class WorkerAgent:
             self._memory.close()
             if self._jobs is not None and not self.config.keep_workspaces:
                 self._jobs.close()
-            await self._channel.close()
+            await self._channel_closed()
             log.info("worker %s stopped", self.config.name)
+
+    @property
+    def master(self) -> str:
+        """The master this worker dials now: one of `--master A,B,...`, the next after a failure."""
+        return self._masters[self._current]
+
+    def _dial(self) -> rpc.WorkerLinkStub:
+        self._channel = channel(self.master, self.config.tls, CHANNEL_OPTIONS, aio=True)
+        self._stub = rpc.TitanStub(self._channel)
+        self._runner.master = self.master  # the address its jobs' SDK calls go to
+        return rpc.WorkerLinkStub(self._channel)
+
+    async def _channel_closed(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
 
     def _running_attempts(self) -> set[str]:
         return {ex.attempt_id for ex in self.executions.values() if ex.exit is None}
@@ -354,9 +374,7 @@ class WorkerAgent:
         )
         self._apply_welcome(first.welcome)
         self._conn = conn
-        log.info(
-            "connected to master %s as %s (%s)", self.config.master, self.config.name, self.config.worker_id
-        )
+        log.info("connected to master %s as %s (%s)", self.master, self.config.name, self.config.worker_id)
         sender = asyncio.create_task(self._send_loop(conn))
         reader = asyncio.create_task(self._read_loop(conn))
         watcher = asyncio.create_task(self._until_done())
@@ -372,7 +390,7 @@ class WorkerAgent:
             self._conn = None
             call.cancel()
         if not self._done():
-            log.warning("lost the connection to the master at %s", self.config.master)
+            log.warning("lost the connection to the master at %s", self.master)
         return True
 
     async def _goodbye(
