@@ -54,11 +54,45 @@ class ClientTls:
 
 
 def channel(address: str, tls: ClientTls | None, options: Any, aio: bool = False) -> Any:
-    """A gRPC channel (asyncio's with `aio`) to the master: TLS when given `tls`, plaintext otherwise."""
+    """A gRPC channel (asyncio's with `aio`) to the master: TLS when given `tls`, plaintext otherwise.
+    `address` may list several masters sharing a store (`A:9090,B:9090`): see `grpc_target`."""
     module = grpc.aio if aio else grpc
+    target, first_host = grpc_target(address)
+    if first_host and tls is not None:  # one certificate for every master: checked against the first name
+        options = [*options, ("grpc.ssl_target_name_override", first_host)]
     if tls is None:
-        return module.insecure_channel(address, options=options)
-    return module.secure_channel(address, tls.credentials(), options=options)
+        return module.insecure_channel(target, options=options)
+    return module.secure_channel(target, tls.credentials(), options=options)
+
+
+def grpc_target(address: str) -> tuple[str, str]:
+    """(target, first host): one master's HOST:PORT as it is; several as one target of their
+    resolved addresses, which gRPC's pick_first policy tries in order and moves on from when one
+    fails. Only the leader of masters sharing a store listens, so a client follows it (docs/ha.md).
+    The first host is what a TLS certificate is checked against (""  for one master)."""
+    import socket
+
+    parts = [a.strip() for a in address.split(",") if a.strip()]
+    if len(parts) <= 1:
+        return address, ""
+    v4: list[str] = []
+    v6: list[str] = []
+    for part in parts:
+        host, sep, port = part.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not port.isdigit():
+            raise ValueError(f"invalid master address {part!r} in {address!r}: expected HOST:PORT,HOST:PORT")
+        try:
+            found = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise ValueError(f"cannot resolve the master {part!r}: {exc}") from None
+        for family, _, _, _, sockaddr in found[:1]:
+            if family == socket.AF_INET6:
+                v6.append(f"[{sockaddr[0]}]:{port}")
+            else:
+                v4.append(f"{sockaddr[0]}:{port}")
+    first = parts[0].rpartition(":")[0].strip("[]")
+    return (f"ipv4:{','.join(v4)}" if v4 else f"ipv6:{','.join(v6)}"), first
 
 
 def _absolute(path: str) -> str:

@@ -3,6 +3,7 @@ nothing, as on SQLite. The database is a fresh one on the session's PostgreSQL s
 
 from __future__ import annotations
 
+import concurrent.futures
 import shutil
 import signal
 import socket
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from tests.helpers import ProcessCluster, wait_until
 from tests.hosts import PostgresServer
-from titan_runtime import TitanJob
+from titan_runtime import TitanClient, TitanJob
 
 
 def test_a_master_on_postgres_runs_a_dag_and_a_kill_9_loses_nothing(
@@ -66,7 +67,7 @@ def test_a_standby_takes_over_when_the_leader_is_killed(tmp_path: Path, postgres
         assert not (b.data_dir / "master.json").exists()  # a standby does not serve
         both = f"{a.address},127.0.0.1:{b.port}"
         a.add_worker("w1", args=("--master", both))
-        client = a.client
+        client = TitanClient(address=both, token=a.token)  # follows whichever leads
         go = tmp_path / "go"
         first = TitanJob("first", command=["true"])
         gate = TitanJob("gate", command=["sh", "-c", 'while [ ! -e "$GO" ]; do sleep 0.05; done'])
@@ -75,15 +76,49 @@ def test_a_standby_takes_over_when_the_leader_is_killed(tmp_path: Path, postgres
         first >> gate >> last
         run = client.submit_dag("failover", [first, gate, last])
         wait_until(lambda: client.get_job(f"{run}/gate").state == "RUNNING", 30, what="the gate to run")
-        a.kill_master(signal.SIGKILL)
-        b.wait_for_master(30)  # leads once a's lease has run out
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(client.wait_run, run, 90)  # in flight through the failover
+            a.kill_master(signal.SIGKILL)
+            b.wait_for_master(30)  # leads once a's lease has run out
+            assert "leading: holds the store's lease (epoch 2)" in b.master_log()
+            go.touch()
+            assert waiting.result(120).state == "SUCCEEDED"
+        assert len(client.get_job(f"{run}/gate").attempts) == 1  # adopted, not run again
+        assert [w.name for w in client.list_workers() if w.state == "ALIVE"] == ["w1"]
+        client.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_leader_cut_off_from_the_database_stops_and_a_standby_leads(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    import psycopg
+
+    url = postgres.new_database()
+    a = ProcessCluster(tmp_path / "a", store=url, master_args=("--lease-ttl", "1"))
+    b = ProcessCluster(tmp_path / "b", store=url, master_args=("--lease-ttl", "1"))
+    try:
+        a.root.mkdir()
+        a.start_master()
+        b.data_dir.mkdir(parents=True)
+        shutil.copy2(a.data_dir / "token", b.data_dir / "token")
+        b.port = _free_port()
+        b.start_master(wait=False)
+        wait_until(lambda: "standby: the master" in b.master_log(), 30, what="b to wait as a standby")
+        assert a.master is not None
+        leader = a.master
+        with psycopg.connect(url, autocommit=True) as db:  # the leader's connections dropped
+            db.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                (f"titan-master-{leader.pid}",),
+            )
+        assert leader.wait(30) != 0  # it stopped by itself, saying so
+        assert "stepped down" in a.master_log() or "could not be written" in a.master_log()
+        a.master = None
+        b.wait_for_master(30)
         assert "leading: holds the store's lease (epoch 2)" in b.master_log()
-        go.touch()
-        after = b.client
-        ended = after.wait_run(run, 60)
-        assert ended.state == "SUCCEEDED", [(j.id, j.state, j.reason) for j in after.get_run(run).jobs]
-        assert len(after.get_job(f"{run}/gate").attempts) == 1  # adopted, not run again
-        assert [w.name for w in after.list_workers() if w.state == "ALIVE"] == ["w1"]
     finally:
         a.stop()
         b.stop()

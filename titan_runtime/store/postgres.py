@@ -13,6 +13,7 @@ same moment migrate it once.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -98,11 +99,14 @@ class PostgresStore(Store):
         self._psycopg = psycopg
         self.dsn = dsn
         self.where = redact(dsn)
+        self.name = f"titan-master-{os.getpid()}"  # its connections' application_name (pg_stat_activity)
         self.epoch: int | None = None  # the lease's epoch while this store's master holds it
         self.holder = ""
         self._lease_db: Any = None
         try:
-            self._db = psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, int(connect_timeout)))
+            self._db = psycopg.connect(
+                dsn, autocommit=True, connect_timeout=max(1, int(connect_timeout)), application_name=self.name
+            )
             self._migrate()
         except psycopg.Error as exc:
             raise StoreError(f"cannot open the PostgreSQL store at {self.where}: {_first_line(exc)}") from exc
@@ -445,8 +449,10 @@ class PostgresStore(Store):
 
     def _lease_connection(self) -> Any:
         """A connection of its own: a renewal must not wait behind, or join, a write's transaction."""
-        if self._lease_db is None:
-            self._lease_db = self._psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
+        if self._lease_db is None or self._lease_db.closed:  # dropped: a new one, if the lease lasts
+            self._lease_db = self._psycopg.connect(
+                self.dsn, autocommit=True, connect_timeout=10, application_name=self.name
+            )
         return self._lease_db
 
     def acquire_lease(self, holder: str, address: str, ttl: float) -> int | None:

@@ -303,7 +303,6 @@ class WorkerAgent:
     def _dial(self) -> rpc.WorkerLinkStub:
         self._channel = channel(self.master, self.config.tls, CHANNEL_OPTIONS, aio=True)
         self._stub = rpc.TitanStub(self._channel)
-        self._runner.master = self.master  # the address its jobs' SDK calls go to
         return rpc.WorkerLinkStub(self._channel)
 
     async def _channel_closed(self) -> None:
