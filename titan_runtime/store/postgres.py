@@ -449,7 +449,7 @@ class PostgresStore(Store):
 
     def _lease_connection(self) -> Any:
         """A connection of its own: a renewal must not wait behind, or join, a write's transaction."""
-        if self._lease_db is None or self._lease_db.closed:  # dropped: a new one, if the lease lasts
+        if self._lease_db is None:
             self._lease_db = self._psycopg.connect(
                 self.dsn, autocommit=True, connect_timeout=10, application_name=self.name
             )
@@ -479,8 +479,9 @@ class PostgresStore(Store):
         return epoch
 
     def renew_lease(self, ttl: float) -> bool:
-        """Extend the lease this store holds; False if it no longer does (taken, or ran out)."""
-        if self.epoch is None:
+        """Extend the lease this store holds; False if it no longer does (taken, or ran out), or if
+        the connection its commits go through is gone: a leader that cannot commit must not lead."""
+        if self.epoch is None or self._db.closed:
             return False
         renewed = (
             self._lease_connection()
