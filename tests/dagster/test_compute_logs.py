@@ -9,7 +9,7 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
 
 from tests.dagster import jobs
-from tests.dagster.conftest import run_config
+from tests.dagster.conftest import expected_preload, preloaded_for, run_config, warm_and_cold
 from tests.helpers import ProcessCluster, wait_until
 from titan_dagster import TitanComputeLogManager, naming
 from titan_dagster.compute_logs import parse_log_key
@@ -28,8 +28,9 @@ def logs_captured_file_key(instance: DagsterInstance) -> tuple[str, str] | None:
     return runs[0].run_id, events[0].dagster_event.logs_captured_data.file_key
 
 
+@warm_and_cold
 def test_the_ui_reads_step_output_from_titan_while_the_step_runs(
-    titan: ProcessCluster, instance: DagsterInstance, tmp_path: Path
+    titan: ProcessCluster, instance: DagsterInstance, tmp_path: Path, warm: bool
 ) -> None:
     gate = tmp_path / "gate"
     seen: dict[str, object] = {}
@@ -56,7 +57,9 @@ def test_the_ui_reads_step_output_from_titan_while_the_step_runs(
                 wait_until(both_lines, timeout=60, interval=0.1, what="the step's output in the UI")
                 ref = parse_log_key(log_key)
                 assert ref is not None
-                seen["state_while_read"] = titan.client.get_job(ref.ref).state
+                record = titan.client.get_job(ref.ref)
+                seen["state_while_read"] = record.state
+                seen["preloaded"] = preloaded_for(record.attempts[-1].pid)
                 seen["complete_while_running"] = manager.is_capture_complete(log_key)
         except BaseException as exc:
             problems.append(exc)
@@ -65,7 +68,7 @@ def test_the_ui_reads_step_output_from_titan_while_the_step_runs(
 
     watcher = threading.Thread(target=webserver, daemon=True)
     watcher.start()
-    config = run_config(titan, ops={"chatty": {"config": {"gate": str(gate)}}})
+    config = run_config(titan, warm=warm, ops={"chatty": {"config": {"gate": str(gate)}}})
     with execute_job(reconstructable(jobs.chatty_job), instance=instance, run_config=config) as result:
         assert result.success
         run_id = result.run_id
@@ -74,6 +77,7 @@ def test_the_ui_reads_step_output_from_titan_while_the_step_runs(
     # It was read while the step was still running, not after.
     assert seen["state_while_read"] == "RUNNING"
     assert seen["complete_while_running"] is False
+    assert seen["preloaded"] == expected_preload(warm)
 
     log_key = seen["log_key"]
     assert isinstance(log_key, list)

@@ -114,7 +114,6 @@ def test_a_step_that_dies_before_reporting_fails_with_the_tail_of_its_titan_log(
     assert "crash: loading the model" in message
 
 
-
 @warm_and_cold
 def test_a_failed_run_re_executed_from_failure_runs_only_the_failed_steps_again(
     titan: ProcessCluster, instance: DagsterInstance, warm: bool, tmp_path: Path
@@ -127,7 +126,9 @@ def test_a_failed_run_re_executed_from_failure_runs_only_the_failed_steps_again(
     run = instance.get_run_by_id(failed_id)
     assert run is not None and run.status == DagsterRunStatus.FAILURE
     assert step_events(instance, failed_id, "fragile")[-1] == "STEP_FAILURE"
-    assert "FRAGILE-MARKER" in step_failure_message(instance, failed_id, "fragile")
+    [failure] = instance.all_logs(failed_id, of_type=DagsterEventType.STEP_FAILURE)
+    error = failure.dagster_event.step_failure_data.error  # the op's exception is its cause
+    assert error is not None and error.cause is not None and "FRAGILE-MARKER" in error.cause.message
     assert step_events(instance, failed_id, "report") == []  # never started
 
     fixed.touch()
@@ -155,6 +156,7 @@ def test_a_failed_run_re_executed_from_failure_runs_only_the_failed_steps_again(
 
     assert steps_on_titan(failed_id) == ["fragile", "prepare"]
     assert steps_on_titan(run_id) == ["fragile", "report"]
+
 
 def test_a_step_over_its_titan_timeout_is_killed_and_fails_saying_so(
     titan: ProcessCluster, instance: DagsterInstance

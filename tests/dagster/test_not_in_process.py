@@ -12,7 +12,7 @@ import pytest
 from dagster import DagsterInstance, execute_job, reconstructable
 
 from tests.dagster import jobs
-from tests.dagster.conftest import run_config
+from tests.dagster.conftest import expected_preload, preloaded, run_config, warm_and_cold
 from tests.helpers import ProcessCluster
 from titan_dagster import naming
 
@@ -40,7 +40,7 @@ def test_execute_in_process_would_prove_nothing_and_execute_job_runs_on_titan(
     assert [r.id for r in titan.client.list_runs()] == [there["titan_run"]]
 
 
-@pytest.mark.parametrize("warm", [True, False])
+@warm_and_cold
 def test_a_warm_step_is_forked_from_a_launcher_that_imported_dagster(
     titan: ProcessCluster, instance: DagsterInstance, warm: bool
 ) -> None:
@@ -51,8 +51,7 @@ def test_a_warm_step_is_forked_from_a_launcher_that_imported_dagster(
     with execute_job(reconstructable(jobs.whereami_job), instance=instance, run_config=config) as result:
         assert result.success
         parent = result.output_for_node("whereami")["parent"]
-    [main] = [i for i, part in enumerate(parent) if part.endswith("launcher_main.py")]  # forked either way
-    assert parent[main + 2 :] == (["dagster", "titan_dagster"] if warm else [])  # after its socket's fd
+    assert preloaded(parent) == expected_preload(warm)
 
 
 def test_no_other_test_of_the_integration_uses_execute_in_process() -> None:

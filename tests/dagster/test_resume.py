@@ -19,7 +19,13 @@ from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.instance.ref import InstanceRef  # tests may use Dagster internals
 
 from tests.dagster import jobs
-from tests.dagster.conftest import run_config, titan_compute_logs
+from tests.dagster.conftest import (
+    expected_preload,
+    preloaded_for,
+    run_config,
+    titan_compute_logs,
+    warm_and_cold,
+)
 from tests.dagster.runs import create_run
 from tests.helpers import ProcessCluster, pid_alive, wait_until
 from titan_dagster import naming
@@ -30,16 +36,16 @@ JOBS = Path(jobs.__file__)
 
 
 @pytest.fixture
-def monitored(titan: ProcessCluster, tmp_path: Path) -> Iterator[DagsterInstance]:
-    """A Dagster home whose runs are launched on Titan and monitored by a `dagster-daemon run`
-    child process (stopped by pid afterwards)."""
+def monitored(titan: ProcessCluster, tmp_path: Path, warm: bool) -> Iterator[DagsterInstance]:
+    """A Dagster home whose runs are launched on Titan (run workers warm or cold as `warm` says) and
+    monitored by a `dagster-daemon run` child process (stopped by pid afterwards)."""
     home = tmp_path / "dagster-home"
     home.mkdir()
     config = {
         "run_launcher": {
             "module": "titan_dagster",
             "class": "TitanRunLauncher",
-            "config": {"address": titan.address, "token": titan.token},
+            "config": {"address": titan.address, "token": titan.token, "warm": warm},
         },
         "compute_logs": titan_compute_logs(titan),
         "run_monitoring": {"enabled": True, "poll_interval_seconds": 1, "max_resume_run_attempts": 1},
@@ -78,12 +84,13 @@ def monitored(titan: ProcessCluster, tmp_path: Path) -> Iterator[DagsterInstance
     assert not pid_alive(daemon.pid)
 
 
+@warm_and_cold
 def test_a_run_whose_run_worker_is_killed_is_resumed_and_keeps_what_was_done(
-    titan: ProcessCluster, monitored: DagsterInstance, tmp_path: Path
+    titan: ProcessCluster, monitored: DagsterInstance, tmp_path: Path, warm: bool
 ) -> None:
     instance = monitored
     gate = tmp_path / "gate"
-    config = run_config(titan, ops={"held": {"config": {"gate": str(gate)}}})
+    config = run_config(titan, warm=warm, ops={"held": {"config": {"gate": str(gate)}}})
     run = create_run(instance, jobs.resumable_job, config)
     instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type]  # no workspace needed
     first_worker = instance.get_run_by_id(run.run_id).tags[TAG_RUN_WORKER]  # type: ignore[union-attr]
@@ -111,6 +118,8 @@ def test_a_run_whose_run_worker_is_killed_is_resumed_and_keeps_what_was_done(
             + (tmp_path / "daemon.log").read_text(errors="replace")[-3000:]
         ) from None
     pid = titan.client.get_job(first_worker).attempts[0].pid
+    held_pid = titan.client.get_job(f"{step_runs('held')[0]}/step").attempts[-1].pid
+    assert preloaded_for(pid) == preloaded_for(held_pid) == expected_preload(warm)
     os.kill(pid, signal.SIGKILL)  # the run worker dies; its step job runs on
 
     def resumed() -> str | None:
@@ -119,6 +128,10 @@ def test_a_run_whose_run_worker_is_killed_is_resumed_and_keeps_what_was_done(
 
     second_worker = wait_until(resumed, 120, 0.2, what="run monitoring to resume the run")
     assert second_worker == f"{naming.run_worker_run_id(run.run_id, 1)}/{naming.RUN_WORKER_JOB_ID}"
+    # The resumed run worker waits for the held step too, so it is still running.
+    started = wait_until(lambda: [a.pid for a in titan.client.get_job(second_worker).attempts if a.pid],
+                         60, 0.1, what="the resumed run worker to start")  # fmt: skip
+    assert preloaded_for(started[-1]) == expected_preload(warm)
     gate.touch()
 
     def finished() -> DagsterRunStatus | None:

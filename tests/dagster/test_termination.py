@@ -9,7 +9,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from tests.dagster import jobs
-from tests.dagster.conftest import run_config
+from tests.dagster.conftest import expected_preload, preloaded_for, run_config, warm_and_cold
 from tests.dagster.runs import create_run, start_run_worker
 from tests.helpers import ProcessCluster, pid_alive, wait_until
 from titan_dagster import naming
@@ -17,11 +17,12 @@ from titan_dagster import naming
 pytestmark = pytest.mark.integration
 
 
+@warm_and_cold
 def test_terminating_the_run_worker_kills_the_step_and_its_children_on_the_worker(
-    titan: ProcessCluster, instance: DagsterInstance, tmp_path: Path
+    titan: ProcessCluster, instance: DagsterInstance, tmp_path: Path, warm: bool
 ) -> None:
     pid_file = tmp_path / "sleeper.pids"
-    config = run_config(titan, ops={"sleeper": {"config": {"pid_file": str(pid_file)}}})
+    config = run_config(titan, warm=warm, ops={"sleeper": {"config": {"pid_file": str(pid_file)}}})
     run = create_run(instance, jobs.sleeper_job, config)
     worker = start_run_worker(instance, run, tmp_path / "run-worker.log")
     try:
@@ -31,6 +32,7 @@ def test_terminating_the_run_worker_kills_the_step_and_its_children_on_the_worke
         record = titan.client.get_job(ref)
         assert record.state == "RUNNING" and record.attempts[-1].pid == step_pid
         assert pid_alive(step_pid) and pid_alive(child_pid)
+        assert preloaded_for(step_pid) == expected_preload(warm)
 
         # What Dagster's run termination does: mark the run CANCELING, interrupt its run worker.
         instance.report_run_canceling(run)
