@@ -237,7 +237,7 @@ def store_option(fn: F) -> F:
         envvar="TITAN_STORE",
         callback=_store,
         help="Where the master keeps its state: sqlite (in the data dir), memory (lost at exit), or a "
-        "PostgreSQL URL, postgresql://USER@HOST:PORT/DB (the `postgres` extra; docs/ha.md) [env TITAN_STORE].",
+        "PostgreSQL URL, postgresql://USER@HOST:PORT/DB (the `postgres` extra; several masters may share it: docs/ha.md) [env TITAN_STORE].",
     )(fn)
 
 
