@@ -28,6 +28,7 @@ from titan_runtime.core.common import (  # noqa: F401 - also this module's publi
     ClusterConfig,
     NotFound,
     NotYours,
+    check_open_for,
     describe_exit,
     describe_submitter,
     env_name,
@@ -67,7 +68,6 @@ from titan_runtime.core.model import (
     Worker,
     WorkerState,
 )
-from titan_runtime.core.names import MAX_OPEN_FOR
 from titan_runtime.core.outcomes import OutcomesMixin
 from titan_runtime.core.recovery import RecoveryMixin
 from titan_runtime.core.resources import Need
@@ -201,7 +201,7 @@ class ClusterState(
         the run of that id read from the store, when it has ended and left memory. `open_for`:
         seconds the run stays RUNNING though its jobs have all ended, for more to be added.
         """
-        _check_open_for(open_for)
+        check_open_for(open_for)
         self._check_count(0, specs)
         specs = expand_replicas(specs)
         existing = self.runs.get(run_id) or ended
@@ -242,7 +242,7 @@ class ClusterState(
     def add_jobs(self, run_id: str, specs: Sequence[JobSpec], now: float, open_for: float = 0.0) -> list[Job]:
         """Extend a running run. New jobs may depend on any job of the run. `open_for`: the run
         is held open at least that many seconds from now (see submit_run)."""
-        _check_open_for(open_for)
+        check_open_for(open_for)
         run = self.run(run_id)
         if run.state is not RunState.RUNNING:
             raise InvalidSpec(
@@ -534,37 +534,6 @@ class ClusterState(
         self._notify_children(job, now)
         self._maybe_finish_run(run, now)
 
-    def _maybe_finish_run(self, run: Run, now: float) -> None:
-        if run.unfinished > 0 or run.state is not RunState.RUNNING:
-            return
-        if run.open_until > now:  # held open for more jobs: look again when the hold ends
-            heapq.heappush(self._timers, (run.open_until, next(self._timer_seq), (run.id, "")))
-            return
-        jobs = [
-            j for j in run.jobs.values() if not j.spec.allow_failure
-        ]  # whose failure was handled do not count
-        failed = [j for j in jobs if j.state is JobState.FAILED] or [
-            j for j in jobs if j.state in FAILED_STATES
-        ]
-        if failed:
-            run.state = RunState.FAILED
-            first = failed[0]
-            run.reason = f"job {first.id} {first.state.value.lower()}: {first.reason}".rstrip(": ")
-
-        elif any(j.state is JobState.CANCELLED for j in jobs):
-            run.state = RunState.CANCELLED
-            run.reason = next(j.reason for j in jobs if j.state is JobState.CANCELLED)
-        else:
-            run.state = RunState.SUCCEEDED
-            run.reason = ""
-        run.ended_at = now
-        counts: dict[str, int] = {}
-        for job in run.jobs.values():
-            counts[job.state.value] = counts.get(job.state.value, 0) + 1
-        run.counts = counts
-        self._dirty_runs.add(run.id)
-        self._track_ended(run)
-
     def _settle(self, now: float) -> None:
         """Place ready jobs on free slots; called at the end of every event."""
         if not self._dispatch_needed:
@@ -606,11 +575,6 @@ class ClusterState(
                 )
             )
 
-    def _inputs(self, job: Job) -> dict[str, str]:
-        run = self.runs[job.run_id]
-        found = (run.jobs.get(parent) for parent in job.parents)
-        return {p.id: p.result for p in found if p is not None and p.result is not None}
-
     def _avoid_for(self, key: tuple[str, str]) -> set[str]:
         """Workers a job should not go to when another is free: the one that just failed or lost it,
         and, for a service replica, those already running another instance of it (spread)."""
@@ -623,8 +587,3 @@ class ClusterState(
                 if sibling is not job and current is not None and not current.state.terminal:
                     avoid.add(current.worker_id)
         return avoid
-
-
-def _check_open_for(open_for: float) -> None:
-    if not 0 <= open_for <= MAX_OPEN_FOR:  # False for NaN too
-        raise InvalidSpec(f"open_for must be between 0 and {MAX_OPEN_FOR:g} seconds, not {open_for!r}")

@@ -15,11 +15,13 @@ from titan_runtime.core.effects import (
 from titan_runtime.core.limits import DEFAULT_LIMITS, Limits
 from titan_runtime.core.model import (
     MAX_RESULT_BYTES,
+    InvalidSpec,
     Job,
     JobSpec,
     JobState,
     Run,
 )
+from titan_runtime.core.names import MAX_OPEN_FOR
 
 if TYPE_CHECKING:
     from titan_runtime.core.cluster import ClusterState
@@ -170,3 +172,9 @@ def resolve_ref(
     if holder is not None:
         return holder.jobs[ref]
     raise NotFound(f"no job {ref!r}: use the id that submit printed, or RUN/JOB for a job in a run")
+
+
+def check_open_for(open_for: float) -> None:
+    """How long a run may be held open past its jobs' end (SubmitRun's and AddJobs' open_for)."""
+    if not 0 <= open_for <= MAX_OPEN_FOR:  # False for NaN too
+        raise InvalidSpec(f"open_for must be between 0 and {MAX_OPEN_FOR:g} seconds, not {open_for!r}")

@@ -10,6 +10,12 @@ from titan_runtime.core.model import Job, JobState, Run
 
 
 class DependenciesMixin(ClusterPart):
+    def _inputs(self, job: Job) -> dict[str, str]:
+        """A function task's parents' results, by job id: what the futures it was passed resolve to."""
+        run = self.runs[job.run_id]
+        found = (run.jobs.get(parent) for parent in job.parents)
+        return {p.id: p.result for p in found if p is not None and p.result is not None}
+
     @staticmethod
     def _link(run: Run, job: Job) -> str:
         """Enter a job in its parents' child lists (and a mapped instance in its template's).

@@ -1,15 +1,15 @@
 """How an attempt's end decides its job: success (and then a branch or an approval gate), a
-retry after a failure or a lost worker, or the job's failure. A part of ClusterState
-(core/cluster.py), sharing its state: events in, effects out, no I/O."""
+retry after a failure or a lost worker, or the job's failure; and how its jobs end a run. A part
+of ClusterState (core/cluster.py), sharing its state: events in, effects out, no I/O."""
 
 from __future__ import annotations
 
 import heapq
 from dataclasses import replace
 
-from titan_runtime.core.common import ClusterPart, describe_exit, result_problem
+from titan_runtime.core.common import FAILED_STATES, ClusterPart, describe_exit, result_problem
 from titan_runtime.core.effects import AttemptExit
-from titan_runtime.core.model import Attempt, AttemptState, Job, JobState
+from titan_runtime.core.model import Attempt, AttemptState, Job, JobState, Run, RunState
 
 
 class OutcomesMixin(ClusterPart):
@@ -107,3 +107,36 @@ class OutcomesMixin(ClusterPart):
 
     def _fail(self, job: Job, now: float, reason: str) -> None:
         self._end_job(job, JobState.FAILED, now, reason)
+
+    def _maybe_finish_run(self, run: Run, now: float) -> None:
+        """End the run once every job has (and no hold keeps it open): FAILED if a job that
+        counts failed, CANCELLED if one was cancelled, else SUCCEEDED."""
+        if run.unfinished > 0 or run.state is not RunState.RUNNING:
+            return
+        if run.open_until > now:  # held open for more jobs: look again when the hold ends
+            heapq.heappush(self._timers, (run.open_until, next(self._timer_seq), (run.id, "")))
+            return
+        jobs = [
+            j for j in run.jobs.values() if not j.spec.allow_failure
+        ]  # whose failure was handled do not count
+        failed = [j for j in jobs if j.state is JobState.FAILED] or [
+            j for j in jobs if j.state in FAILED_STATES
+        ]
+        if failed:
+            run.state = RunState.FAILED
+            first = failed[0]
+            run.reason = f"job {first.id} {first.state.value.lower()}: {first.reason}".rstrip(": ")
+
+        elif any(j.state is JobState.CANCELLED for j in jobs):
+            run.state = RunState.CANCELLED
+            run.reason = next(j.reason for j in jobs if j.state is JobState.CANCELLED)
+        else:
+            run.state = RunState.SUCCEEDED
+            run.reason = ""
+        run.ended_at = now
+        counts: dict[str, int] = {}
+        for job in run.jobs.values():
+            counts[job.state.value] = counts.get(job.state.value, 0) + 1
+        run.counts = counts
+        self._dirty_runs.add(run.id)
+        self._track_ended(run)

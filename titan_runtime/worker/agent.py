@@ -21,7 +21,6 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 
@@ -47,21 +46,23 @@ from titan_runtime.core.worker_link import (
     Welcomed,
     WorkerLink,
 )
-from titan_runtime.diskspace import DEFAULT_MIN_FREE, DiskGuard
+from titan_runtime.diskspace import DiskGuard
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
-from titan_runtime.tls import ClientTls, channel
+from titan_runtime.tls import channel
 from titan_runtime.version import __version__
 from titan_runtime.worker import capabilities, launcher, memory
 from titan_runtime.worker.cache import ArtifactCache
 from titan_runtime.worker.execution import AttemptRunner, Execution
 from titan_runtime.worker.fnpool import FunctionPool
-from titan_runtime.worker.jobuser import JobDirs, JobUser, JobUserError
+from titan_runtime.worker.jobuser import JobDirs, JobUserError
 from titan_runtime.worker.launcher import Launchers
 from titan_runtime.worker.orphans import Orphans
 from titan_runtime.worker.ports import PortLeases
-from titan_runtime.worker.project import ProjectLimits
 from titan_runtime.worker.reaper import Reaper
+from titan_runtime.worker.settings import (
+    WorkerConfig as WorkerConfig,  # re-exported: its users import it here
+)
 from titan_runtime.worker.spool import Spool
 
 log = logging.getLogger("titan.worker")
@@ -93,39 +94,6 @@ CHANNEL_OPTIONS = [
 
 class FatalWorkerError(Exception):
     """Retrying cannot help (a wrong token); the worker exits with this message."""
-
-
-@dataclass
-class WorkerConfig:
-    master: str
-    token: str
-    name: str
-    work_dir: Path
-    tags: frozenset[str] = frozenset()
-    slots: int = 1
-    kill_grace: float = 10.0
-    drain_timeout: float = 60.0  # SIGTERM: how long running attempts may take to finish
-    keep_workspaces: bool = False
-    python_launcher: str = "fork"  # or "exec": how Python jobs start (worker/launcher.py)
-    preload: tuple[str, ...] = ()  # packages a second launcher imports, for `-m` jobs of them
-    worker_id: str = ""
-    port_range: tuple[int, int] = (20000, 32000)  # where services' ports are leased
-    advertise_host: str = ""  # how others reach this worker's services; default: the route to the master
-    tls: ClientTls | None = None  # None: plaintext
-    min_free: str = DEFAULT_MIN_FREE  # the work dir's free-space watermark: job output is cut below it
-    project_limits: ProjectLimits = field(default_factory=ProjectLimits)
-    pool: str = ""  # set by the provider that started it for an autoscaled pool
-    provider: str = ""
-    launch_id: str = ""
-    job_user: JobUser | None = None  # --job-user: who jobs run as (None: this worker's own user)
-    # What it offers jobs beyond slots (--cpus, --memory, --gpus); None: detected.
-    cpus: int | None = None
-    memory_mb: int | None = None
-    gpus: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if not self.worker_id:
-            self.worker_id = f"{self.name}-{os.urandom(3).hex()}"
 
 
 @dataclass
@@ -261,7 +229,9 @@ class WorkerAgent:
             gpus=self._gpus,
         )
         self._runner.launchers = self._start_launchers(self._runner.base_env)
-        self._runner.functions = self._function_pool(self._runner.base_env)
+        self._runner.functions = FunctionPool.for_worker(
+            self._runner.base_env, self.config.job_user, self.reaper, self.orphans
+        )
         sweeper = asyncio.create_task(self._sweep_orphans())
         link = self._dial()
         backoff = Backoff(0.1, MAX_BACKOFF, jitter=random.random)
@@ -325,21 +295,6 @@ class WorkerAgent:
         return Launchers.start(
             env, self.config.job_user, self.config.preload, on_start=lambda one: self.orphans.own(one.pid)
         )
-
-    def _function_pool(self, env: dict[str, str]) -> FunctionPool | None:
-        """Warm processes for function tasks, each told to the reaper (killed if the worker dies)."""
-        if not launcher.supported():
-            return None
-
-        def started(pid: int) -> None:
-            self.reaper.watch(pid)
-            self.orphans.own(pid)
-
-        def ended(pid: int) -> None:
-            self.reaper.forget(pid)
-            self.orphans.disown(pid)
-
-        return FunctionPool(env, self.config.job_user, on_start=started, on_end=ended)
 
     async def _stop_attempts(self, reason: str) -> None:
         """Stop every running attempt (SIGTERM, SIGKILL after the grace period) and wait for them.

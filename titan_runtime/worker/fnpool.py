@@ -30,7 +30,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from titan_runtime.worker.jobuser import JobUser
-from titan_runtime.worker.launcher import start_with_socket
+from titan_runtime.worker.launcher import start_with_socket, supported
+from titan_runtime.worker.orphans import Orphans
+from titan_runtime.worker.reaper import GroupWatcher
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +189,25 @@ class FunctionPool:
         self.idle: dict[str, list[WarmProcess]] = {}
         self.busy: set[WarmProcess] = set()
         self.started = 0  # processes started so far (the tests and the benchmark read it)
+
+    @classmethod
+    def for_worker(
+        cls, env: Mapping[str, str], user: JobUser | None, reaper: GroupWatcher, orphans: Orphans
+    ) -> FunctionPool | None:
+        """A worker's pool, each process told to its reaper (killed if the worker dies) and owned
+        (never taken for a job's orphan); None where warm processes cannot run (not Linux)."""
+        if not supported():
+            return None
+
+        def started(pid: int) -> None:
+            reaper.watch(pid)
+            orphans.own(pid)
+
+        def ended(pid: int) -> None:
+            reaper.forget(pid)
+            orphans.disown(pid)
+
+        return cls(env, user, on_start=started, on_end=ended)
 
     def call(self, run_id: str, call: str, inputs: Mapping[str, str]) -> FunctionCall:
         return FunctionCall(self, run_id, call, dict(inputs))
