@@ -59,6 +59,13 @@ def settings_from_connection(conn: Any) -> TitanSettings:
             "put the master's host (e.g. 127.0.0.1) in Host and its port in Port"
         )
     port = conn.port
+    if "," in host:  # masters sharing a store (docs/ha.md): each HOST[:PORT], Port the default
+        parts = [part.strip() for part in host.split(",") if part.strip()]
+        address = ",".join(
+            part if part.rpartition(":")[2].isdigit() else join_host_port(part, int(port or DEFAULT_PORT))
+            for part in parts
+        )
+        return _settings(conn, address)
     if not port and host.count(":") == 1:
         # "host:port" typed into the host field
         host, _, raw_port = host.partition(":")
@@ -67,7 +74,10 @@ def settings_from_connection(conn: Any) -> TitanSettings:
                 f"connection {conn.conn_id!r}: cannot read a port from host {conn.host!r}; use the Port field"
             )
         port = int(raw_port)
-    address = join_host_port(host or "127.0.0.1", int(port or DEFAULT_PORT))
+    return _settings(conn, join_host_port(host or "127.0.0.1", int(port or DEFAULT_PORT)))
+
+
+def _settings(conn: Any, address: str) -> TitanSettings:
     extra = getattr(conn, "extra_dejson", None) or {}
     tls = {name: extra.get(name) or None for name in ("tls_ca", "tls_cert", "tls_key")}
     return TitanSettings(address=address, token=conn.password or None, **tls)

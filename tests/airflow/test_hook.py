@@ -50,10 +50,12 @@ def test_connection_settings_and_the_test_button(airflow_home: AirflowHome, clus
         AIRFLOW_CONN_TITAN_SCHEME=conn(host="grpc://titan-master.example", port=7001, password="s3cret"),
         AIRFLOW_CONN_TITAN_EMPTY=conn(),
         AIRFLOW_CONN_TITAN_PATH=conn(host="titan-master.example/api"),
+        AIRFLOW_CONN_TITAN_MASTERS=conn(host="titan-a.example:7000, titan-b.example", port=7002),
         AIRFLOW_CONN_TITAN_BAD_TOKEN=conn(host="127.0.0.1", port=cluster.port, password="not-the-token"),
         TITAN_ADDRESS="127.0.0.1:4242",
     )
-    ids = ["titan_default", "titan_hostport", "titan_scheme", "titan_empty", "titan_path", "titan_missing"]
+    ids = ["titan_default", "titan_hostport", "titan_scheme", "titan_empty", "titan_path", "titan_missing",
+           "titan_masters"]  # fmt: skip
     done = subprocess.run(
         [PYTHON, "-c", PROBE, *ids], env=env, capture_output=True, text=True, timeout=120, check=False
     )
@@ -64,6 +66,7 @@ def test_connection_settings_and_the_test_button(airflow_home: AirflowHome, clus
     assert seen["titan_hostport"] == {"address": "titan-master.example:7000", "token": None}
     assert seen["titan_scheme"] == {"address": "titan-master.example:7001", "token": "s3cret"}
     assert seen["titan_empty"] == {"address": "127.0.0.1:9090", "token": None}
+    assert seen["titan_masters"] == {"address": "titan-a.example:7000,titan-b.example:7002", "token": None}
     assert "is not a host name" in seen["titan_path"]["error"]
     missing = seen["titan_missing"]["error"]
     assert missing.startswith(
