@@ -126,3 +126,22 @@ def test_closing_the_pool_leaves_no_process(tmp_path: Path) -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert sys.executable  # the pool started its processes with the worker's interpreter
+
+
+def leave_a_thread() -> int:
+    import threading
+    import time
+
+    threading.Thread(target=time.sleep, args=(3600,), daemon=False).start()  # never ends
+    return 1
+
+
+def test_a_process_a_task_left_a_thread_in_still_leaves_when_told(tmp_path: Path) -> None:
+    async def main() -> int | None:
+        pool = FunctionPool(dict(os.environ))
+        await run_task(pool, "r", leave_a_thread, tmp_path)
+        (process,) = pool.idle["r"]
+        pool.close()  # its non-daemon thread would keep an interpreter's exit waiting
+        return process.proc.returncode
+
+    assert asyncio.run(main()) == 0  # it left by itself: not killed after close's 2 s
