@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.helpers import ProcessCluster, wait_until
-from titan_runtime import RemoteError, TaskFailed, TitanClient, remote
+from titan_runtime import InvalidJob, RemoteError, TaskFailed, TitanClient, remote
 from titan_runtime.client.functions import RemoteTraceback
 
 
@@ -200,3 +200,27 @@ def test_a_task_whose_worker_dies_runs_again_elsewhere(cluster: ProcessCluster) 
     cluster.stop_worker(client.get_job(slow.ref).worker_name, signal.SIGKILL)
     assert slow.result(timeout=90) == 3
     assert len(client.get_job(slow.ref).attempts) == 2
+
+
+def half(x: int) -> float:
+    if x == 3:
+        raise ZeroDivisionError("three is right out")
+    return x / 2
+
+
+def test_map_in_chunks_makes_fewer_jobs_and_keeps_a_future_per_item(cluster: ProcessCluster) -> None:
+    client = cluster.client
+    futures = client.map(half, range(10), chunksize=4)
+    assert len(futures) == 10 and len({f.job_id for f in futures}) == 3  # 4 + 4 + 2 items
+    with pytest.raises(ZeroDivisionError, match="three is right out") as caught:
+        futures[3].result(timeout=60)  # its own exception; the chunk's other items are values
+    assert "in half" in caught.value.__cause__.text and "run_chunk" not in caught.value.__cause__.text
+    assert [f.result(timeout=60) for i, f in enumerate(futures) if i != 3] == [
+        x / 2 for x in range(10) if x != 3
+    ]
+    assert client.get_job(futures[0].ref).state == "SUCCEEDED"  # the chunk's job ran to its end
+    with pytest.raises(InvalidJob, match="takes values, not futures"):
+        client.map(half, [futures[0]], chunksize=2)
+    chunked = remote(client=client)(square).options(chunksize=3)
+    assert [f.result(timeout=60) for f in chunked.map([1, 2, 3, 4])] == [1, 4, 9, 16]
+    assert chunked.submit(5).result(timeout=60) == 25  # chunksize is map's alone

@@ -116,6 +116,21 @@ def resolve(
     return tuple(one(a) for a in args), {k: one(v) for k, v in kwargs.items()}
 
 
+def run_chunk(fn: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[tuple[bool, Any]]:
+    """A chunk of `map(..., chunksize=N)`, run on the worker: `fn` on each call, in order; each
+    (True, value), or (False, the error envelope of what it raised), so one item's exception is
+    its own future's, not the chunk's."""
+    out: list[tuple[bool, Any]] = []
+    for args, kwargs in calls:
+        try:
+            out.append((True, fn(*args, **kwargs)))
+        except Exception as exc:
+            if exc.__traceback__ is not None:  # from the function's frame, not this one
+                exc = exc.with_traceback(exc.__traceback__.tb_next)
+            out.append((False, error_envelope(exc)))
+    return out
+
+
 def value_envelope(pickled: bytes) -> str:
     return json.dumps({VALUE: base64.b64encode(pickled).decode("ascii")})
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import grpc
 
 from titan_runtime.client import functions
-from titan_runtime.client.errors import TitanError, error_from_rpc
+from titan_runtime.client.errors import InvalidJob, TitanError, error_from_rpc
 from titan_runtime.client.records import TERMINAL_JOB_STATES, JobRecord, WatchEvent
 from titan_runtime.proto import titan_pb2 as pb
 
@@ -58,11 +58,12 @@ class TitanFuture(concurrent.futures.Future, Generic[T]):  # type: ignore[type-a
     `await future` in asyncio. Passed to another task, it is that task's parent: the value goes
     there on the cluster."""
 
-    def __init__(self, session: FunctionSession, run_id: str, job_id: str) -> None:
+    def __init__(self, session: FunctionSession, run_id: str, job_id: str, index: int | None = None) -> None:
         super().__init__()
         self._session = session
         self.run_id = run_id
         self.job_id = job_id
+        self.index = index  # its item in a chunk of `map(..., chunksize=N)`; None: the job's value
 
     @property
     def ref(self) -> str:
@@ -74,11 +75,14 @@ class TitanFuture(concurrent.futures.Future, Generic[T]):  # type: ignore[type-a
         are cancelled too); True if it had not ended."""
         if self.done():
             return False
-        try:
-            self._session.client.cancel(self.ref, reason="cancelled by its future")
-        except TitanError:
-            return False
-        return super().cancel()
+        with self._session._lock:  # the watch must not settle it (as CANCELLED) in between
+            if self.done():
+                return False
+            try:
+                self._session.client.cancel(self.ref, reason="cancelled by its future")
+            except TitanError:
+                return False
+            return super().cancel()
 
     def __await__(self) -> Generator[Any, None, T]:
         return asyncio.wrap_future(self).__await__()
@@ -96,8 +100,10 @@ class FunctionSession:
         self.open_for = open_for
         self.run_id = ""
         self._lock = threading.Lock()
-        self._pending: dict[str, TitanFuture[Any]] = {}  # job id -> future, in the session run
-        self._pending_by_run: dict[str, int] = {}
+        self._pending: dict[
+            str, list[TitanFuture[Any]]
+        ] = {}  # job id -> its futures (a chunk's: one per item)
+        self._pending_by_run: dict[str, int] = {}  # jobs with pending futures, by run
         self._ids = itertools.count(1)
         self._watches: dict[str, _RunWatch] = {}
         self.closed = False
@@ -109,22 +115,39 @@ class FunctionSession:
         fn: Callable[..., Any],
         calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]],
         options: dict[str, Any],
+        chunksize: int = 1,
     ) -> list[TitanFuture[Any]]:
-        """Submit one task per (args, kwargs) of `calls`, in batches; their futures in order."""
+        """Submit one task per (args, kwargs) of `calls` (per `chunksize` of them: a task that
+        calls `fn` on each, and a future per call), in batches; their futures in order."""
+        if chunksize < 1:
+            raise InvalidJob(f"chunksize must be at least 1, not {chunksize}")
         name = _task_name(fn)
+        jobs: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], int | None]]
+        if chunksize == 1:
+            jobs = [(fn, args, kwargs, None) for args, kwargs in calls]
+        else:
+            if any(isinstance(a, TitanFuture) for args, kwargs in calls for a in (*args, *kwargs.values())):
+                raise InvalidJob(
+                    "map(..., chunksize=N) takes values, not futures: give futures with chunksize=1"
+                )
+            chunks = [list(calls[i : i + chunksize]) for i in range(0, len(calls), chunksize)]
+            jobs = [(functions.run_chunk, (fn, chunk), {}, len(chunk)) for chunk in chunks]
         futures: list[TitanFuture[Any]] = []
-        for start in range(0, len(calls), BATCH):
-            futures.extend(self._submit_batch(fn, name, calls[start : start + BATCH], options))
+        for start in range(0, len(jobs), BATCH):
+            futures.extend(self._submit_batch(name, jobs[start : start + BATCH], options))
         return futures
 
     def _submit_batch(
         self,
-        fn: Callable[..., Any],
         name: str,
-        calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]],
+        jobs: Sequence[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], int | None]],
         options: dict[str, Any],
     ) -> list[TitanFuture[Any]]:
-        given = [a for args, kwargs in calls for a in (*args, *kwargs.values()) if isinstance(a, TitanFuture)]
+        """Submit jobs, each (fn, args, kwargs, items): items None for one future of its value,
+        N for a chunk's N futures."""
+        given = [
+            a for _, args, kwargs, _ in jobs for a in (*args, *kwargs.values()) if isinstance(a, TitanFuture)
+        ]
         ended_once = False
         while True:
             # A future that cannot be passed as a reference is passed by value: waited for here,
@@ -136,7 +159,7 @@ class FunctionSession:
                 if not all(self._passable(f) or f.done() for f in given):
                     continue  # the session run changed meanwhile: wait for those values first
                 specs, ids = [], []
-                for args, kwargs in calls:
+                for fn, args, kwargs, _ in jobs:
                     job_id = f"{name}-{next(self._ids)}"
                     specs.append(self._spec(job_id, fn, args, kwargs, options))
                     ids.append(job_id)
@@ -150,9 +173,16 @@ class FunctionSession:
                     self.run_id, ended_once = "", True  # it ended: a new session run, once
                     continue
                 self.run_id = run_id
-                futures: list[TitanFuture[Any]] = [TitanFuture(self, run_id, job_id) for job_id in ids]
-                self._pending.update(zip(ids, futures, strict=True))
-                self._pending_by_run[run_id] = self._pending_by_run.get(run_id, 0) + len(futures)
+                futures: list[TitanFuture[Any]] = []
+                for job_id, (_, _, _, items) in zip(ids, jobs, strict=True):
+                    mine = (
+                        [TitanFuture(self, run_id, job_id)]
+                        if items is None
+                        else [TitanFuture(self, run_id, job_id, i) for i in range(items)]
+                    )
+                    self._pending[job_id] = mine
+                    futures.extend(mine)
+                self._pending_by_run[run_id] = self._pending_by_run.get(run_id, 0) + len(ids)
                 self._ensure_watching()
                 return futures
 
@@ -212,17 +242,26 @@ class FunctionSession:
         return self._pending_by_run.get(run_id, 0) > 0
 
     def settle(self, job: JobRecord) -> None:
-        """Settle the future of this ended job, if it is one of ours still pending."""
+        """Settle the futures of this ended job, if they are ours and pending."""
         with self._lock:
-            future = self._pending.get(job.id)
-            if future is None or future.run_id != job.run_id:
+            futures = self._pending.get(job.id)
+            if not futures or futures[0].run_id != job.run_id:
                 return
+            self._forget(job.run_id, job.id)
         try:
             value = self.outcome(job)
         except BaseException as exc:
-            self._resolve(future, exception=exc)
-        else:
-            self._resolve(future, value=value)
+            for future in futures:
+                _set(future, exception=exc)
+            return
+        for future in futures:
+            if future.index is None:
+                _set(future, value=value)
+            else:  # a chunk's item: (True, value) or (False, its error envelope)
+                ok, got = value[future.index]
+                _set(future, value=got) if ok else _set(
+                    future, exception=functions.exception_of(json.loads(got))
+                )
 
     def outcome(self, job: JobRecord) -> Any:
         """An ended function task's value; raises its exception (or TaskFailed if it has none)."""
@@ -240,9 +279,12 @@ class FunctionSession:
 
     def fail_pending(self, run_id: str, why: str) -> None:
         with self._lock:
-            pending = [f for f in self._pending.values() if f.run_id == run_id]
-        for future in pending:
-            self._resolve(future, exception=TitanError(f"lost track of {future.ref}: {why}"))
+            jobs = [(job_id, fs) for job_id, fs in self._pending.items() if fs[0].run_id == run_id]
+            for job_id, _ in jobs:
+                self._forget(run_id, job_id)
+        for _, futures in jobs:
+            for future in futures:
+                _set(future, exception=TitanError(f"lost track of {future.ref}: {why}"))
 
     def _value(self, run_id: str, result: dict[str, Any]) -> Any:
         if functions.ARTIFACT not in result:
@@ -251,21 +293,12 @@ class FunctionSession:
             path = self.client.get_artifact(result[functions.ARTIFACT], Path(tmp) / "value", run_id=run_id)
             return functions._pickle().loads(path.read_bytes())
 
-    def _resolve(
-        self, future: TitanFuture[Any], value: Any = None, exception: BaseException | None = None
-    ) -> None:
-        with self._lock:
-            if self._pending.pop(future.job_id, None) is not None:
-                self._pending_by_run[future.run_id] -= 1
-                if not self._pending_by_run[future.run_id]:
-                    del self._pending_by_run[future.run_id]
-        try:
-            if exception is not None:
-                future.set_exception(exception)
-            else:
-                future.set_result(value)
-        except concurrent.futures.InvalidStateError:  # cancelled by its caller meanwhile
-            pass
+    def _forget(self, run_id: str, job_id: str) -> None:
+        """Called with the lock held: the job's futures are being settled."""
+        if self._pending.pop(job_id, None) is not None:
+            self._pending_by_run[run_id] -= 1
+            if not self._pending_by_run[run_id]:
+                del self._pending_by_run[run_id]
 
     def close(self) -> None:
         self.closed = True
@@ -359,6 +392,16 @@ def _tags(requirement: str | Iterable[str] | None) -> list[str]:
     return list(requirement)
 
 
+def _set(future: TitanFuture[Any], value: Any = None, exception: BaseException | None = None) -> None:
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(value)
+    except concurrent.futures.InvalidStateError:  # cancelled by its caller meanwhile
+        pass
+
+
 class Remote(Generic[T]):
     """A function made remote with `@titan_runtime.remote(...)`: called as before, run on the
     cluster with `.submit(*args, **kwargs)` (a TitanFuture) or `.map(iterable)`."""
@@ -383,7 +426,8 @@ class Remote(Generic[T]):
         return self._client
 
     def submit(self, *args: Any, **kwargs: Any) -> TitanFuture[T]:
-        return self.client.submit_fn(self.fn, *args, **self.options_given, **kwargs)
+        options = {k: v for k, v in self.options_given.items() if k != "chunksize"}  # map's alone
+        return self.client.submit_fn(self.fn, *args, **options, **kwargs)
 
     def map(self, *iterables: Iterable[Any]) -> list[TitanFuture[T]]:
         return self.client.map(self.fn, *iterables, **self.options_given)
