@@ -95,7 +95,13 @@ def test_a_process_is_retired_after_its_tasks_its_memory_or_idleness(tmp_path: P
 
 def test_a_killed_process_ends_its_task_with_the_signal_and_is_not_reused(tmp_path: Path) -> None:
     async def main() -> None:
-        pool = FunctionPool(dict(os.environ))
+        # As a full test run once left this process: SIGTERM blocked, which children inherit.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+        try:
+            pool = FunctionPool(dict(os.environ))
+            await run_task(pool, "r", getpid, tmp_path)  # its warm process started meanwhile
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         try:
             first = (await run_task(pool, "r", getpid, tmp_path))[1][1]
             result_file = tmp_path / "sleep"

@@ -20,6 +20,7 @@ import array
 import json
 import marshal
 import os
+import signal
 import socket
 import sys
 import traceback
@@ -107,7 +108,17 @@ def run(call: str, inputs: dict[str, str]) -> tuple[int, str]:
         return 1, functions.error_envelope(exc)
 
 
+def _clean_signals() -> None:
+    """Start as a fresh interpreter would: a signal the worker's own parent left ignored or
+    blocked (exec keeps both) must still stop a task, as a cancel's SIGTERM does."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL if sig != signal.SIGPIPE else signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def serve(sock: socket.socket) -> None:
+    _clean_signals()
     devnull = os.open(os.devnull, os.O_RDWR)
     for target in (0, 1, 2):
         os.dup2(devnull, target)
