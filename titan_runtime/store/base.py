@@ -231,6 +231,15 @@ class Store(abc.ABC):
     def kv_smembers(self, key: str) -> list[str]:
         """The members, sorted."""
 
+    def keys_under(self, prefix: str) -> list[str]:
+        """Every KV key starting with `prefix`, read a page at a time."""
+        keys: list[str] = []
+        after = ""
+        while page := self.kv_keys(prefix, after, 1000):
+            keys.extend(key for key, _ in page)
+            after = page[-1][0]
+        return keys
+
     @abc.abstractmethod
     def kv_keys(self, prefix: str, after: str, limit: int) -> list[tuple[str, str]]:
         """Up to `limit` keys that start with `prefix` and sort after `after`, in order, each with

@@ -272,7 +272,7 @@ class PostgresStore(Store):
                 for key in owned:
                     removed += self._delete_key(key)
             for prefix in key_prefixes:
-                removed += self._delete_prefix(prefix)
+                removed += sum(self._delete_key(key) for key in self.keys_under(prefix))
         return removed
 
     def _delete_key(self, key: str) -> int:
@@ -281,14 +281,6 @@ class PostgresStore(Store):
         found += db.execute("DELETE FROM kv_sets WHERE key = %s", (key,)).rowcount
         db.execute("DELETE FROM kv_owners WHERE key = %s", (key,))
         return 1 if found else 0
-
-    def _delete_prefix(self, prefix: str) -> int:
-        keys: list[str] = []
-        after = ""
-        while page := self.kv_keys(prefix, after, 1000):
-            keys.extend(key for key, _ in page)
-            after = page[-1][0]
-        return sum(self._delete_key(key) for key in keys)
 
     def write(self, changes: Changes) -> None:
         with self._transaction() as db, db.cursor() as cur:

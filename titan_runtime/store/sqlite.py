@@ -269,7 +269,7 @@ class SqliteStore(Store):
                 for key in owned:
                     removed += self._delete_key(key)
             for prefix in key_prefixes:
-                removed += self._delete_prefix(prefix)
+                removed += sum(self._delete_key(key) for key in self.keys_under(prefix))
         self.sync()
         return removed
 
@@ -279,14 +279,6 @@ class SqliteStore(Store):
         found += db.execute("DELETE FROM kv_sets WHERE key = ?", (key,)).rowcount
         db.execute("DELETE FROM kv_owners WHERE key = ?", (key,))
         return 1 if found else 0
-
-    def _delete_prefix(self, prefix: str) -> int:
-        keys: list[str] = []
-        after = ""
-        while page := self.kv_keys(prefix, after, 1000):
-            keys.extend(key for key, _ in page)
-            after = page[-1][0]
-        return sum(self._delete_key(key) for key in keys)
 
     def write(self, changes: Changes) -> None:
         with self._transaction() as db:
