@@ -171,6 +171,24 @@ def test_master_killed_and_restarted_loses_nothing_and_runs_nothing_twice(
     assert jobs_by_id["grandchild"].started_at >= jobs_by_id["child"].ended_at
 
 
+def test_output_of_a_run_that_ended_while_the_master_was_down_is_kept(make_cluster, tmp_path: Path) -> None:
+    """The worker's hello says the job ended, which ends its run, and the run leaves the master's
+    memory at once: the output the worker resends after that lands in the log all the same."""
+    cluster = make_cluster()
+    cluster.add_worker("w1")
+    gate, done = tmp_path / "gate", tmp_path / "done"
+    script = f'echo before; while [ ! -e "{gate}" ]; do sleep 0.02; done; echo after; touch "{done}"'
+    job = cluster.client.submit_job(TitanJob("last-words", command=["sh", "-c", script]))
+    wait_until(lambda: cluster.client.fetch_logs(job) == "before\n", what="the first line")
+    cluster.kill_master(signal.SIGKILL)
+    gate.touch()
+    wait_until(done.exists, what="the job to end while there is no master")
+    cluster.start_master()
+    cluster._client = None
+    assert cluster.client.wait(job, 60).state == "SUCCEEDED"
+    wait_until(lambda: cluster.client.fetch_logs(job) == "before\nafter\n", 30, what="every line in the log")
+
+
 def test_drain_lets_running_jobs_finish_then_the_worker_exits(make_cluster, tmp_path: Path) -> None:
     cluster = make_cluster()
     drained = cluster.add_worker("drained", slots=1)

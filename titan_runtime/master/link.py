@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 
@@ -94,6 +95,8 @@ class WorkerSession:
         self.outbox: asyncio.Queue[object] = asyncio.Queue()
         self.closed = False
         self.leaving = False  # the worker said goodbye: the stream's end is not a crash
+        #: The log files of the attempts its hello held and the master adopted (see _held_logs).
+        self.adopted_logs: dict[str, Path] = {}
         self._acks: list[str] = []
         self._ack_timer: asyncio.TimerHandle | None = None
 
@@ -219,15 +222,10 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
         session = WorkerSession(worker_id, context.peer(), service_host, token_name)
         self.sessions[worker_id] = session
         state = self._loop.state
+        held_logs = self._held_logs(worker_id, hello)
         welcome = await self._loop.call(lambda now: state.worker_connected(hello, now))
-        offsets = {}
-        for attempt_id in welcome.log_offsets:
-            found = state.attempt(attempt_id)
-            if found is not None:
-                job, attempt = found
-                offsets[attempt_id] = self._logs.size(
-                    attempt_id, self._logs.path(job.run_id, job.id, attempt.number)
-                )
+        session.adopted_logs = {a: held_logs[a] for a in welcome.log_offsets if a in held_logs}
+        offsets = {a: self._logs.size(a, path) for a, path in session.adopted_logs.items()}
         log.info(
             "worker %s (%s) connected from %s, tags %s",
             hello.name,
@@ -284,7 +282,7 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
                         )
                     )
                 for data in message.logs:
-                    self._append_log(worker_id, data)
+                    self._append_log(session, data)
                 for finished in message.finished:
                     exit: AttemptExit = exit_from_pb(finished.exit)
                     self._loop.post(
@@ -303,14 +301,29 @@ class WorkerLinkServicer(rpc.WorkerLinkServicer):
         finally:
             session.close()
 
-    def _append_log(self, worker_id: str, data: pb.LogData) -> None:
+    def _held_logs(self, worker_id: str, hello: WorkerHello) -> dict[str, Path]:
+        """The log files of the attempts a hello holds, found before the hello is committed: an
+        attempt it says ended is finished by that commit, and its run may leave memory before the
+        worker has resent the output the master lacks."""
+        found = {}
+        for held in hello.held:
+            known = self._loop.state.attempt(held.attempt_id)
+            if known is not None and known[1].worker_id == worker_id:
+                job, attempt = known
+                found[attempt.id] = self._logs.path(job.run_id, job.id, attempt.number)
+        return found
+
+    def _append_log(self, session: WorkerSession, data: pb.LogData) -> None:
         found = self._loop.state.attempt(data.attempt_id)
-        if found is None:
-            return
-        job, attempt = found
-        if attempt.worker_id != worker_id:
-            return
-        path = self._logs.path(job.run_id, job.id, attempt.number)
-        self._logs.append(attempt.id, path, data.offset, data.data)
-        if attempt.state.terminal:
-            self._logs.close(attempt.id)  # bytes resent after the attempt was committed
+        if found is not None:
+            job, attempt = found
+            if attempt.worker_id != session.worker_id:
+                return
+            path, ended = self._logs.path(job.run_id, job.id, attempt.number), attempt.state.terminal
+        else:  # ended, and out of memory: output the worker resends since its hello
+            path, ended = session.adopted_logs.get(data.attempt_id), True
+            if path is None:
+                return
+        self._logs.append(data.attempt_id, path, data.offset, data.data)
+        if ended:
+            self._logs.close(data.attempt_id)  # bytes resent after the attempt was committed
