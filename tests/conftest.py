@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
+import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -122,3 +124,33 @@ def netns() -> Iterator[NetworkNamespace]:
         yield ns
     finally:
         ns.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def standby_masters(
+    tmp_path: Path, postgres: PostgresServer
+) -> Iterator[tuple[ProcessCluster, ProcessCluster]]:
+    """Two masters for one database (lease 1 s) and one output dir, neither started (see
+    tests.helpers.start_leader_and_standby): a's data dir holds the cluster's token and b's a copy
+    (masters share it), their ports are chosen, both are stopped at the end."""
+    url = postgres.new_database()
+    shared = ("--lease-ttl", "1", "--output-dir", str(tmp_path / "output"))  # logs on a shared mount
+    a = ProcessCluster(tmp_path / "a", store=url, master_args=shared)
+    b = ProcessCluster(tmp_path / "b", store=url, master_args=shared)
+    a.port, b.port = _free_port(), _free_port()
+    for c in (a, b):
+        c.data_dir.mkdir(parents=True)
+    (a.data_dir / "token").write_text(secrets.token_urlsafe(32) + "\n")
+    (a.data_dir / "token").chmod(0o600)
+    shutil.copy2(a.data_dir / "token", b.data_dir / "token")
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()

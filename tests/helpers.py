@@ -20,6 +20,7 @@ __all__ = [
     "ProcessCluster",
     "hand_written_worker",
     "pid_alive",
+    "start_leader_and_standby",
     "wait_until",
     "webhook_cluster_file",
 ]
@@ -95,3 +96,13 @@ def webhook_cluster_file(directory: Path, url: str, secret: str, **pool: object)
     path = directory / "cluster.yaml"
     path.write_text(yaml.safe_dump({"autoscaler": {"interval": 0.1}, "pools": [settings]}))
     return path
+
+
+def start_leader_and_standby(a: ProcessCluster, b: ProcessCluster) -> str:
+    """Start master a, then b as its standby (the `standby_masters` fixture's two); both
+    addresses, for workers and clients."""
+    a.start_master()
+    b.start_master(wait=False)
+    wait_until(lambda: "standby: the master" in b.master_log(), 30, what="b to wait as a standby")
+    assert not (b.data_dir / "master.json").exists()  # a standby serves no work
+    return f"127.0.0.1:{a.port},127.0.0.1:{b.port}"

@@ -145,8 +145,15 @@ def start_dag(
     cluster: ProcessCluster,
     conf: dict[str, Any] | None = None,
     dags_folder: Path = TEST_DAGS,
+    address: str = "",
 ) -> RunningDag:
+    """`address`: the connection's Host instead of the cluster's own (several masters' HOST:PORT)."""
     workdir.mkdir(parents=True, exist_ok=True)
+    env = home.env(cluster, dags_folder)
+    if address:
+        env["AIRFLOW_CONN_TITAN_DEFAULT"] = json.dumps(
+            {"conn_type": "titan", "host": address, "password": cluster.token}
+        )
     log_path = workdir / f"{dag_id}.log"
     out_path = workdir / f"{dag_id}.json"
     out_path.unlink(missing_ok=True)
@@ -156,7 +163,7 @@ def start_dag(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=home.env(cluster, dags_folder),
+            env=env,
             cwd=workdir,
         )
     return RunningDag(dag_id, proc, log_path, out_path)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.airflow.harness import task_log_lines
-from tests.helpers import ProcessCluster, pid_alive, wait_until
+from tests.helpers import ProcessCluster, pid_alive, start_leader_and_standby, wait_until
+from titan_runtime import TitanClient
 
 pytestmark = pytest.mark.integration
 
@@ -124,3 +125,29 @@ def test_the_log_stream_survives_a_master_restart_without_losing_or_repeating_li
     assert lines.count("hello again") == 1
     assert [m for m in lines[hello:] if m.startswith("line ")] == [f"line {i}" for i in range(5)]
     assert result.xcom["hello"]["return_value"] == {"word": "again", "try": 1}
+
+
+def test_the_operator_rides_out_a_failover_to_a_standby_master(
+    standby_masters: tuple[ProcessCluster, ProcessCluster], run_dag, tmp_path: Path
+) -> None:
+    """The `titan` connection names both masters; the leader is killed mid-job: the task goes on
+    against the new leader, every line once, and succeeds."""
+    a, b = standby_masters
+    both = start_leader_and_standby(a, b)
+    a.add_worker("w1", args=("--master", both))
+    gate = tmp_path / "gate"
+    running = run_dag("titan_success", a, {"word": "over", "gate": str(gate)}, address=both)
+    running.wait_for_log("hello over")
+    a.kill_master()
+    b.wait_for_master(30)
+    client = TitanClient(address=both, token=a.token)
+    [run] = wait_until(lambda: titan_runs(b, "titan_success"), what="the run at the new leader")
+    wait_until(lambda: client.get_job(run.id).state == "RUNNING", what="the job adopted")
+    gate.touch()
+    result = running.wait()
+    client.close()
+    assert result.state == "success", result.log
+    lines = task_log_lines(result.log)
+    assert lines.count("hello over") == 1
+    hello = lines.index("hello over")
+    assert [m for m in lines[hello:] if m.startswith("line ")] == [f"line {i}" for i in range(5)]

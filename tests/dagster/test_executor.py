@@ -20,8 +20,9 @@ from dagster import (
 
 from tests.dagster import jobs
 from tests.dagster.conftest import expected_preload, preloaded, run_config, warm_and_cold
-from tests.helpers import ProcessCluster, wait_until
+from tests.helpers import ProcessCluster, start_leader_and_standby, wait_until
 from titan_dagster import naming
+from titan_runtime import TitanClient
 
 pytestmark = pytest.mark.integration
 
@@ -239,3 +240,45 @@ def test_a_step_whose_worker_dies_fails_as_lost(
     assert not problems, problems
     message = step_failure_message(instance, run_id, "sleeper")
     assert "failed health check" in message and "lost" in message, message
+
+
+def test_a_run_rides_out_a_failover_to_a_standby_master(
+    standby_masters: tuple[ProcessCluster, ProcessCluster], tmp_path: Path
+) -> None:
+    """titan_executor given both masters' addresses: the leader is killed while a step runs; the
+    standby leads, adopts the step, and the run succeeds with the step run once."""
+    from dagster import instance_for_test
+
+    a, b = standby_masters
+    both = start_leader_and_standby(a, b)
+    a.add_worker("cpu", args=("--master", both))
+    gate = tmp_path / "gate"
+    client = TitanClient(address=both, token=a.token)
+    problems: list[BaseException] = []
+
+    def leader_dies() -> None:
+        try:
+            wait_until(lambda: any(w.running for w in client.list_workers()), 60, what="the step to run")
+            a.kill_master()
+            b.wait_for_master(30)
+            gate.touch()
+        except BaseException as exc:
+            problems.append(exc)
+            gate.touch()
+
+    killer = threading.Thread(target=leader_dies, daemon=True)
+    killer.start()
+    config = run_config(a, address=both, ops={"chatty": {"config": {"gate": str(gate)}}})
+    home = tmp_path / "dagster-home"
+    home.mkdir()
+    with instance_for_test(temp_dir=str(home)) as instance:
+        with execute_job(reconstructable(jobs.chatty_job), instance=instance, run_config=config) as result:
+            assert result.success, result.all_events
+            assert result.output_for_node("chatty") == "ok"
+            run_id = result.run_id
+        assert step_events(instance, run_id, "chatty").count("STEP_START") == 1
+    killer.join(60)
+    assert not problems, problems
+    [step] = [r for r in client.list_runs() if r.id == naming.step_run_id(run_id, "chatty", 0)]
+    assert len(client.get_run(step.id).jobs[0].attempts) == 1  # adopted by the new leader, not run again
+    client.close()

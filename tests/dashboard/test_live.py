@@ -13,8 +13,8 @@ import pytest
 
 from tests.dashboard.conftest import Browser, Served
 from tests.dashboard.test_pages import found_ids, page_data
-from tests.helpers import ProcessCluster, wait_until
-from titan_runtime import TitanJob
+from tests.helpers import ProcessCluster, start_leader_and_standby, wait_until
+from titan_runtime import TitanClient, TitanJob
 from titan_runtime.client.aio import AsyncTitanClient
 from titan_runtime.dashboard import auth, state
 from titan_runtime.dashboard.feeds import KEEP_LINES
@@ -312,6 +312,35 @@ def test_the_streams_ride_out_a_master_restart(served: Served) -> None:
         return bool(seen) and any(r["id"] == seen["run"] for batch in decoded(events, "runs") for r in batch)
 
     browser.events("/live/overview", until, timeout=90)
+
+
+def test_the_streams_ride_out_a_failover_to_a_standby_master(
+    standby_masters: tuple[ProcessCluster, ProcessCluster],
+) -> None:
+    """A dashboard given both masters' addresses: the leader is killed while a browser watches,
+    the standby leads, and the browser sees a run submitted to the new leader."""
+    a, b = standby_masters
+    both = start_leader_and_standby(a, b)
+    running = start_in_thread(DashboardSettings(address=both, token=a.token), port=0)
+    browser = Browser(running.url)
+    client = TitanClient(address=both, token=a.token)
+    seen: dict[str, str] = {}
+
+    def until(events: Events) -> bool:
+        if not seen and any(name == "loadhistory" for name, _ in events):
+            a.kill_master()
+            b.wait_for_master(30)
+            seen["run"] = client.submit_dag("after", [TitanJob("a", command=["true"])])
+        return bool(seen) and any(r["id"] == seen["run"] for batch in decoded(events, "runs") for r in batch)
+
+    try:
+        assert browser.sign_in(a.token).status_code == 303
+        browser.events("/live/overview", until, timeout=90)
+        assert browser.get("/runs").status_code == 200
+    finally:
+        browser.close()
+        running.stop()
+        client.close()
 
 
 def test_a_dashboard_whose_own_token_is_refused_says_so_on_every_page(cluster: ProcessCluster) -> None:

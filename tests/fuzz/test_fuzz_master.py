@@ -265,7 +265,7 @@ def submit(cluster: ProcessCluster, jobs: list[pb.JobSpec]) -> pb.SubmitRunRespo
     client = cluster.client
     request = pb.SubmitRunRequest(name="fuzz", jobs=jobs)
     try:
-        return client._rpc("SubmitRun")(request, metadata=client._metadata, timeout=120)
+        return client._rpc("SubmitRun")[0](request, metadata=client._metadata, timeout=120)
     except grpc.RpcError as exc:
         assert exc.code() in REFUSALS, (exc.code(), exc.details(), jobs[:3])
         assert exc.details(), exc.code()
@@ -347,7 +347,7 @@ def test_dag_shapes_are_accepted_or_refused_for_their_cycle(
         jobs, cycle = shape
         client = fuzz_cluster.client
         try:
-            client._rpc("SubmitRun")(
+            client._rpc("SubmitRun")[0](
                 pb.SubmitRunRequest(name="dag", jobs=jobs), metadata=client._metadata, timeout=120
             )
             assert not cycle, "a cycle was accepted"

@@ -289,7 +289,7 @@ def test_a_project_that_unpacks_to_more_than_the_worker_allows_fails_its_job(
     client = cluster.client
     archive = client.upload_file(bomb)
     spec = pb.JobSpec(id="bomb", project_hash=archive, script_name="main.py")
-    response = client._rpc("SubmitRun")(
+    response = client._rpc("SubmitRun")[0](
         pb.SubmitRunRequest(name="bomb", jobs=[spec]), metadata=client._metadata
     )
     record = client.wait(response.run_id, 60)

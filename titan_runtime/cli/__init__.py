@@ -9,11 +9,16 @@ wrong and what to do, and exit non-zero.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
+
+# gRPC's own log lines (a connection's GOAWAY when a master stops) are noise on a command's output:
+# errors only, unless asked for. gRPC reads it when it loads, which the next import does.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from titan_runtime.cli.options import EXIT_CANCELLED, friendly_errors
 from titan_runtime.version import __version__

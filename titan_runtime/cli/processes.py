@@ -318,6 +318,19 @@ def up(
     help="With a PostgreSQL store, which masters may share: seconds the leader's lease lasts unrenewed "
     "(renewed every third of it); a standby takes over that long after the leader dies (docs/ha.md).",
 )
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where jobs' logs and artifacts are kept [default: the data dir]. Standby masters share "
+    "one (a shared mount), so that the leader serves what ran under the one before (docs/ha.md).",
+)
+@click.option(
+    "--advertise",
+    metavar="HOST:PORT",
+    default="",
+    help="With standby masters: where other hosts reach this master, which a standby tells the clients "
+    "and workers that dial it [default: the bound address; this host's name when bound to every address].",
+)
 @_master_limit_options
 @master_tls_options
 @_cluster_option
@@ -336,6 +349,8 @@ def master(
     credential_grace: float,
     auth_delay_max: float,
     lease_ttl: float,
+    output_dir: Path | None,
+    advertise: str,
     min_free: str,
     limit_pairs: tuple[str, ...],
     retention_pairs: tuple[str, ...],
@@ -395,6 +410,8 @@ def master(
         metrics_port=metrics_port,
         metrics_bind=metrics_bind,
         lease_ttl=lease_ttl,
+        output_dir=output_dir,
+        advertise=config.join_host_port(*config.split_host_port(advertise)) if advertise else "",
     )
 
     async def serve() -> str:

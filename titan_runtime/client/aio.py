@@ -33,8 +33,8 @@ class AsyncTitanClient(Calls[AsyncRun], AsyncDriver):
     async def close(self) -> None:
         if self._blocking is not None:
             self._blocking.close()
-        if self._channel is not None:
-            await self._channel.close()
+        for opened in self._channels():
+            await opened.close()
 
     def _twin(self) -> TitanClient:
         """A blocking client to the same master, with the same credentials: function tasks'
@@ -43,7 +43,7 @@ class AsyncTitanClient(Calls[AsyncRun], AsyncDriver):
             from titan_runtime.client.sync import TitanClient
 
             twin = TitanClient.__new__(TitanClient)
-            twin.__dict__.update(self.__dict__, _channel=None, _methods={}, _blocking=None)
+            twin.__dict__.update(self.__dict__, _channel=None, _retired=[], _methods={}, _blocking=None)
             self._blocking = twin
         return self._blocking
 

@@ -18,7 +18,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import grpc
 
-from titan_runtime import config
+from titan_runtime import config, masters
 from titan_runtime.client.errors import TitanConnectionError, error_from_rpc
 from titan_runtime.client.instructions import Call, Op, Sleep, Stream
 from titan_runtime.client.reconnect import Reconnect
@@ -37,6 +37,11 @@ CHANNEL_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
+
+
+#: Channels a client keeps open after a standby answered on them (a few per failover).
+MAX_RETIRED = 4
+_closing: set[asyncio.Task[None]] = set()
 
 
 class Driver:
@@ -59,20 +64,52 @@ class Driver:
         self._token = config.token(token, data_dir)
         self._metadata = (("authorization", f"Bearer {self._token}"),) if self._token else ()
         self.tls = client_tls(tls_ca, tls_cert, tls_key)
+        #: The masters in the order they are dialled: the leader first once a standby named it.
+        self._masters = masters.addresses(self.address)
         self._channel: Any = None
+        self._retired: list[Any] = []  # channels a standby answered on, closed with the client
         self._methods: dict[str, Any] = {}
         self._uploads = UploadCache()
 
-    def _rpc(self, method: str) -> Any:
-        """The callable of one of the service's methods. The channel opens at the first call, not
-        in the constructor: an asyncio channel belongs to the event loop it is made in, and a
-        client may be made before its loop runs."""
+    def _rpc(self, method: str) -> tuple[Any, Any]:
+        """The callable of one of the service's methods, and the channel it calls on. The channel
+        opens at the first call, not in the constructor: an asyncio channel belongs to the event
+        loop it is made in, and a client may be made before its loop runs."""
+        on = self._channel
         found = self._methods.get(method)
-        if found is None:
-            if self._channel is None:
-                self._channel = channel(self.address, self.tls, CHANNEL_OPTIONS, aio=self._aio)
-            found = self._methods[method] = method_callable(self._channel, method)
-        return found
+        if found is None or on is None:
+            if on is None:
+                on = self._channel = channel(
+                    ",".join(self._masters), self.tls, CHANNEL_OPTIONS, aio=self._aio
+                )
+                self._methods = {}
+            found = self._methods[method] = method_callable(on, method)
+        return found, on
+
+    def _follow(self, error: TitanConnectionError, used: Any) -> bool:
+        """A standby answered (on channel `used`): dial the leader it named first, on a new channel
+        (gRPC would keep the standby's connection). Whether to ask again at once: the standby did
+        nothing with the call, so even a submission may be repeated."""
+        leader = error.leader
+        if leader is None:
+            return False
+        self._reconnect.answered()  # a master of this cluster answered: a failover is ridden out
+        if not leader or not masters.may_follow(leader, self._masters, self.tls is not None):
+            return False  # nobody leads at this moment (the caller's retries wait for one), or not there
+        if self._channel is used:
+            self._masters = masters.led_by(self._masters, leader)
+            self._retired.append(used)
+            self._channel = None
+            if len(self._retired) > MAX_RETIRED:  # calls on it were a standby's, answered long since
+                self._close(self._retired.pop(0))
+        return True
+
+    def _close(self, old: Any) -> None:
+        raise NotImplementedError
+
+    def _channels(self) -> list[Any]:
+        """Every channel this client opened (to close them)."""
+        return [*self._retired, *([self._channel] if self._channel is not None else [])]
 
 
 #: The Titan service as its descriptor declares it. The client makes each method's callable on its
@@ -96,6 +133,9 @@ def method_callable(on: Any, name: str) -> Any:
 
 
 class BlockingDriver(Driver):
+    def _close(self, old: Any) -> None:
+        old.close()
+
     def _run(self, op: Op[T]) -> T:
         """Carry out an operation's instructions; a lost connection is thrown into it to decide."""
         try:
@@ -122,23 +162,36 @@ class BlockingDriver(Driver):
         finally:
             op.close()  # an operation interrupted by anything else cleans up now (a partial download)
 
-    def _invoke(self, call: Call) -> Any:
+    def _invoke(self, call: Call, again: bool = True) -> Any:
+        rpc, on = self._rpc(call.method)
         try:
-            response = self._rpc(call.method)(call.request, metadata=self._metadata, timeout=call.timeout)
+            response = rpc(call.request, metadata=self._metadata, timeout=call.timeout)
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc, self.address) from None
+            error = error_from_rpc(exc, self.address)
+            if again and isinstance(error, TitanConnectionError) and self._follow(error, on):
+                return self._invoke(call, again=False)
+            raise error from None
         self._reconnect.answered()
         return response
 
     def _stream(self, method: str, request: Any) -> Iterator[Any]:
+        rpc, on = self._rpc(method)
         try:
-            yield from self._rpc(method)(request, metadata=self._metadata)
+            yield from rpc(request, metadata=self._metadata)
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc, self.address) from None
+            error = error_from_rpc(exc, self.address)
+            if isinstance(error, TitanConnectionError):
+                self._follow(error, on)  # the operation asks again, as after any lost stream
+            raise error from None
 
 
 class AsyncDriver(Driver):
     _aio = True
+
+    def _close(self, old: Any) -> None:
+        task = asyncio.get_running_loop().create_task(old.close())
+        _closing.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(_closing.discard)
 
     async def _run(self, op: Op[T]) -> T:
         """`BlockingDriver._run` with awaits: the same operations, the same retries."""
@@ -166,22 +219,28 @@ class AsyncDriver(Driver):
         finally:
             op.close()  # an operation interrupted by anything else cleans up now (a partial download)
 
-    async def _invoke(self, call: Call) -> Any:
+    async def _invoke(self, call: Call, again: bool = True) -> Any:
+        rpc, on = self._rpc(call.method)
         try:
-            response = await self._rpc(call.method)(
-                call.request, metadata=self._metadata, timeout=call.timeout
-            )
+            response = await rpc(call.request, metadata=self._metadata, timeout=call.timeout)
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc, self.address) from None
+            error = error_from_rpc(exc, self.address)
+            if again and isinstance(error, TitanConnectionError) and self._follow(error, on):
+                return await self._invoke(call, again=False)
+            raise error from None
         self._reconnect.answered()
         return response
 
     async def _stream(self, method: str, request: Any) -> AsyncIterator[Any]:
+        rpc, on = self._rpc(method)
         try:
-            async for item in self._rpc(method)(request, metadata=self._metadata):
+            async for item in rpc(request, metadata=self._metadata):
                 yield item
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc, self.address) from None
+            error = error_from_rpc(exc, self.address)
+            if isinstance(error, TitanConnectionError):
+                self._follow(error, on)  # the operation asks again, as after any lost stream
+            raise error from None
 
 
 class operation(Generic[P, T]):

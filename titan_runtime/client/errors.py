@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from titan_runtime.masters import leader_named
+
 if TYPE_CHECKING:
     import grpc
 
@@ -18,11 +20,14 @@ class TitanConnectionError(TitanError, ConnectionError):
     `unavailable` is true when gRPC said UNAVAILABLE (no connection, or a call cut by a master that
     went away): the call did not happen or may be asked again, which is what lets a client ride out
     a restart. A call that timed out is not marked: the master may still be working on it.
+    `standby` is set when the master was a standby, which did nothing with the call (docs/ha.md).
     """
 
-    def __init__(self, message: str, unavailable: bool = False) -> None:
+    def __init__(self, message: str, unavailable: bool = False, leader: str | None = None) -> None:
         super().__init__(message)
         self.unavailable = unavailable
+        #: Set when a standby master answered: the leader it named ("" while none leads).
+        self.leader = leader
 
 
 class Unauthenticated(TitanError, PermissionError):
@@ -109,8 +114,9 @@ def error_from_rpc(exc: grpc.RpcError, address: str) -> TitanError:
             unavailable=code == grpc.StatusCode.UNAVAILABLE,
         )
     if code == grpc.StatusCode.UNAVAILABLE:
+        leader = leader_named(exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None)
         return TitanConnectionError(
-            f"the Titan master at {address} is unavailable: {details}", unavailable=True
+            f"the Titan master at {address} is unavailable: {details}", unavailable=True, leader=leader
         )
     if code is not None and code.name in _BY_CODE:
         return _BY_CODE[code.name](details)

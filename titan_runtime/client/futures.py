@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import grpc
 
 from titan_runtime.client import functions
-from titan_runtime.client.errors import InvalidJob, TitanError, error_from_rpc
+from titan_runtime.client.errors import InvalidJob, TitanConnectionError, TitanError, error_from_rpc
 from titan_runtime.client.records import TERMINAL_JOB_STATES, JobRecord, WatchEvent
 from titan_runtime.proto import titan_pb2 as pb
 
@@ -349,7 +349,8 @@ class _RunWatch:
                     session._watches.pop(self.run_id, None)
                     self.busy()
                     return
-                self._call = call = client._rpc("Watch")(request, metadata=client._metadata)
+                rpc, on = client._rpc("Watch")
+                self._call = call = rpc(request, metadata=client._metadata)
             try:
                 for message in call:
                     failures = 0
@@ -365,8 +366,11 @@ class _RunWatch:
                 if exc.code() == grpc.StatusCode.CANCELLED:
                     continue  # idle, or closed: the loop's check says which
                 failures += 1
+                error = error_from_rpc(exc, client.address)
+                if isinstance(error, TitanConnectionError):
+                    client._follow(error, on)  # a standby answered: the leader is dialled next
                 if failures > 30:  # a minute without the master: give up on these futures
-                    session.fail_pending(self.run_id, str(error_from_rpc(exc, client.address)))
+                    session.fail_pending(self.run_id, str(error))
                 time.sleep(min(2.0, 0.1 * failures))
             except Exception as exc:
                 session.fail_pending(self.run_id, str(exc))

@@ -43,8 +43,8 @@ class TitanClient(Calls[Run], BlockingDriver):
     def close(self) -> None:
         if self._functions is not None:
             self._functions.close()
-        if self._channel is not None:
-            self._channel.close()
+        for opened in self._channels():
+            opened.close()
 
     # ------------------------------------------------------------------ Python function tasks
 

@@ -37,6 +37,8 @@ class Leadership:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.epoch = 0
         self.lost = ""  # why the lease was lost ("" while it is held)
+        #: Where the leader listens, as a standby last read it ("" while none holds the lease).
+        self.leader_address = ""
         self._clock = clock
         self._renewing: asyncio.Task[None] | None = None
 
@@ -49,9 +51,10 @@ class Leadership:
                 self.epoch = epoch
                 log.info("leading: holds the store's lease (epoch %d)", epoch)
                 return epoch
+            leader = await asyncio.to_thread(self.store.lease_holder)
+            self.leader_address = leader.address if leader is not None and leader.expires_in > 0 else ""
             if self._clock() - said >= STANDBY_SAY_EVERY:
                 said = self._clock()
-                leader = await asyncio.to_thread(self.store.lease_holder)
                 where = f"{leader.holder} at {leader.address or 'an address not yet said'}" if leader else "?"
                 log.info("standby: the master %s leads; waiting for its lease to run out", where)
             await asyncio.sleep(self.ttl / 3)

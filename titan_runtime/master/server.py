@@ -53,13 +53,14 @@ from titan_runtime.master.logs import LogStore
 from titan_runtime.master.loop import MasterLoop
 from titan_runtime.master.schedules import Schedules
 from titan_runtime.master.secrets import MissingSecret, SecretError, Secrets
+from titan_runtime.master.standby import StandbyServer
 from titan_runtime.master.throttle import MAX_DELAY, AuthFailures
 from titan_runtime.master.tokens import NamedTokens
 from titan_runtime.master.watch import WatchHub
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.providers import registry
-from titan_runtime.store import describe_store, open_store
+from titan_runtime.store import Store, describe_store, open_store
 from titan_runtime.tls import ClientTls, ServerTls, TlsError, is_loopback, local_client_tls
 from titan_runtime.version import __version__
 
@@ -113,6 +114,10 @@ class MasterConfig:
     metrics_port: int | None = None  # Prometheus metrics on this port (0: any free one); None: none
     metrics_bind: str = "127.0.0.1"
     lease_ttl: float = LEASE_TTL  # a shared store's leader's lease: seconds it lasts unrenewed
+    #: HOST:PORT other hosts reach this master at ("": the bound address, or the host's name).
+    advertise: str = ""
+    #: Where jobs' logs and artifacts are kept (None: the data dir); standby masters share one.
+    output_dir: Path | None = None
 
 
 class MasterServer:
@@ -184,10 +189,10 @@ class MasterServer:
         self.token_path = data_dir / TOKEN_FILE
         disk = DiskGuard(data_dir, cfg.min_free)
         store = open_store(cfg.store, data_dir, fsync=cfg.fsync)
+        port_wanted = cfg.port
         if store.supports_lease:  # several masters may share it: lead only once holding its lease
-            self._leadership = Leadership(store, cfg.lease_ttl)
             try:
-                await self._leadership.acquire(join_host_port(cfg.bind, cfg.port))
+                port_wanted = await self._wait_as_standby(store)
             except BaseException:
                 store.close()
                 raise
@@ -244,8 +249,13 @@ class MasterServer:
             loop.clock,
             NamedTokens(store),
         )
-        self._logs = LogStore(data_dir / "logs", disk)
-        artifacts = ArtifactStore(data_dir / "artifacts")
+        output = (
+            writable_dir(cfg.output_dir.expanduser().resolve(), "output dir") if cfg.output_dir else data_dir
+        )
+        self._logs = LogStore(
+            output / "logs", disk if output == data_dir else DiskGuard(output, cfg.min_free)
+        )
+        artifacts = ArtifactStore(output / "artifacts")
         self._link = WorkerLinkServicer(loop, self._logs, cfg.heartbeat_interval, credentials)
         self._credentials = credentials
         if cfg.metrics_port is not None:  # imported only then: prometheus_client takes 50 ms to load
@@ -281,9 +291,9 @@ class MasterServer:
         servicer.on_revoke = self._link.drop_credential
         rpc.add_TitanServicer_to_server(servicer, server)
         rpc.add_WorkerLinkServicer_to_server(self._link, server)
-        target = join_host_port(cfg.bind, cfg.port)
+        target = join_host_port(cfg.bind, port_wanted)
         try:
-            if not port_is_free(cfg.bind, cfg.port):
+            if not port_is_free(cfg.bind, port_wanted):
                 port = 0
             elif self._tls_credentials is not None:
                 port = server.add_secure_port(target, self._tls_credentials)
@@ -311,7 +321,7 @@ class MasterServer:
         host = "127.0.0.1" if cfg.bind in ("0.0.0.0", "") else ("::1" if cfg.bind == "::" else cfg.bind)
         self.address = join_host_port(host, port)
         if self._leadership is not None:
-            await self._leadership.advertise(join_host_port(cfg.bind, port))
+            await self._leadership.advertise(self._advertised(port))
             self._leadership.keep(self._lease_lost)
         ready = {
             "address": self.address,
@@ -337,6 +347,34 @@ class MasterServer:
             data_dir,
             self.token_path,
         )
+
+    async def _wait_as_standby(self, store: Store) -> int:
+        """Answer on the master's port as a standby (naming the leader) until this master holds
+        the store's lease; the port to serve on then (the one the standby had: `--port 0` too)."""
+        cfg = self.config
+        self._leadership = leadership = Leadership(store, cfg.lease_ttl)
+        standby = StandbyServer(lambda: leadership.leader_address)
+        target = join_host_port(cfg.bind, cfg.port)
+        port = standby.bind(target, self._tls_credentials) if port_is_free(cfg.bind, cfg.port) else 0
+        if not port:
+            raise ConfigError(
+                f"cannot listen on {target}: the port is already in use or the address is not local; "
+                "stop the other process or choose another --port"
+            )
+        await standby.start()
+        try:
+            await leadership.acquire(self._advertised(port))
+        finally:
+            await standby.stop()
+        return port
+
+    def _advertised(self, port: int) -> str:
+        """Where clients and workers on other hosts reach this master: --advertise, else the bound
+        address, else (bound to every address) this host's name."""
+        cfg = self.config
+        if cfg.advertise:
+            return cfg.advertise
+        return join_host_port(socket.getfqdn() if cfg.bind in ("0.0.0.0", "::", "") else cfg.bind, port)
 
     def _lease_lost(self, why: str) -> None:
         """Another master leads now (or may soon): stop serving, at once."""

@@ -47,6 +47,7 @@ from titan_runtime.core.worker_link import (
     WorkerLink,
 )
 from titan_runtime.diskspace import DiskGuard
+from titan_runtime.masters import MasterList, leader_named
 from titan_runtime.proto import titan_pb2 as pb
 from titan_runtime.proto import titan_pb2_grpc as rpc
 from titan_runtime.tls import channel
@@ -129,8 +130,8 @@ class WorkerAgent:
         self._channel: grpc.aio.Channel | None = None
         self._stub: rpc.TitanStub | None = None
         #: `--master A,B,...`: masters sharing one store, of which one leads (docs/ha.md).
-        self._masters = [m.strip() for m in config.master.split(",") if m.strip()]
-        self._current = 0
+        self._masters = MasterList(config.master)
+        self._leader = ""  # the leader a standby named, to dial next
         self._metadata = (("authorization", f"Bearer {config.token}"),)
         self._sampler = capabilities.LoadSampler()
         # Before any child starts: under cgroup v2 the worker may move itself into a leaf cgroup,
@@ -243,11 +244,13 @@ class WorkerAgent:
                 if connected:
                     backoff.reset()
                 delay = backoff.next_delay() or 0.0  # no attempts or patience: never None
-                if not connected:
+                leader, self._leader = self._leader, ""
+                if leader:
+                    log.info("master at %s is a standby: dialling the leader at %s", self.master, leader)
+                elif not connected:
                     log.warning("master at %s unreachable; retrying in %.1fs", self.master, delay)
-                if len(self._masters) > 1:  # the next master of the list: a standby may lead now
+                if self._masters.move_on(leader, tls=self.config.tls is not None):
                     await self._channel_closed()
-                    self._current = (self._current + 1) % len(self._masters)
                     link = self._dial()
                 self._changed.clear()
                 await wait_event(self._changed, delay)
@@ -268,7 +271,7 @@ class WorkerAgent:
     @property
     def master(self) -> str:
         """The master this worker dials now: one of `--master A,B,...`, the next after a failure."""
-        return self._masters[self._current]
+        return self._masters.current
 
     def _dial(self) -> rpc.WorkerLinkStub:
         self._channel = channel(self.master, self.config.tls, CHANNEL_OPTIONS, aio=True)
@@ -318,10 +321,12 @@ class WorkerAgent:
             first = await call.read()
         except grpc.aio.AioRpcError as exc:
             self._check_fatal(exc)
+            self._leader = leader_named(exc.trailing_metadata()) or ""
             return False
         if first is grpc.aio.EOF or not first.HasField("welcome"):
             if await call.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                 raise FatalWorkerError(await call.details())
+            self._leader = leader_named(await call.trailing_metadata()) or ""
             return False
         conn = _Connection(
             call, heartbeat_interval=first.welcome.heartbeat_interval or 1.0, told_draining=self.draining
