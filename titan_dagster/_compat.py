@@ -45,6 +45,16 @@ from dagster._serdes import ConfigurableClass, ConfigurableClassData
 #: Dagster minors this package was verified against (the test suite run on each).
 SUPPORTED = ("1.12", "1.13")
 
+
+#: Dagster's modules a step or run worker imports to open its instance, beyond `import dagster`: the
+#: SQLite storages, which bring SQLAlchemy and Alembic (0.3-0.5 s a process). Named, not imported:
+#: titan_dagster.warm imports them in a warm launcher, before it forks steps and run workers.
+INSTANCE_MODULES = (
+    "dagster._core.instance.factory",
+    "dagster._core.storage.root",
+    "dagster._core.storage.sqlite_storage",
+)
+
 DAGSTER_VERSION = dagster.__version__
 
 

@@ -36,7 +36,7 @@ def warm() -> bool:
 
 def preloaded(parent: list[str]) -> list[str]:
     """What the worker's launcher that forked a process had imported, from that launcher's command
-    line (`... launcher_main.py FD [PACKAGE ...]`): ["dagster", "titan_dagster"] warm, [] cold."""
+    line (`... launcher_main.py FD [PACKAGE ...]`): ["dagster", "titan_dagster.warm"] warm, [] cold."""
     [main] = [i for i, part in enumerate(parent) if part.endswith("launcher_main.py")]  # forked either way
     return parent[main + 2 :]  # after its socket's fd
 
@@ -49,7 +49,7 @@ def preloaded_for(pid: int) -> list[str]:
 
 
 def expected_preload(warm: bool) -> list[str]:
-    return ["dagster", "titan_dagster"] if warm else []
+    return ["dagster", "titan_dagster.warm"] if warm else []
 
 
 @pytest.fixture

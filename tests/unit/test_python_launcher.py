@@ -136,12 +136,16 @@ def run_script(
     return done, out, pid, forked
 
 
+#: A forked job that asks for it exits without the interpreter's teardown (TITAN_FAST_EXIT=1, what
+#: warm Dagster steps ask for): threads, atexit, output and exit codes must be the same.
+FAST_EXIT = pytest.mark.parametrize("fast", [False, True], ids=["teardown", "fast-exit"])
+
+
+@FAST_EXIT
 @pytest.mark.parametrize("code", [0, 3])
-def test_a_forked_script_sees_and_ends_as_an_execd_one(tmp_path: Path, code: int) -> None:
-    runs = {
-        fork: run_script(tmp_path, PROBE, [str(code)], fork, {"JOB_VALUE": "ünï,code"})
-        for fork in (False, True)
-    }
+def test_a_forked_script_sees_and_ends_as_an_execd_one(tmp_path: Path, code: int, fast: bool) -> None:
+    env = {"JOB_VALUE": "ünï,code", **({"TITAN_FAST_EXIT": "1"} if fast else {})}
+    runs = {fork: run_script(tmp_path, PROBE, [str(code)], fork, env) for fork in (False, True)}
     (exec_done, exec_out, _, exec_forked), (fork_done, fork_out, _, fork_forked) = runs[False], runs[True]
     assert (exec_forked, fork_forked) == (False, True)
     assert fork_done == exec_done
@@ -154,6 +158,20 @@ def test_a_forked_script_sees_and_ends_as_an_execd_one(tmp_path: Path, code: int
     assert ("O", "atexit ran") in fork_out and ("O", "thread joined") in fork_out
 
 
+def test_a_fast_exit_skips_the_teardown_of_modules_only(tmp_path: Path) -> None:
+    """What TITAN_FAST_EXIT=1 leaves out, and all it leaves out: a module's objects are not
+    finalized at exit (as in a multiprocessing child)."""
+    source = (
+        "import atexit, sys\nclass Kept:\n    def __del__(self):\n        print('finalized', flush=True)\n"
+        "kept = Kept()\natexit.register(print, 'atexit ran')\nprint('ran')\nsys.exit(5)\n"
+    )
+    exec_done, exec_out, _, _ = run_script(tmp_path, source, [], fork=False, env={"TITAN_FAST_EXIT": "1"})
+    fork_done, fork_out, _, forked = run_script(tmp_path, source, [], fork=True, env={"TITAN_FAST_EXIT": "1"})
+    assert forked and fork_done == exec_done and fork_done.exit_code == 5
+    assert exec_out == [("O", "ran"), ("O", "atexit ran"), ("O", "finalized")]
+    assert fork_out == [("O", "ran"), ("O", "atexit ran")]
+
+
 #: Ways a Python job fails, each of which must look the same forked and exec'd.
 FAILURES = {
     "exception": "def f():\n    raise ValueError('boom')\nf()\n",
@@ -164,10 +182,12 @@ FAILURES = {
 }
 
 
+@FAST_EXIT
 @pytest.mark.parametrize("source", FAILURES.values(), ids=FAILURES.keys())
-def test_failures_look_the_same(tmp_path: Path, source: str) -> None:
-    exec_done, exec_out, _, _ = run_script(tmp_path, source, [], fork=False)
-    fork_done, fork_out, _, forked = run_script(tmp_path, source, [], fork=True)
+def test_failures_look_the_same(tmp_path: Path, source: str, fast: bool) -> None:
+    env = {"TITAN_FAST_EXIT": "1"} if fast else {}
+    exec_done, exec_out, _, _ = run_script(tmp_path, source, [], fork=False, env=env)
+    fork_done, fork_out, _, forked = run_script(tmp_path, source, [], fork=True, env=env)
     assert forked
     assert fork_done == exec_done and fork_done.outcome == "failed"
     assert fork_out == exec_out

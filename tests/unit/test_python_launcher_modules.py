@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import pytest
 from tests.unit.test_python_launcher import (  # noqa: F401 - the fixture applies here too
     ENV,
     FAILURES,
+    FAST_EXIT,
     PROBE,
     a_worker_like_test_process,
     records,
@@ -59,24 +61,26 @@ def run_argv(
 
 
 def run_module(
-    tmp_path: Path, source: str, args: list[str], way: str, unbuffered_flag: bool = True
+    tmp_path: Path, source: str, args: list[str], way: str, unbuffered_flag: bool = True, fast: bool = False
 ) -> tuple[ProcessExit, list[tuple[str, str]], bool]:
-    """Package `probe` (its __main__ is `source`) run as `python [-u] -m probe ARGS` (run_argv)."""
+    """Package `probe` (its __main__ is `source`) run as `python [-u] -m probe ARGS` (run_argv);
+    `fast`: with TITAN_FAST_EXIT=1, as a warm Dagster step."""
     work = tmp_path / way
     (work / "probe").mkdir(parents=True)
     (work / "probe" / "__init__.py").write_text("")
     (work / "probe" / "__main__.py").write_text(source)
     argv = [sys.executable, *(["-u"] if unbuffered_flag else []), "-m", "probe", *args]
-    return run_argv(work, argv, way)
+    return run_argv(work, argv, way, {**ENV, "TITAN_FAST_EXIT": "1"} if fast else ENV)
 
 
+@FAST_EXIT
 @pytest.mark.parametrize("unbuffered_flag", [True, False], ids=["-u", "PYTHONUNBUFFERED"])
 @pytest.mark.parametrize("code", [0, 3])
 def test_a_forked_module_sees_and_ends_as_an_execd_one(
-    tmp_path: Path, code: int, unbuffered_flag: bool
+    tmp_path: Path, code: int, unbuffered_flag: bool, fast: bool
 ) -> None:
     runs = {
-        way: run_module(tmp_path, MODULE_PROBE, [str(code), "x y"], way, unbuffered_flag)
+        way: run_module(tmp_path, MODULE_PROBE, [str(code), "x y"], way, unbuffered_flag, fast)
         for way in ("exec", "fork")
     }
     (exec_done, exec_out, exec_forked), (fork_done, fork_out, fork_forked) = runs["exec"], runs["fork"]
@@ -92,10 +96,11 @@ def test_a_forked_module_sees_and_ends_as_an_execd_one(
     assert ("O", "atexit ran") in fork_out and ("O", "thread joined") in fork_out
 
 
+@FAST_EXIT
 @pytest.mark.parametrize("source", FAILURES.values(), ids=FAILURES.keys())
-def test_a_modules_failures_look_the_same(tmp_path: Path, source: str) -> None:
-    exec_done, exec_out, _ = run_module(tmp_path, source, [], "exec")
-    fork_done, fork_out, forked = run_module(tmp_path, source, [], "fork")
+def test_a_modules_failures_look_the_same(tmp_path: Path, source: str, fast: bool) -> None:
+    exec_done, exec_out, _ = run_module(tmp_path, source, [], "exec", fast=fast)
+    fork_done, fork_out, forked = run_module(tmp_path, source, [], "fork", fast=fast)
     assert forked
     assert fork_done == exec_done and fork_done.outcome == "failed"
     assert fork_out == exec_out
@@ -203,6 +208,10 @@ def test_a_package_that_cannot_be_preloaded_is_said_and_its_jobs_still_run(
             proc = JobProcess(argv, tmp_path, ENV, Spool(tmp_path / "out.log"), lambda: None)
             await proc.start(launchers.pick(argv, ENV))
             assert (await proc.wait()).exit_code == 0
+            # The job did not need that launcher, so it may end before its first message is read.
+            deadline = time.monotonic() + 30
+            while not launchers.preloaded.ready and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
         finally:
             launchers.close()
 
