@@ -1,8 +1,9 @@
 """Warm Python (issue 24): a. Dagster steps; b-e. Python function tasks beside Ray, Dask and a
 ProcessPoolExecutor (python_functions.py says what each part measures).
 
-Part a, a Dagster job of 9 trivial ops (8 leaves, one fan-in). Ways, in turns round after round (the order reversed every other round), each the wall time of
-`execute_job` against the same instance:
+Part a, a Dagster job of 9 trivial ops (8 leaves, one fan-in), then a chain of 30. Ways, in turns
+round after round (the order reversed every other round), each the wall time of `execute_job`
+against the same instance (the chain: warm, multiprocess and in process only):
 - titan_executor, warm (its default): each step asks its worker to preload Dagster, so its
   `python -m dagster api execute_step` is forked from a launcher that has imported Dagster (the
   worker starts that launcher when first asked);
@@ -50,7 +51,8 @@ def titan_cluster(root: Path, args: tuple[str, ...]) -> Iterator[ProcessCluster]
         c.stop()
 
 
-def run_once(instance: Any, way: str, clusters: dict[str, ProcessCluster]) -> float:
+def run_once(instance: Any, way: str, clusters: dict[str, ProcessCluster], shape: str = "fanin") -> float:
+    """Seconds `execute_job` takes for the job of `shape` ("fanin": 9 ops; "chain": 30) run `way`."""
     import dagster_fanin
     from dagster import execute_job, reconstructable
 
@@ -63,12 +65,12 @@ def run_once(instance: Any, way: str, clusters: dict[str, ProcessCluster]) -> fl
                 "config": {"address": c.address, "token": c.token, "poll_interval": 0.05, "warm": warm}
             }
         }
-        target = dagster_fanin.fanin_titan
+        target = getattr(dagster_fanin, f"{shape}_titan")
     elif way == "multiprocess":
         config = {"execution": {"config": {"max_concurrent": 2}}}
-        target = dagster_fanin.fanin_multiprocess
+        target = getattr(dagster_fanin, f"{shape}_multiprocess")
     else:
-        target = dagster_fanin.fanin_in_process
+        target = getattr(dagster_fanin, f"{shape}_in_process")
     with Timer() as t, execute_job(reconstructable(target), instance=instance, run_config=config) as result:
         assert result.success, way
     return t.seconds
@@ -91,6 +93,7 @@ def main() -> None:
 
 
 def part_a(rounds: int) -> None:
+    import dagster_fanin
     from dagster import instance_for_test
 
     ways = [*TITAN_WAYS, "multiprocess", "in process"]
@@ -111,6 +114,12 @@ def part_a(rounds: int) -> None:
             for way in ways if r % 2 == 0 else ways[::-1]:
                 times[way].append(run_once(instance, way, clusters))
                 print(f"round {r + 1} {way:12}: {times[way][-1]:.2f} s", flush=True)
+        chain_ways = ["warm", "multiprocess", "in process"]  # the cold ways: a second a step, 30 s a run
+        chain: dict[str, list[float]] = {w: [] for w in chain_ways}
+        for r in range(rounds):
+            for way in chain_ways if r % 2 == 0 else chain_ways[::-1]:
+                chain[way].append(run_once(instance, way, clusters, "chain"))
+                print(f"round {r + 1} chain {way:12}: {chain[way][-1]:.2f} s", flush=True)
     base = statistics.median(times["in process"])
     multi = statistics.median(times["multiprocess"])
     rows = []
@@ -130,6 +139,24 @@ def part_a(rounds: int) -> None:
         )
     table(
         f"a Dagster job of 8 leaves and a fan-in, 2 slots (medians of {rounds} rounds; baseline: in process)",
+        rows,
+    )
+    base = statistics.median(chain["in process"])
+    rows = []
+    for way in chain_ways:
+        med = statistics.median(chain[way])
+        rows.append(
+            (
+                f"30-op chain: {way}",
+                f"{med:.2f} s ({min(chain[way]):.2f}-{max(chain[way]):.2f})",
+                f"{base:.2f} s",
+                f"{(med - base) / dagster_fanin.CHAIN * 1000:.0f} ms",
+                "<= 50 ms" if way == "warm" else "",
+            )
+        )
+    table(
+        f"a chain of {dagster_fanin.CHAIN} Dagster ops (medians of {rounds} rounds; baseline: in process; "
+        "ratio: the overhead per step)",
         rows,
     )
 

@@ -1,5 +1,5 @@
-"""The Dagster job bench_python.py runs: 8 trivial leaves and one fan-in (issue 24's 9-op job),
-in an importable module because each step process loads it from here."""
+"""The Dagster jobs bench_python.py runs: 8 trivial leaves and one fan-in (issue 24's 9-op job),
+and a chain of 30 ops, in an importable module because each step process loads them from here."""
 
 from dagster import in_process_executor, job, multiprocess_executor, op
 
@@ -42,3 +42,43 @@ def fanin_multiprocess() -> None:
 @job(executor_def=in_process_executor)
 def fanin_in_process() -> None:
     _graph()
+
+
+CHAIN = 30
+
+
+@op
+def chain_start() -> int:
+    return 0
+
+
+def _link(i: int):  # type: ignore[no-untyped-def]
+    @op(name=f"link_{i}")
+    def link(value: int) -> int:
+        return value + 1
+
+    return link
+
+
+_LINKS = [_link(i) for i in range(1, CHAIN)]
+
+
+def _chain() -> None:
+    value = chain_start()
+    for link in _LINKS:
+        value = link(value)
+
+
+@job(executor_def=titan_executor)
+def chain_titan() -> None:
+    _chain()
+
+
+@job(executor_def=multiprocess_executor)
+def chain_multiprocess() -> None:
+    _chain()
+
+
+@job(executor_def=in_process_executor)
+def chain_in_process() -> None:
+    _chain()
