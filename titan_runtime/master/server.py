@@ -306,10 +306,7 @@ class MasterServer:
             store.close()
             if self._metrics is not None:
                 self._metrics.stop()
-            raise ConfigError(
-                f"cannot listen on {target}: the port is already in use or the address is not local; "
-                "stop the other process or choose another --port"
-            )
+            raise _cannot_listen(target)
         await server.start()
         self._server = server
         log.info(restored)
@@ -357,10 +354,7 @@ class MasterServer:
         target = join_host_port(cfg.bind, cfg.port)
         port = standby.bind(target, self._tls_credentials) if port_is_free(cfg.bind, cfg.port) else 0
         if not port:
-            raise ConfigError(
-                f"cannot listen on {target}: the port is already in use or the address is not local; "
-                "stop the other process or choose another --port"
-            )
+            raise _cannot_listen(target)
         await standby.start()
         try:
             await leadership.acquire(self._advertised(port))
@@ -522,3 +516,10 @@ class MasterServer:
         notifier.notify(changes.run_ids | {run_id for run_id, _ in changes.job_keys})
 
         notifier.notify(("attempt", a) for a in changes.ended_attempts)
+
+
+def _cannot_listen(target: str) -> ConfigError:
+    return ConfigError(
+        f"cannot listen on {target}: the port is already in use or the address is not local; "
+        "stop the other process or choose another --port"
+    )
