@@ -46,13 +46,19 @@ from dagster._serdes import ConfigurableClass, ConfigurableClassData
 SUPPORTED = ("1.12", "1.13")
 
 
-#: Dagster's modules a step or run worker imports to open its instance, beyond `import dagster`: the
-#: SQLite storages, which bring SQLAlchemy and Alembic (0.3-0.5 s a process). Named, not imported:
-#: titan_dagster.warm imports them in a warm launcher, before it forks steps and run workers.
-INSTANCE_MODULES = (
+#: The modules a step or run worker imports beyond `import dagster`, found by profiling one: its
+#: instance's (the SQLite storages, which bring SQLAlchemy and Alembic: 0.3-0.5 s a process), and
+#: loading a job and its run config. Named, not imported: titan_dagster.warm imports them in a
+#: warm launcher, before it forks steps and run workers.
+STEP_MODULES = (
     "dagster._core.instance.factory",
     "dagster._core.storage.root",
     "dagster._core.storage.sqlite_storage",
+    "dagster._core.definitions.repository_definition.repository_data_builder",
+    "dagster._core.system_config.composite_descent",
+    "dagster._utils.test",
+    "upath.core",
+    "upath.implementations.local",
 )
 
 DAGSTER_VERSION = dagster.__version__

@@ -11,7 +11,7 @@ import importlib
 import dagster  # noqa: F401 - the step's own entry point (`python -m dagster api ...`)
 
 import titan_dagster  # noqa: F401
-from titan_dagster._compat import INSTANCE_MODULES
+from titan_dagster._compat import STEP_MODULES
 
-for _name in INSTANCE_MODULES:
+for _name in STEP_MODULES:
     importlib.import_module(_name)
