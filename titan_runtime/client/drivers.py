@@ -19,7 +19,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 import grpc
 
 from titan_runtime import config, masters
-from titan_runtime.client.errors import TitanConnectionError, error_from_rpc
+from titan_runtime.client.errors import TitanConnectionError, TitanError, error_from_rpc
 from titan_runtime.client.instructions import Call, Op, Sleep, Stream
 from titan_runtime.client.reconnect import Reconnect
 from titan_runtime.client.specs import UploadCache
@@ -85,6 +85,12 @@ class Driver:
                 self._methods = {}
             found = self._methods[method] = method_callable(on, method)
         return found, on
+
+    def _failed(self, exc: grpc.RpcError, on: Any, follow: bool = True) -> tuple[TitanError, bool]:
+        """The error a call on channel `on` ended with, and (with `follow`) whether to ask again at
+        once: a standby answered, naming the leader, which is dialled from now on (`_follow`)."""
+        error = error_from_rpc(exc, self.address)
+        return error, follow and isinstance(error, TitanConnectionError) and self._follow(error, on)
 
     def _follow(self, error: TitanConnectionError, used: Any) -> bool:
         """A standby answered (on channel `used`): dial the leader it named first, on a new channel
@@ -167,8 +173,8 @@ class BlockingDriver(Driver):
         try:
             response = rpc(call.request, metadata=self._metadata, timeout=call.timeout)
         except grpc.RpcError as exc:
-            error = error_from_rpc(exc, self.address)
-            if again and isinstance(error, TitanConnectionError) and self._follow(error, on):
+            error, ask_again = self._failed(exc, on, follow=again)
+            if ask_again:
                 return self._invoke(call, again=False)
             raise error from None
         self._reconnect.answered()
@@ -179,10 +185,7 @@ class BlockingDriver(Driver):
         try:
             yield from rpc(request, metadata=self._metadata)
         except grpc.RpcError as exc:
-            error = error_from_rpc(exc, self.address)
-            if isinstance(error, TitanConnectionError):
-                self._follow(error, on)  # the operation asks again, as after any lost stream
-            raise error from None
+            raise self._failed(exc, on)[0] from None  # the operation asks again, as after any lost stream
 
 
 class AsyncDriver(Driver):
@@ -224,8 +227,8 @@ class AsyncDriver(Driver):
         try:
             response = await rpc(call.request, metadata=self._metadata, timeout=call.timeout)
         except grpc.RpcError as exc:
-            error = error_from_rpc(exc, self.address)
-            if again and isinstance(error, TitanConnectionError) and self._follow(error, on):
+            error, ask_again = self._failed(exc, on, follow=again)
+            if ask_again:
                 return await self._invoke(call, again=False)
             raise error from None
         self._reconnect.answered()
@@ -237,10 +240,7 @@ class AsyncDriver(Driver):
             async for item in rpc(request, metadata=self._metadata):
                 yield item
         except grpc.RpcError as exc:
-            error = error_from_rpc(exc, self.address)
-            if isinstance(error, TitanConnectionError):
-                self._follow(error, on)  # the operation asks again, as after any lost stream
-            raise error from None
+            raise self._failed(exc, on)[0] from None  # the operation asks again, as after any lost stream
 
 
 class operation(Generic[P, T]):

@@ -20,7 +20,7 @@ class TitanConnectionError(TitanError, ConnectionError):
     `unavailable` is true when gRPC said UNAVAILABLE (no connection, or a call cut by a master that
     went away): the call did not happen or may be asked again, which is what lets a client ride out
     a restart. A call that timed out is not marked: the master may still be working on it.
-    `standby` is set when the master was a standby, which did nothing with the call (docs/ha.md).
+    `leader` is set when the master was a standby, which did nothing with the call (docs/ha.md).
     """
 
     def __init__(self, message: str, unavailable: bool = False, leader: str | None = None) -> None:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import grpc
 
 from titan_runtime.client import functions
-from titan_runtime.client.errors import InvalidJob, TitanConnectionError, TitanError, error_from_rpc
+from titan_runtime.client.errors import InvalidJob, TitanError
 from titan_runtime.client.records import TERMINAL_JOB_STATES, JobRecord, WatchEvent
 from titan_runtime.proto import titan_pb2 as pb
 
@@ -366,9 +366,7 @@ class _RunWatch:
                 if exc.code() == grpc.StatusCode.CANCELLED:
                     continue  # idle, or closed: the loop's check says which
                 failures += 1
-                error = error_from_rpc(exc, client.address)
-                if isinstance(error, TitanConnectionError):
-                    client._follow(error, on)  # a standby answered: the leader is dialled next
+                error = client._failed(exc, on)[0]  # a standby's answer: the leader is dialled next
                 if failures > 30:  # a minute without the master: give up on these futures
                     session.fail_pending(self.run_id, str(error))
                 time.sleep(min(2.0, 0.1 * failures))
